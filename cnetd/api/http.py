@@ -1,0 +1,57 @@
+"""HTTP edges shared by the API's resources: JSON in, JSON out, and every error rendered one way."""
+from __future__ import annotations
+
+import http
+import logging
+from typing import Any
+
+import falcon
+import orjson
+
+from cnetd.errors import CnetError, Invalid, PayloadTooLarge
+
+log = logging.getLogger("api")
+
+
+def send(resp: falcon.Response, body: Any, status: int = 200) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = orjson.dumps(body)
+
+
+def read_json(req: falcon.Request, max_bytes: int) -> Any:
+    """The request's JSON body; 413 past ``max_bytes``, 400 when empty or not JSON."""
+    if req.content_length is not None and req.content_length > max_bytes:
+        raise PayloadTooLarge(f"request body of {req.content_length} bytes exceeds the limit of {max_bytes}")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
+    if not raw.strip():
+        raise Invalid("request body is empty: send a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"request body is not valid JSON: {exc}") from None
+
+
+def render_cnet_error(req: falcon.Request, resp: falcon.Response, error: CnetError, params: dict) -> None:
+    send(resp, error.to_dict(), error.status)
+
+
+def render_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: dict) -> None:
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    send(resp, {"error": "internal", "message": f"internal error ({type(error).__name__}); see the api log"}, 500)
+
+
+def serialize_http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    """Falcon's own errors (unknown route, wrong method, …) in the same shape as ours."""
+    phrase = http.HTTPStatus(error.status_code).phrase
+    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = orjson.dumps({"error": code, "message": error.description or f"{phrase}: {req.method} {req.path}"})
+
+
+def install_error_rendering(app: falcon.App) -> None:
+    app.add_error_handler(Exception, render_unexpected)
+    app.add_error_handler(CnetError, render_cnet_error)
+    app.set_error_serializer(serialize_http_error)

@@ -1,0 +1,252 @@
+"""Node configuration: the YAML file, validated into a ``NodeConfig``; a bad key fails with one clear line."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+import yaml
+
+from cnetd import hostinfo
+from cnetd.paths import IPC_PATH_MAX, RuntimePaths
+from ledger.records import Resources
+
+AUTO = "auto"
+STRATEGIES = ("local-first", "best-fit", "spread")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")
+MESH_PORT_OFFSET = 1000  # default mesh port: API port + 1000 (8080 → 9080)
+_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_HOST_PORT = re.compile(r"^[^:\s]+:\d{1,5}$")
+
+
+class ConfigError(Exception):
+    """A config value that cannot be used; the message names the key and the problem."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A node's validated configuration, with ``auto`` resources already resolved."""
+
+    node_id: str
+    address: str
+    port: int
+    runtime_dir: str
+    capacity: Resources
+    parent_address: str | None
+    peer_addresses: tuple[str, ...]
+    log_level: str
+    log_format: str
+    db_path: str
+    data_path: str
+    api_workers: int
+    api_threads: int
+    api_max_body_bytes: int
+    mesh_port: int
+    heartbeat_period_s: float
+    strategy: str
+
+    @property
+    def paths(self) -> RuntimePaths:
+        return RuntimePaths(Path(self.runtime_dir))
+
+    @property
+    def api_url(self) -> str:
+        host = "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address
+        return f"http://{host}:{self.port}"
+
+    @property
+    def mesh_endpoint(self) -> str:
+        return f"tcp://{self.address}:{self.mesh_port}"
+
+    def save(self) -> None:
+        """Write the resolved config into the runtime dir, where the node's processes read it."""
+        self.paths.node_config.write_bytes(orjson.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_runtime_dir(cls, runtime_dir: str) -> NodeConfig:
+        raw = orjson.loads(RuntimePaths(Path(runtime_dir)).node_config.read_bytes())
+        return cls(**{**raw, "capacity": Resources.from_dict(raw["capacity"]),
+                      "peer_addresses": tuple(raw["peer_addresses"])})
+
+
+def load_config(path: str) -> NodeConfig:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
+    return parse_config({} if raw is None else raw)
+
+
+# -- validation --------------------------------------------------------------------------------
+
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "agent": ("node_id", "address", "port", "runtime_dir"),
+    "resources": ("cpu", "gpu", "memory", "storage"),
+    "parent": ("enabled", "address"),
+    "peers": ("enabled", "addresses"),
+    "logging": ("level", "format"),
+    "storage": ("sqlite",),
+    "api": ("workers", "threads", "max_body_bytes"),
+    "mesh": ("port", "heartbeat_period_s"),
+    "scheduler": ("strategy",),
+}
+
+
+def parse_config(raw: Any) -> NodeConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError("config", "the file must hold a mapping of sections")
+    _reject_unknown(raw)
+    get = _Getter(raw)
+    node_id = get("agent.node_id", None, _node_id)
+    port = get("agent.port", 8080, _port)
+    runtime_dir = get("agent.runtime_dir", f"/tmp/cnet/{node_id}", _string)
+    paths = RuntimePaths(Path(runtime_dir))
+    if paths.longest_socket_path() > IPC_PATH_MAX:
+        raise ConfigError("agent.runtime_dir", f"too long for unix sockets (keep it under {IPC_PATH_MAX - 16} characters)")
+    data_path = get("storage.sqlite.data_path", "/tmp/cnet_data", _string)
+    parent_enabled = get("parent.enabled", False, _bool)
+    peers_enabled = get("peers.enabled", False, _bool)
+    return NodeConfig(
+        node_id=node_id,
+        address=get("agent.address", "127.0.0.1", _string),
+        port=port,
+        runtime_dir=runtime_dir,
+        capacity=Resources(
+            cpu=get("resources.cpu", AUTO, _auto_or(_positive_number, hostinfo.detect_cpu)),
+            memory=get("resources.memory", AUTO, _auto_or(_positive_int, hostinfo.detect_memory)),
+            gpu=get("resources.gpu", AUTO, _auto_or(_non_negative_int, hostinfo.detect_gpus)),
+            storage=get("resources.storage", AUTO,
+                        _auto_or(_non_negative_int, lambda: hostinfo.detect_storage(data_path))),
+        ),
+        parent_address=get("parent.address", None, _host_port) if parent_enabled else None,
+        peer_addresses=tuple(get("peers.addresses", [], _host_port_list)) if peers_enabled else (),
+        log_level=get("logging.level", "info", _one_of(LOG_LEVELS)),
+        log_format=get("logging.format", "json", _one_of(LOG_FORMATS)),
+        db_path=get("storage.sqlite.db_path", "/tmp/cnet_storage.db", _string),
+        data_path=data_path,
+        api_workers=get("api.workers", 2, _positive_int),
+        api_threads=get("api.threads", 8, _positive_int),
+        api_max_body_bytes=get("api.max_body_bytes", 1 << 20, _positive_int),
+        mesh_port=get("mesh.port", port + MESH_PORT_OFFSET, _port),
+        heartbeat_period_s=float(get("mesh.heartbeat_period_s", 5.0, _positive_number)),
+        strategy=get("scheduler.strategy", "local-first", _one_of(STRATEGIES)),
+    )
+
+
+def _reject_unknown(raw: dict[str, Any]) -> None:
+    for section, body in raw.items():
+        if section not in _SECTIONS:
+            raise ConfigError(str(section), f"unknown section (known: {', '.join(_SECTIONS)})")
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(section, "must be a mapping")
+        for key in body:
+            if key not in _SECTIONS[section]:
+                raise ConfigError(f"{section}.{key}", f"unknown key (known: {', '.join(_SECTIONS[section])})")
+
+
+class _Getter:
+    """Reads a dotted key with a default and runs its check, which names the key when it fails."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self._raw = raw
+
+    def __call__(self, key: str, default: Any, check: Callable[[str, Any], Any]) -> Any:
+        node: Any = self._raw
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if node is None:
+            if default is None:
+                raise ConfigError(key, "is required")
+            node = default
+        return check(key, node)
+
+
+def _fail(key: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(key, f"expected {expected}, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(key, "a non-empty string", value)
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(key, "true or false", value)
+    return value
+
+
+def _node_id(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not _NODE_ID.match(value):
+        raise _fail(key, "letters, digits, '.', '_' or '-' (at most 63)", value)
+    return value
+
+
+def _port(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise _fail(key, "a port number 1-65535", value)
+    return value
+
+
+def _positive_number(key: str, value: Any) -> float:
+    if not _is_number(value) or value <= 0:
+        raise _fail(key, "a number > 0", value)
+    return float(value)
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if not _is_number(value) or value <= 0 or int(value) != value:
+        raise _fail(key, "a whole number > 0", value)
+    return int(value)
+
+
+def _non_negative_int(key: str, value: Any) -> int:
+    if not _is_number(value) or value < 0 or int(value) != value:
+        raise _fail(key, "a whole number >= 0", value)
+    return int(value)
+
+
+def _auto_or(check: Callable[[str, Any], Any], detect: Callable[[], Any]) -> Callable[[str, Any], Any]:
+    def check_or_detect(key: str, value: Any) -> Any:
+        return detect() if value == AUTO else check(key, value)
+    return check_or_detect
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def check(key: str, value: Any) -> str:
+        if value not in choices:
+            raise _fail(key, f"one of {', '.join(choices)}", value)
+        return value
+    return check
+
+
+def _host_port(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not _HOST_PORT.match(value):
+        raise _fail(key, "HOST:PORT", value)
+    return value
+
+
+def _host_port_list(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise _fail(key, "a list of HOST:PORT", value)
+    return [_host_port(f"{key}[{index}]", item) for index, item in enumerate(value)]

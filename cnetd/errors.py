@@ -1,0 +1,65 @@
+"""Domain errors, one class per failure kind, each knowing its HTTP status and error code."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class CnetError(Exception):
+    """Base of every error a user may see: rendered as ``{"error": code, "message": …, **details}``."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, **self.details}
+
+
+class Invalid(CnetError):
+    status = 400
+    code = "invalid_request"
+
+
+class Unauthorized(CnetError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(CnetError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(CnetError):
+    status = 409
+    code = "conflict"
+
+
+class InsufficientResources(CnetError):
+    status = 409
+    code = "insufficient_resources"
+
+
+class PayloadTooLarge(CnetError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Unavailable(CnetError):
+    status = 503
+    code = "unavailable"
+
+
+_BY_CODE = {cls.code: cls for cls in (Invalid, Unauthorized, NotFound, Conflict,
+                                      InsufficientResources, PayloadTooLarge, Unavailable)}
+
+
+def error_from_dict(body: dict[str, Any]) -> CnetError:
+    """Rebuild an error that crossed a process boundary as ``to_dict()`` output."""
+    body = dict(body)
+    cls = _BY_CODE.get(body.pop("error", ""), CnetError)
+    return cls(str(body.pop("message", "error")), **body)

@@ -1,0 +1,120 @@
+"""``cnetd`` / ``cnet-agent``: validate the config, prepare the runtime dir, run the node under supervisord.
+
+The node runs in the foreground; Ctrl-C or SIGTERM stops supervisord, which stops every workload and
+node process before this command returns.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from types import FrameType
+
+from cnetd import __version__
+from cnetd.config import ConfigError, NodeConfig, load_config
+from cnetd.supervisor_conf import render
+from ledger.store import Ledger
+
+READY_TIMEOUT_S = 60.0
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cnetd", description="Run one CNET node in the foreground.")
+    parser.add_argument("-config", "--config", default="conf/config.yaml", help="node config (YAML)")
+    parser.add_argument("--version", action="version", version=f"cnetd {__version__}")
+    return parser.parse_args(argv)
+
+
+def _port_in_use(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return True
+    return False
+
+
+def _running_supervisord(config: NodeConfig) -> int | None:
+    try:
+        pid = int(config.paths.supervisord_pid.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _preflight(config: NodeConfig) -> str | None:
+    """Why this node cannot start, or None."""
+    pid = _running_supervisord(config)
+    if pid is not None:
+        return f"a node already runs in {config.runtime_dir} (supervisord pid {pid})"
+    for key, port in (("agent.port", config.port), ("mesh.port", config.mesh_port)):
+        if _port_in_use(config.address, port):
+            return f"{key}: {config.address}:{port} is already in use"
+    return None
+
+
+def _prepare(config: NodeConfig) -> None:
+    config.paths.create()
+    config.save()
+    ledger = Ledger(str(config.paths.ledger_dir))
+    ledger.set_node({"node_id": config.node_id, "api_url": config.api_url,
+                     "mesh_endpoint": config.mesh_endpoint, "started_at": time.time()}, config.capacity)
+    ledger.close()
+    config.paths.supervisord_conf.write_text(render(config, sys.executable))
+
+
+def _wait_ready(config: NodeConfig, supervisord: subprocess.Popen) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline and supervisord.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{config.api_url}/api/health", timeout=1) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"cnetd: config error in {args.config}: {exc}", file=sys.stderr)
+        return 2
+    problem = _preflight(config)
+    if problem:
+        print(f"cnetd: cannot start node {config.node_id}: {problem}", file=sys.stderr)
+        return 1
+    _prepare(config)
+    conf = str(config.paths.supervisord_conf)
+    supervisord = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-n", "-c", conf],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if supervisord.poll() is None:
+            supervisord.send_signal(signal.SIGTERM)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+
+    if _wait_ready(config, supervisord):
+        print(f"cnetd: node {config.node_id} ready: api {config.api_url}, mesh {config.mesh_endpoint}\n"
+              f"cnetd: runtime dir {config.runtime_dir} (logs in {config.paths.logs_dir})\n"
+              f"cnetd: processes: supervisorctl -c {conf} status", flush=True)
+    elif supervisord.poll() is None:
+        print(f"cnetd: node {config.node_id} not healthy after {READY_TIMEOUT_S:.0f} s; "
+              f"see {config.paths.logs_dir}", file=sys.stderr, flush=True)
+    code = supervisord.wait()
+    print(f"cnetd: node {config.node_id} stopped", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

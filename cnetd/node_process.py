@@ -1,0 +1,34 @@
+"""Start-up shared by the node's processes: config from the runtime dir, logging, bus publisher, ledger."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from cnetd import logs
+from cnetd.config import NodeConfig
+from cnetd.supervisor_rpc import Supervisor
+from ledger.store import Ledger
+from mesh.bus import BusPublisher
+
+RUNTIME_DIR_ENV = "CNET_RUNTIME_DIR"
+
+
+@dataclass
+class NodeProcess:
+    """The handles one node process works with; open it after any fork."""
+
+    name: str
+    config: NodeConfig
+    ledger: Ledger
+    publisher: BusPublisher
+
+    def supervisor(self) -> Supervisor:
+        return Supervisor(str(self.config.paths.supervisor_socket))
+
+
+def open_node_process(name: str) -> NodeProcess:
+    config = NodeConfig.from_runtime_dir(os.environ[RUNTIME_DIR_ENV])
+    logs.configure(config.log_level, config.log_format, config.node_id, name)
+    publisher = BusPublisher(config.paths.bus_endpoint, name)
+    ledger = Ledger(str(config.paths.ledger_dir), on_change=publisher.ledger_changed)
+    return NodeProcess(name, config, ledger, publisher)

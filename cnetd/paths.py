@@ -1,0 +1,71 @@
+"""Layout of a node's runtime directory: supervisord files, sockets, ledger, logs, workload dirs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+IPC_PATH_MAX = 107  # sun_path holds 108 bytes including the NUL
+WORKLOAD_GROUP = "workloads"
+WORKLOAD_PREFIX = "wl-"
+
+
+@dataclass(frozen=True)
+class RuntimePaths:
+    """Every path a node's processes share, derived from one root directory."""
+
+    root: Path
+
+    @property
+    def node_config(self) -> Path:
+        return self.root / "node.json"
+
+    @property
+    def supervisord_conf(self) -> Path:
+        return self.root / "supervisord.conf"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.root / "supervisor.sock"
+
+    @property
+    def supervisord_pid(self) -> Path:
+        return self.root / "supervisord.pid"
+
+    @property
+    def ledger_dir(self) -> Path:
+        return self.root / "ledger"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def bus_endpoint(self) -> str:
+        return f"ipc://{self.root / 'bus.sock'}"
+
+    @property
+    def scheduler_endpoint(self) -> str:
+        return f"ipc://{self.root / 'scheduler.sock'}"
+
+    def workload_log(self, workload_id: str, stream: str) -> Path:
+        return self.logs_dir / f"{program_name(workload_id)}.{stream}.log"
+
+    def workload_dir(self, workload_id: str) -> Path:
+        return self.root / "work" / workload_id
+
+    def longest_socket_path(self) -> int:
+        return max(len(str(self.root / name)) for name in ("bus.sock", "scheduler.sock", "supervisor.sock"))
+
+    def create(self) -> None:
+        for folder in (self.root, self.ledger_dir, self.logs_dir, self.root / "work"):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+def program_name(workload_id: str) -> str:
+    """The supervisord process name of a workload."""
+    return f"{WORKLOAD_PREFIX}{workload_id}"
+
+
+def workload_id_of(process_name: str) -> str | None:
+    """The workload id behind a supervisord process name, or None for a node process."""
+    return process_name[len(WORKLOAD_PREFIX):] if process_name.startswith(WORKLOAD_PREFIX) else None

@@ -1,0 +1,119 @@
+"""The scheduler process: validates, places, allocates and launches workloads; stops and deletes them.
+
+It serves the API's requests one at a time on an ipc:// ROUTER socket, so every launch decision is made
+in one place; the ledger's atomic admit is the guard against over-allocation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from typing import Any
+
+from cnetd.errors import CnetError, NotFound
+from cnetd.node_process import NodeProcess, open_node_process
+from cnetd.paths import WORKLOAD_GROUP, program_name
+from cnetd.placement import Candidate, place
+from cnetd.supervisor_rpc import Supervisor, workload_program_options
+from ledger.records import Desired, Status, WorkloadRecord
+from mesh.rpc import RpcServer
+from workers.base import NodeContext, ProgramSpec
+from workers.lifecycle import desire, finish, mark_running, settle
+from workers.registry import executor_for
+
+log = logging.getLogger("scheduler")
+
+
+class Scheduler:
+    def __init__(self, node: NodeProcess, supervisor: Supervisor) -> None:
+        self._node = node
+        self._ledger = node.ledger
+        self._supervisor = supervisor
+        self._paths = node.config.paths
+        self._context = NodeContext(node.config.node_id, self._paths.root)
+
+    @property
+    def handlers(self) -> dict[str, Any]:
+        return {"submit": self.submit, "stop": self.stop, "delete": self.delete}
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def submit(self, args: dict[str, Any]) -> dict[str, Any]:
+        record = WorkloadRecord.from_dict(args["workload"])
+        try:
+            return self._ledger.get(record.id).to_dict()  # a retried submission runs nothing twice
+        except NotFound:
+            pass
+        executor = executor_for(record.type)
+        record.config = executor.validate(record.config)
+        usage = self._ledger.usage()
+        local = Candidate(self._node.config.node_id, usage.available, usage.capacity, local=True)
+        placement = place(record.requirements, [local], self._node.config.strategy)
+        spec = executor.program(record, self._context)
+        record = dataclasses.replace(
+            record, status=Status.STARTING, node=placement.node_id, placement=placement.to_dict(),
+            program=f"{WORKLOAD_GROUP}:{program_name(record.id)}", restart_policy=spec.restart_policy)
+        record = self._ledger.admit(record)
+        try:
+            return self._launch(record, spec).to_dict()
+        except Exception:
+            self._ledger.remove(record.id)  # a request that fails leaves nothing allocated
+            raise
+
+    def stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        record = self._ledger.get(args["id"])
+        if record.terminal:
+            return record.to_dict()
+        record = self._ledger.update(record.id, desire(Desired.STOP))
+        self._supervisor.stop(record.program)
+        return settle(self._ledger, self._supervisor, record, self._supervisor.info(record.program)).to_dict()
+
+    def delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        record = WorkloadRecord.from_dict(self.stop(args))
+        self._supervisor.remove(record.program)
+        self._ledger.remove(record.id)
+        for stream in ("stdout", "stderr"):
+            for log_file in self._paths.logs_dir.glob(self._paths.workload_log(record.id, stream).name + "*"):
+                log_file.unlink(missing_ok=True)
+        shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
+        return {"id": record.id, "deleted": True}
+
+    # -- launching ------------------------------------------------------------------------------
+
+    def _launch(self, record: WorkloadRecord, spec: ProgramSpec) -> WorkloadRecord:
+        options = workload_program_options(
+            spec.argv, spec.env, spec.cwd,
+            stdout_log=str(self._paths.workload_log(record.id, "stdout")),
+            stderr_log=str(self._paths.workload_log(record.id, "stderr")),
+            stop_timeout_s=spec.stop_timeout_s)
+        info = self._supervisor.add_and_start(program_name(record.id), options)
+        return self._ledger.update(record.id, mark_running(info["pid"]))
+
+    def reconcile(self) -> None:
+        """After a restart of the scheduler or the whole node: launch what should run but has no program."""
+        programs = self._supervisor.workload_infos()
+        for record in self._ledger.workloads():
+            if record.terminal or record.program in programs:
+                continue
+            if record.desired == Desired.STOP:
+                self._ledger.update(record.id, finish(Status.STOPPED, message="stopped"))
+                continue
+            try:
+                spec = executor_for(record.type).program(record, self._context)
+                self._launch(record, spec)
+                log.info("relaunched workload %s", record.id)
+            except CnetError as exc:
+                self._ledger.update(record.id, finish(Status.FAILED, message=f"relaunch failed: {exc.message}"))
+
+
+def main() -> None:
+    node = open_node_process("scheduler")
+    scheduler = Scheduler(node, node.supervisor())
+    server = RpcServer(node.config.paths.scheduler_endpoint, scheduler.handlers)
+    scheduler.reconcile()
+    while True:
+        server.serve_one()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Client of the node's supervisord over its unix socket: add, start, stop, inspect and remove workload programs."""
+from __future__ import annotations
+
+import shlex
+import xmlrpc.client
+from typing import Any
+
+from supervisor.xmlrpc import Faults, SupervisorTransport
+
+from cnetd.errors import CnetError
+from cnetd.paths import WORKLOAD_GROUP
+
+STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL"})
+LOG_MAX_BYTES = 10 * 1024 * 1024
+
+
+def escape(value: str) -> str:
+    """Protect a value from supervisor's %(name)s expansion."""
+    return value.replace("%", "%%")
+
+
+class Supervisor:
+    """One process's connection to supervisord's XML-RPC interface (supervisor + twiddler namespaces)."""
+
+    def __init__(self, socket_path: str) -> None:
+        transport = SupervisorTransport(None, None, f"unix://{socket_path}")
+        self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+    def add_and_start(self, process_name: str, options: dict[str, str]) -> dict[str, Any]:
+        """Add a program to the workload group, start it, and return its process info."""
+        try:
+            self._proxy.twiddler.addProgramToGroup(WORKLOAD_GROUP, process_name, options)
+            self._proxy.supervisor.startProcess(f"{WORKLOAD_GROUP}:{process_name}", True)
+        except xmlrpc.client.Fault as fault:
+            raise CnetError(f"supervisord could not start {process_name}: {fault.faultString}") from None
+        return self._proxy.supervisor.getProcessInfo(f"{WORKLOAD_GROUP}:{process_name}")
+
+    def start(self, program: str) -> None:
+        """Start an existing program without waiting for it (used for restarts)."""
+        self._ignoring(self._proxy.supervisor.startProcess, program, False, ignored=(Faults.ALREADY_STARTED,))
+
+    def stop(self, program: str) -> None:
+        """Stop a program and wait until it has stopped; a program that is not running is left as it is."""
+        self._ignoring(self._proxy.supervisor.stopProcess, program, True, ignored=(Faults.NOT_RUNNING, Faults.BAD_NAME))
+
+    def remove(self, program: str) -> None:
+        group, _, name = program.partition(":")
+        self._ignoring(self._proxy.twiddler.removeProcessFromGroup, group, name,
+                       ignored=(Faults.BAD_NAME, Faults.STILL_RUNNING, Faults.SHUTDOWN_STATE))
+
+    def info(self, program: str) -> dict[str, Any] | None:
+        try:
+            return self._proxy.supervisor.getProcessInfo(program)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode == Faults.BAD_NAME:
+                return None
+            raise
+
+    def workload_infos(self) -> dict[str, dict[str, Any]]:
+        """Process info of every workload program, keyed by ``group:name``."""
+        return {f"{info['group']}:{info['name']}": info for info in self._proxy.supervisor.getAllProcessInfo()
+                if info["group"] == WORKLOAD_GROUP}
+
+    def all_infos(self) -> list[dict[str, Any]]:
+        return self._proxy.supervisor.getAllProcessInfo()
+
+    def shutting_down(self) -> bool:
+        try:
+            return self._proxy.supervisor.getState()["statename"] == "SHUTDOWN"
+        except (OSError, xmlrpc.client.Error):
+            return True  # supervisord no longer answers: it is going away
+
+    @staticmethod
+    def _ignoring(call: Any, *args: Any, ignored: tuple[int, ...]) -> None:
+        try:
+            call(*args)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode not in ignored:
+                raise
+
+
+def workload_program_options(argv: list[str], env: dict[str, str], cwd: str,
+                             stdout_log: str, stderr_log: str, stop_timeout_s: int) -> dict[str, str]:
+    """supervisord options of one workload program.
+
+    ``env`` goes through /usr/bin/env inside the command so any value survives (supervisor's own
+    ``environment=`` cannot quote every string). Restarts are the monitor's decision, never supervisord's.
+    """
+    command = ["/usr/bin/env", "--", *(f"{key}={value}" for key, value in env.items()), *argv]
+    return {
+        "command": escape(shlex.join(command)),
+        "directory": escape(cwd),
+        "autostart": "false",
+        "autorestart": "false",
+        "startsecs": "0",
+        "startretries": "0",
+        "stopasgroup": "true",
+        "killasgroup": "true",
+        "stopwaitsecs": str(stop_timeout_s),
+        "stdout_logfile": escape(stdout_log),
+        "stderr_logfile": escape(stderr_log),
+        "stdout_logfile_maxbytes": str(LOG_MAX_BYTES),
+        "stderr_logfile_maxbytes": str(LOG_MAX_BYTES),
+        "stdout_logfile_backups": "1",
+        "stderr_logfile_backups": "1",
+    }

@@ -1,0 +1,115 @@
+"""Shared shapes held by the ledger: resources, usage and workload records with their states."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+RESOURCE_KINDS = ("cpu", "memory", "gpu", "storage")
+_CPU_DIGITS = 6  # cpu is fractional; round sums so 0.1 + 0.2 never leaves a 1e-17 crumb
+
+
+@dataclass(frozen=True)
+class Resources:
+    """An amount of each resource kind: cpu in cores, memory and storage in bytes, gpu in devices."""
+
+    cpu: float = 0.0
+    memory: int = 0
+    gpu: int = 0
+    storage: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(round(self.cpu + other.cpu, _CPU_DIGITS), self.memory + other.memory,
+                         self.gpu + other.gpu, self.storage + other.storage)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(round(self.cpu - other.cpu, _CPU_DIGITS), self.memory - other.memory,
+                         self.gpu - other.gpu, self.storage - other.storage)
+
+    def covers(self, need: Resources) -> bool:
+        return not self.shortfall(need)
+
+    def shortfall(self, need: Resources) -> list[str]:
+        """The resource kinds of which ``need`` asks more than this amount holds."""
+        return [kind for kind in RESOURCE_KINDS if getattr(need, kind) > getattr(self, kind)]
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Resources:
+        return cls(**{kind: data[kind] for kind in RESOURCE_KINDS if kind in data})
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A node's resources at one instant: what it has, what is held, what is free."""
+
+    capacity: Resources
+    allocated: Resources
+
+    @property
+    def available(self) -> Resources:
+        return self.capacity - self.allocated
+
+    def to_dict(self) -> dict[str, dict[str, float | int]]:
+        return {"capacity": self.capacity.to_dict(), "allocated": self.allocated.to_dict(),
+                "available": self.available.to_dict()}
+
+
+class Status:
+    """Observed state of a workload."""
+
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.STOPPED})
+
+
+class Desired:
+    """What the user asked for a workload: keep it running, or have it stopped."""
+
+    RUN = "run"
+    STOP = "stop"
+
+
+@dataclass
+class WorkloadRecord:
+    """One workload as the ledger holds it: the request, where it runs, and what happened to it."""
+
+    id: str
+    type: str
+    name: str
+    config: dict[str, Any]
+    requirements: Resources
+    status: str = Status.PENDING
+    desired: str = Desired.RUN
+    node: str = ""
+    program: str = ""
+    restart_policy: str = "never"
+    restarts: int = 0
+    placement: dict[str, Any] | None = None
+    process_pid: int | None = None
+    endpoint: str | None = None
+    exit_code: int | None = None
+    message: str = ""
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkloadRecord:
+        return cls(**{**data, "requirements": Resources.from_dict(data["requirements"])})

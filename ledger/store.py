@@ -1,0 +1,161 @@
+"""The LMDB ledger: capacity, allocations and workload records, changed only in atomic write transactions.
+
+One ``Ledger`` (one LMDB environment) per process, opened after any fork. Every write transaction bumps
+a version counter and, after commit, calls ``on_change(version)`` so the process can announce it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import lmdb
+import orjson
+
+from cnetd.errors import InsufficientResources, NotFound
+from ledger.records import Resources, Usage, WorkloadRecord
+
+MAP_SIZE_BYTES = 1 << 30  # sparse file: costs nothing until used; py-lmdb's 10 MiB default is far too small
+_IDENTITY, _CAPACITY, _VERSION = b"identity", b"capacity", b"version"
+
+OnChange = Callable[[int], None]
+RecordChange = Callable[[WorkloadRecord], "WorkloadRecord | None"]
+
+
+class Ledger:
+    """Resource ledger of one node, backed by one memory-mapped LMDB environment."""
+
+    def __init__(self, path: str, on_change: OnChange | None = None) -> None:
+        os.makedirs(path, exist_ok=True)
+        self._env = lmdb.open(path, map_size=MAP_SIZE_BYTES, max_dbs=4)
+        self._env.reader_check()  # clear reader slots left by a process that was killed
+        self._node_db = self._env.open_db(b"node")
+        self._allocations_db = self._env.open_db(b"allocations")
+        self._workloads_db = self._env.open_db(b"workloads")
+        self._on_change = on_change
+
+    def close(self) -> None:
+        self._env.close()
+
+    # -- node -----------------------------------------------------------------------------------
+
+    def set_node(self, identity: dict[str, Any], capacity: Resources) -> None:
+        def write(txn: lmdb.Transaction) -> None:
+            txn.put(_IDENTITY, orjson.dumps(identity), db=self._node_db)
+            txn.put(_CAPACITY, orjson.dumps(capacity.to_dict()), db=self._node_db)
+        self._commit(write)
+
+    def identity(self) -> dict[str, Any]:
+        with self._env.begin(db=self._node_db) as txn:
+            raw = txn.get(_IDENTITY)
+        return orjson.loads(raw) if raw else {}
+
+    def version(self) -> int:
+        with self._env.begin(db=self._node_db) as txn:
+            return _read_version(txn, self._node_db)
+
+    def usage(self) -> Usage:
+        with self._env.begin() as txn:
+            return self._usage(txn)
+
+    # -- allocations and workloads --------------------------------------------------------------
+
+    def admit(self, record: WorkloadRecord) -> WorkloadRecord:
+        """Check that ``record.requirements`` fit and allocate them with the record, atomically.
+
+        Admitting an id that is already present returns the stored record unchanged (idempotent).
+        """
+        key = record.id.encode()
+
+        def write(txn: lmdb.Transaction) -> WorkloadRecord:
+            stored = txn.get(key, db=self._workloads_db)
+            if stored is not None:
+                return WorkloadRecord.from_dict(orjson.loads(stored))
+            available = self._usage(txn).available
+            short = available.shortfall(record.requirements)
+            if short:
+                raise InsufficientResources(
+                    f"not enough {', '.join(short)} on this node",
+                    requested=record.requirements.to_dict(), available=available.to_dict())
+            txn.put(key, orjson.dumps(record.requirements.to_dict()), db=self._allocations_db)
+            txn.put(key, orjson.dumps(record.to_dict()), db=self._workloads_db)
+            return record
+        return self._commit(write)
+
+    def update(self, workload_id: str, change: RecordChange) -> WorkloadRecord:
+        """Apply ``change`` to a record in one transaction; it returns the new record, or None for no change.
+
+        A record that becomes terminal gives its allocation back in the same transaction.
+        """
+        key = workload_id.encode()
+        unchanged: list[WorkloadRecord] = []
+
+        def write(txn: lmdb.Transaction) -> WorkloadRecord:
+            raw = txn.get(key, db=self._workloads_db)
+            if raw is None:
+                raise NotFound(f"no workload with id {workload_id!r}")
+            current = WorkloadRecord.from_dict(orjson.loads(raw))
+            changed = change(current)
+            if changed is None:
+                unchanged.append(current)
+                raise _NoChange
+            txn.put(key, orjson.dumps(changed.to_dict()), db=self._workloads_db)
+            if changed.terminal:
+                txn.delete(key, db=self._allocations_db)
+            return changed
+        try:
+            return self._commit(write)
+        except _NoChange:
+            return unchanged[0]
+
+    def remove(self, workload_id: str) -> None:
+        key = workload_id.encode()
+
+        def write(txn: lmdb.Transaction) -> None:
+            if not txn.delete(key, db=self._workloads_db):
+                raise NotFound(f"no workload with id {workload_id!r}")
+            txn.delete(key, db=self._allocations_db)
+        self._commit(write)
+
+    def get(self, workload_id: str) -> WorkloadRecord:
+        with self._env.begin(db=self._workloads_db) as txn:
+            raw = txn.get(workload_id.encode())
+        if raw is None:
+            raise NotFound(f"no workload with id {workload_id!r}")
+        return WorkloadRecord.from_dict(orjson.loads(raw))
+
+    def workloads(self) -> list[WorkloadRecord]:
+        with self._env.begin(db=self._workloads_db) as txn:
+            records = [WorkloadRecord.from_dict(orjson.loads(raw)) for _, raw in txn.cursor()]
+        return sorted(records, key=lambda record: record.created_at)
+
+    def allocations(self) -> dict[str, Resources]:
+        with self._env.begin(db=self._allocations_db) as txn:
+            return {key.decode(): Resources.from_dict(orjson.loads(raw)) for key, raw in txn.cursor()}
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _usage(self, txn: lmdb.Transaction) -> Usage:
+        raw = txn.get(_CAPACITY, db=self._node_db)
+        capacity = Resources.from_dict(orjson.loads(raw)) if raw else Resources()
+        allocated = Resources()
+        for _, held in txn.cursor(db=self._allocations_db):
+            allocated = allocated + Resources.from_dict(orjson.loads(held))
+        return Usage(capacity, allocated)
+
+    def _commit(self, write: Callable[[lmdb.Transaction], Any]) -> Any:
+        with self._env.begin(write=True) as txn:
+            result = write(txn)
+            version = _read_version(txn, self._node_db) + 1
+            txn.put(_VERSION, str(version).encode(), db=self._node_db)
+        if self._on_change is not None:
+            self._on_change(version)
+        return result
+
+
+class _NoChange(Exception):
+    """Aborts a write transaction whose change function changed nothing."""
+
+
+def _read_version(txn: lmdb.Transaction, node_db: Any) -> int:
+    raw = txn.get(_VERSION, db=node_db)
+    return int(raw) if raw else 0

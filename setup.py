@@ -1,0 +1,31 @@
+"""CNET: an edge-cluster agent (supervisord-managed node, ZeroMQ mesh, LMDB ledger)."""
+from setuptools import setup
+
+setup(
+    name="cnet",
+    version="0.1.0",
+    description="Edge-cluster agent: runs processes, containers and model services across a tree of nodes",
+    python_requires=">=3.10",
+    packages=["cnetd", "cnetd.api", "mesh", "ledger", "workers"],
+    install_requires=[
+        "pyzmq>=25",
+        "supervisor>=4.2",
+        "supervisor_twiddler>=1.0",
+        "falcon>=3.1",
+        "gunicorn>=21",
+        "orjson>=3.9",
+        "lmdb>=1.4",
+        "pyyaml>=6",
+        "psutil>=5.9",
+        "nvidia-ml-py>=12",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "requests>=2.31"],
+    },
+    entry_points={
+        "console_scripts": [
+            "cnetd=cnetd.main:main",
+            "cnet-agent=cnetd.main:main",
+        ],
+    },
+)

@@ -1,0 +1,44 @@
+"""The executor interface: turn a workload's config into a supervised program, one class per workload type."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ledger.records import WorkloadRecord
+
+RESTART_POLICIES = ("never", "on-failure", "always")
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """What supervisord must run for a workload, and how the node treats its exits."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    restart_policy: str = "never"
+    stop_timeout_s: int = 5
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What an executor may know of the node it runs on."""
+
+    node_id: str
+    runtime_root: Path
+
+    def workload_dir(self, workload_id: str) -> Path:
+        return self.runtime_root / "work" / workload_id
+
+
+class Executor(Protocol):
+    """One workload type: validates its config and says which program runs it."""
+
+    type_name: str
+
+    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Return the normalized config, or raise ``Invalid`` naming the bad field."""
+
+    def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
+        """The program that runs ``record`` (its config already validated) on this node."""

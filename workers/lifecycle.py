@@ -1,0 +1,104 @@
+"""Workload state transitions: maps what supervisord reports for a program onto the ledger record.
+
+Events are hints; ``settle`` reads the program's current info and moves the record accordingly, so a
+missed or repeated event changes nothing. Restarts are decided here (never by supervisord), at most
+``RESTART_CAP`` times.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any, Callable
+
+from cnetd.supervisor_rpc import STOPPED_STATES, Supervisor
+from ledger.records import Desired, Status, WorkloadRecord
+from ledger.store import Ledger
+
+log = logging.getLogger(__name__)
+RESTART_CAP = 3
+
+
+def mark_running(pid: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
+    def change(record: WorkloadRecord) -> WorkloadRecord | None:
+        if record.terminal or (record.status == Status.RUNNING and record.process_pid == pid):
+            return None
+        return dataclasses.replace(record, status=Status.RUNNING, process_pid=pid,
+                                   started_at=record.started_at or time.time())
+    return change
+
+
+def finish(status: str, exit_code: int | None = None, message: str = "") -> Callable[[WorkloadRecord], WorkloadRecord | None]:
+    """Make a record terminal, nothing left to run (the ledger releases its allocation in the same transaction)."""
+    def change(record: WorkloadRecord) -> WorkloadRecord | None:
+        if record.terminal:
+            return None
+        return dataclasses.replace(record, status=status, desired=Desired.STOP, exit_code=exit_code, message=message,
+                                   process_pid=None, finished_at=time.time())
+    return change
+
+
+def desire(desired: str) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
+    def change(record: WorkloadRecord) -> WorkloadRecord | None:
+        return None if record.desired == desired else dataclasses.replace(record, desired=desired)
+    return change
+
+
+def _count_restart(exit_code: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
+    def change(record: WorkloadRecord) -> WorkloadRecord | None:
+        if record.terminal:
+            return None
+        return dataclasses.replace(record, status=Status.STARTING, restarts=record.restarts + 1,
+                                   exit_code=exit_code, process_pid=None)
+    return change
+
+
+def _wants_restart(record: WorkloadRecord, exit_code: int) -> bool:
+    if record.desired != Desired.RUN or record.restarts >= RESTART_CAP:
+        return False
+    return record.restart_policy == "always" or (record.restart_policy == "on-failure" and exit_code != 0)
+
+
+def _exit_message(record: WorkloadRecord, exit_code: int) -> str:
+    text = "killed by a signal" if exit_code < 0 else f"exited with code {exit_code}"
+    return f"{text} after {record.restarts} restart(s)" if record.restarts else text
+
+
+def settle(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
+           info: dict[str, Any] | None) -> WorkloadRecord:
+    """Bring ``record`` in line with its program's process ``info`` (None: supervisord has no such program)."""
+    if record.terminal:
+        if info is not None and info["statename"] in STOPPED_STATES:
+            supervisor.remove(record.program)
+        return record
+    if info is None:
+        # Not started yet, or the node restarted: the scheduler (re)creates programs of running workloads.
+        if record.desired == Desired.STOP:
+            return ledger.update(record.id, finish(Status.STOPPED, message="stopped before it ran"))
+        return record
+    state = info["statename"]
+    if state == "RUNNING":
+        return ledger.update(record.id, mark_running(info["pid"]))
+    if state == "EXITED":
+        return _settle_exit(ledger, supervisor, record, int(info["exitstatus"]))
+    if state == "FATAL":
+        settled = ledger.update(record.id, finish(Status.FAILED, message=f"could not start: {info['spawnerr']}"))
+    elif state == "STOPPED" and (record.desired == Desired.STOP or not supervisor.shutting_down()):
+        # Stopped by the user, or by an operator through supervisorctl; a node shutdown keeps it desired.
+        settled = ledger.update(record.id, finish(Status.STOPPED, message="stopped"))
+    else:
+        return record  # STARTING, BACKOFF, STOPPING, or stopped by a node shutdown: a later event settles it
+    supervisor.remove(record.program)
+    return settled
+
+
+def _settle_exit(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord, exit_code: int) -> WorkloadRecord:
+    if _wants_restart(record, exit_code):
+        restarted = ledger.update(record.id, _count_restart(exit_code))
+        log.info("restarting workload %s (restart %d of %d)", record.id, restarted.restarts, RESTART_CAP)
+        supervisor.start(record.program)
+        return restarted
+    status = Status.COMPLETED if exit_code == 0 else Status.FAILED
+    settled = ledger.update(record.id, finish(status, exit_code, _exit_message(record, exit_code)))
+    supervisor.remove(record.program)
+    return settled

@@ -1,0 +1,58 @@
+"""The monitor: supervisord event listener that moves workload records as their programs change state."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from cnetd.errors import NotFound
+from cnetd.node_process import open_node_process
+from cnetd.paths import WORKLOAD_GROUP, workload_id_of
+from cnetd.supervisor_rpc import STOPPED_STATES, Supervisor
+from ledger.store import Ledger
+from workers.eventlistener import Event, events
+from workers.lifecycle import settle
+
+log = logging.getLogger("monitor")
+RECONCILE_EVENT = "TICK_5"
+
+
+def reconcile(ledger: Ledger, supervisor: Supervisor) -> None:
+    """Settle every workload against supervisord's current view: repairs whatever events were missed."""
+    infos = supervisor.workload_infos()
+    for record in ledger.workloads():
+        if not record.terminal or record.program in infos:
+            settle(ledger, supervisor, record, infos.pop(record.program, None))
+    for program, info in infos.items():  # programs whose record was deleted
+        if info["statename"] in STOPPED_STATES:
+            supervisor.remove(program)
+
+
+def on_event(event: Event, ledger: Ledger, supervisor: Supervisor) -> None:
+    if event.name == RECONCILE_EVENT:
+        reconcile(ledger, supervisor)
+        return
+    if not event.name.startswith("PROCESS_STATE_") or event.payload.get("groupname") != WORKLOAD_GROUP:
+        return
+    workload_id = workload_id_of(event.payload.get("processname", ""))
+    if workload_id is None:
+        return
+    try:
+        record = ledger.get(workload_id)
+    except NotFound:
+        return
+    settle(ledger, supervisor, record, supervisor.info(record.program))
+
+
+def main() -> None:
+    node = open_node_process("monitor")
+    supervisor = node.supervisor()
+    reconcile(node.ledger, supervisor)
+    for event in events(sys.stdin, sys.stdout):
+        try:
+            on_event(event, node.ledger, supervisor)
+        except Exception:  # one bad event must not stop the listener (supervisord would queue behind it)
+            log.exception("handling %s failed", event.name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Executor of ``process`` workloads: a command with arguments, environment and working directory."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from typing import Any
+
+from cnetd.errors import Invalid
+from ledger.records import WorkloadRecord
+from workers.base import RESTART_POLICIES, NodeContext, ProgramSpec
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FIELDS = ("command", "args", "env", "working_dir", "restart")
+
+
+class ProcessExecutor:
+    type_name = "process"
+
+    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(config) - set(_FIELDS))
+        if unknown:
+            raise Invalid(f"config: unknown field(s) {', '.join(unknown)} (known: {', '.join(_FIELDS)})")
+        command = config.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise Invalid("config.command: a non-empty string is required")
+        resolved = shutil.which(command)
+        if resolved is None:
+            hint = " (put arguments in config.args)" if " " in command.strip() else ""
+            raise Invalid(f"config.command: {command!r} is not an executable on this node{hint}")
+        if "=" in resolved:
+            raise Invalid(f"config.command: {command!r} must not contain '='")
+        args = config.get("args", [])
+        if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+            raise Invalid("config.args: expected a list of strings")
+        env = config.get("env") or {}
+        if not isinstance(env, dict):
+            raise Invalid("config.env: expected an object of NAME: value strings")
+        for name, value in env.items():
+            if not _ENV_NAME.match(name) or not isinstance(value, str):
+                raise Invalid(f"config.env: {name!r} must be a variable name with a string value")
+        working_dir = config.get("working_dir")
+        if working_dir is not None and (not isinstance(working_dir, str) or not os.path.isdir(working_dir)):
+            raise Invalid(f"config.working_dir: {working_dir!r} is not a directory on this node")
+        restart = config.get("restart", "never")
+        if restart not in RESTART_POLICIES:
+            raise Invalid(f"config.restart: expected one of {', '.join(RESTART_POLICIES)}, got {restart!r}")
+        return {"command": resolved, "args": args, "env": env, "working_dir": working_dir, "restart": restart}
+
+    def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
+        config = record.config
+        cwd = config["working_dir"]
+        if cwd is None:
+            cwd = str(node.workload_dir(record.id))
+            os.makedirs(cwd, exist_ok=True)
+        env = {**config["env"], "CNET_WORKLOAD_ID": record.id, "CNET_NODE_ID": node.node_id}
+        return ProgramSpec(argv=[config["command"], *config["args"]], env=env, cwd=cwd,
+                           restart_policy=config["restart"])

@@ -1,0 +1,18 @@
+"""The executors by workload type: adding a type is one module and one line here."""
+from __future__ import annotations
+
+from cnetd.errors import Invalid
+from workers.base import Executor
+from workers.process import ProcessExecutor
+
+EXECUTORS: dict[str, Executor] = {executor.type_name: executor for executor in (
+    ProcessExecutor(),
+)}
+
+
+def executor_for(workload_type: str) -> Executor:
+    try:
+        return EXECUTORS[workload_type]
+    except KeyError:
+        raise Invalid(f"unknown workload type {workload_type!r} (supported: {', '.join(sorted(EXECUTORS))})",
+                      supported=sorted(EXECUTORS)) from None
