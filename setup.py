@@ -20,7 +20,7 @@ setup(
         "nvidia-ml-py>=12",
     ],
     extras_require={
-        "test": ["pytest>=7", "requests>=2.31"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.31"],
     },
     entry_points={
         "console_scripts": [

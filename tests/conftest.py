@@ -1,0 +1,38 @@
+"""Fixtures: real nodes, started per test or per module, always torn down with a leftover-process check."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.nodes import Node
+
+
+@pytest.fixture
+def start_node() -> Iterator[Callable[..., Node]]:
+    """Start nodes with given resources/sections; each is stopped (and checked for leftovers) after the test."""
+    started: list[Node] = []
+
+    def start(resources: dict[str, Any] | None = None, **sections: Any) -> Node:
+        node = Node(resources, **sections)
+        started.append(node)
+        return node.start()
+
+    yield start
+    try:
+        for node in started:
+            node.stop()
+    finally:
+        for node in started:
+            node.cleanup()
+
+
+@pytest.fixture(scope="module")
+def shared_node() -> Iterator[Node]:
+    """One 8-CPU / 16 GiB node shared by a module's tests."""
+    node = Node()
+    try:
+        yield node.start()
+        node.stop()
+    finally:
+        node.cleanup()

@@ -1,0 +1,146 @@
+"""Test helper: runs a real CNET node (cnetd → supervisord → gunicorn …) on loopback with free ports."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+import requests
+import yaml
+
+VENV_BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:
+    """Poll until ``predicate`` returns something truthy; fail the test with its last value otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last value: {value!r})")
+        time.sleep(interval_s)
+
+
+class Node:
+    """One node under test; ``stop()`` must leave no process behind."""
+
+    def __init__(self, resources: dict[str, Any] | None = None, **sections: Any) -> None:
+        self.node_id = f"t{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.mesh_port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="cnet-", dir="/tmp"))
+        self.runtime_dir = self.root / "rt"
+        self.config_path = self.root / "node.yaml"
+        config = {
+            "agent": {"node_id": self.node_id, "address": "127.0.0.1", "port": self.port,
+                      "runtime_dir": str(self.runtime_dir)},
+            "resources": resources or {"cpu": 8, "memory": 16 * 2**30, "gpu": 0, "storage": 10 * 2**30},
+            "mesh": {"port": self.mesh_port},
+            "logging": {"level": "info", "format": "text"},
+            "storage": {"sqlite": {"db_path": str(self.root / "storage.db"), "data_path": str(self.root / "data")}},
+            **sections,
+        }
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = requests.Session()
+        self.process: subprocess.Popen | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Node:
+        output_path = self.root / "cnetd.out"
+        seen_bytes = output_path.stat().st_size if output_path.exists() else 0
+        self.output = open(output_path, "ab")
+        self.process = subprocess.Popen([str(VENV_BIN / "cnet-agent"), "-config", str(self.config_path)],
+                                        stdout=self.output, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while b"ready" not in output_path.read_bytes()[seen_bytes:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"node did not start:\n{self.log('cnetd.out')}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM the node as a user would (Ctrl-C), then check that nothing it started survives."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._kill_everything()
+                raise
+        self.output.close()
+        leftovers = self.leftover_processes()
+        self._kill_everything()
+        assert not leftovers, f"processes left behind: {leftovers}"
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self._kill_everything()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def leftover_processes(self) -> list[str]:
+        found = []
+        for process in psutil.process_iter(["pid", "cmdline", "environ"]):
+            environ = process.info["environ"] or {}
+            cmdline = " ".join(process.info["cmdline"] or [])
+            if (environ.get("CNET_NODE_ID") == self.node_id or str(self.root) in cmdline
+                    or environ.get("CNET_RUNTIME_DIR") == str(self.runtime_dir)):
+                found.append(f"{process.info['pid']} {cmdline}")
+        return found
+
+    def _kill_everything(self) -> None:
+        for line in self.leftover_processes():
+            try:
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # -- access ---------------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.request(method, self.url + path, timeout=60, **kwargs)
+
+    def submit(self, config: dict[str, Any], requirements: dict[str, Any] | None = None,
+               workload_type: str = "process", **fields: Any) -> requests.Response:
+        body = {"type": workload_type, "config": config, "requirements": requirements or {}, **fields}
+        return self.api("POST", "/api/workloads", json=body)
+
+    def workload(self, workload_id: str) -> dict[str, Any]:
+        return self.api("GET", f"/api/workloads/{workload_id}").json()
+
+    def resources(self) -> dict[str, Any]:
+        return self.api("GET", "/api/resources").json()
+
+    def supervisorctl(self, *args: str) -> str:
+        result = subprocess.run([str(VENV_BIN / "supervisorctl"), "-c", str(self.runtime_dir / "supervisord.conf"),
+                                 *args], capture_output=True, text=True, timeout=30)
+        return result.stdout
+
+    def program_pid(self, name: str) -> int:
+        return int(self.supervisorctl("pid", name).strip() or 0)
+
+    def log(self, name: str) -> str:
+        path = self.root / name if name == "cnetd.out" else self.runtime_dir / "logs" / name
+        return path.read_text(errors="replace") if path.exists() else ""
