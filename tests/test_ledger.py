@@ -1,0 +1,119 @@
+"""The LMDB ledger on its own: arithmetic, idempotence, terminal release, and atomic admits across processes."""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+
+import pytest
+
+from cnetd.errors import InsufficientResources, NotFound
+from ledger.records import Resources, Status, WorkloadRecord
+from ledger.store import Ledger
+from workers.lifecycle import finish, mark_running
+
+CAPACITY = Resources(cpu=8.0, memory=16 * 2**30, gpu=1, storage=100)
+
+
+def record(workload_id: str, **requirements: float) -> WorkloadRecord:
+    return WorkloadRecord(id=workload_id, type="process", name=workload_id, config={},
+                          requirements=Resources(**requirements))
+
+
+@pytest.fixture
+def ledger(tmp_path) -> Ledger:
+    store = Ledger(str(tmp_path / "ledger"))
+    store.set_node({"node_id": "n"}, CAPACITY)
+    yield store
+    store.close()
+
+
+def test_admit_and_finish_move_allocated_and_available(ledger: Ledger) -> None:
+    ledger.admit(record("a", cpu=2.0, memory=2 * 2**30))
+    usage = ledger.usage()
+    assert usage.allocated == Resources(cpu=2.0, memory=2 * 2**30)
+    assert usage.available == Resources(cpu=6.0, memory=14 * 2**30, gpu=1, storage=100)
+    ledger.update("a", finish(Status.COMPLETED, 0))
+    assert ledger.usage().allocated == Resources()
+    assert ledger.get("a").status == Status.COMPLETED  # the record stays until removed
+
+
+def test_refusal_names_what_is_short_and_allocates_nothing(ledger: Ledger) -> None:
+    with pytest.raises(InsufficientResources) as refused:
+        ledger.admit(record("big", cpu=4.0, gpu=2))
+    assert "gpu" in refused.value.message and refused.value.details["available"]["gpu"] == 1
+    assert ledger.usage().allocated == Resources() and ledger.workloads() == []
+
+
+def test_admit_is_idempotent_on_id(ledger: Ledger) -> None:
+    ledger.admit(record("a", cpu=1.0))
+    ledger.admit(record("a", cpu=1.0))
+    assert ledger.usage().allocated.cpu == 1.0 and len(ledger.workloads()) == 1
+
+
+def test_fractional_cpu_sums_exactly(ledger: Ledger) -> None:
+    for index in range(10):
+        ledger.admit(record(f"w{index}", cpu=0.1))
+    assert ledger.usage().allocated.cpu == 1.0
+
+
+def test_terminal_records_ignore_later_transitions(ledger: Ledger) -> None:
+    ledger.admit(record("a", cpu=1.0))
+    ledger.update("a", finish(Status.FAILED, 3))
+    version = ledger.version()
+    assert ledger.update("a", mark_running(1234)).status == Status.FAILED
+    assert ledger.update("a", finish(Status.COMPLETED, 0)).exit_code == 3
+    assert ledger.version() == version  # no-op changes commit nothing
+
+
+def test_unknown_ids_raise_not_found(ledger: Ledger) -> None:
+    with pytest.raises(NotFound):
+        ledger.get("nope")
+    with pytest.raises(NotFound):
+        ledger.update("nope", mark_running(1))
+    with pytest.raises(NotFound):
+        ledger.remove("nope")
+
+
+def test_on_change_reports_each_commit(tmp_path) -> None:
+    versions: list[int] = []
+    store = Ledger(str(tmp_path / "l"), on_change=versions.append)
+    store.set_node({}, CAPACITY)
+    store.admit(record("a", cpu=1.0))
+    store.remove("a")
+    assert versions == [1, 2, 3]
+    store.close()
+
+
+def _admit_many(path: str, worker: int, results: "multiprocessing.Queue[int]") -> None:
+    store = Ledger(path)
+    admitted = 0
+    for index in range(20):
+        try:
+            store.admit(record(f"p{worker}-{index}", cpu=0.5, memory=1))
+            admitted += 1
+        except InsufficientResources:
+            pass
+    results.put(admitted)
+
+
+def test_concurrent_admits_from_processes_never_over_allocate(tmp_path) -> None:
+    path = str(tmp_path / "shared")
+    store = Ledger(path)
+    store.set_node({}, Resources(cpu=10.0, memory=10**9))
+    results: multiprocessing.Queue[int] = multiprocessing.get_context("spawn").Queue()
+    workers = [multiprocessing.get_context("spawn").Process(target=_admit_many, args=(path, worker, results))
+               for worker in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    admitted = sum(results.get(timeout=5) for _ in workers)
+    assert admitted == 20  # 10 cpu / 0.5 each, whatever the interleaving
+    assert store.usage().allocated.cpu == 10.0 and len(store.allocations()) == 20
+    store.close()
+
+
+def test_record_round_trips(ledger: Ledger) -> None:
+    original = dataclasses.replace(record("rt", cpu=1.5, memory=7), placement={"node": "n"}, restarts=2)
+    ledger.admit(original)
+    assert ledger.get("rt") == original

@@ -1,0 +1,44 @@
+"""Mesh messages: round trips, and malformed or oversized frames rejected with MalformedMessage."""
+from __future__ import annotations
+
+import io
+
+import orjson
+import pytest
+
+from mesh.messages import MAX_MESSAGE_BYTES, Heartbeat, LedgerChanged, MalformedMessage
+from workers.eventlistener import events
+
+BEAT = Heartbeat(node_id="n", seq=3, api_url="http://127.0.0.1:1", capacity={"cpu": 8.0}, allocated={"cpu": 1.0},
+                 available={"cpu": 7.0}, workloads={"running": 1}, ledger_version=9)
+
+
+def test_round_trips() -> None:
+    assert Heartbeat.decode(BEAT.encode()) == BEAT
+    assert LedgerChanged.decode(LedgerChanged(5, "api").encode()) == LedgerChanged(5, "api")
+
+
+@pytest.mark.parametrize("frames", [
+    [b"hb"],
+    [b"other", BEAT.encode()[1]],
+    [b"hb", b"not json"],
+    [b"hb", b"[1, 2]"],
+    [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "v": 99})],
+    [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "seq": "3"})],
+    [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "available": {"cpu": "lots"}})],
+    [b"hb", orjson.dumps({k: v for k, v in orjson.loads(BEAT.encode()[1]).items() if k != "node_id"})],
+    [b"hb", b"{" + b" " * MAX_MESSAGE_BYTES + b"}"],
+])
+def test_malformed_heartbeats_are_rejected(frames: list[bytes]) -> None:
+    with pytest.raises(MalformedMessage):
+        Heartbeat.decode(frames)
+
+
+def test_event_listener_protocol() -> None:
+    payload = "processname:wl-abc groupname:workloads from_state:RUNNING expected:0 pid:42"
+    header = f"ver:3.0 server:supervisor serial:1 pool:monitor poolserial:1 eventname:PROCESS_STATE_EXITED len:{len(payload)}\n"
+    stdin, stdout = io.StringIO(header + payload), io.StringIO()
+    received = list(events(stdin, stdout))
+    assert [(event.name, event.payload["processname"], event.payload["pid"]) for event in received] == \
+        [("PROCESS_STATE_EXITED", "wl-abc", "42")]
+    assert stdout.getvalue() == "READY\nRESULT 2\nOKREADY\n"
