@@ -87,7 +87,9 @@ class Scheduler:
             stderr_log=str(self._paths.workload_log(record.id, "stderr")),
             stop_timeout_s=spec.stop_timeout_s)
         info = self._supervisor.add_and_start(program_name(record.id), options)
-        return self._ledger.update(record.id, mark_running(info["pid"]))
+        if info["pid"]:
+            return self._ledger.update(record.id, mark_running(info["pid"]))
+        return settle(self._ledger, self._supervisor, record, info)  # spawn failed: the monitor ends it
 
     def reconcile(self) -> None:
         """After a restart of the scheduler or the whole node: launch what should run but has no program."""

@@ -27,13 +27,23 @@ class Supervisor:
         self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
     def add_and_start(self, process_name: str, options: dict[str, str]) -> dict[str, Any]:
-        """Add a program to the workload group, start it, and return its process info."""
-        try:
-            self._proxy.twiddler.addProgramToGroup(WORKLOAD_GROUP, process_name, options)
-            self._proxy.supervisor.startProcess(f"{WORKLOAD_GROUP}:{process_name}", True)
-        except xmlrpc.client.Fault as fault:
-            raise CnetError(f"supervisord could not start {process_name}: {fault.faultString}") from None
-        return self._proxy.supervisor.getProcessInfo(f"{WORKLOAD_GROUP}:{process_name}")
+        """Add a program to the workload group, start it, and return its process info: one round trip.
+
+        supervisord spawns inside startProcess, so the pid is known when it returns; with startsecs=0
+        the program is RUNNING at its next state transition.
+        """
+        program = f"{WORKLOAD_GROUP}:{process_name}"
+        added, started, info = self._proxy.system.multicall([
+            {"methodName": "twiddler.addProgramToGroup", "params": [WORKLOAD_GROUP, process_name, options]},
+            {"methodName": "supervisor.startProcess", "params": [program, False]},
+            {"methodName": "supervisor.getProcessInfo", "params": [program]},
+        ])
+        fault = next((result for result in (added, started, info) if isinstance(result, dict) and "faultCode" in result), None)
+        if fault is not None:
+            if added is True:
+                self.remove(program)
+            raise CnetError(f"supervisord could not start {process_name}: {fault['faultString']}")
+        return info
 
     def start(self, program: str) -> None:
         """Start an existing program without waiting for it (used for restarts)."""

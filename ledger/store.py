@@ -15,7 +15,7 @@ from cnetd.errors import InsufficientResources, NotFound
 from ledger.records import Resources, Usage, WorkloadRecord
 
 MAP_SIZE_BYTES = 1 << 30  # sparse file: costs nothing until used; py-lmdb's 10 MiB default is far too small
-_IDENTITY, _CAPACITY, _VERSION = b"identity", b"capacity", b"version"
+_IDENTITY, _CAPACITY, _ALLOCATED, _VERSION = b"identity", b"capacity", b"allocated", b"version"
 
 OnChange = Callable[[int], None]
 RecordChange = Callable[[WorkloadRecord], "WorkloadRecord | None"]
@@ -76,7 +76,7 @@ class Ledger:
                 raise InsufficientResources(
                     f"not enough {', '.join(short)} on this node",
                     requested=record.requirements.to_dict(), available=available.to_dict())
-            txn.put(key, orjson.dumps(record.requirements.to_dict()), db=self._allocations_db)
+            self._hold(txn, key, record.requirements)
             txn.put(key, orjson.dumps(record.to_dict()), db=self._workloads_db)
             return record
         return self._commit(write)
@@ -100,7 +100,7 @@ class Ledger:
                 raise _NoChange
             txn.put(key, orjson.dumps(changed.to_dict()), db=self._workloads_db)
             if changed.terminal:
-                txn.delete(key, db=self._allocations_db)
+                self._release(txn, key)
             return changed
         try:
             return self._commit(write)
@@ -113,7 +113,7 @@ class Ledger:
         def write(txn: lmdb.Transaction) -> None:
             if not txn.delete(key, db=self._workloads_db):
                 raise NotFound(f"no workload with id {workload_id!r}")
-            txn.delete(key, db=self._allocations_db)
+            self._release(txn, key)
         self._commit(write)
 
     def get(self, workload_id: str) -> WorkloadRecord:
@@ -134,13 +134,26 @@ class Ledger:
 
     # -- internals ------------------------------------------------------------------------------
 
+    def _resources(self, txn: lmdb.Transaction, key: bytes) -> Resources:
+        raw = txn.get(key, db=self._node_db)
+        return Resources.from_dict(orjson.loads(raw)) if raw else Resources()
+
     def _usage(self, txn: lmdb.Transaction) -> Usage:
-        raw = txn.get(_CAPACITY, db=self._node_db)
-        capacity = Resources.from_dict(orjson.loads(raw)) if raw else Resources()
-        allocated = Resources()
-        for _, held in txn.cursor(db=self._allocations_db):
-            allocated = allocated + Resources.from_dict(orjson.loads(held))
-        return Usage(capacity, allocated)
+        return Usage(self._resources(txn, _CAPACITY), self._resources(txn, _ALLOCATED))
+
+    # The allocated total is kept beside the allocations, changed in the same transaction as they are,
+    # so admitting costs the same with 1 or 1,000 allocations held.
+
+    def _hold(self, txn: lmdb.Transaction, key: bytes, amount: Resources) -> None:
+        txn.put(key, orjson.dumps(amount.to_dict()), db=self._allocations_db)
+        total = self._resources(txn, _ALLOCATED) + amount
+        txn.put(_ALLOCATED, orjson.dumps(total.to_dict()), db=self._node_db)
+
+    def _release(self, txn: lmdb.Transaction, key: bytes) -> None:
+        raw = txn.pop(key, db=self._allocations_db)
+        if raw is not None:
+            total = self._resources(txn, _ALLOCATED) - Resources.from_dict(orjson.loads(raw))
+            txn.put(_ALLOCATED, orjson.dumps(total.to_dict()), db=self._node_db)
 
     def _commit(self, write: Callable[[lmdb.Transaction], Any]) -> Any:
         with self._env.begin(write=True) as txn:

@@ -113,6 +113,19 @@ def test_concurrent_admits_from_processes_never_over_allocate(tmp_path) -> None:
     store.close()
 
 
+def test_allocated_total_always_equals_the_sum_of_allocations(ledger: Ledger) -> None:
+    for index in range(30):
+        ledger.admit(record(f"w{index}", cpu=0.1 * (index % 4), memory=index))
+    for index in range(0, 30, 3):
+        ledger.update(f"w{index}", finish(Status.STOPPED))
+    for index in range(1, 30, 5):
+        ledger.remove(f"w{index}")
+    summed = Resources()
+    for held in ledger.allocations().values():
+        summed = summed + held
+    assert ledger.usage().allocated == summed
+
+
 def test_record_round_trips(ledger: Ledger) -> None:
     original = dataclasses.replace(record("rt", cpu=1.5, memory=7), placement={"node": "n"}, restarts=2)
     ledger.admit(original)
