@@ -37,6 +37,7 @@ class NodeConfig:
 
     node_id: str
     address: str
+    advertise_address: str
     port: int
     runtime_dir: str
     capacity: Resources
@@ -52,6 +53,7 @@ class NodeConfig:
     mesh_port: int
     heartbeat_period_s: float
     strategy: str
+    max_hops: int
 
     @property
     def paths(self) -> RuntimePaths:
@@ -59,11 +61,16 @@ class NodeConfig:
 
     @property
     def api_url(self) -> str:
-        host = "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address
-        return f"http://{host}:{self.port}"
+        """Where other nodes and users reach this node's API."""
+        return f"http://{self.advertise_address}:{self.port}"
 
     @property
     def mesh_endpoint(self) -> str:
+        """Where other nodes subscribe to this node's heartbeats."""
+        return f"tcp://{self.advertise_address}:{self.mesh_port}"
+
+    @property
+    def mesh_bind_endpoint(self) -> str:
         return f"tcp://{self.address}:{self.mesh_port}"
 
     def save(self) -> None:
@@ -91,7 +98,7 @@ def load_config(path: str) -> NodeConfig:
 # -- validation --------------------------------------------------------------------------------
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "agent": ("node_id", "address", "port", "runtime_dir"),
+    "agent": ("node_id", "address", "advertise_address", "port", "runtime_dir"),
     "resources": ("cpu", "gpu", "memory", "storage"),
     "parent": ("enabled", "address"),
     "peers": ("enabled", "addresses"),
@@ -99,7 +106,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "storage": ("sqlite",),
     "api": ("workers", "threads", "max_body_bytes"),
     "mesh": ("port", "heartbeat_period_s"),
-    "scheduler": ("strategy",),
+    "scheduler": ("strategy", "max_hops"),
 }
 
 
@@ -117,9 +124,11 @@ def parse_config(raw: Any) -> NodeConfig:
     data_path = get("storage.sqlite.data_path", "/tmp/cnet_data", _string)
     parent_enabled = get("parent.enabled", False, _bool)
     peers_enabled = get("peers.enabled", False, _bool)
+    address = get("agent.address", "127.0.0.1", _string)
     return NodeConfig(
         node_id=node_id,
-        address=get("agent.address", "127.0.0.1", _string),
+        address=address,
+        advertise_address=get("agent.advertise_address", "127.0.0.1" if address == "0.0.0.0" else address, _string),
         port=port,
         runtime_dir=runtime_dir,
         capacity=Resources(
@@ -141,6 +150,7 @@ def parse_config(raw: Any) -> NodeConfig:
         mesh_port=get("mesh.port", port + MESH_PORT_OFFSET, _port),
         heartbeat_period_s=float(get("mesh.heartbeat_period_s", 5.0, _positive_number)),
         strategy=get("scheduler.strategy", "local-first", _one_of(STRATEGIES)),
+        max_hops=get("scheduler.max_hops", 4, _positive_int),
     )
 
 

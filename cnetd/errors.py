@@ -24,19 +24,16 @@ class Invalid(CnetError):
     code = "invalid_request"
 
 
-class Unauthorized(CnetError):
-    status = 401
-    code = "unauthorized"
-
-
 class NotFound(CnetError):
     status = 404
     code = "not_found"
 
 
-class Conflict(CnetError):
+class DelegationRefused(CnetError):
+    """A forwarded workload that would loop back or travel too far."""
+
     status = 409
-    code = "conflict"
+    code = "delegation_refused"
 
 
 class InsufficientResources(CnetError):
@@ -54,7 +51,7 @@ class Unavailable(CnetError):
     code = "unavailable"
 
 
-_BY_CODE = {cls.code: cls for cls in (Invalid, Unauthorized, NotFound, Conflict,
+_BY_CODE = {cls.code: cls for cls in (Invalid, NotFound, DelegationRefused,
                                       InsufficientResources, PayloadTooLarge, Unavailable)}
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from types import FrameType
 
 from cnetd import __version__
@@ -65,7 +66,8 @@ def _prepare(config: NodeConfig) -> None:
     config.save()
     ledger = Ledger(str(config.paths.ledger_dir))
     ledger.set_node({"node_id": config.node_id, "api_url": config.api_url,
-                     "mesh_endpoint": config.mesh_endpoint, "started_at": time.time()}, config.capacity)
+                     "mesh_endpoint": config.mesh_endpoint, "started_at": time.time(),
+                     "boot_id": uuid.uuid4().hex}, config.capacity)
     ledger.close()
     config.paths.supervisord_conf.write_text(render(config, sys.executable))
 

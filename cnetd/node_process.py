@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from cnetd import logs
 from cnetd.config import NodeConfig
 from cnetd.supervisor_rpc import Supervisor
+from ledger.nodetable import NodeTable
 from ledger.store import Ledger
 from mesh.bus import BusPublisher
 
@@ -20,6 +21,7 @@ class NodeProcess:
     name: str
     config: NodeConfig
     ledger: Ledger
+    nodes: NodeTable
     publisher: BusPublisher
 
     def supervisor(self) -> Supervisor:
@@ -31,4 +33,4 @@ def open_node_process(name: str) -> NodeProcess:
     logs.configure(config.log_level, config.log_format, config.node_id, name)
     publisher = BusPublisher(config.paths.bus_endpoint, name)
     ledger = Ledger(str(config.paths.ledger_dir), on_change=publisher.ledger_changed)
-    return NodeProcess(name, config, ledger, publisher)
+    return NodeProcess(name, config, ledger, NodeTable(str(config.paths.node_table_dir)), publisher)

@@ -36,6 +36,10 @@ class RuntimePaths:
         return self.root / "ledger"
 
     @property
+    def node_table_dir(self) -> Path:
+        return self.root / "nodes"
+
+    @property
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
@@ -57,7 +61,7 @@ class RuntimePaths:
         return max(len(str(self.root / name)) for name in ("bus.sock", "scheduler.sock", "supervisor.sock"))
 
     def create(self) -> None:
-        for folder in (self.root, self.ledger_dir, self.logs_dir, self.root / "work"):
+        for folder in (self.root, self.ledger_dir, self.node_table_dir, self.logs_dir, self.root / "work"):
             folder.mkdir(parents=True, exist_ok=True)
 
 

@@ -1,4 +1,4 @@
-"""Placement as a pure function: (requirements, candidate nodes, strategy) → where to run, or why nowhere."""
+"""Placement as a pure function: (requirements, candidate nodes, strategy) → where to run in order of preference, or why nowhere."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,9 +36,10 @@ def _free_fraction(candidate: Candidate, need: Resources) -> float:
     return sum(shares) / len(shares) if shares else 0.0
 
 
-def place(need: Resources, candidates: list[Candidate], strategy: str) -> Placement:
-    """Choose a candidate for ``need``: ``local-first`` prefers this node, ``best-fit`` the tightest fit,
-    ``spread`` the node left with the most free. Raises ``InsufficientResources`` when none fits."""
+def rank(need: Resources, candidates: list[Candidate], strategy: str) -> list[Placement]:
+    """Order the candidates that fit ``need``, best first: ``local-first`` puts this node first, then
+    neighbours in the given order; ``best-fit`` the tightest fit first; ``spread`` the most free first.
+    Raises ``InsufficientResources`` when none fits."""
     fitting = [candidate for candidate in candidates if candidate.available.covers(need)]
     if not fitting:
         local = next((candidate for candidate in candidates if candidate.local), None)
@@ -50,14 +51,13 @@ def place(need: Resources, candidates: list[Candidate], strategy: str) -> Placem
             f"no node has enough {', '.join(short) or 'resources'} for this workload "
             f"({len(candidates)} node(s) considered)", **details)
     if strategy == "local-first":
-        chosen = next((candidate for candidate in fitting if candidate.local), fitting[0])
-        reason = "fits on this node" if chosen.local else "this node is full; first neighbour that fits"
-    elif strategy == "best-fit":
-        chosen = min(fitting, key=lambda candidate: _free_fraction(candidate, need))
-        reason = f"tightest fit ({_free_fraction(chosen, need):.0%} left free)"
-    elif strategy == "spread":
-        chosen = max(fitting, key=lambda candidate: _free_fraction(candidate, need))
-        reason = f"most free after placement ({_free_fraction(chosen, need):.0%} left free)"
-    else:
+        ordered = sorted(fitting, key=lambda candidate: not candidate.local)
+        return [Placement(candidate.node_id, candidate.local, strategy,
+                          "fits on this node" if candidate.local else "this node is full; a neighbour fits")
+                for candidate in ordered]
+    if strategy not in ("best-fit", "spread"):
         raise ValueError(f"unknown strategy {strategy!r}")
-    return Placement(chosen.node_id, chosen.local, strategy, reason)
+    ordered = sorted(fitting, key=lambda candidate: _free_fraction(candidate, need), reverse=strategy == "spread")
+    label = "tightest fit" if strategy == "best-fit" else "most free after placement"
+    return [Placement(candidate.node_id, candidate.local, strategy,
+                      f"{label} ({_free_fraction(candidate, need):.0%} left free)") for candidate in ordered]

@@ -1,4 +1,9 @@
-"""The register process: publishes this node's heartbeat on its mesh endpoint, at once on every ledger change."""
+"""The register process: this node's heartbeats out, its neighbours' heartbeats in.
+
+Publishes a heartbeat on the mesh endpoint at once on every ledger change, whenever a child's subtree
+changes, and every ``heartbeat_period_s``; subscribes to the parent, children and peers in the node table
+and records what they announce. Malformed messages are dropped and counted.
+"""
 from __future__ import annotations
 
 import collections
@@ -7,54 +12,136 @@ import time
 
 import zmq
 
+from cnetd.discovery import Discovery
 from cnetd.node_process import NodeProcess, open_node_process
+from ledger.nodetable import Role
 from mesh.bus import bind_bus_subscriber, context
-from mesh.messages import Heartbeat, LedgerChanged, MalformedMessage
+from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent,
+                           Heartbeat, MalformedMessage)
+from mesh.summary import subtree_summary
 
 log = logging.getLogger("register")
 
 
 class Register:
-    """Turns ledger-change events into triggered heartbeats and keeps a periodic one going for liveness."""
-
     def __init__(self, node: NodeProcess) -> None:
         self._node = node
+        self._config = node.config
+        self._boot_id = node.ledger.identity()["boot_id"]
         self._bus = bind_bus_subscriber(node.config.paths.bus_endpoint)
-        self._mesh = context().socket(zmq.PUB)
+        # XPUB, verbose: every new subscriber is seen, and gets a heartbeat at once (no slow-joiner wait).
+        self._mesh = context().socket(zmq.XPUB)
         self._mesh.setsockopt(zmq.LINGER, 0)
-        self._mesh.bind(node.config.mesh_endpoint)
+        self._mesh.setsockopt(zmq.XPUB_VERBOSE, 1)
+        self._mesh.bind(node.config.mesh_bind_endpoint)
+        self._neighbours = context().socket(zmq.SUB)
+        self._neighbours.setsockopt(zmq.LINGER, 0)
+        self._neighbours.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
+        self._neighbours.setsockopt(zmq.RCVHWM, 100_000)
+        self._connected: set[str] = set()
+        self._discovery = Discovery(node.config, node.nodes)
         self._seq = 0
-        self.malformed_events = 0
+        self.received = 0
+        self.malformed = 0
+
+    # -- outgoing -------------------------------------------------------------------------------
 
     def heartbeat(self) -> Heartbeat:
-        ledger, config = self._node.ledger, self._node.config
+        ledger, config = self._node.ledger, self._config
         usage = ledger.usage()
-        counts = collections.Counter(record.status for record in ledger.workloads())
+        counts = collections.Counter(record.status for record in ledger.workloads() if not record.remote)
+        now = time.time()
+        child_subtrees = [neighbour.heartbeat["subtree"] for neighbour in self._node.nodes.all()
+                          if neighbour.role == Role.CHILD and neighbour.heartbeat
+                          and neighbour.online(config.heartbeat_period_s, HEARTBEAT_LIVENESS, now)]
         self._seq += 1
-        return Heartbeat(node_id=config.node_id, seq=self._seq, api_url=config.api_url,
-                         capacity=usage.capacity.to_dict(), allocated=usage.allocated.to_dict(),
-                         available=usage.available.to_dict(), workloads=dict(counts),
+        return Heartbeat(node_id=config.node_id, seq=self._seq, boot_id=self._boot_id, api_url=config.api_url,
+                         mesh_endpoint=config.mesh_endpoint, capacity=usage.capacity.to_dict(),
+                         allocated=usage.allocated.to_dict(), available=usage.available.to_dict(),
+                         workloads=dict(counts), subtree=subtree_summary(usage, child_subtrees),
                          ledger_version=ledger.version())
 
+    # -- loop -----------------------------------------------------------------------------------
+
     def run(self) -> None:
-        period_s = self._node.config.heartbeat_period_s
+        self._subscribe_known()
+        self._discovery.start()
+        poller = zmq.Poller()
+        poller.register(self._bus, zmq.POLLIN)
+        poller.register(self._neighbours, zmq.POLLIN)
+        poller.register(self._mesh, zmq.POLLIN)
+        period_s = self._config.heartbeat_period_s
         next_beat = time.monotonic()
         while True:
-            wait_ms = max(0.0, next_beat - time.monotonic()) * 1000
-            if self._bus.poll(wait_ms):
-                self._drain_bus()
-            self._mesh.send_multipart(self.heartbeat().encode())
-            next_beat = time.monotonic() + period_s
+            ready = dict(poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
+            triggered = False
+            if self._bus in ready:
+                triggered |= self._drain_bus()
+            if self._neighbours in ready:
+                triggered |= self._drain_neighbours()
+            if self._mesh in ready:
+                triggered |= self._drain_subscriptions()
+            if triggered or time.monotonic() >= next_beat:
+                self._mesh.send_multipart(self.heartbeat().encode())
+                next_beat = time.monotonic() + period_s
 
-    def _drain_bus(self) -> None:
-        """Consume every waiting event: one heartbeat answers a burst of changes."""
+    def _drain_bus(self) -> bool:
+        """Consume waiting bus events; True if the ledger changed (one heartbeat answers a burst)."""
+        ledger_changed = False
         while self._bus.poll(0):
-            frames = self._bus.recv_multipart()
             try:
-                LedgerChanged.decode(frames)
+                event = BusEvent.decode(self._bus.recv_multipart())
             except MalformedMessage as exc:
-                self.malformed_events += 1
-                log.warning("dropped malformed bus message (%d so far): %s", self.malformed_events, exc)
+                self._count_malformed("bus", exc)
+                continue
+            if event.topic == LEDGER_CHANGED:
+                ledger_changed = True
+            elif event.topic == NEIGHBOURS_CHANGED:
+                self._subscribe_known()
+        return ledger_changed
+
+    def _drain_neighbours(self) -> bool:
+        """Record waiting neighbour heartbeats; True if a child's subtree changed (ours changes with it)."""
+        subtree_changed = False
+        while self._neighbours.poll(0):
+            try:
+                beat = Heartbeat.decode(self._neighbours.recv_multipart())
+            except MalformedMessage as exc:
+                self._count_malformed("mesh", exc)
+                continue
+            self.received += 1
+            previous = self._node.nodes.get(beat.node_id)
+            if previous is None or beat.node_id == self._config.node_id:
+                continue  # not a neighbour of ours (an old endpoint, or a misconfigured loop)
+            self._node.nodes.record_heartbeat(beat.node_id, beat.to_dict(), time.time())
+            was_online = previous.online(self._config.heartbeat_period_s, HEARTBEAT_LIVENESS)
+            if previous.role == Role.CHILD and (not was_online or previous.heartbeat is None
+                                                or previous.heartbeat["subtree"] != beat.subtree):
+                subtree_changed = True
+            registered_with = self._discovery.parent_boot_id
+            if previous.role == Role.PARENT and registered_with is not None and beat.boot_id != registered_with:
+                self._discovery.reregister()  # the parent restarted: make sure it knows us
+        return subtree_changed
+
+    def _drain_subscriptions(self) -> bool:
+        """True if someone new subscribed to our heartbeats (XPUB hands us b"\\x01" + topic)."""
+        subscribed = False
+        while self._mesh.poll(0):
+            subscribed |= self._mesh.recv()[:1] == b"\x01"
+        return subscribed
+
+    def _subscribe_known(self) -> None:
+        wanted = {neighbour.mesh_endpoint for neighbour in self._node.nodes.all()
+                  if neighbour.mesh_endpoint != self._config.mesh_endpoint}
+        for endpoint in wanted - self._connected:
+            self._neighbours.connect(endpoint)
+        for endpoint in self._connected - wanted:
+            self._neighbours.disconnect(endpoint)
+        self._connected = wanted
+
+    def _count_malformed(self, source: str, exc: MalformedMessage) -> None:
+        self.malformed += 1
+        log.warning("dropped malformed %s message (%d so far): %s", source, self.malformed, exc)
 
 
 def main() -> None:

@@ -1,7 +1,10 @@
-"""The scheduler process: validates, places, allocates and launches workloads; stops and deletes them.
+"""The scheduler process: places, allocates and launches workloads; stops and deletes them.
 
-It serves the API's requests one at a time on an ipc:// ROUTER socket, so every launch decision is made
-in one place; the ledger's atomic admit is the guard against over-allocation.
+It serves the API's requests one at a time on an ipc:// ROUTER socket, so every placement decision is
+made in one place; the ledger's atomic admit is the guard against over-allocation. When a workload
+belongs elsewhere it answers with the ranked neighbours to try: the API forwards it over HTTP (in its
+own threads, so two schedulers delegating to each other can never wait on each other) and records the
+result here as a pointer.
 """
 from __future__ import annotations
 
@@ -10,12 +13,14 @@ import logging
 import shutil
 from typing import Any
 
-from cnetd.errors import CnetError, NotFound
+from cnetd.errors import CnetError, DelegationRefused, NotFound
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.paths import WORKLOAD_GROUP, program_name
-from cnetd.placement import Candidate, place
+from cnetd.placement import Candidate, Placement, rank
 from cnetd.supervisor_rpc import Supervisor, workload_program_options
-from ledger.records import Desired, Status, WorkloadRecord
+from ledger.nodetable import Role
+from ledger.records import Desired, Resources, Status, WorkloadRecord
+from mesh.messages import HEARTBEAT_LIVENESS
 from mesh.rpc import RpcServer
 from workers.base import NodeContext, ProgramSpec
 from workers.lifecycle import desire, finish, mark_running, settle
@@ -34,28 +39,68 @@ class Scheduler:
 
     @property
     def handlers(self) -> dict[str, Any]:
-        return {"submit": self.submit, "stop": self.stop, "delete": self.delete}
+        return {"submit": self.submit, "record_pointer": self.record_pointer, "forget": self.forget,
+                "stop": self.stop, "delete": self.delete}
 
     # -- requests -------------------------------------------------------------------------------
 
     def submit(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Run a workload here (``{"placed": record}``) or say where to send it (``{"delegate": [...]}``).
+
+        ``delegation`` carries the nodes already visited and the hop count; ``local_only`` asks to run
+        here after every neighbour refused.
+        """
         record = WorkloadRecord.from_dict(args["workload"])
         try:
-            return self._ledger.get(record.id).to_dict()  # a retried submission runs nothing twice
+            return {"placed": self._ledger.get(record.id).to_dict()}  # a retried submission runs nothing twice
         except NotFound:
             pass
-        executor = executor_for(record.type)
-        record.config = executor.validate(record.config)
+        visited = list(args.get("visited", []))
+        if self._node.config.node_id in visited:
+            raise DelegationRefused(f"delegation loop: {self._node.config.node_id} was already visited ({' → '.join(visited)})",
+                           visited=visited)
+        if len(visited) > self._node.config.max_hops:
+            raise DelegationRefused(f"delegation exceeded {self._node.config.max_hops} hops ({' → '.join(visited)})",
+                           visited=visited)
         usage = self._ledger.usage()
         local = Candidate(self._node.config.node_id, usage.available, usage.capacity, local=True)
-        placement = place(record.requirements, [local], self._node.config.strategy)
+        neighbours = [] if args.get("local_only") else self._neighbour_candidates(exclude=set(visited))
+        ranked = rank(record.requirements, [local, *neighbours], self._node.config.strategy)
+        if ranked[0].local:
+            return {"placed": self._run_here(record, ranked[0]).to_dict()}
+        urls = {neighbour.node_id: neighbour.api_url for neighbour in self._node.nodes.all()}
+        return {"delegate": [{"node_id": placement.node_id, "api_url": urls[placement.node_id],
+                              "placement": placement.to_dict()} for placement in ranked if not placement.local],
+                "local_fits": any(placement.local for placement in ranked)}
+
+    def record_pointer(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._ledger.record_pointer(WorkloadRecord.from_dict(args["workload"])).to_dict()
+
+    def forget(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._ledger.remove(args["id"])
+        return {"id": args["id"], "deleted": True}
+
+    def _neighbour_candidates(self, exclude: set[str]) -> list[Candidate]:
+        """Online children, then online peers, as their heartbeats describe their subtrees."""
+        period_s = self._node.config.heartbeat_period_s
+        online = [neighbour for neighbour in self._node.nodes.all()
+                  if neighbour.role in (Role.CHILD, Role.PEER) and neighbour.heartbeat
+                  and neighbour.node_id not in exclude and neighbour.online(period_s, HEARTBEAT_LIVENESS)]
+        online.sort(key=lambda neighbour: neighbour.role != Role.CHILD)
+        return [Candidate(neighbour.node_id, Resources.from_dict(neighbour.heartbeat["subtree"]["available_max"]),
+                          Resources.from_dict(neighbour.heartbeat["subtree"]["capacity"]))
+                for neighbour in online]
+
+    def _run_here(self, record: WorkloadRecord, placement: Placement) -> WorkloadRecord:
+        executor = executor_for(record.type)
+        record.config = executor.validate(record.config)
         spec = executor.program(record, self._context)
         record = dataclasses.replace(
             record, status=Status.STARTING, node=placement.node_id, placement=placement.to_dict(),
             program=f"{WORKLOAD_GROUP}:{program_name(record.id)}", restart_policy=spec.restart_policy)
         record = self._ledger.admit(record)
         try:
-            return self._launch(record, spec).to_dict()
+            return self._launch(record, spec)
         except Exception:
             self._ledger.remove(record.id)  # a request that fails leaves nothing allocated
             raise
@@ -95,7 +140,7 @@ class Scheduler:
         """After a restart of the scheduler or the whole node: launch what should run but has no program."""
         programs = self._supervisor.workload_infos()
         for record in self._ledger.workloads():
-            if record.terminal or record.program in programs:
+            if record.terminal or record.remote or record.program in programs:
                 continue
             if record.desired == Desired.STOP:
                 self._ledger.update(record.id, finish(Status.STOPPED, message="stopped"))

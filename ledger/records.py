@@ -67,6 +67,7 @@ class Status:
     COMPLETED = "completed"
     FAILED = "failed"
     STOPPED = "stopped"
+    LOST = "lost"  # shown, never stored: the node running a delegated workload is offline
 
 
 TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.STOPPED})
@@ -95,6 +96,8 @@ class WorkloadRecord:
     restart_policy: str = "never"
     restarts: int = 0
     placement: dict[str, Any] | None = None
+    delegated_to: str | None = None
+    remote_api: str | None = None
     process_pid: int | None = None
     endpoint: str | None = None
     exit_code: int | None = None
@@ -106,6 +109,11 @@ class WorkloadRecord:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def remote(self) -> bool:
+        """A pointer to a workload this node delegated: it runs, and is managed, on ``delegated_to``."""
+        return self.delegated_to is not None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

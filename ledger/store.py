@@ -81,6 +81,18 @@ class Ledger:
             return record
         return self._commit(write)
 
+    def record_pointer(self, record: WorkloadRecord) -> WorkloadRecord:
+        """Store the record of a workload delegated to another node: nothing is allocated here."""
+        key = record.id.encode()
+
+        def write(txn: lmdb.Transaction) -> WorkloadRecord:
+            stored = txn.get(key, db=self._workloads_db)
+            if stored is not None:
+                return WorkloadRecord.from_dict(orjson.loads(stored))
+            txn.put(key, orjson.dumps(record.to_dict()), db=self._workloads_db)
+            return record
+        return self._commit(write)
+
     def update(self, workload_id: str, change: RecordChange) -> WorkloadRecord:
         """Apply ``change`` to a record in one transaction; it returns the new record, or None for no change.
 

@@ -5,7 +5,7 @@ import threading
 
 import zmq
 
-from mesh.messages import LedgerChanged
+from mesh.messages import LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent
 
 
 def context() -> zmq.Context:
@@ -25,8 +25,14 @@ class BusPublisher:
         self._lock = threading.Lock()  # ZeroMQ sockets are not thread-safe; API workers run threads
 
     def ledger_changed(self, version: int) -> None:
+        self._send(BusEvent(LEDGER_CHANGED, version, self._sender))
+
+    def neighbours_changed(self) -> None:
+        self._send(BusEvent(NEIGHBOURS_CHANGED, 0, self._sender))
+
+    def _send(self, event: BusEvent) -> None:
         with self._lock:
-            self._socket.send_multipart(LedgerChanged(version, self._sender).encode(), flags=zmq.NOBLOCK)
+            self._socket.send_multipart(event.encode(), flags=zmq.NOBLOCK)
 
     def close(self) -> None:
         self._socket.close()

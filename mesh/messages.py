@@ -8,8 +8,11 @@ from typing import Any
 import orjson
 
 PROTOCOL_VERSION = 1
+HEARTBEAT_LIVENESS = 3  # missed periods before a neighbour is offline
 MAX_MESSAGE_BYTES = 64 * 1024
 LEDGER_CHANGED = b"ledger.changed"
+NEIGHBOURS_CHANGED = b"neighbours.changed"
+BUS_TOPICS = (LEDGER_CHANGED, NEIGHBOURS_CHANGED)
 HEARTBEAT_TOPIC = b"hb"
 
 
@@ -32,45 +35,69 @@ def _load_object(frame: bytes) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class LedgerChanged:
-    """Bus event: a process committed a ledger write, reaching ``version``."""
+class BusEvent:
+    """Node-local bus event: ``ledger.changed`` (a commit reached ``version``) or ``neighbours.changed``."""
 
+    topic: bytes
     version: int
     sender: str
 
     def encode(self) -> list[bytes]:
-        return [LEDGER_CHANGED, orjson.dumps({"v": PROTOCOL_VERSION, "version": self.version, "sender": self.sender})]
+        return [self.topic, orjson.dumps({"v": PROTOCOL_VERSION, "version": self.version, "sender": self.sender})]
 
     @classmethod
-    def decode(cls, frames: list[bytes]) -> LedgerChanged:
-        if len(frames) != 2 or frames[0] != LEDGER_CHANGED:
-            raise MalformedMessage("not a ledger.changed event")
+    def decode(cls, frames: list[bytes]) -> BusEvent:
+        if len(frames) != 2 or frames[0] not in BUS_TOPICS:
+            raise MalformedMessage("not a bus event")
         body = _load_object(frames[1])
         version, sender = body.get("version"), body.get("sender")
         if not isinstance(version, int) or not isinstance(sender, str):
-            raise MalformedMessage("ledger.changed needs an integer version and a sender")
-        return cls(version, sender)
+            raise MalformedMessage("bus event needs an integer version and a sender")
+        return cls(frames[0], version, sender)
+
+
+def _numeric_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(item, (int, float)) and not isinstance(item, bool)
+                                           for item in value.values())
+
+
+SUBTREE_MAPS = ("capacity", "allocated", "available_max")
+SUBTREE_COUNTS = ("nodes", "online")
+
+
+def _valid_subtree(value: Any) -> bool:
+    return (isinstance(value, dict) and all(_numeric_map(value.get(name)) for name in SUBTREE_MAPS)
+            and all(isinstance(value.get(name), int) for name in SUBTREE_COUNTS))
 
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """A node's periodic or triggered announcement of its resources, published on its mesh endpoint."""
+    """A node's periodic or triggered announcement of its resources, published on its mesh endpoint.
+
+    ``subtree`` summarises the node and every online descendant in constant size: ``nodes``/``online``
+    counts, summed ``capacity``/``allocated``, and ``available_max``, the per-resource maximum free on any
+    one node of the subtree (an upper bound a delegating parent checks before forwarding).
+    ``boot_id`` changes when the node restarts, so a child knows to register again.
+    """
 
     node_id: str
     seq: int
+    boot_id: str
     api_url: str
+    mesh_endpoint: str
     capacity: dict[str, float]
     allocated: dict[str, float]
     available: dict[str, float]
     workloads: dict[str, int]
+    subtree: dict[str, Any]
     ledger_version: int
     sent_at: float = field(default_factory=time.time)
 
     _NUMERIC_MAPS = ("capacity", "allocated", "available", "workloads")
+    _STRINGS = ("node_id", "boot_id", "api_url", "mesh_endpoint")
 
     def encode(self) -> list[bytes]:
-        body = {"v": PROTOCOL_VERSION, **{name: getattr(self, name) for name in self.__dataclass_fields__}}
-        return [HEARTBEAT_TOPIC, orjson.dumps(body)]
+        return [HEARTBEAT_TOPIC, orjson.dumps({"v": PROTOCOL_VERSION, **self.to_dict()})]
 
     @classmethod
     def decode(cls, frames: list[bytes]) -> Heartbeat:
@@ -81,10 +108,39 @@ class Heartbeat:
             beat = cls(**{name: body[name] for name in cls.__dataclass_fields__})
         except KeyError as exc:
             raise MalformedMessage(f"heartbeat lacks {exc.args[0]}") from None
-        if not isinstance(beat.node_id, str) or not isinstance(beat.seq, int) or not isinstance(beat.api_url, str):
-            raise MalformedMessage("heartbeat node_id/seq/api_url have the wrong types")
+        if not all(isinstance(getattr(beat, name), str) for name in cls._STRINGS):
+            raise MalformedMessage(f"heartbeat {', '.join(cls._STRINGS)} must be strings")
+        if not isinstance(beat.seq, int) or not isinstance(beat.ledger_version, int):
+            raise MalformedMessage("heartbeat seq and ledger_version must be integers")
+        if not isinstance(beat.sent_at, (int, float)):
+            raise MalformedMessage("heartbeat sent_at must be a number")
         for name in cls._NUMERIC_MAPS:
-            value = getattr(beat, name)
-            if not isinstance(value, dict) or not all(isinstance(v, (int, float)) for v in value.values()):
+            if not _numeric_map(getattr(beat, name)):
                 raise MalformedMessage(f"heartbeat {name} must map names to numbers")
+        if not _valid_subtree(beat.subtree):
+            raise MalformedMessage("heartbeat subtree is malformed")
         return beat
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A child's request to its parent (POST /api/nodes/register): subscribe to me, I am your child."""
+
+    node_id: str
+    api_url: str
+    mesh_endpoint: str
+
+    @classmethod
+    def decode(cls, body: Any) -> Registration:
+        if not isinstance(body, dict):
+            raise MalformedMessage("registration must be a JSON object")
+        values = {name: body.get(name) for name in cls.__dataclass_fields__}
+        missing = [name for name, value in values.items() if not isinstance(value, str) or not value]
+        if missing:
+            raise MalformedMessage(f"registration needs string field(s) {', '.join(missing)}")
+        if not values["mesh_endpoint"].startswith("tcp://") or not values["api_url"].startswith("http://"):
+            raise MalformedMessage("registration needs a tcp:// mesh_endpoint and an http:// api_url")
+        return cls(**values)

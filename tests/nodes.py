@@ -49,7 +49,7 @@ class Node:
         self.root = Path(tempfile.mkdtemp(prefix="cnet-", dir="/tmp"))
         self.runtime_dir = self.root / "rt"
         self.config_path = self.root / "node.yaml"
-        config = {
+        self.config: dict[str, Any] = {
             "agent": {"node_id": self.node_id, "address": "127.0.0.1", "port": self.port,
                       "runtime_dir": str(self.runtime_dir)},
             "resources": resources or {"cpu": 8, "memory": 16 * 2**30, "gpu": 0, "storage": 10 * 2**30},
@@ -58,14 +58,15 @@ class Node:
             "storage": {"sqlite": {"db_path": str(self.root / "storage.db"), "data_path": str(self.root / "data")}},
             **sections,
         }
-        self.config_path.write_text(yaml.safe_dump(config))
         self.url = f"http://127.0.0.1:{self.port}"
+        self.address = f"127.0.0.1:{self.port}"
         self.http = requests.Session()
         self.process: subprocess.Popen | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> Node:
+        self.config_path.write_text(yaml.safe_dump(self.config))
         output_path = self.root / "cnetd.out"
         seen_bytes = output_path.stat().st_size if output_path.exists() else 0
         self.output = open(output_path, "ab")
@@ -144,3 +145,32 @@ class Node:
     def log(self, name: str) -> str:
         path = self.root / name if name == "cnetd.out" else self.runtime_dir / "logs" / name
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def link(child: Node, parent: Node | None = None, peers: tuple[Node, ...] = (),
+         heartbeat_period_s: float | None = None) -> Node:
+    """Set a node's parent, peers and heartbeat period in its config (before it starts)."""
+    if parent is not None:
+        child.config["parent"] = {"enabled": True, "address": parent.address}
+    if peers:
+        child.config["peers"] = {"enabled": True, "addresses": [peer.address for peer in peers]}
+    if heartbeat_period_s is not None:
+        child.config["mesh"]["heartbeat_period_s"] = heartbeat_period_s
+    return child
+
+
+def nodes_view(node: Node) -> dict[str, Any]:
+    """A node's /api/nodes reduced to ids and statuses by role."""
+    body = node.api("GET", "/api/nodes").json()
+    def brief(entry: dict[str, Any] | None) -> tuple[str, str] | None:
+        return (entry["id"], entry["status"]) if entry else None
+    return {"self": body["self"]["id"], "parent": brief(body["parent"]),
+            "children": [brief(child) for child in body["children"]], "peers": [brief(peer) for peer in body["peers"]]}
+
+
+def kill_node(node: Node) -> None:
+    """kill -9 a whole node (cnetd, supervisord, node processes, workloads), as if its machine died."""
+    node._kill_everything()
+    if node.process is not None:
+        node.process.wait(timeout=30)
+    node.output.close()

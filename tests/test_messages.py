@@ -6,16 +6,19 @@ import io
 import orjson
 import pytest
 
-from mesh.messages import MAX_MESSAGE_BYTES, Heartbeat, LedgerChanged, MalformedMessage
+from mesh.messages import LEDGER_CHANGED, MAX_MESSAGE_BYTES, BusEvent, Heartbeat, MalformedMessage, Registration
 from workers.eventlistener import events
 
-BEAT = Heartbeat(node_id="n", seq=3, api_url="http://127.0.0.1:1", capacity={"cpu": 8.0}, allocated={"cpu": 1.0},
-                 available={"cpu": 7.0}, workloads={"running": 1}, ledger_version=9)
+SUBTREE = {"nodes": 2, "online": 2, "capacity": {"cpu": 16.0}, "allocated": {"cpu": 1.0}, "available_max": {"cpu": 8.0}}
+BEAT = Heartbeat(node_id="n", seq=3, boot_id="b1", api_url="http://127.0.0.1:1", mesh_endpoint="tcp://127.0.0.1:2",
+                 capacity={"cpu": 8.0}, allocated={"cpu": 1.0}, available={"cpu": 7.0}, workloads={"running": 1},
+                 subtree=SUBTREE, ledger_version=9)
 
 
 def test_round_trips() -> None:
     assert Heartbeat.decode(BEAT.encode()) == BEAT
-    assert LedgerChanged.decode(LedgerChanged(5, "api").encode()) == LedgerChanged(5, "api")
+    event = BusEvent(LEDGER_CHANGED, 5, "api")
+    assert BusEvent.decode(event.encode()) == event
 
 
 @pytest.mark.parametrize("frames", [
@@ -27,11 +30,20 @@ def test_round_trips() -> None:
     [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "seq": "3"})],
     [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "available": {"cpu": "lots"}})],
     [b"hb", orjson.dumps({k: v for k, v in orjson.loads(BEAT.encode()[1]).items() if k != "node_id"})],
+    [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "subtree": {**SUBTREE, "nodes": "2"}})],
+    [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "capacity": {"cpu": True}})],
     [b"hb", b"{" + b" " * MAX_MESSAGE_BYTES + b"}"],
 ])
 def test_malformed_heartbeats_are_rejected(frames: list[bytes]) -> None:
     with pytest.raises(MalformedMessage):
         Heartbeat.decode(frames)
+
+
+@pytest.mark.parametrize("body", [None, [], {"node_id": "c"}, {"node_id": "c", "api_url": "http://x:1", "mesh_endpoint": "ipc://x"},
+                                  {"node_id": 1, "api_url": "http://x:1", "mesh_endpoint": "tcp://x:2"}])
+def test_malformed_registrations_are_rejected(body) -> None:
+    with pytest.raises(MalformedMessage):
+        Registration.decode(body)
 
 
 def test_event_listener_protocol() -> None:

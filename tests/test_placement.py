@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from cnetd.errors import InsufficientResources
-from cnetd.placement import Candidate, place
+from cnetd.placement import Candidate, rank
 from ledger.records import Resources
 
 CAPACITY = Resources(cpu=8.0, memory=16, gpu=0, storage=0)
@@ -15,27 +15,28 @@ NEED = Resources(cpu=2.0, memory=4)
 
 
 def test_local_first_prefers_this_node() -> None:
-    placement = place(NEED, [ROOMY, LOCAL, TIGHT], "local-first")
-    assert placement.node_id == "here" and placement.local
+    ranked = rank(NEED, [ROOMY, LOCAL, TIGHT], "local-first")
+    assert [placement.node_id for placement in ranked] == ["here", "roomy", "tight"] and ranked[0].local
 
 
 def test_local_first_falls_back_to_a_neighbour() -> None:
     full = Candidate("here", Resources(cpu=1.0, memory=8), CAPACITY, local=True)
-    placement = place(NEED, [full, TIGHT, ROOMY], "local-first")
-    assert placement.node_id == "tight" and not placement.local and "full" in placement.reason
+    ranked = rank(NEED, [full, TIGHT, ROOMY], "local-first")
+    assert [placement.node_id for placement in ranked] == ["tight", "roomy"]
+    assert not ranked[0].local and "full" in ranked[0].reason
 
 
 def test_best_fit_takes_the_tightest() -> None:
-    assert place(NEED, [LOCAL, ROOMY, TIGHT], "best-fit").node_id == "tight"
+    assert [placement.node_id for placement in rank(NEED, [LOCAL, ROOMY, TIGHT], "best-fit")] == ["tight", "here", "roomy"]
 
 
 def test_spread_takes_the_most_free() -> None:
-    assert place(NEED, [LOCAL, TIGHT, ROOMY], "spread").node_id == "roomy"
+    assert [placement.node_id for placement in rank(NEED, [LOCAL, TIGHT, ROOMY], "spread")] == ["roomy", "here", "tight"]
 
 
 def test_nothing_fits_names_the_short_resources() -> None:
     with pytest.raises(InsufficientResources) as refused:
-        place(Resources(cpu=16.0, gpu=1), [LOCAL, ROOMY], "local-first")
+        rank(Resources(cpu=16.0, gpu=1), [LOCAL, ROOMY], "local-first")
     assert "cpu" in refused.value.message and "gpu" in refused.value.message
     assert refused.value.details["requested"]["cpu"] == 16.0
     assert refused.value.details["available"] == LOCAL.available.to_dict()

@@ -1,4 +1,4 @@
-"""The API application: routes of DESIGN.md §6 over the ledger (reads) and the scheduler (changes)."""
+"""The API application: routes of DESIGN.md §6 over the ledger and node table (reads) and the scheduler (changes)."""
 from __future__ import annotations
 
 import time
@@ -7,11 +7,16 @@ from typing import Any
 import falcon
 
 from cnetd import __version__
+from cnetd.api import delegation
 from cnetd.api.http import install_error_rendering, read_json, send
+from cnetd.api.remote import RemoteWorkloads
 from cnetd.errors import Invalid
 from cnetd.logtail import tail_lines
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.submission import parse_submission
+from ledger.nodetable import Neighbour, Role
+from ledger.records import WorkloadRecord
+from mesh.messages import HEARTBEAT_LIVENESS, MalformedMessage, Registration
 from mesh.rpc import request
 
 SCHEDULER_TIMEOUT_S = 60.0
@@ -19,18 +24,23 @@ LOG_TAIL_DEFAULT, LOG_TAIL_MAX = 200, 10_000
 
 
 class _NodeResource:
-    def __init__(self, node: NodeProcess) -> None:
+    def __init__(self, node: NodeProcess, remote: RemoteWorkloads) -> None:
         self.node = node
+        self.remote = remote
 
     def schedule(self, op: str, **args: Any) -> Any:
         return request(self.node.config.paths.scheduler_endpoint, op, args, SCHEDULER_TIMEOUT_S)
 
+    def view(self, record: WorkloadRecord) -> dict[str, Any]:
+        return self.remote.view(record) if record.remote else record.to_dict()
+
 
 class Health(_NodeResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        started_at = self.node.ledger.identity().get("started_at", time.time())
+        identity = self.node.ledger.identity()
         send(resp, {"status": "ok", "node": self.node.config.node_id, "version": __version__,
-                    "uptime_s": round(time.time() - started_at, 3)})
+                    "uptime_s": round(time.time() - identity["started_at"], 3), "boot_id": identity["boot_id"],
+                    "mesh_endpoint": self.node.config.mesh_endpoint})
 
 
 class NodeResources(_NodeResource):
@@ -38,37 +48,89 @@ class NodeResources(_NodeResource):
         send(resp, {"node": self.node.config.node_id, **self.node.ledger.usage().to_dict()})
 
 
+def _neighbour_view(neighbour: Neighbour, heartbeat_period_s: float, now: float) -> dict[str, Any]:
+    beat = neighbour.heartbeat or {}
+    return {"id": neighbour.node_id, "role": neighbour.role, "api_url": neighbour.api_url,
+            "mesh_endpoint": neighbour.mesh_endpoint,
+            "status": "online" if neighbour.online(heartbeat_period_s, HEARTBEAT_LIVENESS, now) else "offline",
+            "last_seen_s": round(now - neighbour.last_seen, 3) if neighbour.last_seen else None,
+            "resources": {kind: beat[kind] for kind in ("capacity", "allocated", "available")} if beat else None,
+            "workloads": beat.get("workloads"), "subtree": beat.get("subtree")}
+
+
 class Nodes(_NodeResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        config = self.node.config
-        this_node = {"id": config.node_id, "api_url": config.api_url, "mesh_endpoint": config.mesh_endpoint,
-                     "status": "online", "last_seen_s": 0.0, "resources": self.node.ledger.usage().to_dict()}
-        send(resp, {"self": this_node, "parent": None, "children": [], "peers": []})
+        config, now = self.node.config, time.time()
+        this_node = {"id": config.node_id, "role": "self", "api_url": config.api_url,
+                     "mesh_endpoint": config.mesh_endpoint, "status": "online", "last_seen_s": 0.0,
+                     "resources": self.node.ledger.usage().to_dict()}
+        views: dict[str, list[dict[str, Any]]] = {Role.PARENT: [], Role.CHILD: [], Role.PEER: []}
+        for neighbour in sorted(self.node.nodes.all(), key=lambda neighbour: neighbour.node_id):
+            if neighbour.node_id != config.node_id:
+                views[neighbour.role].append(_neighbour_view(neighbour, config.heartbeat_period_s, now))
+        send(resp, {"self": this_node, "parent": (views[Role.PARENT] or [None])[0],
+                    "children": views[Role.CHILD], "peers": views[Role.PEER]})
+
+
+class NodeRegistration(_NodeResource):
+    """POST /api/nodes/register: a child announces itself; the register subscribes to its heartbeats."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            registration = Registration.decode(read_json(req, self.node.config.api_max_body_bytes))
+        except MalformedMessage as exc:
+            raise Invalid(str(exc)) from None
+        if registration.node_id == self.node.config.node_id:
+            raise Invalid(f"a node cannot register with itself ({registration.node_id})")
+        self.node.nodes.upsert(Neighbour(registration.node_id, Role.CHILD, registration.api_url,
+                                         registration.mesh_endpoint))
+        self.node.publisher.neighbours_changed()
+        send(resp, {"registered": registration.node_id, "parent": self.node.config.node_id,
+                    "boot_id": self.node.ledger.identity()["boot_id"]})
 
 
 class Workloads(_NodeResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        status, workload_type = req.get_param("status"), req.get_param("type")
-        records = [record.to_dict() for record in self.node.ledger.workloads()
-                   if (status is None or record.status == status) and (workload_type is None or record.type == workload_type)]
-        send(resp, {"workloads": records, "count": len(records)})
+        status, workload_type, ids = req.get_param("status"), req.get_param("type"), req.get_param("ids")
+        wanted = set(ids.split(",")) if ids else None
+        records = [record for record in self.node.ledger.workloads()
+                   if (wanted is None or record.id in wanted) and (workload_type is None or record.type == workload_type)]
+        remote_views = iter(self.remote.views([record for record in records if record.remote]))
+        views = [next(remote_views) if record.remote else record.to_dict() for record in records]
+        views = [view for view in views if status is None or view["status"] == status]
+        send(resp, {"workloads": views, "count": len(views)})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        record = parse_submission(read_json(req, self.node.config.api_max_body_bytes))
-        send(resp, self.schedule("submit", workload=record.to_dict()), 201)
+        body = read_json(req, self.node.config.api_max_body_bytes)
+        visited = delegation.parse_visited(body.pop("delegation", None) if isinstance(body, dict) else None)
+        record = parse_submission(body)
+        send(resp, delegation.submit(record, visited, self.node.config.node_id, self.schedule), 201)
 
 
 class Workload(_NodeResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        send(resp, self.node.ledger.get(workload_id).to_dict())
+        send(resp, self.view(self.node.ledger.get(workload_id)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        send(resp, self.schedule("delete", id=workload_id))
+        record = self.node.ledger.get(workload_id)
+        if not record.remote:
+            send(resp, self.schedule("delete", id=workload_id))
+            return
+        status, body = self.remote.act(record, "DELETE")
+        if status not in (200, 404):
+            send(resp, body, status)
+            return
+        send(resp, self.schedule("forget", id=workload_id))
 
 
 class WorkloadStop(_NodeResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        send(resp, self.schedule("stop", id=workload_id))
+        record = self.node.ledger.get(workload_id)
+        if record.remote:
+            status, body = self.remote.act(record, "POST", "/stop")
+            send(resp, body, status)
+        else:
+            send(resp, self.schedule("stop", id=workload_id))
 
 
 class WorkloadLogs(_NodeResource):
@@ -80,6 +142,10 @@ class WorkloadLogs(_NodeResource):
             raise Invalid("tail: expected a whole number of lines") from None
         if not 0 <= lines <= LOG_TAIL_MAX:
             raise Invalid(f"tail: expected 0 to {LOG_TAIL_MAX} lines")
+        if record.remote:
+            status, body = self.remote.act(record, "GET", f"/logs?tail={lines}")
+            send(resp, body, status)
+            return
         paths = self.node.config.paths
         send(resp, {"id": record.id, "tail": lines,
                     "stdout": tail_lines(paths.workload_log(record.id, "stdout"), lines),
@@ -89,14 +155,15 @@ class WorkloadLogs(_NodeResource):
 def create_app() -> falcon.App:
     """gunicorn's app factory: runs in each worker after the fork, so LMDB and ZeroMQ open per process."""
     node = open_node_process("api")
+    remote = RemoteWorkloads(node.nodes, node.config.heartbeat_period_s)
     app = falcon.App()
     app.req_options.strip_url_path_trailing_slash = True
-    app.add_route("/api/health", Health(node))
-    app.add_route("/api/resources", NodeResources(node))
-    app.add_route("/api/nodes", Nodes(node))
-    app.add_route("/api/workloads", Workloads(node))
-    app.add_route("/api/workloads/{workload_id}", Workload(node))
-    app.add_route("/api/workloads/{workload_id}/stop", WorkloadStop(node))
-    app.add_route("/api/workloads/{workload_id}/logs", WorkloadLogs(node))
+    for route, resource in (
+        ("/api/health", Health), ("/api/resources", NodeResources), ("/api/nodes", Nodes),
+        ("/api/nodes/register", NodeRegistration), ("/api/workloads", Workloads),
+        ("/api/workloads/{workload_id}", Workload), ("/api/workloads/{workload_id}/stop", WorkloadStop),
+        ("/api/workloads/{workload_id}/logs", WorkloadLogs),
+    ):
+        app.add_route(route, resource(node, remote))
     install_error_rendering(app)
     return app

@@ -1,0 +1,42 @@
+"""Minimal JSON-over-HTTP client (stdlib only) for node-to-node calls: registration, delegation, proxying."""
+from __future__ import annotations
+
+import http.client
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+
+import orjson
+
+
+class Unreachable(Exception):
+    """The other node could not be reached (connection refused, reset, DNS)."""
+
+
+class TimedOut(Exception):
+    """The other node accepted the request but did not answer in time: it may have acted on it."""
+
+
+def call(method: str, url: str, body: Any = None, timeout_s: float = 5.0,
+         headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """Send one request; return (status, decoded JSON body or None). HTTP errors are returned, not raised."""
+    data = orjson.dumps(body) if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+            return answer.status, _decode(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _decode(error.read())
+    except (socket.timeout, TimeoutError) as exc:
+        raise TimedOut(f"{method} {url}: no answer within {timeout_s:g} s") from exc
+    except (urllib.error.URLError, ConnectionError, http.client.HTTPException, OSError) as exc:
+        raise Unreachable(f"{method} {url}: {getattr(exc, 'reason', exc)}") from exc
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None

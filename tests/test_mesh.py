@@ -1,0 +1,235 @@
+"""The mesh across real nodes: topology, triggered sync, delegation, loops, fallback, offline and lost."""
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import pytest
+import zmq
+
+from mesh.messages import Heartbeat
+from tests.nodes import Node, free_port, kill_node, link, nodes_view, wait_for
+
+GIB = 2**30
+SLOW_PERIOD_S = 30.0  # only triggered heartbeats can make the cluster tests pass quickly
+SLEEP = {"command": "sleep", "args": ["120"]}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[dict[str, Node]]:
+    """The original four-node cluster: jiangsu ← nanjing ← suqian, changzhou (peers of each other)."""
+    def node(cpu: int) -> Node:
+        return Node({"cpu": cpu, "memory": 16 * GIB, "gpu": 0, "storage": 0})
+    jiangsu, nanjing, suqian, changzhou = node(2), node(8), node(4), node(4)
+    link(jiangsu, heartbeat_period_s=SLOW_PERIOD_S)
+    link(nanjing, parent=jiangsu, heartbeat_period_s=SLOW_PERIOD_S)
+    link(suqian, parent=nanjing, peers=(changzhou,), heartbeat_period_s=SLOW_PERIOD_S)
+    link(changzhou, parent=nanjing, peers=(suqian,), heartbeat_period_s=SLOW_PERIOD_S)
+    nodes = {"jiangsu": jiangsu, "nanjing": nanjing, "suqian": suqian, "changzhou": changzhou}
+    try:
+        for member in nodes.values():
+            member.start()
+        yield nodes
+        for member in nodes.values():
+            member.stop()
+    finally:
+        for member in nodes.values():
+            member.cleanup()
+
+
+@pytest.fixture
+def clean(cluster: dict[str, Node]) -> Iterator[dict[str, Node]]:
+    """Delete every workload on every node after the test."""
+    yield cluster
+    for member in cluster.values():
+        for workload in member.api("GET", "/api/workloads").json()["workloads"]:
+            member.api("DELETE", f"/api/workloads/{workload['id']}")
+
+
+def ids(cluster: dict[str, Node]) -> dict[str, str]:
+    return {name: member.node_id for name, member in cluster.items()}
+
+
+def test_every_node_sees_its_neighbours(cluster: dict[str, Node]) -> None:
+    n = ids(cluster)
+    expected = {
+        "jiangsu": {"self": n["jiangsu"], "parent": None, "children": [(n["nanjing"], "online")], "peers": []},
+        "nanjing": {"self": n["nanjing"], "parent": (n["jiangsu"], "online"),
+                    "children": sorted([(n["suqian"], "online"), (n["changzhou"], "online")]), "peers": []},
+        "suqian": {"self": n["suqian"], "parent": (n["nanjing"], "online"), "children": [],
+                   "peers": [(n["changzhou"], "online")]},
+        "changzhou": {"self": n["changzhou"], "parent": (n["nanjing"], "online"), "children": [],
+                      "peers": [(n["suqian"], "online")]},
+    }
+    for name, member in cluster.items():
+        wait_for(lambda: nodes_view(member) == expected[name], timeout_s=10)
+    nanjing = cluster["nanjing"].api("GET", "/api/nodes").json()
+    child = nanjing["children"][0]
+    assert child["resources"]["capacity"]["cpu"] == 4.0 and child["last_seen_s"] < SLOW_PERIOD_S
+
+
+def test_triggered_sync_reaches_parent_and_grandparent(clean: dict[str, Node]) -> None:
+    suqian, nanjing, jiangsu = clean["suqian"], clean["nanjing"], clean["jiangsu"]
+    n = ids(clean)
+    wait_for(lambda: nodes_view(jiangsu)["children"] == [(n["nanjing"], "online")], timeout_s=10)
+    base = jiangsu.api("GET", "/api/nodes").json()["children"][0]["subtree"]["allocated"]["cpu"]
+
+    def suqian_as_seen_by(parent: Node) -> dict:
+        return next(child for child in parent.api("GET", "/api/nodes").json()["children"] if child["id"] == n["suqian"])
+
+    answered = suqian.submit(SLEEP, {"cpu": 1.5})
+    assert answered.status_code == 201
+    started = time.monotonic()
+    wait_for(lambda: suqian_as_seen_by(nanjing)["resources"]["allocated"]["cpu"] == 1.5, timeout_s=2, interval_s=0.005)
+    wait_for(lambda: jiangsu.api("GET", "/api/nodes").json()["children"][0]["subtree"]["allocated"]["cpu"] == base + 1.5,
+             timeout_s=2, interval_s=0.005)
+    assert time.monotonic() - started < 2
+
+
+def test_parent_delegates_to_child_and_acts_on_it(clean: dict[str, Node]) -> None:
+    jiangsu, nanjing = clean["jiangsu"], clean["nanjing"]
+    before = jiangsu.resources()
+    answer = jiangsu.submit({"command": "sh", "args": ["-c", "echo from-child; sleep 120"]}, {"cpu": 3})
+    assert answer.status_code == 201, answer.text
+    record = answer.json()
+    assert record["node"] == nanjing.node_id and record["status"] == "running"
+    assert jiangsu.resources() == before  # nothing allocated on the origin
+    seen = jiangsu.workload(record["id"])
+    assert seen["node"] == nanjing.node_id and seen["delegated_to"] == nanjing.node_id and seen["status"] == "running"
+    assert seen["placement"]["node"] == nanjing.node_id and not seen["placement"]["local"]
+    assert wait_for(lambda: jiangsu.api("GET", f"/api/workloads/{record['id']}/logs").json()["stdout"] == "from-child\n")
+    listed = jiangsu.api("GET", "/api/workloads", params={"status": "running"}).json()["workloads"]
+    assert record["id"] in [item["id"] for item in listed]
+    stopped = jiangsu.api("POST", f"/api/workloads/{record['id']}/stop").json()
+    assert stopped["status"] == "stopped" and jiangsu.workload(record["id"])["status"] == "stopped"
+    assert jiangsu.api("DELETE", f"/api/workloads/{record['id']}").json()["deleted"] is True
+    assert jiangsu.api("GET", f"/api/workloads/{record['id']}").status_code == 404
+    assert nanjing.api("GET", f"/api/workloads/{record['id']}").status_code == 404
+
+
+def test_two_hops_down(clean: dict[str, Node]) -> None:
+    jiangsu, nanjing = clean["jiangsu"], clean["nanjing"]
+    assert nanjing.submit(SLEEP, {"cpu": 6}).status_code == 201  # nanjing keeps 2 free
+    answer = jiangsu.submit(SLEEP, {"cpu": 3})
+    assert answer.status_code == 201, answer.text
+    runs_on = answer.json()["node"]
+    assert runs_on in (clean["suqian"].node_id, clean["changzhou"].node_id)
+    view = jiangsu.workload(answer.json()["id"])
+    assert view["node"] == runs_on and view["delegated_to"] == nanjing.node_id and view["status"] == "running"
+
+
+def test_peer_delegates_to_peer(clean: dict[str, Node]) -> None:
+    suqian, changzhou = clean["suqian"], clean["changzhou"]
+    assert suqian.submit(SLEEP, {"cpu": 3}).status_code == 201
+    answer = suqian.submit(SLEEP, {"cpu": 2})
+    assert answer.status_code == 201 and answer.json()["node"] == changzhou.node_id
+
+
+@pytest.mark.parametrize("visited", [["someone", "CHANGZHOU"], ["a", "b", "c", "d", "e"]])
+def test_loops_and_long_chains_are_refused(clean: dict[str, Node], visited: list[str]) -> None:
+    changzhou = clean["changzhou"]
+    visited = [changzhou.node_id if node_id == "CHANGZHOU" else node_id for node_id in visited]
+    answer = changzhou.submit(SLEEP, {"cpu": 1}, delegation={"visited": visited})
+    assert answer.status_code == 409 and answer.json()["error"] == "delegation_refused"
+    assert changzhou.resources()["allocated"]["cpu"] == 0
+
+
+def test_peer_cycle_ends_in_a_refusal(clean: dict[str, Node]) -> None:
+    suqian, changzhou = clean["suqian"], clean["changzhou"]
+    for member in (suqian, changzhou):
+        assert member.submit(SLEEP, {"cpu": 3}).status_code == 201
+    answer = suqian.submit(SLEEP, {"cpu": 2})  # fits neither: suqian → changzhou must not come back
+    assert answer.status_code == 409 and answer.json()["error"] == "insufficient_resources"
+
+
+def test_unreachable_target_falls_back_to_the_next(clean: dict[str, Node]) -> None:
+    nanjing, suqian, changzhou = clean["nanjing"], clean["suqian"], clean["changzhou"]
+    first, second = sorted([suqian, changzhou], key=lambda member: member.node_id)  # the order nanjing tries
+    assert nanjing.submit(SLEEP, {"cpu": 7}).status_code == 201
+    first.supervisorctl("stop", "api")  # its register still heartbeats: online, but its API is gone
+    try:
+        answer = nanjing.submit(SLEEP, {"cpu": 2})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["node"] == second.node_id
+    finally:
+        first.supervisorctl("start", "api")
+        wait_for(lambda: first.api("GET", "/api/health").ok, timeout_s=30)
+
+
+def test_nothing_fits_anywhere(clean: dict[str, Node]) -> None:
+    before = {name: member.resources() for name, member in clean.items()}
+    answer = clean["jiangsu"].submit(SLEEP, {"cpu": 64})
+    assert answer.status_code == 409 and answer.json()["error"] == "insufficient_resources"
+    assert {name: member.resources() for name, member in clean.items()} == before
+    assert all(member.api("GET", "/api/workloads").json()["count"] == 0 for member in clean.values())
+
+
+def test_malformed_mesh_messages_are_survived(cluster: dict[str, Node]) -> None:
+    jiangsu = cluster["jiangsu"]
+    register_pid = jiangsu.program_pid("register")
+    port = free_port()
+    publisher = zmq.Context.instance().socket(zmq.PUB)
+    publisher.setsockopt(zmq.LINGER, 0)
+    publisher.bind(f"tcp://127.0.0.1:{port}")
+    try:
+        registration = {"node_id": "intruder", "api_url": "http://127.0.0.1:9", "mesh_endpoint": f"tcp://127.0.0.1:{port}"}
+        assert jiangsu.api("POST", "/api/nodes/register", json=registration).status_code == 200
+        time.sleep(0.5)  # let the register subscribe
+        garbage = [[b"hb", b"\xff\xfe not json"], [b"hb", b"[]"], [b"hb", b'{"v": 99}'], [b"hb"],
+                   [b"hb", b"{" + b" " * 200_000 + b"}"], [b"hb", b'{"v": 1, "node_id": 5}']]
+        for frames in garbage * 20:
+            publisher.send_multipart(frames)
+        valid = Heartbeat(node_id="intruder", seq=1, boot_id="b", api_url=registration["api_url"],
+                          mesh_endpoint=registration["mesh_endpoint"], capacity={"cpu": 1.0}, allocated={"cpu": 0.0},
+                          available={"cpu": 1.0}, workloads={}, ledger_version=1,
+                          subtree={"nodes": 1, "online": 1, "capacity": {"cpu": 1.0}, "allocated": {"cpu": 0.0},
+                                   "available_max": {"cpu": 1.0}})
+        wait_for(lambda: publisher.send_multipart(valid.encode()) or
+                 ("intruder", "online") in nodes_view(jiangsu)["children"], timeout_s=10, interval_s=0.2)
+        assert jiangsu.program_pid("register") == register_pid
+        assert "dropped malformed mesh message" in jiangsu.log("register.log")
+    finally:
+        publisher.close()
+
+
+def test_registration_is_validated(cluster: dict[str, Node]) -> None:
+    jiangsu = cluster["jiangsu"]
+    for body in ({}, {"node_id": "x", "api_url": "ftp://x", "mesh_endpoint": "tcp://x:1"},
+                 {"node_id": jiangsu.node_id, "api_url": "http://x:1", "mesh_endpoint": "tcp://x:2"}):
+        answer = jiangsu.api("POST", "/api/nodes/register", json=body)
+        assert answer.status_code == 400 and answer.json()["error"] == "invalid_request"
+
+
+def test_offline_child_then_lost_then_back(start_node) -> None:
+    period_s = 0.5
+    parent = link(Node({"cpu": 1, "memory": GIB, "gpu": 0, "storage": 0}), heartbeat_period_s=period_s)
+    child = link(Node(), parent=parent, heartbeat_period_s=period_s)
+    try:
+        parent.start()
+        child.start()
+        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=10)
+        record = parent.submit(SLEEP, {"cpu": 2}).json()
+        assert record["node"] == child.node_id
+
+        kill_node(child)
+        killed_at = time.monotonic()
+        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "offline")], timeout_s=3 * period_s + 2)
+        assert time.monotonic() - killed_at < 3 * period_s + 2
+        assert parent.workload(record["id"])["status"] == "lost"
+        assert parent.api("POST", f"/api/workloads/{record['id']}/stop").status_code == 503
+
+        child.start()  # its ledger still says the workload should run: it is relaunched
+        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=15)
+        back = wait_for(lambda: (view := parent.workload(record["id"]))["status"] == "running" and view)
+        assert back["node"] == child.node_id
+
+        parent.restart()  # the child is found again and its workload is still reachable through the parent
+        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=15)
+        assert parent.workload(record["id"])["status"] == "running"
+        assert parent.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
+    finally:
+        for member in (child, parent):
+            try:
+                member.stop()
+            finally:
+                member.cleanup()
