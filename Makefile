@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 build: venv
 	mkdir -p bin
-	for script in cnetd cnet-agent; do ln -sf ../$(BIN)/$$script bin/$$script; done
+	for script in cnetd cnet-agent cnet-tap; do ln -sf ../$(BIN)/$$script bin/$$script; done
 
 run: build
 	$(BIN)/cnetd -config $(CONFIG)

@@ -26,6 +26,7 @@ setup(
         "console_scripts": [
             "cnetd=cnetd.main:main",
             "cnet-agent=cnetd.main:main",
+            "cnet-tap=mesh.tap:main",
         ],
     },
 )

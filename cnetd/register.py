@@ -87,7 +87,7 @@ class Register:
 
     def _drain_bus(self) -> bool:
         """Consume waiting bus events; True if the ledger changed (one heartbeat answers a burst)."""
-        ledger_changed = False
+        ledger_changed = neighbours_changed = False
         while self._bus.poll(0):
             try:
                 event = BusEvent.decode(self._bus.recv_multipart())
@@ -97,7 +97,9 @@ class Register:
             if event.topic == LEDGER_CHANGED:
                 ledger_changed = True
             elif event.topic == NEIGHBOURS_CHANGED:
-                self._subscribe_known()
+                neighbours_changed = True
+        if neighbours_changed:  # one re-read of the table for a burst of registrations
+            self._subscribe_known()
         return ledger_changed
 
     def _drain_neighbours(self) -> bool:

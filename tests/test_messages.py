@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from typing import Iterator
 
 import orjson
 import pytest
@@ -54,3 +55,39 @@ def test_event_listener_protocol() -> None:
     assert [(event.name, event.payload["processname"], event.payload["pid"]) for event in received] == \
         [("PROCESS_STATE_EXITED", "wl-abc", "42")]
     assert stdout.getvalue() == "READY\nRESULT 2\nOKREADY\n"
+
+
+def _mutations(rng: "random.Random", count: int) -> "Iterator[list[bytes]]":
+    body = orjson.loads(BEAT.encode()[1])
+    junk = [None, True, -1, 2**63 - 1, 1e308, 1.5, "", "x" * 1000, [], {}, [1], {"a": "b"}, {"cpu": None}]
+    for _ in range(count):
+        kind = rng.randrange(4)
+        if kind == 0:  # random bytes
+            yield [b"hb", bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))]
+        elif kind == 1:  # a field replaced by junk
+            mutated = dict(body)
+            mutated[rng.choice(list(mutated))] = rng.choice(junk)
+            yield [b"hb", orjson.dumps(mutated)]
+        elif kind == 2:  # a field dropped
+            mutated = dict(body)
+            mutated.pop(rng.choice(list(mutated)))
+            yield [b"hb", orjson.dumps(mutated)]
+        else:  # the encoded bytes cut or flipped somewhere
+            raw = bytearray(BEAT.encode()[1])
+            position = rng.randrange(len(raw))
+            raw[position] ^= 1 << rng.randrange(8)
+            yield [b"hb", bytes(raw[:rng.randrange(position, len(raw) + 1)])]
+
+
+def test_fuzzed_heartbeats_only_ever_raise_malformed() -> None:
+    import random
+    rng = random.Random(20261128)
+    decoded = 0
+    for frames in _mutations(rng, 5000):
+        try:
+            beat = Heartbeat.decode(frames)
+        except MalformedMessage:
+            continue
+        decoded += 1
+        assert isinstance(beat.node_id, str) and isinstance(beat.seq, int)
+    assert decoded < 5000
