@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="Edge-cluster agent: runs processes, containers and model services across a tree of nodes",
     python_requires=">=3.10",
-    packages=["cnetd", "cnetd.api", "mesh", "ledger", "workers"],
+    packages=["cnetd", "cnetd.api", "mesh", "ledger", "workers", "inference"],
     install_requires=[
         "pyzmq>=25",
         "supervisor>=4.2",
@@ -18,15 +18,21 @@ setup(
         "pyyaml>=6",
         "psutil>=5.9",
         "nvidia-ml-py>=12",
+        "onnxruntime>=1.16",
+        "opencv-python-headless>=4.10,<5",
+        "numpy>=1.24",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.31"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.31", "nudenet==3.4.2", "scikit-image>=0.21",
+                 "onnx>=1.14"],
     },
     entry_points={
         "console_scripts": [
             "cnetd=cnetd.main:main",
             "cnet-agent=cnetd.main:main",
             "cnet-tap=mesh.tap:main",
+            "cnet-inference-yolo=inference.yolo_service:main",
+            "cnet-inference-opencv=inference.opencv_service:main",
         ],
     },
 )

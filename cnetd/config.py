@@ -54,6 +54,7 @@ class NodeConfig:
     heartbeat_period_s: float
     strategy: str
     max_hops: int
+    health_interval_s: float
 
     @property
     def paths(self) -> RuntimePaths:
@@ -107,6 +108,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "api": ("workers", "threads", "max_body_bytes"),
     "mesh": ("port", "heartbeat_period_s"),
     "scheduler": ("strategy", "max_hops"),
+    "health": ("interval_s",),
 }
 
 
@@ -151,6 +153,7 @@ def parse_config(raw: Any) -> NodeConfig:
         heartbeat_period_s=float(get("mesh.heartbeat_period_s", 5.0, _positive_number)),
         strategy=get("scheduler.strategy", "local-first", _one_of(STRATEGIES)),
         max_hops=get("scheduler.max_hops", 4, _positive_int),
+        health_interval_s=float(get("health.interval_s", 30.0, _positive_number)),
     )
 
 

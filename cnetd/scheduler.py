@@ -23,7 +23,7 @@ from ledger.records import Desired, Resources, Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
 from mesh.rpc import RpcServer
 from workers.base import NodeContext, ProgramSpec
-from workers.lifecycle import desire, finish, mark_running, settle
+from workers.lifecycle import desire, finish, mark_healthy, mark_started, settle
 from workers.registry import executor_for
 
 log = logging.getLogger("scheduler")
@@ -40,7 +40,7 @@ class Scheduler:
     @property
     def handlers(self) -> dict[str, Any]:
         return {"submit": self.submit, "record_pointer": self.record_pointer, "forget": self.forget,
-                "stop": self.stop, "delete": self.delete}
+                "mark_healthy": self.mark_healthy, "stop": self.stop, "delete": self.delete}
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -76,6 +76,9 @@ class Scheduler:
     def record_pointer(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._ledger.record_pointer(WorkloadRecord.from_dict(args["workload"])).to_dict()
 
+    def mark_healthy(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._ledger.update(args["id"], mark_healthy).to_dict()
+
     def forget(self, args: dict[str, Any]) -> dict[str, Any]:
         self._ledger.remove(args["id"])
         return {"id": args["id"], "deleted": True}
@@ -97,7 +100,8 @@ class Scheduler:
         spec = executor.program(record, self._context)
         record = dataclasses.replace(
             record, status=Status.STARTING, node=placement.node_id, placement=placement.to_dict(),
-            program=f"{WORKLOAD_GROUP}:{program_name(record.id)}", restart_policy=spec.restart_policy)
+            program=f"{WORKLOAD_GROUP}:{program_name(record.id)}", restart_policy=spec.restart_policy,
+            endpoint=spec.endpoint, health_url=spec.health_url)
         record = self._ledger.admit(record)
         try:
             return self._launch(record, spec)
@@ -133,7 +137,7 @@ class Scheduler:
             stop_timeout_s=spec.stop_timeout_s)
         info = self._supervisor.add_and_start(program_name(record.id), options)
         if info["pid"]:
-            return self._ledger.update(record.id, mark_running(info["pid"]))
+            return self._ledger.update(record.id, mark_started(info["pid"]))
         return settle(self._ledger, self._supervisor, record, info)  # spawn failed: the monitor ends it
 
     def reconcile(self) -> None:

@@ -58,6 +58,7 @@ def render(config: NodeConfig, python: str) -> str:
     sections.append(
         f"[eventlistener:monitor]\ncommand={escape(shlex.join(monitor_argv))}\npriority=30\n"
         "events=PROCESS_STATE,TICK_5\nbuffer_size=1024\nautorestart=true\nstartsecs=1\nstartretries=10\n"
+        "stdout_logfile=NONE\n"
         f"stderr_logfile={escape(str(logs / 'monitor.log'))}\nenvironment={environment}")
     sections.append(f"[group:{WORKLOAD_GROUP}]\nprograms=")
     return "\n\n".join(sections) + "\n"

@@ -100,6 +100,7 @@ class WorkloadRecord:
     remote_api: str | None = None
     process_pid: int | None = None
     endpoint: str | None = None
+    health_url: str | None = None
     exit_code: int | None = None
     message: str = ""
     created_at: float = field(default_factory=time.time)

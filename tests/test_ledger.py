@@ -9,7 +9,7 @@ import pytest
 from cnetd.errors import InsufficientResources, NotFound
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
-from workers.lifecycle import finish, mark_running
+from workers.lifecycle import finish, mark_started
 
 CAPACITY = Resources(cpu=8.0, memory=16 * 2**30, gpu=1, storage=100)
 
@@ -60,7 +60,7 @@ def test_terminal_records_ignore_later_transitions(ledger: Ledger) -> None:
     ledger.admit(record("a", cpu=1.0))
     ledger.update("a", finish(Status.FAILED, 3))
     version = ledger.version()
-    assert ledger.update("a", mark_running(1234)).status == Status.FAILED
+    assert ledger.update("a", mark_started(1234)).status == Status.FAILED
     assert ledger.update("a", finish(Status.COMPLETED, 0)).exit_code == 3
     assert ledger.version() == version  # no-op changes commit nothing
 
@@ -69,7 +69,7 @@ def test_unknown_ids_raise_not_found(ledger: Ledger) -> None:
     with pytest.raises(NotFound):
         ledger.get("nope")
     with pytest.raises(NotFound):
-        ledger.update("nope", mark_running(1))
+        ledger.update("nope", mark_started(1))
     with pytest.raises(NotFound):
         ledger.remove("nope")
 

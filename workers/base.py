@@ -19,6 +19,8 @@ class ProgramSpec:
     cwd: str
     restart_policy: str = "never"
     stop_timeout_s: int = 5
+    endpoint: str | None = None     # what users call (services)
+    health_url: str | None = None   # answers 200 when the service is ready and well
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,10 @@ class NodeContext:
 
     node_id: str
     runtime_root: Path
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.runtime_root / "logs"
 
     def workload_dir(self, workload_id: str) -> Path:
         return self.runtime_root / "work" / workload_id

@@ -19,13 +19,21 @@ log = logging.getLogger(__name__)
 RESTART_CAP = 3
 
 
-def mark_running(pid: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
+def mark_started(pid: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
+    """Its program runs as ``pid``: running, or still starting while a health check has not passed."""
     def change(record: WorkloadRecord) -> WorkloadRecord | None:
-        if record.terminal or (record.status == Status.RUNNING and record.process_pid == pid):
+        if record.terminal or record.process_pid == pid:
             return None
-        return dataclasses.replace(record, status=Status.RUNNING, process_pid=pid,
-                                   started_at=record.started_at or time.time())
+        status = Status.STARTING if record.health_url else Status.RUNNING
+        return dataclasses.replace(record, status=status, process_pid=pid, started_at=record.started_at or time.time())
     return change
+
+
+def mark_healthy(record: WorkloadRecord) -> WorkloadRecord | None:
+    """A service answered its health check."""
+    if record.status != Status.STARTING or record.process_pid is None:
+        return None
+    return dataclasses.replace(record, status=Status.RUNNING)
 
 
 def finish(status: str, exit_code: int | None = None, message: str = "") -> Callable[[WorkloadRecord], WorkloadRecord | None]:
@@ -78,7 +86,7 @@ def settle(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
         return record
     state = info["statename"]
     if state == "RUNNING":
-        return ledger.update(record.id, mark_running(info["pid"]))
+        return ledger.update(record.id, mark_started(info["pid"]))
     if state == "EXITED":
         return _settle_exit(ledger, supervisor, record, int(info["exitstatus"]))
     if state == "FATAL":

@@ -10,6 +10,7 @@ from cnetd.paths import WORKLOAD_GROUP, workload_id_of
 from cnetd.supervisor_rpc import STOPPED_STATES, Supervisor
 from ledger.store import Ledger
 from workers.eventlistener import Event, events
+from workers.health import HealthChecker
 from workers.lifecycle import settle
 
 log = logging.getLogger("monitor")
@@ -49,6 +50,7 @@ def main() -> None:
     node = open_node_process("monitor")
     supervisor = node.supervisor()
     reconcile(node.ledger, supervisor)
+    HealthChecker(node.ledger, str(node.config.paths.supervisor_socket), node.config.health_interval_s).start()
     for event in events(sys.stdin, sys.stdout):
         try:
             on_event(event, node.ledger, supervisor)

@@ -15,11 +15,13 @@ from cnetd.logtail import tail_lines
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.submission import parse_submission
 from ledger.nodetable import Neighbour, Role
-from ledger.records import WorkloadRecord
+from ledger.records import Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS, MalformedMessage, Registration
 from mesh.rpc import request
+from workers.health import healthy
 
 SCHEDULER_TIMEOUT_S = 60.0
+READY_TIMEOUT_S, READY_POLL_S = 120.0, 0.05
 LOG_TAIL_DEFAULT, LOG_TAIL_MAX = 200, 10_000
 
 
@@ -104,7 +106,22 @@ class Workloads(_NodeResource):
         body = read_json(req, self.node.config.api_max_body_bytes)
         visited = delegation.parse_visited(body.pop("delegation", None) if isinstance(body, dict) else None)
         record = parse_submission(body)
-        send(resp, delegation.submit(record, visited, self.node.config.node_id, self.schedule), 201)
+        placed = delegation.submit(record, visited, self.node.config.node_id, self.schedule)
+        if placed.get("status") == Status.STARTING and placed.get("health_url") and not placed.get("delegated_to"):
+            placed = self._wait_ready(placed["id"])
+        send(resp, placed, 201)
+
+    def _wait_ready(self, workload_id: str) -> dict[str, Any]:
+        """Answer a service's submission once its /health answers (or it failed, or time ran out)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            record = self.node.ledger.get(workload_id)
+            if record.status != Status.STARTING:
+                return record.to_dict()
+            if record.process_pid is not None and healthy(record.health_url):
+                return self.schedule("mark_healthy", id=workload_id)
+            time.sleep(READY_POLL_S)
+        return self.node.ledger.get(workload_id).to_dict()  # still starting: the monitor's checks take over
 
 
 class Workload(_NodeResource):

@@ -40,7 +40,7 @@ def render_cnet_error(req: falcon.Request, resp: falcon.Response, error: CnetErr
 
 def render_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: dict) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
-    send(resp, {"error": "internal", "message": f"internal error ({type(error).__name__}); see the api log"}, 500)
+    send(resp, {"error": "internal", "message": f"internal error ({type(error).__name__}); see the log"}, 500)
 
 
 def serialize_http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:

@@ -1,0 +1,32 @@
+"""Image decoding for inference: bytes → BGR uint8 array, as ``cv2.imdecode`` reads it."""
+from __future__ import annotations
+
+import base64
+import binascii
+
+import cv2
+import numpy as np
+
+
+class InvalidImage(ValueError):
+    """Bytes that are not an image OpenCV can read."""
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """BGR, EXIF orientation applied, grey expanded to 3 channels, alpha dropped (``IMREAD_COLOR``)."""
+    if not data:
+        raise InvalidImage("the image is empty")
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InvalidImage("the bytes are not an image OpenCV can decode (JPEG, PNG, BMP, WebP, TIFF …)")
+    return image
+
+
+def decode_base64(text: str) -> bytes:
+    """The bytes of a base64 image, with or without a ``data:image/…;base64,`` prefix."""
+    if text.startswith("data:"):
+        _, _, text = text.partition(",")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidImage("image is not valid base64") from None

@@ -1,0 +1,138 @@
+"""The HTTP face of an inference service: /health, /info and /predict over any ``Detector``.
+
+/predict takes a JSON body with a base64 image (``data:`` prefix allowed), a multipart upload (part
+``image`` or ``file``), or a raw ``image/*`` body; options come from the JSON body, multipart fields or
+the query string. Bad input answers 400/413 with a JSON error and the service keeps serving.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import falcon
+import numpy as np
+
+from cnetd.api.http import install_error_rendering, read_json, send
+from cnetd.errors import Invalid, PayloadTooLarge
+from inference.imaging import InvalidImage, decode_base64, decode_image
+
+DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
+_OPTION_NAMES = ("confidence", "iou", "max_detections", "classes")
+
+
+class Detector(Protocol):
+    name: str
+
+    def info(self) -> dict[str, Any]: ...
+
+    def detect(self, image: np.ndarray, options: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
+        """Detections (``class``, ``class_id``, ``confidence``, ``bbox``) and inference milliseconds."""
+
+
+def parse_options(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validated predict options; multipart and query values arrive as strings."""
+    options: dict[str, Any] = {}
+    for name in ("confidence", "iou"):
+        if raw.get(name) is not None:
+            try:
+                value = float(raw[name])
+            except (TypeError, ValueError):
+                raise Invalid(f"{name}: expected a number between 0 and 1") from None
+            if not 0.0 <= value <= 1.0:
+                raise Invalid(f"{name}: expected a number between 0 and 1, got {value}")
+            options[name] = value
+    if raw.get("max_detections") is not None:
+        try:
+            options["max_detections"] = int(raw["max_detections"])
+        except (TypeError, ValueError):
+            raise Invalid("max_detections: expected a whole number") from None
+        if not 1 <= options["max_detections"] <= 10000:
+            raise Invalid("max_detections: expected 1 to 10000")
+    classes = raw.get("classes")
+    if isinstance(classes, str):
+        classes = [part for part in classes.split(",") if part]
+    if classes is not None:
+        if not isinstance(classes, list):
+            raise Invalid("classes: expected a list of class ids or names")
+        options["classes"] = classes
+    return options
+
+
+class _Health:
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send(resp, {"status": "healthy", "model": self.detector.name})
+
+
+class _Info(_Health):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send(resp, self.detector.info())
+
+
+class _Predict:
+    def __init__(self, detector: Detector, max_image_bytes: int) -> None:
+        self.detector = detector
+        self.max_image_bytes = max_image_bytes
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        image_bytes, raw_options = self._read(req)
+        try:
+            image = decode_image(image_bytes)
+        except InvalidImage as exc:
+            raise Invalid(str(exc)) from None
+        started = time.perf_counter()
+        detections, inference_ms = self.detector.detect(image, parse_options(raw_options))
+        send(resp, {"detections": detections, "count": len(detections),
+                    "image_size": [int(image.shape[1]), int(image.shape[0])],
+                    "inference_ms": round(inference_ms, 3),
+                    "total_ms": round((time.perf_counter() - started) * 1000, 3)})
+
+    def _read(self, req: falcon.Request) -> tuple[bytes, dict[str, Any]]:
+        if req.content_length is not None and req.content_length > self.max_image_bytes * 2:
+            raise PayloadTooLarge(f"request of {req.content_length} bytes exceeds the image limit")
+        content_type = (req.content_type or "").split(";")[0].strip().lower()
+        query = {name: req.get_param(name) for name in _OPTION_NAMES if req.get_param(name) is not None}
+        if content_type.startswith("image/") or content_type == "application/octet-stream":
+            return self._limited(req.bounded_stream.read(self.max_image_bytes + 1)), query
+        if content_type == "multipart/form-data":
+            return self._multipart(req, query)
+        body = read_json(req, self.max_image_bytes * 2)  # base64 is 4/3 the image
+        if not isinstance(body, dict) or not isinstance(body.get("image"), str):
+            raise Invalid("send {\"image\": base64, …} as JSON, a multipart 'image' file, or a raw image/* body")
+        try:
+            image_bytes = decode_base64(body["image"])
+        except InvalidImage as exc:
+            raise Invalid(str(exc)) from None
+        return self._limited(image_bytes), {**query, **{name: body.get(name) for name in _OPTION_NAMES if name in body}}
+
+    def _multipart(self, req: falcon.Request, options: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        image_bytes = None
+        try:
+            for part in req.get_media():
+                if part.name in ("image", "file"):
+                    image_bytes = self._limited(part.stream.read(self.max_image_bytes + 1))
+                elif part.name in _OPTION_NAMES:
+                    options[part.name] = part.text
+        except falcon.MediaMalformedError as exc:
+            raise Invalid(f"malformed multipart body: {exc.description}") from None
+        if image_bytes is None:
+            raise Invalid("multipart body has no 'image' (or 'file') part")
+        return image_bytes, options
+
+    def _limited(self, image_bytes: bytes) -> bytes:
+        if len(image_bytes) > self.max_image_bytes:
+            raise PayloadTooLarge(f"image exceeds the limit of {self.max_image_bytes} bytes")
+        if not image_bytes:
+            raise Invalid("the image is empty")
+        return image_bytes
+
+
+def create_service_app(detector: Detector, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> falcon.App:
+    app = falcon.App()
+    app.add_route("/health", _Health(detector))
+    app.add_route("/info", _Info(detector))
+    app.add_route("/predict", _Predict(detector, max_image_bytes))
+    install_error_rendering(app)
+    return app

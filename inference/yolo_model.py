@@ -1,0 +1,110 @@
+"""A YOLO ONNX model on one onnxruntime session: metadata (names, input size, layout) and ``predict``."""
+from __future__ import annotations
+
+import ast
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from inference import yolo_steps as steps
+
+DEFAULT_IMGSZ = 640
+
+
+class NotAYoloModel(ValueError):
+    """A file that onnxruntime cannot load, or whose input/output is not a YOLO detector's."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    class_name: str
+    class_id: int
+    confidence: float
+    bbox: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": self.class_name, "class_id": self.class_id, "confidence": self.confidence, "bbox": self.bbox}
+
+
+def _parse_names(raw: str | None) -> dict[int, str]:
+    if not raw:
+        return {}
+    try:
+        names = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return {}
+    if isinstance(names, list):
+        names = dict(enumerate(names))
+    return {int(key): str(value) for key, value in names.items()} if isinstance(names, dict) else {}
+
+
+def _input_size(shape: list[Any], imgsz: str | None) -> tuple[int, int]:
+    """The static input size, else the ``imgsz`` metadata ([h, w] or one number), else 640."""
+    height, width = shape[2], shape[3]
+    if isinstance(height, int) and isinstance(width, int):
+        return height, width
+    if imgsz:
+        try:
+            value = ast.literal_eval(imgsz)
+        except (ValueError, SyntaxError):
+            value = None
+        if isinstance(value, int):
+            return value, value
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+            return value[0], value[1]
+    return DEFAULT_IMGSZ, DEFAULT_IMGSZ
+
+
+class YoloModel:
+    """One model, one session; ``predict`` is safe to call from many threads at once."""
+
+    def __init__(self, path: str, threads: int = 0, providers: list[str] | None = None) -> None:
+        if not os.path.isfile(path):
+            raise NotAYoloModel(f"model file {path!r} does not exist")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(path, sess_options=options,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
+            raise NotAYoloModel(f"{os.path.basename(path)} is not a loadable ONNX model: {exc}") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise NotAYoloModel("a YOLO detector takes one NCHW image input")
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.path = path
+        self.input_name = inputs[0].name
+        self.input_size = _input_size(inputs[0].shape, metadata.get("imgsz"))
+        self.names = _parse_names(metadata.get("names"))
+        probe = self.session.run(None, {self.input_name: np.zeros((1, 3, *self.input_size), np.float32)})[0]
+        try:
+            self.layout = steps.detect_layout(probe.shape, len(self.names) or None)
+        except ValueError as exc:
+            raise NotAYoloModel(str(exc)) from None
+        self.provider = self.session.get_providers()[0]
+
+    def class_name(self, class_id: int) -> str:
+        return self.names.get(class_id, f"class_{class_id}")
+
+    def info(self) -> dict[str, Any]:
+        return {"model_type": "yolo", "loaded": True, "model": os.path.basename(self.path),
+                "input_size": list(self.input_size), "layout": self.layout, "classes": len(self.names),
+                "names": {str(class_id): name for class_id, name in self.names.items()}, "provider": self.provider}
+
+    def predict(self, image: np.ndarray, confidence: float = 0.25, iou: float = 0.45,
+                max_detections: int = 300, classes: list[int] | None = None) -> tuple[list[Detection], float]:
+        """Detections in original-image pixels, and the milliseconds spent in ``session.run``."""
+        boxed = steps.letterbox(image, self.input_size)
+        started = time.perf_counter()
+        output = self.session.run(None, {self.input_name: steps.to_tensor(boxed.image)})[0]
+        inference_ms = (time.perf_counter() - started) * 1000
+        boxes, scores, class_ids = steps.decode_output(output, self.layout)
+        kept = steps.select(boxes, scores, class_ids, self.layout, confidence, iou, max_detections, classes)
+        scaled = steps.scale_boxes(boxes[kept], boxed, image.shape[:2])
+        return [Detection(self.class_name(int(class_ids[index])), int(class_ids[index]),
+                          round(float(scores[index]), 5), [round(float(v), 2) for v in box])
+                for index, box in zip(kept, scaled)], inference_ms

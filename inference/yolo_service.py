@@ -1,0 +1,52 @@
+"""``cnet-inference-yolo --model M.onnx --port P``: a YOLO detection service on onnxruntime."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from cnetd.errors import Invalid
+from inference.server import add_common_arguments, serve
+from inference.yolo_model import YoloModel
+
+
+class YoloDetector:
+    def __init__(self, model: YoloModel) -> None:
+        self.model = model
+        self.name = model.info()["model"]
+        self._ids_by_name = {name: class_id for class_id, name in model.names.items()}
+
+    def info(self) -> dict[str, Any]:
+        return self.model.info()
+
+    def _class_ids(self, classes: list[Any] | None) -> list[int] | None:
+        if classes is None:
+            return None
+        ids = []
+        for value in classes:
+            if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+                ids.append(int(value))
+            elif isinstance(value, str) and value in self._ids_by_name:
+                ids.append(self._ids_by_name[value])
+            else:
+                raise Invalid(f"classes: unknown class {value!r}")
+        return ids
+
+    def detect(self, image: np.ndarray, options: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
+        detections, inference_ms = self.model.predict(
+            image, confidence=options.get("confidence", 0.25), iou=options.get("iou", 0.45),
+            max_detections=options.get("max_detections", 300), classes=self._class_ids(options.get("classes")))
+        return [detection.to_dict() for detection in detections], inference_ms
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cnet-inference-yolo", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="YOLO detector exported to ONNX")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    serve("yolo", args, lambda: YoloDetector(YoloModel(args.model, threads=args.threads)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Health checks of service workloads: a thread of the monitor process.
+
+A service is ``running`` once ``/health`` answers. A service that fails ``FAILURES_BEFORE_RESTART``
+checks in a row is killed, so it takes the crash path: restarted at most three times, then ``failed``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from cnetd.httpclient import TimedOut, Unreachable, call
+from cnetd.supervisor_rpc import Supervisor
+from ledger.records import Status, WorkloadRecord
+from ledger.store import Ledger
+from workers.lifecycle import mark_healthy
+
+log = logging.getLogger("health")
+FAILURES_BEFORE_RESTART = 3
+CHECK_TIMEOUT_S = 2.0
+STARTING_CHECK_S = 0.5  # a starting service is checked often, to be marked running quickly
+
+
+def healthy(url: str) -> bool:
+    try:
+        status, _ = call("GET", url, timeout_s=CHECK_TIMEOUT_S)
+    except (Unreachable, TimedOut):
+        return False
+    return status == 200
+
+
+class HealthChecker(threading.Thread):
+    def __init__(self, ledger: Ledger, supervisor_socket: str, interval_s: float) -> None:
+        super().__init__(name="health", daemon=True)
+        self._ledger = ledger  # shared with the monitor's thread: LMDB environments are thread-safe
+        self._supervisor_socket = supervisor_socket
+        self._interval_s = interval_s
+        self._last_check: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+
+    def run(self) -> None:
+        supervisor = Supervisor(self._supervisor_socket)  # XML-RPC proxies are per thread
+        while True:
+            try:
+                self.check_due(supervisor)
+            except Exception:
+                log.exception("health round failed")
+            time.sleep(STARTING_CHECK_S)
+
+    def check_due(self, supervisor: Supervisor) -> None:
+        now = time.monotonic()
+        for record in self._ledger.workloads():
+            if record.terminal or record.remote or not record.health_url or record.process_pid is None:
+                continue
+            period = STARTING_CHECK_S if record.status == Status.STARTING else self._interval_s
+            if now - self._last_check.get(record.id, 0.0) < period:
+                continue
+            self._last_check[record.id] = now
+            self._check(record, supervisor)
+
+    def _check(self, record: WorkloadRecord, supervisor: Supervisor) -> None:
+        if healthy(record.health_url):
+            self._failures.pop(record.id, None)
+            if record.status == Status.STARTING:
+                self._ledger.update(record.id, mark_healthy)
+            return
+        if record.status == Status.STARTING:
+            return  # still loading; a crash while starting is seen by the monitor as an exit
+        failures = self._failures.get(record.id, 0) + 1
+        self._failures[record.id] = failures
+        log.warning("workload %s failed its health check (%d in a row)", record.id, failures)
+        if failures >= FAILURES_BEFORE_RESTART:
+            self._failures.pop(record.id)
+            log.warning("workload %s is unhealthy: killing it to restart it", record.id)
+            supervisor.kill(record.program)

@@ -1,0 +1,100 @@
+"""Executors of model services: ``mlmodel`` (YOLO on onnxruntime) and ``opencv`` (Haar cascades).
+
+Each runs its inference server as a supervised program on ``service_host:service_port`` (a free port is
+chosen when none is given), restarted after a crash at most three times, ready once ``/health`` answers.
+"""
+from __future__ import annotations
+
+import math
+import socket
+import sys
+from typing import Any
+
+from cnetd.errors import Invalid
+from inference.haar import CASCADE_FILES
+from inference.yolo_model import NotAYoloModel, YoloModel
+from ledger.records import WorkloadRecord
+from workers.base import NodeContext, ProgramSpec
+
+SUPPORTED_MODEL_TYPES = ("yolo",)
+_SERVICE_FIELDS = ("service_port", "service_host")
+
+
+def _reject_unknown(config: dict[str, Any], known: tuple[str, ...]) -> None:
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise Invalid(f"config: unknown field(s) {', '.join(unknown)} (known: {', '.join(known)})")
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def validate_service_address(config: dict[str, Any]) -> dict[str, Any]:
+    """``service_host`` (default 127.0.0.1) and ``service_port``: checked free, or a free one chosen."""
+    host = config.get("service_host", "127.0.0.1")
+    if not isinstance(host, str) or not host:
+        raise Invalid("config.service_host: expected a host name or address")
+    port = config.get("service_port")
+    if port is None:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    elif not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise Invalid(f"config.service_port: expected a port number 1-65535, got {port!r}")
+    elif not _port_is_free(host, port):
+        raise Invalid(f"config.service_port: {host}:{port} is already in use on this node")
+    return {"service_host": host, "service_port": port}
+
+
+def _service_spec(record: WorkloadRecord, node: NodeContext, module: str, arguments: list[str]) -> ProgramSpec:
+    host, port = record.config["service_host"], record.config["service_port"]
+    threads = max(1, math.ceil(record.requirements.cpu))  # request threads and intra-op threads follow cpu
+    argv = [sys.executable, "-m", module, *arguments, "--port", str(port), "--host", host,
+            "--threads", str(threads), "--log-dir", str(node.logs_dir)]
+    public_host = "127.0.0.1" if host == "0.0.0.0" else host
+    endpoint = f"http://{public_host}:{port}"
+    return ProgramSpec(argv=argv, env={"CNET_WORKLOAD_ID": record.id, "CNET_NODE_ID": node.node_id},
+                       cwd=str(node.logs_dir), restart_policy="always", endpoint=endpoint,
+                       health_url=f"{endpoint}/health")
+
+
+class YoloExecutor:
+    type_name = "mlmodel"
+
+    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+        _reject_unknown(config, ("model_type", "model_path", *_SERVICE_FIELDS))
+        model_type = config.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise Invalid(f"config.model_type: {model_type!r} is not supported (supported: "
+                          f"{', '.join(SUPPORTED_MODEL_TYPES)})", supported=list(SUPPORTED_MODEL_TYPES))
+        path = config.get("model_path")
+        if not isinstance(path, str) or not path:
+            raise Invalid("config.model_path: required, the path of a YOLO ONNX model on this node")
+        try:
+            YoloModel(path, threads=1)
+        except NotAYoloModel as exc:
+            raise Invalid(f"config.model_path: {exc}") from None
+        return {"model_type": model_type, "model_path": path, **validate_service_address(config)}
+
+    def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
+        return _service_spec(record, node, "inference.yolo_service", ["--model", record.config["model_path"]])
+
+
+class OpenCVExecutor:
+    type_name = "opencv"
+
+    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+        _reject_unknown(config, ("cascade_type", *_SERVICE_FIELDS))
+        cascade = config.get("cascade_type", "face")
+        if cascade not in CASCADE_FILES:
+            raise Invalid(f"config.cascade_type: expected one of {', '.join(CASCADE_FILES)}, got {cascade!r}")
+        return {"cascade_type": cascade, **validate_service_address(config)}
+
+    def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
+        return _service_spec(record, node, "inference.opencv_service", ["--cascade", record.config["cascade_type"]])
