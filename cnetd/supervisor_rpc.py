@@ -53,10 +53,6 @@ class Supervisor:
         """Stop a program and wait until it has stopped; a program that is not running is left as it is."""
         self._ignoring(self._proxy.supervisor.stopProcess, program, True, ignored=(Faults.NOT_RUNNING, Faults.BAD_NAME))
 
-    def kill(self, program: str) -> None:
-        """SIGKILL a program: it exits like a crash, and the monitor decides about a restart."""
-        self._ignoring(self._proxy.supervisor.signalProcess, program, "KILL", ignored=(Faults.NOT_RUNNING, Faults.BAD_NAME))
-
     def remove(self, program: str) -> None:
         group, _, name = program.partition(":")
         self._ignoring(self._proxy.twiddler.removeProcessFromGroup, group, name,

@@ -1,16 +1,19 @@
 """Health checks of service workloads: a thread of the monitor process.
 
 A service is ``running`` once ``/health`` answers. A service that fails ``FAILURES_BEFORE_RESTART``
-checks in a row is killed, so it takes the crash path: restarted at most three times, then ``failed``.
+checks in a row is killed with its whole process group (supervisord gives each program its own, and a
+server's workers must not keep the port), so it takes the crash path: restarted at most three times,
+then ``failed``.
 """
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 
 from cnetd.httpclient import TimedOut, Unreachable, call
-from cnetd.supervisor_rpc import Supervisor
 from ledger.records import Status, WorkloadRecord
 from ledger.store import Ledger
 from workers.lifecycle import mark_healthy
@@ -30,24 +33,22 @@ def healthy(url: str) -> bool:
 
 
 class HealthChecker(threading.Thread):
-    def __init__(self, ledger: Ledger, supervisor_socket: str, interval_s: float) -> None:
+    def __init__(self, ledger: Ledger, interval_s: float) -> None:
         super().__init__(name="health", daemon=True)
         self._ledger = ledger  # shared with the monitor's thread: LMDB environments are thread-safe
-        self._supervisor_socket = supervisor_socket
         self._interval_s = interval_s
         self._last_check: dict[str, float] = {}
         self._failures: dict[str, int] = {}
 
     def run(self) -> None:
-        supervisor = Supervisor(self._supervisor_socket)  # XML-RPC proxies are per thread
         while True:
             try:
-                self.check_due(supervisor)
+                self.check_due()
             except Exception:
                 log.exception("health round failed")
             time.sleep(STARTING_CHECK_S)
 
-    def check_due(self, supervisor: Supervisor) -> None:
+    def check_due(self) -> None:
         now = time.monotonic()
         for record in self._ledger.workloads():
             if record.terminal or record.remote or not record.health_url or record.process_pid is None:
@@ -56,9 +57,9 @@ class HealthChecker(threading.Thread):
             if now - self._last_check.get(record.id, 0.0) < period:
                 continue
             self._last_check[record.id] = now
-            self._check(record, supervisor)
+            self._check(record)
 
-    def _check(self, record: WorkloadRecord, supervisor: Supervisor) -> None:
+    def _check(self, record: WorkloadRecord) -> None:
         if healthy(record.health_url):
             self._failures.pop(record.id, None)
             if record.status == Status.STARTING:
@@ -72,4 +73,7 @@ class HealthChecker(threading.Thread):
         if failures >= FAILURES_BEFORE_RESTART:
             self._failures.pop(record.id)
             log.warning("workload %s is unhealthy: killing it to restart it", record.id)
-            supervisor.kill(record.program)
+            try:
+                os.killpg(record.process_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it exited meanwhile: the monitor has seen that

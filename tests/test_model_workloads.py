@@ -1,0 +1,111 @@
+"""Model services as workloads on a real node: deploy, predict, stop, bad configs, crash loop, health."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+import pytest
+import requests
+
+from tests.assets import ASTRONAUT, YOLO_MODEL
+from tests.nodes import Node, wait_for
+
+GIB = 2**30
+YOLO = {"model_type": "yolo", "model_path": YOLO_MODEL}
+
+
+@pytest.fixture(scope="module")
+def node() -> Node:
+    node = Node(health={"interval_s": 0.5})
+    try:
+        yield node.start()
+        node.stop()
+    finally:
+        node.cleanup()
+
+
+def predict(endpoint: str) -> dict:
+    with open(ASTRONAUT, "rb") as handle:
+        return requests.post(f"{endpoint}/predict", data=handle.read(), headers={"Content-Type": "image/png"},
+                             timeout=30).json()
+
+
+def test_deploy_predict_stop_resources_back(node: Node) -> None:
+    before = node.resources()
+    answer = node.submit(YOLO, {"cpu": 2.0, "memory": 2 * GIB}, workload_type="mlmodel")
+    assert answer.status_code == 201, answer.text
+    record = answer.json()
+    assert record["status"] == "running" and record["process_pid"] > 0
+    assert record["endpoint"].startswith("http://127.0.0.1:")
+    assert [d["class"] for d in predict(record["endpoint"])["detections"]] == ["FACE_FEMALE"]
+    assert node.resources()["available"]["cpu"] == before["available"]["cpu"] - 2
+    port = record["config"]["service_port"]
+    assert (node.runtime_dir / "logs" / f"yolo_service_{port}.log").exists()
+    assert "320n.onnx" in node.api("GET", f"/api/workloads/{record['id']}/logs").json()["stderr"]
+    stopped = node.api("POST", f"/api/workloads/{record['id']}/stop").json()
+    assert stopped["status"] == "stopped" and node.resources() == before
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{record['endpoint']}/health", timeout=2)
+
+
+def test_opencv_service_on_a_chosen_port(node: Node) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    record = node.submit({"cascade_type": "face", "service_port": port}, {"cpu": 1}, workload_type="opencv").json()
+    assert record["status"] == "running" and record["endpoint"] == f"http://127.0.0.1:{port}"
+    assert predict(record["endpoint"])["count"] >= 1
+    node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+@pytest.mark.parametrize("workload_type, config, words", [
+    ("mlmodel", {"model_type": "pytorch", "model_path": YOLO_MODEL}, "supported: yolo"),
+    ("mlmodel", {"model_type": "yolo", "model_path": "/nonexistent/model.onnx"}, "does not exist"),
+    ("mlmodel", {"model_type": "yolo", "model_path": ASTRONAUT}, "not a loadable ONNX model"),
+    ("mlmodel", {"model_type": "yolo"}, "model_path"),
+    ("mlmodel", {**YOLO, "service_port": 0}, "service_port"),
+    ("opencv", {"cascade_type": "nose"}, "cascade_type"),
+    ("opencv", {"cascade_type": "face", "colour": "red"}, "unknown field"),
+])
+def test_bad_service_configs_are_refused_with_nothing_allocated(node: Node, workload_type, config, words) -> None:
+    before = node.resources()
+    answer = node.submit(config, {"cpu": 1}, workload_type=workload_type)
+    assert answer.status_code == 400 and words in answer.json()["message"], answer.text
+    assert node.resources() == before
+
+
+def test_port_in_use_is_refused(node: Node) -> None:
+    answer = node.submit({**YOLO, "service_port": node.port}, workload_type="mlmodel")
+    assert answer.status_code == 400 and "already in use" in answer.json()["message"]
+
+
+def test_crash_loop_ends_failed_after_three_restarts(node: Node) -> None:
+    before = node.resources()
+    record = node.submit({"cascade_type": "face"}, {"cpu": 1, "memory": GIB}, workload_type="opencv").json()
+    pid = record["process_pid"]
+    for restart in range(1, 4):
+        os.kill(pid, signal.SIGKILL)
+        current = wait_for(lambda: (view := node.workload(record["id"]))["restarts"] == restart
+                           and view["status"] == "running" and view["process_pid"] not in (None, pid) and view,
+                           timeout_s=30)
+        pid = current["process_pid"]
+    os.kill(pid, signal.SIGKILL)
+    final = wait_for(lambda: (view := node.workload(record["id"]))["status"] == "failed" and view, timeout_s=30)
+    assert final["restarts"] == 3 and "after 3 restart(s)" in final["message"]
+    assert node.resources() == before
+
+
+def test_frozen_service_is_restarted_by_its_health_checks(node: Node) -> None:
+    record = node.submit({"cascade_type": "face"}, {"cpu": 1}, workload_type="opencv").json()
+    os.killpg(record["process_pid"], signal.SIGSTOP)  # the server and its workers: alive, not answering
+    try:
+        back = wait_for(lambda: (view := node.workload(record["id"]))["restarts"] == 1
+                        and view["status"] == "running" and view, timeout_s=60)
+    finally:
+        try:
+            os.killpg(record["process_pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert back["process_pid"] != record["process_pid"] and predict(back["endpoint"])["count"] >= 1
+    node.api("DELETE", f"/api/workloads/{record['id']}")
