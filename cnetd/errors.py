@@ -41,6 +41,11 @@ class InsufficientResources(CnetError):
     code = "insufficient_resources"
 
 
+class LengthRequired(CnetError):
+    status = 411
+    code = "length_required"
+
+
 class PayloadTooLarge(CnetError):
     status = 413
     code = "payload_too_large"
@@ -52,7 +57,7 @@ class Unavailable(CnetError):
 
 
 _BY_CODE = {cls.code: cls for cls in (Invalid, NotFound, DelegationRefused,
-                                      InsufficientResources, PayloadTooLarge, Unavailable)}
+                                      InsufficientResources, LengthRequired, PayloadTooLarge, Unavailable)}
 
 
 def error_from_dict(body: dict[str, Any]) -> CnetError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import time
 from typing import Any
 
 from cnetd.errors import CnetError, DelegationRefused, NotFound
@@ -40,7 +41,8 @@ class Scheduler:
     @property
     def handlers(self) -> dict[str, Any]:
         return {"submit": self.submit, "record_pointer": self.record_pointer, "forget": self.forget,
-                "mark_healthy": self.mark_healthy, "stop": self.stop, "delete": self.delete}
+                "mark_healthy": self.mark_healthy, "reserve": self.reserve, "data_stored": self.data_stored,
+                "stop": self.stop, "delete": self.delete}
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -75,6 +77,17 @@ class Scheduler:
 
     def record_pointer(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._ledger.record_pointer(WorkloadRecord.from_dict(args["workload"])).to_dict()
+
+    def reserve(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Hold resources for a record that runs no program (an upload in progress): admit it as it is."""
+        return self._ledger.admit(WorkloadRecord.from_dict(args["workload"])).to_dict()
+
+    def data_stored(self, args: dict[str, Any]) -> dict[str, Any]:
+        """An upload finished: keep its record, holding exactly the storage its bytes use."""
+        def stored(record: WorkloadRecord) -> WorkloadRecord:
+            return dataclasses.replace(record, status=Status.STORED, name=args["name"], config=args["config"],
+                                       started_at=time.time())
+        return self._ledger.resize(args["id"], stored, Resources(storage=args["storage"])).to_dict()
 
     def mark_healthy(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._ledger.update(args["id"], mark_healthy).to_dict()
@@ -144,7 +157,7 @@ class Scheduler:
         """After a restart of the scheduler or the whole node: launch what should run but has no program."""
         programs = self._supervisor.workload_infos()
         for record in self._ledger.workloads():
-            if record.terminal or record.remote or record.program in programs:
+            if record.terminal or record.remote or not record.program or record.program in programs:
                 continue
             if record.desired == Desired.STOP:
                 self._ledger.update(record.id, finish(Status.STOPPED, message="stopped"))

@@ -67,6 +67,8 @@ class Status:
     COMPLETED = "completed"
     FAILED = "failed"
     STOPPED = "stopped"
+    UPLOADING = "uploading"  # data: bytes are arriving; the request's size is reserved
+    STORED = "stored"        # data: on disk; its storage stays allocated until it is deleted
     LOST = "lost"  # shown, never stored: the node running a delegated workload is offline
 
 

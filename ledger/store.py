@@ -5,6 +5,7 @@ a version counter and, after commit, calls ``on_change(version)`` so the process
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Callable
 
@@ -118,6 +119,25 @@ class Ledger:
             return self._commit(write)
         except _NoChange:
             return unchanged[0]
+
+    def resize(self, workload_id: str, change: RecordChange, requirements: Resources) -> WorkloadRecord:
+        """Change a record and set its allocation to ``requirements`` (never more than it holds) in one transaction."""
+        key = workload_id.encode()
+
+        def write(txn: lmdb.Transaction) -> WorkloadRecord:
+            raw = txn.get(key, db=self._workloads_db)
+            if raw is None:
+                raise NotFound(f"no workload with id {workload_id!r}")
+            held = txn.get(key, db=self._allocations_db)
+            if held is None or not Resources.from_dict(orjson.loads(held)).covers(requirements):
+                raise ValueError(f"workload {workload_id} cannot grow its allocation")
+            changed = change(WorkloadRecord.from_dict(orjson.loads(raw))) or WorkloadRecord.from_dict(orjson.loads(raw))
+            changed = dataclasses.replace(changed, requirements=requirements)
+            self._release(txn, key)
+            self._hold(txn, key, requirements)
+            txn.put(key, orjson.dumps(changed.to_dict()), db=self._workloads_db)
+            return changed
+        return self._commit(write)
 
     def remove(self, workload_id: str) -> None:
         key = workload_id.encode()

@@ -21,8 +21,8 @@ def reconcile(ledger: Ledger, supervisor: Supervisor) -> None:
     """Settle every workload against supervisord's current view: repairs whatever events were missed."""
     infos = supervisor.workload_infos()
     for record in ledger.workloads():
-        if record.remote:
-            continue  # managed by the node it was delegated to
+        if record.remote or not record.program:
+            continue  # delegated (managed where it runs), or data (no program)
         if not record.terminal or record.program in infos:
             settle(ledger, supervisor, record, infos.pop(record.program, None))
     for program, info in infos.items():  # programs whose record was deleted

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import falcon
 
 from cnetd import __version__
-from cnetd.api import delegation
+from cnetd.api import delegation, uploads
 from cnetd.api.http import install_error_rendering, read_json, send
 from cnetd.api.remote import RemoteWorkloads
-from cnetd.errors import Invalid
+from cnetd.errors import Invalid, NotFound
 from cnetd.logtail import tail_lines
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.submission import parse_submission
+from ledger.catalog import Catalog
 from ledger.nodetable import Neighbour, Role
 from ledger.records import Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS, MalformedMessage, Registration
@@ -26,9 +28,11 @@ LOG_TAIL_DEFAULT, LOG_TAIL_MAX = 200, 10_000
 
 
 class _NodeResource:
-    def __init__(self, node: NodeProcess, remote: RemoteWorkloads) -> None:
+    def __init__(self, node: NodeProcess, remote: RemoteWorkloads, catalog: Catalog) -> None:
         self.node = node
         self.remote = remote
+        self.catalog = catalog
+        self.data_root = Path(node.config.data_path)
 
     def schedule(self, op: str, **args: Any) -> Any:
         return request(self.node.config.paths.scheduler_endpoint, op, args, SCHEDULER_TIMEOUT_S)
@@ -103,6 +107,9 @@ class Workloads(_NodeResource):
         send(resp, {"workloads": views, "count": len(views)})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if (req.content_type or "").lower().startswith(falcon.MEDIA_MULTIPART):
+            send(resp, uploads.receive(req, self.node.config.node_id, self.data_root, self.catalog, self.schedule), 201)
+            return
         body = read_json(req, self.node.config.api_max_body_bytes)
         visited = delegation.parse_visited(body.pop("delegation", None) if isinstance(body, dict) else None)
         record = parse_submission(body)
@@ -130,6 +137,9 @@ class Workload(_NodeResource):
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         record = self.node.ledger.get(workload_id)
+        if record.type == "data" and not record.remote:
+            send(resp, uploads.delete(workload_id, self.data_root, self.catalog, self.schedule))
+            return
         if not record.remote:
             send(resp, self.schedule("delete", id=workload_id))
             return
@@ -169,18 +179,42 @@ class WorkloadLogs(_NodeResource):
                     "stderr": tail_lines(paths.workload_log(record.id, "stderr"), lines)})
 
 
+class DataList(_NodeResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        items = self.catalog.all()
+        send(resp, {"data": items, "count": len(items)})
+
+
+class DataItem(_NodeResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, data_key: str) -> None:
+        send(resp, self._stored(data_key))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, data_key: str) -> None:
+        self._stored(data_key)
+        send(resp, uploads.delete(data_key, self.data_root, self.catalog, self.schedule))
+
+    def _stored(self, data_key: str) -> dict[str, Any]:
+        stored = self.catalog.get(data_key)
+        if stored is None:
+            raise NotFound(f"no data with key {data_key!r}")
+        return stored
+
+
 def create_app() -> falcon.App:
     """gunicorn's app factory: runs in each worker after the fork, so LMDB and ZeroMQ open per process."""
     node = open_node_process("api")
     remote = RemoteWorkloads(node.nodes, node.config.heartbeat_period_s)
+    catalog = Catalog(node.config.db_path)
     app = falcon.App()
     app.req_options.strip_url_path_trailing_slash = True
+    uploads.allow_directory_uploads(app)
     for route, resource in (
         ("/api/health", Health), ("/api/resources", NodeResources), ("/api/nodes", Nodes),
         ("/api/nodes/register", NodeRegistration), ("/api/workloads", Workloads),
         ("/api/workloads/{workload_id}", Workload), ("/api/workloads/{workload_id}/stop", WorkloadStop),
-        ("/api/workloads/{workload_id}/logs", WorkloadLogs),
+        ("/api/workloads/{workload_id}/logs", WorkloadLogs), ("/api/data", DataList),
+        ("/api/data/{data_key}", DataItem),
     ):
-        app.add_route(route, resource(node, remote))
+        app.add_route(route, resource(node, remote, catalog))
     install_error_rendering(app)
     return app

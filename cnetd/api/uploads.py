@@ -1,0 +1,100 @@
+"""Data uploads (POST /api/workloads, multipart, type=data): streamed to disk, described in SQLite, counted
+against the node's storage.
+
+The request's Content-Length is reserved in the ledger before any byte is written (an upload that cannot
+fit is refused before it fills the disk); parts stream into a staging directory with their SHA-256; the
+finished tree is renamed into place, catalogued, and its allocation shrunk to the bytes stored. Any
+failure, a client that disconnects included, removes the staging files and the reservation.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import falcon
+
+from cnetd.errors import CnetError, Invalid, LengthRequired
+from cnetd.submission import new_workload_id
+from gateway.keys import UnsafeKey, safe_relative
+from ledger.catalog import Catalog, StoredFile
+from ledger.records import Resources, Status, WorkloadRecord
+
+CHUNK_BYTES = 1 << 20
+MAX_PARTS = 100_000  # Falcon's default of 64 would refuse a directory
+Schedule = Callable[..., Any]
+
+
+def allow_directory_uploads(app: falcon.App) -> None:
+    app.req_options.media_handlers[falcon.MEDIA_MULTIPART].parse_options.max_body_part_count = MAX_PARTS
+
+
+def _write_part(stream: Any, target: Path) -> tuple[int, str]:
+    """Stream one part to ``target``; its size and SHA-256."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    with open(target, "xb") as handle:  # x: never follow or overwrite anything already there
+        while chunk := stream.read(CHUNK_BYTES):
+            handle.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog, schedule: Schedule) -> dict[str, Any]:
+    if req.content_length is None:
+        raise LengthRequired("uploads need a Content-Length (the node reserves that much storage first)")
+    data_key = new_workload_id()
+    reservation = WorkloadRecord(id=data_key, type="data", name=data_key, config={},
+                                 requirements=Resources(storage=req.content_length), status=Status.UPLOADING,
+                                 node=node_id)
+    schedule("reserve", workload=reservation.to_dict())  # 409 insufficient_resources when it cannot fit
+    staging, final = data_root / f".uploading-{data_key}", data_root / data_key
+    try:
+        fields, files = _stream_parts(req, staging)
+        if fields.get("type", "data") != "data":
+            raise Invalid("multipart submissions are data uploads: type must be 'data'")
+        if not files:
+            raise Invalid("the upload has no 'file' part")
+        staging.rename(final)
+        kind = "directory" if len(files) > 1 or "/" in files[0].rel_path else "file"
+        name = fields.get("name") or (files[0].rel_path.split("/")[0] if kind == "directory" else files[0].rel_path)
+        stored = catalog.add(data_key, name, kind, str(final), files)
+        summary = {"kind": kind, "path": str(final), "files": len(files), "size_bytes": stored["size_bytes"]}
+        if kind == "file":
+            summary["sha256"] = files[0].sha256
+        record = schedule("data_stored", id=data_key, name=name, config=summary, storage=stored["size_bytes"])
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
+        catalog.remove(data_key)
+        schedule("forget", id=data_key)
+        if isinstance(exc, (CnetError, KeyboardInterrupt, SystemExit)):
+            raise
+        raise Invalid(f"upload failed: {exc}") from None
+    return {**record, "data_key": data_key, "files": stored["files"]}
+
+
+def _stream_parts(req: falcon.Request, staging: Path) -> tuple[dict[str, str], list[StoredFile]]:
+    fields: dict[str, str] = {}
+    files: list[StoredFile] = []
+    staging.mkdir(parents=True)
+    for part in req.get_media():
+        if part.filename is None:
+            fields[part.name] = part.text
+            continue
+        try:
+            relative = safe_relative(part.filename)
+        except UnsafeKey as exc:
+            raise Invalid(f"file name refused: {exc}") from None
+        size, sha256 = _write_part(part.stream, staging / relative)
+        files.append(StoredFile(str(relative), size, sha256))
+    return fields, files
+
+
+def delete(data_key: str, data_root: Path, catalog: Catalog, schedule: Schedule) -> dict[str, Any]:
+    catalog.remove(data_key)
+    shutil.rmtree(data_root / data_key, ignore_errors=True)
+    return schedule("forget", id=data_key)
+

@@ -1,0 +1,71 @@
+"""The data catalogue: one SQLite row per upload and per stored file (WAL, busy timeout: several processes)."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+BUSY_TIMEOUT_S = 10.0
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS data (
+    data_key   TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    kind       TEXT NOT NULL,          -- file | directory
+    path       TEXT NOT NULL,          -- where the object tree lives
+    size_bytes INTEGER NOT NULL,
+    file_count INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS data_files (
+    data_key   TEXT NOT NULL REFERENCES data(data_key) ON DELETE CASCADE,
+    rel_path   TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    PRIMARY KEY (data_key, rel_path)
+);
+"""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    rel_path: str
+    size_bytes: int
+    sha256: str
+
+
+class Catalog:
+    """Metadata of stored data; opened per process (and per thread: sqlite3 connections are not shared)."""
+
+    def __init__(self, db_path: str) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(db_path)), exist_ok=True)
+        self._db = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def add(self, data_key: str, name: str, kind: str, path: str, files: list[StoredFile]) -> dict[str, Any]:
+        with self._db:  # one transaction: the upload is described whole or not at all
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT INTO data VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (data_key, name, kind, path, sum(f.size_bytes for f in files), len(files), time.time()))
+            self._db.executemany("INSERT INTO data_files VALUES (?, ?, ?, ?)",
+                                 [(data_key, f.rel_path, f.size_bytes, f.sha256) for f in files])
+        return self.get(data_key)
+
+    def get(self, data_key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM data WHERE data_key = ?", (data_key,)).fetchone()
+        if row is None:
+            return None
+        files = self._db.execute("SELECT rel_path, size_bytes, sha256 FROM data_files WHERE data_key = ? "
+                                 "ORDER BY rel_path", (data_key,)).fetchall()
+        return {**dict(row), "files": [dict(file) for file in files]}
+
+    def all(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._db.execute("SELECT * FROM data ORDER BY created_at")]
+
+    def remove(self, data_key: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM data WHERE data_key = ?", (data_key,))
