@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="Edge-cluster agent: runs processes, containers and model services across a tree of nodes",
     python_requires=">=3.10",
-    packages=["cnetd", "cnetd.api", "mesh", "ledger", "workers", "inference"],
+    packages=["cnetd", "cnetd.api", "mesh", "ledger", "workers", "inference", "gateway"],
     install_requires=[
         "pyzmq>=25",
         "supervisor>=4.2",
@@ -24,7 +24,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.31", "nudenet==3.4.2", "scikit-image>=0.21",
-                 "onnx>=1.14"],
+                 "onnx>=1.14", "boto3>=1.28"],
     },
     entry_points={
         "console_scripts": [
@@ -33,6 +33,7 @@ setup(
             "cnet-tap=mesh.tap:main",
             "cnet-inference-yolo=inference.yolo_service:main",
             "cnet-inference-opencv=inference.opencv_service:main",
+            "cnet-gateway-data=gateway.server:main",
         ],
     },
 )

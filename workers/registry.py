@@ -4,10 +4,10 @@ from __future__ import annotations
 from cnetd.errors import Invalid
 from workers.base import Executor
 from workers.process import ProcessExecutor
-from workers.services import OpenCVExecutor, YoloExecutor
+from workers.services import DataGatewayExecutor, OpenCVExecutor, YoloExecutor
 
 EXECUTORS: dict[str, Executor] = {executor.type_name: executor for executor in (
-    ProcessExecutor(), YoloExecutor(), OpenCVExecutor(),
+    ProcessExecutor(), YoloExecutor(), OpenCVExecutor(), DataGatewayExecutor(),
 )}
 
 

@@ -1,4 +1,4 @@
-"""Executors of model services: ``mlmodel`` (YOLO on onnxruntime) and ``opencv`` (Haar cascades).
+"""Executors of services: ``mlmodel`` (YOLO on onnxruntime), ``opencv`` (Haar cascades) and ``datagateway``.
 
 Each runs its inference server as a supervised program on ``service_host:service_port`` (a free port is
 chosen when none is given), restarted after a crash at most three times, ready once ``/health`` answers.
@@ -6,11 +6,13 @@ chosen when none is given), restarted after a crash at most three times, ready o
 from __future__ import annotations
 
 import math
+import os
 import socket
 import sys
 from typing import Any
 
 from cnetd.errors import Invalid
+from gateway.keys import UnsafeKey, safe_relative
 from inference.haar import CASCADE_FILES
 from inference.yolo_model import NotAYoloModel, YoloModel
 from ledger.records import WorkloadRecord
@@ -52,9 +54,11 @@ def validate_service_address(config: dict[str, Any]) -> dict[str, Any]:
     return {"service_host": host, "service_port": port}
 
 
-def _service_spec(record: WorkloadRecord, node: NodeContext, module: str, arguments: list[str]) -> ProgramSpec:
+def _service_spec(record: WorkloadRecord, node: NodeContext, module: str, arguments: list[str],
+                  min_threads: int = 1) -> ProgramSpec:
     host, port = record.config["service_host"], record.config["service_port"]
-    threads = max(1, math.ceil(record.requirements.cpu))  # request threads and intra-op threads follow cpu
+    # Compute-bound services get a thread per cpu; I/O-bound ones at least ``min_threads``.
+    threads = max(min_threads, math.ceil(record.requirements.cpu))
     argv = [sys.executable, "-m", module, *arguments, "--port", str(port), "--host", host,
             "--threads", str(threads), "--log-dir", str(node.logs_dir)]
     public_host = "127.0.0.1" if host == "0.0.0.0" else host
@@ -98,3 +102,25 @@ class OpenCVExecutor:
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         return _service_spec(record, node, "inference.opencv_service", ["--cascade", record.config["cascade_type"]])
+
+
+class DataGatewayExecutor:
+    type_name = "datagateway"
+
+    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+        _reject_unknown(config, ("base_path", "bucket", *_SERVICE_FIELDS))
+        base_path = config.get("base_path")
+        if not isinstance(base_path, str) or not os.path.isdir(base_path):
+            raise Invalid(f"config.base_path: {base_path!r} is not a directory on this node")
+        bucket = config.get("bucket", "cnet")
+        try:
+            if not isinstance(bucket, str) or "/" in safe_relative(bucket).as_posix():
+                raise UnsafeKey(bucket)
+        except UnsafeKey:
+            raise Invalid(f"config.bucket: {bucket!r} is not a bucket name") from None
+        return {"base_path": os.path.realpath(base_path), "bucket": bucket, **validate_service_address(config)}
+
+    def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
+        return _service_spec(record, node, "gateway.server",
+                             ["--base-path", record.config["base_path"], "--bucket", record.config["bucket"]],
+                             min_threads=8)

@@ -1,0 +1,158 @@
+"""The read-only S3-subset gateway: ListObjectsV2, GetObject (Range), HeadObject, S3 error XML.
+
+Path-style only: ``/s3/{bucket}`` and ``/s3/{bucket}/{key}``; the bucket is the configured name, its
+objects every file under the base path. Anything that would write answers MethodNotAllowed.
+"""
+from __future__ import annotations
+
+import email.utils
+import mimetypes
+import re
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+from xml.sax.saxutils import escape
+
+import falcon
+
+from gateway.keys import UnsafeKey, resolve_inside
+from gateway.listing import MAX_KEYS, BadToken, ObjectInfo, list_page, walk
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_XML = "application/xml"
+
+
+class S3Error(Exception):
+    def __init__(self, status: int, code: str, message: str, resource: str = "") -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.resource = status, code, message, resource
+
+
+def _render_error(req: falcon.Request, resp: falcon.Response, error: S3Error, params: dict) -> None:
+    resp.status = error.status
+    resp.set_header("x-amz-request-id", uuid.uuid4().hex[:16].upper())
+    if req.method == "HEAD":
+        return
+    resp.content_type = _XML
+    resp.text = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{error.code}</Code>'
+                 f"<Message>{escape(error.message)}</Message><Resource>{escape(error.resource or req.path)}</Resource>"
+                 f"<RequestId>{resp.get_header('x-amz-request-id')}</RequestId></Error>")
+
+
+def _not_allowed(self: object, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+    raise S3Error(405, "MethodNotAllowed", f"{req.method} is not allowed: this gateway is read-only")
+
+
+def _iso(mtime: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(mtime))
+
+
+class _Bucket:
+    def __init__(self, root: Path, bucket: str) -> None:
+        self.root, self.bucket = root, bucket
+
+    def check(self, bucket: str) -> None:
+        if bucket != self.bucket:
+            raise S3Error(404, "NoSuchBucket", f"the bucket {bucket!r} does not exist", f"/{bucket}")
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response, bucket: str) -> None:
+        self.check(bucket)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str) -> None:
+        self.check(bucket)
+        max_keys_raw = req.get_param("max-keys") or str(MAX_KEYS)
+        if not max_keys_raw.isdigit():
+            raise S3Error(400, "InvalidArgument", "max-keys must be a non-negative integer")
+        max_keys = min(int(max_keys_raw), MAX_KEYS)
+        prefix, delimiter = req.get_param("prefix") or "", req.get_param("delimiter") or ""
+        start_after, token = req.get_param("start-after") or "", req.get_param("continuation-token")
+        try:
+            page = list_page(walk(self.root), prefix, delimiter, max_keys, start_after, token)
+        except BadToken as exc:
+            raise S3Error(400, "InvalidArgument", str(exc)) from None
+        url = req.get_param("encoding-type") == "url"
+        enc = (lambda text: quote(text, safe="/")) if url else escape
+        parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+                 f"<Name>{escape(bucket)}</Name><Prefix>{enc(prefix)}</Prefix><MaxKeys>{max_keys}</MaxKeys>",
+                 f"<KeyCount>{page.key_count}</KeyCount><IsTruncated>{'true' if page.next_token else 'false'}</IsTruncated>"]
+        if delimiter:
+            parts.append(f"<Delimiter>{enc(delimiter)}</Delimiter>")
+        if url:
+            parts.append("<EncodingType>url</EncodingType>")
+        if start_after:
+            parts.append(f"<StartAfter>{enc(start_after)}</StartAfter>")
+        if token:
+            parts.append(f"<ContinuationToken>{escape(token)}</ContinuationToken>")
+        if page.next_token:
+            parts.append(f"<NextContinuationToken>{escape(page.next_token)}</NextContinuationToken>")
+        for info in page.contents:
+            parts.append(f"<Contents><Key>{enc(info.key)}</Key><LastModified>{_iso(info.mtime)}</LastModified>"
+                         f"<ETag>{escape(info.etag)}</ETag><Size>{info.size}</Size>"
+                         "<StorageClass>STANDARD</StorageClass></Contents>")
+        parts += [f"<CommonPrefixes><Prefix>{enc(common)}</Prefix></CommonPrefixes>" for common in page.common_prefixes]
+        parts.append("</ListBucketResult>")
+        resp.content_type = _XML
+        resp.text = "".join(parts)
+
+    on_put = on_post = on_delete = _not_allowed
+
+
+class _Object(_Bucket):
+    def _find(self, bucket: str, key: str) -> tuple[Path, ObjectInfo]:
+        self.check(bucket)
+        try:
+            path = resolve_inside(self.root, key)
+        except UnsafeKey as exc:
+            raise S3Error(400, "InvalidArgument", f"invalid key: {exc}", f"/{bucket}/{key}") from None
+        if not path.is_file():
+            raise S3Error(404, "NoSuchKey", "the specified key does not exist", f"/{bucket}/{key}")
+        stat = path.stat()
+        return path, ObjectInfo(key, stat.st_size, stat.st_mtime)
+
+    def _headers(self, resp: falcon.Response, key: str, info: ObjectInfo) -> None:
+        resp.content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        resp.set_header("ETag", info.etag)
+        resp.set_header("Last-Modified", email.utils.formatdate(info.mtime, usegmt=True))
+        resp.set_header("Accept-Ranges", "bytes")
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
+        _, info = self._find(bucket, key)
+        self._headers(resp, key, info)
+        resp.content_length = info.size
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
+        path, info = self._find(bucket, key)
+        self._headers(resp, key, info)
+        start, end = 0, info.size - 1
+        header = req.get_header("Range")
+        match = _RANGE.match(header.strip()) if header else None
+        if match and (match.group(1) or match.group(2)):
+            if match.group(1):
+                start = int(match.group(1))
+                end = min(int(match.group(2)), info.size - 1) if match.group(2) else info.size - 1
+            else:
+                start = max(0, info.size - int(match.group(2)))
+            if start >= info.size or start > end:
+                resp.set_header("Content-Range", f"bytes */{info.size}")
+                raise S3Error(416, "InvalidRange", "the requested range is not satisfiable", f"/{bucket}/{key}")
+            resp.status = 206
+            resp.set_header("Content-Range", f"bytes {start}-{end}/{info.size}")
+        handle = open(path, "rb")
+        handle.seek(start)
+        resp.stream, resp.content_length = handle, end - start + 1  # gunicorn sendfiles exactly this much
+
+
+def create_gateway_app(base_path: str, bucket: str) -> falcon.App:
+    app = falcon.App()
+    root = Path(base_path)
+
+    class Health:
+        def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+            resp.media = {"status": "healthy", "bucket": bucket, "base_path": base_path}
+
+    app.add_route("/health", Health())
+    app.add_route("/s3/{bucket}", _Bucket(root, bucket))
+    app.add_route("/s3/{bucket}/{key:path}", _Object(root, bucket))
+    app.add_error_handler(S3Error, _render_error)
+    return app

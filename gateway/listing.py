@@ -1,0 +1,99 @@
+"""ListObjectsV2 over a directory tree, as pure functions: walk, then page with prefix/delimiter/tokens."""
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+MAX_KEYS = 1000
+STAGING_PREFIX = ".uploading-"  # uploads in progress are not objects yet
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime: float
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.size:x}-{int(self.mtime * 1e6):x}"'
+
+
+@dataclass
+class ListPage:
+    contents: list[ObjectInfo] = field(default_factory=list)
+    common_prefixes: list[str] = field(default_factory=list)
+    next_token: str | None = None
+
+    @property
+    def key_count(self) -> int:
+        return len(self.contents) + len(self.common_prefixes)
+
+
+class BadToken(ValueError):
+    """A continuation token this gateway did not issue."""
+
+
+def walk(root: Path) -> list[ObjectInfo]:
+    """Every regular file under ``root`` as a key, in S3 order (UTF-8 bytes); symlinks are never followed."""
+    found: list[ObjectInfo] = []
+    pending = [(str(root), "")]
+    while pending:
+        directory, key_prefix = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_symlink() or (not key_prefix and entry.name.startswith(STAGING_PREFIX)):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                pending.append((entry.path, f"{key_prefix}{entry.name}/"))
+            elif entry.is_file(follow_symlinks=False):
+                stat = entry.stat(follow_symlinks=False)
+                found.append(ObjectInfo(f"{key_prefix}{entry.name}", stat.st_size, stat.st_mtime))
+    return sorted(found, key=lambda info: info.key.encode())
+
+
+def encode_token(marker: str, is_prefix: bool) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"after": marker, "prefix": is_prefix})).decode()
+
+
+def decode_token(token: str) -> tuple[str, bool]:
+    try:
+        body = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        return str(body["after"]), bool(body["prefix"])
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        raise BadToken("the continuation token is not valid") from None
+
+
+def list_page(objects: list[ObjectInfo], prefix: str = "", delimiter: str = "", max_keys: int = MAX_KEYS,
+              start_after: str = "", token: str | None = None) -> ListPage:
+    """One page of ListObjectsV2: keys and common prefixes in order, at most ``max_keys`` of them together."""
+    after, after_is_prefix = decode_token(token) if token else (start_after, False)
+    page = ListPage()
+    last: tuple[str, bool] | None = None
+    for info in objects:
+        key = info.key
+        if not key.startswith(prefix) or key.encode() <= after.encode():
+            continue
+        if after_is_prefix and key.startswith(after):
+            continue  # inside a common prefix already returned on an earlier page
+        rest = key[len(prefix):]
+        cut = rest.find(delimiter) if delimiter else -1
+        entry = (prefix + rest[:cut + len(delimiter)], True) if cut >= 0 else (key, False)
+        if entry[1] and page.common_prefixes and page.common_prefixes[-1] == entry[0]:
+            continue
+        if page.key_count >= max_keys:
+            page.next_token = encode_token(*last) if last else None
+            return page
+        if entry[1]:
+            page.common_prefixes.append(entry[0])
+        else:
+            page.contents.append(info)
+        last = entry
+    return page
