@@ -14,7 +14,7 @@ SLEEP = {"command": "sleep", "args": ["1"]}
     (b"{not json", 400, "invalid_request", "not valid JSON"),
     (b"[1, 2]", 400, "invalid_request", "JSON object"),
     (b'{"config": {}}', 400, "invalid_request", "type"),
-    (b'{"type": "teleport"}', 400, "invalid_request", "supported: process"),
+    (b'{"type": "teleport"}', 400, "invalid_request", "unknown workload type 'teleport' (supported: "),
     (b'{"type": "process", "extra": 1}', 400, "invalid_request", "unknown field(s) extra"),
     (b'{"type": "process", "config": {}}', 400, "invalid_request", "config.command"),
     (b'{"type": "process", "config": {"command": "no-such-binary"}}', 400, "invalid_request", "not an executable"),

@@ -1,0 +1,160 @@
+"""Data workloads and the S3 gateway on a real node: curl uploads, directories, accounting, boto3."""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import boto3
+import botocore
+import pytest
+
+from tests.nodes import Node, wait_for
+
+STORAGE = 20_000_000
+
+
+@pytest.fixture(scope="module")
+def node() -> Node:
+    node = Node({"cpu": 4, "memory": 2**32, "gpu": 0, "storage": STORAGE})
+    try:
+        yield node.start()
+        node.stop()
+    finally:
+        node.cleanup()
+
+
+def data_root(node: Node) -> Path:
+    return Path(node.config["storage"]["sqlite"]["data_path"])
+
+
+def curl(*args: str) -> dict:
+    import orjson
+    return orjson.loads(subprocess.run(["curl", "-s", *args], capture_output=True, timeout=60, check=True).stdout)
+
+
+def upload_tree(node: Node, files: dict[str, bytes]) -> dict:
+    parts = [("file", (name, content, "application/octet-stream")) for name, content in files.items()]
+    answer = node.api("POST", "/api/workloads", data={"type": "data", "name": "tree"}, files=parts)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def nothing_left_behind(node: Node, storage_before: int, data_before: int) -> bool:
+    staging = [entry for entry in os.listdir(data_root(node)) if entry.startswith(".uploading-")]
+    return (not staging and node.resources()["allocated"]["storage"] == storage_before
+            and node.api("GET", "/api/data").json()["count"] == data_before
+            and node.api("GET", "/api/workloads", params={"type": "data"}).json()["count"] == data_before)
+
+
+def test_curl_single_file_upload(node: Node, tmp_path) -> None:
+    source = tmp_path / "gw_test.txt"
+    source.write_bytes(b"hello, gateway\n" * 100)
+    before = node.resources()["allocated"]["storage"]
+    record = curl("-X", "POST", f"{node.url}/api/workloads", "-F", "type=data", "-F", "name=test-file",
+                  "-F", f"file=@{source}")
+    assert record["status"] == "stored" and record["name"] == "test-file" and record["data_key"] == record["id"]
+    assert record["config"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert record["config"]["size_bytes"] == 1500 and record["files"][0]["rel_path"] == "gw_test.txt"
+    stored = Path(record["config"]["path"]) / "gw_test.txt"
+    assert stored.read_bytes() == source.read_bytes() and stored.is_relative_to(data_root(node))
+    assert node.resources()["allocated"]["storage"] == before + 1500
+    assert node.api("GET", f"/api/data/{record['data_key']}").json()["files"][0]["size_bytes"] == 1500
+    assert node.api("DELETE", f"/api/data/{record['data_key']}").json()["deleted"] is True
+    assert node.resources()["allocated"]["storage"] == before and not stored.exists()
+    assert node.api("GET", f"/api/data/{record['data_key']}").status_code == 404
+
+
+def test_directory_round_trip(node: Node) -> None:
+    tree = {f"photos/{folder}/img{index}.bin": os.urandom(1000 + index)
+            for folder in ("a", "b/c") for index in range(40)}  # 80 parts: past Falcon's default of 64
+    record = upload_tree(node, tree)
+    assert record["config"]["kind"] == "directory" and record["config"]["files"] == 80
+    root = Path(record["config"]["path"])
+    stored = {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+    assert stored == tree
+    assert node.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200  # through its workload too
+    assert not root.exists()
+
+
+def test_upload_refused_when_storage_is_full(node: Node, tmp_path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * (STORAGE + 1))
+    before = node.resources()["allocated"]["storage"]
+    data_before = node.api("GET", "/api/data").json()["count"]
+    answer = curl("-X", "POST", f"{node.url}/api/workloads", "-F", "type=data", "-F", f"file=@{big}")
+    assert answer["error"] == "insufficient_resources" and "storage" in answer["message"]
+    assert nothing_left_behind(node, before, data_before)
+
+
+@pytest.mark.parametrize("filename", ["../escape.txt", "/etc/cron.d/x", "a/../../b.txt", "dir\\file.txt", "a/./b"])
+def test_traversal_on_upload_is_refused(node: Node, filename: str) -> None:
+    before = node.resources()["allocated"]["storage"]
+    data_before = node.api("GET", "/api/data").json()["count"]
+    answer = node.api("POST", "/api/workloads", data={"type": "data"}, files=[("file", (filename, b"x"))])
+    assert answer.status_code == 400 and "file name refused" in answer.json()["message"]
+    assert nothing_left_behind(node, before, data_before)
+
+
+def test_interrupted_upload_leaves_nothing(node: Node) -> None:
+    before = node.resources()["allocated"]["storage"]
+    data_before = node.api("GET", "/api/data").json()["count"]
+    head = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"half.bin\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", node.port)) as client:
+        client.sendall(b"POST /api/workloads HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
+                       b"Content-Length: 5000000\r\n\r\n" + head + b"\1" * 1_000_000)
+        wait_for(lambda: node.resources()["allocated"]["storage"] == before + 5_000_000)  # reserved meanwhile
+    wait_for(lambda: nothing_left_behind(node, before, data_before), timeout_s=30)
+
+
+def test_gateway_serves_uploads_to_boto3(node: Node, tmp_path) -> None:
+    files = {f"keys/k{index:05d}.txt": f"object {index}\n".encode() for index in range(2500)}
+    files["keys/nested/deep.bin"] = os.urandom(300_000)
+    record = upload_tree(node, files)
+    (data_root(node) / "outside-link").symlink_to("/etc")
+    gateway = node.submit({"base_path": str(data_root(node)), "bucket": "cnet"}, {"cpu": 0.5},
+                          workload_type="datagateway").json()
+    assert gateway["status"] == "running", gateway
+    s3 = boto3.client("s3", endpoint_url=f"{gateway['endpoint']}/s3", aws_access_key_id="cnet",
+                      aws_secret_access_key="cnet", region_name="us-east-1",
+                      config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    prefix = f"{record['data_key']}/keys/"
+    pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket="cnet", Prefix=prefix,
+                                                                 PaginationConfig={"PageSize": 1000}))
+    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    assert len(pages) == 3 and len(keys) == len(set(keys)) == 2501
+    assert sorted(keys) == keys and set(keys) == {record["data_key"] + "/" + name for name in files}
+
+    listing = s3.list_objects_v2(Bucket="cnet", Prefix=prefix, Delimiter="/", MaxKeys=5)
+    assert [item["Key"] for item in listing["Contents"]] == [f"{prefix}k0000{i}.txt" for i in range(5)]
+    assert listing["IsTruncated"]
+    grouped = list(s3.get_paginator("list_objects_v2").paginate(Bucket="cnet", Prefix=prefix, Delimiter="/"))
+    assert [common["Prefix"] for page in grouped for common in page.get("CommonPrefixes", [])] == [f"{prefix}nested/"]
+    assert sum(page["KeyCount"] for page in grouped) == 2501  # 2,500 keys and one common prefix
+
+    deep = f"{prefix}nested/deep.bin"
+    head = s3.head_object(Bucket="cnet", Key=deep)
+    assert head["ContentLength"] == 300_000 and head["ETag"] and head["LastModified"]
+    ranged = s3.get_object(Bucket="cnet", Key=deep, Range="bytes=1000-1999")
+    assert ranged["ContentRange"] == "bytes 1000-1999/300000"
+    assert ranged["Body"].read() == files["keys/nested/deep.bin"][1000:2000]
+    s3.download_file("cnet", deep, str(tmp_path / "deep.bin"))
+    assert (tmp_path / "deep.bin").read_bytes() == files["keys/nested/deep.bin"]
+
+    for call, code in ((lambda: s3.get_object(Bucket="cnet", Key=f"{prefix}missing"), "NoSuchKey"),
+                       (lambda: s3.get_object(Bucket="other", Key=deep), "NoSuchBucket"),
+                       (lambda: s3.get_object(Bucket="cnet", Key="outside-link/passwd"), "InvalidArgument"),
+                       (lambda: s3.get_object(Bucket="cnet", Key="../etc/passwd"), "InvalidArgument"),
+                       (lambda: s3.get_object(Bucket="cnet", Key=deep, Range="bytes=400000-"), "InvalidRange"),
+                       (lambda: s3.put_object(Bucket="cnet", Key="new", Body=b"x"), "MethodNotAllowed"),
+                       (lambda: s3.delete_object(Bucket="cnet", Key=deep), "MethodNotAllowed")):
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            call()
+        assert refused.value.response["Error"]["Code"] == code
+    assert "outside-link" not in str(s3.list_objects_v2(Bucket="cnet").get("CommonPrefixes"))
+    node.api("DELETE", f"/api/workloads/{gateway['id']}")
+    (data_root(node) / "outside-link").unlink()
+    node.api("DELETE", f"/api/data/{record['data_key']}")
