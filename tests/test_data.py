@@ -158,3 +158,13 @@ def test_gateway_serves_uploads_to_boto3(node: Node, tmp_path) -> None:
     node.api("DELETE", f"/api/workloads/{gateway['id']}")
     (data_root(node) / "outside-link").unlink()
     node.api("DELETE", f"/api/data/{record['data_key']}")
+
+
+def test_upload_without_length_is_411_and_leaves_nothing(node: Node) -> None:
+    before = node.resources()["allocated"]["storage"]
+    data_before = node.api("GET", "/api/data").json()["count"]
+    body = iter([b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.bin\"\r\n\r\nabc\r\n--XyZ--\r\n"])
+    answer = node.api("POST", "/api/workloads", data=body,
+                      headers={"Content-Type": "multipart/form-data; boundary=XyZ"})  # chunked: no length
+    assert answer.status_code == 411 and answer.json()["error"] == "length_required"
+    assert nothing_left_behind(node, before, data_before)

@@ -1,0 +1,185 @@
+"""Data benchmarks: gateway GET throughput against nginx on the same files, listing latency, upload cost.
+
+    .venv/bin/python bench/gateway_throughput.py        # needs nginx (Debian: apt-get install nginx-light)
+
+- GET of one 256 MiB object and of 1,000 objects of 4 KiB (8 concurrent clients), through the gateway
+  and through nginx serving the same directory on loopback in the same run: MiB/s, requests/s, ratios.
+- ListObjectsV2 over 10,000 keys: median latency of a 1,000-key page, and of listing all 10 pages.
+- A 1 GiB upload through a real node's API: MiB/s against copying the same file on the same disk, and
+  the API worker's peak RSS growth during the upload.
+Prints JSON.
+"""
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import orjson
+import psutil
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.nodes import VENV_BIN, Node, free_port  # noqa: E402
+
+MIB = 2**20
+NGINX_CONF = """daemon off; user root; worker_processes 2; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;
+events {{ worker_connections 1024; }}
+http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{port}; root {root}; location / {{ }} }} }}
+"""
+
+
+def wait_http(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def get_big_mib_s(url: str, size: int) -> float:
+    rates = []
+    for _ in range(3):
+        started, received = time.perf_counter(), 0
+        with requests.get(url, stream=True) as answer:
+            for chunk in answer.iter_content(MIB):
+                received += len(chunk)
+        assert received == size
+        rates.append(size / MIB / (time.perf_counter() - started))
+    return round(statistics.median(rates), 1)
+
+
+def get_small_rps(base: str, names: list[str]) -> float:
+    sessions = threading.local()
+
+    def fetch(name: str) -> None:
+        session = getattr(sessions, "session", None) or requests.Session()
+        sessions.session = session
+        assert session.get(f"{base}/{name}").status_code == 200
+    started = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(fetch, names))
+    return round(len(names) / (time.perf_counter() - started), 1)
+
+
+def serve_both(root: Path, scratch: Path) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
+    gateway_port, nginx_port = free_port(), free_port()
+    gateway = subprocess.Popen([str(VENV_BIN / "cnet-gateway-data"), "--base-path", str(root), "--bucket", "b",
+                                "--port", str(gateway_port), "--log-dir", str(scratch)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (scratch / "nginx.conf").write_text(NGINX_CONF.format(tmp=scratch, port=nginx_port, root=root))
+    nginx = subprocess.Popen(["nginx", "-p", str(scratch), "-c", str(scratch / "nginx.conf")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gateway_url, nginx_url = f"http://127.0.0.1:{gateway_port}/s3/b", f"http://127.0.0.1:{nginx_port}"
+    wait_http(f"http://127.0.0.1:{gateway_port}/health")
+    wait_http(nginx_url)
+    return gateway, nginx, gateway_url, nginx_url
+
+
+def upload_figures(scratch: Path) -> dict[str, float]:
+    source = scratch / "upload.bin"
+    with open(source, "wb") as handle:
+        block = bytes(range(256)) * 4096
+        for _ in range(1024):
+            handle.write(block)
+    started = time.perf_counter()
+    shutil.copyfile(source, scratch / "copy.bin")
+    copy_mib_s = 1024 / (time.perf_counter() - started)
+    (scratch / "copy.bin").unlink()
+    node = Node({"cpu": 2, "memory": 2**32, "gpu": 0, "storage": 2 * 2**30})
+    try:
+        node.start()
+        master = psutil.Process(node.program_pid("api"))
+        workers = master.children()
+        baseline = {worker.pid: worker.memory_info().rss for worker in workers}
+        peak = dict(baseline)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                for worker in workers:
+                    peak[worker.pid] = max(peak[worker.pid], worker.memory_info().rss)
+                time.sleep(0.02)
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        started = time.perf_counter()
+        result = subprocess.run(["curl", "-s", "-X", "POST", f"{node.url}/api/workloads", "-F", "type=data",
+                                 "-F", f"file=@{source}"], capture_output=True, check=True, timeout=600)
+        upload_s = time.perf_counter() - started
+        done.set()
+        sampler.join()
+        assert orjson.loads(result.stdout)["config"]["size_bytes"] == 1024 * MIB
+        node.stop()
+    finally:
+        node.cleanup()
+    return {"upload_mib_s": round(1024 / upload_s, 1), "disk_copy_mib_s": round(copy_mib_s, 1),
+            "upload_over_copy": round(copy_mib_s / (1024 / upload_s), 2),
+            "api_worker_peak_rss_growth_mib": round(max(peak[pid] - baseline[pid] for pid in baseline) / MIB, 1)}
+
+
+def main() -> None:
+    if shutil.which("nginx") is None:
+        sys.exit("nginx is not installed (Debian: apt-get install nginx-light)")
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        root = scratch / "objects"
+        (root / "small").mkdir(parents=True)
+        (root / "many").mkdir()
+        with open(root / "big.bin", "wb") as handle:
+            block = bytes(range(256)) * 4096
+            for _ in range(256):
+                handle.write(block)
+        names = [f"small/o{index:04d}.bin" for index in range(1000)]
+        for name in names:
+            (root / name).write_bytes(b"s" * 4096)
+        for index in range(10_000):
+            (root / "many" / f"k{index:05d}").write_bytes(b"")
+        gateway, nginx, gateway_url, nginx_url = serve_both(root, scratch)
+        try:
+            big = {"gateway_mib_s": get_big_mib_s(f"{gateway_url}/big.bin", 256 * MIB),
+                   "nginx_mib_s": get_big_mib_s(f"{nginx_url}/big.bin", 256 * MIB)}
+            big["gateway_over_nginx"] = round(big["gateway_mib_s"] / big["nginx_mib_s"], 2)
+            small = {"gateway_rps": get_small_rps(gateway_url, names), "nginx_rps": get_small_rps(nginx_url, names)}
+            small["gateway_over_nginx"] = round(small["gateway_rps"] / small["nginx_rps"], 2)
+            results["get_256_mib_object"] = big
+            results["get_1000_small_objects_8_clients"] = small
+            session = requests.Session()
+            page_ms, all_ms = [], []
+            for _ in range(20):
+                started = time.perf_counter()
+                session.get(gateway_url, params={"list-type": 2, "prefix": "many/"})
+                page_ms.append((time.perf_counter() - started) * 1000)
+            for _ in range(5):
+                started, token = time.perf_counter(), None
+                while True:
+                    params = {"list-type": 2, "prefix": "many/", **({"continuation-token": token} if token else {})}
+                    body = session.get(gateway_url, params=params).text
+                    if "<NextContinuationToken>" not in body:
+                        break
+                    token = body.split("<NextContinuationToken>")[1].split("<")[0]
+                all_ms.append((time.perf_counter() - started) * 1000)
+            results["list_objects_v2_10000_keys"] = {"first_page_of_1000_ms_median": round(statistics.median(page_ms), 1),
+                                                     "all_10_pages_ms_median": round(statistics.median(all_ms), 1)}
+        finally:
+            gateway.terminate()
+            nginx.terminate()
+            gateway.wait(timeout=30)
+            nginx.wait(timeout=30)
+        results["upload_1_gib"] = upload_figures(scratch)
+    print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()

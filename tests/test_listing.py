@@ -1,0 +1,61 @@
+"""ListObjectsV2 paging and key safety as pure functions."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from gateway.keys import UnsafeKey, resolve_inside, safe_relative
+from gateway.listing import BadToken, ObjectInfo, list_page, walk
+
+KEYS = ["a/1", "a/2", "a/b/3", "a/b/4", "a/c/5", "b", "c/6"]
+OBJECTS = [ObjectInfo(key, 1, 0.0) for key in KEYS]
+
+
+def all_pages(**options) -> list[tuple[list[str], list[str]]]:
+    pages, token = [], None
+    while True:
+        page = list_page(OBJECTS, token=token, **options)
+        pages.append(([info.key for info in page.contents], page.common_prefixes))
+        if not page.next_token:
+            return pages
+        token = page.next_token
+
+
+def test_pages_cover_everything_once() -> None:
+    pages = all_pages(max_keys=3)
+    assert [key for keys, _ in pages for key in keys] == KEYS and len(pages) == 3
+
+
+def test_delimiter_groups_and_pages_across_common_prefixes() -> None:
+    assert all_pages(prefix="a/", delimiter="/", max_keys=2) == [(["a/1", "a/2"], []), ([], ["a/b/", "a/c/"])]
+    assert all_pages(delimiter="/", max_keys=1) == [([], ["a/"]), (["b"], []), ([], ["c/"])]
+
+
+def test_start_after_and_bad_tokens() -> None:
+    assert [info.key for info in list_page(OBJECTS, start_after="a/b/4").contents] == ["a/c/5", "b", "c/6"]
+    with pytest.raises(BadToken):
+        list_page(OBJECTS, token="not-a-token")
+
+
+def test_walk_skips_symlinks_and_staging(tmp_path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_text("x")
+    (tmp_path / ".uploading-123").mkdir()
+    (tmp_path / ".uploading-123" / "partial").write_text("p")
+    (tmp_path / "link").symlink_to("/etc")
+    assert [info.key for info in walk(tmp_path)] == ["d/x"]
+
+
+@pytest.mark.parametrize("name", ["", "/abs", "../x", "a/../b", "a/./b", "a//b", "a\\b", "nul\x00"])
+def test_unsafe_names(name: str) -> None:
+    with pytest.raises(UnsafeKey):
+        safe_relative(name)
+
+
+def test_symlink_out_of_the_root_is_refused(tmp_path) -> None:
+    (tmp_path / "out").symlink_to("/etc")
+    with pytest.raises(UnsafeKey):
+        resolve_inside(tmp_path, "out/passwd")
+    assert resolve_inside(tmp_path, "fine/name.txt") == tmp_path.resolve() / "fine" / "name.txt"
+    assert os.path.isabs(resolve_inside(tmp_path, "x"))
