@@ -5,7 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= conf/config.yaml
 
-.PHONY: venv build run test bench clean
+.PHONY: venv system-deps build run test bench clean
+
+# Debian packages: curl for the tests' upload forms, nginx for the gateway benchmark's baseline.
+APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -17,17 +20,21 @@ venv: $(STAMP)
 
 build: venv
 	mkdir -p bin
-	for script in cnetd cnet-agent cnet-tap; do ln -sf ../$(BIN)/$$script bin/$$script; done
+	for script in cnetd cnet-agent cnet-tap cnet-inference-yolo cnet-inference-opencv cnet-gateway-data; do ln -sf ../$(BIN)/$$script bin/$$script; done
 
 run: build
 	$(BIN)/cnetd -config $(CONFIG)
 
-test: venv
+system-deps:
+	@command -v curl >/dev/null || ($(APT_INSTALL) curl)
+
+test: venv system-deps
 	$(BIN)/python -m pytest -q tests
 
-bench: venv
-	$(BIN)/python bench/ledger_bench.py
-	$(BIN)/python bench/submit_latency.py
+bench: venv system-deps
+	@command -v nginx >/dev/null || ($(APT_INSTALL) nginx-light)
+	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput; do \
+		$(BIN)/python bench/$$script.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) bin build *.egg-info

@@ -27,25 +27,13 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.nodes import VENV_BIN, Node, free_port  # noqa: E402
+from tests.nodes import VENV_BIN, Node, free_port, wait_until_answers  # noqa: E402
 
 MIB = 2**20
 NGINX_CONF = """daemon off; user root; worker_processes 2; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;
 events {{ worker_connections 1024; }}
 http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{port}; root {root}; location / {{ }} }} }}
 """
-
-
-def wait_http(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def get_big_mib_s(url: str, size: int) -> float:
@@ -82,8 +70,8 @@ def serve_both(root: Path, scratch: Path) -> tuple[subprocess.Popen, subprocess.
     nginx = subprocess.Popen(["nginx", "-p", str(scratch), "-c", str(scratch / "nginx.conf")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gateway_url, nginx_url = f"http://127.0.0.1:{gateway_port}/s3/b", f"http://127.0.0.1:{nginx_port}"
-    wait_http(f"http://127.0.0.1:{gateway_port}/health")
-    wait_http(nginx_url)
+    wait_until_answers(f"http://127.0.0.1:{gateway_port}/health", process=gateway)
+    wait_until_answers(f"{nginx_url}/small/o0000.bin", process=nginx)
     return gateway, nginx, gateway_url, nginx_url
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from inference import yolo_steps as steps  # noqa: E402
 from inference.yolo_model import YoloModel  # noqa: E402
 from tests.assets import ASTRONAUT, YOLO_MODEL  # noqa: E402
-from tests.nodes import VENV_BIN, free_port  # noqa: E402
+from tests.nodes import VENV_BIN, free_port, wait_until_answers  # noqa: E402
 
 
 def timed_ms(action, count: int) -> list[float]:
@@ -87,15 +87,7 @@ def main() -> None:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}/predict"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                        break
-                except requests.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            wait_until_answers(f"http://127.0.0.1:{port}/health", process=service)
             session = requests.Session()
             for _ in range(5):  # warm-up
                 session.post(url, data=body, headers={"Content-Type": "application/json"})

@@ -73,7 +73,7 @@ class _Bucket:
             raise S3Error(400, "InvalidArgument", str(exc)) from None
         url = req.get_param("encoding-type") == "url"
         enc = (lambda text: quote(text, safe="/")) if url else escape
-        parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+        parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
                  f"<Name>{escape(bucket)}</Name><Prefix>{enc(prefix)}</Prefix><MaxKeys>{max_keys}</MaxKeys>",
                  f"<KeyCount>{page.key_count}</KeyCount><IsTruncated>{'true' if page.next_token else 'false'}</IsTruncated>"]
         if delimiter:

@@ -72,7 +72,7 @@ class YoloModel:
                                                 providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
             raise NotAYoloModel(f"{os.path.basename(path)} is not a loadable ONNX model: {exc}") from None
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise NotAYoloModel("a YOLO detector takes one NCHW image input")
         metadata = self.session.get_modelmeta().custom_metadata_map

@@ -27,16 +27,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:
-    """Poll until ``predicate`` returns something truthy; fail the test with its last value otherwise."""
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05,
+             diagnose: Callable[[], Any] | None = None) -> Any:
+    """Poll until ``predicate`` returns something truthy; fail with its last value (and ``diagnose()``)."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s (last value: {value!r})")
+            seen = f"; state: {diagnose()!r}" if diagnose is not None else ""
+            raise AssertionError(f"condition not met within {timeout_s} s (last value: {value!r}){seen}")
         time.sleep(interval_s)
+
+
+def wait_until_answers(url: str, timeout_s: float = 60.0, process: subprocess.Popen | None = None) -> None:
+    """Poll ``url`` until it answers with a success; fail early if ``process`` exits meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer within {timeout_s} s")
+        time.sleep(0.1)
 
 
 class Node:

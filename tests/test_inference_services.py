@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import time
 from typing import Iterator
 
 import pytest
 import requests
 
 from tests.assets import ASTRONAUT, COFFEE, YOLO_MODEL, iou
-from tests.nodes import VENV_BIN, free_port
+from tests.nodes import VENV_BIN, free_port, wait_until_answers
 
 MAX_IMAGE_BYTES = 2_000_000
 
@@ -23,15 +22,7 @@ def start_service(tmp_path_factory, *argv: str) -> Iterator[str]:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "service did not start"
-            time.sleep(0.1)
+        wait_until_answers(f"{url}/health", process=process)
         yield url
     finally:
         process.terminate()

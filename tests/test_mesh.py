@@ -207,24 +207,29 @@ def test_offline_child_then_lost_then_back(start_node) -> None:
     try:
         parent.start()
         child.start()
-        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=10)
+        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=10,
+                 diagnose=lambda: nodes_view(parent))
         record = parent.submit(SLEEP, {"cpu": 2}).json()
         assert record["node"] == child.node_id
 
         kill_node(child)
         killed_at = time.monotonic()
-        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "offline")], timeout_s=3 * period_s + 2)
+        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "offline")], timeout_s=3 * period_s + 2,
+                 diagnose=lambda: nodes_view(parent))
         assert time.monotonic() - killed_at < 3 * period_s + 2
         assert parent.workload(record["id"])["status"] == "lost"
         assert parent.api("POST", f"/api/workloads/{record['id']}/stop").status_code == 503
 
         child.start()  # its ledger still says the workload should run: it is relaunched
-        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=15)
-        back = wait_for(lambda: (view := parent.workload(record["id"]))["status"] == "running" and view)
+        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=15,
+                 diagnose=lambda: (nodes_view(parent), child.log("register.log")[-2000:]))
+        back = wait_for(lambda: (view := parent.workload(record["id"]))["status"] == "running" and view,
+                        diagnose=lambda: (parent.workload(record["id"]), child.workload(record["id"])))
         assert back["node"] == child.node_id
 
         parent.restart()  # the child is found again and its workload is still reachable through the parent
-        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=15)
+        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=15,
+                 diagnose=lambda: (nodes_view(parent), parent.log("register.log")[-2000:]))
         assert parent.workload(record["id"])["status"] == "running"
         assert parent.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
     finally:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import random
 from typing import Iterator
 
 import orjson
@@ -57,7 +58,7 @@ def test_event_listener_protocol() -> None:
     assert stdout.getvalue() == "READY\nRESULT 2\nOKREADY\n"
 
 
-def _mutations(rng: "random.Random", count: int) -> "Iterator[list[bytes]]":
+def _mutations(rng: random.Random, count: int) -> Iterator[list[bytes]]:
     body = orjson.loads(BEAT.encode()[1])
     junk = [None, True, -1, 2**63 - 1, 1e308, 1.5, "", "x" * 1000, [], {}, [1], {"a": "b"}, {"cpu": None}]
     for _ in range(count):
@@ -80,7 +81,6 @@ def _mutations(rng: "random.Random", count: int) -> "Iterator[list[bytes]]":
 
 
 def test_fuzzed_heartbeats_only_ever_raise_malformed() -> None:
-    import random
     rng = random.Random(20261128)
     decoded = 0
     for frames in _mutations(rng, 5000):

@@ -74,8 +74,8 @@ def test_whole_node_restart_keeps_records_and_relaunches(start_node) -> None:
 
     node.restart()
 
-    relaunched = wait_for(lambda: (view := node.workload(service["id"]))["process_pid"] not in (None, service["process_pid"])
-                          and view["status"] == "running" and view)
+    wait_for(lambda: (view := node.workload(service["id"]))["process_pid"] not in (None, service["process_pid"])
+             and view["status"] == "running" and view)
     assert node.workload(finished["id"])["status"] == "completed"
     assert node.workload(stopped["id"])["status"] == "stopped"
     assert running_programs(node) == {f"workloads:wl-{service['id']}"}
