@@ -6,7 +6,6 @@ node process before this command returns.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import subprocess
@@ -15,6 +14,8 @@ import time
 import urllib.request
 import uuid
 from types import FrameType
+
+import psutil
 
 from cnetd import __version__
 from cnetd.config import ConfigError, NodeConfig, load_config
@@ -42,12 +43,15 @@ def _port_in_use(address: str, port: int) -> bool:
 
 
 def _running_supervisord(config: NodeConfig) -> int | None:
+    """The pid of a live supervisord of this runtime dir: a pid file alone may name a zombie or a reused pid."""
     try:
         pid = int(config.paths.supervisord_pid.read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
+        process = psutil.Process(pid)
+        alive = process.status() != psutil.STATUS_ZOMBIE
+        ours = str(config.paths.supervisord_conf) in process.cmdline()
+    except (OSError, ValueError, psutil.Error):
         return None
-    return pid
+    return pid if alive and ours else None
 
 
 def _preflight(config: NodeConfig) -> str | None:
