@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= conf/config.yaml
 
-.PHONY: venv system-deps build run test bench clean
+.PHONY: venv system-deps container-engine build run test bench clean
 
 # Debian packages: curl for the tests' upload forms, nginx for the gateway benchmark's baseline.
 APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
@@ -28,8 +28,13 @@ run: build
 system-deps:
 	@command -v curl >/dev/null || ($(APT_INSTALL) curl)
 
-test: venv system-deps
-	$(BIN)/python -m pytest -q tests
+# A real container engine for the container tests: rootful Podman with its Docker-compatible API.
+PODMAN_SOCKET ?= /run/podman/podman.sock
+container-engine:
+	bash tools/podman-setup.sh --service $(PODMAN_SOCKET) >/dev/null
+
+test: venv system-deps container-engine
+	DOCKER_HOST=unix://$(PODMAN_SOCKET) $(BIN)/python -m pytest -q tests
 
 bench: venv system-deps
 	@command -v nginx >/dev/null || ($(APT_INSTALL) nginx-light)

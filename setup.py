@@ -21,6 +21,7 @@ setup(
         "onnxruntime>=1.16",
         "opencv-python-headless>=4.10,<5",
         "numpy>=1.24",
+        "docker>=7",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.31", "nudenet==3.4.2", "scikit-image>=0.21",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ AUTO = "auto"
 STRATEGIES = ("local-first", "best-fit", "spread")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
+DOCKER_SOCKET = "unix:///var/run/docker.sock"  # the usual engine address when neither config nor DOCKER_HOST say
 MESH_PORT_OFFSET = 1000  # default mesh port: API port + 1000 (8080 → 9080)
 _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _HOST_PORT = re.compile(r"^[^:\s]+:\d{1,5}$")
@@ -55,6 +57,7 @@ class NodeConfig:
     strategy: str
     max_hops: int
     health_interval_s: float
+    container_engine: str
 
     @property
     def paths(self) -> RuntimePaths:
@@ -109,6 +112,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "mesh": ("port", "heartbeat_period_s"),
     "scheduler": ("strategy", "max_hops"),
     "health": ("interval_s",),
+    "container": ("engine",),
 }
 
 
@@ -154,6 +158,7 @@ def parse_config(raw: Any) -> NodeConfig:
         strategy=get("scheduler.strategy", "local-first", _one_of(STRATEGIES)),
         max_hops=get("scheduler.max_hops", 4, _positive_int),
         health_interval_s=float(get("health.interval_s", 30.0, _positive_number)),
+        container_engine=get("container.engine", os.environ.get("DOCKER_HOST") or DOCKER_SOCKET, _string),
     )
 
 

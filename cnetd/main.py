@@ -6,6 +6,7 @@ node process before this command returns.
 from __future__ import annotations
 
 import argparse
+import resource
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from cnetd.supervisor_conf import render
 from ledger.store import Ledger
 
 READY_TIMEOUT_S = 60.0
+OPEN_FILES_WANTED = 65536  # a parent holds a TCP connection per child node
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,6 +67,16 @@ def _preflight(config: NodeConfig) -> str | None:
     return None
 
 
+def _raise_open_files_limit() -> None:
+    """Raise the soft limit for supervisord and everything it starts. Not through supervisord's ``minfds``:
+    its children close every fd below it between fork and exec, and a large value makes each spawn slow
+    enough for a stop signal to land in supervisord's own handler and be lost."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def _prepare(config: NodeConfig) -> None:
     config.paths.create()
     config.save()
@@ -100,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cnetd: cannot start node {config.node_id}: {problem}", file=sys.stderr)
         return 1
     _prepare(config)
+    _raise_open_files_limit()
     conf = str(config.paths.supervisord_conf)
     supervisord = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-n", "-c", conf],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -36,7 +36,7 @@ class Scheduler:
         self._ledger = node.ledger
         self._supervisor = supervisor
         self._paths = node.config.paths
-        self._context = NodeContext(node.config.node_id, self._paths.root)
+        self._context = NodeContext(node.config.node_id, self._paths.root, node.config.container_engine)
 
     @property
     def handlers(self) -> dict[str, Any]:
@@ -109,7 +109,7 @@ class Scheduler:
 
     def _run_here(self, record: WorkloadRecord, placement: Placement) -> WorkloadRecord:
         executor = executor_for(record.type)
-        record.config = executor.validate(record.config)
+        record.config = executor.validate(record.config, self._context)
         spec = executor.program(record, self._context)
         record = dataclasses.replace(
             record, status=Status.STARTING, node=placement.node_id, placement=placement.to_dict(),
@@ -133,6 +133,7 @@ class Scheduler:
     def delete(self, args: dict[str, Any]) -> dict[str, Any]:
         record = WorkloadRecord.from_dict(self.stop(args))
         self._supervisor.remove(record.program)
+        executor_for(record.type).cleanup(record, self._context)
         self._ledger.remove(record.id)
         for stream in ("stdout", "stderr"):
             for log_file in self._paths.logs_dir.glob(self._paths.workload_log(record.id, stream).name + "*"):

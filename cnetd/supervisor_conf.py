@@ -1,20 +1,11 @@
 """Renders a node's supervisord.conf: the node processes, the monitor event listener and the workload group."""
 from __future__ import annotations
 
-import resource
 import shlex
 
 from cnetd.config import NodeConfig
 from cnetd.paths import WORKLOAD_GROUP
 from cnetd.supervisor_rpc import escape
-
-MINFDS_WANTED = 65536  # a parent holds a TCP connection per child; supervisord raises the soft limit for all
-
-
-def _minfds() -> int:
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    return MINFDS_WANTED if hard == resource.RLIM_INFINITY else min(hard, MINFDS_WANTED)
-
 
 # Lower priority starts first and stops last: workloads (default 999) stop before the node processes.
 _NODE_PROGRAMS = (
@@ -39,7 +30,7 @@ def render(config: NodeConfig, python: str) -> str:
         f"[unix_http_server]\nfile={escape(str(paths.supervisor_socket))}\nchmod=0700",
         f"[supervisord]\nlogfile={escape(str(logs / 'supervisord.log'))}\n"
         f"pidfile={escape(str(paths.supervisord_pid))}\nchildlogdir={escape(str(logs))}\n"
-        f"nodaemon=true\nminfds={_minfds()}\nloglevel={'warn' if config.log_level == 'warning' else config.log_level}\n"
+        f"nodaemon=true\nloglevel={'warn' if config.log_level == 'warning' else config.log_level}\n"
         f"identifier=cnet-{config.node_id}",
         "[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",

@@ -29,6 +29,7 @@ class NodeContext:
 
     node_id: str
     runtime_root: Path
+    container_engine: str
 
     @property
     def logs_dir(self) -> Path:
@@ -43,8 +44,18 @@ class Executor(Protocol):
 
     type_name: str
 
-    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+    def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         """Return the normalized config, or raise ``Invalid`` naming the bad field."""
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         """The program that runs ``record`` (its config already validated) on this node."""
+
+    def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
+        """Release what outlives the program when the workload is deleted (a container, say)."""
+
+
+class NothingToClean:
+    """For executors whose program leaves nothing behind."""
+
+    def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
+        return None

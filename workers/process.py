@@ -8,16 +8,16 @@ from typing import Any
 
 from cnetd.errors import Invalid
 from ledger.records import WorkloadRecord
-from workers.base import RESTART_POLICIES, NodeContext, ProgramSpec
+from workers.base import RESTART_POLICIES, NodeContext, NothingToClean, ProgramSpec
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FIELDS = ("command", "args", "env", "working_dir", "restart")
 
 
-class ProcessExecutor:
+class ProcessExecutor(NothingToClean):
     type_name = "process"
 
-    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+    def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         unknown = sorted(set(config) - set(_FIELDS))
         if unknown:
             raise Invalid(f"config: unknown field(s) {', '.join(unknown)} (known: {', '.join(_FIELDS)})")

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from cnetd.errors import Invalid
 from workers.base import Executor
+from workers.container import ContainerExecutor
 from workers.process import ProcessExecutor
 from workers.services import DataGatewayExecutor, OpenCVExecutor, YoloExecutor
 
 EXECUTORS: dict[str, Executor] = {executor.type_name: executor for executor in (
-    ProcessExecutor(), YoloExecutor(), OpenCVExecutor(), DataGatewayExecutor(),
+    ProcessExecutor(), YoloExecutor(), OpenCVExecutor(), DataGatewayExecutor(), ContainerExecutor(),
 )}
 
 

@@ -16,7 +16,7 @@ from gateway.keys import UnsafeKey, safe_relative
 from inference.haar import CASCADE_FILES
 from inference.yolo_model import NotAYoloModel, YoloModel
 from ledger.records import WorkloadRecord
-from workers.base import NodeContext, ProgramSpec
+from workers.base import NodeContext, NothingToClean, ProgramSpec
 
 SUPPORTED_MODEL_TYPES = ("yolo",)
 _SERVICE_FIELDS = ("service_port", "service_host")
@@ -68,10 +68,10 @@ def _service_spec(record: WorkloadRecord, node: NodeContext, module: str, argume
                        health_url=f"{endpoint}/health")
 
 
-class YoloExecutor:
+class YoloExecutor(NothingToClean):
     type_name = "mlmodel"
 
-    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+    def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         _reject_unknown(config, ("model_type", "model_path", *_SERVICE_FIELDS))
         model_type = config.get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
@@ -90,10 +90,10 @@ class YoloExecutor:
         return _service_spec(record, node, "inference.yolo_service", ["--model", record.config["model_path"]])
 
 
-class OpenCVExecutor:
+class OpenCVExecutor(NothingToClean):
     type_name = "opencv"
 
-    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+    def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         _reject_unknown(config, ("cascade_type", *_SERVICE_FIELDS))
         cascade = config.get("cascade_type", "face")
         if cascade not in CASCADE_FILES:
@@ -104,10 +104,10 @@ class OpenCVExecutor:
         return _service_spec(record, node, "inference.opencv_service", ["--cascade", record.config["cascade_type"]])
 
 
-class DataGatewayExecutor:
+class DataGatewayExecutor(NothingToClean):
     type_name = "datagateway"
 
-    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+    def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         _reject_unknown(config, ("base_path", "bucket", *_SERVICE_FIELDS))
         base_path = config.get("base_path")
         if not isinstance(base_path, str) or not os.path.isdir(base_path):

@@ -1,0 +1,116 @@
+"""Executor of ``container`` workloads: a container on a Docker Engine API (Docker or Podman), run by a shim.
+
+The shim (``workers.container_shim``) is the supervised program: it starts the container, streams its
+logs, waits, and stops it on SIGTERM, so restarts, logs and the ledger treat it like any workload.
+Submission checks that the engine answers (503 naming the address otherwise) and that the image exists
+(400 naming it, before anything is created). Declared cpu and memory become the container's limits.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import docker
+import docker.errors
+import orjson
+
+from cnetd.errors import Invalid, Unavailable
+from ledger.records import WorkloadRecord
+from workers.base import RESTART_POLICIES, NodeContext, ProgramSpec
+
+ENGINE_TIMEOUT_S = 10
+STOP_TIMEOUT_S = 10
+_FIELDS = ("image", "command", "env", "ports", "volumes", "working_dir", "network_mode", "restart")
+
+
+def labels(node_id: str, workload_id: str) -> dict[str, str]:
+    """Every container of a workload carries these: a restarted node finds its containers by them."""
+    return {"cnet.node": node_id, "cnet.workload": workload_id}
+
+
+def engine(address: str) -> docker.DockerClient:
+    try:
+        client = docker.DockerClient(base_url=address, timeout=ENGINE_TIMEOUT_S)
+        client.ping()
+    except (docker.errors.DockerException, OSError) as exc:
+        raise Unavailable(f"no container engine answers at {address}: {exc}", engine=address) from None
+    return client
+
+
+def _check_shapes(config: dict[str, Any]) -> None:
+    command = config.get("command")
+    if command is not None and not (isinstance(command, str) or
+                                    (isinstance(command, list) and all(isinstance(a, str) for a in command))):
+        raise Invalid("config.command: expected a string or a list of strings")
+    env = config.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise Invalid("config.env: expected an object of NAME: value strings")
+    ports = config.get("ports") or {}
+    if not isinstance(ports, dict) or not all(isinstance(k, str) and (v is None or (isinstance(v, int) and 0 < v < 65536))
+                                              for k, v in ports.items()):
+        raise Invalid("config.ports: expected {\"8080/tcp\": host port (or null for a random one)}")
+    volumes = config.get("volumes") or {}
+    if not isinstance(volumes, dict) or not all(isinstance(v, dict) and isinstance(v.get("bind"), str)
+                                                and v.get("mode", "rw") in ("ro", "rw") for v in volumes.values()):
+        raise Invalid("config.volumes: expected {\"/host/path\": {\"bind\": \"/in/container\", \"mode\": \"ro\"|\"rw\"}}")
+    for key in ("working_dir", "network_mode"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            raise Invalid(f"config.{key}: expected a string")
+    if config.get("restart", "never") not in RESTART_POLICIES:
+        raise Invalid(f"config.restart: expected one of {', '.join(RESTART_POLICIES)}")
+
+
+class ContainerExecutor:
+    type_name = "container"
+
+    def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
+        unknown = sorted(set(config) - set(_FIELDS))
+        if unknown:
+            raise Invalid(f"config: unknown field(s) {', '.join(unknown)} (known: {', '.join(_FIELDS)})")
+        image = config.get("image")
+        if not isinstance(image, str) or not image:
+            raise Invalid("config.image: required, an image name")
+        _check_shapes(config)
+        client = engine(node.container_engine)
+        try:
+            client.images.get(image)  # a missing image would fail only after seconds of pull retries
+        except docker.errors.ImageNotFound:
+            raise Invalid(f"config.image: image {image!r} is not on this node's engine") from None
+        except docker.errors.APIError as exc:
+            raise Unavailable(f"the container engine at {node.container_engine} failed: {exc}") from None
+        finally:
+            client.close()
+        return {"image": image, "command": config.get("command"), "env": config.get("env") or {},
+                "ports": config.get("ports") or {}, "volumes": config.get("volumes") or {},
+                "working_dir": config.get("working_dir"), "network_mode": config.get("network_mode"),
+                "restart": config.get("restart", "never")}
+
+    def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
+        config = record.config
+        spec = {"engine": node.container_engine, "image": config["image"], "command": config["command"],
+                "environment": config["env"], "ports": config["ports"], "volumes": config["volumes"],
+                "working_dir": config["working_dir"], "network_mode": config["network_mode"],
+                "labels": labels(node.node_id, record.id), "name": f"cnet-{node.node_id}-{record.id}",
+                "nano_cpus": int(record.requirements.cpu * 1e9) or None,
+                "mem_limit": record.requirements.memory or None, "stop_timeout_s": STOP_TIMEOUT_S}
+        folder = node.workload_dir(record.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "container.json").write_bytes(orjson.dumps(spec))
+        published = [port for port in config["ports"].values() if port]
+        return ProgramSpec(argv=[sys.executable, "-m", "workers.container_shim", str(folder / "container.json")],
+                           env={}, cwd=str(folder), restart_policy=config["restart"],
+                           stop_timeout_s=STOP_TIMEOUT_S + 5,
+                           endpoint=f"http://127.0.0.1:{published[0]}" if published else None)
+
+    def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
+        """Remove the workload's containers (kept until now so that they can be inspected)."""
+        try:
+            client = engine(node.container_engine)
+        except Unavailable:
+            return
+        try:
+            found = client.containers.list(all=True, filters={"label": f"cnet.workload={record.id}"})
+            for container in found:
+                container.remove(force=True)
+        finally:
+            client.close()
