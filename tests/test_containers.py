@@ -47,14 +47,18 @@ def finished(node: Node, workload_id: str) -> dict:
                     timeout_s=60)
 
 
-def test_run_logs_exit_code_and_delete(node: Node, engine) -> None:
+def test_run_logs_exit_code_and_delete(node: Node, engine, tmp_path) -> None:
     before = node.resources()
-    record = run(node, "echo out; echo err >&2; exit 3", env={"GREETING": "hi"})
+    (tmp_path / "note.txt").write_text("from the host")
+    record = run(node, "echo out; echo err >&2; cat /data/note.txt >&2; touch /data/x || exit 3",
+                 volumes={str(tmp_path): {"bind": "/data", "mode": "ro"}})
+    assert record["container_id"] == containers_of(engine, record["id"])[0].id
     final = finished(node, record["id"])
     assert final["status"] == "failed" and final["exit_code"] == 3
     assert node.resources() == before
     logs = node.api("GET", f"/api/workloads/{record['id']}/logs").json()
-    assert logs["stdout"] == "out\n" and "err" in logs["stderr"]
+    assert logs["stdout"] == "out\n" and "err" in logs["stderr"] and "from the host" in logs["stderr"]
+    assert not (tmp_path / "x").exists()  # mounted read-only
     assert len(containers_of(engine, record["id"])) == 1  # kept until the workload is deleted
     node.api("DELETE", f"/api/workloads/{record['id']}")
     assert containers_of(engine, record["id"]) == []

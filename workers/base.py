@@ -53,9 +53,16 @@ class Executor(Protocol):
     def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
         """Release what outlives the program when the workload is deleted (a container, say)."""
 
+    def facts(self, record: WorkloadRecord, node: NodeContext) -> dict[str, Any]:
+        """What only the running program knows (a container id, say), shown with the record; a fact not
+        known yet is None, and a submission's answer waits for it."""
+
 
 class NothingToClean:
-    """For executors whose program leaves nothing behind."""
+    """For executors whose program leaves nothing behind and adds nothing to the record."""
 
     def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
         return None
+
+    def facts(self, record: WorkloadRecord, node: NodeContext) -> dict[str, Any]:
+        return {}

@@ -19,6 +19,7 @@ from ledger.records import WorkloadRecord
 from workers.base import RESTART_POLICIES, NodeContext, ProgramSpec
 
 ENGINE_TIMEOUT_S = 10
+CONTAINER_ID_FILE = "container.id"  # written by the shim once its container exists
 STOP_TIMEOUT_S = 10
 _FIELDS = ("image", "command", "env", "ports", "volumes", "working_dir", "network_mode", "restart")
 
@@ -101,6 +102,12 @@ class ContainerExecutor:
                            env={}, cwd=str(folder), restart_policy=config["restart"],
                            stop_timeout_s=STOP_TIMEOUT_S + 5,
                            endpoint=f"http://127.0.0.1:{published[0]}" if published else None)
+
+    def facts(self, record: WorkloadRecord, node: NodeContext) -> dict[str, Any]:
+        try:
+            return {"container_id": (node.workload_dir(record.id) / CONTAINER_ID_FILE).read_text()}
+        except FileNotFoundError:
+            return {"container_id": None}  # not created yet (or never will be: the record says why)
 
     def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
         """Remove the workload's containers (kept until now so that they can be inspected)."""

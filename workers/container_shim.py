@@ -10,9 +10,12 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
+
+from workers.container import CONTAINER_ID_FILE
 
 LOG_DRAIN_S = 2.0
 
@@ -72,6 +75,7 @@ def main() -> int:
     client = docker.DockerClient(base_url=spec["engine"], timeout=spec["stop_timeout_s"] + 30)
     container = _container(client, spec)
     print(f"container-shim: container {container.short_id} of image {spec['image']}", file=sys.stderr, flush=True)
+    (Path(sys.argv[1]).parent / CONTAINER_ID_FILE).write_text(container.id)
     stop.attach(container)
     followers = [_follow(container, True, sys.stdout.buffer), _follow(container, False, sys.stderr.buffer)]
     code = int(container.wait()["StatusCode"])

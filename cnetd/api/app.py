@@ -20,7 +20,9 @@ from ledger.nodetable import Neighbour, Role
 from ledger.records import Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS, MalformedMessage, Registration
 from mesh.rpc import request
+from workers.base import NodeContext
 from workers.health import healthy
+from workers.registry import executor_for
 
 SCHEDULER_TIMEOUT_S = 60.0
 READY_TIMEOUT_S, READY_POLL_S = 120.0, 0.05
@@ -33,12 +35,15 @@ class _NodeResource:
         self.remote = remote
         self.catalog = catalog
         self.data_root = Path(node.config.data_path)
+        self.context = NodeContext(node.config.node_id, node.config.paths.root, node.config.container_engine)
 
     def schedule(self, op: str, **args: Any) -> Any:
         return request(self.node.config.paths.scheduler_endpoint, op, args, SCHEDULER_TIMEOUT_S)
 
     def view(self, record: WorkloadRecord) -> dict[str, Any]:
-        return self.remote.view(record) if record.remote else record.to_dict()
+        if record.remote:
+            return self.remote.view(record)
+        return {**record.to_dict(), **executor_for(record.type).facts(record, self.context)}
 
 
 class Health(_NodeResource):
@@ -102,7 +107,7 @@ class Workloads(_NodeResource):
         records = [record for record in self.node.ledger.workloads()
                    if (wanted is None or record.id in wanted) and (workload_type is None or record.type == workload_type)]
         remote_views = iter(self.remote.views([record for record in records if record.remote]))
-        views = [next(remote_views) if record.remote else record.to_dict() for record in records]
+        views = [next(remote_views) if record.remote else self.view(record) for record in records]
         views = [view for view in views if status is None or view["status"] == status]
         send(resp, {"workloads": views, "count": len(views)})
 
@@ -114,21 +119,25 @@ class Workloads(_NodeResource):
         visited = delegation.parse_visited(body.pop("delegation", None) if isinstance(body, dict) else None)
         record = parse_submission(body)
         placed = delegation.submit(record, visited, self.node.config.node_id, self.schedule)
-        if placed.get("status") == Status.STARTING and placed.get("health_url") and not placed.get("delegated_to"):
+        if not placed.get("delegated_to") and placed.get("node") == self.node.config.node_id:
             placed = self._wait_ready(placed["id"])
         send(resp, placed, 201)
 
     def _wait_ready(self, workload_id: str) -> dict[str, Any]:
-        """Answer a service's submission once its /health answers (or it failed, or time ran out)."""
+        """Answer a submission once it is ready: a service's /health answers and its program has told what
+        only it knows (a container id); or it ended; or time ran out (the monitor's checks take over)."""
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
+        while True:
             record = self.node.ledger.get(workload_id)
-            if record.status != Status.STARTING:
-                return record.to_dict()
-            if record.process_pid is not None and healthy(record.health_url):
-                return self.schedule("mark_healthy", id=workload_id)
+            if record.status == Status.STARTING and record.health_url and record.process_pid is not None \
+                    and healthy(record.health_url):
+                record = WorkloadRecord.from_dict(self.schedule("mark_healthy", id=workload_id))
+            view = self.view(record)
+            facts_pending = any(value is None for value in executor_for(record.type).facts(record, self.context).values())
+            if (record.status != Status.STARTING and not facts_pending) or record.terminal \
+                    or time.monotonic() > deadline:
+                return view
             time.sleep(READY_POLL_S)
-        return self.node.ledger.get(workload_id).to_dict()  # still starting: the monitor's checks take over
 
 
 class Workload(_NodeResource):
