@@ -43,6 +43,7 @@ class NodeConfig:
     port: int
     runtime_dir: str
     capacity: Resources
+    gpu_devices: tuple[dict[str, Any], ...]
     parent_address: str | None
     peer_addresses: tuple[str, ...]
     log_level: str
@@ -85,7 +86,7 @@ class NodeConfig:
     def from_runtime_dir(cls, runtime_dir: str) -> NodeConfig:
         raw = orjson.loads(RuntimePaths(Path(runtime_dir)).node_config.read_bytes())
         return cls(**{**raw, "capacity": Resources.from_dict(raw["capacity"]),
-                      "peer_addresses": tuple(raw["peer_addresses"])})
+                      "peer_addresses": tuple(raw["peer_addresses"]), "gpu_devices": tuple(raw["gpu_devices"])})
 
 
 def load_config(path: str) -> NodeConfig:
@@ -131,6 +132,8 @@ def parse_config(raw: Any) -> NodeConfig:
     parent_enabled = get("parent.enabled", False, _bool)
     peers_enabled = get("peers.enabled", False, _bool)
     address = get("agent.address", "127.0.0.1", _string)
+    gpu_devices = get("resources.gpu", AUTO, _auto_or(
+        lambda key, value: hostinfo.declared_gpus(_non_negative_int(key, value)), hostinfo.detect_gpus))
     return NodeConfig(
         node_id=node_id,
         address=address,
@@ -140,10 +143,11 @@ def parse_config(raw: Any) -> NodeConfig:
         capacity=Resources(
             cpu=get("resources.cpu", AUTO, _auto_or(_positive_number, hostinfo.detect_cpu)),
             memory=get("resources.memory", AUTO, _auto_or(_positive_int, hostinfo.detect_memory)),
-            gpu=get("resources.gpu", AUTO, _auto_or(_non_negative_int, hostinfo.detect_gpus)),
+            gpu=len(gpu_devices),
             storage=get("resources.storage", AUTO,
                         _auto_or(_non_negative_int, lambda: hostinfo.detect_storage(data_path))),
         ),
+        gpu_devices=tuple(gpu_devices),
         parent_address=get("parent.address", None, _host_port) if parent_enabled else None,
         peer_addresses=tuple(get("peers.addresses", [], _host_port_list)) if peers_enabled else (),
         log_level=get("logging.level", "info", _one_of(LOG_LEVELS)),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import psutil
 
@@ -25,19 +26,54 @@ def detect_storage(path: str) -> int:
     return int(psutil.disk_usage(existing).free)
 
 
-def detect_gpus() -> int:
-    """Number of NVIDIA GPUs seen through NVML; 0, with a log line saying why, when there is none."""
+def declared_gpus(count: int) -> list[dict[str, Any]]:
+    """Devices of a declared ``gpu: N``: indices only, nothing measured."""
+    return [{"index": index, "name": "declared", "memory_total_bytes": None} for index in range(count)]
+
+
+def detect_gpus() -> list[dict[str, Any]]:
+    """NVIDIA GPUs seen through NVML (index, name, total memory); none, with a log line saying why."""
     try:
         import pynvml
     except ImportError:
         log.info("gpu auto: 0 GPUs (nvidia-ml-py is not installed)")
-        return 0
+        return []
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
         log.info("gpu auto: 0 GPUs (NVML unavailable: %s)", exc)
-        return 0
+        return []
     try:
-        return int(pynvml.nvmlDeviceGetCount())
+        devices = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            name = pynvml.nvmlDeviceGetName(handle)
+            devices.append({"index": index, "name": name.decode() if isinstance(name, bytes) else name,
+                            "memory_total_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)})
+        log.info("gpu auto: %d GPU(s): %s", len(devices), ", ".join(device["name"] for device in devices))
+        return devices
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def gpu_usage() -> dict[int, dict[str, Any]]:
+    """Live memory use and utilization per NVIDIA GPU index; empty without NVML."""
+    try:
+        import pynvml
+    except ImportError:
+        return {}
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return {}
+    try:
+        usage = {}
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            usage[index] = {"memory_used_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).used),
+                            "utilization_percent": int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)}
+        return usage
+    except pynvml.NVMLError:
+        return {}
     finally:
         pynvml.nvmlShutdown()

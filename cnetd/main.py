@@ -83,7 +83,7 @@ def _prepare(config: NodeConfig) -> None:
     ledger = Ledger(str(config.paths.ledger_dir))
     ledger.set_node({"node_id": config.node_id, "api_url": config.api_url,
                      "mesh_endpoint": config.mesh_endpoint, "started_at": time.time(),
-                     "boot_id": uuid.uuid4().hex}, config.capacity)
+                     "boot_id": uuid.uuid4().hex}, config.capacity, list(config.gpu_devices))
     ledger.close()
     config.paths.supervisord_conf.write_text(render(config, sys.executable))
 

@@ -59,7 +59,7 @@ class Register:
                          mesh_endpoint=config.mesh_endpoint, capacity=usage.capacity.to_dict(),
                          allocated=usage.allocated.to_dict(), available=usage.available.to_dict(),
                          workloads=dict(counts), subtree=subtree_summary(usage, child_subtrees),
-                         ledger_version=ledger.version())
+                         ledger_version=ledger.version(), gpus=ledger.gpus())
 
     # -- loop -----------------------------------------------------------------------------------
 

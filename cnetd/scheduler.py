@@ -110,13 +110,14 @@ class Scheduler:
     def _run_here(self, record: WorkloadRecord, placement: Placement) -> WorkloadRecord:
         executor = executor_for(record.type)
         record.config = executor.validate(record.config, self._context)
-        spec = executor.program(record, self._context)
         record = dataclasses.replace(
             record, status=Status.STARTING, node=placement.node_id, placement=placement.to_dict(),
-            program=f"{WORKLOAD_GROUP}:{program_name(record.id)}", restart_policy=spec.restart_policy,
-            endpoint=spec.endpoint, health_url=spec.health_url)
-        record = self._ledger.admit(record)
+            program=f"{WORKLOAD_GROUP}:{program_name(record.id)}")
+        record = self._ledger.admit(record)  # first: the program needs the GPU devices it was given
         try:
+            spec = executor.program(record, self._context)
+            record = self._ledger.update(record.id, lambda admitted: dataclasses.replace(
+                admitted, restart_policy=spec.restart_policy, endpoint=spec.endpoint, health_url=spec.health_url))
             return self._launch(record, spec)
         except Exception:
             self._ledger.remove(record.id)  # a request that fails leaves nothing allocated
@@ -144,8 +145,10 @@ class Scheduler:
     # -- launching ------------------------------------------------------------------------------
 
     def _launch(self, record: WorkloadRecord, spec: ProgramSpec) -> WorkloadRecord:
+        # Exactly the GPUs the ledger gave it: none means none, not all of them.
+        env = {**spec.env, "CUDA_VISIBLE_DEVICES": ",".join(str(index) for index in record.gpu_devices)}
         options = workload_program_options(
-            spec.argv, spec.env, spec.cwd,
+            spec.argv, env, spec.cwd,
             stdout_log=str(self._paths.workload_log(record.id, "stdout")),
             stderr_log=str(self._paths.workload_log(record.id, "stderr")),
             stop_timeout_s=spec.stop_timeout_s)

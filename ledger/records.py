@@ -98,6 +98,7 @@ class WorkloadRecord:
     restart_policy: str = "never"
     restarts: int = 0
     placement: dict[str, Any] | None = None
+    gpu_devices: list[int] = field(default_factory=list)
     delegated_to: str | None = None
     remote_api: str | None = None
     process_pid: int | None = None

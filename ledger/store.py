@@ -17,6 +17,7 @@ from ledger.records import Resources, Usage, WorkloadRecord
 
 MAP_SIZE_BYTES = 1 << 30  # sparse file: costs nothing until used; py-lmdb's 10 MiB default is far too small
 _IDENTITY, _CAPACITY, _ALLOCATED, _VERSION = b"identity", b"capacity", b"allocated", b"version"
+_GPUS, _GPU_HOLDERS = b"gpus", b"gpu_holders"
 
 OnChange = Callable[[int], None]
 RecordChange = Callable[[WorkloadRecord], "WorkloadRecord | None"]
@@ -39,11 +40,21 @@ class Ledger:
 
     # -- node -----------------------------------------------------------------------------------
 
-    def set_node(self, identity: dict[str, Any], capacity: Resources) -> None:
+    def set_node(self, identity: dict[str, Any], capacity: Resources,
+                 gpu_devices: list[dict[str, Any]] | None = None) -> None:
+        """This node's identity and capacity; ``gpu_devices`` describe the devices counted in capacity.gpu."""
         def write(txn: lmdb.Transaction) -> None:
             txn.put(_IDENTITY, orjson.dumps(identity), db=self._node_db)
             txn.put(_CAPACITY, orjson.dumps(capacity.to_dict()), db=self._node_db)
+            txn.put(_GPUS, orjson.dumps(gpu_devices or []), db=self._node_db)
         self._commit(write)
+
+    def gpus(self) -> list[dict[str, Any]]:
+        """Each GPU with the workload that holds it (None when free)."""
+        with self._env.begin(db=self._node_db) as txn:
+            devices = orjson.loads(txn.get(_GPUS) or b"[]")
+            holders = orjson.loads(txn.get(_GPU_HOLDERS) or b"{}")
+        return [{**device, "workload": holders.get(str(device["index"]))} for device in devices]
 
     def identity(self) -> dict[str, Any]:
         with self._env.begin(db=self._node_db) as txn:
@@ -77,9 +88,11 @@ class Ledger:
                 raise InsufficientResources(
                     f"not enough {', '.join(short)} on this node",
                     requested=record.requirements.to_dict(), available=available.to_dict())
-            self._hold(txn, key, record.requirements)
-            txn.put(key, orjson.dumps(record.to_dict()), db=self._workloads_db)
-            return record
+            devices = self._take_gpus(txn, record.id, record.requirements.gpu)
+            self._hold(txn, key, record.requirements, devices)
+            admitted = dataclasses.replace(record, gpu_devices=devices)
+            txn.put(key, orjson.dumps(admitted.to_dict()), db=self._workloads_db)
+            return admitted
         return self._commit(write)
 
     def record_pointer(self, record: WorkloadRecord) -> WorkloadRecord:
@@ -176,16 +189,33 @@ class Ledger:
     # The allocated total is kept beside the allocations, changed in the same transaction as they are,
     # so admitting costs the same with 1 or 1,000 allocations held.
 
-    def _hold(self, txn: lmdb.Transaction, key: bytes, amount: Resources) -> None:
-        txn.put(key, orjson.dumps(amount.to_dict()), db=self._allocations_db)
+    def _hold(self, txn: lmdb.Transaction, key: bytes, amount: Resources, gpu_devices: tuple[int, ...] | list[int] = ()) -> None:
+        txn.put(key, orjson.dumps({**amount.to_dict(), "gpu_devices": list(gpu_devices)}), db=self._allocations_db)
         total = self._resources(txn, _ALLOCATED) + amount
         txn.put(_ALLOCATED, orjson.dumps(total.to_dict()), db=self._node_db)
 
     def _release(self, txn: lmdb.Transaction, key: bytes) -> None:
         raw = txn.pop(key, db=self._allocations_db)
         if raw is not None:
-            total = self._resources(txn, _ALLOCATED) - Resources.from_dict(orjson.loads(raw))
+            held = orjson.loads(raw)
+            total = self._resources(txn, _ALLOCATED) - Resources.from_dict(held)
             txn.put(_ALLOCATED, orjson.dumps(total.to_dict()), db=self._node_db)
+            if held.get("gpu_devices"):
+                holders = orjson.loads(txn.get(_GPU_HOLDERS, db=self._node_db) or b"{}")
+                for index in held["gpu_devices"]:
+                    holders.pop(str(index), None)
+                txn.put(_GPU_HOLDERS, orjson.dumps(holders), db=self._node_db)
+
+    def _take_gpus(self, txn: lmdb.Transaction, workload_id: str, count: int) -> list[int]:
+        """The lowest free device indices, marked as held by ``workload_id`` (admit checked there are enough)."""
+        if not count:
+            return []
+        holders = orjson.loads(txn.get(_GPU_HOLDERS, db=self._node_db) or b"{}")
+        capacity = self._resources(txn, _CAPACITY).gpu
+        taken = [index for index in range(capacity) if str(index) not in holders][:count]
+        holders.update({str(index): workload_id for index in taken})
+        txn.put(_GPU_HOLDERS, orjson.dumps(holders), db=self._node_db)
+        return taken
 
     def _commit(self, write: Callable[[lmdb.Transaction], Any]) -> Any:
         with self._env.begin(write=True) as txn:

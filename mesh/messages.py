@@ -91,10 +91,12 @@ class Heartbeat:
     workloads: dict[str, int]
     subtree: dict[str, Any]
     ledger_version: int
+    gpus: list[dict[str, Any]] = field(default_factory=list)
     sent_at: float = field(default_factory=time.time)
 
     _NUMERIC_MAPS = ("capacity", "allocated", "available", "workloads")
     _STRINGS = ("node_id", "boot_id", "api_url", "mesh_endpoint")
+    _OPTIONAL = ("gpus", "sent_at")
 
     def encode(self) -> list[bytes]:
         return [HEARTBEAT_TOPIC, orjson.dumps({"v": PROTOCOL_VERSION, **self.to_dict()})]
@@ -105,7 +107,7 @@ class Heartbeat:
             raise MalformedMessage("not a heartbeat")
         body = _load_object(frames[1])
         try:
-            beat = cls(**{name: body[name] for name in cls.__dataclass_fields__})
+            beat = cls(**{name: body[name] for name in cls.__dataclass_fields__ if name in body or name not in cls._OPTIONAL})
         except KeyError as exc:
             raise MalformedMessage(f"heartbeat lacks {exc.args[0]}") from None
         if not all(isinstance(getattr(beat, name), str) for name in cls._STRINGS):
@@ -119,6 +121,9 @@ class Heartbeat:
                 raise MalformedMessage(f"heartbeat {name} must map names to numbers")
         if not _valid_subtree(beat.subtree):
             raise MalformedMessage("heartbeat subtree is malformed")
+        if not isinstance(beat.gpus, list) or not all(isinstance(gpu, dict) and isinstance(gpu.get("index"), int)
+                                                      for gpu in beat.gpus):
+            raise MalformedMessage("heartbeat gpus must be a list of devices with an integer index")
         return beat
 
     def to_dict(self) -> dict[str, Any]:

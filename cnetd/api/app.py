@@ -7,7 +7,7 @@ from typing import Any
 
 import falcon
 
-from cnetd import __version__
+from cnetd import __version__, hostinfo
 from cnetd.api import delegation, uploads
 from cnetd.api.http import install_error_rendering, read_json, send
 from cnetd.api.remote import RemoteWorkloads
@@ -56,7 +56,9 @@ class Health(_NodeResource):
 
 class NodeResources(_NodeResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        send(resp, {"node": self.node.config.node_id, **self.node.ledger.usage().to_dict()})
+        usage = hostinfo.gpu_usage() if self.node.config.capacity.gpu else {}
+        gpus = [{**gpu, **usage.get(gpu["index"], {})} for gpu in self.node.ledger.gpus()]
+        send(resp, {"node": self.node.config.node_id, **self.node.ledger.usage().to_dict(), "gpus": gpus})
 
 
 def _neighbour_view(neighbour: Neighbour, heartbeat_period_s: float, now: float) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def _neighbour_view(neighbour: Neighbour, heartbeat_period_s: float, now: float)
             "status": "online" if neighbour.online(heartbeat_period_s, HEARTBEAT_LIVENESS, now) else "offline",
             "last_seen_s": round(now - neighbour.last_seen, 3) if neighbour.last_seen else None,
             "resources": {kind: beat[kind] for kind in ("capacity", "allocated", "available")} if beat else None,
-            "workloads": beat.get("workloads"), "subtree": beat.get("subtree")}
+            "workloads": beat.get("workloads"), "subtree": beat.get("subtree"), "gpus": beat.get("gpus", [])}
 
 
 class Nodes(_NodeResource):
