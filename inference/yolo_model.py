@@ -15,6 +15,14 @@ from inference import yolo_steps as steps
 DEFAULT_IMGSZ = 640
 
 
+def default_providers() -> list[str]:
+    """CUDA when this process was given a GPU (CUDA_VISIBLE_DEVICES set and not empty) and the installed
+    onnxruntime offers it; the CPU otherwise, and always as the fallback."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
 class NotAYoloModel(ValueError):
     """A file that onnxruntime cannot load, or whose input/output is not a YOLO detector's."""
 
@@ -69,7 +77,7 @@ class YoloModel:
         options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(path, sess_options=options,
-                                                providers=providers or ["CPUExecutionProvider"])
+                                                providers=providers or default_providers())
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
             raise NotAYoloModel(f"{os.path.basename(path)} is not a loadable ONNX model: {exc}") from None
         inputs = self.session.get_inputs()

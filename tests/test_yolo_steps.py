@@ -97,3 +97,15 @@ def test_real_model_reference_on_astronaut() -> None:
     detections, _ = model.predict(image, confidence=0.1, iou=0.45)
     assert [d.class_name for d in detections] == ["FACE_FEMALE", "FACE_MALE"]  # kept only by class-aware NMS
     assert detections[1].confidence == pytest.approx(0.1675, abs=1e-4)
+
+
+def test_cuda_provider_only_with_a_gpu_given_and_offered(monkeypatch) -> None:
+    from inference import yolo_model
+    monkeypatch.setattr(yolo_model.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert yolo_model.default_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the node gave this workload no GPU
+    assert yolo_model.default_providers() == ["CPUExecutionProvider"]
+    monkeypatch.setattr(yolo_model.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert yolo_model.default_providers() == ["CPUExecutionProvider"]
