@@ -25,7 +25,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.31", "nudenet==3.4.2", "scikit-image>=0.21",
-                 "onnx>=1.14", "boto3>=1.28"],
+                 "onnx>=1.14", "boto3>=1.28", "torch==2.13.0"],  # the CPU build on these machines
+        "torch": ["torch>=2.1"],
     },
     entry_points={
         "console_scripts": [

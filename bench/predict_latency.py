@@ -70,7 +70,7 @@ def main() -> None:
 
     model = YoloModel(YOLO_MODEL, threads=args.threads)
     tensor = steps.to_tensor(steps.letterbox(image, model.input_size).image)
-    raw = timed_ms(lambda: model.session.run(None, {model.input_name: tensor}), args.requests)
+    raw = timed_ms(lambda: model.backend.run(tensor), args.requests)
     results["raw_session_run_ms"] = median(raw)
 
     from nudenet import NudeDetector

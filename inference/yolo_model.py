@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -67,48 +68,99 @@ def _input_size(shape: list[Any], imgsz: str | None) -> tuple[int, int]:
     return DEFAULT_IMGSZ, DEFAULT_IMGSZ
 
 
-class YoloModel:
-    """One model, one session; ``predict`` is safe to call from many threads at once."""
+class _OnnxBackend:
+    """onnxruntime: one session, shared by every request thread."""
 
-    def __init__(self, path: str, threads: int = 0, providers: list[str] | None = None) -> None:
-        if not os.path.isfile(path):
-            raise NotAYoloModel(f"model file {path!r} does not exist")
+    def __init__(self, path: str, threads: int) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(path, sess_options=options,
-                                                providers=providers or default_providers())
+            self.session = ort.InferenceSession(path, sess_options=options, providers=default_providers())
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
             raise NotAYoloModel(f"{os.path.basename(path)} is not a loadable ONNX model: {exc}") from None
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise NotAYoloModel("a YOLO detector takes one NCHW image input")
         metadata = self.session.get_modelmeta().custom_metadata_map
-        self.path = path
         self.input_name = inputs[0].name
         self.input_size = _input_size(inputs[0].shape, metadata.get("imgsz"))
         self.names = _parse_names(metadata.get("names"))
-        probe = self.session.run(None, {self.input_name: np.zeros((1, 3, *self.input_size), np.float32)})[0]
+        self.model_type = "yolo"
+        self.device = self.session.get_providers()[0]
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: tensor})[0]
+
+
+class _TorchScriptBackend:
+    """A TorchScript export whose output is a YOLO layout; names and imgsz from its ``config.txt`` extra
+    file (as Ultralytics writes it). On the GPU this process was given, else on the CPU."""
+
+    def __init__(self, path: str, threads: int) -> None:
+        import torch  # optional: only pytorch model services need it
+        self._torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        use_cuda = bool(os.environ.get("CUDA_VISIBLE_DEVICES")) and torch.cuda.is_available()
+        self._device = torch.device("cuda:0" if use_cuda else "cpu")
+        files = {"config.txt": ""}
+        try:
+            self.module = torch.jit.load(path, map_location=self._device, _extra_files=files).eval()
+        except Exception as exc:  # torch raises RuntimeError and friends for files it cannot read
+            raise NotAYoloModel(f"{os.path.basename(path)} is not a loadable TorchScript model: {exc}") from None
+        try:
+            config = json.loads(files["config.txt"] or "{}")
+        except ValueError:
+            config = {}
+        self.names = _parse_names(config.get("names")) if isinstance(config.get("names"), str) else \
+            {int(k): str(v) for k, v in (config.get("names") or {}).items()}
+        imgsz = config.get("imgsz")
+        self.input_size = _input_size(["n", 3, "h", "w"], str(imgsz) if imgsz is not None else None)
+        self.model_type = "pytorch"
+        self.device = f"{self._device}" + (f" ({torch.cuda.get_device_name(0)})" if use_cuda else "")
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            output = self.module(self._torch.from_numpy(tensor).to(self._device))
+        return (output[0] if isinstance(output, (list, tuple)) else output).float().cpu().numpy()
+
+
+BACKENDS = {"yolo": _OnnxBackend, "pytorch": _TorchScriptBackend}  # by the workload's model_type
+
+
+class YoloModel:
+    """One model (``yolo``: ONNX on onnxruntime; ``pytorch``: TorchScript), one session; ``predict`` is safe
+    to call from many threads at once."""
+
+    def __init__(self, path: str, threads: int = 0, model_type: str = "yolo") -> None:
+        if not os.path.isfile(path):
+            raise NotAYoloModel(f"model file {path!r} does not exist")
+        self.backend = BACKENDS[model_type](path, threads)
+        self.path = path
+        self.input_size = self.backend.input_size
+        self.names = self.backend.names
+        probe = self.backend.run(np.zeros((1, 3, *self.input_size), np.float32))
         try:
             self.layout = steps.detect_layout(probe.shape, len(self.names) or None)
         except ValueError as exc:
             raise NotAYoloModel(str(exc)) from None
-        self.provider = self.session.get_providers()[0]
+        self.provider = self.backend.device
 
     def class_name(self, class_id: int) -> str:
         return self.names.get(class_id, f"class_{class_id}")
 
     def info(self) -> dict[str, Any]:
-        return {"model_type": "yolo", "loaded": True, "model": os.path.basename(self.path),
+        return {"model_type": self.backend.model_type, "loaded": True, "model": os.path.basename(self.path),
                 "input_size": list(self.input_size), "layout": self.layout, "classes": len(self.names),
-                "names": {str(class_id): name for class_id, name in self.names.items()}, "provider": self.provider}
+                "names": {str(class_id): name for class_id, name in self.names.items()}, "provider": self.provider,
+                "device": self.provider}
 
     def predict(self, image: np.ndarray, confidence: float = 0.25, iou: float = 0.45,
                 max_detections: int = 300, classes: list[int] | None = None) -> tuple[list[Detection], float]:
         """Detections in original-image pixels, and the milliseconds spent in ``session.run``."""
         boxed = steps.letterbox(image, self.input_size)
         started = time.perf_counter()
-        output = self.session.run(None, {self.input_name: steps.to_tensor(boxed.image)})[0]
+        output = self.backend.run(steps.to_tensor(boxed.image))
         inference_ms = (time.perf_counter() - started) * 1000
         boxes, scores, class_ids = steps.decode_output(output, self.layout)
         kept = steps.select(boxes, scores, class_ids, self.layout, confidence, iou, max_detections, classes)

@@ -1,4 +1,4 @@
-"""``cnet-inference-yolo --model M.onnx --port P``: a YOLO detection service on onnxruntime."""
+"""``cnet-inference-yolo --model M.onnx --port P``: a YOLO detection service (onnxruntime, or TorchScript)."""
 from __future__ import annotations
 
 import argparse
@@ -42,10 +42,12 @@ class YoloDetector:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cnet-inference-yolo", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="YOLO detector exported to ONNX")
+    parser.add_argument("--model", required=True, help="YOLO detector exported to ONNX (or TorchScript)")
+    parser.add_argument("--model-type", choices=["yolo", "pytorch"], default="yolo",
+                        help="yolo: ONNX on onnxruntime; pytorch: TorchScript whose output is a YOLO layout")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    serve("yolo", args, lambda: YoloDetector(YoloModel(args.model, threads=args.threads)))
+    serve("yolo", args, lambda: YoloDetector(YoloModel(args.model, threads=args.threads, model_type=args.model_type)))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ chosen when none is given), restarted after a crash at most three times, ready o
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import socket
@@ -18,7 +19,7 @@ from inference.yolo_model import NotAYoloModel, YoloModel
 from ledger.records import WorkloadRecord
 from workers.base import NodeContext, NothingToClean, ProgramSpec
 
-SUPPORTED_MODEL_TYPES = ("yolo",)
+SUPPORTED_MODEL_TYPES = ("yolo", "pytorch")
 _SERVICE_FIELDS = ("service_port", "service_host")
 
 
@@ -77,17 +78,20 @@ class YoloExecutor(NothingToClean):
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise Invalid(f"config.model_type: {model_type!r} is not supported (supported: "
                           f"{', '.join(SUPPORTED_MODEL_TYPES)})", supported=list(SUPPORTED_MODEL_TYPES))
+        if model_type == "pytorch" and importlib.util.find_spec("torch") is None:
+            raise Invalid("config.model_type: 'pytorch' needs PyTorch on this node: pip install '.[torch]'")
         path = config.get("model_path")
         if not isinstance(path, str) or not path:
-            raise Invalid("config.model_path: required, the path of a YOLO ONNX model on this node")
+            raise Invalid("config.model_path: required, the path of a YOLO model on this node")
         try:
-            YoloModel(path, threads=1)
+            YoloModel(path, threads=1, model_type=model_type)
         except NotAYoloModel as exc:
             raise Invalid(f"config.model_path: {exc}") from None
         return {"model_type": model_type, "model_path": path, **validate_service_address(config)}
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
-        return _service_spec(record, node, "inference.yolo_service", ["--model", record.config["model_path"]])
+        return _service_spec(record, node, "inference.yolo_service",
+                             ["--model", record.config["model_path"], "--model-type", record.config["model_type"]])
 
 
 class OpenCVExecutor(NothingToClean):
