@@ -5,7 +5,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.nodes import Node
+from tests.nodes import Node, serve_node
 
 
 @pytest.fixture
@@ -30,9 +30,4 @@ def start_node() -> Iterator[Callable[..., Node]]:
 @pytest.fixture(scope="module")
 def shared_node() -> Iterator[Node]:
     """One 8-CPU / 16 GiB node shared by a module's tests."""
-    node = Node()
-    try:
-        yield node.start()
-        node.stop()
-    finally:
-        node.cleanup()
+    yield from serve_node(Node())

@@ -11,7 +11,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import psutil
 import requests
@@ -161,6 +161,24 @@ class Node:
     def log(self, name: str) -> str:
         path = self.root / name if name == "cnetd.out" else self.runtime_dir / "logs" / name
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def serve_node(node: Node) -> Iterator[Node]:
+    """For a fixture: start ``node``, hand it over, then stop it (leftover check included) and clean up."""
+    try:
+        yield node.start()
+        node.stop()
+    finally:
+        node.cleanup()
+
+
+def stop_and_clean(*nodes: Node) -> None:
+    """Stop nodes in the order given (leftover check included), cleaning up each whatever happens."""
+    for node in nodes:
+        try:
+            node.stop()
+        finally:
+            node.cleanup()
 
 
 def link(child: Node, parent: Node | None = None, peers: tuple[Node, ...] = (),

@@ -7,7 +7,7 @@ import docker
 import pytest
 import requests
 
-from tests.nodes import Node, free_port, wait_for
+from tests.nodes import Node, free_port, serve_node, wait_for
 
 ENGINE = os.environ.get("DOCKER_HOST", "unix:///run/podman/podman.sock")
 MIB = 2**20
@@ -23,12 +23,7 @@ def engine() -> docker.DockerClient:
 
 @pytest.fixture(scope="module")
 def node(engine) -> Node:
-    node = Node(container={"engine": ENGINE})
-    try:
-        yield node.start()
-        node.stop()
-    finally:
-        node.cleanup()
+    yield from serve_node(Node(container={"engine": ENGINE}))
 
 
 def containers_of(engine: docker.DockerClient, workload_id: str) -> list:

@@ -11,19 +11,14 @@ import boto3
 import botocore
 import pytest
 
-from tests.nodes import Node, wait_for
+from tests.nodes import Node, serve_node, wait_for
 
 STORAGE = 20_000_000
 
 
 @pytest.fixture(scope="module")
 def node() -> Node:
-    node = Node({"cpu": 4, "memory": 2**32, "gpu": 0, "storage": STORAGE})
-    try:
-        yield node.start()
-        node.stop()
-    finally:
-        node.cleanup()
+    yield from serve_node(Node({"cpu": 4, "memory": 2**32, "gpu": 0, "storage": STORAGE}))
 
 
 def data_root(node: Node) -> Path:

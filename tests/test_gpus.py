@@ -9,7 +9,7 @@ import pytest
 from cnetd.errors import InsufficientResources
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
-from tests.nodes import VENV_BIN, Node, link, nodes_view, wait_for
+from tests.nodes import VENV_BIN, Node, link, nodes_view, stop_and_clean, wait_for
 from workers.lifecycle import finish
 
 
@@ -72,8 +72,4 @@ def test_a_node_without_free_gpus_delegates() -> None:
         wait_for(lambda: parent.api("GET", "/api/nodes").json()["children"][0]["gpus"][0]["workload"] == answer.json()["id"])
         parent.api("DELETE", f"/api/workloads/{answer.json()['id']}")
     finally:
-        for member in (child, parent):
-            try:
-                member.stop()
-            finally:
-                member.cleanup()
+        stop_and_clean(child, parent)

@@ -8,7 +8,7 @@ import pytest
 import zmq
 
 from mesh.messages import Heartbeat
-from tests.nodes import Node, free_port, kill_node, link, nodes_view, wait_for
+from tests.nodes import Node, free_port, kill_node, link, nodes_view, stop_and_clean, wait_for
 
 GIB = 2**30
 SLOW_PERIOD_S = 30.0  # only triggered heartbeats can make the cluster tests pass quickly
@@ -233,8 +233,4 @@ def test_offline_child_then_lost_then_back(start_node) -> None:
         assert parent.workload(record["id"])["status"] == "running"
         assert parent.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
     finally:
-        for member in (child, parent):
-            try:
-                member.stop()
-            finally:
-                member.cleanup()
+        stop_and_clean(child, parent)

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.assets import ASTRONAUT, YOLO_MODEL
-from tests.nodes import Node, wait_for
+from tests.nodes import Node, serve_node, wait_for
 
 GIB = 2**30
 YOLO = {"model_type": "yolo", "model_path": YOLO_MODEL}
@@ -17,12 +17,7 @@ YOLO = {"model_type": "yolo", "model_path": YOLO_MODEL}
 
 @pytest.fixture(scope="module")
 def node() -> Node:
-    node = Node(health={"interval_s": 0.5})
-    try:
-        yield node.start()
-        node.stop()
-    finally:
-        node.cleanup()
+    yield from serve_node(Node(health={"interval_s": 0.5}))
 
 
 def predict(endpoint: str) -> dict:
@@ -60,7 +55,7 @@ def test_opencv_service_on_a_chosen_port(node: Node) -> None:
 
 
 @pytest.mark.parametrize("workload_type, config, words", [
-    ("mlmodel", {"model_type": "pytorch", "model_path": YOLO_MODEL}, "supported: yolo"),
+    ("mlmodel", {"model_type": "tensorflow", "model_path": YOLO_MODEL}, "supported: yolo, pytorch"),
     ("mlmodel", {"model_type": "yolo", "model_path": "/nonexistent/model.onnx"}, "does not exist"),
     ("mlmodel", {"model_type": "yolo", "model_path": ASTRONAUT}, "not a loadable ONNX model"),
     ("mlmodel", {"model_type": "yolo"}, "model_path"),

@@ -16,16 +16,6 @@ def torchscript_model(tmp_path_factory) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def node() -> Node:
-    node = Node()
-    try:
-        yield node.start()
-        node.stop()
-    finally:
-        node.cleanup()
-
-
 def detections(endpoint: str) -> list[dict]:
     with open(ASTRONAUT, "rb") as handle:
         answer = requests.post(f"{endpoint}/predict", data=handle.read(), params={"confidence": 0.1},
@@ -33,7 +23,8 @@ def detections(endpoint: str) -> list[dict]:
     return answer.json()["detections"]
 
 
-def test_torchscript_service_matches_onnxruntime(node: Node, torchscript_model: str) -> None:
+def test_torchscript_service_matches_onnxruntime(shared_node: Node, torchscript_model: str) -> None:
+    node = shared_node
     onnx = node.submit({"model_type": "yolo", "model_path": YOLO_MODEL}, {"cpu": 1}, workload_type="mlmodel").json()
     torch = node.submit({"model_type": "pytorch", "model_path": torchscript_model}, {"cpu": 1},
                         workload_type="mlmodel").json()
@@ -49,7 +40,8 @@ def test_torchscript_service_matches_onnxruntime(node: Node, torchscript_model: 
         node.api("DELETE", f"/api/workloads/{workload['id']}")
 
 
-def test_not_torchscript_is_refused(node: Node) -> None:
+def test_not_torchscript_is_refused(shared_node: Node) -> None:
+    node = shared_node
     answer = node.submit({"model_type": "pytorch", "model_path": YOLO_MODEL}, {"cpu": 1}, workload_type="mlmodel")
     assert answer.status_code == 400 and "not a loadable TorchScript model" in answer.json()["message"]
 

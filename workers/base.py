@@ -5,9 +5,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from cnetd.errors import Invalid
 from ledger.records import WorkloadRecord
 
 RESTART_POLICIES = ("never", "on-failure", "always")
+
+
+def reject_unknown_fields(config: dict[str, Any], known: tuple[str, ...]) -> None:
+    """Typos in a workload's config fail loudly, naming the fields that are known."""
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise Invalid(f"config: unknown field(s) {', '.join(unknown)} (known: {', '.join(known)})")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import orjson
 
 from cnetd.errors import Invalid, Unavailable
 from ledger.records import WorkloadRecord
-from workers.base import RESTART_POLICIES, NodeContext, ProgramSpec
+from workers.base import RESTART_POLICIES, NodeContext, ProgramSpec, reject_unknown_fields
 
 ENGINE_TIMEOUT_S = 10
 CONTAINER_ID_FILE = "container.id"  # written by the shim once its container exists
@@ -65,9 +65,7 @@ class ContainerExecutor:
     type_name = "container"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
-        unknown = sorted(set(config) - set(_FIELDS))
-        if unknown:
-            raise Invalid(f"config: unknown field(s) {', '.join(unknown)} (known: {', '.join(_FIELDS)})")
+        reject_unknown_fields(config, _FIELDS)
         image = config.get("image")
         if not isinstance(image, str) or not image:
             raise Invalid("config.image: required, an image name")

@@ -8,7 +8,7 @@ from typing import Any
 
 from cnetd.errors import Invalid
 from ledger.records import WorkloadRecord
-from workers.base import RESTART_POLICIES, NodeContext, NothingToClean, ProgramSpec
+from workers.base import RESTART_POLICIES, NodeContext, NothingToClean, ProgramSpec, reject_unknown_fields
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FIELDS = ("command", "args", "env", "working_dir", "restart")
@@ -18,9 +18,7 @@ class ProcessExecutor(NothingToClean):
     type_name = "process"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
-        unknown = sorted(set(config) - set(_FIELDS))
-        if unknown:
-            raise Invalid(f"config: unknown field(s) {', '.join(unknown)} (known: {', '.join(_FIELDS)})")
+        reject_unknown_fields(config, _FIELDS)
         command = config.get("command")
         if not isinstance(command, str) or not command.strip():
             raise Invalid("config.command: a non-empty string is required")

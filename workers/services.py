@@ -17,16 +17,10 @@ from gateway.keys import UnsafeKey, safe_relative
 from inference.haar import CASCADE_FILES
 from inference.yolo_model import NotAYoloModel, YoloModel
 from ledger.records import WorkloadRecord
-from workers.base import NodeContext, NothingToClean, ProgramSpec
+from workers.base import NodeContext, NothingToClean, ProgramSpec, reject_unknown_fields
 
 SUPPORTED_MODEL_TYPES = ("yolo", "pytorch")
 _SERVICE_FIELDS = ("service_port", "service_host")
-
-
-def _reject_unknown(config: dict[str, Any], known: tuple[str, ...]) -> None:
-    unknown = sorted(set(config) - set(known))
-    if unknown:
-        raise Invalid(f"config: unknown field(s) {', '.join(unknown)} (known: {', '.join(known)})")
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -73,7 +67,7 @@ class YoloExecutor(NothingToClean):
     type_name = "mlmodel"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
-        _reject_unknown(config, ("model_type", "model_path", *_SERVICE_FIELDS))
+        reject_unknown_fields(config, ("model_type", "model_path", *_SERVICE_FIELDS))
         model_type = config.get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise Invalid(f"config.model_type: {model_type!r} is not supported (supported: "
@@ -98,7 +92,7 @@ class OpenCVExecutor(NothingToClean):
     type_name = "opencv"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
-        _reject_unknown(config, ("cascade_type", *_SERVICE_FIELDS))
+        reject_unknown_fields(config, ("cascade_type", *_SERVICE_FIELDS))
         cascade = config.get("cascade_type", "face")
         if cascade not in CASCADE_FILES:
             raise Invalid(f"config.cascade_type: expected one of {', '.join(CASCADE_FILES)}, got {cascade!r}")
@@ -112,7 +106,7 @@ class DataGatewayExecutor(NothingToClean):
     type_name = "datagateway"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
-        _reject_unknown(config, ("base_path", "bucket", *_SERVICE_FIELDS))
+        reject_unknown_fields(config, ("base_path", "bucket", *_SERVICE_FIELDS))
         base_path = config.get("base_path")
         if not isinstance(base_path, str) or not os.path.isdir(base_path):
             raise Invalid(f"config.base_path: {base_path!r} is not a directory on this node")
