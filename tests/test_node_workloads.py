@@ -125,7 +125,9 @@ def test_health_and_nodes(shared_node: Node) -> None:
     assert health["status"] == "ok" and health["node"] == shared_node.node_id
     nodes = shared_node.api("GET", "/api/nodes").json()
     assert nodes["self"]["id"] == shared_node.node_id and nodes["self"]["status"] == "online"
-    assert nodes["self"]["resources"] == {k: v for k, v in shared_node.resources().items() if k != "node"}
+    resources = shared_node.resources()
+    assert nodes["self"]["resources"] == {kind: resources[kind] for kind in ("capacity", "allocated", "available")}
+    assert nodes["self"]["gpus"] == resources["gpus"] == []
     assert nodes["parent"] is None and nodes["children"] == [] and nodes["peers"] == []
 
 

@@ -76,7 +76,7 @@ class Nodes(_NodeResource):
         config, now = self.node.config, time.time()
         this_node = {"id": config.node_id, "role": "self", "api_url": config.api_url,
                      "mesh_endpoint": config.mesh_endpoint, "status": "online", "last_seen_s": 0.0,
-                     "resources": self.node.ledger.usage().to_dict()}
+                     "resources": self.node.ledger.usage().to_dict(), "gpus": self.node.ledger.gpus()}
         views: dict[str, list[dict[str, Any]]] = {Role.PARENT: [], Role.CHILD: [], Role.PEER: []}
         for neighbour in sorted(self.node.nodes.all(), key=lambda neighbour: neighbour.node_id):
             if neighbour.node_id != config.node_id:
