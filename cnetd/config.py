@@ -59,6 +59,7 @@ class NodeConfig:
     max_hops: int
     health_interval_s: float
     container_engine: str
+    auth_token: str | None
 
     @property
     def paths(self) -> RuntimePaths:
@@ -80,7 +81,10 @@ class NodeConfig:
 
     def save(self) -> None:
         """Write the resolved config into the runtime dir, where the node's processes read it."""
-        self.paths.node_config.write_bytes(orjson.dumps(dataclasses.asdict(self)))
+        path = self.paths.node_config
+        path.touch(mode=0o600)  # it may hold the API token
+        path.chmod(0o600)
+        path.write_bytes(orjson.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_runtime_dir(cls, runtime_dir: str) -> NodeConfig:
@@ -114,6 +118,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "scheduler": ("strategy", "max_hops"),
     "health": ("interval_s",),
     "container": ("engine",),
+    "auth": ("token", "insecure"),
 }
 
 
@@ -163,7 +168,24 @@ def parse_config(raw: Any) -> NodeConfig:
         max_hops=get("scheduler.max_hops", 4, _positive_int),
         health_interval_s=float(get("health.interval_s", 30.0, _positive_number)),
         container_engine=get("container.engine", os.environ.get("DOCKER_HOST") or DOCKER_SOCKET, _string),
+        auth_token=_auth_token(get, address),
     )
+
+
+LOOPBACK_ADDRESSES = ("127.0.0.1", "localhost", "::1")
+
+
+def _auth_token(get: "_Getter", address: str) -> str | None:
+    """``auth.token`` or CNET_TOKEN; a node reachable from other machines must have one."""
+    token = get("auth.token", os.environ.get("CNET_TOKEN") or "", lambda key, value: value)
+    if not isinstance(token, str):
+        raise _fail("auth.token", "a string", token)
+    insecure = get("auth.insecure", False, _bool)
+    if not token and address not in LOOPBACK_ADDRESSES and not address.startswith("127.") and not insecure:
+        raise ConfigError("auth.token", f"agent.address {address} is reachable from other machines, and anyone "
+                          "reaching the API could run commands: set auth.token (or CNET_TOKEN), or "
+                          "auth.insecure: true to accept that")
+    return token or None
 
 
 def _reject_unknown(raw: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import logging
 import threading
 
 from cnetd.config import NodeConfig
-from cnetd.httpclient import TimedOut, Unreachable, call
+from cnetd.httpclient import TimedOut, Unreachable, auth_headers, call
 from ledger.nodetable import Neighbour, NodeTable, Role
 from mesh.bus import BusPublisher
 
@@ -68,7 +68,8 @@ class Discovery(threading.Thread):
         registration = {"node_id": self._config.node_id, "api_url": self._config.api_url,
                         "mesh_endpoint": self._config.mesh_endpoint}
         try:
-            status, body = call("POST", f"{api_url}/api/nodes/register", registration, timeout_s=TIMEOUT_S)
+            status, body = call("POST", f"{api_url}/api/nodes/register", registration, timeout_s=TIMEOUT_S,
+                                headers=auth_headers(self._config.auth_token))
         except (Unreachable, TimedOut) as exc:
             log.info("registration with parent failed: %s", exc)
             return False

@@ -24,6 +24,11 @@ class Invalid(CnetError):
     code = "invalid_request"
 
 
+class Unauthorized(CnetError):
+    status = 401
+    code = "unauthorized"
+
+
 class NotFound(CnetError):
     status = 404
     code = "not_found"
@@ -56,7 +61,7 @@ class Unavailable(CnetError):
     code = "unavailable"
 
 
-_BY_CODE = {cls.code: cls for cls in (Invalid, NotFound, DelegationRefused,
+_BY_CODE = {cls.code: cls for cls in (Invalid, Unauthorized, NotFound, DelegationRefused,
                                       InsufficientResources, LengthRequired, PayloadTooLarge, Unavailable)}
 
 

@@ -18,6 +18,11 @@ class TimedOut(Exception):
     """The other node accepted the request but did not answer in time: it may have acted on it."""
 
 
+def auth_headers(token: str | None) -> dict[str, str]:
+    """What a node sends to another node of its cluster (which shares its token)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def call(method: str, url: str, body: Any = None, timeout_s: float = 5.0,
          headers: dict[str, str] | None = None) -> tuple[int, Any]:
     """Send one request; return (status, decoded JSON body or None). HTTP errors are returned, not raised."""

@@ -58,7 +58,7 @@ def wait_until_answers(url: str, timeout_s: float = 60.0, process: subprocess.Po
 class Node:
     """One node under test; ``stop()`` must leave no process behind."""
 
-    def __init__(self, resources: dict[str, Any] | None = None, **sections: Any) -> None:
+    def __init__(self, resources: dict[str, Any] | None = None, token: str | None = None, **sections: Any) -> None:
         self.node_id = f"t{uuid.uuid4().hex[:8]}"
         self.port = free_port()
         self.mesh_port = free_port()
@@ -77,6 +77,9 @@ class Node:
         self.url = f"http://127.0.0.1:{self.port}"
         self.address = f"127.0.0.1:{self.port}"
         self.http = requests.Session()
+        if token:  # the helper's own requests carry it; tests of auth use plain requests
+            self.config["auth"] = {"token": token}
+            self.http.headers["Authorization"] = f"Bearer {token}"
         self.process: subprocess.Popen | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------

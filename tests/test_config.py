@@ -26,11 +26,23 @@ def test_original_config_shape_is_accepted() -> None:
         "peers": {"enabled": True, "addresses": ["localhost:8082", "localhost:8083"]},
         "logging": {"level": "info", "format": "json"},
         "storage": {"sqlite": {"db_path": "/tmp/cnet_storage.db", "data_path": "/tmp/cnet_data"}},
+        "auth": {"token": "s3cret"},
     })
     assert config.capacity.cpu == 8.0 and config.capacity.gpu == 1 and config.capacity.memory == 17179869184
     assert config.parent_address == "localhost:8080" and config.peer_addresses == ("localhost:8082", "localhost:8083")
     assert config.mesh_port == 9081 and config.runtime_dir == "/tmp/cnet/nanjing"
     assert config.api_url == "http://127.0.0.1:8081"
+
+
+def test_reachable_nodes_need_a_token(monkeypatch) -> None:
+    monkeypatch.delenv("CNET_TOKEN", raising=False)
+    with pytest.raises(ConfigError) as refused:
+        parse_config(with_("agent", address="0.0.0.0"))
+    assert refused.value.key == "auth.token" and "auth.insecure" in str(refused.value)
+    assert parse_config({**with_("agent", address="0.0.0.0"), "auth": {"insecure": True}}).auth_token is None
+    assert parse_config(with_("agent", address="127.0.0.1")).auth_token is None
+    monkeypatch.setenv("CNET_TOKEN", "from-env")
+    assert parse_config(with_("agent", address="0.0.0.0")).auth_token == "from-env"
 
 
 def test_auto_resources_are_detected() -> None:

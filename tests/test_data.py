@@ -57,6 +57,9 @@ def test_curl_single_file_upload(node: Node, tmp_path) -> None:
     assert stored.read_bytes() == source.read_bytes() and stored.is_relative_to(data_root(node))
     assert node.resources()["allocated"]["storage"] == before + 1500
     assert node.api("GET", f"/api/data/{record['data_key']}").json()["files"][0]["size_bytes"] == 1500
+    listed = node.api("GET", "/api/workloads", params={"type": "data"}).json()["workloads"]
+    assert [item["status"] for item in listed if item["id"] == record["id"]] == ["stored"]
+    assert node.api("GET", f"/api/workloads/{record['id']}").json()["config"]["size_bytes"] == 1500
     assert node.api("DELETE", f"/api/data/{record['data_key']}").json()["deleted"] is True
     assert node.resources()["allocated"]["storage"] == before and not stored.exists()
     assert node.api("GET", f"/api/data/{record['data_key']}").status_code == 404

@@ -9,7 +9,7 @@ import falcon
 
 from cnetd import __version__, hostinfo
 from cnetd.api import delegation, uploads
-from cnetd.api.http import install_error_rendering, read_json, send
+from cnetd.api.http import BearerAuth, install_error_rendering, read_json, send
 from cnetd.api.remote import RemoteWorkloads
 from cnetd.errors import Invalid, NotFound
 from cnetd.logtail import tail_lines
@@ -22,7 +22,7 @@ from mesh.messages import HEARTBEAT_LIVENESS, MalformedMessage, Registration
 from mesh.rpc import request
 from workers.base import NodeContext
 from workers.health import healthy
-from workers.registry import executor_for
+from workers.registry import EXECUTORS
 
 SCHEDULER_TIMEOUT_S = 60.0
 READY_TIMEOUT_S, READY_POLL_S = 120.0, 0.05
@@ -43,7 +43,11 @@ class _NodeResource:
     def view(self, record: WorkloadRecord) -> dict[str, Any]:
         if record.remote:
             return self.remote.view(record)
-        return {**record.to_dict(), **executor_for(record.type).facts(record, self.context)}
+        return {**record.to_dict(), **self.facts(record)}
+
+    def facts(self, record: WorkloadRecord) -> dict[str, Any]:
+        executor = EXECUTORS.get(record.type)  # data records have no executor: uploads run no program
+        return executor.facts(record, self.context) if executor else {}
 
 
 class Health(_NodeResource):
@@ -120,7 +124,8 @@ class Workloads(_NodeResource):
         body = read_json(req, self.node.config.api_max_body_bytes)
         visited = delegation.parse_visited(body.pop("delegation", None) if isinstance(body, dict) else None)
         record = parse_submission(body)
-        placed = delegation.submit(record, visited, self.node.config.node_id, self.schedule)
+        placed = delegation.submit(record, visited, self.node.config.node_id, self.schedule,
+                                   self.node.config.auth_token)
         if not placed.get("delegated_to") and placed.get("node") == self.node.config.node_id:
             placed = self._wait_ready(placed["id"])
         send(resp, placed, 201)
@@ -135,7 +140,7 @@ class Workloads(_NodeResource):
                     and healthy(record.health_url):
                 record = WorkloadRecord.from_dict(self.schedule("mark_healthy", id=workload_id))
             view = self.view(record)
-            facts_pending = any(value is None for value in executor_for(record.type).facts(record, self.context).values())
+            facts_pending = any(value is None for value in self.facts(record).values())
             if (record.status != Status.STARTING and not facts_pending) or record.terminal \
                     or time.monotonic() > deadline:
                 return view
@@ -214,9 +219,9 @@ class DataItem(_NodeResource):
 def create_app() -> falcon.App:
     """gunicorn's app factory: runs in each worker after the fork, so LMDB and ZeroMQ open per process."""
     node = open_node_process("api")
-    remote = RemoteWorkloads(node.nodes, node.config.heartbeat_period_s)
+    remote = RemoteWorkloads(node.nodes, node.config.heartbeat_period_s, node.config.auth_token)
     catalog = Catalog(node.config.db_path)
-    app = falcon.App()
+    app = falcon.App(middleware=[BearerAuth(node.config.auth_token)])
     app.req_options.strip_url_path_trailing_slash = True
     uploads.allow_directory_uploads(app)
     for route, resource in (

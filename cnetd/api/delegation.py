@@ -9,7 +9,7 @@ import dataclasses
 from typing import Any, Callable
 
 from cnetd.errors import InsufficientResources, Invalid, Unavailable
-from cnetd.httpclient import TimedOut, Unreachable, call
+from cnetd.httpclient import TimedOut, Unreachable, auth_headers, call
 from ledger.records import WorkloadRecord
 
 FORWARD_TIMEOUT_S = 30.0
@@ -31,7 +31,8 @@ def forward_body(record: WorkloadRecord, visited: list[str]) -> dict[str, Any]:
             "requirements": record.requirements.to_dict(), "delegation": {"visited": visited}}
 
 
-def submit(record: WorkloadRecord, visited: list[str], node_id: str, schedule: Schedule) -> dict[str, Any]:
+def submit(record: WorkloadRecord, visited: list[str], node_id: str, schedule: Schedule,
+           token: str | None) -> dict[str, Any]:
     """Run ``record`` here or on the first neighbour that takes it; returns the record of where it runs."""
     decision = schedule("submit", workload=record.to_dict(), visited=visited)
     if "placed" in decision:
@@ -39,7 +40,7 @@ def submit(record: WorkloadRecord, visited: list[str], node_id: str, schedule: S
     body = forward_body(record, [*visited, node_id])
     refusals: list[dict[str, Any]] = []
     for target in decision["delegate"]:
-        answer = _forward(target, body, refusals)
+        answer = _forward(target, body, refusals, auth_headers(token))
         if answer is not None:
             pointer = dataclasses.replace(
                 record, status=answer.get("status", ""), node=answer.get("node", target["node_id"]),
@@ -54,11 +55,12 @@ def submit(record: WorkloadRecord, visited: list[str], node_id: str, schedule: S
                                 requested=record.requirements.to_dict(), refused=refusals)
 
 
-def _forward(target: dict[str, Any], body: dict[str, Any], refusals: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _forward(target: dict[str, Any], body: dict[str, Any], refusals: list[dict[str, Any]],
+             headers: dict[str, str]) -> dict[str, Any] | None:
     url = f"{target['api_url']}/api/workloads"
     for attempt in (1, 2):
         try:
-            status, answer = call("POST", url, body, timeout_s=FORWARD_TIMEOUT_S)
+            status, answer = call("POST", url, body, timeout_s=FORWARD_TIMEOUT_S, headers=headers)
         except Unreachable as exc:
             refusals.append({"node": target["node_id"], "status": None, "error": "unreachable", "message": str(exc)})
             return None

@@ -1,6 +1,7 @@
 """HTTP edges shared by the API's resources: JSON in, JSON out, and every error rendered one way."""
 from __future__ import annotations
 
+import hmac
 import http
 import logging
 from typing import Any
@@ -8,7 +9,7 @@ from typing import Any
 import falcon
 import orjson
 
-from cnetd.errors import CnetError, Invalid, PayloadTooLarge
+from cnetd.errors import CnetError, Invalid, PayloadTooLarge, Unauthorized
 
 log = logging.getLogger("api")
 
@@ -55,3 +56,21 @@ def install_error_rendering(app: falcon.App) -> None:
     app.add_error_handler(Exception, render_unexpected)
     app.add_error_handler(CnetError, render_cnet_error)
     app.set_error_serializer(serialize_http_error)
+
+
+class BearerAuth:
+    """Falcon middleware: with a token configured, every request that changes something must carry
+    ``Authorization: Bearer <token>`` (compared in constant time); reads stay open."""
+
+    MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+    def __init__(self, token: str | None) -> None:
+        self._expected = f"Bearer {token}".encode() if token else None
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._expected is None or req.method not in self.MUTATING:
+            return
+        given = (req.get_header("Authorization") or "").encode()
+        if not hmac.compare_digest(given, self._expected):
+            raise Unauthorized("this node needs 'Authorization: Bearer <token>' for requests that change "
+                               "something; the token is auth.token in its config (or CNET_TOKEN)")

@@ -5,7 +5,7 @@ import collections
 from typing import Any
 
 from cnetd.errors import Unavailable
-from cnetd.httpclient import TimedOut, Unreachable, call
+from cnetd.httpclient import TimedOut, Unreachable, auth_headers, call
 from ledger.nodetable import NodeTable
 from ledger.records import Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
@@ -15,9 +15,10 @@ ACTION_TIMEOUT_S = 60.0
 
 
 class RemoteWorkloads:
-    def __init__(self, nodes: NodeTable, heartbeat_period_s: float) -> None:
+    def __init__(self, nodes: NodeTable, heartbeat_period_s: float, token: str | None) -> None:
         self._nodes = nodes
         self._period_s = heartbeat_period_s
+        self._headers = auth_headers(token)
 
     def view(self, record: WorkloadRecord) -> dict[str, Any]:
         return self.views([record])[0]
@@ -46,7 +47,8 @@ class RemoteWorkloads:
             raise Unavailable(f"workload {record.id} runs on {record.delegated_to}, which is offline",
                               node=record.delegated_to)
         try:
-            return call(method, f"{record.remote_api}/api/workloads/{record.id}{path}", timeout_s=ACTION_TIMEOUT_S)
+            return call(method, f"{record.remote_api}/api/workloads/{record.id}{path}", timeout_s=ACTION_TIMEOUT_S,
+                        headers=self._headers)
         except (Unreachable, TimedOut) as exc:
             raise Unavailable(f"workload {record.id} runs on {record.delegated_to}: {exc}",
                               node=record.delegated_to) from None

@@ -1,0 +1,78 @@
+"""Authentication: with auth.token set, every request that changes something needs the bearer token."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import requests
+import yaml
+
+from tests.nodes import VENV_BIN, Node, link, nodes_view, serve_node, stop_and_clean, wait_for
+
+TOKEN = "correct-horse-battery-staple"
+
+
+@pytest.fixture(scope="module")
+def node() -> Node:
+    yield from serve_node(Node(token=TOKEN))
+
+
+def mutations(node: Node) -> list[tuple[str, str, dict]]:
+    workload = node.submit({"command": "sleep", "args": ["60"]}).json()["id"]
+    return [
+        ("POST", "/api/workloads", {"json": {"type": "process", "config": {"command": "true"}}}),
+        ("POST", "/api/workloads", {"data": {"type": "data"}, "files": [("file", ("f.txt", b"x"))]}),
+        ("POST", f"/api/workloads/{workload}/stop", {}),
+        ("DELETE", f"/api/workloads/{workload}", {}),
+        ("POST", "/api/nodes/register", {"json": {"node_id": "kid", "api_url": "http://127.0.0.1:1",
+                                                  "mesh_endpoint": "tcp://127.0.0.1:2"}}),
+        ("DELETE", "/api/data/nope", {}),
+    ]
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN}x"])
+def test_mutations_without_the_right_token_are_401_and_change_nothing(node: Node, header: str | None) -> None:
+    for method, path, kwargs in mutations(node):
+        before = (node.resources(), node.api("GET", "/api/workloads").json()["count"])
+        headers = {"Authorization": header} if header else {}
+        answer = requests.request(method, node.url + path, headers=headers, timeout=30, **kwargs)
+        assert answer.status_code == 401, (method, path, answer.text)
+        assert answer.json()["error"] == "unauthorized" and "auth.token" in answer.json()["message"]
+        assert (node.resources(), node.api("GET", "/api/workloads").json()["count"]) == before
+
+
+def test_mutations_with_the_token_work(node: Node) -> None:
+    for method, path, kwargs in mutations(node):
+        answer = requests.request(method, node.url + path, headers={"Authorization": f"Bearer {TOKEN}"},
+                                  timeout=30, **kwargs)
+        assert answer.status_code in (200, 201, 404), (method, path, answer.text)  # 404: /api/data/nope
+
+
+def test_reads_stay_open(node: Node) -> None:
+    for path in ("/api/health", "/api/resources", "/api/nodes", "/api/workloads", "/api/data"):
+        assert requests.get(node.url + path, timeout=10).status_code == 200
+
+
+def test_a_reachable_node_without_a_token_refuses_to_start(tmp_path) -> None:
+    config = tmp_path / "open.yaml"
+    config.write_text(yaml.safe_dump({"agent": {"node_id": "open", "address": "0.0.0.0", "port": 1,
+                                                "runtime_dir": str(tmp_path / "rt")}}))
+    result = subprocess.run([str(VENV_BIN / "cnetd"), "-config", str(config)], capture_output=True, text=True,
+                            timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "auth.token" in result.stderr and "auth.insecure" in result.stderr
+
+
+def test_delegation_and_registration_carry_the_token() -> None:
+    parent = link(Node({"cpu": 1, "memory": 2**30, "gpu": 0, "storage": 0}, token=TOKEN), heartbeat_period_s=1.0)
+    child = link(Node(token=TOKEN), parent=parent, heartbeat_period_s=1.0)
+    try:
+        parent.start()
+        child.start()
+        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=15)
+        answer = parent.submit({"command": "sleep", "args": ["60"]}, {"cpu": 2})
+        assert answer.status_code == 201 and answer.json()["node"] == child.node_id
+        assert parent.api("POST", f"/api/workloads/{answer.json()['id']}/stop").json()["status"] == "stopped"
+        assert parent.api("DELETE", f"/api/workloads/{answer.json()['id']}").status_code == 200
+    finally:
+        stop_and_clean(child, parent)
