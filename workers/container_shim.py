@@ -15,8 +15,6 @@ from typing import IO, Any
 
 import orjson
 
-from workers.container import CONTAINER_ID_FILE
-
 LOG_DRAIN_S = 2.0
 
 
@@ -71,7 +69,10 @@ def main() -> int:
         spec = orjson.loads(handle.read())
     stop = _StopRequest(spec["stop_timeout_s"])
     signal.signal(signal.SIGTERM, stop)
-    import docker  # after the handler: importing it takes a moment in which a stop may already come
+    # Imported after the handler: importing docker takes a moment in which a stop may already come.
+    import docker
+
+    from workers.container import CONTAINER_ID_FILE
     client = docker.DockerClient(base_url=spec["engine"], timeout=spec["stop_timeout_s"] + 30)
     container = _container(client, spec)
     print(f"container-shim: container {container.short_id} of image {spec['image']}", file=sys.stderr, flush=True)
