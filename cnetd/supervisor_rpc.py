@@ -71,9 +71,6 @@ class Supervisor:
         return {f"{info['group']}:{info['name']}": info for info in self._proxy.supervisor.getAllProcessInfo()
                 if info["group"] == WORKLOAD_GROUP}
 
-    def all_infos(self) -> list[dict[str, Any]]:
-        return self._proxy.supervisor.getAllProcessInfo()
-
     def shutting_down(self) -> bool:
         try:
             return self._proxy.supervisor.getState()["statename"] == "SHUTDOWN"
