@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cnetd.errors import Invalid
+from cnetd.paths import RuntimePaths
 from ledger.records import WorkloadRecord
+
+if TYPE_CHECKING:
+    from cnetd.config import NodeConfig
 
 RESTART_POLICIES = ("never", "on-failure", "always")
 
@@ -36,15 +39,12 @@ class NodeContext:
     """What an executor may know of the node it runs on."""
 
     node_id: str
-    runtime_root: Path
+    paths: RuntimePaths
     container_engine: str
 
-    @property
-    def logs_dir(self) -> Path:
-        return self.runtime_root / "logs"
-
-    def workload_dir(self, workload_id: str) -> Path:
-        return self.runtime_root / "work" / workload_id
+    @classmethod
+    def of(cls, config: NodeConfig) -> NodeContext:
+        return cls(config.node_id, config.paths, config.container_engine)
 
 
 class Executor(Protocol):
@@ -66,7 +66,7 @@ class Executor(Protocol):
         known yet is None, and a submission's answer waits for it."""
 
 
-class NothingToClean:
+class PlainProgram:
     """For executors whose program leaves nothing behind and adds nothing to the record."""
 
     def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:

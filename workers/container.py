@@ -92,7 +92,7 @@ class ContainerExecutor:
                 "labels": labels(node.node_id, record.id), "name": f"cnet-{node.node_id}-{record.id}",
                 "nano_cpus": int(record.requirements.cpu * 1e9) or None,
                 "mem_limit": record.requirements.memory or None, "stop_timeout_s": STOP_TIMEOUT_S}
-        folder = node.workload_dir(record.id)
+        folder = node.paths.workload_dir(record.id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "container.json").write_bytes(orjson.dumps(spec))
         published = [port for port in config["ports"].values() if port]
@@ -103,7 +103,7 @@ class ContainerExecutor:
 
     def facts(self, record: WorkloadRecord, node: NodeContext) -> dict[str, Any]:
         try:
-            return {"container_id": (node.workload_dir(record.id) / CONTAINER_ID_FILE).read_text()}
+            return {"container_id": (node.paths.workload_dir(record.id) / CONTAINER_ID_FILE).read_text()}
         except FileNotFoundError:
             return {"container_id": None}  # not created yet (or never will be: the record says why)
 

@@ -8,13 +8,13 @@ from typing import Any
 
 from cnetd.errors import Invalid
 from ledger.records import WorkloadRecord
-from workers.base import RESTART_POLICIES, NodeContext, NothingToClean, ProgramSpec, reject_unknown_fields
+from workers.base import RESTART_POLICIES, NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FIELDS = ("command", "args", "env", "working_dir", "restart")
 
 
-class ProcessExecutor(NothingToClean):
+class ProcessExecutor(PlainProgram):
     type_name = "process"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
@@ -49,7 +49,7 @@ class ProcessExecutor(NothingToClean):
         config = record.config
         cwd = config["working_dir"]
         if cwd is None:
-            cwd = str(node.workload_dir(record.id))
+            cwd = str(node.paths.workload_dir(record.id))
             os.makedirs(cwd, exist_ok=True)
         env = {**config["env"], "CNET_WORKLOAD_ID": record.id, "CNET_NODE_ID": node.node_id}
         return ProgramSpec(argv=[config["command"], *config["args"]], env=env, cwd=cwd,

@@ -17,7 +17,7 @@ from gateway.keys import UnsafeKey, safe_relative
 from inference.haar import CASCADE_FILES
 from inference.yolo_model import NotAYoloModel, YoloModel
 from ledger.records import WorkloadRecord
-from workers.base import NodeContext, NothingToClean, ProgramSpec, reject_unknown_fields
+from workers.base import NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
 
 SUPPORTED_MODEL_TYPES = ("yolo", "pytorch")
 _SERVICE_FIELDS = ("service_port", "service_host")
@@ -55,15 +55,15 @@ def _service_spec(record: WorkloadRecord, node: NodeContext, module: str, argume
     # Compute-bound services get a thread per cpu; I/O-bound ones at least ``min_threads``.
     threads = max(min_threads, math.ceil(record.requirements.cpu))
     argv = [sys.executable, "-m", module, *arguments, "--port", str(port), "--host", host,
-            "--threads", str(threads), "--log-dir", str(node.logs_dir)]
+            "--threads", str(threads), "--log-dir", str(node.paths.logs_dir)]
     public_host = "127.0.0.1" if host == "0.0.0.0" else host
     endpoint = f"http://{public_host}:{port}"
     return ProgramSpec(argv=argv, env={"CNET_WORKLOAD_ID": record.id, "CNET_NODE_ID": node.node_id},
-                       cwd=str(node.logs_dir), restart_policy="always", endpoint=endpoint,
+                       cwd=str(node.paths.logs_dir), restart_policy="always", endpoint=endpoint,
                        health_url=f"{endpoint}/health")
 
 
-class YoloExecutor(NothingToClean):
+class YoloExecutor(PlainProgram):
     type_name = "mlmodel"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
@@ -88,7 +88,7 @@ class YoloExecutor(NothingToClean):
                              ["--model", record.config["model_path"], "--model-type", record.config["model_type"]])
 
 
-class OpenCVExecutor(NothingToClean):
+class OpenCVExecutor(PlainProgram):
     type_name = "opencv"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
@@ -102,7 +102,7 @@ class OpenCVExecutor(NothingToClean):
         return _service_spec(record, node, "inference.opencv_service", ["--cascade", record.config["cascade_type"]])
 
 
-class DataGatewayExecutor(NothingToClean):
+class DataGatewayExecutor(PlainProgram):
     type_name = "datagateway"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:

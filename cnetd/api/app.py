@@ -35,7 +35,7 @@ class _NodeResource:
         self.remote = remote
         self.catalog = catalog
         self.data_root = Path(node.config.data_path)
-        self.context = NodeContext(node.config.node_id, node.config.paths.root, node.config.container_engine)
+        self.context = NodeContext.of(node.config)
 
     def schedule(self, op: str, **args: Any) -> Any:
         return request(self.node.config.paths.scheduler_endpoint, op, args, SCHEDULER_TIMEOUT_S)
