@@ -36,7 +36,7 @@ class Scheduler:
         self._ledger = node.ledger
         self._supervisor = supervisor
         self._paths = node.config.paths
-        self._context = NodeContext(node.config.node_id, self._paths.root, node.config.container_engine)
+        self._context = NodeContext.of(node.config)
 
     @property
     def handlers(self) -> dict[str, Any]:
@@ -110,17 +110,21 @@ class Scheduler:
     def _run_here(self, record: WorkloadRecord, placement: Placement) -> WorkloadRecord:
         executor = executor_for(record.type)
         record.config = executor.validate(record.config, self._context)
-        record = dataclasses.replace(
-            record, status=Status.STARTING, node=placement.node_id, placement=placement.to_dict(),
-            program=f"{WORKLOAD_GROUP}:{program_name(record.id)}")
-        record = self._ledger.admit(record)  # first: the program needs the GPU devices it was given
         try:
             spec = executor.program(record, self._context)
-            record = self._ledger.update(record.id, lambda admitted: dataclasses.replace(
-                admitted, restart_policy=spec.restart_policy, endpoint=spec.endpoint, health_url=spec.health_url))
+            # Admitted with what the monitor needs to know of its program, before that program can exit.
+            record = self._ledger.admit(dataclasses.replace(
+                record, status=Status.STARTING, node=placement.node_id, placement=placement.to_dict(),
+                program=f"{WORKLOAD_GROUP}:{program_name(record.id)}", restart_policy=spec.restart_policy,
+                endpoint=spec.endpoint, health_url=spec.health_url))
+        except Exception:
+            shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)  # refused: no files left
+            raise
+        try:
             return self._launch(record, spec)
         except Exception:
             self._ledger.remove(record.id)  # a request that fails leaves nothing allocated
+            shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
             raise
 
     def stop(self, args: dict[str, Any]) -> dict[str, Any]:
