@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from typing import Callable, Iterator, TypeVar
 
 import zmq
 
@@ -21,6 +22,7 @@ from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, 
 from mesh.summary import subtree_summary
 
 log = logging.getLogger("register")
+T = TypeVar("T")
 
 
 class Register:
@@ -88,12 +90,7 @@ class Register:
     def _drain_bus(self) -> bool:
         """Consume waiting bus events; True if the ledger changed (one heartbeat answers a burst)."""
         ledger_changed = neighbours_changed = False
-        while self._bus.poll(0):
-            try:
-                event = BusEvent.decode(self._bus.recv_multipart())
-            except MalformedMessage as exc:
-                self._count_malformed("bus", exc)
-                continue
+        for event in self._waiting(self._bus, BusEvent.decode, "bus"):
             if event.topic == LEDGER_CHANGED:
                 ledger_changed = True
             elif event.topic == NEIGHBOURS_CHANGED:
@@ -105,12 +102,7 @@ class Register:
     def _drain_neighbours(self) -> bool:
         """Record waiting neighbour heartbeats; True if a child's subtree changed (ours changes with it)."""
         subtree_changed = False
-        while self._neighbours.poll(0):
-            try:
-                beat = Heartbeat.decode(self._neighbours.recv_multipart())
-            except MalformedMessage as exc:
-                self._count_malformed("mesh", exc)
-                continue
+        for beat in self._waiting(self._neighbours, Heartbeat.decode, "mesh"):
             self.received += 1
             previous = self._node.nodes.get(beat.node_id)
             if previous is None or beat.node_id == self._config.node_id:
@@ -141,9 +133,14 @@ class Register:
             self._neighbours.disconnect(endpoint)
         self._connected = wanted
 
-    def _count_malformed(self, source: str, exc: MalformedMessage) -> None:
-        self.malformed += 1
-        log.warning("dropped malformed %s message (%d so far): %s", source, self.malformed, exc)
+    def _waiting(self, socket: zmq.Socket, decode: Callable[[list[bytes]], T], source: str) -> Iterator[T]:
+        """Every message waiting on ``socket``, decoded; malformed ones are dropped and counted."""
+        while socket.poll(0):
+            try:
+                yield decode(socket.recv_multipart())
+            except MalformedMessage as exc:
+                self.malformed += 1
+                log.warning("dropped malformed %s message (%d so far): %s", source, self.malformed, exc)
 
 
 def main() -> None:
