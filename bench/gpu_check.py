@@ -21,7 +21,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.assets import ASTRONAUT, YOLO_MODEL  # noqa: E402
-from tests.nodes import Node  # noqa: E402
+from tests.nodes import Node, running  # noqa: E402
 from tests.onnx_to_torch import export_torchscript  # noqa: E402
 
 SAMPLES = 50
@@ -43,8 +43,7 @@ def main() -> None:
         model = f"{scratch}/320n.torchscript"
         export_torchscript(YOLO_MODEL, model)
         node = Node({"cpu": 4, "memory": 2**34, "gpu": "auto", "storage": 0})
-        try:
-            node.start()
+        with running(node):
             resources = node.resources()
             results["detected_gpus"] = resources["gpus"]
             for label, gpu in (("cpu", 0), ("gpu", 1)):
@@ -59,9 +58,6 @@ def main() -> None:
                 node.api("DELETE", f"/api/workloads/{workload['id']}")
             if "gpu" in results:
                 results["cpu_over_gpu"] = round(results["cpu"]["predict_ms_median"] / results["gpu"]["predict_ms_median"], 2)
-            node.stop()
-        finally:
-            node.cleanup()
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
 
 

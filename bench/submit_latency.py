@@ -19,7 +19,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.nodes import Node  # noqa: E402  (the same real-node harness the tests use)
+from tests.nodes import Node, running  # noqa: E402  (the same real-node harness the tests use)
 
 COMMAND = ["sleep", "600"]
 BACKGROUND_LEVELS = (1, 50, 200)
@@ -60,22 +60,18 @@ def main() -> None:
     args = parser.parse_args()
     node = Node({"cpu": 1000, "memory": 2**40, "gpu": 0, "storage": 0})
     results: dict[str, object] = {"samples": args.samples, "command": COMMAND}
-    try:
-        node.start()
+    with running(node):
         baseline = summary(popen_ms(args.samples))
         results["popen"] = baseline
-        running = 0
+        background = 0
         for level in BACKGROUND_LEVELS:
-            while running < level:
+            while background < level:
                 node.api("POST", "/api/workloads", json={"type": "process", "config": {
                     "command": COMMAND[0], "args": COMMAND[1:]}})
-                running += 1
+                background += 1
             measured = summary(submit_ms(node, args.samples))
             measured["ratio_to_popen_median"] = round(measured["median_ms"] / baseline["median_ms"], 1)
             results[f"submit_with_{level}_running"] = measured
-        node.stop()
-    finally:
-        node.cleanup()
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
 
 

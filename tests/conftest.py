@@ -5,7 +5,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.nodes import Node, serve_node
+from tests.nodes import Node, running
 
 
 @pytest.fixture
@@ -30,4 +30,5 @@ def start_node() -> Iterator[Callable[..., Node]]:
 @pytest.fixture(scope="module")
 def shared_node() -> Iterator[Node]:
     """One 8-CPU / 16 GiB node shared by a module's tests."""
-    yield from serve_node(Node())
+    with running(Node()) as node:
+        yield node

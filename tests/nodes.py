@@ -1,6 +1,7 @@
 """Test helper: runs a real CNET node (cnetd → supervisord → gunicorn …) on loopback with free ports."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -166,21 +167,18 @@ class Node:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def serve_node(node: Node) -> Iterator[Node]:
-    """For a fixture: start ``node``, hand it over, then stop it (leftover check included) and clean up."""
+@contextlib.contextmanager
+def running(*nodes: Node) -> Iterator[Node]:
+    """Start ``nodes`` in order and give the first; on leaving, stop them in reverse (the leftover check
+    included) and clean up every one, whatever happened."""
     try:
-        yield node.start()
-        node.stop()
-    finally:
-        node.cleanup()
-
-
-def stop_and_clean(*nodes: Node) -> None:
-    """Stop nodes in the order given (leftover check included), cleaning up each whatever happens."""
-    for node in nodes:
-        try:
+        for node in nodes:
+            node.start()
+        yield nodes[0]
+        for node in reversed(nodes):
             node.stop()
-        finally:
+    finally:
+        for node in nodes:
             node.cleanup()
 
 

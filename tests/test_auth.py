@@ -7,14 +7,15 @@ import pytest
 import requests
 import yaml
 
-from tests.nodes import VENV_BIN, Node, link, nodes_view, serve_node, stop_and_clean, wait_for
+from tests.nodes import VENV_BIN, Node, link, nodes_view, running, wait_for
 
 TOKEN = "correct-horse-battery-staple"
 
 
 @pytest.fixture(scope="module")
 def node() -> Node:
-    yield from serve_node(Node(token=TOKEN))
+    with running(Node(token=TOKEN)) as node:
+        yield node
 
 
 def mutations(node: Node) -> list[tuple[str, str, dict]]:
@@ -66,13 +67,9 @@ def test_a_reachable_node_without_a_token_refuses_to_start(tmp_path) -> None:
 def test_delegation_and_registration_carry_the_token() -> None:
     parent = link(Node({"cpu": 1, "memory": 2**30, "gpu": 0, "storage": 0}, token=TOKEN), heartbeat_period_s=1.0)
     child = link(Node(token=TOKEN), parent=parent, heartbeat_period_s=1.0)
-    try:
-        parent.start()
-        child.start()
+    with running(parent, child):
         wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=15)
         answer = parent.submit({"command": "sleep", "args": ["60"]}, {"cpu": 2})
         assert answer.status_code == 201 and answer.json()["node"] == child.node_id
         assert parent.api("POST", f"/api/workloads/{answer.json()['id']}/stop").json()["status"] == "stopped"
         assert parent.api("DELETE", f"/api/workloads/{answer.json()['id']}").status_code == 200
-    finally:
-        stop_and_clean(child, parent)

@@ -7,7 +7,7 @@ import docker
 import pytest
 import requests
 
-from tests.nodes import Node, free_port, serve_node, wait_for
+from tests.nodes import Node, free_port, running, wait_for
 
 ENGINE = os.environ.get("DOCKER_HOST", "unix:///run/podman/podman.sock")
 MIB = 2**20
@@ -23,7 +23,8 @@ def engine() -> docker.DockerClient:
 
 @pytest.fixture(scope="module")
 def node(engine) -> Node:
-    yield from serve_node(Node(container={"engine": ENGINE}))
+    with running(Node(container={"engine": ENGINE})) as node:
+        yield node
 
 
 def containers_of(engine: docker.DockerClient, workload_id: str) -> list:

@@ -11,14 +11,15 @@ import boto3
 import botocore
 import pytest
 
-from tests.nodes import Node, serve_node, wait_for
+from tests.nodes import Node, running, wait_for
 
 STORAGE = 20_000_000
 
 
 @pytest.fixture(scope="module")
 def node() -> Node:
-    yield from serve_node(Node({"cpu": 4, "memory": 2**32, "gpu": 0, "storage": STORAGE}))
+    with running(Node({"cpu": 4, "memory": 2**32, "gpu": 0, "storage": STORAGE})) as node:
+        yield node
 
 
 def data_root(node: Node) -> Path:

@@ -9,7 +9,7 @@ import pytest
 from cnetd.errors import InsufficientResources
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
-from tests.nodes import VENV_BIN, Node, link, nodes_view, stop_and_clean, wait_for
+from tests.nodes import VENV_BIN, Node, link, nodes_view, running, wait_for
 from workers.lifecycle import finish
 
 
@@ -62,14 +62,10 @@ def test_workloads_see_exactly_their_devices(start_node) -> None:
 def test_a_node_without_free_gpus_delegates() -> None:
     parent = link(Node({"cpu": 8, "memory": 2**32, "gpu": 0, "storage": 0}), heartbeat_period_s=1.0)
     child = link(Node({"cpu": 8, "memory": 2**32, "gpu": 1, "storage": 0}), parent=parent, heartbeat_period_s=1.0)
-    try:
-        parent.start()
-        child.start()
+    with running(parent, child):
         wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=15)
         answer = parent.submit({"command": "sleep", "args": ["60"]}, {"gpu": 1})
         assert answer.status_code == 201 and answer.json()["node"] == child.node_id
         assert answer.json()["gpu_devices"] == [0]
         wait_for(lambda: parent.api("GET", "/api/nodes").json()["children"][0]["gpus"][0]["workload"] == answer.json()["id"])
         parent.api("DELETE", f"/api/workloads/{answer.json()['id']}")
-    finally:
-        stop_and_clean(child, parent)

@@ -8,7 +8,7 @@ import pytest
 import zmq
 
 from mesh.messages import Heartbeat
-from tests.nodes import Node, free_port, kill_node, link, nodes_view, stop_and_clean, wait_for
+from tests.nodes import Node, free_port, kill_node, link, nodes_view, running, wait_for
 
 GIB = 2**30
 SLOW_PERIOD_S = 30.0  # only triggered heartbeats can make the cluster tests pass quickly
@@ -26,15 +26,8 @@ def cluster() -> Iterator[dict[str, Node]]:
     link(suqian, parent=nanjing, peers=(changzhou,), heartbeat_period_s=SLOW_PERIOD_S)
     link(changzhou, parent=nanjing, peers=(suqian,), heartbeat_period_s=SLOW_PERIOD_S)
     nodes = {"jiangsu": jiangsu, "nanjing": nanjing, "suqian": suqian, "changzhou": changzhou}
-    try:
-        for member in nodes.values():
-            member.start()
+    with running(*nodes.values()):
         yield nodes
-        for member in nodes.values():
-            member.stop()
-    finally:
-        for member in nodes.values():
-            member.cleanup()
 
 
 @pytest.fixture
@@ -204,9 +197,7 @@ def test_offline_child_then_lost_then_back(start_node) -> None:
     period_s = 0.5
     parent = link(Node({"cpu": 1, "memory": GIB, "gpu": 0, "storage": 0}), heartbeat_period_s=period_s)
     child = link(Node(), parent=parent, heartbeat_period_s=period_s)
-    try:
-        parent.start()
-        child.start()
+    with running(parent, child):
         wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=10,
                  diagnose=lambda: nodes_view(parent))
         record = parent.submit(SLEEP, {"cpu": 2}).json()
@@ -232,5 +223,3 @@ def test_offline_child_then_lost_then_back(start_node) -> None:
                  diagnose=lambda: (nodes_view(parent), parent.log("register.log")[-2000:]))
         assert parent.workload(record["id"])["status"] == "running"
         assert parent.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
-    finally:
-        stop_and_clean(child, parent)

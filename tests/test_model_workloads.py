@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.assets import ASTRONAUT, YOLO_MODEL
-from tests.nodes import Node, serve_node, wait_for
+from tests.nodes import Node, running, wait_for
 
 GIB = 2**30
 YOLO = {"model_type": "yolo", "model_path": YOLO_MODEL}
@@ -17,7 +17,8 @@ YOLO = {"model_type": "yolo", "model_path": YOLO_MODEL}
 
 @pytest.fixture(scope="module")
 def node() -> Node:
-    yield from serve_node(Node(health={"interval_s": 0.5}))
+    with running(Node(health={"interval_s": 0.5})) as node:
+        yield node
 
 
 def predict(endpoint: str) -> dict:
