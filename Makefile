@@ -7,7 +7,8 @@ CONFIG ?= conf/config.yaml
 
 .PHONY: venv system-deps container-engine build run test bench clean
 
-# Debian packages: curl for the tests' upload forms, nginx for the gateway benchmark's baseline.
+# Debian packages: curl for the tests' upload forms, chromium for the console's browser tests (Playwright
+# drives Debian's build: it cannot download its own here), nginx for the gateway benchmark's baseline.
 APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
 $(STAMP): setup.py
@@ -26,7 +27,7 @@ run: build
 	$(BIN)/cnetd -config $(CONFIG)
 
 system-deps:
-	@command -v curl >/dev/null || ($(APT_INSTALL) curl)
+	@(command -v curl && command -v chromium) >/dev/null || ($(APT_INSTALL) curl chromium)
 
 # A real container engine for the container tests: rootful Podman with its Docker-compatible API.
 PODMAN_SOCKET ?= /run/podman/podman.sock
@@ -34,7 +35,7 @@ container-engine:
 	bash tools/podman-setup.sh --service $(PODMAN_SOCKET) >/dev/null
 
 test: venv system-deps container-engine
-	DOCKER_HOST=unix://$(PODMAN_SOCKET) $(BIN)/python -m pytest -q tests
+	CI=$${CI:-true} DOCKER_HOST=unix://$(PODMAN_SOCKET) $(BIN)/python -m pytest -q tests
 
 bench: venv system-deps
 	@command -v nginx >/dev/null || ($(APT_INSTALL) nginx-light)

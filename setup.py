@@ -6,7 +6,8 @@ setup(
     version="0.1.0",
     description="Edge-cluster agent: runs processes, containers and model services across a tree of nodes",
     python_requires=">=3.10",
-    packages=["cnetd", "cnetd.api", "mesh", "ledger", "workers", "inference", "gateway"],
+    packages=["cnetd", "cnetd.api", "mesh", "ledger", "workers", "inference", "gateway", "ui"],
+    package_data={"ui": ["static/*.html", "static/*.css", "static/js/*.js"]},
     install_requires=[
         "pyzmq>=25",
         "supervisor>=4.2",
@@ -25,7 +26,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.31", "nudenet==3.4.2", "scikit-image>=0.21",
-                 "onnx>=1.14", "boto3>=1.28", "torch==2.13.0"],  # the CPU build on these machines
+                 "onnx>=1.14", "boto3>=1.28", "torch==2.13.0",  # the CPU build on these machines
+                 "playwright==1.65.2", "pytest-playwright==0.10.0"],
         "torch": ["torch>=2.1"],
     },
     entry_points={

@@ -46,6 +46,13 @@ class InsufficientResources(CnetError):
     code = "insufficient_resources"
 
 
+class NotRunning(CnetError):
+    """An action that needs a running workload (a prediction) on one that is not."""
+
+    status = 409
+    code = "not_running"
+
+
 class LengthRequired(CnetError):
     status = 411
     code = "length_required"
@@ -62,7 +69,7 @@ class Unavailable(CnetError):
 
 
 _BY_CODE = {cls.code: cls for cls in (Invalid, Unauthorized, NotFound, DelegationRefused,
-                                      InsufficientResources, LengthRequired, PayloadTooLarge, Unavailable)}
+                                      InsufficientResources, NotRunning, LengthRequired, PayloadTooLarge, Unavailable)}
 
 
 def error_from_dict(body: dict[str, Any]) -> CnetError:

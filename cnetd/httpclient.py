@@ -24,9 +24,10 @@ def auth_headers(token: str | None) -> dict[str, str]:
 
 
 def call(method: str, url: str, body: Any = None, timeout_s: float = 5.0,
-         headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """Send one request; return (status, decoded JSON body or None). HTTP errors are returned, not raised."""
-    data = orjson.dumps(body) if body is not None else None
+         headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any]:
+    """Send one request with a JSON ``body`` (or ``raw`` bytes, typed by ``headers``); return (status, decoded
+    JSON answer or None). HTTP errors are returned, not raised."""
+    data = raw if raw is not None else orjson.dumps(body) if body is not None else None
     request = urllib.request.Request(url, data=data, method=method,
                                      headers={"Content-Type": "application/json", **(headers or {})})
     try:

@@ -59,9 +59,18 @@ def test_oversized_body_is_413(shared_node: Node) -> None:
     ("POST", "/api/workloads/nope/stop", 404),
     ("DELETE", "/api/workloads/nope", 404),
     ("GET", "/api/workloads/nope/logs", 404),
+    ("POST", "/api/workloads/nope/predict", 404),
     ("GET", "/api/nowhere", 404),
+    ("GET", "/ui/no-such-file.js", 404),
     ("PUT", "/api/health", 405),
 ])
 def test_unknown_ids_routes_and_methods(shared_node: Node, method: str, path: str, status: int) -> None:
     answer = shared_node.api(method, path)
     assert answer.status_code == status and set(answer.json()) == {"error", "message"}
+
+
+def test_predict_on_a_workload_that_is_no_service(shared_node: Node) -> None:
+    record = shared_node.submit({"command": "sleep", "args": ["30"]}).json()
+    answer = shared_node.api("POST", f"/api/workloads/{record['id']}/predict", data=b"x")
+    assert answer.status_code == 400 and "predictions need one of mlmodel, opencv" in answer.json()["message"]
+    shared_node.api("DELETE", f"/api/workloads/{record['id']}")

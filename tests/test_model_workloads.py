@@ -34,13 +34,22 @@ def test_deploy_predict_stop_resources_back(node: Node) -> None:
     record = answer.json()
     assert record["status"] == "running" and record["process_pid"] > 0
     assert record["endpoint"].startswith("http://127.0.0.1:")
-    assert [d["class"] for d in predict(record["endpoint"])["detections"]] == ["FACE_FEMALE"]
+    direct = predict(record["endpoint"])
+    assert [d["class"] for d in direct["detections"]] == ["FACE_FEMALE"]
+    with open(ASTRONAUT, "rb") as handle:  # the node relays predictions (the console's way to a service)
+        relayed = node.api("POST", f"/api/workloads/{record['id']}/predict?confidence=0.25", data=handle.read(),
+                           headers={"Content-Type": "image/png"})
+    assert relayed.status_code == 200 and relayed.json()["detections"] == direct["detections"]
+    assert node.api("POST", f"/api/workloads/{record['id']}/predict", data=b"not an image",
+                    headers={"Content-Type": "image/png"}).status_code == 400
     assert node.resources()["available"]["cpu"] == before["available"]["cpu"] - 2
     port = record["config"]["service_port"]
     assert (node.runtime_dir / "logs" / f"yolo_service_{port}.log").exists()
     assert "320n.onnx" in node.api("GET", f"/api/workloads/{record['id']}/logs").json()["stderr"]
     stopped = node.api("POST", f"/api/workloads/{record['id']}/stop").json()
     assert stopped["status"] == "stopped" and node.resources() == before
+    refused = node.api("POST", f"/api/workloads/{record['id']}/predict", data=b"x", headers={"Content-Type": "image/png"})
+    assert refused.status_code == 409 and refused.json()["error"] == "not_running"
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{record['endpoint']}/health", timeout=2)
 

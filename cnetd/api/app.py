@@ -2,22 +2,26 @@
 from __future__ import annotations
 
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
 import falcon
+import orjson
 
 from cnetd import __version__, hostinfo
 from cnetd.api import delegation, uploads
 from cnetd.api.http import BearerAuth, install_error_rendering, read_json, send
 from cnetd.api.remote import RemoteWorkloads
-from cnetd.errors import Invalid, NotFound
+from cnetd.errors import Invalid, NotFound, NotRunning, PayloadTooLarge, Unavailable
+from cnetd.httpclient import TimedOut, Unreachable, call
 from cnetd.logtail import tail_lines
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.submission import parse_submission
 from ledger.catalog import Catalog
 from ledger.nodetable import Neighbour, Role
 from ledger.records import Status, WorkloadRecord
+from ui import STATIC_DIR
 from mesh.messages import HEARTBEAT_LIVENESS, MalformedMessage, Registration
 from mesh.rpc import request
 from workers.base import NodeContext
@@ -27,6 +31,8 @@ from workers.registry import EXECUTORS
 SCHEDULER_TIMEOUT_S = 60.0
 READY_TIMEOUT_S, READY_POLL_S = 120.0, 0.05
 LOG_TAIL_DEFAULT, LOG_TAIL_MAX = 200, 10_000
+PREDICT_MAX_BYTES, PREDICT_TIMEOUT_S = 20 * 1024 * 1024, 60.0  # the services' own image limit
+SERVICE_TYPES = ("mlmodel", "opencv")
 
 
 class _NodeResource:
@@ -55,7 +61,18 @@ class Health(_NodeResource):
         identity = self.node.ledger.identity()
         send(resp, {"status": "ok", "node": self.node.config.node_id, "version": __version__,
                     "uptime_s": round(time.time() - identity["started_at"], 3), "boot_id": identity["boot_id"],
-                    "mesh_endpoint": self.node.config.mesh_endpoint})
+                    "mesh_endpoint": self.node.config.mesh_endpoint, "api_url": self.node.config.api_url,
+                    "revision": self.revision()})
+
+    def revision(self) -> str:
+        """Changes whenever what the console shows may have: this node's ledger, or a neighbour's ledger,
+        subtree or liveness (heartbeat arrival times alone do not change it). Consoles poll it cheaply."""
+        config, now = self.node.config, time.time()
+        neighbours = [(neighbour.node_id, neighbour.role,
+                       neighbour.online(config.heartbeat_period_s, HEARTBEAT_LIVENESS, now),
+                       (neighbour.heartbeat or {}).get("ledger_version"), (neighbour.heartbeat or {}).get("subtree"))
+                      for neighbour in self.node.nodes.all()]
+        return f"{self.node.ledger.version()}-{zlib.crc32(orjson.dumps(neighbours, option=orjson.OPT_SORT_KEYS)):08x}"
 
 
 class NodeResources(_NodeResource):
@@ -176,6 +193,43 @@ class WorkloadStop(_NodeResource):
             send(resp, self.schedule("stop", id=workload_id))
 
 
+class WorkloadPredict(_NodeResource):
+    """POST /api/workloads/{id}/predict: the console's way to a model service, relayed by the node (the
+    service may listen where the browser cannot reach, or on another node). The body and query go as-is."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
+        record = self.node.ledger.get(workload_id)
+        if record.type not in SERVICE_TYPES:
+            raise Invalid(f"workload {workload_id} is a {record.type}; predictions need one of {', '.join(SERVICE_TYPES)}")
+        if req.content_length is not None and req.content_length > PREDICT_MAX_BYTES:
+            raise PayloadTooLarge(f"request body of {req.content_length} bytes exceeds the limit of {PREDICT_MAX_BYTES}")
+        body = req.bounded_stream.read(PREDICT_MAX_BYTES + 1)
+        if len(body) > PREDICT_MAX_BYTES:
+            raise PayloadTooLarge(f"request body exceeds the limit of {PREDICT_MAX_BYTES} bytes")
+        query = f"?{req.query_string}" if req.query_string else ""
+        content_type = req.content_type or falcon.MEDIA_JSON
+        if record.remote:
+            status, answer = self.remote.act(record, "POST", f"/predict{query}", raw=body, content_type=content_type)
+        else:
+            if record.status != Status.RUNNING or not record.endpoint:
+                raise NotRunning(f"workload {workload_id} is {record.status}, not running")
+            try:
+                status, answer = call("POST", f"{record.endpoint}/predict{query}", raw=body,
+                                      headers={"Content-Type": content_type}, timeout_s=PREDICT_TIMEOUT_S)
+            except (Unreachable, TimedOut) as exc:
+                raise Unavailable(f"workload {workload_id} did not answer: {exc}") from None
+        send(resp, answer, status)
+
+
+class Console:
+    """GET /: the web console's page; its scripts and styles are static files under /ui/."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_HTML
+        resp.cache_control = ["no-cache"]
+        resp.data = (STATIC_DIR / "index.html").read_bytes()
+
+
 class WorkloadLogs(_NodeResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         record = self.node.ledger.get(workload_id)
@@ -228,9 +282,12 @@ def create_app() -> falcon.App:
         ("/api/health", Health), ("/api/resources", NodeResources), ("/api/nodes", Nodes),
         ("/api/nodes/register", NodeRegistration), ("/api/workloads", Workloads),
         ("/api/workloads/{workload_id}", Workload), ("/api/workloads/{workload_id}/stop", WorkloadStop),
-        ("/api/workloads/{workload_id}/logs", WorkloadLogs), ("/api/data", DataList),
+        ("/api/workloads/{workload_id}/logs", WorkloadLogs),
+        ("/api/workloads/{workload_id}/predict", WorkloadPredict), ("/api/data", DataList),
         ("/api/data/{data_key}", DataItem),
     ):
         app.add_route(route, resource(node, remote, catalog))
+    app.add_route("/", Console())
+    app.add_static_route("/ui", str(STATIC_DIR))
     install_error_rendering(app)
     return app

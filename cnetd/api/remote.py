@@ -41,14 +41,16 @@ class RemoteWorkloads:
                 seen.update({item["id"]: item for item in body["workloads"]})
         return [self._as_seen_here(record, seen.get(record.id)) for record in records]
 
-    def act(self, record: WorkloadRecord, method: str, path: str = "") -> tuple[int, Any]:
-        """Proxy a stop / delete / logs request to the next hop."""
+    def act(self, record: WorkloadRecord, method: str, path: str = "", raw: bytes | None = None,
+            content_type: str | None = None) -> tuple[int, Any]:
+        """Proxy a stop / delete / logs / predict request to the next hop."""
         if not self._online(record.delegated_to):
             raise Unavailable(f"workload {record.id} runs on {record.delegated_to}, which is offline",
                               node=record.delegated_to)
         try:
+            headers = {**self._headers, **({"Content-Type": content_type} if content_type else {})}
             return call(method, f"{record.remote_api}/api/workloads/{record.id}{path}", timeout_s=ACTION_TIMEOUT_S,
-                        headers=self._headers)
+                        headers=headers, raw=raw)
         except (Unreachable, TimedOut) as exc:
             raise Unavailable(f"workload {record.id} runs on {record.delegated_to}: {exc}",
                               node=record.delegated_to) from None

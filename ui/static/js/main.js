@@ -1,0 +1,175 @@
+// The console's page: loads the node's state, keeps it fresh (a cheap revision poll every few seconds, a
+// full reload every 30 s and after every action) and wires the forms, filters and row actions.
+
+import { ApiError, get, onTokenNeeded, request, setToken, token, upload } from "./api.js";
+import { replaceChildren } from "./dom.js";
+import { readForm, renderFields, showErrors } from "./forms.js";
+import { predict, renderServiceOptions } from "./tryit.js";
+import { reachable, renderBars, renderData, renderIdentity, renderNeighbours, renderStatusOptions, renderWorkloads } from "./views.js";
+
+const WATCH_PERIOD_MS = 2000;
+const REFRESH_PERIOD_MS = 30000;
+const $ = (id) => document.getElementById(id);
+
+const state = { workloads: [], revision: null };
+
+function showBanner(message) {
+  $("banner").textContent = message || "";
+  $("banner").hidden = !message;
+}
+
+function renderTable() {
+  const filter = { status: $("filter-status").value, type: $("filter-type").value };
+  const shown = renderWorkloads($("workload-rows"), state.workloads, filter, act);
+  $("workload-count").textContent = shown === state.workloads.length ? `(${shown})` : `(${shown} of ${state.workloads.length})`;
+}
+
+async function refresh() {
+  try {
+    const [health, resources, nodes, workloads, data] = await Promise.all([
+      get("/api/health"), get("/api/resources"), get("/api/nodes"), get("/api/workloads"), get("/api/data")]);
+    state.revision = health.revision;
+    state.workloads = workloads.workloads;
+    document.title = `CNET · ${health.node}`;
+    $("title-node").textContent = health.node;
+    renderIdentity($("identity"), health);
+    renderBars($("bars-node"), resources);
+    const reach = reachable(nodes);
+    renderBars($("bars-reachable"), reach.usage);
+    $("reachable-count").textContent = `(${reach.nodes} node${reach.nodes === 1 ? "" : "s"})`;
+    renderNeighbours($("neighbour-rows"), nodes);
+    renderStatusOptions($("filter-status"), state.workloads);
+    renderTable();
+    renderServiceOptions($("tryit-service"), state.workloads);
+    renderData($("data-rows"), data.data);
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    showBanner("");
+  } catch (error) {
+    showBanner(`Cannot reach this node's API: ${error.message}`);
+  }
+}
+
+// Poll the node's revision; reload everything when it moved (a change here, on a neighbour, or a liveness change).
+async function watch() {
+  try {
+    const health = await get("/api/health");
+    if (health.revision !== state.revision) await refresh();
+  } catch (error) {
+    showBanner(`Cannot reach this node's API: ${error.message}`);
+  }
+}
+
+async function showLogs(record) {
+  const logs = await get(`/api/workloads/${encodeURIComponent(record.id)}/logs?tail=200`);
+  $("logs-title").textContent = record.name;
+  $("logs-stdout").textContent = logs.stdout || "(empty)";
+  $("logs-stderr").textContent = logs.stderr || "(empty)";
+  $("logs-dialog").showModal();
+}
+
+async function act(action, record) {
+  const path = `/api/workloads/${encodeURIComponent(record.id)}`;
+  try {
+    if (action === "logs") await showLogs(record);
+    else if (action === "stop") await request("POST", `${path}/stop`);
+    else if (action === "delete" && confirm(`Delete ${record.name} (${record.id})?`)) await request("DELETE", path);
+  } catch (error) {
+    showBanner(`${action} ${record.name}: ${error.message}`);
+    return;
+  }
+  if (action !== "logs") await refresh();
+}
+
+function showTypeFields() {
+  const type = $("f-type").value;
+  if ($("type-fields").dataset.type === type) return;  // keep what was typed
+  $("type-fields").dataset.type = type;
+  replaceChildren($("type-fields"), renderFields(type));
+  $("submit-error").hidden = true;
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const form = $("submit-form");
+  const type = $("f-type").value;
+  const parsed = readForm(type, form);
+  showErrors(form, parsed.errors || {});
+  $("submit-error").hidden = true;
+  $("submit-result").hidden = true;
+  if (parsed.errors) return;
+  $("submit-button").disabled = true;
+  const progress = $("upload-progress");
+  try {
+    let answer;
+    if (parsed.upload) {
+      progress.value = 0;
+      progress.hidden = false;
+      answer = await upload("/api/workloads", parsed.upload, (share) => { progress.value = share; });
+      $("submit-result").textContent = `Stored ${answer.files.length} file(s) as data_key ${answer.data_key}`;
+      for (const picker of form.querySelectorAll("input[type=file]")) picker.value = "";
+    } else {
+      answer = await request("POST", "/api/workloads", { json: parsed.json });
+      const where = answer.delegated_to ? ` on ${answer.delegated_to}` : "";
+      $("submit-result").textContent = `${answer.name} (${answer.id}) is ${answer.status}${where}`;
+    }
+    $("submit-result").hidden = false;
+  } catch (error) {
+    $("submit-error").textContent = error instanceof ApiError && error.code
+      ? `The node refused it (${error.code}): ${error.message}` : error.message;
+    $("submit-error").hidden = false;
+  } finally {
+    $("submit-button").disabled = false;
+    progress.hidden = true;
+  }
+  await refresh();
+}
+
+async function tryIt(event) {
+  event.preventDefault();
+  const file = $("tryit-image").files[0];
+  const confidence = Number($("tryit-confidence").value);
+  const problem = !$("tryit-service").value ? "start an mlmodel or opencv service first"
+    : !file ? "choose an image" : !(confidence >= 0 && confidence <= 1) ? "confidence is a number from 0 to 1" : "";
+  $("tryit-error").textContent = problem;
+  $("tryit-error").hidden = !problem;
+  if (problem) return;
+  $("tryit-button").disabled = true;
+  try {
+    await predict({ workloadId: $("tryit-service").value, file, confidence, canvas: $("tryit-canvas"), list: $("tryit-detections") });
+  } catch (error) {
+    $("tryit-error").textContent = error.message;
+    $("tryit-error").hidden = false;
+  } finally {
+    $("tryit-button").disabled = false;
+  }
+}
+
+function askForToken(reason) {
+  const dialog = $("token-dialog");
+  $("token-reason").textContent = reason || "This node needs its token for changes.";
+  $("token-input").value = token();
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok" ? $("token-input").value.trim() : null), { once: true });
+  });
+}
+
+function start() {
+  onTokenNeeded(askForToken);
+  $("token-button").addEventListener("click", async () => {
+    const entered = await askForToken("Set the token this console sends with changes (empty: none).");
+    if (entered !== null) setToken(entered);
+  });
+  $("refresh").addEventListener("click", refresh);
+  $("f-type").addEventListener("change", showTypeFields);
+  $("submit-form").addEventListener("submit", submit);
+  $("tryit-form").addEventListener("submit", tryIt);
+  $("filter-status").addEventListener("change", renderTable);
+  $("filter-type").addEventListener("change", renderTable);
+  showTypeFields();
+  refresh();
+  setInterval(watch, WATCH_PERIOD_MS);
+  setInterval(refresh, REFRESH_PERIOD_MS);
+}
+
+start();

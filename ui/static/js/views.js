@@ -1,0 +1,125 @@
+// Renders what the node reports: its identity, resource bars (its own and what it can reach), its
+// neighbours, the workload table and the stored data. Pure functions of the API's answers.
+
+import { amountOf, bytes, duration, el, replaceChildren } from "./dom.js";
+
+const KINDS = ["cpu", "memory", "gpu", "storage"];
+const TERMINAL = new Set(["completed", "failed", "stopped"]);
+
+export function renderIdentity(target, health) {
+  replaceChildren(target,
+    el("dt", {}, "Node"), el("dd", { id: "node-id" }, health.node),
+    el("dt", {}, "Status"), el("dd", {}, el("span", { class: `badge ${health.status === "ok" ? "running" : "failed"}` }, health.status)),
+    el("dt", {}, "Address"), el("dd", {}, health.api_url),
+    el("dt", {}, "Uptime"), el("dd", {}, duration(health.uptime_s)),
+    el("dt", {}, "Mesh"), el("dd", {}, health.mesh_endpoint),
+    el("dt", {}, "Version"), el("dd", {}, health.version));
+}
+
+function bar(kind, usage) {
+  const capacity = usage.capacity[kind] || 0;
+  const allocated = usage.allocated[kind] || 0;
+  const share = capacity > 0 ? Math.min(100, (allocated / capacity) * 100) : 0;
+  return el("div", { class: "bar-row", dataset: { kind } },
+    el("span", { class: "bar-label" }, kind),
+    el("div", { class: "bar", role: "meter", "aria-valuemin": 0, "aria-valuemax": capacity, "aria-valuenow": allocated,
+      "aria-label": `${kind} allocated` },
+    el("div", { class: `bar-fill ${share > 90 ? "high" : ""}`, style: `width:${share.toFixed(1)}%` })),
+    el("span", { class: "bar-text" },
+      `${amountOf(kind, allocated)} of ${amountOf(kind, capacity)} · `,
+      el("span", { class: "available" }, `${amountOf(kind, usage.available[kind] || 0)} free`)));
+}
+
+export function renderBars(target, usage) {
+  replaceChildren(target, KINDS.map((kind) => bar(kind, usage)));
+}
+
+// What this node can place work on: itself plus the subtrees of its online children and peers.
+export function reachable(nodes) {
+  const sum = { capacity: {}, allocated: {}, available: {} };
+  const parts = [nodes.self.resources];
+  for (const neighbour of [...nodes.children, ...nodes.peers]) {
+    if (neighbour.status !== "online") continue;
+    const part = neighbour.subtree || neighbour.resources;
+    if (part) parts.push(part);
+  }
+  for (const kind of KINDS) {
+    sum.capacity[kind] = parts.reduce((total, part) => total + (part.capacity[kind] || 0), 0);
+    sum.allocated[kind] = parts.reduce((total, part) => total + (part.allocated[kind] || 0), 0);
+    sum.available[kind] = sum.capacity[kind] - sum.allocated[kind];
+  }
+  return { usage: sum, nodes: parts.length };
+}
+
+function consoleLink(neighbour) {
+  return neighbour.api_url ? el("a", { href: `${neighbour.api_url}/`, title: "open its console" }, neighbour.id) : neighbour.id;
+}
+
+function neighbourRow(neighbour) {
+  const free = neighbour.resources ? neighbour.resources.available : null;
+  return el("tr", { dataset: { node: neighbour.id, role: neighbour.role } },
+    el("td", {}, neighbour.role),
+    el("td", {}, consoleLink(neighbour)),
+    el("td", {}, el("span", { class: `badge ${neighbour.status}` }, neighbour.status)),
+    el("td", {}, neighbour.last_seen_s === null ? "never" : `${duration(neighbour.last_seen_s)} ago`),
+    KINDS.map((kind) => el("td", { class: "num", dataset: { kind } }, free ? amountOf(kind, free[kind]) : "–")));
+}
+
+export function renderNeighbours(target, nodes) {
+  const rows = [nodes.parent, ...nodes.peers, ...nodes.children].filter(Boolean).map(neighbourRow);
+  replaceChildren(target, rows.length ? rows
+    : el("tr", {}, el("td", { colspan: 8, class: "empty" }, "no parent, peers or children")));
+}
+
+function requirements(record) {
+  const need = record.requirements || {};
+  return KINDS.filter((kind) => need[kind]).map((kind) => amountOf(kind, need[kind])).join(", ") || "–";
+}
+
+function endpointLink(record) {
+  return record.endpoint ? el("a", { href: record.endpoint, target: "_blank", rel: "noopener" }, record.endpoint) : "–";
+}
+
+function workloadRow(record, now, act) {
+  const stoppable = !TERMINAL.has(record.status) && record.type !== "data";
+  return el("tr", { dataset: { id: record.id, status: record.status, type: record.type } },
+    el("td", {}, el("div", { class: "name" }, record.name), el("small", { class: "muted" }, record.id)),
+    el("td", {}, record.type),
+    el("td", {}, el("span", { class: `badge ${record.status}`, title: record.message || "" }, record.status)),
+    el("td", {}, record.delegated_to ? `${record.node || record.delegated_to} (via ${record.delegated_to})` : record.node),
+    el("td", { class: "endpoint" }, endpointLink(record)),
+    el("td", {}, requirements(record)),
+    el("td", { class: "num" }, record.restarts || 0),
+    el("td", {}, duration(now - record.created_at)),
+    el("td", { class: "actions" },
+      record.type === "data" ? null : el("button", { type: "button", class: "small", onclick: () => act("logs", record) }, "Logs"),
+      stoppable ? el("button", { type: "button", class: "small", onclick: () => act("stop", record) }, "Stop") : null,
+      el("button", { type: "button", class: "small danger", onclick: () => act("delete", record) }, "Delete")));
+}
+
+export function renderWorkloads(target, workloads, filter, act) {
+  const now = Date.now() / 1000;
+  const shown = workloads.filter((record) => (!filter.status || record.status === filter.status)
+    && (!filter.type || record.type === filter.type));
+  replaceChildren(target, shown.length ? shown.map((record) => workloadRow(record, now, act))
+    : el("tr", {}, el("td", { colspan: 9, class: "empty" }, workloads.length ? "no workload matches the filter" : "no workloads yet")));
+  return shown.length;
+}
+
+export function renderStatusOptions(select, workloads) {
+  const chosen = select.value;
+  const statuses = [...new Set(workloads.map((record) => record.status))].sort();
+  if (chosen && !statuses.includes(chosen)) statuses.push(chosen);
+  replaceChildren(select, el("option", { value: "" }, "any status"),
+    statuses.map((status) => el("option", { value: status, selected: status === chosen }, status)));
+}
+
+export function renderData(target, items) {
+  replaceChildren(target, items.length ? items.map((item) => el("tr", { dataset: { key: item.data_key } },
+    el("td", { class: "data-key" }, item.data_key),
+    el("td", {}, item.name),
+    el("td", {}, item.kind),
+    el("td", { class: "num" }, item.file_count),
+    el("td", { class: "num" }, bytes(item.size_bytes))))
+    : el("tr", {}, el("td", { colspan: 5, class: "empty" }, "no data stored on this node")));
+}
