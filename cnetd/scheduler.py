@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from cnetd.errors import CnetError, DelegationRefused, NotFound
+from cnetd.logs import workload_fields
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.paths import WORKLOAD_GROUP, program_name
 from cnetd.placement import Candidate, Placement, rank
@@ -70,6 +71,8 @@ class Scheduler:
         ranked = rank(record.requirements, [local, *neighbours], self._node.config.strategy)
         if ranked[0].local:
             return {"placed": self._run_here(record, ranked[0]).to_dict()}
+        log.info("%s %s does not fit here: candidates %s", record.type, record.name,
+                 ", ".join(placement.node_id for placement in ranked), extra=workload_fields(record.id))
         urls = {neighbour.node_id: neighbour.api_url for neighbour in self._node.nodes.all()}
         return {"delegate": [{"node_id": placement.node_id, "api_url": urls[placement.node_id],
                               "placement": placement.to_dict()} for placement in ranked if not placement.local],
@@ -132,6 +135,7 @@ class Scheduler:
         if record.terminal:
             return record.to_dict()
         record = self._ledger.update(record.id, desire(Desired.STOP))
+        log.info("stopping %s", record.program, extra=workload_fields(record.id))
         self._supervisor.stop(record.program)
         return settle(self._ledger, self._supervisor, record, self._supervisor.info(record.program)).to_dict()
 
@@ -144,6 +148,7 @@ class Scheduler:
             for log_file in self._paths.logs_dir.glob(self._paths.workload_log(record.id, stream).name + "*"):
                 log_file.unlink(missing_ok=True)
         shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
+        log.info("deleted %s %s", record.type, record.name, extra=workload_fields(record.id))
         return {"id": record.id, "deleted": True}
 
     # -- launching ------------------------------------------------------------------------------
@@ -157,6 +162,9 @@ class Scheduler:
             stderr_log=str(self._paths.workload_log(record.id, "stderr")),
             stop_timeout_s=spec.stop_timeout_s)
         info = self._supervisor.add_and_start(program_name(record.id), options)
+        log.info("started %s %s as %s (pid %s, cpu %g, memory %d, gpus %s)", record.type, record.name,
+                 record.program, info["pid"], record.requirements.cpu, record.requirements.memory,
+                 record.gpu_devices or "none", extra=workload_fields(record.id))
         if info["pid"]:
             return self._ledger.update(record.id, mark_started(info["pid"]))
         return settle(self._ledger, self._supervisor, record, info)  # spawn failed: the monitor ends it
@@ -173,8 +181,9 @@ class Scheduler:
             try:
                 spec = executor_for(record.type).program(record, self._context)
                 self._launch(record, spec)
-                log.info("relaunched workload %s", record.id)
+                log.info("relaunched after a node restart", extra=workload_fields(record.id))
             except CnetError as exc:
+                log.warning("relaunch failed: %s", exc.message, extra=workload_fields(record.id))
                 self._ledger.update(record.id, finish(Status.FAILED, message=f"relaunch failed: {exc.message}"))
 
 

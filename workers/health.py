@@ -14,6 +14,7 @@ import threading
 import time
 
 from cnetd.httpclient import TimedOut, Unreachable, call
+from cnetd.logs import workload_fields
 from ledger.records import Status, WorkloadRecord
 from ledger.store import Ledger
 from workers.lifecycle import mark_healthy
@@ -69,10 +70,10 @@ class HealthChecker(threading.Thread):
             return  # still loading; a crash while starting is seen by the monitor as an exit
         failures = self._failures.get(record.id, 0) + 1
         self._failures[record.id] = failures
-        log.warning("workload %s failed its health check (%d in a row)", record.id, failures)
+        log.warning("failed its health check (%d in a row)", failures, extra=workload_fields(record.id))
         if failures >= FAILURES_BEFORE_RESTART:
             self._failures.pop(record.id)
-            log.warning("workload %s is unhealthy: killing it to restart it", record.id)
+            log.warning("unhealthy: killing it to restart it", extra=workload_fields(record.id))
             try:
                 os.killpg(record.process_pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any, Callable
 
+from cnetd.logs import workload_fields
 from cnetd.supervisor_rpc import STOPPED_STATES, Supervisor
 from ledger.records import Desired, Status, WorkloadRecord
 from ledger.store import Ledger
@@ -103,7 +104,7 @@ def settle(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
 def _settle_exit(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord, exit_code: int) -> WorkloadRecord:
     if _wants_restart(record, exit_code):
         restarted = ledger.update(record.id, _count_restart(exit_code))
-        log.info("restarting workload %s (restart %d of %d)", record.id, restarted.restarts, RESTART_CAP)
+        log.info("restarting (restart %d of %d)", restarted.restarts, RESTART_CAP, extra=workload_fields(record.id))
         supervisor.start(record.program)
         return restarted
     status = Status.COMPLETED if exit_code == 0 else Status.FAILED
