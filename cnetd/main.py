@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -78,6 +79,7 @@ def _raise_open_files_limit() -> None:
 
 
 def _prepare(config: NodeConfig) -> None:
+    shutil.rmtree(config.paths.metrics_dir, ignore_errors=True)  # counters start at zero with the node
     config.paths.create()
     config.save()
     ledger = Ledger(str(config.paths.ledger_dir))

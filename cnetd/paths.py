@@ -44,6 +44,11 @@ class RuntimePaths:
         return self.root / "logs"
 
     @property
+    def metrics_dir(self) -> Path:
+        """prometheus_client's multiprocess files: one per node process, summed by /metrics."""
+        return self.root / "metrics"
+
+    @property
     def bus_endpoint(self) -> str:
         return f"ipc://{self.root / 'bus.sock'}"
 
@@ -61,7 +66,8 @@ class RuntimePaths:
         return max(len(str(self.root / name)) for name in ("bus.sock", "scheduler.sock", "supervisor.sock"))
 
     def create(self) -> None:
-        for folder in (self.root, self.ledger_dir, self.node_table_dir, self.logs_dir, self.root / "work"):
+        for folder in (self.root, self.ledger_dir, self.node_table_dir, self.logs_dir, self.metrics_dir,
+                       self.root / "work"):
             folder.mkdir(parents=True, exist_ok=True)
 
 

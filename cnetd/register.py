@@ -14,6 +14,7 @@ from typing import Callable, Iterator, TypeVar
 import zmq
 
 from cnetd.discovery import Discovery
+from cnetd.metrics import HEARTBEATS_DROPPED, HEARTBEATS_RECEIVED, HEARTBEATS_SENT
 from cnetd.node_process import NodeProcess, open_node_process
 from ledger.nodetable import Role
 from mesh.bus import bind_bus_subscriber, context
@@ -43,7 +44,6 @@ class Register:
         self._connected: set[str] = set()
         self._discovery = Discovery(node.config, node.nodes)
         self._seq = 0
-        self.received = 0
         self.malformed = 0
 
     # -- outgoing -------------------------------------------------------------------------------
@@ -85,6 +85,7 @@ class Register:
                 triggered |= self._drain_subscriptions()
             if triggered or time.monotonic() >= next_beat:
                 self._mesh.send_multipart(self.heartbeat().encode())
+                HEARTBEATS_SENT.inc()
                 next_beat = time.monotonic() + period_s
 
     def _drain_bus(self) -> bool:
@@ -103,11 +104,15 @@ class Register:
         """Record waiting neighbour heartbeats; True if a child's subtree changed (ours changes with it)."""
         subtree_changed = False
         for beat in self._waiting(self._neighbours, Heartbeat.decode, "mesh"):
-            self.received += 1
             previous = self._node.nodes.get(beat.node_id)
             if previous is None or beat.node_id == self._config.node_id:
+                HEARTBEATS_DROPPED.labels("unknown_sender").inc()
                 continue  # not a neighbour of ours (an old endpoint, or a misconfigured loop)
             self._node.nodes.record_heartbeat(beat.node_id, beat.to_dict(), time.time())
+            HEARTBEATS_RECEIVED.inc()
+            last = previous.heartbeat
+            if last is not None and last["boot_id"] == beat.boot_id and beat.seq > last["seq"] + 1:
+                HEARTBEATS_DROPPED.labels("lost").inc(beat.seq - last["seq"] - 1)  # PUB/SUB dropped them
             was_online = previous.online(self._config.heartbeat_period_s, HEARTBEAT_LIVENESS)
             if previous.role == Role.CHILD and (not was_online or previous.heartbeat is None
                                                 or previous.heartbeat["subtree"] != beat.subtree):
@@ -140,6 +145,8 @@ class Register:
                 yield decode(socket.recv_multipart())
             except MalformedMessage as exc:
                 self.malformed += 1
+                if source == "mesh":
+                    HEARTBEATS_DROPPED.labels("malformed").inc()
                 log.warning("dropped malformed %s message (%d so far): %s", source, self.malformed, exc)
 
 

@@ -11,6 +11,7 @@ from workers.registry import executor_for
 
 _FIELDS = ("id", "name", "type", "config", "requirements")
 _WORKLOAD_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+MAX_REQUIREMENT = 2**53  # exact in every JSON reader (and a float64); far above any machine's bytes
 
 
 def new_workload_id() -> str:
@@ -27,12 +28,13 @@ def parse_submission(body: Any) -> WorkloadRecord:
     if not isinstance(workload_type, str):
         raise Invalid("type: required, a string")
     executor_for(workload_type)  # unknown types fail here, listing the supported ones
-    workload_id = body.get("id") or new_workload_id()
+    workload_id = body["id"] if "id" in body else new_workload_id()
     if not isinstance(workload_id, str) or not _WORKLOAD_ID.match(workload_id):
         raise Invalid("id: lowercase letters, digits and '-', at most 63, starting with a letter or digit")
-    name = body.get("name") or f"{workload_type}-{workload_id[:8]}"
-    if not isinstance(name, str):
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
         raise Invalid("name: expected a string")
+    name = name or f"{workload_type}-{workload_id[:8]}"
     config = body.get("config", {})
     if not isinstance(config, dict):
         raise Invalid("config: expected an object")
@@ -52,6 +54,8 @@ def parse_requirements(raw: Any) -> Resources:
             raise Invalid(f"requirements.{kind}: expected a number, got {value!r}")
         if value < 0:
             raise Invalid(f"requirements.{kind}: must not be negative, got {value!r}")
+        if value > MAX_REQUIREMENT:
+            raise Invalid(f"requirements.{kind}: {value!r} is more than any node has (at most {MAX_REQUIREMENT})")
         if kind == "cpu":
             values[kind] = float(value)
         elif int(value) != value:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shlex
 
 from cnetd.config import NodeConfig
+from cnetd.metrics import MULTIPROCESS_ENV
 from cnetd.paths import WORKLOAD_GROUP
 from cnetd.supervisor_rpc import escape
 
@@ -25,7 +26,8 @@ def _api_argv(config: NodeConfig) -> list[str]:
 def render(config: NodeConfig, python: str) -> str:
     paths = config.paths
     logs = paths.logs_dir
-    environment = (f'CNET_RUNTIME_DIR="{escape(str(paths.root))}",PYTHONUNBUFFERED="1"')
+    environment = (f'CNET_RUNTIME_DIR="{escape(str(paths.root))}",PYTHONUNBUFFERED="1",'
+                   f'{MULTIPROCESS_ENV}="{escape(str(paths.metrics_dir))}"')
     sections = [
         f"[unix_http_server]\nfile={escape(str(paths.supervisor_socket))}\nchmod=0700",
         f"[supervisord]\nlogfile={escape(str(logs / 'supervisord.log'))}\n"

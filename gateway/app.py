@@ -12,10 +12,12 @@ import time
 import uuid
 from pathlib import Path
 from urllib.parse import quote
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as escape_markup
 
 import falcon
+from prometheus_client import CollectorRegistry, Counter
 
+from cnetd.metrics import MetricsPage, RequestMetrics
 from gateway.keys import UnsafeKey, resolve_inside
 from gateway.listing import MAX_KEYS, BadToken, ObjectInfo, list_page, walk
 
@@ -42,6 +44,15 @@ def _render_error(req: falcon.Request, resp: falcon.Response, error: S3Error, pa
 
 def _not_allowed(self: object, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
     raise S3Error(405, "MethodNotAllowed", f"{req.method} is not allowed: this gateway is read-only")
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def escape(text: str) -> str:
+    """Text for an XML element: markup escaped, and characters XML 1.0 cannot hold at all (control
+    characters, lone surrogates) written as \\uXXXX; encoding-type=url gives keys exactly."""
+    return _NOT_XML.sub(lambda match: f"\\u{ord(match.group()):04x}", escape_markup(text))
 
 
 def _iso(mtime: float) -> str:
@@ -140,11 +151,24 @@ class _Object(_Bucket):
             resp.set_header("Content-Range", f"bytes {start}-{end}/{info.size}")
         handle = open(path, "rb")
         handle.seek(start)
-        resp.stream, resp.content_length = handle, end - start + 1  # gunicorn sendfiles exactly this much
+        req.context.object_bytes = end - start + 1
+        resp.stream, resp.content_length = handle, req.context.object_bytes  # gunicorn sendfiles exactly this much
+
+
+class _BytesServed:
+    """Falcon middleware: counts object bytes sent by GetObject."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._bytes = Counter("cnet_gateway_bytes_served_total", "Object bytes sent by GetObject", registry=registry)
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool) -> None:
+        if req_succeeded and req.context.get("object_bytes"):
+            self._bytes.inc(req.context.object_bytes)
 
 
 def create_gateway_app(base_path: str, bucket: str) -> falcon.App:
-    app = falcon.App()
+    registry = CollectorRegistry()
+    app = falcon.App(middleware=[RequestMetrics("cnet_gateway", registry), _BytesServed(registry)])
     root = Path(base_path)
 
     class Health:
@@ -152,6 +176,7 @@ def create_gateway_app(base_path: str, bucket: str) -> falcon.App:
             resp.media = {"status": "healthy", "bucket": bucket, "base_path": base_path}
 
     app.add_route("/health", Health())
+    app.add_route("/metrics", MetricsPage(registry))
     app.add_route("/s3/{bucket}", _Bucket(root, bucket))
     app.add_route("/s3/{bucket}/{key:path}", _Object(root, bucket))
     app.add_error_handler(S3Error, _render_error)

@@ -2,32 +2,21 @@
 from __future__ import annotations
 
 import base64
-import subprocess
 from typing import Iterator
 
 import pytest
 import requests
 
 from tests.assets import ASTRONAUT, COFFEE, YOLO_MODEL, iou
-from tests.nodes import VENV_BIN, free_port, wait_until_answers
+from tests.services import run_service
 
 MAX_IMAGE_BYTES = 2_000_000
 
 
 def start_service(tmp_path_factory, *argv: str) -> Iterator[str]:
-    port = free_port()
     log_dir = tmp_path_factory.mktemp("service")
-    process = subprocess.Popen([str(VENV_BIN / argv[0]), *argv[1:], "--port", str(port), "--log-dir", str(log_dir),
-                                "--max-image-bytes", str(MAX_IMAGE_BYTES)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answers(f"{url}/health", process=process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert any(log_dir.glob(f"*_service_{port}.log"))
+    yield from run_service(log_dir, *argv, "--max-image-bytes", str(MAX_IMAGE_BYTES))
+    assert any(log_dir.glob("*_service_*.log"))
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,17 @@ from typing import Any
 
 import falcon
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from cnetd import __version__, hostinfo
-from cnetd.api import delegation, uploads
+from cnetd.api import delegation, openapi, uploads
+from cnetd.api.limits import LOG_TAIL_DEFAULT, LOG_TAIL_MAX, PREDICT_MAX_BYTES
 from cnetd.api.http import BearerAuth, install_error_rendering, read_json, send
 from cnetd.api.remote import RemoteWorkloads
 from cnetd.errors import Invalid, NotFound, NotRunning, PayloadTooLarge, Unavailable
 from cnetd.httpclient import TimedOut, Unreachable, call
 from cnetd.logtail import tail_lines
+from cnetd.metrics import RequestMetrics, node_exposition
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.submission import parse_submission
 from ledger.catalog import Catalog
@@ -30,8 +33,7 @@ from workers.registry import EXECUTORS
 
 SCHEDULER_TIMEOUT_S = 60.0
 READY_TIMEOUT_S, READY_POLL_S = 120.0, 0.05
-LOG_TAIL_DEFAULT, LOG_TAIL_MAX = 200, 10_000
-PREDICT_MAX_BYTES, PREDICT_TIMEOUT_S = 20 * 1024 * 1024, 60.0  # the services' own image limit
+PREDICT_TIMEOUT_S = 60.0
 SERVICE_TYPES = ("mlmodel", "opencv")
 
 
@@ -221,7 +223,21 @@ class WorkloadPredict(_NodeResource):
         send(resp, answer, status)
 
 
-class Console:
+class OpenApi(_NodeResource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send(resp, openapi.document())
+
+
+class Metrics(_NodeResource):
+    """GET /metrics: every node process's counters and histograms, and the ledger's gauges."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = node_exposition(str(self.node.config.paths.metrics_dir), self.node.config.node_id,
+                                    self.node.ledger)
+
+
+class Console(_NodeResource):
     """GET /: the web console's page; its scripts and styles are static files under /ui/."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -233,10 +249,13 @@ class Console:
 class WorkloadLogs(_NodeResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         record = self.node.ledger.get(workload_id)
+        raw = req.params.get("tail", str(LOG_TAIL_DEFAULT))
         try:
-            lines = int(req.get_param("tail") or LOG_TAIL_DEFAULT)
+            lines = int(raw) if isinstance(raw, str) else None
         except ValueError:
-            raise Invalid("tail: expected a whole number of lines") from None
+            lines = None
+        if lines is None:
+            raise Invalid("tail: expected one whole number of lines")
         if not 0 <= lines <= LOG_TAIL_MAX:
             raise Invalid(f"tail: expected 0 to {LOG_TAIL_MAX} lines")
         if record.remote:
@@ -270,24 +289,26 @@ class DataItem(_NodeResource):
         return stored
 
 
+ROUTES: tuple[tuple[str, type[_NodeResource]], ...] = (
+    ("/api/health", Health), ("/api/resources", NodeResources), ("/api/nodes", Nodes),
+    ("/api/nodes/register", NodeRegistration), ("/api/workloads", Workloads),
+    ("/api/workloads/{workload_id}", Workload), ("/api/workloads/{workload_id}/stop", WorkloadStop),
+    ("/api/workloads/{workload_id}/logs", WorkloadLogs), ("/api/workloads/{workload_id}/predict", WorkloadPredict),
+    ("/api/data", DataList), ("/api/data/{data_key}", DataItem), ("/api/openapi.json", OpenApi),
+    ("/metrics", Metrics), ("/", Console),
+)
+
+
 def create_app() -> falcon.App:
     """gunicorn's app factory: runs in each worker after the fork, so LMDB and ZeroMQ open per process."""
     node = open_node_process("api")
     remote = RemoteWorkloads(node.nodes, node.config.heartbeat_period_s, node.config.auth_token)
     catalog = Catalog(node.config.db_path)
-    app = falcon.App(middleware=[BearerAuth(node.config.auth_token)])
+    app = falcon.App(middleware=[RequestMetrics("cnet_api"), BearerAuth(node.config.auth_token)])
     app.req_options.strip_url_path_trailing_slash = True
     uploads.allow_directory_uploads(app)
-    for route, resource in (
-        ("/api/health", Health), ("/api/resources", NodeResources), ("/api/nodes", Nodes),
-        ("/api/nodes/register", NodeRegistration), ("/api/workloads", Workloads),
-        ("/api/workloads/{workload_id}", Workload), ("/api/workloads/{workload_id}/stop", WorkloadStop),
-        ("/api/workloads/{workload_id}/logs", WorkloadLogs),
-        ("/api/workloads/{workload_id}/predict", WorkloadPredict), ("/api/data", DataList),
-        ("/api/data/{data_key}", DataItem),
-    ):
+    for route, resource in ROUTES:
         app.add_route(route, resource(node, remote, catalog))
-    app.add_route("/", Console())
     app.add_static_route("/ui", str(STATIC_DIR))
     install_error_rendering(app)
     return app

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from cnetd.errors import InsufficientResources, Invalid, Unavailable
 from cnetd.httpclient import TimedOut, Unreachable, auth_headers, call
+from cnetd.metrics import DELEGATIONS
 from ledger.records import WorkloadRecord
 
 FORWARD_TIMEOUT_S = 30.0
@@ -49,7 +50,9 @@ def submit(record: WorkloadRecord, visited: list[str], node_id: str, schedule: S
             schedule("record_pointer", workload=pointer.to_dict())
             return answer
     if decision["local_fits"]:
+        DELEGATIONS.labels("fell_back_local").inc()
         return schedule("submit", workload=record.to_dict(), visited=visited, local_only=True)["placed"]
+    DELEGATIONS.labels("no_node_fits").inc()
     reasons = "; ".join(f"{refusal['node']}: {refusal['message']}" for refusal in refusals)
     raise InsufficientResources(f"no node could take this workload ({reasons})",
                                 requested=record.requirements.to_dict(), refused=refusals)
@@ -62,15 +65,19 @@ def _forward(target: dict[str, Any], body: dict[str, Any], refusals: list[dict[s
         try:
             status, answer = call("POST", url, body, timeout_s=FORWARD_TIMEOUT_S, headers=headers)
         except Unreachable as exc:
+            DELEGATIONS.labels("unreachable").inc()
             refusals.append({"node": target["node_id"], "status": None, "error": "unreachable", "message": str(exc)})
             return None
         except TimedOut:
+            DELEGATIONS.labels("timed_out").inc()
             if attempt == 2:  # it may be running there: do not start it anywhere else
                 raise Unavailable(f"{target['node_id']} did not answer the forward of workload {body['id']}; "
                                   f"it may be running there", node=target["node_id"]) from None
             continue  # the same id again: the target runs it at most once
         if status == 201 and isinstance(answer, dict):
+            DELEGATIONS.labels("delegated").inc()
             return answer
+        DELEGATIONS.labels("refused").inc()
         answer = answer if isinstance(answer, dict) else {}
         refusals.append({"node": target["node_id"], "status": status, "error": answer.get("error", "refused"),
                          "message": answer.get("message", f"HTTP {status}")})

@@ -22,6 +22,7 @@ from ledger.catalog import Catalog, StoredFile
 from ledger.records import Resources, Status, WorkloadRecord
 
 CHUNK_BYTES = 1 << 20
+UPLOAD_PARTS = ("type", "name", "file")  # "file" once per file
 MAX_PARTS = 100_000  # Falcon's default of 64 would refuse a directory
 Schedule = Callable[..., Any]
 
@@ -81,9 +82,13 @@ def _stream_parts(req: falcon.Request, staging: Path) -> tuple[dict[str, str], l
     files: list[StoredFile] = []
     staging.mkdir(parents=True)
     for part in req.get_media():
-        if part.filename is None:
+        if part.name not in UPLOAD_PARTS:
+            raise Invalid(f"unknown multipart field {part.name!r} (known: {', '.join(UPLOAD_PARTS)})")
+        if part.name != "file":
             fields[part.name] = part.text
             continue
+        if part.filename is None:
+            raise Invalid("the 'file' part needs a file name")
         try:
             relative = safe_relative(part.filename)
         except UnsafeKey as exc:

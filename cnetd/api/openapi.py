@@ -1,0 +1,206 @@
+"""The node API's OpenAPI 3 document, served at /api/openapi.json.
+
+Written once here, next to the routes it describes; tests keep it true (every route and method is in it and
+nothing else is, and schemathesis fuzzes the live API against it, checking every answer's status and shape).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from cnetd import __version__
+from cnetd.api.limits import LOG_TAIL_MAX, PREDICT_MAX_BYTES
+from cnetd.submission import MAX_REQUIREMENT
+from ledger.records import RESOURCE_KINDS
+from workers.registry import EXECUTORS
+
+_REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _answer(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": _json(_ref(schema))}
+
+
+_ERROR_MEANINGS = {
+    "400": "invalid request: the message says which field and why",
+    "401": "a change without the node's bearer token (auth.token)",
+    "404": "no such workload, data or route",
+    "405": "method not allowed on this path",
+    "409": "insufficient resources, delegation refused, or not running",
+    "411": "an upload without Content-Length",
+    "413": "request body over the node's limit",
+    "503": "a container engine, a neighbour or a service does not answer",
+}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: _answer(_ERROR_MEANINGS[code], "Error") for code in codes}
+
+
+# Refused by the HTTP server (gunicorn) before the API sees the request, with its own HTML page.
+_SERVER_LIMITS = {code: {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+                  for code, description in (("414", "request line over 4094 bytes"),
+                                            ("431", "request headers too large"))}
+
+
+def _operation(summary: str, ok: tuple[str, str, dict[str, Any]], *errors: str, **extra: Any) -> dict[str, Any]:
+    status, description, content = ok
+    return {"summary": summary, "responses": {status: {"description": description, "content": content},
+                                               **_errors(*errors), **_SERVER_LIMITS}, **extra}
+
+
+_PATH_ID = {"name": "workload_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_PATH_KEY = {"name": "data_key", "in": "path", "required": True, "schema": {"type": "string"}}
+_SECURED = {"security": [{"bearer": []}, {}]}  # needed only when the node has a token
+
+_RESOURCES = {"type": "object", "additionalProperties": False,
+              "properties": {kind: {"type": "number" if kind == "cpu" else "integer", "minimum": 0,
+                                    "maximum": MAX_REQUIREMENT} for kind in RESOURCE_KINDS}}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "message"],
+              "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+    "Resources": {**_RESOURCES, "required": list(RESOURCE_KINDS)},
+    "Usage": {"type": "object", "required": ["capacity", "allocated", "available"],
+              "properties": {name: _ref("Resources") for name in ("capacity", "allocated", "available")}},
+    "Gpu": {"type": "object", "required": ["index"], "properties": {
+        "index": {"type": "integer"}, "name": {"type": "string"}, "memory_total": {"type": "integer"},
+        "workload": _NULLABLE_STRING}},
+    "NodeResources": {"allOf": [_ref("Usage"), {"type": "object", "required": ["node", "gpus"], "properties": {
+        "node": {"type": "string"}, "gpus": {"type": "array", "items": _ref("Gpu")}}}]},
+    "Health": {"type": "object", "required": ["status", "node", "version", "uptime_s", "boot_id", "mesh_endpoint",
+                                              "api_url", "revision"],
+               "properties": {"status": {"const": "ok"}, "node": {"type": "string"}, "version": {"type": "string"},
+                              "uptime_s": {"type": "number"}, "boot_id": {"type": "string"},
+                              "mesh_endpoint": {"type": "string"}, "api_url": {"type": "string"},
+                              "revision": {"type": "string", "description": "changes when the console's view may have"}}},
+    "Neighbour": {"type": "object", "required": ["id", "role", "status"], "properties": {
+        "id": {"type": "string"}, "role": {"enum": ["self", "parent", "child", "peer"]},
+        "status": {"enum": ["online", "offline"]}, "api_url": {"type": "string"},
+        "mesh_endpoint": {"type": "string"}, "last_seen_s": {"type": ["number", "null"]},
+        "resources": {"oneOf": [_ref("Usage"), {"type": "null"}]}}},
+    "Nodes": {"type": "object", "required": ["self", "parent", "children", "peers"], "properties": {
+        "self": _ref("Neighbour"), "parent": {"oneOf": [_ref("Neighbour"), {"type": "null"}]},
+        "children": {"type": "array", "items": _ref("Neighbour")},
+        "peers": {"type": "array", "items": _ref("Neighbour")}}},
+    "Registration": {"type": "object", "required": ["node_id", "api_url", "mesh_endpoint"], "properties": {
+        "node_id": {"type": "string", "minLength": 1}, "api_url": {"type": "string", "pattern": "^http://"},
+        "mesh_endpoint": {"type": "string", "pattern": "^tcp://"}}},
+    "Registered": {"type": "object", "required": ["registered", "parent", "boot_id"], "properties": {
+        "registered": {"type": "string"}, "parent": {"type": "string"}, "boot_id": {"type": "string"}}},
+    "Submission": {"type": "object", "required": ["type"], "additionalProperties": False, "properties": {
+        "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$",
+               "description": "optional; the same id submitted twice runs once"},
+        "name": {"type": "string"},
+        "type": {"enum": sorted(EXECUTORS)},
+        "config": {"type": "object", "description": "the type's fields (see README): command/args/env/…, "
+                                                    "image/…, model_type/model_path, cascade_type, base_path/bucket"},
+        "requirements": _RESOURCES,
+        "delegation": {"type": "object", "description": "set by a delegating node: the nodes already visited",
+                       "properties": {"visited": {"type": "array", "items": {"type": "string"}}}}}},
+    "Upload": {"type": "object", "required": ["file"], "additionalProperties": False, "properties": {
+        "type": {"const": "data"}, "name": {"type": "string"},
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                 "description": "one part per file; a file name with '/' keeps the directory layout"}}},
+    "Workload": {"type": "object", "required": ["id", "type", "name", "status", "requirements"], "properties": {
+        "id": {"type": "string"}, "type": {"type": "string"}, "name": {"type": "string"},
+        "status": {"enum": ["pending", "starting", "running", "completed", "failed", "stopped", "uploading",
+                            "stored", "lost"]},
+        "desired": {"enum": ["run", "stop"]}, "node": {"type": "string"}, "config": {"type": "object"},
+        "requirements": _RESOURCES, "restarts": {"type": "integer"}, "endpoint": _NULLABLE_STRING,
+        "process_pid": {"type": ["integer", "null"]}, "exit_code": {"type": ["integer", "null"]},
+        "delegated_to": _NULLABLE_STRING, "message": {"type": "string"}, "created_at": {"type": "number"},
+        "data_key": {"type": "string", "description": "uploads only"}}},
+    "WorkloadList": {"type": "object", "required": ["workloads", "count"], "properties": {
+        "workloads": {"type": "array", "items": _ref("Workload")}, "count": {"type": "integer"}}},
+    "Deleted": {"type": "object", "required": ["id", "deleted"], "properties": {
+        "id": {"type": "string"}, "deleted": {"const": True}}},
+    "Logs": {"type": "object", "required": ["id", "tail", "stdout", "stderr"], "properties": {
+        "id": {"type": "string"}, "tail": {"type": "integer"}, "stdout": {"type": "string"},
+        "stderr": {"type": "string"}}},
+    "Prediction": {"type": "object", "required": ["image"], "properties": {
+        "image": {"type": "string", "description": "base64 (a data: prefix is allowed)"},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1}, "iou": {"type": "number", "minimum": 0, "maximum": 1},
+        "max_detections": {"type": "integer", "minimum": 1}, "classes": {"type": "array"}}},
+    "Detections": {"type": "object", "required": ["detections", "count"], "properties": {
+        "detections": {"type": "array", "items": {"type": "object", "required": ["class", "confidence", "bbox"],
+                                                  "properties": {"class": {"type": "string"},
+                                                                 "confidence": {"type": "number"},
+                                                                 "bbox": {"type": "array", "items": {"type": "number"},
+                                                                          "minItems": 4, "maxItems": 4}}}},
+        "count": {"type": "integer"}, "image_size": {"type": "array"}, "inference_ms": {"type": "number"}}},
+    "StoredData": {"type": "object", "required": ["data_key", "name", "kind", "size_bytes", "file_count"],
+                   "properties": {"data_key": {"type": "string"}, "name": {"type": "string"},
+                                  "kind": {"enum": ["file", "directory"]}, "path": {"type": "string"},
+                                  "size_bytes": {"type": "integer"}, "file_count": {"type": "integer"},
+                                  "created_at": {"type": "number"}, "files": {"type": "array"}}},
+    "DataList": {"type": "object", "required": ["data", "count"], "properties": {
+        "data": {"type": "array", "items": _ref("StoredData")}, "count": {"type": "integer"}}},
+}
+
+def _ok(schema: str, status: str = "200", description: str = "OK") -> tuple[str, str, dict[str, Any]]:
+    return status, description, _json(_ref(schema))
+
+
+def document() -> dict[str, Any]:
+    workloads_query = [{"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+                        "description": description} for name, description in
+                       (("status", "only this status"), ("type", "only this type"), ("ids", "comma-separated ids"))]
+    paths = {
+        "/api/health": {"get": _operation("Liveness and identity of this node", _ok("Health"))},
+        "/api/resources": {"get": _operation("Capacity, allocated and available here", _ok("NodeResources"))},
+        "/api/nodes": {"get": _operation("This node, its parent, children and peers", _ok("Nodes"))},
+        "/api/nodes/register": {"post": _operation(
+            "A child registers with this node (its parent)", _ok("Registered"), "400", "401", "413",
+            requestBody={"required": True, "content": _json(_ref("Registration"))}, **_SECURED)},
+        "/api/workloads": {
+            "get": _operation("All workloads, filtered", _ok("WorkloadList"), "400", parameters=workloads_query),
+            "post": _operation(
+                "Submit a workload (JSON) or upload data (multipart); run here or delegated",
+                _ok("Workload", "201", "Admitted: running here, or delegated (delegated_to)"),
+                "400", "401", "409", "411", "413", "503",
+                requestBody={"required": True, "content": {
+                    "application/json": {"schema": _ref("Submission")},
+                    "multipart/form-data": {"schema": _ref("Upload")}}}, **_SECURED)},
+        "/api/workloads/{workload_id}": {
+            "parameters": [_PATH_ID],
+            "get": _operation("One workload", _ok("Workload"), "404", "503"),
+            "delete": _operation("Stop (if needed) and remove a workload", _ok("Deleted"), "401", "404", "503",
+                                 **_SECURED)},
+        "/api/workloads/{workload_id}/stop": {"parameters": [_PATH_ID], "post": _operation(
+            "Stop a workload; its resources are released", _ok("Workload"), "401", "404", "503", **_SECURED)},
+        "/api/workloads/{workload_id}/logs": {"parameters": [_PATH_ID], "get": _operation(
+            "The last lines of its stdout and stderr", _ok("Logs"), "400", "404", "503", parameters=[
+                {"name": "tail", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": LOG_TAIL_MAX}}])},
+        "/api/workloads/{workload_id}/predict": {"parameters": [_PATH_ID], "post": _operation(
+            "Relay a prediction to a running mlmodel / opencv service", _ok("Detections"),
+            "400", "401", "404", "409", "413", "503",
+            requestBody={"required": True, "description": f"at most {PREDICT_MAX_BYTES} bytes", "content": {
+                "application/json": {"schema": _ref("Prediction")},
+                "image/*": {"schema": {"type": "string", "format": "binary"}}}}, **_SECURED)},
+        "/api/data": {"get": _operation("Data stored on this node", _ok("DataList"))},
+        "/api/data/{data_key}": {
+            "parameters": [_PATH_KEY],
+            "get": _operation("One stored upload with its files", _ok("StoredData"), "404"),
+            "delete": _operation("Delete stored data; its storage is released", _ok("Deleted"), "401", "404",
+                                 **_SECURED)},
+        "/api/openapi.json": {"get": _operation("This document", ("200", "OpenAPI 3.1", _json({"type": "object"})))},
+        "/metrics": {"get": _operation("Prometheus metrics", ("200", "text exposition format",
+                                                              {"text/plain": {"schema": {"type": "string"}}}))},
+        "/": {"get": _operation("The web console", ("200", "HTML page", {"text/html": {"schema": {"type": "string"}}}))},
+    }
+    return {"openapi": "3.1.0",
+            "info": {"title": "CNET node API", "version": __version__,
+                     "description": "Every error is {\"error\": code, \"message\": text} with a 4xx/5xx status."},
+            "paths": paths,
+            "components": {"schemas": SCHEMAS,
+                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
