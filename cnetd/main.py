@@ -23,13 +23,15 @@ from cnetd import __version__
 from cnetd.config import ConfigError, NodeConfig, load_config
 from cnetd.supervisor_conf import render
 from ledger.store import Ledger
+from mesh.curve import ClusterKeys
 
 READY_TIMEOUT_S = 60.0
 OPEN_FILES_WANTED = 65536  # a parent holds a TCP connection per child node
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cnetd", description="Run one CNET node in the foreground.")
+    parser = argparse.ArgumentParser(prog="cnetd", description="Run one CNET node in the foreground "
+                                     "(`cnetd keygen` prints a new CURVE key pair for mesh.curve).")
     parser.add_argument("-config", "--config", default="conf/config.yaml", help="node config (YAML)")
     parser.add_argument("--version", action="version", version=f"cnetd {__version__}")
     return parser.parse_args(argv)
@@ -102,7 +104,27 @@ def _wait_ready(config: NodeConfig, supervisord: subprocess.Popen) -> bool:
     return False
 
 
+KEYGEN_TEMPLATE = """\
+# The cluster's CURVE key pair: put this in the config of every node of the cluster (and give
+# `cnet-tap --config` a config holding it). Keep the secret key as secret as auth.token.
+mesh:
+  curve:
+    public_key: "{public}"
+    secret_key: "{secret}"
+"""
+
+
+def keygen() -> int:
+    """`cnetd keygen`: print a new cluster key pair as a config snippet."""
+    keys = ClusterKeys.generate()
+    print(KEYGEN_TEMPLATE.format(public=keys.public.decode(), secret=keys.secret.decode()), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keygen"]:
+        return keygen()
     args = _parse_args(argv)
     try:
         config = load_config(args.config)

@@ -20,6 +20,7 @@ from ledger.nodetable import Role
 from mesh.bus import bind_bus_subscriber, context
 from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent,
                            Heartbeat, MalformedMessage)
+from mesh import curve
 from mesh.summary import subtree_summary
 
 log = logging.getLogger("register")
@@ -36,9 +37,14 @@ class Register:
         self._mesh = context().socket(zmq.XPUB)
         self._mesh.setsockopt(zmq.LINGER, 0)
         self._mesh.setsockopt(zmq.XPUB_VERBOSE, 1)
-        self._mesh.bind(node.config.mesh_bind_endpoint)
         self._neighbours = context().socket(zmq.SUB)
         self._neighbours.setsockopt(zmq.LINGER, 0)
+        keys = node.config.curve_keys
+        if keys is not None:  # CURVE: only holders of the cluster key read or feed heartbeats
+            self._authenticator = curve.ClusterAuthenticator(context(), keys)
+            curve.serve(self._mesh, keys)
+            curve.join(self._neighbours, keys)
+        self._mesh.bind(node.config.mesh_bind_endpoint)
         self._neighbours.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
         self._neighbours.setsockopt(zmq.RCVHWM, 100_000)
         self._connected: set[str] = set()

@@ -12,7 +12,9 @@ import time
 import orjson
 import zmq
 
+from cnetd.config import ConfigError, load_config
 from cnetd.httpclient import TimedOut, Unreachable, call
+from mesh import curve
 from mesh.messages import HEARTBEAT_TOPIC, Heartbeat, MalformedMessage
 
 GIB = 2**30
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", help="tcp://HOST:MESHPORT or http://HOST:APIPORT")
     parser.add_argument("--count", type=int, default=0, help="exit after this many heartbeats (0: run until Ctrl-C)")
     parser.add_argument("--json", action="store_true", help="print each heartbeat as JSON")
+    parser.add_argument("--config", help="a node config whose mesh.curve keys to use (a CURVE cluster)")
     args = parser.parse_args(argv)
     try:
         endpoint = resolve(args.target)
@@ -54,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     socket = zmq.Context.instance().socket(zmq.SUB)
     socket.setsockopt(zmq.LINGER, 0)
+    if args.config:
+        try:
+            keys = load_config(args.config).curve_keys
+        except ConfigError as exc:
+            print(f"cnet-tap: config error in {args.config}: {exc}", file=sys.stderr)
+            return 2
+        if keys is not None:
+            curve.join(socket, keys)
     socket.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
     socket.connect(endpoint)
     print(f"cnet-tap: listening on {endpoint} (Ctrl-C to stop)", file=sys.stderr, flush=True)
