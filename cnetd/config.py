@@ -14,6 +14,7 @@ import yaml
 from cnetd import hostinfo
 from cnetd.paths import IPC_PATH_MAX, RuntimePaths
 from ledger.records import Resources
+from mesh.curve import ClusterKeys
 
 AUTO = "auto"
 STRATEGIES = ("local-first", "best-fit", "spread")
@@ -53,6 +54,7 @@ class NodeConfig:
     api_workers: int
     api_threads: int
     api_max_body_bytes: int
+    api_client_timeout_s: float
     mesh_port: int
     heartbeat_period_s: float
     strategy: str
@@ -60,6 +62,11 @@ class NodeConfig:
     health_interval_s: float
     container_engine: str
     auth_token: str | None
+    mesh_curve: dict[str, str] | None = None  # the cluster's CURVE key pair (Z85): public_key, secret_key
+
+    @property
+    def curve_keys(self) -> ClusterKeys | None:
+        return ClusterKeys.parse(self.mesh_curve["public_key"], self.mesh_curve["secret_key"]) if self.mesh_curve else None
 
     @property
     def paths(self) -> RuntimePaths:
@@ -113,8 +120,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "peers": ("enabled", "addresses"),
     "logging": ("level", "format"),
     "storage": ("sqlite",),
-    "api": ("workers", "threads", "max_body_bytes"),
-    "mesh": ("port", "heartbeat_period_s"),
+    "api": ("workers", "threads", "max_body_bytes", "client_timeout_s"),
+    "mesh": ("port", "heartbeat_period_s", "curve"),
     "scheduler": ("strategy", "max_hops"),
     "health": ("interval_s",),
     "container": ("engine",),
@@ -162,6 +169,7 @@ def parse_config(raw: Any) -> NodeConfig:
         api_workers=get("api.workers", 2, _positive_int),
         api_threads=get("api.threads", 8, _positive_int),
         api_max_body_bytes=get("api.max_body_bytes", 1 << 20, _positive_int),
+        api_client_timeout_s=float(get("api.client_timeout_s", 30.0, _positive_number)),
         mesh_port=get("mesh.port", port + MESH_PORT_OFFSET, _port),
         heartbeat_period_s=float(get("mesh.heartbeat_period_s", 5.0, _positive_number)),
         strategy=get("scheduler.strategy", "local-first", _one_of(STRATEGIES)),
@@ -169,6 +177,7 @@ def parse_config(raw: Any) -> NodeConfig:
         health_interval_s=float(get("health.interval_s", 30.0, _positive_number)),
         container_engine=get("container.engine", os.environ.get("DOCKER_HOST") or DOCKER_SOCKET, _string),
         auth_token=_auth_token(get, address),
+        mesh_curve=get("mesh.curve", {}, _curve_pair) or None,
     )
 
 
@@ -186,6 +195,19 @@ def _auth_token(get: "_Getter", address: str) -> str | None:
                           "reaching the API could run commands: set auth.token (or CNET_TOKEN), or "
                           "auth.insecure: true to accept that")
     return token or None
+
+
+def _curve_pair(key: str, value: Any) -> dict[str, str]:
+    """``mesh.curve``: {public_key, secret_key}, one CURVE pair shared by the cluster's nodes (empty: off)."""
+    if not isinstance(value, dict) or set(value) - {"public_key", "secret_key"}:
+        raise _fail(key, "a mapping with public_key and secret_key (from `cnetd keygen`)", value)
+    if not value:
+        return {}
+    try:
+        ClusterKeys.parse(value.get("public_key"), value.get("secret_key"))
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+    return {"public_key": value["public_key"], "secret_key": value["secret_key"]}
 
 
 def _reject_unknown(raw: dict[str, Any]) -> None:

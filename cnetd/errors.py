@@ -53,6 +53,13 @@ class NotRunning(CnetError):
     code = "not_running"
 
 
+class RequestTimeout(CnetError):
+    """The client stopped sending its request (api.client_timeout_s without a byte)."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class LengthRequired(CnetError):
     status = 411
     code = "length_required"
@@ -69,7 +76,7 @@ class Unavailable(CnetError):
 
 
 _BY_CODE = {cls.code: cls for cls in (Invalid, Unauthorized, NotFound, DelegationRefused,
-                                      InsufficientResources, NotRunning, LengthRequired, PayloadTooLarge, Unavailable)}
+                                      InsufficientResources, NotRunning, RequestTimeout, LengthRequired, PayloadTooLarge, Unavailable)}
 
 
 def error_from_dict(body: dict[str, Any]) -> CnetError:

@@ -20,7 +20,7 @@ def _api_argv(config: NodeConfig) -> list[str]:
     return ["-m", "gunicorn", "--worker-class", "gthread", "--workers", str(config.api_workers),
             "--threads", str(config.api_threads), "--bind", f"{config.address}:{config.port}",
             "--timeout", "120", "--graceful-timeout", "5", "--log-level", config.log_level,
-            "--error-logfile", "-", "cnetd.api.app:create_app()"]
+            "--error-logfile", "-", "--config", "python:cnetd.api.gunicorn_hooks", "cnetd.api.app:create_app()"]
 
 
 def render(config: NodeConfig, python: str) -> str:

@@ -84,13 +84,14 @@ def test_api_answers_as_documented(fuzz_node: Node, real_ids: dict[str, list[str
     # data may be refused: positive_data_acceptance does not apply. Invalid data must get a 4xx.
     excluded = [positive_data_acceptance] + ([] if mode == GenerationMode.NEGATIVE else [negative_data_rejection])
     operation = OPERATIONS[label]
-    # Invalid multipart fields still arrive as text (an object becomes "{}"): invalid bodies are sent as JSON.
-    options = {"media_type": "application/json"} if mode == GenerationMode.NEGATIVE and _has_json_body(label) else {}
-    strategies = [operation.as_strategy(mode, **options)] + [
-        operation.as_strategy(mode, path_parameters={name: value}, **options)
-        for name, values in real_ids.items() for value in values]
+    cases = st.one_of([operation.as_strategy(mode)] + [operation.as_strategy(mode, path_parameters={name: value})
+                                                       for name, values in real_ids.items() for value in values])
+    if mode == GenerationMode.NEGATIVE and _has_json_body(label):
+        # Multipart cannot carry most invalid values (an object field arrives as the text "{}", an empty
+        # list as no field at all): invalid bodies are checked in JSON.
+        cases = cases.filter(lambda case: case.media_type == "application/json")
 
-    @given(case=st.one_of(strategies))
+    @given(case=cases)
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def exchange(case: Any) -> None:
         # Changes both with and without the token: refusals must be documented 401s.

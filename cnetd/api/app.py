@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from cnetd import __version__, hostinfo
 from cnetd.api import delegation, openapi, uploads
 from cnetd.api.limits import LOG_TAIL_DEFAULT, LOG_TAIL_MAX, PREDICT_MAX_BYTES
-from cnetd.api.http import BearerAuth, install_error_rendering, read_json, send
+from cnetd.api.http import BearerAuth, install_error_rendering, read_body, read_json, send
 from cnetd.api.remote import RemoteWorkloads
 from cnetd.errors import Invalid, NotFound, NotRunning, PayloadTooLarge, Unavailable
 from cnetd.httpclient import TimedOut, Unreachable, call
@@ -205,7 +205,7 @@ class WorkloadPredict(_NodeResource):
             raise Invalid(f"workload {workload_id} is a {record.type}; predictions need one of {', '.join(SERVICE_TYPES)}")
         if req.content_length is not None and req.content_length > PREDICT_MAX_BYTES:
             raise PayloadTooLarge(f"request body of {req.content_length} bytes exceeds the limit of {PREDICT_MAX_BYTES}")
-        body = req.bounded_stream.read(PREDICT_MAX_BYTES + 1)
+        body = read_body(req, PREDICT_MAX_BYTES + 1)
         if len(body) > PREDICT_MAX_BYTES:
             raise PayloadTooLarge(f"request body exceeds the limit of {PREDICT_MAX_BYTES} bytes")
         query = f"?{req.query_string}" if req.query_string else ""

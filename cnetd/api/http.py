@@ -9,7 +9,7 @@ from typing import Any
 import falcon
 import orjson
 
-from cnetd.errors import CnetError, Invalid, PayloadTooLarge, Unauthorized
+from cnetd.errors import CnetError, Invalid, PayloadTooLarge, RequestTimeout, Unauthorized
 
 log = logging.getLogger("api")
 
@@ -24,7 +24,7 @@ def read_json(req: falcon.Request, max_bytes: int) -> Any:
     """The request's JSON body; 413 past ``max_bytes``, 400 when empty or not JSON."""
     if req.content_length is not None and req.content_length > max_bytes:
         raise PayloadTooLarge(f"request body of {req.content_length} bytes exceeds the limit of {max_bytes}")
-    raw = req.bounded_stream.read(max_bytes + 1)
+    raw = read_body(req, max_bytes + 1)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
     if not raw.strip():
@@ -33,6 +33,14 @@ def read_json(req: falcon.Request, max_bytes: int) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Invalid(f"request body is not valid JSON: {exc}") from None
+
+
+def read_body(req: falcon.Request, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body; 408 when the client stalls (the socket's receive timeout)."""
+    try:
+        return req.bounded_stream.read(limit)
+    except BlockingIOError:
+        raise RequestTimeout("the client stopped sending the request body") from None
 
 
 def render_cnet_error(req: falcon.Request, resp: falcon.Response, error: CnetError, params: dict) -> None:

@@ -34,6 +34,7 @@ _ERROR_MEANINGS = {
     "404": "no such workload, data or route",
     "405": "method not allowed on this path",
     "409": "insufficient resources, delegation refused, or not running",
+    "408": "the client stalled mid-request for api.client_timeout_s",
     "411": "an upload without Content-Length",
     "413": "request body over the node's limit",
     "503": "a container engine, a neighbour or a service does not answer",
@@ -159,14 +160,14 @@ def document() -> dict[str, Any]:
         "/api/resources": {"get": _operation("Capacity, allocated and available here", _ok("NodeResources"))},
         "/api/nodes": {"get": _operation("This node, its parent, children and peers", _ok("Nodes"))},
         "/api/nodes/register": {"post": _operation(
-            "A child registers with this node (its parent)", _ok("Registered"), "400", "401", "413",
+            "A child registers with this node (its parent)", _ok("Registered"), "400", "401", "408", "413",
             requestBody={"required": True, "content": _json(_ref("Registration"))}, **_SECURED)},
         "/api/workloads": {
             "get": _operation("All workloads, filtered", _ok("WorkloadList"), "400", parameters=workloads_query),
             "post": _operation(
                 "Submit a workload (JSON) or upload data (multipart); run here or delegated",
                 _ok("Workload", "201", "Admitted: running here, or delegated (delegated_to)"),
-                "400", "401", "409", "411", "413", "503",
+                "400", "401", "408", "409", "411", "413", "503",
                 requestBody={"required": True, "content": {
                     "application/json": {"schema": _ref("Submission")},
                     "multipart/form-data": {"schema": _ref("Upload")}}}, **_SECURED)},
@@ -183,7 +184,7 @@ def document() -> dict[str, Any]:
                  "schema": {"type": "integer", "minimum": 0, "maximum": LOG_TAIL_MAX}}])},
         "/api/workloads/{workload_id}/predict": {"parameters": [_PATH_ID], "post": _operation(
             "Relay a prediction to a running mlmodel / opencv service", _ok("Detections"),
-            "400", "401", "404", "409", "413", "503",
+            "400", "401", "404", "408", "409", "413", "503",
             requestBody={"required": True, "description": f"at most {PREDICT_MAX_BYTES} bytes", "content": {
                 "application/json": {"schema": _ref("Prediction")},
                 "image/*": {"schema": {"type": "string", "format": "binary"}}}}, **_SECURED)},
