@@ -74,3 +74,11 @@ def test_predict_on_a_workload_that_is_no_service(shared_node: Node) -> None:
     answer = shared_node.api("POST", f"/api/workloads/{record['id']}/predict", data=b"x")
     assert answer.status_code == 400 and "predictions need one of mlmodel, opencv" in answer.json()["message"]
     shared_node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+@pytest.mark.parametrize("field", [{"delegation": None}, {"delegation": {"visited": "x"}}, {"id": ""}, {"name": []},
+                                   {"requirements": {"memory": 2**64}}])
+def test_fields_found_by_fuzzing_are_refused(shared_node: Node, field: dict) -> None:
+    answer = shared_node.api("POST", "/api/workloads", json={"type": "opencv", **field})
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_request", answer.text
+    assert shared_node.api("GET", "/api/workloads").json()["count"] == 0

@@ -141,7 +141,8 @@ class Workloads(_NodeResource):
             send(resp, uploads.receive(req, self.node.config.node_id, self.data_root, self.catalog, self.schedule), 201)
             return
         body = read_json(req, self.node.config.api_max_body_bytes)
-        visited = delegation.parse_visited(body.pop("delegation", None) if isinstance(body, dict) else None)
+        # Set by a delegating node only; parse_submission refuses a body that is not an object.
+        visited = delegation.parse_visited(body.pop("delegation", {"visited": []})) if isinstance(body, dict) else []
         record = parse_submission(body)
         placed = delegation.submit(record, visited, self.node.config.node_id, self.schedule,
                                    self.node.config.auth_token)

@@ -19,8 +19,6 @@ Schedule = Callable[..., Any]
 
 def parse_visited(delegation: Any) -> list[str]:
     """The ``delegation`` field of a forwarded submission: ``{"visited": [node ids]}``."""
-    if delegation is None:
-        return []
     visited = delegation.get("visited") if isinstance(delegation, dict) else None
     if not isinstance(visited, list) or not all(isinstance(node_id, str) for node_id in visited):
         raise Invalid("delegation.visited: expected a list of node ids")
