@@ -39,7 +39,7 @@ test: venv system-deps container-engine
 
 bench: venv system-deps
 	@command -v nginx >/dev/null || ($(APT_INSTALL) nginx-light)
-	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput; do \
+	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput metrics_overhead; do \
 		$(BIN)/python bench/$$script.py || exit 1; done
 
 clean:
