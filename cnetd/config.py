@@ -66,7 +66,9 @@ class NodeConfig:
 
     @property
     def curve_keys(self) -> ClusterKeys | None:
-        return ClusterKeys.parse(self.mesh_curve["public_key"], self.mesh_curve["secret_key"]) if self.mesh_curve else None
+        if not self.mesh_curve:
+            return None
+        return ClusterKeys.parse(self.mesh_curve["public_key"], self.mesh_curve["secret_key"])
 
     @property
     def paths(self) -> RuntimePaths:

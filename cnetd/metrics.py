@@ -7,6 +7,7 @@ is one process and keeps its own registry.
 """
 from __future__ import annotations
 
+import collections
 import time
 from typing import Any, Iterator
 
@@ -72,10 +73,8 @@ class _LedgerCollector:
             for kind in RESOURCE_KINDS:
                 family.add_metric([self._node_id, kind], getattr(amounts, kind))
             yield family
-        counts: dict[tuple[str, str], int] = {}
-        for record in self._ledger.workloads():
-            key = (record.type, "delegated" if record.remote else record.status)
-            counts[key] = counts.get(key, 0) + 1
+        counts = collections.Counter((record.type, "delegated" if record.remote else record.status)
+                                     for record in self._ledger.workloads())
         family = GaugeMetricFamily("cnet_workloads", "Workloads in this node's ledger by type and state "
                                    "(delegated: running on another node)", labels=["type", "state"])
         for (workload_type, state), count in sorted(counts.items()):

@@ -15,7 +15,7 @@ from cnetd.api import delegation, openapi, uploads
 from cnetd.api.limits import LOG_TAIL_DEFAULT, LOG_TAIL_MAX, PREDICT_MAX_BYTES
 from cnetd.api.http import BearerAuth, install_error_rendering, read_body, read_json, send
 from cnetd.api.remote import RemoteWorkloads
-from cnetd.errors import Invalid, NotFound, NotRunning, PayloadTooLarge, Unavailable
+from cnetd.errors import Invalid, NotFound, NotRunning, Unavailable
 from cnetd.httpclient import TimedOut, Unreachable, call
 from cnetd.logtail import tail_lines
 from cnetd.metrics import RequestMetrics, node_exposition
@@ -24,9 +24,9 @@ from cnetd.submission import parse_submission
 from ledger.catalog import Catalog
 from ledger.nodetable import Neighbour, Role
 from ledger.records import Status, WorkloadRecord
-from ui import STATIC_DIR
 from mesh.messages import HEARTBEAT_LIVENESS, MalformedMessage, Registration
 from mesh.rpc import request
+from ui import STATIC_DIR
 from workers.base import NodeContext
 from workers.health import healthy
 from workers.registry import EXECUTORS
@@ -203,12 +203,9 @@ class WorkloadPredict(_NodeResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         record = self.node.ledger.get(workload_id)
         if record.type not in SERVICE_TYPES:
-            raise Invalid(f"workload {workload_id} is a {record.type}; predictions need one of {', '.join(SERVICE_TYPES)}")
-        if req.content_length is not None and req.content_length > PREDICT_MAX_BYTES:
-            raise PayloadTooLarge(f"request body of {req.content_length} bytes exceeds the limit of {PREDICT_MAX_BYTES}")
-        body = read_body(req, PREDICT_MAX_BYTES + 1)
-        if len(body) > PREDICT_MAX_BYTES:
-            raise PayloadTooLarge(f"request body exceeds the limit of {PREDICT_MAX_BYTES} bytes")
+            raise Invalid(f"workload {workload_id} is a {record.type}; "
+                          f"predictions need one of {', '.join(SERVICE_TYPES)}")
+        body = read_body(req, PREDICT_MAX_BYTES)
         query = f"?{req.query_string}" if req.query_string else ""
         content_type = req.content_type or falcon.MEDIA_JSON
         if record.remote:
@@ -250,15 +247,10 @@ class Console(_NodeResource):
 class WorkloadLogs(_NodeResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         record = self.node.ledger.get(workload_id)
-        raw = req.params.get("tail", str(LOG_TAIL_DEFAULT))
-        try:
-            lines = int(raw) if isinstance(raw, str) else None
-        except ValueError:
-            lines = None
-        if lines is None:
-            raise Invalid("tail: expected one whole number of lines")
-        if not 0 <= lines <= LOG_TAIL_MAX:
-            raise Invalid(f"tail: expected 0 to {LOG_TAIL_MAX} lines")
+        raw = req.params.get("tail", str(LOG_TAIL_DEFAULT))  # a list when repeated
+        if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and int(raw) <= LOG_TAIL_MAX):
+            raise Invalid(f"tail: expected one whole number of lines, 0 to {LOG_TAIL_MAX}")
+        lines = int(raw)
         if record.remote:
             status, body = self.remote.act(record, "GET", f"/logs?tail={lines}")
             send(resp, body, status)

@@ -20,27 +20,29 @@ def send(resp: falcon.Response, body: Any, status: int = 200) -> None:
     resp.data = orjson.dumps(body)
 
 
-def read_json(req: falcon.Request, max_bytes: int) -> Any:
-    """The request's JSON body; 413 past ``max_bytes``, 400 when empty or not JSON."""
+def read_body(req: falcon.Request, max_bytes: int) -> bytes:
+    """The request's body; 413 past ``max_bytes`` (read no further), 408 when the client stalls (the
+    socket's receive timeout, api.client_timeout_s)."""
     if req.content_length is not None and req.content_length > max_bytes:
         raise PayloadTooLarge(f"request body of {req.content_length} bytes exceeds the limit of {max_bytes}")
-    raw = read_body(req, max_bytes + 1)
+    try:
+        raw = req.bounded_stream.read(max_bytes + 1)
+    except BlockingIOError:
+        raise RequestTimeout("the client stopped sending the request body") from None
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
+    return raw
+
+
+def read_json(req: falcon.Request, max_bytes: int) -> Any:
+    """The request's JSON body; 413 past ``max_bytes``, 400 when empty or not JSON."""
+    raw = read_body(req, max_bytes)
     if not raw.strip():
         raise Invalid("request body is empty: send a JSON object")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Invalid(f"request body is not valid JSON: {exc}") from None
-
-
-def read_body(req: falcon.Request, limit: int) -> bytes:
-    """Up to ``limit`` bytes of the body; 408 when the client stalls (the socket's receive timeout)."""
-    try:
-        return req.bounded_stream.read(limit)
-    except BlockingIOError:
-        raise RequestTimeout("the client stopped sending the request body") from None
 
 
 def render_cnet_error(req: falcon.Request, resp: falcon.Response, error: CnetError, params: dict) -> None:

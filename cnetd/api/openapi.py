@@ -82,7 +82,8 @@ SCHEMAS: dict[str, Any] = {
                "properties": {"status": {"const": "ok"}, "node": {"type": "string"}, "version": {"type": "string"},
                               "uptime_s": {"type": "number"}, "boot_id": {"type": "string"},
                               "mesh_endpoint": {"type": "string"}, "api_url": {"type": "string"},
-                              "revision": {"type": "string", "description": "changes when the console's view may have"}}},
+                              "revision": {"type": "string",
+                                           "description": "changes when the console's view may have"}}},
     "Neighbour": {"type": "object", "required": ["id", "role", "status"], "properties": {
         "id": {"type": "string"}, "role": {"enum": ["self", "parent", "child", "peer"]},
         "status": {"enum": ["online", "offline"]}, "api_url": {"type": "string"},
@@ -129,7 +130,8 @@ SCHEMAS: dict[str, Any] = {
         "stderr": {"type": "string"}}},
     "Prediction": {"type": "object", "required": ["image"], "properties": {
         "image": {"type": "string", "description": "base64 (a data: prefix is allowed)"},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1}, "iou": {"type": "number", "minimum": 0, "maximum": 1},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "iou": {"type": "number", "minimum": 0, "maximum": 1},
         "max_detections": {"type": "integer", "minimum": 1}, "classes": {"type": "array"}}},
     "Detections": {"type": "object", "required": ["detections", "count"], "properties": {
         "detections": {"type": "array", "items": {"type": "object", "required": ["class", "confidence", "bbox"],
@@ -197,7 +199,8 @@ def document() -> dict[str, Any]:
         "/api/openapi.json": {"get": _operation("This document", ("200", "OpenAPI 3.1", _json({"type": "object"})))},
         "/metrics": {"get": _operation("Prometheus metrics", ("200", "text exposition format",
                                                               {"text/plain": {"schema": {"type": "string"}}}))},
-        "/": {"get": _operation("The web console", ("200", "HTML page", {"text/html": {"schema": {"type": "string"}}}))},
+        "/": {"get": _operation("The web console",
+                                ("200", "HTML page", {"text/html": {"schema": {"type": "string"}}}))},
     }
     return {"openapi": "3.1.0",
             "info": {"title": "CNET node API", "version": __version__,
