@@ -211,6 +211,21 @@ def test_parent_lists_its_child_and_a_change_made_elsewhere(console: Page, paren
         expect(child_row.locator("td[data-kind=cpu]")).to_have_text("0.50 cpu")
     finally:
         child.api("DELETE", f"/api/workloads/{answer.json()['id']}")
+    # With the parent nearly full, the form's workload is delegated; the table says where it runs.
+    blocker = parent.submit({"command": "sleep", "args": ["300"]}, {"cpu": 7}).json()
+    try:
+        fill_workload(console, "process", {"#f-command": "sleep", "#f-args": "300", "#f-name": "ui-delegated",
+                                           "#r-cpu": "1.5", "#r-memory": "64"})
+        console.click("#submit-button")
+        expect(console.locator("#submit-result")).to_contain_text(f"on {child.node_id}")
+        delegated = row(console, "ui-delegated")
+        expect(delegated.locator("td").nth(3)).to_have_text(child.node_id)
+        expect(delegated.locator(".badge")).to_have_text("running")
+        console.once("dialog", lambda dialog: dialog.accept())
+        delegated.get_by_role("button", name="Delete").click()
+        expect(delegated).to_have_count(0)
+    finally:
+        parent.api("DELETE", f"/api/workloads/{blocker['id']}")
 
 
 def test_console_asks_for_the_token_once(browser: Browser, node: Node) -> None:

@@ -109,8 +109,7 @@ async function submit(event) {
       for (const picker of form.querySelectorAll("input[type=file]")) picker.value = "";
     } else {
       answer = await request("POST", "/api/workloads", { json: parsed.json });
-      const where = answer.delegated_to ? ` on ${answer.delegated_to}` : "";
-      $("submit-result").textContent = `${answer.name} (${answer.id}) is ${answer.status}${where}`;
+      $("submit-result").textContent = `${answer.name} (${answer.id}) is ${answer.status} on ${answer.node}`;
     }
     $("submit-result").hidden = false;
   } catch (error) {

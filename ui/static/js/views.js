@@ -80,13 +80,19 @@ function endpointLink(record) {
   return record.endpoint ? el("a", { href: record.endpoint, target: "_blank", rel: "noopener" }, record.endpoint) : "–";
 }
 
+// Where it runs; for a delegated workload that went further than the node it was handed to, the hop too.
+function runsOn(record) {
+  const node = record.node || record.delegated_to || "–";
+  return record.delegated_to && record.delegated_to !== node ? `${node} (via ${record.delegated_to})` : node;
+}
+
 function workloadRow(record, now, act) {
   const stoppable = !TERMINAL.has(record.status) && record.type !== "data";
   return el("tr", { dataset: { id: record.id, status: record.status, type: record.type } },
     el("td", {}, el("div", { class: "name" }, record.name), el("small", { class: "muted" }, record.id)),
     el("td", {}, record.type),
     el("td", {}, el("span", { class: `badge ${record.status}`, title: record.message || "" }, record.status)),
-    el("td", {}, record.delegated_to ? `${record.node || record.delegated_to} (via ${record.delegated_to})` : record.node),
+    el("td", {}, runsOn(record)),
     el("td", { class: "endpoint" }, endpointLink(record)),
     el("td", {}, requirements(record)),
     el("td", { class: "num" }, record.restarts || 0),
