@@ -18,9 +18,9 @@ from cnetd.metrics import HEARTBEATS_DROPPED, HEARTBEATS_RECEIVED, HEARTBEATS_SE
 from cnetd.node_process import NodeProcess, open_node_process
 from ledger.nodetable import Role
 from mesh.bus import bind_bus_subscriber, context
+from mesh import curve
 from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent,
                            Heartbeat, MalformedMessage)
-from mesh import curve
 from mesh.summary import subtree_summary
 
 log = logging.getLogger("register")
@@ -40,8 +40,9 @@ class Register:
         self._neighbours = context().socket(zmq.SUB)
         self._neighbours.setsockopt(zmq.LINGER, 0)
         keys = node.config.curve_keys
-        if keys is not None:  # CURVE: only holders of the cluster key read or feed heartbeats
-            self._authenticator = curve.ClusterAuthenticator(context(), keys)
+        # CURVE: only holders of the cluster key read or feed heartbeats
+        self._authenticator = curve.ClusterAuthenticator(context(), keys) if keys else None
+        if keys is not None:
             curve.serve(self._mesh, keys)
             curve.join(self._neighbours, keys)
         self._mesh.bind(node.config.mesh_bind_endpoint)
@@ -109,12 +110,13 @@ class Register:
     def _drain_neighbours(self) -> bool:
         """Record waiting neighbour heartbeats; True if a child's subtree changed (ours changes with it)."""
         subtree_changed = False
+        stale_after_s = self._config.heartbeat_period_s * HEARTBEAT_LIVENESS
         for beat in self._waiting(self._neighbours, Heartbeat.decode, "mesh"):
-            previous = self._node.nodes.get(beat.node_id)
-            if previous is None or beat.node_id == self._config.node_id:
+            previous = None if beat.node_id == self._config.node_id else \
+                self._node.nodes.record_heartbeat(beat.node_id, beat.to_dict(), time.time(), stale_after_s)
+            if previous is None:
                 HEARTBEATS_DROPPED.labels("unknown_sender").inc()
                 continue  # not a neighbour of ours (an old endpoint, or a misconfigured loop)
-            self._node.nodes.record_heartbeat(beat.node_id, beat.to_dict(), time.time())
             HEARTBEATS_RECEIVED.inc()
             last = previous.heartbeat
             if last is not None and last["boot_id"] == beat.boot_id and beat.seq > last["seq"] + 1:

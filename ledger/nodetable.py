@@ -15,6 +15,8 @@ import lmdb
 import orjson
 
 MAP_SIZE_BYTES = 1 << 28
+_REVISION = b"revision"
+_SHOWN = ("ledger_version", "subtree")  # what a heartbeat says that consoles show (seq and times are not)
 
 
 class Role:
@@ -46,9 +48,10 @@ class NodeTable:
 
     def __init__(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
-        self._env = lmdb.open(path, map_size=MAP_SIZE_BYTES, max_dbs=1, sync=False, metasync=False)
+        self._env = lmdb.open(path, map_size=MAP_SIZE_BYTES, max_dbs=2, sync=False, metasync=False)
         self._env.reader_check()
         self._db = self._env.open_db(b"neighbours")
+        self._meta = self._env.open_db(b"meta")
 
     def close(self) -> None:
         self._env.close()
@@ -62,17 +65,33 @@ class NodeTable:
                 known = Neighbour(**orjson.loads(raw))
                 neighbour = dataclasses.replace(neighbour, last_seen=known.last_seen, heartbeat=known.heartbeat)
             txn.put(key, orjson.dumps(neighbour.to_dict()))
+            self._bump(txn)
 
-    def record_heartbeat(self, node_id: str, heartbeat: dict[str, Any], received_at: float) -> Neighbour | None:
-        """Store a neighbour's heartbeat; None when the sender is not a known neighbour."""
+    def record_heartbeat(self, node_id: str, heartbeat: dict[str, Any], received_at: float,
+                         stale_after_s: float) -> Neighbour | None:
+        """Store a neighbour's heartbeat; return what was known of it before (None: not a neighbour, nothing
+        stored). The revision moves when the heartbeat changes what consoles show: the neighbour's ledger
+        version or subtree, or the neighbour back after ``stale_after_s`` of silence."""
         key = node_id.encode()
         with self._env.begin(write=True, db=self._db) as txn:
             raw = txn.get(key)
             if raw is None:
                 return None
-            neighbour = dataclasses.replace(Neighbour(**orjson.loads(raw)), last_seen=received_at, heartbeat=heartbeat)
-            txn.put(key, orjson.dumps(neighbour.to_dict()))
-        return neighbour
+            previous = Neighbour(**orjson.loads(raw))
+            txn.put(key, orjson.dumps(dataclasses.replace(previous, last_seen=received_at, heartbeat=heartbeat)))
+            last = previous.heartbeat or {}
+            if any(last.get(name) != heartbeat.get(name) for name in _SHOWN) or previous.last_seen is None \
+                    or received_at - previous.last_seen >= stale_after_s:
+                self._bump(txn)
+        return previous
+
+    def revision(self) -> int:
+        """A counter of changes to what the table shows; a neighbour going silent does not move it."""
+        with self._env.begin(db=self._meta) as txn:
+            return int(txn.get(_REVISION) or 0)
+
+    def _bump(self, txn: lmdb.Transaction) -> None:
+        txn.put(_REVISION, str(int(txn.get(_REVISION, db=self._meta) or 0) + 1).encode(), db=self._meta)
 
     def get(self, node_id: str) -> Neighbour | None:
         with self._env.begin(db=self._db) as txn:

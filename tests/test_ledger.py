@@ -7,6 +7,7 @@ import multiprocessing
 import pytest
 
 from cnetd.errors import InsufficientResources, NotFound
+from ledger.nodetable import Neighbour, NodeTable, Role
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
 from workers.lifecycle import finish, mark_started
@@ -130,3 +131,20 @@ def test_record_round_trips(ledger: Ledger) -> None:
     original = dataclasses.replace(record("rt", cpu=1.5, memory=7), placement={"node": "n"}, restarts=2)
     ledger.admit(original)
     assert ledger.get("rt") == original
+
+
+def test_node_table_revision_moves_only_when_what_consoles_show_changes(tmp_path) -> None:
+    table = NodeTable(str(tmp_path / "nodes"))
+    beat = {"seq": 1, "ledger_version": 7, "subtree": {"nodes": 1}}
+    assert table.record_heartbeat("stranger", beat, 100.0, stale_after_s=15) is None and table.revision() == 0
+    table.upsert(Neighbour("kid", Role.CHILD, "http://127.0.0.1:1", "tcp://127.0.0.1:2"))
+    registered = table.revision()
+    assert table.record_heartbeat("kid", beat, 100.0, stale_after_s=15).heartbeat is None  # first word
+    first = table.revision()
+    table.record_heartbeat("kid", {**beat, "seq": 2}, 105.0, stale_after_s=15)  # only seq and time moved
+    assert table.revision() == first > registered
+    table.record_heartbeat("kid", {**beat, "seq": 3, "ledger_version": 8}, 110.0, stale_after_s=15)
+    changed = table.revision()
+    table.record_heartbeat("kid", {**beat, "seq": 4, "ledger_version": 8}, 130.0, stale_after_s=15)  # back
+    assert first < changed < table.revision()
+    assert table.get("kid").heartbeat["seq"] == 4
