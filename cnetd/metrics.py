@@ -89,12 +89,19 @@ def node_exposition(multiprocess_dir: str, node_id: str, ledger: Ledger) -> byte
     return generate_latest(registry)
 
 
-class MetricsPage:
-    """GET /metrics of a single-process service: its own registry in the text exposition format."""
-
+class _MetricsPage:
     def __init__(self, registry: CollectorRegistry) -> None:
         self._registry = registry
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = CONTENT_TYPE_LATEST
         resp.data = generate_latest(self._registry)
+
+
+def instrumented_app(namespace: str) -> tuple[falcon.App, CollectorRegistry]:
+    """A single-process service's app: its requests timed into its own registry, served at /metrics;
+    the registry is for the service's own metrics."""
+    registry = CollectorRegistry()
+    app = falcon.App(middleware=[RequestMetrics(namespace, registry)])
+    app.add_route("/metrics", _MetricsPage(registry))
+    return app, registry

@@ -15,9 +15,9 @@ from urllib.parse import quote
 from xml.sax.saxutils import escape as escape_markup
 
 import falcon
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import Counter
 
-from cnetd.metrics import MetricsPage, RequestMetrics
+from cnetd.metrics import instrumented_app
 from gateway.keys import UnsafeKey, resolve_inside
 from gateway.listing import MAX_KEYS, BadToken, ObjectInfo, list_page, walk
 
@@ -110,6 +110,10 @@ class _Bucket:
 
 
 class _Object(_Bucket):
+    def __init__(self, root: Path, bucket: str, bytes_served: Counter) -> None:
+        super().__init__(root, bucket)
+        self.bytes_served = bytes_served
+
     def _find(self, bucket: str, key: str) -> tuple[Path, ObjectInfo]:
         self.check(bucket)
         try:
@@ -151,33 +155,21 @@ class _Object(_Bucket):
             resp.set_header("Content-Range", f"bytes {start}-{end}/{info.size}")
         handle = open(path, "rb")
         handle.seek(start)
-        req.context.object_bytes = end - start + 1
-        resp.stream, resp.content_length = handle, req.context.object_bytes  # gunicorn sendfiles exactly this much
-
-
-class _BytesServed:
-    """Falcon middleware: counts object bytes sent by GetObject."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._bytes = Counter("cnet_gateway_bytes_served_total", "Object bytes sent by GetObject", registry=registry)
-
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool) -> None:
-        if req_succeeded and req.context.get("object_bytes"):
-            self._bytes.inc(req.context.object_bytes)
+        resp.stream, resp.content_length = handle, end - start + 1  # gunicorn sendfiles exactly this much
+        self.bytes_served.inc(end - start + 1)
 
 
 def create_gateway_app(base_path: str, bucket: str) -> falcon.App:
-    registry = CollectorRegistry()
-    app = falcon.App(middleware=[RequestMetrics("cnet_gateway", registry), _BytesServed(registry)])
+    app, registry = instrumented_app("cnet_gateway")
     root = Path(base_path)
+    bytes_served = Counter("cnet_gateway_bytes_served_total", "Object bytes sent by GetObject", registry=registry)
 
     class Health:
         def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
             resp.media = {"status": "healthy", "bucket": bucket, "base_path": base_path}
 
     app.add_route("/health", Health())
-    app.add_route("/metrics", MetricsPage(registry))
     app.add_route("/s3/{bucket}", _Bucket(root, bucket))
-    app.add_route("/s3/{bucket}/{key:path}", _Object(root, bucket))
+    app.add_route("/s3/{bucket}/{key:path}", _Object(root, bucket, bytes_served))
     app.add_error_handler(S3Error, _render_error)
     return app

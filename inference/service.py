@@ -11,11 +11,10 @@ from typing import Any, Protocol
 
 import falcon
 import numpy as np
-from prometheus_client import CollectorRegistry
 
 from cnetd.api.http import install_error_rendering, read_json, send
 from cnetd.errors import Invalid, PayloadTooLarge
-from cnetd.metrics import MetricsPage, RequestMetrics
+from cnetd.metrics import instrumented_app
 from inference.imaging import InvalidImage, decode_base64, decode_image
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -132,9 +131,7 @@ class _Predict:
 
 
 def create_service_app(detector: Detector, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> falcon.App:
-    registry = CollectorRegistry()
-    app = falcon.App(middleware=[RequestMetrics("cnet_service", registry)])
-    app.add_route("/metrics", MetricsPage(registry))
+    app, _ = instrumented_app("cnet_service")
     app.add_route("/health", _Health(detector))
     app.add_route("/info", _Info(detector))
     app.add_route("/predict", _Predict(detector, max_image_bytes))
