@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.nodes import VENV_BIN, Node, wait_for
+from tests.nodes import VENV_BIN, Node, wait_for, wait_until_answers
 
 GIB = 2**30
 SLEEP = {"command": "sleep", "args": ["120"]}
@@ -51,7 +51,7 @@ def test_kill_9_of_a_node_process_loses_nothing(start_node, process: str) -> Non
     os.kill(old_pid, signal.SIGKILL)
     wait_for(lambda: node.program_pid(process) not in (0, old_pid) and f"{process} " in node.supervisorctl("status")
              and " RUNNING " in node.supervisorctl("status", process), timeout_s=30)
-    wait_for(lambda: node.api("GET", "/api/health").ok, timeout_s=30)
+    wait_until_answers(f"{node.url}/api/health", timeout_s=30)  # the new api may not listen yet: refused is "not yet"
 
     for workload in workloads:
         record = node.workload(workload["id"])
