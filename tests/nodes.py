@@ -49,8 +49,8 @@ def wait_until_answers(url: str, timeout_s: float = 60.0, process: subprocess.Po
         try:
             if requests.get(url, timeout=1).ok:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # refused, or accepted by a listener whose worker is still booting: both are "not yet"
         if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
             raise AssertionError(f"{url} did not answer within {timeout_s} s")
         time.sleep(0.1)

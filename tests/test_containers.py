@@ -87,7 +87,7 @@ def test_published_port_answers_from_the_host(node: Node) -> None:
 def _get(url: str) -> str | None:
     try:
         answer = requests.get(url, timeout=2)
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):
         return None
     return answer.text if answer.ok else None
 
