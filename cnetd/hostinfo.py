@@ -1,9 +1,10 @@
 """Detects this machine's resources for the ``auto`` values of the ``resources`` config section."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import psutil
 
@@ -31,49 +32,55 @@ def declared_gpus(count: int) -> list[dict[str, Any]]:
     return [{"index": index, "name": "declared", "memory_total_bytes": None} for index in range(count)]
 
 
-def detect_gpus() -> list[dict[str, Any]]:
-    """NVIDIA GPUs seen through NVML (index, name, total memory); none, with a log line saying why."""
+class NvmlUnavailable(Exception):
+    """NVML cannot be used on this machine; the message says why."""
+
+
+@contextlib.contextmanager
+def _nvml_devices() -> Iterator[tuple[Any, list[tuple[int, Any]]]]:
+    """NVML's module and (index, handle) of every NVIDIA GPU, NVML shut down afterwards; any NVML failure,
+    here or in the caller's queries, becomes NvmlUnavailable."""
     try:
         import pynvml
     except ImportError:
-        log.info("gpu auto: 0 GPUs (nvidia-ml-py is not installed)")
-        return []
+        raise NvmlUnavailable("nvidia-ml-py is not installed") from None
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
-        log.info("gpu auto: 0 GPUs (NVML unavailable: %s)", exc)
-        return []
+        raise NvmlUnavailable(f"NVML unavailable: {exc}") from None
     try:
-        devices = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            name = pynvml.nvmlDeviceGetName(handle)
-            devices.append({"index": index, "name": name.decode() if isinstance(name, bytes) else name,
-                            "memory_total_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)})
-        log.info("gpu auto: %d GPU(s): %s", len(devices), ", ".join(device["name"] for device in devices))
-        return devices
+        yield pynvml, [(index, pynvml.nvmlDeviceGetHandleByIndex(index))
+                       for index in range(pynvml.nvmlDeviceGetCount())]
+    except pynvml.NVMLError as exc:
+        raise NvmlUnavailable(f"NVML failed: {exc}") from None
     finally:
         pynvml.nvmlShutdown()
+
+
+def detect_gpus() -> list[dict[str, Any]]:
+    """NVIDIA GPUs seen through NVML (index, name, total memory); none, with a log line saying why."""
+    try:
+        with _nvml_devices() as (nvml, handles):
+            devices = [{"index": index, "name": _text(nvml.nvmlDeviceGetName(handle)),
+                        "memory_total_bytes": int(nvml.nvmlDeviceGetMemoryInfo(handle).total)}
+                       for index, handle in handles]
+    except NvmlUnavailable as exc:
+        log.info("gpu auto: 0 GPUs (%s)", exc)
+        return []
+    log.info("gpu auto: %d GPU(s): %s", len(devices), ", ".join(device["name"] for device in devices))
+    return devices
 
 
 def gpu_usage() -> dict[int, dict[str, Any]]:
     """Live memory use and utilization per NVIDIA GPU index; empty without NVML."""
     try:
-        import pynvml
-    except ImportError:
+        with _nvml_devices() as (nvml, handles):
+            return {index: {"memory_used_bytes": int(nvml.nvmlDeviceGetMemoryInfo(handle).used),
+                            "utilization_percent": int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)}
+                    for index, handle in handles}
+    except NvmlUnavailable:
         return {}
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return {}
-    try:
-        usage = {}
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            usage[index] = {"memory_used_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).used),
-                            "utilization_percent": int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)}
-        return usage
-    except pynvml.NVMLError:
-        return {}
-    finally:
-        pynvml.nvmlShutdown()
+
+
+def _text(name: str | bytes) -> str:
+    return name.decode() if isinstance(name, bytes) else name  # older nvidia-ml-py returns bytes

@@ -1,11 +1,14 @@
-"""GPU bookkeeping with declared GPUs: device indices handed out atomically, never shared, released."""
+"""GPUs: device indices handed out atomically, never shared, released; NVML answers read into devices and usage."""
 from __future__ import annotations
 
 import subprocess
+import sys
+from types import SimpleNamespace
 
 import orjson
 import pytest
 
+from cnetd import hostinfo
 from cnetd.errors import InsufficientResources
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
@@ -69,3 +72,50 @@ def test_a_node_without_free_gpus_delegates() -> None:
         assert answer.json()["gpu_devices"] == [0]
         wait_for(lambda: parent.api("GET", "/api/nodes").json()["children"][0]["gpus"][0]["workload"] == answer.json()["id"])
         parent.api("DELETE", f"/api/workloads/{answer.json()['id']}")
+
+
+class _FakeNvml:
+    """Stands in for nvidia-ml-py on this GPU-less machine (bench/gpu_check.py runs the real one): two
+    devices, the first query of utilization failing when ``broken``."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, broken: bool = False) -> None:
+        self.broken, self.open = broken, False
+
+    def nvmlInit(self) -> None:
+        self.open = True
+
+    def nvmlShutdown(self) -> None:
+        self.open = False
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetName(self, handle: int) -> bytes:
+        return f"GPU {handle}".encode()
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
+        return SimpleNamespace(total=80 * 2**30, used=handle * 2**30)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
+        if self.broken:
+            raise self.NVMLError("GPU is lost")
+        return SimpleNamespace(gpu=10 * handle)
+
+
+def test_nvml_answers_become_devices_and_usage(monkeypatch) -> None:
+    nvml = _FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert hostinfo.detect_gpus() == [{"index": 0, "name": "GPU 0", "memory_total_bytes": 80 * 2**30},
+                                      {"index": 1, "name": "GPU 1", "memory_total_bytes": 80 * 2**30}]
+    assert hostinfo.gpu_usage() == {0: {"memory_used_bytes": 0, "utilization_percent": 0},
+                                    1: {"memory_used_bytes": 2**30, "utilization_percent": 10}}
+    assert not nvml.open
+    broken = _FakeNvml(broken=True)
+    monkeypatch.setitem(sys.modules, "pynvml", broken)
+    assert hostinfo.gpu_usage() == {} and not broken.open  # a failing query: no usage, NVML still shut down
