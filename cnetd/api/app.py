@@ -153,11 +153,11 @@ class Workloads(_NodeResource):
             if record.status == Status.STARTING and record.health_url and record.process_pid is not None \
                     and healthy(record.health_url):
                 record = WorkloadRecord.from_dict(self.schedule("mark_healthy", id=workload_id))
-            view = self.view(record)
-            facts_pending = any(value is None for value in self.facts(record).values())
+            facts = self.facts(record)
+            facts_pending = any(value is None for value in facts.values())
             if (record.status != Status.STARTING and not facts_pending) or record.terminal \
                     or time.monotonic() > deadline:
-                return view
+                return {**record.to_dict(), **facts}
             time.sleep(READY_POLL_S)
 
 
