@@ -63,6 +63,3 @@ class ClusterAuthenticator:
 
     def callback(self, domain: str, client_key: bytes) -> bool:
         return client_key == self._keys.public
-
-    def stop(self) -> None:
-        self._thread.stop()
