@@ -12,13 +12,14 @@ import time
 from typing import Callable, Iterator, TypeVar
 
 import zmq
+from prometheus_client import Counter
 
 from cnetd.discovery import Discovery
 from cnetd.metrics import HEARTBEATS_DROPPED, HEARTBEATS_RECEIVED, HEARTBEATS_SENT
 from cnetd.node_process import NodeProcess, open_node_process
 from ledger.nodetable import Role
-from mesh.bus import bind_bus_subscriber, context
 from mesh import curve
+from mesh.bus import bind_bus_subscriber, context
 from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent,
                            Heartbeat, MalformedMessage)
 from mesh.summary import subtree_summary
@@ -111,7 +112,7 @@ class Register:
         """Record waiting neighbour heartbeats; True if a child's subtree changed (ours changes with it)."""
         subtree_changed = False
         stale_after_s = self._config.heartbeat_period_s * HEARTBEAT_LIVENESS
-        for beat in self._waiting(self._neighbours, Heartbeat.decode, "mesh"):
+        for beat in self._waiting(self._neighbours, Heartbeat.decode, "mesh", HEARTBEATS_DROPPED.labels("malformed")):
             previous = None if beat.node_id == self._config.node_id else \
                 self._node.nodes.record_heartbeat(beat.node_id, beat.to_dict(), time.time(), stale_after_s)
             if previous is None:
@@ -146,15 +147,17 @@ class Register:
             self._neighbours.disconnect(endpoint)
         self._connected = wanted
 
-    def _waiting(self, socket: zmq.Socket, decode: Callable[[list[bytes]], T], source: str) -> Iterator[T]:
-        """Every message waiting on ``socket``, decoded; malformed ones are dropped and counted."""
+    def _waiting(self, socket: zmq.Socket, decode: Callable[[list[bytes]], T], source: str,
+                 malformed_metric: Counter | None = None) -> Iterator[T]:
+        """Every message waiting on ``socket``, decoded; malformed ones are dropped, logged and counted (in
+        ``malformed_metric`` too, when given)."""
         while socket.poll(0):
             try:
                 yield decode(socket.recv_multipart())
             except MalformedMessage as exc:
                 self.malformed += 1
-                if source == "mesh":
-                    HEARTBEATS_DROPPED.labels("malformed").inc()
+                if malformed_metric is not None:
+                    malformed_metric.inc()
                 log.warning("dropped malformed %s message (%d so far): %s", source, self.malformed, exc)
 
 
