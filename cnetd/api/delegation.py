@@ -38,8 +38,9 @@ def submit(record: WorkloadRecord, visited: list[str], node_id: str, schedule: S
         return decision["placed"]
     body = forward_body(record, [*visited, node_id])
     refusals: list[dict[str, Any]] = []
+    headers = auth_headers(token)
     for target in decision["delegate"]:
-        answer = _forward(target, body, refusals, auth_headers(token))
+        answer = _forward(target, body, refusals, headers)
         if answer is not None:
             pointer = dataclasses.replace(
                 record, status=answer.get("status", ""), node=answer.get("node", target["node_id"]),
