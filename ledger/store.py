@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import lmdb
 import orjson
@@ -189,7 +189,7 @@ class Ledger:
     # The allocated total is kept beside the allocations, changed in the same transaction as they are,
     # so admitting costs the same with 1 or 1,000 allocations held.
 
-    def _hold(self, txn: lmdb.Transaction, key: bytes, amount: Resources, gpu_devices: tuple[int, ...] | list[int] = ()) -> None:
+    def _hold(self, txn: lmdb.Transaction, key: bytes, amount: Resources, gpu_devices: Sequence[int] = ()) -> None:
         txn.put(key, orjson.dumps({**amount.to_dict(), "gpu_devices": list(gpu_devices)}), db=self._allocations_db)
         total = self._resources(txn, _ALLOCATED) + amount
         txn.put(_ALLOCATED, orjson.dumps(total.to_dict()), db=self._node_db)

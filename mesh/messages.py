@@ -107,7 +107,8 @@ class Heartbeat:
             raise MalformedMessage("not a heartbeat")
         body = _load_object(frames[1])
         try:
-            beat = cls(**{name: body[name] for name in cls.__dataclass_fields__ if name in body or name not in cls._OPTIONAL})
+            beat = cls(**{name: body[name] for name in cls.__dataclass_fields__
+                          if name in body or name not in cls._OPTIONAL})
         except KeyError as exc:
             raise MalformedMessage(f"heartbeat lacks {exc.args[0]}") from None
         if not all(isinstance(getattr(beat, name), str) for name in cls._STRINGS):
