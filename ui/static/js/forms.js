@@ -50,6 +50,8 @@ export const TYPES = {
   ],
 };
 
+const NAME = { name: "name", label: "Name", kind: "text", placeholder: "optional" };
+
 const REQUIREMENTS = [
   { name: "cpu", label: "CPU (cores)", kind: "number", min: 0, value: "0.5" },
   { name: "memory", label: "Memory (MiB)", kind: "int", min: 0, value: "256", scale: 2 ** 20 },
@@ -81,7 +83,7 @@ function fieldRow(field, prefix) {
 // an upload reserves its own size).
 export function renderFields(type) {
   const own = TYPES[type].map((field) => fieldRow(field, "f"));
-  const name = fieldRow({ name: "name", label: "Name", kind: "text", placeholder: "optional" }, "f");
+  const name = fieldRow(NAME, "f");
   if (type === "data") return [...own, name];
   return [...own, name,
     el("fieldset", { class: "requirements" }, el("legend", {}, "Requirements"),
@@ -170,7 +172,7 @@ function collect(fields, form, prefix, errors) {
 export function readForm(type, form) {
   const errors = {};
   const own = collect(TYPES[type], form, "f", errors);
-  const { name } = collect([{ name: "name", kind: "text" }], form, "f", errors);
+  const { name } = collect([NAME], form, "f", errors);
   if (type === "data") {
     const chosen = [own.file, own.directory].filter((list) => list && list.length);
     if (chosen.length !== 1) errors.file = chosen.length ? "choose a file or a directory, not both" : "choose a file or a directory";
@@ -178,9 +180,8 @@ export function readForm(type, form) {
     const upload = new FormData();
     upload.append("type", "data");
     if (name) upload.append("name", name);
-    const files = chosen[0];
-    for (const file of files) upload.append("file", file, file.webkitRelativePath || file.name);
-    return { upload, files: files.length };
+    for (const file of chosen[0]) upload.append("file", file, file.webkitRelativePath || file.name);
+    return { upload };
   }
   const requirements = collect(REQUIREMENTS, form, "r", errors);
   if (Object.keys(errors).length) return { errors };
