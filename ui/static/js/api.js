@@ -59,7 +59,7 @@ export function upload(path, formData, onProgress) {
   return withToken(() => new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", path);
-    if (token()) xhr.setRequestHeader("Authorization", `Bearer ${token()}`);
+    for (const [name, value] of Object.entries(headers())) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (event) => { if (event.lengthComputable) onProgress(event.loaded / event.total); };
     xhr.onload = () => {
       const answer = parseAnswer(xhr.responseText);
