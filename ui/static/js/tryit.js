@@ -15,12 +15,13 @@ export function renderServiceOptions(select, workloads) {
 }
 
 function loadImage(file) {
+  const url = URL.createObjectURL(file);
   return new Promise((resolve, reject) => {
     const image = new Image();
     image.onload = () => resolve(image);
     image.onerror = () => reject(new Error(`${file.name} is not an image the browser can show`));
-    image.src = URL.createObjectURL(file);
-  });
+    image.src = url;
+  }).finally(() => URL.revokeObjectURL(url));  // decoded (or refused): the blob URL is no longer needed
 }
 
 function draw(canvas, image, detections) {
