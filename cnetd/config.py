@@ -183,7 +183,7 @@ def parse_config(raw: Any) -> NodeConfig:
     )
 
 
-LOOPBACK_ADDRESSES = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_NAMES = ("localhost", "::1")  # and every 127.x.y.z
 
 
 def _auth_token(get: "_Getter", address: str) -> str | None:
@@ -192,7 +192,8 @@ def _auth_token(get: "_Getter", address: str) -> str | None:
     if not isinstance(token, str):
         raise _fail("auth.token", "a string", token)
     insecure = get("auth.insecure", False, _bool)
-    if not token and address not in LOOPBACK_ADDRESSES and not address.startswith("127.") and not insecure:
+    loopback = address in LOOPBACK_NAMES or address.startswith("127.")
+    if not token and not loopback and not insecure:
         raise ConfigError("auth.token", f"agent.address {address} is reachable from other machines, and anyone "
                           "reaching the API could run commands: set auth.token (or CNET_TOKEN), or "
                           "auth.insecure: true to accept that")
