@@ -194,6 +194,20 @@ def link(child: Node, parent: Node | None = None, peers: tuple[Node, ...] = (),
     return child
 
 
+ALLOCATING = ("starting", "running", "uploading", "stored")  # statuses whose requirements the ledger holds
+
+
+def held_by(workloads: list[dict[str, Any]]) -> dict[str, float]:
+    """The sum of the requirements of the workloads (as the API lists them) that hold resources on this node:
+    what its ledger's allocated total must equal."""
+    held = {"cpu": 0.0, "memory": 0, "gpu": 0, "storage": 0}
+    for workload in workloads:
+        if workload["status"] in ALLOCATING and not workload.get("delegated_to"):
+            for kind, amount in workload["requirements"].items():
+                held[kind] += amount
+    return held
+
+
 def nodes_view(node: Node) -> dict[str, Any]:
     """A node's /api/nodes reduced to ids and statuses by role."""
     body = node.api("GET", "/api/nodes").json()

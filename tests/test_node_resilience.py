@@ -8,19 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.nodes import VENV_BIN, Node, wait_for, wait_until_answers
+from tests.nodes import VENV_BIN, Node, held_by, wait_for, wait_until_answers
 
 GIB = 2**30
 SLEEP = {"command": "sleep", "args": ["120"]}
 
 
 def allocated_matches_running(node: Node) -> bool:
-    """The ledger's allocated total equals the sum of the requirements of what runs."""
-    running = node.api("GET", "/api/workloads", params={"status": "running"}).json()["workloads"]
-    cpu = round(sum(workload["requirements"]["cpu"] for workload in running), 6)
-    memory = sum(workload["requirements"]["memory"] for workload in running)
-    allocated = node.resources()["allocated"]
-    return allocated["cpu"] == cpu and allocated["memory"] == memory
+    """The ledger's allocated total equals the sum of the requirements of what runs (or starts) here."""
+    workloads = node.api("GET", "/api/workloads").json()["workloads"]
+    return node.resources()["allocated"] == pytest.approx(held_by(workloads))
 
 
 def running_programs(node: Node) -> set[str]:

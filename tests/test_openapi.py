@@ -16,11 +16,10 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 
 from cnetd.api import openapi
 from cnetd.api.app import ROUTES
-from tests.nodes import Node, running
+from tests.nodes import Node, held_by, running
 
 TOKEN = "fuzz-token"
 EXAMPLES = int(os.environ.get("CNET_FUZZ_EXAMPLES", "50"))  # per operation and mode: under a minute here
-ALLOCATING = {"starting", "running", "uploading", "stored"}
 OPERATIONS = {result.ok().label: result.ok()
               for result in schemathesis.openapi.from_dict(openapi.document()).get_all_operations()}
 
@@ -106,13 +105,8 @@ def test_api_answers_as_documented(fuzz_node: Node, real_ids: dict[str, list[str
 
 def test_ledger_is_consistent_after_fuzzing(fuzz_node: Node) -> None:
     workloads = fuzz_node.api("GET", "/api/workloads").json()["workloads"]
-    held = {kind: 0 for kind in ("cpu", "memory", "gpu", "storage")}
-    for workload in workloads:
-        if workload["status"] in ALLOCATING and not workload.get("delegated_to"):
-            for kind, amount in workload["requirements"].items():
-                held[kind] += amount
     allocated = fuzz_node.resources()["allocated"]
-    assert allocated == pytest.approx(held), (allocated, workloads)
+    assert allocated == pytest.approx(held_by(workloads)), (allocated, workloads)
     programs = fuzz_node.supervisorctl("status").splitlines()
     for workload in workloads:
         if workload["status"] == "running":
