@@ -28,7 +28,8 @@ def node(engine) -> Node:
 
 
 def containers_of(engine: docker.DockerClient, workload_id: str) -> list:
-    return engine.containers.list(all=True, filters={"label": f"cnet.workload={workload_id}"})
+    """Id and status from the list answer itself (sparse): no inspect that races a container being removed."""
+    return engine.containers.list(all=True, sparse=True, filters={"label": f"cnet.workload={workload_id}"})
 
 
 def run(node: Node, script: str, requirements: dict | None = None, **config) -> dict:

@@ -114,8 +114,11 @@ class ContainerExecutor:
         except Unavailable:
             return
         try:
-            found = client.containers.list(all=True, filters={"label": f"cnet.workload={record.id}"})
+            found = client.containers.list(all=True, sparse=True, filters={"label": f"cnet.workload={record.id}"})
             for container in found:
-                container.remove(force=True)
+                try:
+                    container.remove(force=True)
+                except docker.errors.NotFound:
+                    pass  # removed meanwhile (by the shim replacing a finished one): gone either way
         finally:
             client.close()

@@ -33,7 +33,7 @@ def _follow(container: Any, stdout: bool, sink: IO[bytes]) -> threading.Thread:
 
 def _container(client: Any, spec: dict[str, Any]) -> Any:
     workload_filter = {"label": f"cnet.workload={spec['labels']['cnet.workload']}"}
-    for existing in client.containers.list(all=True, filters=workload_filter):
+    for existing in client.containers.list(all=True, sparse=True, filters=workload_filter):
         if existing.status == "running":
             print(f"container-shim: following running container {existing.short_id}", file=sys.stderr, flush=True)
             return existing
