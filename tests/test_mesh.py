@@ -73,10 +73,11 @@ def test_triggered_sync_reaches_parent_and_grandparent(clean: dict[str, Node]) -
     answered = suqian.submit(SLEEP, {"cpu": 1.5})
     assert answered.status_code == 201
     started = time.monotonic()
-    wait_for(lambda: suqian_as_seen_by(nanjing)["resources"]["allocated"]["cpu"] == 1.5, timeout_s=2, interval_s=0.005)
+    # Bounds well under the 30 s period: only triggered heartbeats pass; bench/ measures the real latency.
+    wait_for(lambda: suqian_as_seen_by(nanjing)["resources"]["allocated"]["cpu"] == 1.5, timeout_s=10, interval_s=0.005)
     wait_for(lambda: jiangsu.api("GET", "/api/nodes").json()["children"][0]["subtree"]["allocated"]["cpu"] == base + 1.5,
-             timeout_s=2, interval_s=0.005)
-    assert time.monotonic() - started < 2
+             timeout_s=10, interval_s=0.005)
+    assert time.monotonic() - started < 10
 
 
 def test_parent_delegates_to_child_and_acts_on_it(clean: dict[str, Node]) -> None:
@@ -204,10 +205,9 @@ def test_offline_child_then_lost_then_back(start_node) -> None:
         assert record["node"] == child.node_id
 
         kill_node(child)
-        killed_at = time.monotonic()
-        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "offline")], timeout_s=3 * period_s + 2,
+        # Offline after three missed periods; the bound only leaves room for a loaded machine.
+        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "offline")], timeout_s=3 * period_s + 8,
                  diagnose=lambda: nodes_view(parent))
-        assert time.monotonic() - killed_at < 3 * period_s + 2
         assert parent.workload(record["id"])["status"] == "lost"
         assert parent.api("POST", f"/api/workloads/{record['id']}/stop").status_code == 503
 
