@@ -14,11 +14,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import docker
-import docker.errors
 import psutil
 import requests
 import yaml
+
+from workers.container import remove_labelled
 
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 60.0
@@ -121,24 +121,17 @@ class Node:
 
     def cleanup(self) -> None:
         self._kill_everything()
-        self._remove_containers()
-        shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            self._remove_containers()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def _remove_containers(self) -> None:
         """Containers of this node's workloads: a stopped node keeps them for inspection until a workload is
         deleted, so a test that ends before deleting (or fails) would leave them on the engine."""
         address = self.config.get("container", {}).get("engine")
-        if address is None:
-            return
-        try:
-            client = docker.DockerClient(base_url=address, timeout=30)
-        except docker.errors.DockerException:
-            return  # no engine at that address (a test of exactly that): nothing can be there
-        try:
-            for container in client.containers.list(all=True, sparse=True, filters={"label": f"cnet.node={self.node_id}"}):
-                container.remove(force=True)
-        finally:
-            client.close()
+        if address is not None:
+            remove_labelled(address, f"cnet.node={self.node_id}")
 
     def leftover_processes(self) -> list[str]:
         found = []

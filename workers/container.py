@@ -38,6 +38,22 @@ def engine(address: str) -> docker.DockerClient:
     return client
 
 
+def remove_labelled(address: str, label: str) -> None:
+    """Remove every container carrying ``label`` (``key=value``); with no engine answering there is none."""
+    try:
+        client = engine(address)
+    except Unavailable:
+        return
+    try:
+        for container in client.containers.list(all=True, sparse=True, filters={"label": label}):
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass  # removed meanwhile (by the shim replacing a finished one): gone either way
+    finally:
+        client.close()
+
+
 def _check_shapes(config: dict[str, Any]) -> None:
     command = config.get("command")
     if command is not None and not (isinstance(command, str) or
@@ -109,16 +125,4 @@ class ContainerExecutor:
 
     def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
         """Remove the workload's containers (kept until now so that they can be inspected)."""
-        try:
-            client = engine(node.container_engine)
-        except Unavailable:
-            return
-        try:
-            found = client.containers.list(all=True, sparse=True, filters={"label": f"cnet.workload={record.id}"})
-            for container in found:
-                try:
-                    container.remove(force=True)
-                except docker.errors.NotFound:
-                    pass  # removed meanwhile (by the shim replacing a finished one): gone either way
-        finally:
-            client.close()
+        remove_labelled(node.container_engine, f"cnet.workload={record.id}")
