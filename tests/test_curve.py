@@ -16,8 +16,8 @@ from mesh import curve
 from mesh.messages import HEARTBEAT_TOPIC, Heartbeat
 from tests.nodes import VENV_BIN, Node, free_port, link, nodes_view, running, wait_for
 
-PERIOD_S = 0.3
-LISTEN_S = 3.0  # ten heartbeat periods
+PERIOD_S = 0.5
+LISTEN_S = 5.0  # ten heartbeat periods
 
 
 def keygen() -> dict[str, str]:
@@ -62,8 +62,9 @@ def heartbeats_within(socket: zmq.Socket, seconds: float) -> int:
 
 
 def test_nodes_with_the_cluster_key_see_each_other(cluster: tuple[Node, Node]) -> None:
-    parent, child = cluster
-    assert (parent.node_id, "online") == nodes_view(child)["parent"]
+    parent, child = cluster  # the fixture waited for the parent to see the child; now the other way round
+    wait_for(lambda: nodes_view(child)["parent"] == (parent.node_id, "online"), timeout_s=30,
+             diagnose=lambda: nodes_view(child))
     child_beat = parent.api("GET", "/api/nodes").json()["children"][0]
     assert child_beat["resources"]["capacity"]["cpu"] == child.config["resources"]["cpu"]
 

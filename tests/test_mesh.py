@@ -195,7 +195,7 @@ def test_registration_is_validated(cluster: dict[str, Node]) -> None:
 
 
 def test_offline_child_then_lost_then_back(start_node) -> None:
-    period_s = 0.5
+    period_s = 1.0
     parent = link(Node({"cpu": 1, "memory": GIB, "gpu": 0, "storage": 0}), heartbeat_period_s=period_s)
     child = link(Node(), parent=parent, heartbeat_period_s=period_s)
     with running(parent, child):

@@ -30,8 +30,8 @@ def value(samples: dict, name: str, **labels: str) -> float:
 @pytest.fixture(scope="module")
 def parent_and_child() -> Iterator[tuple[Node, Node]]:
     parent = link(Node({"cpu": 2, "memory": 4 * GIB, "gpu": 0, "storage": GIB}, api={"workers": 2}),
-                  heartbeat_period_s=0.5)
-    child = link(Node({"cpu": 8, "memory": 8 * GIB, "gpu": 0, "storage": GIB}), parent=parent, heartbeat_period_s=0.5)
+                  heartbeat_period_s=1.0)
+    child = link(Node({"cpu": 8, "memory": 8 * GIB, "gpu": 0, "storage": GIB}), parent=parent, heartbeat_period_s=1.0)
     with running(parent, child):
         wait_for(lambda: parent.api("GET", "/api/nodes").json()["children"], timeout_s=30)
         yield parent, child
