@@ -41,9 +41,9 @@ class Register:
         self._neighbours = context().socket(zmq.SUB)
         self._neighbours.setsockopt(zmq.LINGER, 0)
         keys = node.config.curve_keys
-        # CURVE: only holders of the cluster key read or feed heartbeats
-        self._authenticator = curve.ClusterAuthenticator(context(), keys) if keys else None
-        if keys is not None:
+        self._authenticator: curve.ClusterAuthenticator | None = None  # held: its ZAP thread lives with it
+        if keys is not None:  # CURVE: only holders of the cluster key read or feed heartbeats
+            self._authenticator = curve.ClusterAuthenticator(context(), keys)
             curve.serve(self._mesh, keys)
             curve.join(self._neighbours, keys)
         self._mesh.bind(node.config.mesh_bind_endpoint)
