@@ -155,8 +155,9 @@ class _Object(_Bucket):
             resp.set_header("Content-Range", f"bytes {start}-{end}/{info.size}")
         handle = open(path, "rb")
         handle.seek(start)
-        resp.stream, resp.content_length = handle, end - start + 1  # gunicorn sendfiles exactly this much
-        self.bytes_served.inc(end - start + 1)
+        length = end - start + 1
+        resp.stream, resp.content_length = handle, length  # gunicorn sendfiles exactly this much
+        self.bytes_served.inc(length)
 
 
 def create_gateway_app(base_path: str, bucket: str) -> falcon.App:
