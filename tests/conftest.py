@@ -1,11 +1,11 @@
 """Fixtures: real nodes, started per test or per module, always torn down with a leftover-process check."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import pytest
 
-from tests.nodes import Node, running
+from tests.nodes import LIVE, Node, running
 
 
 @pytest.fixture
@@ -32,3 +32,14 @@ def shared_node() -> Iterator[Node]:
     """One 8-CPU / 16 GiB node shared by a module's tests."""
     with running(Node()) as node:
         yield node
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test's report ends with the logs of the nodes alive at that moment: CI output is all
+    there is to read afterwards, and the nodes' folders are removed at teardown."""
+    report = yield
+    if report.failed and call.when != "teardown":
+        for node in LIVE:
+            report.sections.append((f"node {node.node_id} logs", node.log_tails()))
+    return report

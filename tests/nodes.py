@@ -21,6 +21,7 @@ import yaml
 from workers.container import remove_labelled
 
 VENV_BIN = Path(sys.executable).parent
+LIVE: set["Node"] = set()  # nodes not cleaned up yet: a failed test's report carries their logs
 START_TIMEOUT_S = 60.0
 
 
@@ -84,6 +85,7 @@ class Node:
             self.config["auth"] = {"token": token}
             self.http.headers["Authorization"] = f"Bearer {token}"
         self.process: subprocess.Popen | None = None
+        LIVE.add(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class Node:
         self.start()
 
     def cleanup(self) -> None:
+        LIVE.discard(self)
         self._kill_everything()
         try:
             self._remove_containers()
@@ -177,6 +180,12 @@ class Node:
     def log(self, name: str) -> str:
         path = self.root / name if name == "cnetd.out" else self.runtime_dir / "logs" / name
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def log_tails(self, chars: int = 2000) -> str:
+        """The end of every log this node wrote, for a failed test's report."""
+        paths = [self.root / "cnetd.out", *sorted((self.runtime_dir / "logs").glob("*.log"))]
+        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-chars:]}"
+                         for path in paths if path.exists())
 
 
 @contextlib.contextmanager
