@@ -6,6 +6,7 @@ node process before this command returns.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import signal
@@ -22,6 +23,8 @@ import psutil
 from cnetd import __version__
 from cnetd.config import ConfigError, NodeConfig, load_config
 from cnetd.supervisor_conf import render
+from cnetd.paths import RUNTIME_DIR_ENV
+from cnetd.sweep import end_processes_of
 from ledger.store import Ledger
 from mesh.curve import ClusterKeys
 
@@ -60,10 +63,14 @@ def _running_supervisord(config: NodeConfig) -> int | None:
 
 
 def _preflight(config: NodeConfig) -> str | None:
-    """Why this node cannot start, or None."""
+    """Why this node cannot start, or None. What a previous boot of this runtime dir left running (its
+    supervisord was killed) is ended first: the ledger says what to relaunch."""
     pid = _running_supervisord(config)
     if pid is not None:
         return f"a node already runs in {config.runtime_dir} (supervisord pid {pid})"
+    ended = end_processes_of(config.paths.root)
+    if ended:
+        print(f"cnetd: ended {ended} process(es) left by an earlier run of {config.runtime_dir}", flush=True)
     for key, port in (("agent.port", config.port), ("mesh.port", config.mesh_port)):
         if _port_in_use(config.address, port):
             return f"{key}: {config.address}:{port} is already in use"
@@ -139,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     _raise_open_files_limit()
     conf = str(config.paths.supervisord_conf)
     supervisord = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-n", "-c", conf],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                   env={**os.environ, RUNTIME_DIR_ENV: str(config.paths.root)})
 
     def forward(signum: int, frame: FrameType | None) -> None:
         if supervisord.poll() is None:
@@ -155,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cnetd: node {config.node_id} not healthy after {READY_TIMEOUT_S:.0f} s; "
               f"see {config.paths.logs_dir}", file=sys.stderr, flush=True)
     code = supervisord.wait()
+    ended = end_processes_of(config.paths.root)  # none after a clean stop; everything if supervisord was killed
+    if ended:
+        print(f"cnetd: supervisord ended (code {code}); ended the {ended} process(es) it left", flush=True)
     print(f"cnetd: node {config.node_id} stopped", flush=True)
     return code
 

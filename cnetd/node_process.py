@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from cnetd import logs
 from cnetd.config import NodeConfig
 from cnetd.supervisor_rpc import Supervisor
+from cnetd.paths import RUNTIME_DIR_ENV
 from ledger.nodetable import NodeTable
 from ledger.store import Ledger
 from mesh.bus import BusPublisher
-
-RUNTIME_DIR_ENV = "CNET_RUNTIME_DIR"
 
 
 @dataclass

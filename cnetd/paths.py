@@ -7,6 +7,8 @@ from pathlib import Path
 IPC_PATH_MAX = 107  # sun_path holds 108 bytes including the NUL
 WORKLOAD_GROUP = "workloads"
 WORKLOAD_PREFIX = "wl-"
+# Set for supervisord and so inherited by every node process and workload: it names the node they belong to.
+RUNTIME_DIR_ENV = "CNET_RUNTIME_DIR"
 
 
 @dataclass(frozen=True)

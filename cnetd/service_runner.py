@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any, Callable
 
 import falcon
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+
+from cnetd.lifeline import die_with_parent
+
+log = logging.getLogger(__name__)
 
 
 class _ServiceApplication(BaseApplication):
@@ -19,7 +26,21 @@ class _ServiceApplication(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> falcon.App:
-        return self._load_app()  # in the worker, after the fork: models and files are opened once there
+        """In the worker, after the fork: models and files are opened once there. A worker that cannot
+        load its app ends at once with gunicorn's boot-error code, so the master halts and the service
+        exits non-zero (a plain exit could hang on a lock the fork copied, and the master would wait)."""
+        try:
+            return self._load_app()
+        except Exception:
+            log.exception("the service could not load")
+            logging.shutdown()
+            sys.stderr.flush()
+            os._exit(Arbiter.WORKER_BOOT_ERROR)
+
+
+def _worker_dies_with_master(arbiter: Arbiter, worker: Any) -> None:
+    """A killed master must not leave its worker holding the port (a restart could not bind it)."""
+    die_with_parent()
 
 
 def run_service(load_app: Callable[[], falcon.App], host: str, port: int, threads: int, log_file: str) -> None:
@@ -29,4 +50,6 @@ def run_service(load_app: Callable[[], falcon.App], host: str, port: int, thread
     _ServiceApplication(load_app, {
         "bind": f"{host}:{port}", "workers": 1, "worker_class": "gthread", "threads": threads,
         "timeout": 120, "graceful_timeout": 5, "errorlog": log_file, "accesslog": log_file, "loglevel": "info",
+        "control_socket_disable": True,  # gunicorn's default control socket is one path per user, shared by all
+        "post_fork": _worker_dies_with_master,
     }).run()

@@ -6,7 +6,7 @@ import shlex
 from cnetd.config import NodeConfig
 from cnetd.metrics import MULTIPROCESS_ENV
 from cnetd.paths import WORKLOAD_GROUP
-from cnetd.supervisor_rpc import escape
+from cnetd.supervisor_rpc import DIE_WITH_SUPERVISORD, escape
 
 # Lower priority starts first and stops last: workloads (default 999) stop before the node processes.
 _NODE_PROGRAMS = (
@@ -20,7 +20,7 @@ def _api_argv(config: NodeConfig) -> list[str]:
     return ["-m", "gunicorn", "--worker-class", "gthread", "--workers", str(config.api_workers),
             "--threads", str(config.api_threads), "--bind", f"{config.address}:{config.port}",
             "--timeout", "120", "--graceful-timeout", "5", "--log-level", config.log_level,
-            "--error-logfile", "-", "--config", "python:cnetd.api.gunicorn_hooks", "cnetd.api.app:create_app()"]
+            "--error-logfile", "-", "--no-control-socket", "--config", "python:cnetd.api.gunicorn_hooks", "cnetd.api.app:create_app()"]
 
 
 def render(config: NodeConfig, python: str) -> str:
@@ -41,13 +41,13 @@ def render(config: NodeConfig, python: str) -> str:
         f"[supervisorctl]\nserverurl=unix://{escape(str(paths.supervisor_socket))}",
     ]
     for name, args, priority in _NODE_PROGRAMS:
-        argv = [python, *(args if args is not None else _api_argv(config))]
+        argv = [*DIE_WITH_SUPERVISORD, python, *(args if args is not None else _api_argv(config))]
         sections.append(
             f"[program:{name}]\ncommand={escape(shlex.join(argv))}\npriority={priority}\n"
             "autostart=true\nautorestart=true\nstartsecs=1\nstartretries=10\nstopasgroup=true\n"
             f"killasgroup=true\nstopwaitsecs=10\nredirect_stderr=true\n"
             f"stdout_logfile={escape(str(logs / (name + '.log')))}\nenvironment={environment}")
-    monitor_argv = [python, "-m", "workers.monitor"]
+    monitor_argv = [*DIE_WITH_SUPERVISORD, python, "-m", "workers.monitor"]
     sections.append(
         f"[eventlistener:monitor]\ncommand={escape(shlex.join(monitor_argv))}\npriority=30\n"
         "events=PROCESS_STATE,TICK_5\nbuffer_size=1024\nautorestart=true\nstartsecs=1\nstartretries=10\n"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import xmlrpc.client
 from typing import Any
 
@@ -12,6 +13,9 @@ from cnetd.paths import WORKLOAD_GROUP
 
 STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL"})
 LOG_MAX_BYTES = 10 * 1024 * 1024
+# Every program supervisord runs gets SIGKILL from the kernel when supervisord dies (util-linux setpriv sets
+# the parent-death signal, which survives the exec): a node never outlives its supervisord.
+DIE_WITH_SUPERVISORD = [shutil.which("setpriv") or "/usr/bin/setpriv", "--pdeathsig", "KILL", "--"]
 
 
 def escape(value: str) -> str:
@@ -93,7 +97,7 @@ def workload_program_options(argv: list[str], env: dict[str, str], cwd: str,
     ``env`` goes through /usr/bin/env inside the command so any value survives (supervisor's own
     ``environment=`` cannot quote every string). Restarts are the monitor's decision, never supervisord's.
     """
-    command = ["/usr/bin/env", "--", *(f"{key}={value}" for key, value in env.items()), *argv]
+    command = [*DIE_WITH_SUPERVISORD, "/usr/bin/env", "--", *(f"{key}={value}" for key, value in env.items()), *argv]
     return {
         "command": escape(shlex.join(command)),
         "directory": escape(cwd),

@@ -96,3 +96,38 @@ def test_second_node_on_same_runtime_dir_is_refused(start_node) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "already runs" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_kill_9_of_supervisord_leaves_nothing_and_the_node_starts_again(start_node) -> None:
+    node = start_node()
+    service = node.submit({"command": "sh", "args": ["-c", "sleep 300 & sleep 300; wait"]}, {"cpu": 1}).json()
+    supervisord = int((node.runtime_dir / "supervisord.pid").read_text())
+    assert node.leftover_processes()
+    os.kill(supervisord, signal.SIGKILL)
+    # Node processes and workloads die with supervisord (parent-death signal), the orphaned grandchildren
+    # through cnetd's sweep; cnetd itself then exits.
+    wait_for(lambda: node.process.poll() is not None, timeout_s=30)
+    assert wait_for(lambda: not node.leftover_processes(), timeout_s=10, diagnose=node.leftover_processes)
+    node.start()  # the ports are free again; the ledger relaunches what should run
+    wait_for(lambda: (view := node.workload(service["id"]))["status"] == "running"
+             and view["process_pid"] != service["process_pid"] and view, timeout_s=30)
+    assert allocated_matches_running(node)
+
+
+def test_cnetd_ends_what_an_earlier_boot_left_running(start_node) -> None:
+    node = start_node()
+    service = node.submit({"command": "sh", "args": ["-c", "sleep 300 & sleep 300; wait"]}, {"cpu": 1}).json()
+    supervisord = int((node.runtime_dir / "supervisord.pid").read_text())
+    # The machine's worst case: cnetd dies first (no sweep after supervisord), then supervisord. The
+    # parent-death signal ends its programs, but not what they started (sh's two sleeps here).
+    os.kill(node.process.pid, signal.SIGKILL)
+    node.process.wait(timeout=10)
+    node.output.close()
+    os.kill(supervisord, signal.SIGKILL)
+    left = wait_for(lambda: len(node.leftover_processes()) == 2 and node.leftover_processes(), timeout_s=10,
+                    diagnose=node.leftover_processes)
+    assert all(" sleep 300" in line for line in left), left
+    node.start()
+    assert "ended 2 process(es) left by an earlier run" in node.log("cnetd.out")
+    wait_for(lambda: node.workload(service["id"])["process_pid"] not in (None, service["process_pid"]), timeout_s=30)
+    assert running_programs(node) == {f"workloads:wl-{service['id']}"}

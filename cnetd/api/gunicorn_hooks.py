@@ -14,6 +14,7 @@ import struct
 from typing import Any
 
 from cnetd.config import NodeConfig
+from cnetd.lifeline import die_with_parent
 
 
 def _timeval(seconds: float) -> bytes:
@@ -32,6 +33,11 @@ class _StalledClients(logging.Filter):
 
 def _client_timeout_s() -> float:
     return NodeConfig.from_runtime_dir(os.environ["CNET_RUNTIME_DIR"]).api_client_timeout_s
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """A worker dies with its master: one left by a killed master would keep serving a dead node's port."""
+    die_with_parent()
 
 
 def post_worker_init(worker: Any) -> None:
