@@ -63,6 +63,8 @@ class NodeConfig:
     container_engine: str
     auth_token: str | None
     mesh_curve: dict[str, str] | None = None  # the cluster's CURVE key pair (Z85): public_key, secret_key
+    health_start_timeout_s: float = 120.0  # a service not healthy this long after its start is failed
+    mesh_forget_after_s: float = 86400.0  # a child silent this long is dropped from the node table
 
     @property
     def curve_keys(self) -> ClusterKeys | None:
@@ -123,9 +125,9 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "logging": ("level", "format"),
     "storage": ("sqlite",),
     "api": ("workers", "threads", "max_body_bytes", "client_timeout_s"),
-    "mesh": ("port", "heartbeat_period_s", "curve"),
+    "mesh": ("port", "heartbeat_period_s", "curve", "forget_after_s"),
     "scheduler": ("strategy", "max_hops"),
-    "health": ("interval_s",),
+    "health": ("interval_s", "start_timeout_s"),
     "container": ("engine",),
     "auth": ("token", "insecure"),
 }
@@ -180,6 +182,8 @@ def parse_config(raw: Any) -> NodeConfig:
         container_engine=get("container.engine", os.environ.get("DOCKER_HOST") or DOCKER_SOCKET, _string),
         auth_token=_auth_token(get, address),
         mesh_curve=get("mesh.curve", {}, _curve_pair) or None,
+        health_start_timeout_s=float(get("health.start_timeout_s", 120.0, _positive_number)),
+        mesh_forget_after_s=float(get("mesh.forget_after_s", 86400.0, _positive_number)),
     )
 
 

@@ -179,8 +179,9 @@ class Scheduler:
                 self._ledger.update(record.id, finish(Status.STOPPED, message="stopped"))
                 continue
             try:
-                spec = executor_for(record.type).program(record, self._context)
-                self._launch(record, spec)
+                executor = executor_for(record.type)
+                executor.validate(record.config, self._context)  # its model or directory may be gone since
+                self._launch(record, executor.program(record, self._context))
                 log.info("relaunched after a node restart", extra=workload_fields(record.id))
             except CnetError as exc:
                 log.warning("relaunch failed: %s", exc.message, extra=workload_fields(record.id))

@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import pytest
 import requests
 
 from tests.assets import ASTRONAUT, YOLO_MODEL
-from tests.nodes import Node, running, wait_for
+from tests.nodes import VENV_BIN, Node, free_port, running, wait_for
 
 GIB = 2**30
 YOLO = {"model_type": "yolo", "model_path": YOLO_MODEL}
@@ -114,3 +119,57 @@ def test_frozen_service_is_restarted_by_its_health_checks(node: Node) -> None:
             pass
     assert back["process_pid"] != record["process_pid"] and predict(back["endpoint"])["count"] >= 1
     node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+def test_a_service_that_cannot_load_its_model_exits_at_once(tmp_path) -> None:
+    result = subprocess.run([str(VENV_BIN / "cnet-inference-yolo"), "--model", str(tmp_path / "gone.onnx"),
+                             "--port", str(free_port()), "--log-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "does not exist" in result.stderr
+
+
+def test_kill_9_of_a_service_costs_one_restart_and_leaves_no_worker(node: Node) -> None:
+    record = node.submit(YOLO, {"cpu": 1}, workload_type="mlmodel").json()
+    workers = psutil.Process(record["process_pid"]).children()
+    assert workers
+    for worker in workers:  # a frozen worker cannot notice its master is gone: only the kernel ends it
+        worker.suspend()
+    os.kill(record["process_pid"], signal.SIGKILL)
+    wait_for(lambda: not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers),
+             timeout_s=10)
+    back = wait_for(lambda: (view := node.workload(record["id"]))["status"] == "running"
+                    and view["process_pid"] != record["process_pid"] and view, timeout_s=60)
+    assert back["restarts"] == 1, back
+    assert predict(back["endpoint"])["count"] >= 1
+    node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+def test_a_service_not_healthy_in_time_is_failed_and_released() -> None:
+    with running(Node(health={"interval_s": 0.5, "start_timeout_s": 3})) as node:
+        before = node.resources()
+        workload_id = uuid.uuid4().hex[:12]
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(node.submit, YOLO, {"cpu": 1}, workload_type="mlmodel", id=workload_id)
+            pid = wait_for(lambda: node.api("GET", f"/api/workloads/{workload_id}").ok
+                           and node.workload(workload_id)["process_pid"], timeout_s=30)
+            os.killpg(pid, signal.SIGSTOP)  # alive, never answering its health check
+            assert answer.result().status_code == 201
+        failed = wait_for(lambda: (view := node.workload(workload_id))["status"] == "failed" and view, timeout_s=30)
+        assert "start_timeout_s" in failed["message"]
+        assert node.resources() == before
+        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+
+
+def test_a_relaunch_whose_model_is_gone_fails_and_releases(tmp_path) -> None:
+    model = tmp_path / "model.onnx"
+    shutil.copy(YOLO_MODEL, model)
+    with running(Node()) as node:
+        before = node.resources()
+        record = node.submit({**YOLO, "model_path": str(model)}, {"cpu": 1}, workload_type="mlmodel").json()
+        assert record["status"] == "running"
+        node.stop()
+        model.unlink()
+        node.start()
+        failed = wait_for(lambda: (view := node.workload(record["id"]))["status"] == "failed" and view, timeout_s=30)
+        assert "relaunch failed" in failed["message"] and "does not exist" in failed["message"]
+        assert node.resources() == before

@@ -3,7 +3,8 @@
 A service is ``running`` once ``/health`` answers. A service that fails ``FAILURES_BEFORE_RESTART``
 checks in a row is killed with its whole process group (supervisord gives each program its own, and a
 server's workers must not keep the port), so it takes the crash path: restarted at most three times,
-then ``failed``.
+then ``failed``. One that is not healthy within ``health.start_timeout_s`` of its (re)start is failed,
+its resources released, and then killed.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from cnetd.httpclient import TimedOut, Unreachable, call
 from cnetd.logs import workload_fields
 from ledger.records import Status, WorkloadRecord
 from ledger.store import Ledger
-from workers.lifecycle import mark_healthy
+from workers.lifecycle import finish, mark_healthy
 
 log = logging.getLogger("health")
 FAILURES_BEFORE_RESTART = 3
@@ -34,12 +35,14 @@ def healthy(url: str) -> bool:
 
 
 class HealthChecker(threading.Thread):
-    def __init__(self, ledger: Ledger, interval_s: float) -> None:
+    def __init__(self, ledger: Ledger, interval_s: float, start_timeout_s: float) -> None:
         super().__init__(name="health", daemon=True)
         self._ledger = ledger  # shared with the monitor's thread: LMDB environments are thread-safe
         self._interval_s = interval_s
+        self._start_timeout_s = start_timeout_s
         self._last_check: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+        self._starting_since: dict[tuple[str, int], float] = {}  # (workload id, pid) first seen starting
 
     def run(self) -> None:
         while True:
@@ -67,14 +70,29 @@ class HealthChecker(threading.Thread):
                 self._ledger.update(record.id, mark_healthy)
             return
         if record.status == Status.STARTING:
-            return  # still loading; a crash while starting is seen by the monitor as an exit
+            # Still loading (a crash while starting is seen by the monitor as an exit), for a while.
+            since = self._starting_since.setdefault((record.id, record.process_pid), time.monotonic())
+            if time.monotonic() - since > self._start_timeout_s:
+                self._fail_start(record)
+            return
         failures = self._failures.get(record.id, 0) + 1
         self._failures[record.id] = failures
         log.warning("failed its health check (%d in a row)", failures, extra=workload_fields(record.id))
         if failures >= FAILURES_BEFORE_RESTART:
             self._failures.pop(record.id)
             log.warning("unhealthy: killing it to restart it", extra=workload_fields(record.id))
-            try:
-                os.killpg(record.process_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # it exited meanwhile: the monitor has seen that
+            _kill_group(record.process_pid)
+
+    def _fail_start(self, record: WorkloadRecord) -> None:
+        message = f"not healthy within {self._start_timeout_s:g} s of its start (health.start_timeout_s)"
+        log.warning("%s: failing it", message, extra=workload_fields(record.id))
+        self._ledger.update(record.id, finish(Status.FAILED, message=message))  # record, then kill
+        self._starting_since.pop((record.id, record.process_pid), None)
+        _kill_group(record.process_pid)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it exited meanwhile: the monitor has seen that

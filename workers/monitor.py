@@ -50,7 +50,7 @@ def main() -> None:
     node = open_node_process("monitor")
     supervisor = node.supervisor()
     reconcile(node.ledger, supervisor)
-    HealthChecker(node.ledger, node.config.health_interval_s).start()
+    HealthChecker(node.ledger, node.config.health_interval_s, node.config.health_start_timeout_s).start()
     for event in events(sys.stdin, sys.stdout):
         try:
             on_event(event, node.ledger, supervisor)
