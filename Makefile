@@ -8,7 +8,8 @@ CONFIG ?= conf/config.yaml
 .PHONY: venv system-deps container-engine build run test bench clean
 
 # Debian packages: curl for the tests' upload forms, chromium for the console's browser tests (Playwright
-# drives Debian's build: it cannot download its own here), nginx for the gateway benchmark's baseline.
+# drives Debian's build: it cannot download its own here), iproute2 and iptables for the test hosts
+# (tools/testhosts.sh: network namespaces, partitions), nginx for the gateway benchmark's baseline.
 APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
 $(STAMP): setup.py
@@ -27,7 +28,8 @@ run: build
 	$(BIN)/cnetd -config $(CONFIG)
 
 system-deps:
-	@(command -v curl && command -v chromium) >/dev/null || ($(APT_INSTALL) curl chromium)
+	@(command -v curl && command -v chromium && command -v ip && command -v iptables) >/dev/null || \
+		($(APT_INSTALL) curl chromium iproute2 iptables)
 
 # A real container engine for the container tests: rootful Podman with its Docker-compatible API.
 PODMAN_SOCKET ?= /run/podman/podman.sock

@@ -75,8 +75,29 @@ class Unavailable(CnetError):
     code = "unavailable"
 
 
-_BY_CODE = {cls.code: cls for cls in (Invalid, Unauthorized, NotFound, DelegationRefused,
-                                      InsufficientResources, NotRunning, RequestTimeout, LengthRequired, PayloadTooLarge, Unavailable)}
+class SchedulerUnavailable(Unavailable):
+    """The node's scheduler is down or restarting; ``delivered`` says whether it may have acted."""
+
+    code = "scheduler_unavailable"
+
+
+class DelegationUnknown(Unavailable):
+    """A forward got no clear answer: the workload may run on the target. The origin keeps an ``unknown``
+    pointer and settles it with the target; it is never started anywhere else meanwhile."""
+
+    code = "delegation_unknown"
+
+
+class DelegationPending(CnetError):
+    """An action on a workload whose delegation is still being settled."""
+
+    status = 409
+    code = "delegation_pending"
+
+
+_BY_CODE = {cls.code: cls for cls in (Invalid, Unauthorized, NotFound, DelegationRefused, InsufficientResources,
+                                      NotRunning, RequestTimeout, LengthRequired, PayloadTooLarge, Unavailable,
+                                      SchedulerUnavailable, DelegationUnknown, DelegationPending)}
 
 
 def error_from_dict(body: dict[str, Any]) -> CnetError:

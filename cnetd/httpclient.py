@@ -11,7 +11,12 @@ import orjson
 
 
 class Unreachable(Exception):
-    """The other node could not be reached (connection refused, reset, DNS)."""
+    """The other node could not be reached (connection refused, reset, DNS). ``delivered`` is False when the
+    request cannot have been acted on (it was never wholly sent), True when it was sent and the answer lost."""
+
+    def __init__(self, message: str, delivered: bool) -> None:
+        super().__init__(message)
+        self.delivered = delivered
 
 
 class TimedOut(Exception):
@@ -35,10 +40,12 @@ def call(method: str, url: str, body: Any = None, timeout_s: float = 5.0,
             return answer.status, _decode(answer.read())
     except urllib.error.HTTPError as error:
         return error.code, _decode(error.read())
+    except urllib.error.URLError as exc:  # urllib wraps what fails while connecting and sending
+        raise Unreachable(f"{method} {url}: {exc.reason}", delivered=False) from exc
     except (socket.timeout, TimeoutError) as exc:
         raise TimedOut(f"{method} {url}: no answer within {timeout_s:g} s") from exc
-    except (urllib.error.URLError, ConnectionError, http.client.HTTPException, OSError) as exc:
-        raise Unreachable(f"{method} {url}: {getattr(exc, 'reason', exc)}") from exc
+    except (ConnectionError, http.client.HTTPException, OSError) as exc:  # sent; the answer was lost
+        raise Unreachable(f"{method} {url}: {exc}", delivered=True) from exc
 
 
 def _decode(raw: bytes) -> Any:

@@ -1,21 +1,27 @@
-"""The scheduler process: places, allocates and launches workloads; stops and deletes them.
+"""The scheduler process: places, allocates and launches workloads; delegates them; stops and deletes them.
 
 It serves the API's requests one at a time on an ipc:// ROUTER socket, so every placement decision is
-made in one place; the ledger's atomic admit is the guard against over-allocation. When a workload
-belongs elsewhere it answers with the ranked neighbours to try: the API forwards it over HTTP (in its
-own threads, so two schedulers delegating to each other can never wait on each other) and records the
-result here as a pointer.
+made in one place; the ledger's atomic admit is the guard against over-allocation. It owns delegation
+whole (``cnetd.delegation``): it decides, records the pointer, forwards in a pool thread (so two
+schedulers delegating to each other never wait on each other) and settles forwards with no known
+outcome, every round of its loop.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import shutil
+import threading
 import time
+import uuid
 from typing import Any
 
+from cnetd.delegation import (DELEGATION_BUDGET_S, SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error,
+                              refusal_error)
 from cnetd.errors import CnetError, DelegationRefused, NotFound
+from cnetd.httpclient import auth_headers
 from cnetd.logs import workload_fields
+from cnetd.metrics import DELEGATIONS
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.paths import WORKLOAD_GROUP, program_name
 from cnetd.placement import Candidate, Placement, rank
@@ -23,12 +29,13 @@ from cnetd.supervisor_rpc import Supervisor, workload_program_options
 from ledger.nodetable import Role
 from ledger.records import Desired, Resources, Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
-from mesh.rpc import RpcServer
+from mesh.rpc import Deferred, RpcServer
 from workers.base import NodeContext, ProgramSpec
 from workers.lifecycle import desire, finish, mark_healthy, mark_started, settle
 from workers.registry import executor_for
 
 log = logging.getLogger("scheduler")
+FENCE_KEPT_S = 3600.0  # a forward this old that still arrives is refused by its fence; older, it is long gone
 
 
 class Scheduler:
@@ -38,26 +45,44 @@ class Scheduler:
         self._supervisor = supervisor
         self._paths = node.config.paths
         self._context = NodeContext.of(node.config)
+        self._delegator = Delegator(node.ledger, node.config.node_id, auth_headers(node.config.auth_token))
+        self._settling: set[str] = set()  # pointers whose settling is under way in a pool thread
+        self._settling_lock = threading.Lock()
+        self._server = RpcServer(node.config.paths.scheduler_endpoint, self.handlers)
+
+    def serve(self) -> None:
+        """Settle what the last run left, then answer requests and settle unknown forwards, forever."""
+        self.reconcile()
+        self._server.run(self.settle_unknown, SETTLE_INTERVAL_S)
 
     @property
     def handlers(self) -> dict[str, Any]:
-        return {"submit": self.submit, "record_pointer": self.record_pointer, "forget": self.forget,
+        return {"submit": self.submit, "confirm": self.confirm, "forget": self.forget,
                 "mark_healthy": self.mark_healthy, "reserve": self.reserve, "data_stored": self.data_stored,
                 "stop": self.stop, "delete": self.delete}
 
     # -- requests -------------------------------------------------------------------------------
 
-    def submit(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Run a workload here (``{"placed": record}``) or say where to send it (``{"delegate": [...]}``).
+    def submit(self, args: dict[str, Any]) -> Any:
+        """Run a workload here or delegate it: ``{"placed": record}`` (a pointer when delegated, with the
+        target's ``answer``), or the error that says why not.
 
-        ``delegation`` carries the nodes already visited and the hop count; ``local_only`` asks to run
-        here after every neighbour refused.
+        ``visited`` lists the nodes the submission came through; ``attempt`` names the forward that
+        brought it (settled forwards are fenced off); ``budget_s`` is what the sender leaves for onward
+        delegation.
         """
         record = WorkloadRecord.from_dict(args["workload"])
+        if self._ledger.fenced(record.id, args.get("attempt")):
+            raise DelegationRefused(f"this forward of workload {record.id} was already settled as not arrived",
+                                    visited=args.get("visited", []))
         try:
-            return {"placed": self._ledger.get(record.id).to_dict()}  # a retried submission runs nothing twice
+            existing = self._ledger.get(record.id)  # a retried submission runs nothing twice
         except NotFound:
             pass
+        else:
+            if existing.settling:
+                raise pending_error(existing)
+            return {"placed": existing.to_dict()}
         visited = list(args.get("visited", []))
         if self._node.config.node_id in visited:
             raise DelegationRefused(f"delegation loop: {self._node.config.node_id} was already visited ({' → '.join(visited)})",
@@ -67,19 +92,63 @@ class Scheduler:
                            visited=visited)
         usage = self._ledger.usage()
         local = Candidate(self._node.config.node_id, usage.available, usage.capacity, local=True)
-        neighbours = [] if args.get("local_only") else self._neighbour_candidates(exclude=set(visited))
+        neighbours = self._neighbour_candidates(exclude=set(visited))
         ranked = rank(record.requirements, [local, *neighbours], self._node.config.strategy)
         if ranked[0].local:
             return {"placed": self._run_here(record, ranked[0]).to_dict()}
         log.info("%s %s does not fit here: candidates %s", record.type, record.name,
                  ", ".join(placement.node_id for placement in ranked), extra=workload_fields(record.id))
-        urls = {neighbour.node_id: neighbour.api_url for neighbour in self._node.nodes.all()}
-        return {"delegate": [{"node_id": placement.node_id, "api_url": urls[placement.node_id],
-                              "placement": placement.to_dict()} for placement in ranked if not placement.local],
-                "local_fits": any(placement.local for placement in ranked)}
+        budget_s = min(DELEGATION_BUDGET_S, args.get("budget_s") or DELEGATION_BUDGET_S)
+        return self._delegate(record, ranked, visited, budget_s)
 
-    def record_pointer(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._ledger.record_pointer(WorkloadRecord.from_dict(args["workload"])).to_dict()
+    def _delegate(self, record: WorkloadRecord, ranked: list[Placement], visited: list[str], budget_s: float) -> Deferred:
+        urls = {neighbour.node_id: neighbour.api_url for neighbour in self._node.nodes.all()}
+        targets = [Target(placement.node_id, urls[placement.node_id], placement.to_dict())
+                   for placement in ranked if not placement.local]
+        local = next((placement for placement in ranked if placement.local), None)
+        # Record, then act: the pointer exists before the forward leaves, so a crash leaves it to settle.
+        pointer = self._ledger.record_pointer(dataclasses.replace(
+            record, status=Status.DELEGATING, node=targets[0].node_id, placement=targets[0].placement,
+            delegated_to=targets[0].node_id, remote_api=targets[0].api_url, delegation_attempt=uuid.uuid4().hex))
+
+        def then(outcome: Outcome) -> dict[str, Any]:
+            if outcome.answer is not None:
+                return {"placed": outcome.pointer.to_dict(), "answer": outcome.answer}
+            if outcome.unknown is not None:
+                raise pending_error(self._ledger.get(record.id))
+            if local is not None:  # another strategy ranked neighbours first, and none took it
+                DELEGATIONS.labels("fell_back_local").inc()
+                return {"placed": self._run_here(record, local).to_dict()}
+            DELEGATIONS.labels("no_node_fits").inc()
+            raise refusal_error(outcome.refusals, record)
+        return Deferred(lambda: self._delegator.forward(pointer, targets, visited, budget_s), then)
+
+    def confirm(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A delegating node settles its forward ``attempt`` of workload ``id``: the record, ``pending``
+        while this node settles its own onward forward, or ``absent`` (the attempt is now fenced off)."""
+        record = self._ledger.confirm_or_fence(args["id"], args["attempt"], time.time())
+        if record is None:
+            return {"absent": True}
+        return {"pending": True} if record.settling else {"placed": record.to_dict()}
+
+    def settle_unknown(self) -> None:
+        """Each round: settle (in pool threads) every pointer whose forward has no known outcome."""
+        for record in self._ledger.workloads():
+            if record.status != Status.UNKNOWN:
+                continue
+            with self._settling_lock:
+                if record.id in self._settling:
+                    continue
+                self._settling.add(record.id)
+            self._server.submit_background(lambda record=record: self._settle(record))
+        self._ledger.prune_fences(time.time() - FENCE_KEPT_S)
+
+    def _settle(self, record: WorkloadRecord) -> None:
+        try:
+            self._delegator.settle(record)
+        finally:
+            with self._settling_lock:
+                self._settling.discard(record.id)
 
     def reserve(self, args: dict[str, Any]) -> dict[str, Any]:
         """Hold resources for a record that runs no program (an upload in progress): admit it as it is."""
@@ -170,9 +239,14 @@ class Scheduler:
         return settle(self._ledger, self._supervisor, record, info)  # spawn failed: the monitor ends it
 
     def reconcile(self) -> None:
-        """After a restart of the scheduler or the whole node: launch what should run but has no program."""
+        """After a restart of the scheduler or the whole node: launch what should run but has no program;
+        a forward that was under way when the scheduler ended has no known outcome."""
         programs = self._supervisor.workload_infos()
         for record in self._ledger.workloads():
+            if record.status == Status.DELEGATING:
+                self._ledger.update(record.id, lambda pointer: dataclasses.replace(
+                    pointer, status=Status.UNKNOWN, message="the scheduler ended during its forward; settling it"))
+                continue
             if record.terminal or record.remote or not record.program or record.program in programs:
                 continue
             if record.desired == Desired.STOP:
@@ -191,10 +265,7 @@ class Scheduler:
 def main() -> None:
     node = open_node_process("scheduler")
     scheduler = Scheduler(node, node.supervisor())
-    server = RpcServer(node.config.paths.scheduler_endpoint, scheduler.handlers)
-    scheduler.reconcile()
-    while True:
-        server.serve_one()
+    scheduler.serve()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from cnetd.errors import Invalid
@@ -63,3 +64,33 @@ def parse_requirements(raw: Any) -> Resources:
         else:
             values[kind] = int(value)
     return Resources(**values)
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """The ``delegation`` field a delegating node adds to a forwarded submission (absent from a user's)."""
+
+    visited: list[str]
+    attempt: str | None = None  # names this forward, so the sender can settle it
+    budget_s: float | None = None  # how long this node may spend delegating it onward
+    settle: bool = False  # not a submission: the sender asks what became of its forward ``attempt``
+
+    @property
+    def forwarded(self) -> bool:
+        return bool(self.visited)
+
+
+def parse_delegation(raw: Any) -> Delegation:
+    if not isinstance(raw, dict):
+        raise Invalid("delegation: expected an object")
+    visited = raw.get("visited")
+    if not isinstance(visited, list) or not all(isinstance(node_id, str) for node_id in visited):
+        raise Invalid("delegation.visited: expected a list of node ids")
+    attempt, budget_s, settle = raw.get("attempt"), raw.get("budget_s"), raw.get("settle", False)
+    if attempt is not None and not (isinstance(attempt, str) and 0 < len(attempt) <= 64):
+        raise Invalid("delegation.attempt: expected a string of at most 64 characters")
+    if budget_s is not None and (not isinstance(budget_s, (int, float)) or isinstance(budget_s, bool) or budget_s < 0):
+        raise Invalid("delegation.budget_s: expected a number of seconds, not negative")
+    if not isinstance(settle, bool) or (settle and attempt is None):
+        raise Invalid("delegation.settle: expected true or false, and true only with an attempt")
+    return Delegation(visited, attempt, float(budget_s) if budget_s is not None else None, settle)

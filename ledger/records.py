@@ -70,6 +70,11 @@ class Status:
     UPLOADING = "uploading"  # data: bytes are arriving; the request's size is reserved
     STORED = "stored"        # data: on disk; its storage stays allocated until it is deleted
     LOST = "lost"  # shown, never stored: the node running a delegated workload is offline
+    DELEGATING = "delegating"  # a pointer written before its forward leaves: the forward is under way
+    UNKNOWN = "unknown"  # a pointer whose forward got no clear answer: being settled with its target
+
+
+SETTLING_STATUSES = frozenset({Status.DELEGATING, Status.UNKNOWN})
 
 
 TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.STOPPED})
@@ -101,6 +106,7 @@ class WorkloadRecord:
     gpu_devices: list[int] = field(default_factory=list)
     delegated_to: str | None = None
     remote_api: str | None = None
+    delegation_attempt: str | None = None  # names one forward, so its target can fence it off when settled
     process_pid: int | None = None
     endpoint: str | None = None
     health_url: str | None = None
@@ -113,6 +119,11 @@ class WorkloadRecord:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def settling(self) -> bool:
+        """A pointer whose forward is under way or has no known outcome yet."""
+        return self.status in SETTLING_STATUSES
 
     @property
     def remote(self) -> bool:

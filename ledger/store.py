@@ -28,11 +28,12 @@ class Ledger:
 
     def __init__(self, path: str, on_change: OnChange | None = None) -> None:
         os.makedirs(path, exist_ok=True)
-        self._env = lmdb.open(path, map_size=MAP_SIZE_BYTES, max_dbs=4)
+        self._env = lmdb.open(path, map_size=MAP_SIZE_BYTES, max_dbs=8)
         self._env.reader_check()  # clear reader slots left by a process that was killed
         self._node_db = self._env.open_db(b"node")
         self._allocations_db = self._env.open_db(b"allocations")
         self._workloads_db = self._env.open_db(b"workloads")
+        self._fences_db = self._env.open_db(b"fences")
         self._on_change = on_change
 
     def close(self) -> None:
@@ -160,6 +161,32 @@ class Ledger:
                 raise NotFound(f"no workload with id {workload_id!r}")
             self._release(txn, key)
         self._commit(write)
+
+    def confirm_or_fence(self, workload_id: str, attempt: str, now: float) -> WorkloadRecord | None:
+        """The record of ``workload_id``; or, when there is none, fence ``attempt`` off (that forward, should
+        it still arrive, is refused) and return None. One transaction, so no admit can slip between."""
+        key = workload_id.encode()
+
+        def write(txn: lmdb.Transaction) -> WorkloadRecord | None:
+            stored = txn.get(key, db=self._workloads_db)
+            if stored is not None:
+                return WorkloadRecord.from_dict(orjson.loads(stored))
+            txn.put(key, orjson.dumps({"attempt": attempt, "at": now}), db=self._fences_db)
+            return None
+        return self._commit(write)
+
+    def fenced(self, workload_id: str, attempt: str | None) -> bool:
+        """Whether the forward ``attempt`` of ``workload_id`` was settled as never arrived."""
+        with self._env.begin(db=self._fences_db) as txn:
+            raw = txn.get(workload_id.encode())
+        return raw is not None and attempt is not None and orjson.loads(raw)["attempt"] == attempt
+
+    def prune_fences(self, older_than: float) -> None:
+        """Forget fences set before ``older_than``: a forward that late has long been abandoned."""
+        with self._env.begin(db=self._fences_db) as txn:
+            stale = [key for key, raw in txn.cursor() if orjson.loads(raw)["at"] < older_than]
+        if stale:
+            self._commit(lambda txn: [txn.delete(key, db=self._fences_db) for key in stale])
 
     def get(self, workload_id: str) -> WorkloadRecord:
         with self._env.begin(db=self._workloads_db) as txn:

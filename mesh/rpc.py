@@ -1,55 +1,173 @@
-"""Request/reply between node processes over ipc:// (API → scheduler): JSON requests, JSON replies or errors."""
+"""Request/reply between node processes over ipc:// (API → scheduler): JSON requests, JSON replies or errors.
+
+The server answers one request at a time in its own thread, so every decision it makes is serial. A
+handler that must wait on something slow (an HTTP forward to another node) returns a ``Deferred``: its
+``work`` runs in a pool thread, and its ``then`` turns the work's outcome into the reply back in the
+server's thread, which meanwhile goes on answering others. The client tells a dead server from a busy
+one by the connection itself: no connection within ``CONNECT_TIMEOUT_S`` (nothing was delivered), or
+the connection dropping while it waits (delivered; the outcome is unknown).
+"""
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import orjson
 import zmq
 
-from cnetd.errors import CnetError, Unavailable, error_from_dict
+from cnetd.errors import CnetError, SchedulerUnavailable, error_from_dict
 from mesh.bus import context
 
 log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any]], Any]
+CONNECT_TIMEOUT_S = 5.0  # a live server's socket accepts at once; past this it is down or restarting
+WORKER_THREADS = 16
 
 
 def request(endpoint: str, op: str, args: dict[str, Any], timeout_s: float) -> Any:
-    """Send one request and wait for its reply; a fresh REQ socket per call so a lost reply strands nothing."""
+    """Send one request and wait up to ``timeout_s`` for its reply; a fresh REQ socket per call so a lost
+    reply strands nothing. Raises ``SchedulerUnavailable`` (``delivered`` says whether the request may
+    have been acted on) when the server is down, dies meanwhile, or does not answer in time."""
     socket = context().socket(zmq.REQ)
     socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a server that is not there
+    monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
     try:
         socket.connect(endpoint)
+        if not socket.poll(int(CONNECT_TIMEOUT_S * 1000), zmq.POLLOUT):
+            raise SchedulerUnavailable(f"the scheduler is not running (no answer to {op!r} within "
+                                       f"{CONNECT_TIMEOUT_S:g} s); try again shortly", delivered=False)
         socket.send(orjson.dumps({"op": op, "args": args}))
-        if not socket.poll(int(timeout_s * 1000)):
-            raise Unavailable(f"the scheduler did not answer {op!r} within {timeout_s:g} s")
-        reply = orjson.loads(socket.recv())
+        reply = _await_reply(socket, monitor, op, timeout_s)
     finally:
+        socket.disable_monitor()
+        monitor.close()
         socket.close()
     if "error" in reply:
         raise error_from_dict(reply["error"])
     return reply["result"]
 
 
+def _await_reply(socket: zmq.Socket, monitor: zmq.Socket, op: str, timeout_s: float) -> dict[str, Any]:
+    poller = zmq.Poller()
+    poller.register(socket, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
+    deadline = time.monotonic() + timeout_s
+    while (left_s := deadline - time.monotonic()) > 0:
+        ready = dict(poller.poll(int(left_s * 1000) + 1))
+        if socket in ready:
+            return orjson.loads(socket.recv())
+        if monitor in ready:
+            monitor.recv_multipart()
+            raise SchedulerUnavailable(f"the scheduler ended while handling {op!r}; its outcome is not known",
+                                       delivered=True)
+    raise SchedulerUnavailable(f"the scheduler did not answer {op!r} within {timeout_s:g} s", delivered=True)
+
+
+@dataclass
+class Deferred:
+    """A reply that needs slow work first: ``work()`` runs in a pool thread, then ``then(outcome)`` runs in
+    the server's thread and gives the reply (or raises the error to answer)."""
+
+    work: Callable[[], Any]
+    then: Callable[[Any], Any]
+
+
 class RpcServer:
-    """Serves requests one at a time on a bound ROUTER socket, dispatching on the request's ``op``."""
+    """Serves requests on a bound ROUTER socket, dispatching on the request's ``op``; ``tick`` runs in the
+    same thread every ``tick_interval_s`` (periodic settling)."""
 
     def __init__(self, endpoint: str, handlers: dict[str, Handler]) -> None:
         self.socket = context().socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind(endpoint)
         self._handlers = handlers
+        self._pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="rpc-work")
+        self._done_endpoint = f"inproc://rpc-done-{id(self)}"
+        self._done = context().socket(zmq.PULL)
+        self._done.bind(self._done_endpoint)
+        self._senders = threading.local()  # one PUSH per pool thread: sockets are not thread-safe
+        self._pending: dict[int, tuple[bytes, Deferred]] = {}  # touched by the server's thread only
+        self._results: dict[int, tuple[str, Any]] = {}  # written by a pool thread before it signals the key
+        self._next_key = 0
+
+    def run(self, tick: Callable[[], None], tick_interval_s: float) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._done, zmq.POLLIN)
+        next_tick = time.monotonic()
+        while True:
+            ready = dict(poller.poll(max(0.0, next_tick - time.monotonic()) * 1000))
+            if self.socket in ready:
+                self.serve_one()
+            if self._done in ready:
+                self._complete_one()
+            if time.monotonic() >= next_tick:
+                self._guarded(tick)
+                next_tick = time.monotonic() + tick_interval_s
 
     def serve_one(self) -> None:
-        """Answer one request that is waiting on the socket."""
+        """Answer (or start the work of) one request that is waiting on the socket."""
         identity, _, payload = self.socket.recv_multipart()
-        self.socket.send_multipart([identity, b"", orjson.dumps(self._dispatch(payload))])
+        outcome = self._dispatch(lambda: self._call(payload))
+        if isinstance(outcome, Deferred):
+            self._start(identity, outcome)
+        else:
+            self._reply(identity, outcome)
 
-    def _dispatch(self, payload: bytes) -> dict[str, Any]:
+    def submit_background(self, work: Callable[[], Any]) -> None:
+        """Run ``work`` in a pool thread with no one waiting for it (its errors are logged)."""
+        self._pool.submit(self._guarded, work)
+
+    def _call(self, payload: bytes) -> Any:
+        message = orjson.loads(payload)
+        return self._handlers[message["op"]](message.get("args", {}))
+
+    def _start(self, identity: bytes, deferred: Deferred) -> None:
+        key, self._next_key = self._next_key, self._next_key + 1
+        self._pending[key] = (identity, deferred)
+        self._pool.submit(self._work, key, deferred.work)
+
+    def _work(self, key: int, work: Callable[[], Any]) -> None:
         try:
-            message = orjson.loads(payload)
-            handler = self._handlers[message["op"]]
-            return {"result": handler(message.get("args", {}))}
+            outcome: Any = ("ok", work())
+        except Exception as exc:  # handed to the server's thread, which answers with it
+            outcome = ("raised", exc)
+        sender = getattr(self._senders, "socket", None)
+        if sender is None:
+            sender = self._senders.socket = context().socket(zmq.PUSH)
+            sender.setsockopt(zmq.LINGER, 0)
+            sender.connect(self._done_endpoint)
+        self._results[key] = outcome
+        sender.send(str(key).encode())
+
+    def _complete_one(self) -> None:
+        key = int(self._done.recv())
+        identity, deferred = self._pending.pop(key)
+        kind, value = self._results.pop(key)
+
+        def then() -> Any:
+            if kind == "raised":
+                raise value
+            return deferred.then(value)
+        outcome = self._dispatch(then)
+        if isinstance(outcome, Deferred):  # a continuation may need more slow work
+            self._start(identity, outcome)
+        else:
+            self._reply(identity, outcome)
+
+    def _reply(self, identity: bytes, body: dict[str, Any]) -> None:
+        self.socket.send_multipart([identity, b"", orjson.dumps(body)])
+
+    @staticmethod
+    def _dispatch(handle: Callable[[], Any]) -> Any:
+        try:
+            result = handle()
+            return result if isinstance(result, Deferred) else {"result": result}
         except CnetError as exc:
             return {"error": exc.to_dict()}
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
@@ -57,3 +175,10 @@ class RpcServer:
         except Exception as exc:  # a handler bug must answer, not strand the caller
             log.exception("request failed")
             return {"error": CnetError(f"internal error: {exc}").to_dict()}
+
+    @staticmethod
+    def _guarded(work: Callable[[], Any]) -> None:
+        try:
+            work()
+        except Exception:
+            log.exception("background work failed")

@@ -1,4 +1,5 @@
-"""Test helper: runs a real CNET node (cnetd → supervisord → gunicorn …) on loopback with free ports."""
+"""Test helper: runs a real CNET node (cnetd → supervisord → gunicorn …) on loopback with free ports, or on a
+test host (``tests.hosts``: its own network namespace and address)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,13 +13,16 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import psutil
 import requests
 import yaml
 
 from workers.container import remove_labelled
+
+if TYPE_CHECKING:
+    from tests.hosts import Host
 
 VENV_BIN = Path(sys.executable).parent
 LIVE: set["Node"] = set()  # nodes not cleaned up yet: a failed test's report carries their logs
@@ -60,17 +64,21 @@ def wait_until_answers(url: str, timeout_s: float = 60.0, process: subprocess.Po
 
 
 class Node:
-    """One node under test; ``stop()`` must leave no process behind."""
+    """One node under test; ``stop()`` must leave no process behind. On a ``host`` it listens on that host's
+    address (ports 8080/8081: the host is its own machine) and runs inside its network namespace."""
 
-    def __init__(self, resources: dict[str, Any] | None = None, token: str | None = None, **sections: Any) -> None:
+    def __init__(self, resources: dict[str, Any] | None = None, token: str | None = None,
+                 host: Host | None = None, **sections: Any) -> None:
         self.node_id = f"t{uuid.uuid4().hex[:8]}"
-        self.port = free_port()
-        self.mesh_port = free_port()
+        self.host = host
+        self.ip = host.address if host is not None else "127.0.0.1"
+        self.port = 8080 if host is not None else free_port()
+        self.mesh_port = 8081 if host is not None else free_port()
         self.root = Path(tempfile.mkdtemp(prefix="cnet-", dir="/tmp"))
         self.runtime_dir = self.root / "rt"
         self.config_path = self.root / "node.yaml"
         self.config: dict[str, Any] = {
-            "agent": {"node_id": self.node_id, "address": "127.0.0.1", "port": self.port,
+            "agent": {"node_id": self.node_id, "address": self.ip, "port": self.port,
                       "runtime_dir": str(self.runtime_dir)},
             "resources": resources or {"cpu": 8, "memory": 16 * 2**30, "gpu": 0, "storage": 10 * 2**30},
             "mesh": {"port": self.mesh_port},
@@ -78,8 +86,8 @@ class Node:
             "storage": {"sqlite": {"db_path": str(self.root / "storage.db"), "data_path": str(self.root / "data")}},
             **sections,
         }
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.address = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.ip}:{self.port}"
+        self.address = f"{self.ip}:{self.port}"
         self.http = requests.Session()
         if token:  # the helper's own requests carry it; tests of auth use plain requests
             self.config["auth"] = {"token": token}
@@ -94,7 +102,8 @@ class Node:
         output_path = self.root / "cnetd.out"
         seen_bytes = output_path.stat().st_size if output_path.exists() else 0
         self.output = open(output_path, "ab")
-        self.process = subprocess.Popen([str(VENV_BIN / "cnet-agent"), "-config", str(self.config_path)],
+        launcher = self.host.launcher() if self.host is not None else []
+        self.process = subprocess.Popen([*launcher, str(VENV_BIN / "cnet-agent"), "-config", str(self.config_path)],
                                         stdout=self.output, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while b"ready" not in output_path.read_bytes()[seen_bytes:]:

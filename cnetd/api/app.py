@@ -9,16 +9,17 @@ import falcon
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from cnetd import __version__, hostinfo
-from cnetd.api import delegation, openapi, uploads
+from cnetd.api import openapi, uploads
 from cnetd.api.limits import LOG_TAIL_DEFAULT, LOG_TAIL_MAX, PREDICT_MAX_BYTES
 from cnetd.api.http import BearerAuth, install_error_rendering, read_body, read_json, send
 from cnetd.api.remote import RemoteWorkloads
-from cnetd.errors import Invalid, NotFound, NotRunning, Unavailable
+from cnetd.delegation import DELEGATION_BUDGET_S
+from cnetd.errors import DelegationPending, Invalid, NotFound, NotRunning, Unavailable
 from cnetd.httpclient import TimedOut, Unreachable, call
 from cnetd.logtail import tail_lines
 from cnetd.metrics import RequestMetrics, node_exposition
 from cnetd.node_process import NodeProcess, open_node_process
-from cnetd.submission import parse_submission
+from cnetd.submission import Delegation, parse_delegation, parse_submission
 from ledger.catalog import Catalog
 from ledger.nodetable import Neighbour, Role
 from ledger.records import Status, WorkloadRecord
@@ -29,8 +30,11 @@ from workers.base import NodeContext
 from workers.health import healthy
 from workers.registry import EXECUTORS
 
-SCHEDULER_TIMEOUT_S = 60.0
-READY_TIMEOUT_S, READY_POLL_S = 120.0, 0.05
+# A live scheduler answers at once, or after its forwards (DELEGATION_BUDGET_S); a dead one is told by its
+# connection within mesh.rpc.CONNECT_TIMEOUT_S.
+SCHEDULER_TIMEOUT_S = DELEGATION_BUDGET_S + 10.0
+READY_POLL_S, REMOTE_READY_POLL_S = 0.05, 0.2
+READY_MARGIN_S = 5.0  # past health.start_timeout_s the health checks have failed it: its status is final
 PREDICT_TIMEOUT_S = 60.0
 SERVICE_TYPES = ("mlmodel", "opencv")
 
@@ -136,18 +140,50 @@ class Workloads(_NodeResource):
             return
         body = read_json(req, self.node.config.api_max_body_bytes)
         # Set by a delegating node only; parse_submission refuses a body that is not an object.
-        visited = delegation.parse_visited(body.pop("delegation", {"visited": []})) if isinstance(body, dict) else []
+        delegation = parse_delegation(body.pop("delegation")) if isinstance(body, dict) and "delegation" in body \
+            else Delegation(visited=[])
         record = parse_submission(body)
-        placed = delegation.submit(record, visited, self.node.config.node_id, self.schedule,
-                                   self.node.config.auth_token)
-        if not placed.get("delegated_to") and placed.get("node") == self.node.config.node_id:
-            placed = self._wait_ready(placed["id"])
-        send(resp, placed, 201)
+        if delegation.settle:
+            self._confirm(record.id, delegation.attempt, resp)
+            return
+        placed = self.schedule("submit", workload=record.to_dict(), visited=delegation.visited,
+                               attempt=delegation.attempt, budget_s=delegation.budget_s or DELEGATION_BUDGET_S)
+        pointer = WorkloadRecord.from_dict(placed["placed"])
+        if not pointer.remote:
+            view = self.view(pointer) if delegation.forwarded else self._wait_ready(pointer.id)
+        else:
+            view = self.remote.as_seen_here(pointer, placed["answer"]) if "answer" in placed else self.view(pointer)
+            if not delegation.forwarded:  # a forward is answered at admission; the entry node follows readiness
+                view = self._follow_remote(pointer, view)
+        send(resp, view, 201)
+
+    def _confirm(self, workload_id: str, attempt: str | None, resp: falcon.Response) -> None:
+        """A delegating node asks what became of its forward ``attempt``: 201 with the record, 202 while this
+        node settles its own onward forward, 404 when it never arrived (it is now refused if it does)."""
+        answer = self.schedule("confirm", id=workload_id, attempt=attempt)
+        if "placed" in answer:
+            send(resp, self.view(WorkloadRecord.from_dict(answer["placed"])), 201)
+        elif answer.get("pending"):
+            send(resp, {"id": workload_id, "status": "unknown"}, 202)
+        else:
+            raise NotFound(f"no workload with id {workload_id!r}; that forward is now refused should it arrive")
+
+    def _ready_deadline(self) -> float:
+        return time.monotonic() + self.node.config.health_start_timeout_s + READY_MARGIN_S
+
+    def _follow_remote(self, pointer: WorkloadRecord, view: dict[str, Any]) -> dict[str, Any]:
+        """The origin's view of a delegated submission once the target says it is ready (or ended, or the
+        wait ran out)."""
+        deadline = self._ready_deadline()
+        while view["status"] == Status.STARTING and time.monotonic() < deadline:
+            time.sleep(REMOTE_READY_POLL_S)
+            view = self.remote.view(pointer)
+        return view
 
     def _wait_ready(self, workload_id: str) -> dict[str, Any]:
         """Answer a submission once it is ready: a service's /health answers and its program has told what
         only it knows (a container id); or it ended; or time ran out (the monitor's checks take over)."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = self._ready_deadline()
         while True:
             record = self.node.ledger.get(workload_id)
             if record.status == Status.STARTING and record.health_url and record.process_pid is not None \
@@ -161,12 +197,20 @@ class Workloads(_NodeResource):
             time.sleep(READY_POLL_S)
 
 
+def _settled(record: WorkloadRecord) -> WorkloadRecord:
+    """An action needs to know where a workload runs: not while its delegation is being settled."""
+    if record.settling:
+        raise DelegationPending(f"workload {record.id} is being delegated to {record.delegated_to} and its outcome "
+                                "is not known yet; try again shortly", node=record.delegated_to)
+    return record
+
+
 class Workload(_NodeResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         send(resp, self.view(self.node.ledger.get(workload_id)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        record = self.node.ledger.get(workload_id)
+        record = _settled(self.node.ledger.get(workload_id))
         if record.type == "data" and not record.remote:
             send(resp, uploads.delete(workload_id, self.data_root, self.catalog, self.schedule))
             return
@@ -177,12 +221,13 @@ class Workload(_NodeResource):
         if status not in (200, 404):
             send(resp, body, status)
             return
+        self.remote.forget(workload_id)
         send(resp, self.schedule("forget", id=workload_id))
 
 
 class WorkloadStop(_NodeResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        record = self.node.ledger.get(workload_id)
+        record = _settled(self.node.ledger.get(workload_id))
         if record.remote:
             status, body = self.remote.act(record, "POST", "/stop")
             send(resp, body, status)

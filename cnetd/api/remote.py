@@ -1,7 +1,12 @@
-"""Workloads this node delegated: viewed and acted on live through the next hop's API, ``lost`` when offline."""
+"""Workloads this node delegated: viewed and acted on live through the next hop's API, ``lost`` when offline.
+
+A pointer still being settled (``delegating``, ``unknown``) is shown as the origin holds it. A ``lost``
+one shows what was last known of it (seen live by this API process, else its admission) and how old that is.
+"""
 from __future__ import annotations
 
 import collections
+import time
 from typing import Any
 
 from cnetd.errors import Unavailable
@@ -12,6 +17,7 @@ from mesh.messages import HEARTBEAT_LIVENESS
 
 PROXY_TIMEOUT_S = 3.0
 ACTION_TIMEOUT_S = 60.0
+_LAST_KNOWN = ("status", "node", "process_pid", "endpoint", "restarts")
 
 
 class RemoteWorkloads:
@@ -19,6 +25,7 @@ class RemoteWorkloads:
         self._nodes = nodes
         self._period_s = heartbeat_period_s
         self._headers = auth_headers(token)
+        self._last_seen: dict[str, tuple[float, dict[str, Any]]] = {}  # id → (when, what its node said)
 
     def view(self, record: WorkloadRecord) -> dict[str, Any]:
         return self.views([record])[0]
@@ -27,19 +34,22 @@ class RemoteWorkloads:
         """Current state of delegated records, one request per next-hop node."""
         by_hop: dict[str, list[WorkloadRecord]] = collections.defaultdict(list)
         for record in records:
-            by_hop[record.remote_api].append(record)
+            if not record.settling:
+                by_hop[record.remote_api].append(record)
         seen: dict[str, dict[str, Any]] = {}
         for remote_api, group in by_hop.items():
             if not self._online(group[0].delegated_to):
                 continue
             ids = ",".join(record.id for record in group)
             try:
-                status, body = call("GET", f"{remote_api}/api/workloads?ids={ids}", timeout_s=PROXY_TIMEOUT_S)
+                status, body = call("GET", f"{remote_api}/api/workloads?ids={ids}", timeout_s=PROXY_TIMEOUT_S,
+                                    headers=self._headers)
             except (Unreachable, TimedOut):
                 continue
             if status == 200:
                 seen.update({item["id"]: item for item in body["workloads"]})
-        return [self._as_seen_here(record, seen.get(record.id)) for record in records]
+        return [record.to_dict() if record.settling else self.as_seen_here(record, seen.get(record.id))
+                for record in records]
 
     def act(self, record: WorkloadRecord, method: str, path: str = "", raw: bytes | None = None,
             content_type: str | None = None) -> tuple[int, Any]:
@@ -55,15 +65,25 @@ class RemoteWorkloads:
             raise Unavailable(f"workload {record.id} runs on {record.delegated_to}: {exc}",
                               node=record.delegated_to) from None
 
+    def forget(self, workload_id: str) -> None:
+        self._last_seen.pop(workload_id, None)
+
     def _online(self, node_id: str | None) -> bool:
         neighbour = self._nodes.get(node_id) if node_id else None
         return neighbour is not None and neighbour.online(self._period_s, HEARTBEAT_LIVENESS)
 
-    @staticmethod
-    def _as_seen_here(record: WorkloadRecord, remote: dict[str, Any] | None) -> dict[str, Any]:
+    def as_seen_here(self, record: WorkloadRecord, remote: dict[str, Any] | None) -> dict[str, Any]:
+        """The next hop's live view with this node's own decision (where it sent it, and why); ``lost`` with
+        what was last known when the next hop cannot tell."""
         if remote is None:
-            return {**record.to_dict(), "status": Status.LOST,
-                    "message": f"{record.delegated_to} is offline or no longer knows this workload"}
-        # The next hop's live state, with this node's own decision: where it sent it, and why.
+            return self._lost(record)
+        self._last_seen[record.id] = (time.time(), remote)
         return {**remote, "delegated_to": record.delegated_to, "remote_api": record.remote_api,
                 "placement": record.placement}
+
+    def _lost(self, record: WorkloadRecord) -> dict[str, Any]:
+        at, known = self._last_seen.get(record.id, (record.started_at or record.created_at, record.to_dict()))
+        return {**record.to_dict(), "status": Status.LOST, "process_pid": None,
+                "last_known": {name: known.get(name) for name in _LAST_KNOWN},
+                "last_known_age_s": round(time.time() - at, 3),
+                "message": f"{record.delegated_to} is offline or no longer knows this workload"}
