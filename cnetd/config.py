@@ -15,6 +15,7 @@ from cnetd import hostinfo
 from cnetd.paths import IPC_PATH_MAX, RuntimePaths
 from ledger.records import Resources
 from mesh.curve import ClusterKeys
+from mesh.messages import NODE_ID
 
 AUTO = "auto"
 STRATEGIES = ("local-first", "best-fit", "spread")
@@ -22,7 +23,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
 DOCKER_SOCKET = "unix:///var/run/docker.sock"  # the usual engine address when neither config nor DOCKER_HOST say
 MESH_PORT_OFFSET = 1000  # default mesh port: API port + 1000 (8080 → 9080)
-_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _HOST_PORT = re.compile(r"^[^:\s]+:\d{1,5}$")
 
 
@@ -270,7 +270,7 @@ def _bool(key: str, value: Any) -> bool:
 
 
 def _node_id(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not _NODE_ID.match(value):
+    if not isinstance(value, str) or not NODE_ID.match(value):
         raise _fail(key, "letters, digits, '.', '_' or '-' (at most 63)", value)
     return value
 

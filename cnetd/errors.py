@@ -46,6 +46,13 @@ class InsufficientResources(CnetError):
     code = "insufficient_resources"
 
 
+class DataNotStoppable(CnetError):
+    """Data runs nothing: it is deleted, never stopped (which would free storage its bytes still use)."""
+
+    status = 409
+    code = "data_not_stoppable"
+
+
 class NotRunning(CnetError):
     """An action that needs a running workload (a prediction) on one that is not."""
 
@@ -97,7 +104,7 @@ class DelegationPending(CnetError):
 
 _BY_CODE = {cls.code: cls for cls in (Invalid, Unauthorized, NotFound, DelegationRefused, InsufficientResources,
                                       NotRunning, RequestTimeout, LengthRequired, PayloadTooLarge, Unavailable,
-                                      SchedulerUnavailable, DelegationUnknown, DelegationPending)}
+                                      SchedulerUnavailable, DelegationUnknown, DelegationPending, DataNotStoppable)}
 
 
 def error_from_dict(body: dict[str, Any]) -> CnetError:

@@ -25,6 +25,10 @@ HEARTBEATS_RECEIVED = Counter("cnet_heartbeats_received_total", "Neighbour heart
 HEARTBEATS_DROPPED = Counter("cnet_heartbeats_dropped_total",
                              "Heartbeats not recorded: malformed, from an unknown sender, or lost in transit (seq gaps)",
                              ["reason"])
+NEIGHBOURS_SKIPPED = Counter("cnet_neighbour_entries_skipped_total",
+                             "Node-table entries the register could not subscribe to (a bad mesh endpoint)")
+NEIGHBOURS_FORGOTTEN = Counter("cnet_neighbours_forgotten_total",
+                               "Children dropped from the node table after mesh.forget_after_s offline")
 DELEGATIONS = Counter("cnet_delegations_total",
                       "Forwards of a workload to a neighbour, and submissions that fell back or found no node",
                       ["outcome"])

@@ -15,11 +15,13 @@ import zmq
 from prometheus_client import Counter
 
 from cnetd.discovery import Discovery
-from cnetd.metrics import HEARTBEATS_DROPPED, HEARTBEATS_RECEIVED, HEARTBEATS_SENT
+from cnetd.metrics import (HEARTBEATS_DROPPED, HEARTBEATS_RECEIVED, HEARTBEATS_SENT, NEIGHBOURS_FORGOTTEN,
+                           NEIGHBOURS_SKIPPED)
 from cnetd.node_process import NodeProcess, open_node_process
 from ledger.nodetable import Role
 from mesh import curve
 from mesh.bus import bind_bus_subscriber, context
+from mesh.liveness import keep_mesh_socket_alive
 from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent,
                            Heartbeat, MalformedMessage)
 from mesh.summary import subtree_summary
@@ -40,6 +42,8 @@ class Register:
         self._mesh.setsockopt(zmq.XPUB_VERBOSE, 1)
         self._neighbours = context().socket(zmq.SUB)
         self._neighbours.setsockopt(zmq.LINGER, 0)
+        for socket in (self._mesh, self._neighbours):
+            keep_mesh_socket_alive(socket, node.config.heartbeat_period_s)
         keys = node.config.curve_keys
         self._authenticator: curve.ClusterAuthenticator | None = None  # held: its ZAP thread lives with it
         if keys is not None:  # CURVE: only holders of the cluster key read or feed heartbeats
@@ -50,6 +54,7 @@ class Register:
         self._neighbours.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
         self._neighbours.setsockopt(zmq.RCVHWM, 100_000)
         self._connected: set[str] = set()
+        self._refused_endpoints: set[str] = set()  # entries zmq cannot connect to: skipped, counted once
         self._discovery = Discovery(node.config, node.nodes)
         self._seq = 0
         self.malformed = 0
@@ -92,6 +97,8 @@ class Register:
             if self._mesh in ready:
                 triggered |= self._drain_subscriptions()
             if triggered or time.monotonic() >= next_beat:
+                if time.monotonic() >= next_beat:
+                    self._forget_silent_children()
                 self._mesh.send_multipart(self.heartbeat().encode())
                 HEARTBEATS_SENT.inc()
                 next_beat = time.monotonic() + period_s
@@ -141,11 +148,31 @@ class Register:
     def _subscribe_known(self) -> None:
         wanted = {neighbour.mesh_endpoint for neighbour in self._node.nodes.all()
                   if neighbour.mesh_endpoint != self._config.mesh_endpoint}
-        for endpoint in wanted - self._connected:
-            self._neighbours.connect(endpoint)
         for endpoint in self._connected - wanted:
             self._neighbours.disconnect(endpoint)
-        self._connected = wanted
+        self._connected &= wanted
+        for endpoint in wanted - self._connected - self._refused_endpoints:
+            try:
+                self._neighbours.connect(endpoint)
+            except zmq.ZMQError as exc:  # one bad entry must not stop every heartbeat
+                self._refused_endpoints.add(endpoint)
+                NEIGHBOURS_SKIPPED.inc()
+                log.warning("skipped a node-table entry: cannot subscribe to %r: %s", endpoint[:200], exc)
+                continue
+            self._connected.add(endpoint)
+
+    def _forget_silent_children(self) -> None:
+        """Drop children offline for longer than ``mesh.forget_after_s`` (never heard of: since they registered)."""
+        now, forget_after_s = time.time(), self._config.mesh_forget_after_s
+        silent = [neighbour for neighbour in self._node.nodes.all() if neighbour.role == Role.CHILD
+                  and now - (neighbour.last_seen or neighbour.added_at or now) > forget_after_s]
+        for neighbour in silent:
+            self._node.nodes.remove(neighbour.node_id)
+            NEIGHBOURS_FORGOTTEN.inc()
+            log.info("forgot child %s: offline for more than %g s (mesh.forget_after_s)", neighbour.node_id,
+                     forget_after_s)
+        if silent:
+            self._subscribe_known()
 
     def _waiting(self, socket: zmq.Socket, decode: Callable[[list[bytes]], T], source: str,
                  malformed_metric: Counter | None = None) -> Iterator[T]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from cnetd.delegation import (DELEGATION_BUDGET_S, SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error,
                               refusal_error)
-from cnetd.errors import CnetError, DelegationRefused, NotFound
+from cnetd.errors import CnetError, DataNotStoppable, DelegationRefused, NotFound
 from cnetd.httpclient import auth_headers
 from cnetd.logs import workload_fields
 from cnetd.metrics import DELEGATIONS
@@ -201,7 +201,11 @@ class Scheduler:
 
     def stop(self, args: dict[str, Any]) -> dict[str, Any]:
         record = self._ledger.get(args["id"])
+        if record.type == "data":
+            raise DataNotStoppable(f"workload {record.id} is data: it is deleted (DELETE), not stopped")
         if record.terminal:
+            if record.program:
+                self._supervisor.stop(record.program)  # whatever an operator may have started by hand
             return record.to_dict()
         record = self._ledger.update(record.id, desire(Desired.STOP))
         log.info("stopping %s", record.program, extra=workload_fields(record.id))

@@ -38,6 +38,11 @@ class _ServiceApplication(BaseApplication):
             os._exit(Arbiter.WORKER_BOOT_ERROR)
 
 
+def service_log_path(log_dir: str, kind: str, port: int) -> str:
+    """Where a service of ``kind`` (yolo, opencv, gateway) on ``port`` logs: one file per service."""
+    return os.path.join(log_dir, f"{kind}_service_{port}.log")
+
+
 def _worker_dies_with_master(arbiter: Arbiter, worker: Any) -> None:
     """A killed master must not leave its worker holding the port (a restart could not bind it)."""
     die_with_parent()

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from cnetd.service_runner import run_service
+from cnetd.service_runner import run_service, service_log_path
 from gateway.app import create_gateway_app
 
 
@@ -18,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-dir", default=".")
     args = parser.parse_args(argv)
     run_service(lambda: create_gateway_app(args.base_path, args.bucket), args.host, args.port, args.threads,
-                os.path.join(args.log_dir, f"gateway_service_{args.port}.log"))
+                service_log_path(args.log_dir, "gateway", args.port))
 
 
 if __name__ == "__main__":

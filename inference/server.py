@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from typing import Callable
 
 import falcon
 
-from cnetd.service_runner import run_service
+from cnetd.service_runner import run_service, service_log_path
 from inference.service import DEFAULT_MAX_IMAGE_BYTES, Detector, create_service_app
 
 
@@ -27,5 +26,4 @@ def serve(kind: str, args: argparse.Namespace, make_detector: Callable[[], Detec
         logging.getLogger(kind).info("loaded %s; serving on %s:%d", detector.name, args.host, args.port)
         return create_service_app(detector, args.max_image_bytes)
 
-    run_service(load_app, args.host, args.port, args.threads,
-                os.path.join(args.log_dir, f"{kind}_service_{args.port}.log"))
+    run_service(load_app, args.host, args.port, args.threads, service_log_path(args.log_dir, kind, args.port))

@@ -35,6 +35,7 @@ class Neighbour:
     mesh_endpoint: str
     last_seen: float | None = None
     heartbeat: dict[str, Any] | None = None
+    added_at: float | None = None  # when this node first learnt of it (a child that never beats ages from here)
 
     def online(self, heartbeat_period_s: float, liveness: int, now: float | None = None) -> bool:
         return self.last_seen is not None and (now or time.time()) - self.last_seen < heartbeat_period_s * liveness
@@ -62,8 +63,11 @@ class NodeTable:
         with self._env.begin(write=True, db=self._db) as txn:
             raw = txn.get(key)
             if raw is not None:
-                known = Neighbour(**orjson.loads(raw))
-                neighbour = dataclasses.replace(neighbour, last_seen=known.last_seen, heartbeat=known.heartbeat)
+                known = _decode(raw) or neighbour
+                neighbour = dataclasses.replace(neighbour, last_seen=known.last_seen, heartbeat=known.heartbeat,
+                                                added_at=known.added_at)
+            else:
+                neighbour = dataclasses.replace(neighbour, added_at=neighbour.added_at or time.time())
             txn.put(key, orjson.dumps(neighbour.to_dict()))
             self._bump(txn)
 
@@ -77,13 +81,23 @@ class NodeTable:
             raw = txn.get(key)
             if raw is None:
                 return None
-            previous = Neighbour(**orjson.loads(raw))
+            previous = _decode(raw)
+            if previous is None:
+                return None
             txn.put(key, orjson.dumps(dataclasses.replace(previous, last_seen=received_at, heartbeat=heartbeat)))
             last = previous.heartbeat or {}
             if any(last.get(name) != heartbeat.get(name) for name in _SHOWN) or previous.last_seen is None \
                     or received_at - previous.last_seen >= stale_after_s:
                 self._bump(txn)
         return previous
+
+    def remove(self, node_id: str) -> bool:
+        """Forget a neighbour; False if it was not known."""
+        with self._env.begin(write=True, db=self._db) as txn:
+            removed = txn.delete(node_id.encode())
+            if removed:
+                self._bump(txn)
+        return removed
 
     def revision(self) -> int:
         """A counter of changes to what the table shows; a neighbour going silent does not move it."""
@@ -96,8 +110,18 @@ class NodeTable:
     def get(self, node_id: str) -> Neighbour | None:
         with self._env.begin(db=self._db) as txn:
             raw = txn.get(node_id.encode())
-        return Neighbour(**orjson.loads(raw)) if raw else None
+        return _decode(raw) if raw else None
 
     def all(self) -> list[Neighbour]:
         with self._env.begin(db=self._db) as txn:
-            return [Neighbour(**orjson.loads(raw)) for _, raw in txn.cursor()]
+            found = [_decode(raw) for _, raw in txn.cursor()]
+        return [neighbour for neighbour in found if neighbour is not None]
+
+
+def _decode(raw: bytes) -> Neighbour | None:
+    """A stored entry, or None for one that is not a neighbour (written by something else): skipped."""
+    try:
+        neighbour = Neighbour(**orjson.loads(raw))
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    return neighbour if isinstance(neighbour.node_id, str) and isinstance(neighbour.mesh_endpoint, str) else None

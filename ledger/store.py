@@ -96,6 +96,31 @@ class Ledger:
             return admitted
         return self._commit(write)
 
+    def readmit(self, workload_id: str, change: RecordChange) -> WorkloadRecord:
+        """Hold a terminal record's requirements again and apply ``change`` (it runs again: an operator
+        started its program by hand), atomically; ``InsufficientResources`` when they no longer fit."""
+        key = workload_id.encode()
+
+        def write(txn: lmdb.Transaction) -> WorkloadRecord:
+            raw = txn.get(key, db=self._workloads_db)
+            if raw is None:
+                raise NotFound(f"no workload with id {workload_id!r}")
+            current = WorkloadRecord.from_dict(orjson.loads(raw))
+            changed = change(current)
+            if changed is None or txn.get(key, db=self._allocations_db) is not None:
+                return current  # not terminal, or holding already
+            available = self._usage(txn).available
+            short = available.shortfall(current.requirements)
+            if short:
+                raise InsufficientResources(f"not enough {', '.join(short)} on this node to run it again",
+                                            requested=current.requirements.to_dict(), available=available.to_dict())
+            devices = self._take_gpus(txn, workload_id, current.requirements.gpu)
+            self._hold(txn, key, current.requirements, devices)
+            revived = dataclasses.replace(changed, gpu_devices=devices)
+            txn.put(key, orjson.dumps(revived.to_dict()), db=self._workloads_db)
+            return revived
+        return self._commit(write)
+
     def record_pointer(self, record: WorkloadRecord) -> WorkloadRecord:
         """Store the record of a workload delegated to another node: nothing is allocated here."""
         key = record.id.encode()

@@ -1,7 +1,9 @@
 """Every message that crosses a ZeroMQ socket, defined once with its encoder and validating decoder."""
 from __future__ import annotations
 
+import re
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +133,24 @@ class Heartbeat:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # as agent.node_id
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$")
+
+
+def _host_port(value: str, schemes: tuple[str, ...], name: str) -> None:
+    """``scheme://host:port`` and nothing else (no path, query, user or fragment); else MalformedMessage."""
+    problem = f"{name} must be {' or '.join(scheme + '://HOST:PORT' for scheme in schemes)}, got {value[:100]!r}"
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise MalformedMessage(problem) from None
+    if parts.scheme not in schemes or port is None or not 1 <= port <= 65535 or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username is not None or parts.password is not None \
+            or not _HOST.match(parts.netloc.rsplit(":", 1)[0]):
+        raise MalformedMessage(problem)
+
+
 @dataclass(frozen=True)
 class Registration:
     """A child's request to its parent (POST /api/nodes/register): subscribe to me, I am your child."""
@@ -147,6 +167,8 @@ class Registration:
         missing = [name for name, value in values.items() if not isinstance(value, str) or not value]
         if missing:
             raise MalformedMessage(f"registration needs string field(s) {', '.join(missing)}")
-        if not values["mesh_endpoint"].startswith("tcp://") or not values["api_url"].startswith("http://"):
-            raise MalformedMessage("registration needs a tcp:// mesh_endpoint and an http:// api_url")
-        return cls(**values)
+        if not NODE_ID.match(values["node_id"]):
+            raise MalformedMessage("node_id: letters, digits, '.', '_' or '-' (at most 63)")
+        _host_port(values["api_url"], ("http", "https"), "api_url")
+        _host_port(values["mesh_endpoint"], ("tcp",), "mesh_endpoint")
+        return cls(values["node_id"], values["api_url"].rstrip("/"), values["mesh_endpoint"])

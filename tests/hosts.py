@@ -14,6 +14,7 @@ from typing import Iterator
 import pytest
 
 TESTHOSTS = Path(__file__).resolve().parent.parent / "tools" / "testhosts.sh"
+_made: list[str] = []  # one set at a time: every set numbers its hosts from 198.51.100.1
 
 
 def _testhosts(*args: str) -> str:
@@ -53,14 +54,19 @@ class Host:
 
 @contextlib.contextmanager
 def make_hosts(count: int) -> Iterator[list[Host]]:
-    """``count`` hosts at 198.51.100.1…count; this process reaches them from 198.51.100.254."""
+    """``count`` hosts at 198.51.100.1…count; this process reaches them from 198.51.100.254. One set at a
+    time (a second would reuse the addresses)."""
     reason = can_make_hosts()
     if reason:
         pytest.skip(reason) if not os.environ.get("CI") else pytest.fail(reason)
+    if _made:
+        raise RuntimeError(f"test hosts {_made[0]} are still up: one set at a time (they share 198.51.100.0/24)")
     prefix = f"cn{uuid.uuid4().hex[:4]}"
+    _made.append(prefix)
     try:
         _testhosts("up", prefix, str(count))
         _testhosts("join", prefix)
         yield [Host(prefix, index, _testhosts("addr", prefix, str(index))) for index in range(1, count + 1)]
     finally:
+        _made.remove(prefix)
         _testhosts("down", prefix)

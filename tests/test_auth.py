@@ -28,6 +28,7 @@ def mutations(node: Node) -> list[tuple[str, str, dict]]:
         ("POST", "/api/nodes/register", {"json": {"node_id": "kid", "api_url": "http://127.0.0.1:1",
                                                   "mesh_endpoint": "tcp://127.0.0.1:2"}}),
         ("DELETE", "/api/data/nope", {}),
+        ("DELETE", "/api/nodes/nope", {}),
     ]
 
 
@@ -46,7 +47,7 @@ def test_mutations_with_the_token_work(node: Node) -> None:
     for method, path, kwargs in mutations(node):
         answer = requests.request(method, node.url + path, headers={"Authorization": f"Bearer {TOKEN}"},
                                   timeout=30, **kwargs)
-        assert answer.status_code in (200, 201, 404), (method, path, answer.text)  # 404: /api/data/nope
+        assert answer.status_code in (200, 201, 404), (method, path, answer.text)  # 404: …/nope
 
 
 def test_reads_stay_open(node: Node) -> None:

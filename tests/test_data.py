@@ -167,3 +167,15 @@ def test_upload_without_length_is_411_and_leaves_nothing(node: Node) -> None:
                       headers={"Content-Type": "multipart/form-data; boundary=XyZ"})  # chunked: no length
     assert answer.status_code == 411 and answer.json()["error"] == "length_required"
     assert nothing_left_behind(node, before, data_before)
+
+
+def test_data_is_deleted_not_stopped(node: Node) -> None:
+    record = upload_tree(node, {"keep/me.txt": b"still here"})
+    allocated = node.resources()["allocated"]["storage"]
+    answer = node.api("POST", f"/api/workloads/{record['id']}/stop")
+    assert answer.status_code == 409 and answer.json()["error"] == "data_not_stoppable", answer.text
+    assert node.resources()["allocated"]["storage"] == allocated  # its bytes are still on disk
+    assert node.api("GET", f"/api/data/{record['data_key']}").status_code == 200
+    assert node.workload(record["id"])["status"] == "stored"
+    assert node.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
+    assert node.resources()["allocated"]["storage"] == allocated - record["requirements"]["storage"]

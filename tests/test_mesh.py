@@ -7,6 +7,7 @@ from typing import Iterator
 import pytest
 import zmq
 
+from ledger.nodetable import Neighbour, NodeTable, Role
 from mesh.messages import Heartbeat
 from tests.nodes import Node, free_port, kill_node, link, nodes_view, running, wait_for
 
@@ -87,6 +88,9 @@ def test_parent_delegates_to_child_and_acts_on_it(clean: dict[str, Node]) -> Non
     assert answer.status_code == 201, answer.text
     record = answer.json()
     assert record["node"] == nanjing.node_id and record["status"] == "running"
+    # The 201 is the origin's view: where it sent it and why, and what the target says of it.
+    assert record["delegated_to"] == nanjing.node_id and not record["placement"]["local"]
+    assert record["placement"]["node"] == nanjing.node_id and record["process_pid"] > 0
     assert jiangsu.resources() == before  # nothing allocated on the origin
     seen = jiangsu.workload(record["id"])
     assert seen["node"] == nanjing.node_id and seen["delegated_to"] == nanjing.node_id and seen["status"] == "running"
@@ -150,6 +154,23 @@ def test_unreachable_target_falls_back_to_the_next(clean: dict[str, Node]) -> No
         wait_for(lambda: first.api("GET", "/api/health").ok, timeout_s=30)
 
 
+def test_refusals_keep_their_kind(clean: dict[str, Node]) -> None:
+    jiangsu, nanjing = clean["jiangsu"], clean["nanjing"]
+    missing_model = jiangsu.submit({"model_type": "yolo", "model_path": "/nonexistent/faces.onnx"}, {"cpu": 3},
+                                   workload_type="mlmodel")
+    assert missing_model.status_code == 400, missing_model.text  # jiangsu is full, nanjing refuses the config
+    assert "does not exist" in missing_model.json()["message"]
+    assert missing_model.json()["refused"][0]["kind"] == "invalid"
+    nanjing.supervisorctl("stop", "api")
+    try:
+        unreachable = jiangsu.submit(SLEEP, {"cpu": 3})
+        assert unreachable.status_code == 503 and unreachable.json()["refused"][0]["kind"] == "unreachable"
+    finally:
+        nanjing.supervisorctl("start", "api")
+        wait_for(lambda: nanjing.api("GET", "/api/health").ok, timeout_s=30)
+    assert all(member.api("GET", "/api/workloads").json()["count"] == 0 for member in clean.values())
+
+
 def test_nothing_fits_anywhere(clean: dict[str, Node]) -> None:
     before = {name: member.resources() for name, member in clean.items()}
     answer = clean["jiangsu"].submit(SLEEP, {"cpu": 64})
@@ -186,12 +207,58 @@ def test_malformed_mesh_messages_are_survived(cluster: dict[str, Node]) -> None:
         publisher.close()
 
 
+BAD_REGISTRATIONS = [
+    {}, {"node_id": "x", "api_url": "ftp://x", "mesh_endpoint": "tcp://x:1"},
+    {"node_id": "x", "api_url": "http://x:1", "mesh_endpoint": "tcp://edge node:9081"},  # the typo that broke it
+    {"node_id": "x" * 600, "api_url": "http://x:1", "mesh_endpoint": "tcp://x:2"},
+    {"node_id": "x", "api_url": "http://x", "mesh_endpoint": "tcp://x:2"},
+    {"node_id": "x", "api_url": "http://x:1/admin?q=1", "mesh_endpoint": "tcp://x:2"},
+    {"node_id": "x", "api_url": "http://user@x:1", "mesh_endpoint": "tcp://x:2"},
+    {"node_id": "x", "api_url": "http://x:1", "mesh_endpoint": "tcp://x:70000"},
+    {"node_id": "x", "api_url": "http://x:1", "mesh_endpoint": "ipc:///tmp/x"},
+    {"node_id": "a b", "api_url": "http://x:1", "mesh_endpoint": "tcp://x:2"},
+]
+
+
 def test_registration_is_validated(cluster: dict[str, Node]) -> None:
     jiangsu = cluster["jiangsu"]
-    for body in ({}, {"node_id": "x", "api_url": "ftp://x", "mesh_endpoint": "tcp://x:1"},
-                 {"node_id": jiangsu.node_id, "api_url": "http://x:1", "mesh_endpoint": "tcp://x:2"}):
+    register_pid = jiangsu.program_pid("register")
+    for body in [*BAD_REGISTRATIONS, {"node_id": jiangsu.node_id, "api_url": "http://x:1", "mesh_endpoint": "tcp://x:2"}]:
         answer = jiangsu.api("POST", "/api/nodes/register", json=body)
-        assert answer.status_code == 400 and answer.json()["error"] == "invalid_request"
+        assert answer.status_code == 400 and answer.json()["error"] == "invalid_request", (body, answer.text)
+    assert jiangsu.program_pid("register") == register_pid
+    assert "x" not in [child for child, _ in nodes_view(jiangsu)["children"]]
+
+
+def test_a_bad_node_table_entry_is_skipped_and_can_be_deleted(cluster: dict[str, Node]) -> None:
+    jiangsu, nanjing = cluster["jiangsu"], cluster["nanjing"]
+    register_pid = jiangsu.program_pid("register")
+    table = NodeTable(str(jiangsu.runtime_dir / "nodes"))  # as a bug or an old version could have written it
+    try:
+        table.upsert(Neighbour("typo", Role.CHILD, "http://x:1", "tcp://edge node:9081"))
+    finally:
+        table.close()
+    # Another registration makes the register re-read the table, bad entry included.
+    fine = {"node_id": "fine", "api_url": "http://127.0.0.1:9", "mesh_endpoint": f"tcp://127.0.0.1:{free_port()}"}
+    assert jiangsu.api("POST", "/api/nodes/register", json=fine).status_code == 200
+    wait_for(lambda: "cnet_neighbour_entries_skipped_total 1.0" in jiangsu.api("GET", "/metrics").text, timeout_s=10)
+    assert jiangsu.program_pid("register") == register_pid
+    before = nanjing.api("GET", "/api/nodes").json()["parent"]["resources"]["allocated"]["cpu"]
+    record = jiangsu.submit(SLEEP, {"cpu": 1}).json()  # a triggered heartbeat still reaches the child
+    wait_for(lambda: nanjing.api("GET", "/api/nodes").json()["parent"]["resources"]["allocated"]["cpu"] == before + 1)
+    for node_id in ("typo", "fine"):
+        assert jiangsu.api("DELETE", f"/api/nodes/{node_id}").json() == {"id": node_id, "forgotten": True}
+    assert jiangsu.api("DELETE", "/api/nodes/typo").status_code == 404
+    assert not {"typo", "fine"} & {child for child, _ in nodes_view(jiangsu)["children"]}
+    jiangsu.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+def test_a_child_silent_past_forget_after_is_dropped(start_node) -> None:
+    parent = start_node(mesh={"heartbeat_period_s": 0.5, "forget_after_s": 2})
+    ghost = {"node_id": "ghost", "api_url": "http://127.0.0.1:9", "mesh_endpoint": f"tcp://127.0.0.1:{free_port()}"}
+    assert parent.api("POST", "/api/nodes/register", json=ghost).status_code == 200
+    assert nodes_view(parent)["children"] == [("ghost", "offline")]
+    wait_for(lambda: nodes_view(parent)["children"] == [], timeout_s=15)
 
 
 def test_offline_child_then_lost_then_back(start_node) -> None:

@@ -57,6 +57,8 @@ def test_deploy_predict_stop_resources_back(node: Node) -> None:
     assert refused.status_code == 409 and refused.json()["error"] == "not_running"
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{record['endpoint']}/health", timeout=2)
+    assert node.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
+    assert not (node.runtime_dir / "logs" / f"yolo_service_{port}.log").exists()  # its log goes with it
 
 
 def test_opencv_service_on_a_chosen_port(node: Node) -> None:

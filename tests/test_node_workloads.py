@@ -1,6 +1,7 @@
 """End to end through a real node: resource arithmetic, process exits, logs, restarts, status listing."""
 from __future__ import annotations
 
+import psutil
 import pytest
 import zmq
 
@@ -154,3 +155,33 @@ def test_ledger_change_triggers_a_heartbeat(shared_node: Node) -> None:
         shared_node.api("DELETE", f"/api/workloads/{record['id']}")
     finally:
         subscriber.close()
+
+
+def test_supervisorctl_by_hand_and_the_ledger_agree(shared_node: Node) -> None:
+    node = shared_node
+    before = node.resources()["allocated"]
+    record = node.submit(SLEEP, {"cpu": 1}).json()
+    program = f"workloads:wl-{record['id']}"
+
+    node.supervisorctl("restart", program)  # an operator's ordinary move: it runs, and the ledger says so
+    restarted = wait_for(lambda: (view := node.workload(record["id"]))["status"] == "running"
+                         and view["process_pid"] not in (None, record["process_pid"]) and view, timeout_s=15)
+    assert restarted["desired"] == "run" and restarted["process_pid"] == node.program_pid(program)
+    assert node.resources()["allocated"]["cpu"] == before["cpu"] + 1
+
+    node.supervisorctl("stop", program)
+    wait_for(lambda: node.workload(record["id"])["status"] == "stopped", timeout_s=15)
+    assert node.resources()["allocated"] == before
+    node.supervisorctl("start", program)
+    started = wait_for(lambda: (view := node.workload(record["id"]))["status"] == "running" and view, timeout_s=15)
+    assert started["desired"] == "run" and node.resources()["allocated"]["cpu"] == before["cpu"] + 1
+
+    assert node.api("POST", f"/api/workloads/{record['id']}/stop").json()["status"] == "stopped"
+    assert " RUNNING " not in node.supervisorctl("status", program)
+    node.supervisorctl("start", program)  # by hand again, then deleted: nothing may keep running
+    wait_for(lambda: node.workload(record["id"])["status"] == "running", timeout_s=15)
+    assert node.api("DELETE", f"/api/workloads/{record['id']}").json()["deleted"] is True
+    assert f"wl-{record['id']}" not in node.supervisorctl("status")
+    assert not psutil.pid_exists(started["process_pid"]) or \
+        psutil.Process(started["process_pid"]).status() == psutil.STATUS_ZOMBIE
+    assert node.resources()["allocated"] == before

@@ -2,7 +2,8 @@
 
 Events are hints; ``settle`` reads the program's current info and moves the record accordingly, so a
 missed or repeated event changes nothing. Restarts are decided here (never by supervisord), at most
-``RESTART_CAP`` times.
+``RESTART_CAP`` times. supervisorctl stays an operator's tool: a stopped workload keeps its program, and
+one started (or restarted) by hand runs again in the ledger, holding its resources again.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import logging
 import time
 from typing import Any, Callable
 
+from cnetd.errors import InsufficientResources
 from cnetd.logs import workload_fields
 from cnetd.supervisor_rpc import STOPPED_STATES, Supervisor
 from ledger.records import Desired, Status, WorkloadRecord
@@ -47,6 +49,17 @@ def finish(status: str, exit_code: int | None = None, message: str = "") -> Call
     return change
 
 
+def revive(pid: int, health_url: str | None) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
+    """A stopped workload's program runs again (started by hand): desired run, as a fresh start."""
+    def change(record: WorkloadRecord) -> WorkloadRecord | None:
+        if not record.terminal:
+            return None
+        return dataclasses.replace(record, status=Status.STARTING if health_url else Status.RUNNING,
+                                   desired=Desired.RUN, process_pid=pid, exit_code=None, finished_at=None,
+                                   message="started again by hand (supervisorctl)")
+    return change
+
+
 def desire(desired: str) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
     def change(record: WorkloadRecord) -> WorkloadRecord | None:
         return None if record.desired == desired else dataclasses.replace(record, desired=desired)
@@ -77,8 +90,10 @@ def settle(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
            info: dict[str, Any] | None) -> WorkloadRecord:
     """Bring ``record`` in line with its program's process ``info`` (None: supervisord has no such program)."""
     if record.terminal:
-        if info is not None and info["statename"] in STOPPED_STATES:
-            supervisor.remove(record.program)
+        if info is not None and info["statename"] == "RUNNING":
+            return _started_by_hand(ledger, supervisor, record, info)
+        if info is not None and info["statename"] in STOPPED_STATES and record.status != Status.STOPPED:
+            supervisor.remove(record.program)  # a stopped one stays, for an operator's supervisorctl start
         return record
     if info is None:
         # Not started yet, or the node restarted: the scheduler (re)creates programs of running workloads.
@@ -94,7 +109,8 @@ def settle(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
         settled = ledger.update(record.id, finish(Status.FAILED, message=f"could not start: {info['spawnerr']}"))
     elif state == "STOPPED" and (record.desired == Desired.STOP or not supervisor.shutting_down()):
         # Stopped by the user, or by an operator through supervisorctl; a node shutdown keeps it desired.
-        settled = ledger.update(record.id, finish(Status.STOPPED, message="stopped"))
+        # Its program stays (stopped) until the workload is deleted.
+        return ledger.update(record.id, finish(Status.STOPPED, message="stopped"))
     else:
         return record  # STARTING, BACKOFF, STOPPING, or stopped by a node shutdown: a later event settles it
     supervisor.remove(record.program)
@@ -111,3 +127,15 @@ def _settle_exit(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
     settled = ledger.update(record.id, finish(status, exit_code, _exit_message(record, exit_code)))
     supervisor.remove(record.program)
     return settled
+
+
+def _started_by_hand(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
+                     info: dict[str, Any]) -> WorkloadRecord:
+    try:
+        revived = ledger.readmit(record.id, revive(info["pid"], record.health_url))
+    except InsufficientResources as exc:
+        log.warning("started by hand, but %s: stopping it", exc.message, extra=workload_fields(record.id))
+        supervisor.stop(record.program)
+        return record
+    log.info("started by hand: running again", extra=workload_fields(record.id))
+    return revived

@@ -10,9 +10,11 @@ import math
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from cnetd.errors import Invalid
+from cnetd.service_runner import service_log_path
 from gateway.keys import UnsafeKey, safe_relative
 from inference.haar import CASCADE_FILES
 from inference.yolo_model import NotAYoloModel, YoloModel
@@ -63,8 +65,20 @@ def _service_spec(record: WorkloadRecord, node: NodeContext, module: str, argume
                        health_url=f"{endpoint}/health")
 
 
-class YoloExecutor(PlainProgram):
+class _ServiceExecutor(PlainProgram):
+    """A service's own log file (``<log_kind>_service_PORT.log``) goes with the workload."""
+
+    log_kind: str
+
+    def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
+        port = record.config.get("service_port")
+        if isinstance(port, int):
+            Path(service_log_path(str(node.paths.logs_dir), self.log_kind, port)).unlink(missing_ok=True)
+
+
+class YoloExecutor(_ServiceExecutor):
     type_name = "mlmodel"
+    log_kind = "yolo"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         reject_unknown_fields(config, ("model_type", "model_path", *_SERVICE_FIELDS))
@@ -88,8 +102,9 @@ class YoloExecutor(PlainProgram):
                              ["--model", record.config["model_path"], "--model-type", record.config["model_type"]])
 
 
-class OpenCVExecutor(PlainProgram):
+class OpenCVExecutor(_ServiceExecutor):
     type_name = "opencv"
+    log_kind = "opencv"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         reject_unknown_fields(config, ("cascade_type", *_SERVICE_FIELDS))
@@ -102,8 +117,9 @@ class OpenCVExecutor(PlainProgram):
         return _service_spec(record, node, "inference.opencv_service", ["--cascade", record.config["cascade_type"]])
 
 
-class DataGatewayExecutor(PlainProgram):
+class DataGatewayExecutor(_ServiceExecutor):
     type_name = "datagateway"
+    log_kind = "gateway"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         reject_unknown_fields(config, ("base_path", "bucket", *_SERVICE_FIELDS))

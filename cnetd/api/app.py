@@ -123,6 +123,17 @@ class NodeRegistration(_NodeResource):
                     "boot_id": self.node.ledger.identity()["boot_id"]})
 
 
+class NodeEntry(_NodeResource):
+    """DELETE /api/nodes/{id}: forget a neighbour (a typo'd registration, a node gone for good). A parent or
+    peer from this node's config is found again by discovery; a child registers again if it lives."""
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, node_id: str) -> None:
+        if not self.node.nodes.remove(node_id):
+            raise NotFound(f"no neighbour with id {node_id!r}")
+        self.node.publisher.neighbours_changed()
+        send(resp, {"id": node_id, "forgotten": True})
+
+
 class Workloads(_NodeResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         status, workload_type, ids = req.get_param("status"), req.get_param("type"), req.get_param("ids")
@@ -323,7 +334,7 @@ class DataItem(_NodeResource):
 
 ROUTES: tuple[tuple[str, type[_NodeResource]], ...] = (
     ("/api/health", Health), ("/api/resources", NodeResources), ("/api/nodes", Nodes),
-    ("/api/nodes/register", NodeRegistration), ("/api/workloads", Workloads),
+    ("/api/nodes/register", NodeRegistration), ("/api/nodes/{node_id}", NodeEntry), ("/api/workloads", Workloads),
     ("/api/workloads/{workload_id}", Workload), ("/api/workloads/{workload_id}/stop", WorkloadStop),
     ("/api/workloads/{workload_id}/logs", WorkloadLogs), ("/api/workloads/{workload_id}/predict", WorkloadPredict),
     ("/api/data", DataList), ("/api/data/{data_key}", DataItem), ("/api/openapi.json", OpenApi),

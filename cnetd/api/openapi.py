@@ -31,13 +31,14 @@ def _answer(description: str, schema: str) -> dict[str, Any]:
 _ERROR_MEANINGS = {
     "400": "invalid request: the message says which field and why",
     "401": "a change without the node's bearer token (auth.token)",
-    "404": "no such workload, data or route",
+    "404": "no such workload, data, neighbour or route",
     "405": "method not allowed on this path",
-    "409": "insufficient resources, delegation refused, or not running",
+    "409": "no node had room, delegation refused or still being settled, not running, or data (delete it)",
     "408": "the client stalled mid-request for api.client_timeout_s",
     "411": "an upload without Content-Length",
     "413": "request body over the node's limit",
-    "503": "a container engine, a neighbour or a service does not answer",
+    "503": "the scheduler is down (scheduler_unavailable), a forward's outcome is not known yet "
+           "(delegation_unknown), or a container engine, a neighbour or a service does not answer",
 }
 
 
@@ -51,14 +52,17 @@ _SERVER_LIMITS = {code: {"description": description, "content": {"text/html": {"
                                             ("431", "request headers too large"))}
 
 
-def _operation(summary: str, ok: tuple[str, str, dict[str, Any]], *errors: str, **extra: Any) -> dict[str, Any]:
+def _operation(summary: str, ok: tuple[str, str, dict[str, Any]], *errors: str,
+               responses_extra: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     status, description, content = ok
     return {"summary": summary, "responses": {status: {"description": description, "content": content},
-                                               **_errors(*errors), **_SERVER_LIMITS}, **extra}
+                                               **(responses_extra or {}), **_errors(*errors), **_SERVER_LIMITS},
+            **extra}
 
 
 _PATH_ID = {"name": "workload_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _PATH_KEY = {"name": "data_key", "in": "path", "required": True, "schema": {"type": "string"}}
+_PATH_NODE = {"name": "node_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _SECURED = {"security": [{"bearer": []}, {}]}  # needed only when the node has a token
 
 _RESOURCES = {"type": "object", "additionalProperties": False,
@@ -94,8 +98,11 @@ SCHEMAS: dict[str, Any] = {
         "children": {"type": "array", "items": _ref("Neighbour")},
         "peers": {"type": "array", "items": _ref("Neighbour")}}},
     "Registration": {"type": "object", "required": ["node_id", "api_url", "mesh_endpoint"], "properties": {
-        "node_id": {"type": "string", "minLength": 1}, "api_url": {"type": "string", "pattern": "^http://"},
-        "mesh_endpoint": {"type": "string", "pattern": "^tcp://"}}},
+        "node_id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},
+        "api_url": {"type": "string", "pattern": "^https?://", "description": "scheme://host:port, nothing else"},
+        "mesh_endpoint": {"type": "string", "pattern": "^tcp://", "description": "tcp://host:port"}}},
+    "Settling": {"type": "object", "required": ["id", "status"], "properties": {
+        "id": {"type": "string"}, "status": {"const": "unknown"}}},
     "Registered": {"type": "object", "required": ["registered", "parent", "boot_id"], "properties": {
         "registered": {"type": "string"}, "parent": {"type": "string"}, "boot_id": {"type": "string"}}},
     "Submission": {"type": "object", "required": ["type"], "additionalProperties": False, "properties": {
@@ -106,8 +113,13 @@ SCHEMAS: dict[str, Any] = {
         "config": {"type": "object", "description": "the type's fields (see README): command/args/env/…, "
                                                     "image/…, model_type/model_path, cascade_type, base_path/bucket"},
         "requirements": _RESOURCES,
-        "delegation": {"type": "object", "description": "set by a delegating node: the nodes already visited",
-                       "properties": {"visited": {"type": "array", "items": {"type": "string"}}}}}},
+        "delegation": {"type": "object", "required": ["visited"], "description":
+                       "set by a delegating node: the nodes already visited, the forward's attempt id, the "
+                       "seconds left for onward delegation; settle asks what became of that attempt",
+                       "properties": {"visited": {"type": "array", "items": {"type": "string"}},
+                                      "attempt": {"type": ["string", "null"], "maxLength": 64},
+                                      "budget_s": {"type": ["number", "null"], "minimum": 0},
+                                      "settle": {"type": "boolean"}}}}},
     "Upload": {"type": "object", "required": ["file"], "additionalProperties": False, "properties": {
         "type": {"const": "data"}, "name": {"type": "string"},
         "file": {"type": "array", "items": {"type": "string", "format": "binary"},
@@ -115,12 +127,16 @@ SCHEMAS: dict[str, Any] = {
     "Workload": {"type": "object", "required": ["id", "type", "name", "status", "requirements"], "properties": {
         "id": {"type": "string"}, "type": {"type": "string"}, "name": {"type": "string"},
         "status": {"enum": ["pending", "starting", "running", "completed", "failed", "stopped", "uploading",
-                            "stored", "lost"]},
+                            "stored", "lost", "delegating", "unknown"]},
         "desired": {"enum": ["run", "stop"]}, "node": {"type": "string"}, "config": {"type": "object"},
         "requirements": _RESOURCES, "restarts": {"type": "integer"}, "endpoint": _NULLABLE_STRING,
         "process_pid": {"type": ["integer", "null"]}, "exit_code": {"type": ["integer", "null"]},
         "delegated_to": _NULLABLE_STRING, "message": {"type": "string"}, "created_at": {"type": "number"},
-        "data_key": {"type": "string", "description": "uploads only"}}},
+        "data_key": {"type": "string", "description": "uploads only"},
+        "last_known": {"type": "object", "description": "lost only: what its node last said of it"},
+        "last_known_age_s": {"type": "number", "description": "lost only: how old last_known is"}}},
+    "Forgotten": {"type": "object", "required": ["id", "forgotten"], "properties": {
+        "id": {"type": "string"}, "forgotten": {"const": True}}},
     "WorkloadList": {"type": "object", "required": ["workloads", "count"], "properties": {
         "workloads": {"type": "array", "items": _ref("Workload")}, "count": {"type": "integer"}}},
     "Deleted": {"type": "object", "required": ["id", "deleted"], "properties": {
@@ -164,22 +180,27 @@ def document() -> dict[str, Any]:
         "/api/nodes/register": {"post": _operation(
             "A child registers with this node (its parent)", _ok("Registered"), "400", "401", "408", "413",
             requestBody={"required": True, "content": _json(_ref("Registration"))}, **_SECURED)},
+        "/api/nodes/{node_id}": {"parameters": [_PATH_NODE], "delete": _operation(
+            "Forget a neighbour", _ok("Forgotten"), "401", "404", **_SECURED)},
         "/api/workloads": {
             "get": _operation("All workloads, filtered", _ok("WorkloadList"), "400", parameters=workloads_query),
             "post": _operation(
                 "Submit a workload (JSON) or upload data (multipart); run here or delegated",
                 _ok("Workload", "201", "Admitted: running here, or delegated (delegated_to)"),
-                "400", "401", "408", "409", "411", "413", "503",
+                "400", "401", "404", "408", "409", "411", "413", "503",
+                responses_extra={"202": _answer("delegation.settle: this node is settling its own onward "
+                                                "forward of that attempt; ask again", "Settling")},
                 requestBody={"required": True, "content": {
                     "application/json": {"schema": _ref("Submission")},
                     "multipart/form-data": {"schema": _ref("Upload")}}}, **_SECURED)},
         "/api/workloads/{workload_id}": {
             "parameters": [_PATH_ID],
             "get": _operation("One workload", _ok("Workload"), "404", "503"),
-            "delete": _operation("Stop (if needed) and remove a workload", _ok("Deleted"), "401", "404", "503",
+            "delete": _operation("Stop (if needed) and remove a workload", _ok("Deleted"), "401", "404", "409", "503",
                                  **_SECURED)},
         "/api/workloads/{workload_id}/stop": {"parameters": [_PATH_ID], "post": _operation(
-            "Stop a workload; its resources are released", _ok("Workload"), "401", "404", "503", **_SECURED)},
+            "Stop a workload; its resources are released", _ok("Workload"), "401", "404", "409", "503",
+            **_SECURED)},
         "/api/workloads/{workload_id}/logs": {"parameters": [_PATH_ID], "get": _operation(
             "The last lines of its stdout and stderr", _ok("Logs"), "400", "404", "503", parameters=[
                 {"name": "tail", "in": "query", "required": False,
