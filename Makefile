@@ -41,7 +41,8 @@ test: venv system-deps container-engine
 
 bench: venv system-deps
 	@command -v nginx >/dev/null || ($(APT_INSTALL) nginx-light)
-	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput metrics_overhead; do \
+	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput metrics_overhead \
+		partition_recovery cluster_faults; do \
 		$(BIN)/python bench/$$script.py || exit 1; done
 
 clean:

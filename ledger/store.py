@@ -83,15 +83,7 @@ class Ledger:
             stored = txn.get(key, db=self._workloads_db)
             if stored is not None:
                 return WorkloadRecord.from_dict(orjson.loads(stored))
-            available = self._usage(txn).available
-            short = available.shortfall(record.requirements)
-            if short:
-                raise InsufficientResources(
-                    f"not enough {', '.join(short)} on this node",
-                    requested=record.requirements.to_dict(), available=available.to_dict())
-            devices = self._take_gpus(txn, record.id, record.requirements.gpu)
-            self._hold(txn, key, record.requirements, devices)
-            admitted = dataclasses.replace(record, gpu_devices=devices)
+            admitted = dataclasses.replace(record, gpu_devices=self._allocate(txn, key, record, "on this node"))
             txn.put(key, orjson.dumps(admitted.to_dict()), db=self._workloads_db)
             return admitted
         return self._commit(write)
@@ -102,20 +94,11 @@ class Ledger:
         key = workload_id.encode()
 
         def write(txn: lmdb.Transaction) -> WorkloadRecord:
-            raw = txn.get(key, db=self._workloads_db)
-            if raw is None:
-                raise NotFound(f"no workload with id {workload_id!r}")
-            current = WorkloadRecord.from_dict(orjson.loads(raw))
+            current = self._read(txn, key)
             changed = change(current)
             if changed is None or txn.get(key, db=self._allocations_db) is not None:
                 return current  # not terminal, or holding already
-            available = self._usage(txn).available
-            short = available.shortfall(current.requirements)
-            if short:
-                raise InsufficientResources(f"not enough {', '.join(short)} on this node to run it again",
-                                            requested=current.requirements.to_dict(), available=available.to_dict())
-            devices = self._take_gpus(txn, workload_id, current.requirements.gpu)
-            self._hold(txn, key, current.requirements, devices)
+            devices = self._allocate(txn, key, current, "on this node to run it again")
             revived = dataclasses.replace(changed, gpu_devices=devices)
             txn.put(key, orjson.dumps(revived.to_dict()), db=self._workloads_db)
             return revived
@@ -142,10 +125,7 @@ class Ledger:
         unchanged: list[WorkloadRecord] = []
 
         def write(txn: lmdb.Transaction) -> WorkloadRecord:
-            raw = txn.get(key, db=self._workloads_db)
-            if raw is None:
-                raise NotFound(f"no workload with id {workload_id!r}")
-            current = WorkloadRecord.from_dict(orjson.loads(raw))
+            current = self._read(txn, key)
             changed = change(current)
             if changed is None:
                 unchanged.append(current)
@@ -230,6 +210,23 @@ class Ledger:
             return {key.decode(): Resources.from_dict(orjson.loads(raw)) for key, raw in txn.cursor()}
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _read(self, txn: lmdb.Transaction, key: bytes) -> WorkloadRecord:
+        raw = txn.get(key, db=self._workloads_db)
+        if raw is None:
+            raise NotFound(f"no workload with id {key.decode()!r}")
+        return WorkloadRecord.from_dict(orjson.loads(raw))
+
+    def _allocate(self, txn: lmdb.Transaction, key: bytes, record: WorkloadRecord, where: str) -> list[int]:
+        """Hold ``record``'s requirements (GPU devices too, returned), or raise ``InsufficientResources``."""
+        available = self._usage(txn).available
+        short = available.shortfall(record.requirements)
+        if short:
+            raise InsufficientResources(f"not enough {', '.join(short)} {where}",
+                                        requested=record.requirements.to_dict(), available=available.to_dict())
+        devices = self._take_gpus(txn, record.id, record.requirements.gpu)
+        self._hold(txn, key, record.requirements, devices)
+        return devices
 
     def _resources(self, txn: lmdb.Transaction, key: bytes) -> Resources:
         raw = txn.get(key, db=self._node_db)

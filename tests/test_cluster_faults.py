@@ -17,7 +17,7 @@ import pytest
 from tests.cluster import (NEEDS_THE_CHILD, PERIOD_S, SLEEP, both_online, delete_everything, parent_and_child,
                            records, running_programs, submit_during_a_kill, tally)
 from tests.hosts import make_hosts
-from tests.nodes import Node, nodes_view, running, wait_for
+from tests.nodes import Node, kill_node, nodes_view, running, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,22 @@ def test_a_partitioned_child_keeps_its_workload_and_both_sides_recover(pair: tup
     wait_for(lambda: both_online(parent, child), timeout_s=15, diagnose=lambda: (nodes_view(parent), nodes_view(child)))
     back = wait_for(lambda: (view := parent.workload(record["id"]))["status"] == "running" and view)
     assert back["process_pid"] == pid and running_programs(child) == [f"workloads:wl-{record['id']}"]
+    delete_everything(parent, child)
+
+
+def test_a_child_restarted_during_a_partition_is_back_after_the_heal(pair: tuple[Node, Node]) -> None:
+    parent, child = pair
+    record = parent.submit(SLEEP, NEEDS_THE_CHILD).json()
+    child.host.cut()
+    try:
+        kill_node(child)  # its machine restarts while cut off: it comes up unable to reach its parent
+        child.start()
+        wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "offline")], timeout_s=3 * PERIOD_S + 8)
+    finally:
+        child.host.heal()
+    wait_for(lambda: both_online(parent, child), timeout_s=15, diagnose=lambda: (nodes_view(parent), nodes_view(child)))
+    back = wait_for(lambda: (view := parent.workload(record["id"]))["status"] == "running" and view, timeout_s=30)
+    assert back["process_pid"] != record["process_pid"] and running_programs(child) == [f"workloads:wl-{record['id']}"]
     delete_everything(parent, child)
 
 
