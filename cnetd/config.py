@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -63,6 +65,7 @@ class NodeConfig:
     container_engine: str
     auth_token: str | None
     mesh_curve: dict[str, str] | None = None  # the cluster's CURVE key pair (Z85): public_key, secret_key
+    api_allowed_hosts: tuple[str, ...] = ()  # further names the API answers to (besides its own addresses)
     health_start_timeout_s: float = 120.0  # a service not healthy this long after its start is failed
     mesh_forget_after_s: float = 86400.0  # a child silent this long is dropped from the node table
 
@@ -101,7 +104,8 @@ class NodeConfig:
     def from_runtime_dir(cls, runtime_dir: str) -> NodeConfig:
         raw = orjson.loads(RuntimePaths(Path(runtime_dir)).node_config.read_bytes())
         return cls(**{**raw, "capacity": Resources.from_dict(raw["capacity"]),
-                      "peer_addresses": tuple(raw["peer_addresses"]), "gpu_devices": tuple(raw["gpu_devices"])})
+                      "peer_addresses": tuple(raw["peer_addresses"]), "gpu_devices": tuple(raw["gpu_devices"]),
+                      "api_allowed_hosts": tuple(raw["api_allowed_hosts"])})
 
 
 def load_config(path: str) -> NodeConfig:
@@ -124,7 +128,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "peers": ("enabled", "addresses"),
     "logging": ("level", "format"),
     "storage": ("sqlite",),
-    "api": ("workers", "threads", "max_body_bytes", "client_timeout_s"),
+    "api": ("workers", "threads", "max_body_bytes", "client_timeout_s", "allowed_hosts"),
     "mesh": ("port", "heartbeat_period_s", "curve", "forget_after_s"),
     "scheduler": ("strategy", "max_hops"),
     "health": ("interval_s", "start_timeout_s"),
@@ -182,12 +186,24 @@ def parse_config(raw: Any) -> NodeConfig:
         container_engine=get("container.engine", os.environ.get("DOCKER_HOST") or DOCKER_SOCKET, _string),
         auth_token=_auth_token(get, address),
         mesh_curve=get("mesh.curve", {}, _curve_pair) or None,
+        api_allowed_hosts=tuple(get("api.allowed_hosts", [], _string_list)),
         health_start_timeout_s=float(get("health.start_timeout_s", 120.0, _positive_number)),
         mesh_forget_after_s=float(get("mesh.forget_after_s", 86400.0, _positive_number)),
     )
 
 
-LOOPBACK_NAMES = ("localhost", "::1")  # and every 127.x.y.z
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` reaches this machine only: a loopback address, or a name every one of whose
+    addresses is loopback (so ``127.attacker.example`` is judged by what it resolves to, not its text)."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        pass
+    try:
+        resolved = {info[4][0].split("%")[0] for info in socket.getaddrinfo(address, None)}
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(resolved) and all(ipaddress.ip_address(ip).is_loopback for ip in resolved)
 
 
 def _auth_token(get: "_Getter", address: str) -> str | None:
@@ -196,8 +212,7 @@ def _auth_token(get: "_Getter", address: str) -> str | None:
     if not isinstance(token, str):
         raise _fail("auth.token", "a string", token)
     insecure = get("auth.insecure", False, _bool)
-    loopback = address in LOOPBACK_NAMES or address.startswith("127.")
-    if not token and not loopback and not insecure:
+    if not token and not insecure and not is_loopback(address):
         raise ConfigError("auth.token", f"agent.address {address} is reachable from other machines, and anyone "
                           "reaching the API could run commands: set auth.token (or CNET_TOKEN), or "
                           "auth.insecure: true to accept that")
@@ -317,6 +332,12 @@ def _host_port(key: str, value: Any) -> str:
     if not isinstance(value, str) or not _HOST_PORT.match(value):
         raise _fail(key, "HOST:PORT", value)
     return value
+
+
+def _string_list(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise _fail(key, "a list of names", value)
+    return [_string(f"{key}[{index}]", item) for index, item in enumerate(value)]
 
 
 def _host_port_list(key: str, value: Any) -> list[str]:

@@ -50,7 +50,8 @@ def test_insufficient_resources_says_what_was_asked_and_what_is_free(shared_node
 
 def test_oversized_body_is_413(shared_node: Node) -> None:
     # Its own connection: after a 413 the server may drop a connection whose body it did not read.
-    answer = requests.post(f"{shared_node.url}/api/workloads", data=b"{" + b" " * (2 << 20) + b"}", timeout=60)
+    answer = requests.post(f"{shared_node.url}/api/workloads", data=b"{" + b" " * (2 << 20) + b"}", timeout=60,
+                           headers={"Content-Type": "application/json"})
     assert answer.status_code == 413 and answer.json()["error"] == "payload_too_large"
 
 
@@ -71,7 +72,8 @@ def test_unknown_ids_routes_and_methods(shared_node: Node, method: str, path: st
 
 def test_predict_on_a_workload_that_is_no_service(shared_node: Node) -> None:
     record = shared_node.submit({"command": "sleep", "args": ["30"]}).json()
-    answer = shared_node.api("POST", f"/api/workloads/{record['id']}/predict", data=b"x")
+    answer = shared_node.api("POST", f"/api/workloads/{record['id']}/predict", data=b"x",
+                             headers={"Content-Type": "image/png"})
     assert answer.status_code == 400 and "predictions need one of mlmodel, opencv" in answer.json()["message"]
     shared_node.api("DELETE", f"/api/workloads/{record['id']}")
 

@@ -45,6 +45,20 @@ def test_reachable_nodes_need_a_token(monkeypatch) -> None:
     assert parse_config(with_("agent", address="0.0.0.0")).auth_token == "from-env"
 
 
+@pytest.mark.parametrize("address", ["127.attacker.example", "127.0.0.1.nip.example", "198.51.100.1"])
+def test_the_loopback_check_judges_addresses_not_text(monkeypatch, address: str) -> None:
+    monkeypatch.delenv("CNET_TOKEN", raising=False)
+    with pytest.raises(ConfigError) as refused:
+        parse_config(with_("agent", address=address))
+    assert refused.value.key == "auth.token"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "::1", "localhost"])
+def test_loopback_addresses_and_names_need_no_token(monkeypatch, address: str) -> None:
+    monkeypatch.delenv("CNET_TOKEN", raising=False)
+    assert parse_config(with_("agent", address=address)).auth_token is None
+
+
 def test_auto_resources_are_detected() -> None:
     config = parse_config(with_("resources", cpu="auto", memory="auto", gpu="auto", storage="auto"))
     assert config.capacity.cpu >= 1 and config.capacity.memory > 2**20 and config.capacity.storage > 0

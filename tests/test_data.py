@@ -103,7 +103,7 @@ def test_interrupted_upload_leaves_nothing(node: Node) -> None:
     head = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"half.bin\"\r\n"
             b"Content-Type: application/octet-stream\r\n\r\n")
     with socket.create_connection(("127.0.0.1", node.port)) as client:
-        client.sendall(b"POST /api/workloads HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
+        client.sendall(b"POST /api/workloads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
                        b"Content-Length: 5000000\r\n\r\n" + head + b"\1" * 1_000_000)
         wait_for(lambda: node.resources()["allocated"]["storage"] == before + 5_000_000)  # reserved meanwhile
     wait_for(lambda: nothing_left_behind(node, before, data_before), timeout_s=30)

@@ -45,7 +45,7 @@ def test_stalled_headers_do_not_hold_the_api(client_timeout_s: float, answers: b
 def test_a_stalled_body_gets_408_and_nothing_is_left(start_node) -> None:
     node = start_node(api={"client_timeout_s": 1})
     before = node.resources()
-    head = (b"POST /api/workloads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head = (b"POST /api/workloads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 200\r\n\r\n{\"type\": \"process\"")
     connection = stall(node.port, head, 1)[0]
     connection.settimeout(10)

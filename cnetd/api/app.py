@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from cnetd import __version__, hostinfo
 from cnetd.api import openapi, uploads
 from cnetd.api.limits import LOG_TAIL_DEFAULT, LOG_TAIL_MAX, PREDICT_MAX_BYTES
+from cnetd.api.guard import RequestGuard, known_hosts
 from cnetd.api.http import BearerAuth, install_error_rendering, read_body, read_json, send
 from cnetd.api.remote import RemoteWorkloads
 from cnetd.delegation import DELEGATION_BUDGET_S
@@ -347,7 +348,8 @@ def create_app() -> falcon.App:
     node = open_node_process("api")
     remote = RemoteWorkloads(node.nodes, node.config.heartbeat_period_s, node.config.auth_token)
     catalog = Catalog(node.config.db_path)
-    app = falcon.App(middleware=[RequestMetrics("cnet_api"), BearerAuth(node.config.auth_token)])
+    app = falcon.App(middleware=[RequestMetrics("cnet_api"), RequestGuard(known_hosts(node.config), node.config.port),
+                                 BearerAuth(node.config.auth_token)])
     app.req_options.strip_url_path_trailing_slash = True
     uploads.allow_directory_uploads(app)
     for route, resource in ROUTES:
