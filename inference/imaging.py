@@ -3,20 +3,33 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 
 import cv2
 import numpy as np
+
+from inference import MAX_IMAGE_PIXELS_ENV
 
 
 class InvalidImage(ValueError):
     """Bytes that are not an image OpenCV can read."""
 
 
+class ImageTooLarge(InvalidImage):
+    """An image whose header declares more pixels than the service decodes."""
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """BGR, EXIF orientation applied, grey expanded to 3 channels, alpha dropped (``IMREAD_COLOR``)."""
     if not data:
         raise InvalidImage("the image is empty")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise ImageTooLarge(f"the image declares more than {os.environ[MAX_IMAGE_PIXELS_ENV]} pixels; "
+                                "it was not decoded") from None
+        raise InvalidImage("the bytes are not an image OpenCV can decode") from None
     if image is None:
         raise InvalidImage("the bytes are not an image OpenCV can decode (JPEG, PNG, BMP, WebP, TIFF …)")
     return image

@@ -15,7 +15,7 @@ import numpy as np
 from cnetd.api.http import install_error_rendering, read_json, send
 from cnetd.errors import Invalid, PayloadTooLarge
 from cnetd.metrics import instrumented_app
-from inference.imaging import InvalidImage, decode_base64, decode_image
+from inference.imaging import ImageTooLarge, InvalidImage, decode_base64, decode_image
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _OPTION_NAMES = ("confidence", "iou", "max_detections", "classes")
@@ -81,6 +81,8 @@ class _Predict:
         image_bytes, raw_options = self._read(req)
         try:
             image = decode_image(image_bytes)
+        except ImageTooLarge as exc:
+            raise PayloadTooLarge(str(exc)) from None
         except InvalidImage as exc:
             raise Invalid(str(exc)) from None
         started = time.perf_counter()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 
 import nudenet
 import skimage
@@ -17,3 +19,14 @@ def iou(first: list[float], second: list[float]) -> float:
     overlap = width * height
     area = lambda box: (box[2] - box[0]) * (box[3] - box[1])  # noqa: E731
     return overlap / (area(first) + area(second) - overlap)
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A 1-bit greyscale PNG of ``width`` × ``height`` zeros: about 110 KB for 30000², 2.7 GB once decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte, then the row's bits
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import base64
+import urllib.parse
 from typing import Iterator
 
+import psutil
 import pytest
 import requests
 
-from tests.assets import ASTRONAUT, COFFEE, YOLO_MODEL, iou
+from tests.assets import ASTRONAUT, COFFEE, YOLO_MODEL, iou, png_bomb
 from tests.services import run_service
 
 MAX_IMAGE_BYTES = 2_000_000
@@ -105,3 +107,26 @@ def test_an_image_without_faces(yolo: str, faces: str) -> None:
         raw = handle.read()
     assert requests.post(f"{faces}/predict", data=raw, headers={"Content-Type": "image/png"}).json()["count"] == 0
     assert requests.post(f"{yolo}/predict", data=raw, headers={"Content-Type": "image/png"}).status_code == 200
+
+
+def service_rss(url: str) -> int:
+    """Resident bytes of the service listening at ``url`` (master and worker)."""
+    port = urllib.parse.urlsplit(url).port
+    pid = next(connection.pid for connection in psutil.net_connections("tcp")
+               if connection.laddr.port == port and connection.status == psutil.CONN_LISTEN)
+    master = psutil.Process(pid)
+    return sum(process.memory_info().rss for process in [master, *master.children(recursive=True)])
+
+
+@pytest.mark.parametrize("side", [30000, 65000])
+def test_a_decompression_bomb_is_refused_from_its_header(yolo: str, faces: str, side: int) -> None:
+    bomb = png_bomb(side, side)
+    assert len(bomb) < MAX_IMAGE_BYTES  # small on the wire: only its header gives it away
+    for service in (yolo, faces):
+        answer = requests.post(f"{service}/predict", data=bomb, headers={"Content-Type": "image/png"}, timeout=60)
+        assert answer.status_code == 413 and answer.json()["error"] == "payload_too_large", answer.text
+        assert "pixels" in answer.json()["message"]
+        assert service_rss(service) < 1 << 30  # decoding it would take 2.7 GB and more
+        # control: the same service decodes a real image
+        assert requests.post(f"{service}/predict", data=image_bytes(), headers={"Content-Type": "image/png"},
+                             timeout=60).status_code == 200
