@@ -15,6 +15,7 @@ import yaml
 
 from cnetd import hostinfo
 from cnetd.paths import IPC_PATH_MAX, RuntimePaths
+from cnetd.private_files import default_runtime_root, write_private
 from ledger.records import Resources
 from mesh.curve import ClusterKeys
 from mesh.messages import NODE_ID
@@ -95,10 +96,7 @@ class NodeConfig:
 
     def save(self) -> None:
         """Write the resolved config into the runtime dir, where the node's processes read it."""
-        path = self.paths.node_config
-        path.touch(mode=0o600)  # it may hold the API token
-        path.chmod(0o600)
-        path.write_bytes(orjson.dumps(dataclasses.asdict(self)))
+        write_private(self.paths.node_config, orjson.dumps(dataclasses.asdict(self)))  # it may hold the token
 
     @classmethod
     def from_runtime_dir(cls, runtime_dir: str) -> NodeConfig:
@@ -144,7 +142,7 @@ def parse_config(raw: Any) -> NodeConfig:
     get = _Getter(raw)
     node_id = get("agent.node_id", None, _node_id)
     port = get("agent.port", 8080, _port)
-    runtime_dir = get("agent.runtime_dir", f"/tmp/cnet/{node_id}", _string)
+    runtime_dir = get("agent.runtime_dir", str(default_runtime_root() / node_id), _string)
     paths = RuntimePaths(Path(runtime_dir))
     if paths.longest_socket_path() > IPC_PATH_MAX:
         raise ConfigError("agent.runtime_dir", f"too long for unix sockets (keep it under {IPC_PATH_MAX - 16} characters)")

@@ -24,6 +24,7 @@ from cnetd import __version__
 from cnetd.config import ConfigError, NodeConfig, load_config
 from cnetd.supervisor_conf import render
 from cnetd.paths import RUNTIME_DIR_ENV
+from cnetd.private_files import PRIVATE_UMASK, UnsafeDirectory, make_private_dir, write_private
 from cnetd.sweep import end_processes_of
 from ledger.store import Ledger
 from mesh.curve import ClusterKeys
@@ -65,6 +66,10 @@ def _running_supervisord(config: NodeConfig) -> int | None:
 def _preflight(config: NodeConfig) -> str | None:
     """Why this node cannot start, or None. What a previous boot of this runtime dir left running (its
     supervisord was killed) is ended first: the ledger says what to relaunch."""
+    try:
+        make_private_dir(config.paths.root)
+    except UnsafeDirectory as exc:
+        return f"agent.runtime_dir: {exc}"
     pid = _running_supervisord(config)
     if pid is not None:
         return f"a node already runs in {config.runtime_dir} (supervisord pid {pid})"
@@ -96,7 +101,7 @@ def _prepare(config: NodeConfig) -> None:
                      "mesh_endpoint": config.mesh_endpoint, "started_at": time.time(),
                      "boot_id": uuid.uuid4().hex}, config.capacity, list(config.gpu_devices))
     ledger.close()
-    config.paths.supervisord_conf.write_text(render(config, sys.executable))
+    write_private(config.paths.supervisord_conf, render(config, sys.executable).encode())
 
 
 def _wait_ready(config: NodeConfig, supervisord: subprocess.Popen) -> bool:
@@ -133,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["keygen"]:
         return keygen()
     args = _parse_args(argv)
+    os.umask(PRIVATE_UMASK)  # the ledger, logs and sockets it and supervisord create: this user's only
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -32,7 +32,7 @@ def render(config: NodeConfig, python: str) -> str:
         f"[unix_http_server]\nfile={escape(str(paths.supervisor_socket))}\nchmod=0700",
         f"[supervisord]\nlogfile={escape(str(logs / 'supervisord.log'))}\n"
         f"pidfile={escape(str(paths.supervisord_pid))}\nchildlogdir={escape(str(logs))}\n"
-        f"nodaemon=true\nloglevel={'warn' if config.log_level == 'warning' else config.log_level}\n"
+        f"nodaemon=true\numask=077\nloglevel={'warn' if config.log_level == 'warning' else config.log_level}\n"
         f"identifier=cnet-{config.node_id}",
         "[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",

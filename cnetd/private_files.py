@@ -1,0 +1,66 @@
+"""Private runtime state: where a node keeps it by default, a directory only its user may use, and files
+written there without following links.
+
+The runtime dir holds the token (``node.json``), the ledger and the sockets that control the node: a
+directory someone else made (or could replace) would let them read or redirect all of it.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from pathlib import Path
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_UMASK = 0o077
+
+
+class UnsafeDirectory(Exception):
+    """A runtime dir that is not this user's own."""
+
+
+def default_runtime_root() -> Path:
+    """Not a shared, predictable /tmp path: /var/lib/cnet for root, else the user's runtime or state dir."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/cnet")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "cnet" if runtime else Path.home() / ".local" / "state" / "cnet"
+
+
+def _owner(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (mode 0700) or accept it only if it is a real directory owned by this user, then
+    make it 0700. Its parents may be shared; nothing below it can then be planted by anyone else."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=PRIVATE_DIR_MODE)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise UnsafeDirectory(f"{path} is not a directory (a link or a file is there)")
+    if info.st_uid != os.geteuid():
+        raise UnsafeDirectory(f"{path} is owned by {_owner(info.st_uid)}, not by {_owner(os.geteuid())} "
+                              "who runs this node")
+    os.chmod(path, PRIVATE_DIR_MODE, follow_symlinks=False)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``, readable by this user only: written to a new file (exclusive create,
+    links not followed), then renamed over the old name (which replaces a link, never writes through it)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
