@@ -25,7 +25,7 @@ from cnetd.metrics import DELEGATIONS
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.paths import WORKLOAD_GROUP, program_name
 from cnetd.placement import Candidate, Placement, rank
-from cnetd.supervisor_rpc import Supervisor, workload_program_options
+from cnetd.supervisor_rpc import Supervisor, workload_environment, workload_program_options
 from ledger.nodetable import Role
 from ledger.records import Desired, Resources, Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
@@ -228,7 +228,8 @@ class Scheduler:
 
     def _launch(self, record: WorkloadRecord, spec: ProgramSpec) -> WorkloadRecord:
         # Exactly the GPUs the ledger gave it: none means none, not all of them.
-        env = {**spec.env, "CUDA_VISIBLE_DEVICES": ",".join(str(index) for index in record.gpu_devices)}
+        env = workload_environment({**spec.env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, record.gpu_devices))},
+                                   spec.cwd, str(self._paths.root))
         options = workload_program_options(
             spec.argv, env, spec.cwd,
             stdout_log=str(self._paths.workload_log(record.id, "stdout")),

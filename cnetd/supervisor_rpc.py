@@ -9,13 +9,14 @@ from typing import Any
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
 from cnetd.errors import CnetError
-from cnetd.paths import WORKLOAD_GROUP
+from cnetd.paths import RUNTIME_DIR_ENV, WORKLOAD_GROUP
 
 STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL"})
 LOG_MAX_BYTES = 10 * 1024 * 1024
 # Every program supervisord runs gets SIGKILL from the kernel when supervisord dies (util-linux setpriv sets
 # the parent-death signal, which survives the exec): a node never outlives its supervisord.
 DIE_WITH_SUPERVISORD = [shutil.which("setpriv") or "/usr/bin/setpriv", "--pdeathsig", "KILL", "--"]
+WORKLOAD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def escape(value: str) -> str:
@@ -90,14 +91,23 @@ class Supervisor:
                 raise
 
 
+def workload_environment(env: dict[str, str], cwd: str, runtime_dir: str) -> dict[str, str]:
+    """A workload's whole environment, built rather than inherited (supervisord's holds the node's own, a
+    token in CNET_TOKEN perhaps): a minimal PATH / HOME / LANG, the runtime dir that names its node (the
+    sweep after an unclean end finds it by that), and its own variables."""
+    return {"PATH": WORKLOAD_PATH, "HOME": cwd, "LANG": "C.UTF-8", RUNTIME_DIR_ENV: runtime_dir, **env}
+
+
 def workload_program_options(argv: list[str], env: dict[str, str], cwd: str,
                              stdout_log: str, stderr_log: str, stop_timeout_s: int) -> dict[str, str]:
-    """supervisord options of one workload program.
+    """supervisord options of one workload program; ``env`` is its whole environment.
 
-    ``env`` goes through /usr/bin/env inside the command so any value survives (supervisor's own
-    ``environment=`` cannot quote every string). Restarts are the monitor's decision, never supervisord's.
+    ``env`` goes through ``/usr/bin/env -i`` inside the command so any value survives (supervisor's own
+    ``environment=`` cannot quote every string) and nothing else gets in. Restarts are the monitor's
+    decision, never supervisord's.
     """
-    command = [*DIE_WITH_SUPERVISORD, "/usr/bin/env", "--", *(f"{key}={value}" for key, value in env.items()), *argv]
+    command = [*DIE_WITH_SUPERVISORD, "/usr/bin/env", "-i", "--", *(f"{key}={value}" for key, value in env.items()),
+               *argv]
     return {
         "command": escape(shlex.join(command)),
         "directory": escape(cwd),

@@ -93,6 +93,7 @@ class Node:
             self.config["auth"] = {"token": token}
             self.http.headers["Authorization"] = f"Bearer {token}"
         self.process: subprocess.Popen | None = None
+        self.environment: dict[str, str] = {}  # added to cnetd's environment
         LIVE.add(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -104,7 +105,8 @@ class Node:
         self.output = open(output_path, "ab")
         launcher = self.host.launcher() if self.host is not None else []
         self.process = subprocess.Popen([*launcher, str(VENV_BIN / "cnet-agent"), "-config", str(self.config_path)],
-                                        stdout=self.output, stderr=subprocess.STDOUT, start_new_session=True)
+                                        stdout=self.output, stderr=subprocess.STDOUT, start_new_session=True,
+                                        env={**os.environ, **self.environment})
         deadline = time.monotonic() + START_TIMEOUT_S
         while b"ready" not in output_path.read_bytes()[seen_bytes:]:
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -69,3 +69,17 @@ def test_everything_the_node_writes_is_its_users_only() -> None:
         names = {path.name for path in node.runtime_dir.rglob("*")}
         assert {"node.json", "data.mdb", "supervisor.sock", "scheduler.sock", "api.log",
                 f"wl-{record['id']}.stdout.log"} <= names  # control: the check saw them all
+
+
+def test_a_workload_gets_its_own_environment_not_the_nodes() -> None:
+    node = Node(token=TOKEN)
+    node.environment = {"CNET_TOKEN": TOKEN, "NODE_ONLY_SECRET": "do-not-leak"}  # as an operator may run it
+    with running(node):
+        record = node.submit({"command": "printenv", "env": {"MINE": "mine"}}).json()
+        wait_for(lambda: node.workload(record["id"])["status"] == "completed")
+        printed = node.api("GET", f"/api/workloads/{record['id']}/logs").json()["stdout"]
+        assert TOKEN not in printed and "do-not-leak" not in printed and "PROMETHEUS" not in printed, printed
+        variables = dict(line.split("=", 1) for line in printed.splitlines())
+        assert variables["MINE"] == "mine" and variables["CNET_WORKLOAD_ID"] == record["id"]  # control
+        assert set(variables) <= {"PATH", "HOME", "LANG", "MINE", "CNET_WORKLOAD_ID", "CNET_NODE_ID",
+                                  "CNET_RUNTIME_DIR", "CUDA_VISIBLE_DEVICES", "PWD"}, variables
