@@ -37,6 +37,11 @@ class ConfigError(Exception):
         self.key = key
 
 
+# Read without the token by default: liveness, the console's own files, the API document and metrics. Workload
+# records (configs, env values), logs and data need it.
+OPEN_READS = ("/api/health", "/", "/ui/", "/api/openapi.json", "/metrics")
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """A node's validated configuration, with ``auto`` resources already resolved."""
@@ -67,6 +72,7 @@ class NodeConfig:
     auth_token: str | None
     mesh_curve: dict[str, str] | None = None  # the cluster's CURVE key pair (Z85): public_key, secret_key
     api_allowed_hosts: tuple[str, ...] = ()  # further names the API answers to (besides its own addresses)
+    auth_open_reads: tuple[str, ...] = OPEN_READS  # with a token: paths (a trailing / for a prefix) read without it
     health_start_timeout_s: float = 120.0  # a service not healthy this long after its start is failed
     mesh_forget_after_s: float = 86400.0  # a child silent this long is dropped from the node table
 
@@ -103,7 +109,8 @@ class NodeConfig:
         raw = orjson.loads(RuntimePaths(Path(runtime_dir)).node_config.read_bytes())
         return cls(**{**raw, "capacity": Resources.from_dict(raw["capacity"]),
                       "peer_addresses": tuple(raw["peer_addresses"]), "gpu_devices": tuple(raw["gpu_devices"]),
-                      "api_allowed_hosts": tuple(raw["api_allowed_hosts"])})
+                      "api_allowed_hosts": tuple(raw["api_allowed_hosts"]),
+                      "auth_open_reads": tuple(raw["auth_open_reads"])})
 
 
 def load_config(path: str) -> NodeConfig:
@@ -131,7 +138,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "scheduler": ("strategy", "max_hops"),
     "health": ("interval_s", "start_timeout_s"),
     "container": ("engine",),
-    "auth": ("token", "insecure"),
+    "auth": ("token", "insecure", "open_reads"),
 }
 
 
@@ -185,6 +192,7 @@ def parse_config(raw: Any) -> NodeConfig:
         auth_token=_auth_token(get, address),
         mesh_curve=get("mesh.curve", {}, _curve_pair) or None,
         api_allowed_hosts=tuple(get("api.allowed_hosts", [], _string_list)),
+        auth_open_reads=tuple(get("auth.open_reads", list(OPEN_READS), _string_list)),
         health_start_timeout_s=float(get("health.start_timeout_s", 120.0, _positive_number)),
         mesh_forget_after_s=float(get("mesh.forget_after_s", 86400.0, _positive_number)),
     )

@@ -90,7 +90,7 @@ class Node:
         self.address = f"{self.ip}:{self.port}"
         self.http = requests.Session()
         if token:  # the helper's own requests carry it; tests of auth use plain requests
-            self.config["auth"] = {"token": token}
+            self.config["auth"] = {**self.config.get("auth", {}), "token": token}
             self.http.headers["Authorization"] = f"Bearer {token}"
         self.process: subprocess.Popen | None = None
         self.environment: dict[str, str] = {}  # added to cnetd's environment

@@ -50,9 +50,29 @@ def test_mutations_with_the_token_work(node: Node) -> None:
         assert answer.status_code in (200, 201, 404), (method, path, answer.text)  # 404: …/nope
 
 
-def test_reads_stay_open(node: Node) -> None:
-    for path in ("/api/health", "/api/resources", "/api/nodes", "/api/workloads", "/api/data"):
-        assert requests.get(node.url + path, timeout=10).status_code == 200
+def test_open_reads_stay_open(node: Node) -> None:
+    for path in ("/api/health", "/", "/ui/js/api.js", "/api/openapi.json", "/metrics"):
+        assert requests.get(node.url + path, timeout=10).status_code == 200, path
+
+
+def test_reading_secrets_needs_the_token(node: Node) -> None:
+    record = node.submit({"command": "sh", "args": ["-c", "printenv DB_PASSWORD; sleep 60"],
+                          "env": {"DB_PASSWORD": "hunter2"}}).json()
+    wait_for(lambda: node.api("GET", f"/api/workloads/{record['id']}/logs").json()["stdout"] == "hunter2\n")
+    for path in (f"/api/workloads/{record['id']}", f"/api/workloads/{record['id']}/logs", "/api/workloads",
+                 "/api/workloads?ids=" + record["id"], "/api/data", "/api/nodes", "/api/resources"):
+        answer = requests.get(node.url + path, timeout=10)
+        assert answer.status_code == 401 and "hunter2" not in answer.text, (path, answer.text)
+        # control: the same read with the token
+        assert requests.get(node.url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).ok, path
+    assert "hunter2" in node.api("GET", f"/api/workloads/{record['id']}").text
+    node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+def test_open_reads_can_be_narrowed() -> None:
+    with running(Node(token=TOKEN, auth={"open_reads": ["/api/health"]})) as node:
+        assert requests.get(node.url + "/api/health", timeout=10).status_code == 200
+        assert requests.get(node.url + "/metrics", timeout=10).status_code == 401
 
 
 def test_a_reachable_node_without_a_token_refuses_to_start(tmp_path) -> None:

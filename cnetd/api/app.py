@@ -349,7 +349,7 @@ def create_app() -> falcon.App:
     remote = RemoteWorkloads(node.nodes, node.config.heartbeat_period_s, node.config.auth_token)
     catalog = Catalog(node.config.db_path)
     app = falcon.App(middleware=[RequestMetrics("cnet_api"), RequestGuard(known_hosts(node.config), node.config.port),
-                                 BearerAuth(node.config.auth_token)])
+                                 BearerAuth(node.config.auth_token, node.config.auth_open_reads)])
     app.req_options.strip_url_path_trailing_slash = True
     uploads.allow_directory_uploads(app)
     for route, resource in ROUTES:

@@ -30,7 +30,10 @@ def _answer(description: str, schema: str) -> dict[str, Any]:
 
 _ERROR_MEANINGS = {
     "400": "invalid request: the message says which field and why",
-    "401": "a change without the node's bearer token (auth.token)",
+    "401": "a change, or a read outside auth.open_reads, without the node's bearer token (auth.token)",
+    "403": "a change from a web page that is not this node's console (foreign Origin)",
+    "415": "a change with a text/plain, form or untyped body (what a web page may send unasked)",
+    "421": "a Host name this node is not known by (api.allowed_hosts lists more)",
     "404": "no such workload, data, neighbour or route",
     "405": "method not allowed on this path",
     "409": "no node had room, delegation refused or still being settled, not running, or data (delete it)",
@@ -54,9 +57,13 @@ _SERVER_LIMITS = {code: {"description": description, "content": {"text/html": {"
 
 def _operation(summary: str, ok: tuple[str, str, dict[str, Any]], *errors: str,
                responses_extra: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """One operation; every one may answer 421 (RequestGuard), and a secured one (a change, or a read that
+    needs the token) 401, 403 and 415."""
     status, description, content = ok
+    guarded = ("401", "403", "415") if "security" in extra else ()
+    codes = sorted({*errors, *guarded, "421"})
     return {"summary": summary, "responses": {status: {"description": description, "content": content},
-                                               **(responses_extra or {}), **_errors(*errors), **_SERVER_LIMITS},
+                                               **(responses_extra or {}), **_errors(*codes), **_SERVER_LIMITS},
             **extra}
 
 
@@ -175,15 +182,16 @@ def document() -> dict[str, Any]:
                        (("status", "only this status"), ("type", "only this type"), ("ids", "comma-separated ids"))]
     paths = {
         "/api/health": {"get": _operation("Liveness and identity of this node", _ok("Health"))},
-        "/api/resources": {"get": _operation("Capacity, allocated and available here", _ok("NodeResources"))},
-        "/api/nodes": {"get": _operation("This node, its parent, children and peers", _ok("Nodes"))},
+        "/api/resources": {"get": _operation("Capacity, allocated and available here", _ok("NodeResources"), **_SECURED)},
+        "/api/nodes": {"get": _operation("This node, its parent, children and peers", _ok("Nodes"), **_SECURED)},
         "/api/nodes/register": {"post": _operation(
             "A child registers with this node (its parent)", _ok("Registered"), "400", "401", "408", "413",
             requestBody={"required": True, "content": _json(_ref("Registration"))}, **_SECURED)},
         "/api/nodes/{node_id}": {"parameters": [_PATH_NODE], "delete": _operation(
             "Forget a neighbour", _ok("Forgotten"), "401", "404", **_SECURED)},
         "/api/workloads": {
-            "get": _operation("All workloads, filtered", _ok("WorkloadList"), "400", parameters=workloads_query),
+            "get": _operation("All workloads, filtered", _ok("WorkloadList"), "400", parameters=workloads_query,
+                              **_SECURED),
             "post": _operation(
                 "Submit a workload (JSON) or upload data (multipart); run here or delegated",
                 _ok("Workload", "201", "Admitted: running here, or delegated (delegated_to)"),
@@ -195,7 +203,7 @@ def document() -> dict[str, Any]:
                     "multipart/form-data": {"schema": _ref("Upload")}}}, **_SECURED)},
         "/api/workloads/{workload_id}": {
             "parameters": [_PATH_ID],
-            "get": _operation("One workload", _ok("Workload"), "404", "503"),
+            "get": _operation("One workload", _ok("Workload"), "404", "503", **_SECURED),
             "delete": _operation("Stop (if needed) and remove a workload", _ok("Deleted"), "401", "404", "409", "503",
                                  **_SECURED)},
         "/api/workloads/{workload_id}/stop": {"parameters": [_PATH_ID], "post": _operation(
@@ -204,17 +212,17 @@ def document() -> dict[str, Any]:
         "/api/workloads/{workload_id}/logs": {"parameters": [_PATH_ID], "get": _operation(
             "The last lines of its stdout and stderr", _ok("Logs"), "400", "404", "503", parameters=[
                 {"name": "tail", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 0, "maximum": LOG_TAIL_MAX}}])},
+                 "schema": {"type": "integer", "minimum": 0, "maximum": LOG_TAIL_MAX}}], **_SECURED)},
         "/api/workloads/{workload_id}/predict": {"parameters": [_PATH_ID], "post": _operation(
             "Relay a prediction to a running mlmodel / opencv service", _ok("Detections"),
             "400", "401", "404", "408", "409", "413", "503",
             requestBody={"required": True, "description": f"at most {PREDICT_MAX_BYTES} bytes", "content": {
                 "application/json": {"schema": _ref("Prediction")},
                 "image/*": {"schema": {"type": "string", "format": "binary"}}}}, **_SECURED)},
-        "/api/data": {"get": _operation("Data stored on this node", _ok("DataList"))},
+        "/api/data": {"get": _operation("Data stored on this node", _ok("DataList"), **_SECURED)},
         "/api/data/{data_key}": {
             "parameters": [_PATH_KEY],
-            "get": _operation("One stored upload with its files", _ok("StoredData"), "404"),
+            "get": _operation("One stored upload with its files", _ok("StoredData"), "404", **_SECURED),
             "delete": _operation("Delete stored data; its storage is released", _ok("Deleted"), "401", "404",
                                  **_SECURED)},
         "/api/openapi.json": {"get": _operation("This document", ("200", "OpenAPI 3.1", _json({"type": "object"})))},

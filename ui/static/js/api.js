@@ -1,5 +1,6 @@
 // The node's REST API as the console uses it: JSON in and out, the bearer token kept for the browser
-// session (asked for once, on the first 401), and uploads with progress.
+// session (asked for once, on the first 401: reads of workloads and data need it too), and uploads with
+// progress.
 
 const TOKEN_KEY = "cnet-token";
 
@@ -12,6 +13,7 @@ export class ApiError extends Error {
 }
 
 let askToken = async () => null;  // set by the page: shows the token dialog, resolves to the entered token
+let asking = null;  // the one prompt that every request refused at the same time waits for
 
 export function onTokenNeeded(prompt) { askToken = prompt; }
 export function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
@@ -33,7 +35,8 @@ async function withToken(send) {
     return await send();
   } catch (error) {
     if (error.status !== 401) throw error;
-    const entered = await askToken(error.message);
+    if (!asking) asking = askToken(error.message).finally(() => { asking = null; });
+    const entered = await asking;
     if (!entered) throw error;
     setToken(entered);
     return send();

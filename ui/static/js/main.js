@@ -145,7 +145,7 @@ async function tryIt(event) {
 
 function askForToken(reason) {
   const dialog = $("token-dialog");
-  $("token-reason").textContent = reason || "This node needs its token for changes.";
+  $("token-reason").textContent = reason || "This node needs its token.";
   $("token-input").value = token();
   dialog.showModal();
   return new Promise((resolve) => {
@@ -156,8 +156,8 @@ function askForToken(reason) {
 function start() {
   onTokenNeeded(askForToken);
   $("token-button").addEventListener("click", async () => {
-    const entered = await askForToken("Set the token this console sends with changes (empty: none).");
-    if (entered !== null) setToken(entered);
+    const entered = await askForToken("Set the token this console sends (empty: none).");
+    if (entered !== null) { setToken(entered); await refresh(); }
   });
   $("refresh").addEventListener("click", refresh);
   $("f-type").addEventListener("change", showTypeFields);
