@@ -46,6 +46,13 @@ class InsufficientResources(CnetError):
     code = "insufficient_resources"
 
 
+class Conflict(CnetError):
+    """A change that would take over what another party holds (a live neighbour's node-table entry)."""
+
+    status = 409
+    code = "conflict"
+
+
 class DataNotStoppable(CnetError):
     """Data runs nothing: it is deleted, never stopped (which would free storage its bytes still use)."""
 
@@ -104,7 +111,8 @@ class DelegationPending(CnetError):
 
 _BY_CODE = {cls.code: cls for cls in (Invalid, Unauthorized, NotFound, DelegationRefused, InsufficientResources,
                                       NotRunning, RequestTimeout, LengthRequired, PayloadTooLarge, Unavailable,
-                                      SchedulerUnavailable, DelegationUnknown, DelegationPending, DataNotStoppable)}
+                                      SchedulerUnavailable, DelegationUnknown, DelegationPending, DataNotStoppable,
+                                      Conflict)}
 
 
 def error_from_dict(body: dict[str, Any]) -> CnetError:

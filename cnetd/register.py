@@ -2,7 +2,9 @@
 
 Publishes a heartbeat on the mesh endpoint at once on every ledger change, whenever a child's subtree
 changes, and every ``heartbeat_period_s``; subscribes to the parent, children and peers in the node table
-and records what they announce. Malformed messages are dropped and counted.
+and records what they announce. Malformed messages are dropped and counted. Each neighbour endpoint has
+its own SUB socket, so a heartbeat's sender is known: it counts only for a node registered at the
+endpoint it came from (a publisher cannot speak for another node).
 """
 from __future__ import annotations
 
@@ -40,20 +42,16 @@ class Register:
         self._mesh = context().socket(zmq.XPUB)
         self._mesh.setsockopt(zmq.LINGER, 0)
         self._mesh.setsockopt(zmq.XPUB_VERBOSE, 1)
-        self._neighbours = context().socket(zmq.SUB)
-        self._neighbours.setsockopt(zmq.LINGER, 0)
-        for socket in (self._mesh, self._neighbours):
-            keep_mesh_socket_alive(socket, node.config.heartbeat_period_s)
-        keys = node.config.curve_keys
+        keep_mesh_socket_alive(self._mesh, node.config.heartbeat_period_s)
+        self._keys = node.config.curve_keys
         self._authenticator: curve.ClusterAuthenticator | None = None  # held: its ZAP thread lives with it
-        if keys is not None:  # CURVE: only holders of the cluster key read or feed heartbeats
-            self._authenticator = curve.ClusterAuthenticator(context(), keys)
-            curve.serve(self._mesh, keys)
-            curve.join(self._neighbours, keys)
+        if self._keys is not None:  # CURVE: only holders of the cluster key read or feed heartbeats
+            self._authenticator = curve.ClusterAuthenticator(context(), self._keys)
+            curve.serve(self._mesh, self._keys)
         self._mesh.bind(node.config.mesh_bind_endpoint)
-        self._neighbours.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
-        self._neighbours.setsockopt(zmq.RCVHWM, 100_000)
-        self._connected: set[str] = set()
+        self._poller = zmq.Poller()
+        self._subscriptions: dict[str, zmq.Socket] = {}  # neighbour mesh endpoint → its SUB socket
+        self._senders: dict[str, set[str]] = {}  # endpoint → the node ids registered there
         self._refused_endpoints: set[str] = set()  # entries zmq cannot connect to: skipped, counted once
         self._discovery = Discovery(node.config, node.nodes)
         self._seq = 0
@@ -81,19 +79,18 @@ class Register:
     def run(self) -> None:
         self._subscribe_known()
         self._discovery.start()
-        poller = zmq.Poller()
-        poller.register(self._bus, zmq.POLLIN)
-        poller.register(self._neighbours, zmq.POLLIN)
-        poller.register(self._mesh, zmq.POLLIN)
+        self._poller.register(self._bus, zmq.POLLIN)
+        self._poller.register(self._mesh, zmq.POLLIN)
         period_s = self._config.heartbeat_period_s
         next_beat = time.monotonic()
         while True:
-            ready = dict(poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
+            ready = dict(self._poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
             triggered = False
             if self._bus in ready:
                 triggered |= self._drain_bus()
-            if self._neighbours in ready:
-                triggered |= self._drain_neighbours()
+            for endpoint, socket in list(self._subscriptions.items()):
+                if socket in ready:
+                    triggered |= self._drain_neighbour(endpoint, socket)
             if self._mesh in ready:
                 triggered |= self._drain_subscriptions()
             if triggered or time.monotonic() >= next_beat:
@@ -115,11 +112,17 @@ class Register:
             self._subscribe_known()
         return ledger_changed
 
-    def _drain_neighbours(self) -> bool:
-        """Record waiting neighbour heartbeats; True if a child's subtree changed (ours changes with it)."""
+    def _drain_neighbour(self, endpoint: str, socket: zmq.Socket) -> bool:
+        """Record the heartbeats waiting from ``endpoint``; True if a child's subtree changed (ours changes
+        with it)."""
         subtree_changed = False
         stale_after_s = self._config.heartbeat_period_s * HEARTBEAT_LIVENESS
-        for beat in self._waiting(self._neighbours, Heartbeat.decode, "mesh", HEARTBEATS_DROPPED.labels("malformed")):
+        for beat in self._waiting(socket, Heartbeat.decode, "mesh", HEARTBEATS_DROPPED.labels("malformed")):
+            if beat.node_id not in self._senders.get(endpoint, ()):
+                HEARTBEATS_DROPPED.labels("wrong_sender").inc()
+                log.warning("dropped a heartbeat in the name of %r from %s, where %s is registered",
+                            beat.node_id[:100], endpoint, ", ".join(sorted(self._senders.get(endpoint, ()))) or "nobody")
+                continue
             previous = None if beat.node_id == self._config.node_id else \
                 self._node.nodes.record_heartbeat(beat.node_id, beat.to_dict(), time.time(), stale_after_s)
             if previous is None:
@@ -146,20 +149,37 @@ class Register:
         return subscribed
 
     def _subscribe_known(self) -> None:
-        wanted = {neighbour.mesh_endpoint for neighbour in self._node.nodes.all()
-                  if neighbour.mesh_endpoint != self._config.mesh_endpoint}
-        for endpoint in self._connected - wanted:
-            self._neighbours.disconnect(endpoint)
-        self._connected &= wanted
-        for endpoint in wanted - self._connected - self._refused_endpoints:
+        senders: dict[str, set[str]] = collections.defaultdict(set)
+        for neighbour in self._node.nodes.all():
+            if neighbour.mesh_endpoint != self._config.mesh_endpoint:
+                senders[neighbour.mesh_endpoint].add(neighbour.node_id)
+        self._senders = dict(senders)
+        for endpoint in set(self._subscriptions) - set(senders):
+            socket = self._subscriptions.pop(endpoint)
+            self._poller.unregister(socket)
+            socket.close()
+        for endpoint in set(senders) - set(self._subscriptions) - self._refused_endpoints:
+            socket = self._subscriber()
             try:
-                self._neighbours.connect(endpoint)
+                socket.connect(endpoint)
             except zmq.ZMQError as exc:  # one bad entry must not stop every heartbeat
+                socket.close()
                 self._refused_endpoints.add(endpoint)
                 NEIGHBOURS_SKIPPED.inc()
                 log.warning("skipped a node-table entry: cannot subscribe to %r: %s", endpoint[:200], exc)
                 continue
-            self._connected.add(endpoint)
+            self._subscriptions[endpoint] = socket
+            self._poller.register(socket, zmq.POLLIN)
+
+    def _subscriber(self) -> zmq.Socket:
+        socket = context().socket(zmq.SUB)
+        socket.setsockopt(zmq.LINGER, 0)
+        keep_mesh_socket_alive(socket, self._config.heartbeat_period_s)
+        if self._keys is not None:
+            curve.join(socket, self._keys)
+        socket.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
+        socket.setsockopt(zmq.RCVHWM, 10_000)
+        return socket
 
     def _forget_silent_children(self) -> None:
         """Drop children offline for longer than ``mesh.forget_after_s`` (never heard of: since they registered)."""

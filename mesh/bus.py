@@ -8,9 +8,17 @@ import zmq
 from mesh.messages import LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent
 
 
+MAX_SOCKETS = 16384  # the register holds one SUB socket per neighbour (libzmq's default cap is 1023)
+_configured: set[int] = set()
+
+
 def context() -> zmq.Context:
     """The process's ZeroMQ context, created on first use (that is, after any fork)."""
-    return zmq.Context.instance()
+    instance = zmq.Context.instance()
+    if id(instance) not in _configured:  # before its first socket: libzmq reads the cap when it starts
+        instance.set(zmq.MAX_SOCKETS, MAX_SOCKETS)
+        _configured.add(id(instance))
+    return instance
 
 
 class BusPublisher:

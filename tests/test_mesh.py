@@ -220,6 +220,50 @@ BAD_REGISTRATIONS = [
 ]
 
 
+def test_a_publisher_cannot_speak_for_another_node(cluster: dict[str, Node]) -> None:
+    jiangsu, nanjing = cluster["jiangsu"], cluster["nanjing"]
+    port = free_port()
+    publisher = zmq.Context.instance().socket(zmq.PUB)
+    publisher.setsockopt(zmq.LINGER, 0)
+    publisher.bind(f"tcp://127.0.0.1:{port}")
+    try:
+        registration = {"node_id": "mallory", "api_url": "http://127.0.0.1:9", "mesh_endpoint": f"tcp://127.0.0.1:{port}"}
+        assert jiangsu.api("POST", "/api/nodes/register", json=registration).status_code == 200
+
+        def beat(node_id: str) -> Heartbeat:
+            huge = {"cpu": 1_000_000.0}
+            return Heartbeat(node_id=node_id, seq=1, boot_id="b", api_url=registration["api_url"],
+                             mesh_endpoint=registration["mesh_endpoint"], capacity=huge, allocated={"cpu": 0.0},
+                             available=huge, workloads={}, ledger_version=1,
+                             subtree={"nodes": 1, "online": 1, "capacity": huge, "allocated": {"cpu": 0.0},
+                                      "available_max": huge})
+        # In nanjing's name: dropped, so nanjing never shows a million free cpus (nor draws work with them).
+        wait_for(lambda: publisher.send_multipart(beat(nanjing.node_id).encode()) or
+                 "cnet_heartbeats_dropped_total{reason=\"wrong_sender\"}" in jiangsu.api("GET", "/metrics").text,
+                 timeout_s=10, interval_s=0.2)
+        shown = next(child for child in jiangsu.api("GET", "/api/nodes").json()["children"]
+                     if child["id"] == nanjing.node_id)
+        assert shown["resources"]["available"]["cpu"] < 1000
+        # control: in its own name it is heard
+        wait_for(lambda: publisher.send_multipart(beat("mallory").encode()) or
+                 ("mallory", "online") in nodes_view(jiangsu)["children"], timeout_s=10, interval_s=0.2)
+    finally:
+        publisher.close()
+        jiangsu.api("DELETE", "/api/nodes/mallory")
+
+
+def test_a_registration_cannot_take_over_a_live_entry(cluster: dict[str, Node]) -> None:
+    jiangsu, nanjing = cluster["jiangsu"], cluster["nanjing"]
+    hijack = {"node_id": nanjing.node_id, "api_url": "http://127.0.0.1:9", "mesh_endpoint": "tcp://127.0.0.1:9"}
+    answer = jiangsu.api("POST", "/api/nodes/register", json=hijack)
+    assert answer.status_code == 409 and answer.json()["error"] == "conflict", answer.text
+    entry = next(child for child in jiangsu.api("GET", "/api/nodes").json()["children"] if child["id"] == nanjing.node_id)
+    assert entry["api_url"] == nanjing.url and entry["status"] == "online"
+    # control: nanjing registering again as itself (a restart) is fine
+    again = {"node_id": nanjing.node_id, "api_url": nanjing.url, "mesh_endpoint": f"tcp://127.0.0.1:{nanjing.mesh_port}"}
+    assert jiangsu.api("POST", "/api/nodes/register", json=again).status_code == 200
+
+
 def test_registration_is_validated(cluster: dict[str, Node]) -> None:
     jiangsu = cluster["jiangsu"]
     register_pid = jiangsu.program_pid("register")

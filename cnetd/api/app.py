@@ -15,7 +15,7 @@ from cnetd.api.guard import RequestGuard, known_hosts
 from cnetd.api.http import BearerAuth, install_error_rendering, read_body, read_json, send
 from cnetd.api.remote import RemoteWorkloads
 from cnetd.delegation import DELEGATION_BUDGET_S
-from cnetd.errors import DelegationPending, Invalid, NotFound, NotRunning, Unavailable
+from cnetd.errors import Conflict, DelegationPending, Invalid, NotFound, NotRunning, Unavailable
 from cnetd.httpclient import TimedOut, Unreachable, call
 from cnetd.logtail import tail_lines
 from cnetd.metrics import RequestMetrics, node_exposition
@@ -117,6 +117,12 @@ class NodeRegistration(_NodeResource):
             raise Invalid(str(exc)) from None
         if registration.node_id == self.node.config.node_id:
             raise Invalid(f"a node cannot register with itself ({registration.node_id})")
+        known = self.node.nodes.get(registration.node_id)
+        if known is not None and (known.role != Role.CHILD or (
+                (known.api_url, known.mesh_endpoint) != (registration.api_url, registration.mesh_endpoint)
+                and known.online(self.node.config.heartbeat_period_s, HEARTBEAT_LIVENESS))):
+            raise Conflict(f"{registration.node_id} is already this node's {known.role}, online at "
+                           f"{known.api_url}: a registration cannot take its entry over")
         self.node.nodes.upsert(Neighbour(registration.node_id, Role.CHILD, registration.api_url,
                                          registration.mesh_endpoint))
         self.node.publisher.neighbours_changed()

@@ -185,7 +185,7 @@ def document() -> dict[str, Any]:
         "/api/resources": {"get": _operation("Capacity, allocated and available here", _ok("NodeResources"), **_SECURED)},
         "/api/nodes": {"get": _operation("This node, its parent, children and peers", _ok("Nodes"), **_SECURED)},
         "/api/nodes/register": {"post": _operation(
-            "A child registers with this node (its parent)", _ok("Registered"), "400", "401", "408", "413",
+            "A child registers with this node (its parent)", _ok("Registered"), "400", "401", "408", "409", "413",
             requestBody={"required": True, "content": _json(_ref("Registration"))}, **_SECURED)},
         "/api/nodes/{node_id}": {"parameters": [_PATH_NODE], "delete": _operation(
             "Forget a neighbour", _ok("Forgotten"), "401", "404", **_SECURED)},
