@@ -21,7 +21,8 @@ from cnetd.metrics import instrumented_app
 from gateway.keys import UnsafeKey, resolve_inside
 from gateway.listing import MAX_KEYS, BadToken, ObjectInfo, list_page, walk
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+MAX_NUMBER_DIGITS = 18  # past any file's size, and far below what int() refuses to parse
+_RANGE = re.compile(r"^bytes=([0-9]{0,18})-([0-9]{0,18})$")  # ASCII digits only: \d takes any script's
 _XML = "application/xml"
 
 
@@ -73,7 +74,7 @@ class _Bucket:
     def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str) -> None:
         self.check(bucket)
         max_keys_raw = req.get_param("max-keys") or str(MAX_KEYS)
-        if not max_keys_raw.isdigit():
+        if not (max_keys_raw.isascii() and max_keys_raw.isdigit() and len(max_keys_raw) <= MAX_NUMBER_DIGITS):
             raise S3Error(400, "InvalidArgument", "max-keys must be a non-negative integer")
         max_keys = min(int(max_keys_raw), MAX_KEYS)
         prefix, delimiter = req.get_param("prefix") or "", req.get_param("delimiter") or ""

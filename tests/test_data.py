@@ -7,11 +7,15 @@ import socket
 import subprocess
 from pathlib import Path
 
+from typing import Iterator
+
 import boto3
 import botocore
 import pytest
+import requests
 
 from tests.nodes import Node, running, wait_for
+from tests.services import run_service
 
 STORAGE = 20_000_000
 
@@ -179,3 +183,36 @@ def test_data_is_deleted_not_stopped(node: Node) -> None:
     assert node.workload(record["id"])["status"] == "stored"
     assert node.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
     assert node.resources()["allocated"]["storage"] == allocated - record["requirements"]["storage"]
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory) -> Iterator[str]:
+    base = tmp_path_factory.mktemp("objects")
+    (base / "hello.txt").write_bytes(b"hello world")
+    yield from run_service(tmp_path_factory.mktemp("gateway-logs"), "cnet-gateway-data", "--base-path", str(base),
+                           "--bucket", "cnet")
+
+
+@pytest.mark.parametrize("query", ["max-keys=\u00b2", "max-keys=" + "9" * 3000, "max-keys=-1", "max-keys=\u0661"])
+def test_gateway_odd_numbers_are_400_not_500(gateway: str, query: str) -> None:
+    answer = requests.get(f"{gateway}/s3/cnet?list-type=2&{query}", timeout=10)
+    assert answer.status_code == 400 and b"<Code>InvalidArgument</Code>" in answer.content, answer.text[:300]
+    assert requests.get(f"{gateway}/s3/cnet?list-type=2&max-keys=5", timeout=10).status_code == 200  # control
+
+
+@pytest.mark.parametrize("header", ["bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000, "bytes=\u00b2-"])
+def test_gateway_odd_ranges_are_not_500(gateway: str, header: str) -> None:
+    answer = requests.get(f"{gateway}/s3/cnet/hello.txt", headers={"Range": header}, timeout=10)
+    assert answer.status_code == 200 and answer.content == b"hello world"  # an unreadable Range is ignored
+    ranged = requests.get(f"{gateway}/s3/cnet/hello.txt", headers={"Range": "bytes=0-4"}, timeout=10)
+    assert ranged.status_code == 206 and ranged.content == b"hello"  # control
+
+
+def test_upload_errors_name_no_server_paths(node: Node) -> None:
+    files = [("file", ("clash", b"a file", "application/octet-stream")),
+             ("file", ("clash/inside", b"under a file", "application/octet-stream"))]
+    answer = node.api("POST", "/api/workloads", data={"type": "data"}, files=files)
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["message"]
+    assert message in ("upload failed: File exists", "upload failed: Not a directory"), message  # says what
+    assert str(data_root(node)) not in message and "/tmp" not in message, message

@@ -75,8 +75,15 @@ def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog
             raise
         if isinstance(exc, BlockingIOError):  # the socket's receive timeout: the client stalled
             raise RequestTimeout("the client stopped sending the upload") from None
-        raise Invalid(f"upload failed: {exc}") from None
+        raise Invalid(f"upload failed: {_without_paths(exc)}") from None
     return {**record, "data_key": data_key, "files": stored["files"]}
+
+
+def _without_paths(exc: BaseException) -> str:
+    """What went wrong, naming no server path (an OSError's text carries the file's full path)."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc)
 
 
 def _stream_parts(req: falcon.Request, staging: Path) -> tuple[dict[str, str], list[StoredFile]]:
