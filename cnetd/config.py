@@ -73,6 +73,7 @@ class NodeConfig:
     mesh_curve: dict[str, str] | None = None  # the cluster's CURVE key pair (Z85): public_key, secret_key
     api_allowed_hosts: tuple[str, ...] = ()  # further names the API answers to (besides its own addresses)
     auth_open_reads: tuple[str, ...] = OPEN_READS  # with a token: paths (a trailing / for a prefix) read without it
+    gateway_allowed_roots: tuple[str, ...] = ()  # where a datagateway's base_path may lie, besides the data path
     health_start_timeout_s: float = 120.0  # a service not healthy this long after its start is failed
     mesh_forget_after_s: float = 86400.0  # a child silent this long is dropped from the node table
 
@@ -110,7 +111,8 @@ class NodeConfig:
         return cls(**{**raw, "capacity": Resources.from_dict(raw["capacity"]),
                       "peer_addresses": tuple(raw["peer_addresses"]), "gpu_devices": tuple(raw["gpu_devices"]),
                       "api_allowed_hosts": tuple(raw["api_allowed_hosts"]),
-                      "auth_open_reads": tuple(raw["auth_open_reads"])})
+                      "auth_open_reads": tuple(raw["auth_open_reads"]),
+                      "gateway_allowed_roots": tuple(raw["gateway_allowed_roots"])})
 
 
 def load_config(path: str) -> NodeConfig:
@@ -139,6 +141,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "health": ("interval_s", "start_timeout_s"),
     "container": ("engine",),
     "auth": ("token", "insecure", "open_reads"),
+    "gateway": ("allowed_roots",),
 }
 
 
@@ -193,6 +196,7 @@ def parse_config(raw: Any) -> NodeConfig:
         mesh_curve=get("mesh.curve", {}, _curve_pair) or None,
         api_allowed_hosts=tuple(get("api.allowed_hosts", [], _string_list)),
         auth_open_reads=tuple(get("auth.open_reads", list(OPEN_READS), _string_list)),
+        gateway_allowed_roots=tuple(get("gateway.allowed_roots", [], _string_list)),
         health_start_timeout_s=float(get("health.start_timeout_s", 120.0, _positive_number)),
         mesh_forget_after_s=float(get("mesh.forget_after_s", 86400.0, _positive_number)),
     )

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import email.utils
 import mimetypes
+import os
 import re
 import time
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote
 from xml.sax.saxutils import escape as escape_markup
 
@@ -18,7 +20,7 @@ import falcon
 from prometheus_client import Counter
 
 from cnetd.metrics import instrumented_app
-from gateway.keys import UnsafeKey, resolve_inside
+from gateway.keys import NotAFile, UnsafeKey, open_inside
 from gateway.listing import MAX_KEYS, BadToken, ObjectInfo, list_page, walk
 
 MAX_NUMBER_DIGITS = 18  # past any file's size, and far below what int() refuses to parse
@@ -115,16 +117,17 @@ class _Object(_Bucket):
         super().__init__(root, bucket)
         self.bytes_served = bytes_served
 
-    def _find(self, bucket: str, key: str) -> tuple[Path, ObjectInfo]:
+    def _open(self, bucket: str, key: str) -> tuple[int, ObjectInfo]:
+        """The object's open descriptor (links never followed) and what fstat says of it; the caller closes it."""
         self.check(bucket)
         try:
-            path = resolve_inside(self.root, key)
+            descriptor = open_inside(self.root, key)
         except UnsafeKey as exc:
             raise S3Error(400, "InvalidArgument", f"invalid key: {exc}", f"/{bucket}/{key}") from None
-        if not path.is_file():
-            raise S3Error(404, "NoSuchKey", "the specified key does not exist", f"/{bucket}/{key}")
-        stat = path.stat()
-        return path, ObjectInfo(key, stat.st_size, stat.st_mtime)
+        except NotAFile:
+            raise S3Error(404, "NoSuchKey", "the specified key does not exist", f"/{bucket}/{key}") from None
+        stat = os.fstat(descriptor)
+        return descriptor, ObjectInfo(key, stat.st_size, stat.st_mtime)
 
     def _headers(self, resp: falcon.Response, key: str, info: ObjectInfo) -> None:
         resp.content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
@@ -133,12 +136,22 @@ class _Object(_Bucket):
         resp.set_header("Accept-Ranges", "bytes")
 
     def on_head(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
-        _, info = self._find(bucket, key)
+        descriptor, info = self._open(bucket, key)
+        os.close(descriptor)
         self._headers(resp, key, info)
         resp.content_length = info.size
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
-        path, info = self._find(bucket, key)
+        descriptor, info = self._open(bucket, key)
+        handle = os.fdopen(descriptor, "rb")  # closed by gunicorn once sent, or below on a refusal
+        try:
+            self._send_range(req, resp, bucket, key, info, handle)
+        except BaseException:
+            handle.close()
+            raise
+
+    def _send_range(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str, info: ObjectInfo,
+                    handle: BinaryIO) -> None:
         self._headers(resp, key, info)
         start, end = 0, info.size - 1
         header = req.get_header("Range")
@@ -154,7 +167,6 @@ class _Object(_Bucket):
                 raise S3Error(416, "InvalidRange", "the requested range is not satisfiable", f"/{bucket}/{key}")
             resp.status = 206
             resp.set_header("Content-Range", f"bytes {start}-{end}/{info.size}")
-        handle = open(path, "rb")
         handle.seek(start)
         length = end - start + 1
         resp.stream, resp.content_length = handle, length  # gunicorn sendfiles exactly this much

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
 
@@ -19,11 +20,32 @@ def safe_relative(name: str) -> PurePosixPath:
     return path
 
 
-def resolve_inside(root: Path, name: str) -> Path:
-    """``root / name``, refused when it or any directory on the way is a symlink leading out of ``root``."""
-    relative = safe_relative(name)
-    real_root = os.path.realpath(root)
-    target = os.path.realpath(os.path.join(real_root, *relative.parts))
-    if os.path.commonpath([real_root, target]) != real_root:
-        raise UnsafeKey(f"{name!r}: leads outside the data root")
-    return Path(target)
+class NotAFile(LookupError):
+    """No regular file at that key (absent, a directory, a link, a device …)."""
+
+
+def open_inside(root: Path, name: str) -> int:
+    """A read-only descriptor of the regular file ``root / name``, opened one path component at a time
+    below ``root`` without following any symlink: a link anywhere on the way (even one swapped in while
+    the walk runs) fails the open, so nothing outside ``root`` can be reached. Raises ``UnsafeKey`` for
+    a malformed name, ``NotAFile`` when no regular file is there."""
+    parts = safe_relative(name).parts
+    directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            except OSError:
+                raise NotAFile(name) from None  # absent, a file, or a link
+            os.close(directory)
+            directory = inner
+        try:  # O_NONBLOCK: a FIFO planted there must not hang the request
+            descriptor = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+        except OSError:
+            raise NotAFile(name) from None
+    finally:
+        os.close(directory)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise NotAFile(name)
+    return descriptor

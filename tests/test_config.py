@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from cnetd.config import ConfigError, NodeConfig, parse_config
+from cnetd.private_files import default_runtime_root
 from tests.nodes import VENV_BIN
 
 BASE = {"agent": {"node_id": "nanjing", "address": "127.0.0.1", "port": 8081}}
@@ -30,7 +31,8 @@ def test_original_config_shape_is_accepted() -> None:
     })
     assert config.capacity.cpu == 8.0 and config.capacity.gpu == 1 and config.capacity.memory == 17179869184
     assert config.parent_address == "localhost:8080" and config.peer_addresses == ("localhost:8082", "localhost:8083")
-    assert config.mesh_port == 9081 and config.runtime_dir == "/tmp/cnet/nanjing"
+    assert config.mesh_port == 9081 and config.runtime_dir == str(default_runtime_root() / "nanjing")
+    assert not config.runtime_dir.startswith("/tmp/")  # private by default, not a shared predictable path
     assert config.api_url == "http://127.0.0.1:8081"
 
 

@@ -1,10 +1,12 @@
 """Data workloads and the S3 gateway on a real node: curl uploads, directories, accounting, boto3."""
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import socket
 import subprocess
+import threading
 from pathlib import Path
 
 from typing import Iterator
@@ -149,7 +151,7 @@ def test_gateway_serves_uploads_to_boto3(node: Node, tmp_path) -> None:
 
     for call, code in ((lambda: s3.get_object(Bucket="cnet", Key=f"{prefix}missing"), "NoSuchKey"),
                        (lambda: s3.get_object(Bucket="other", Key=deep), "NoSuchBucket"),
-                       (lambda: s3.get_object(Bucket="cnet", Key="outside-link/passwd"), "InvalidArgument"),
+                       (lambda: s3.get_object(Bucket="cnet", Key="outside-link/passwd"), "NoSuchKey"),  # links are no objects
                        (lambda: s3.get_object(Bucket="cnet", Key="../etc/passwd"), "InvalidArgument"),
                        (lambda: s3.get_object(Bucket="cnet", Key=deep, Range="bytes=400000-"), "InvalidRange"),
                        (lambda: s3.put_object(Bucket="cnet", Key="new", Body=b"x"), "MethodNotAllowed"),
@@ -216,3 +218,57 @@ def test_upload_errors_name_no_server_paths(node: Node) -> None:
     message = answer.json()["message"]
     assert message in ("upload failed: File exists", "upload failed: Not a directory"), message  # says what
     assert str(data_root(node)) not in message and "/tmp" not in message, message
+
+
+def test_swapping_a_directory_for_a_link_never_escapes_the_gateway(tmp_path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "shadow").write_bytes(b"SECRET")
+    base = tmp_path / "base"
+    (base / "d").mkdir(parents=True)
+    (base / "d" / "shadow").write_bytes(b"harmless")
+    stop = threading.Event()
+
+    def swap() -> None:  # d is a directory, then a link to outside, then the directory again …
+        while not stop.is_set():
+            os.rename(base / "d", base / "d.real")
+            os.symlink(outside, base / "d")
+            os.unlink(base / "d")
+            os.rename(base / "d.real", base / "d")
+    service = run_service(tmp_path, "cnet-gateway-data", "--base-path", str(base), "--bucket", "cnet")
+    url = next(service)
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        seen = collections.Counter()
+        with requests.Session() as session:
+            for _ in range(1500):
+                answer = session.get(f"{url}/s3/cnet/d/shadow", timeout=10)
+                seen[(answer.status_code, answer.content if answer.status_code == 200 else b"")] += 1
+    finally:
+        stop.set()
+        swapper.join()
+        service.close()
+    assert not any(content == b"SECRET" for _, content in seen), seen
+    assert seen[(200, b"harmless")] > 0, seen  # control: the real file was served meanwhile
+
+
+@pytest.mark.parametrize("base_path", ["/etc", "/", "DATA/../.."])
+def test_a_gateway_serves_only_from_the_data_path(node: Node, base_path: str) -> None:
+    base_path = base_path.replace("DATA", str(data_root(node)))
+    before = node.resources()
+    answer = node.submit({"base_path": base_path, "bucket": "cnet"}, {"cpu": 0.1}, workload_type="datagateway")
+    assert answer.status_code == 400 and "gateway.allowed_roots" in answer.json()["message"], answer.text
+    assert node.resources() == before
+    inside = data_root(node) / "served"  # control: below the data path it runs
+    inside.mkdir(exist_ok=True)
+    served = node.submit({"base_path": str(inside), "bucket": "cnet"}, {"cpu": 0.1}, workload_type="datagateway")
+    assert served.status_code == 201, served.text
+    node.api("DELETE", f"/api/workloads/{served.json()['id']}")
+
+
+def test_gateway_allowed_roots_widen_where_it_may_serve(tmp_path) -> None:
+    with running(Node(gateway={"allowed_roots": [str(tmp_path)]})) as node:
+        answer = node.submit({"base_path": str(tmp_path), "bucket": "cnet"}, {"cpu": 0.1}, workload_type="datagateway")
+        assert answer.status_code == 201, answer.text
+        node.api("DELETE", f"/api/workloads/{answer.json()['id']}")

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from gateway.keys import UnsafeKey, resolve_inside, safe_relative
+from gateway.keys import NotAFile, UnsafeKey, open_inside, safe_relative
 from gateway.listing import BadToken, ObjectInfo, list_page, walk
 
 KEYS = ["a/1", "a/2", "a/b/3", "a/b/4", "a/c/5", "b", "c/6"]
@@ -53,9 +53,26 @@ def test_unsafe_names(name: str) -> None:
         safe_relative(name)
 
 
-def test_symlink_out_of_the_root_is_refused(tmp_path) -> None:
-    (tmp_path / "out").symlink_to("/etc")
+def read_inside(root, name: str) -> bytes:
+    descriptor = open_inside(root, name)
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read()
+
+
+def test_no_link_is_followed_and_only_regular_files_open(tmp_path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"SECRET")
+    root = tmp_path / "root"
+    (root / "fine").mkdir(parents=True)
+    (root / "fine" / "name.txt").write_bytes(b"inside")
+    (root / "out").symlink_to(outside)
+    (root / "fine" / "link").symlink_to(outside / "secret")
+    (root / "inner").symlink_to(root / "fine")  # even a link that stays inside
+    os.mkfifo(root / "pipe")
+    for name in ("out/secret", "fine/link", "inner/name.txt", "pipe", "fine", "missing", "fine/missing/x"):
+        with pytest.raises(NotAFile):
+            open_inside(root, name)
     with pytest.raises(UnsafeKey):
-        resolve_inside(tmp_path, "out/passwd")
-    assert resolve_inside(tmp_path, "fine/name.txt") == tmp_path.resolve() / "fine" / "name.txt"
-    assert os.path.isabs(resolve_inside(tmp_path, "x"))
+        open_inside(root, "../outside/secret")
+    assert read_inside(root, "fine/name.txt") == b"inside"  # control

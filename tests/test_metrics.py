@@ -87,11 +87,13 @@ def test_heartbeats_and_delegations(parent_and_child: tuple[Node, Node]) -> None
         parent.api("DELETE", f"/api/workloads/{answer.json()['id']}")
 
 
-def test_model_service_and_gateway_metrics(parent_and_child: tuple[Node, Node], tmp_path: Path) -> None:
+def test_model_service_and_gateway_metrics(parent_and_child: tuple[Node, Node]) -> None:
     parent, _ = parent_and_child
     service = parent.submit({"cascade_type": "face"}, {"cpu": 0.5}, workload_type="opencv").json()
-    (tmp_path / "blob.bin").write_bytes(b"x" * 1000)
-    gateway = parent.submit({"base_path": str(tmp_path), "bucket": "m"}, {"cpu": 0.1},
+    objects = Path(parent.config["storage"]["sqlite"]["data_path"]) / "metrics-objects"  # a gateway serves from there
+    objects.mkdir(parents=True, exist_ok=True)
+    (objects / "blob.bin").write_bytes(b"x" * 1000)
+    gateway = parent.submit({"base_path": str(objects), "bucket": "m"}, {"cpu": 0.1},
                             workload_type="datagateway").json()
     try:
         with open(ASTRONAUT, "rb") as handle:

@@ -41,10 +41,12 @@ class NodeContext:
     node_id: str
     paths: RuntimePaths
     container_engine: str
+    gateway_roots: tuple[str, ...] = ()  # where a data gateway may serve from: the data path and allowed roots
 
     @classmethod
     def of(cls, config: NodeConfig) -> NodeContext:
-        return cls(config.node_id, config.paths, config.container_engine)
+        return cls(config.node_id, config.paths, config.container_engine,
+                   (config.data_path, *config.gateway_allowed_roots))
 
 
 class Executor(Protocol):

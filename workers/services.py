@@ -51,6 +51,12 @@ def validate_service_address(config: dict[str, Any]) -> dict[str, Any]:
     return {"service_host": host, "service_port": port}
 
 
+def _below(path: str, root: str) -> bool:
+    """Whether ``path`` (links resolved) is ``root`` or lies below it."""
+    real_path, real_root = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real_path, real_root]) == real_root
+
+
 def _service_spec(record: WorkloadRecord, node: NodeContext, module: str, arguments: list[str],
                   min_threads: int = 1) -> ProgramSpec:
     host, port = record.config["service_host"], record.config["service_port"]
@@ -126,6 +132,9 @@ class DataGatewayExecutor(_ServiceExecutor):
         base_path = config.get("base_path")
         if not isinstance(base_path, str) or not os.path.isdir(base_path):
             raise Invalid(f"config.base_path: {base_path!r} is not a directory on this node")
+        if not any(_below(base_path, root) for root in node.gateway_roots):
+            raise Invalid(f"config.base_path: {base_path!r} is not below this node's data path (storage.sqlite."
+                          "data_path) or gateway.allowed_roots")
         bucket = config.get("bucket", "cnet")
         try:
             if not isinstance(bucket, str) or "/" in safe_relative(bucket).as_posix():
