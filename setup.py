@@ -24,6 +24,7 @@ setup(
         "numpy>=1.24",
         "docker>=7",
         "prometheus-client>=0.17",
+        "botocore>=1.31",  # the gateway checks S3 signatures with its signers
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.31", "nudenet==3.4.2", "scikit-image>=0.21",

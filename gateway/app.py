@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from cnetd.metrics import instrumented_app
 from gateway.keys import NotAFile, UnsafeKey, open_inside
 from gateway.listing import MAX_KEYS, BadToken, ObjectInfo, list_page, walk
+from gateway.sigv4 import GatewayKeys, SignatureRejected, verify
 
 MAX_NUMBER_DIGITS = 18  # past any file's size, and far below what int() refuses to parse
 _RANGE = re.compile(r"^bytes=([0-9]{0,18})-([0-9]{0,18})$")  # ASCII digits only: \d takes any script's
@@ -173,8 +174,32 @@ class _Object(_Bucket):
         self.bytes_served.inc(length)
 
 
-def create_gateway_app(base_path: str, bucket: str) -> falcon.App:
+MOUNT = "/s3"
+UNSIGNED_PATHS = frozenset({"/health", "/metrics"})  # the node's health checks and scrapes carry no signature
+
+
+class _SignatureCheck:
+    """Falcon middleware: with keys configured, every S3 request must be signed with them (S3's 403s)."""
+
+    def __init__(self, keys: GatewayKeys) -> None:
+        self._keys = keys
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.path in UNSIGNED_PATHS:
+            return
+        raw_uri = req.env.get("RAW_URI") or req.relative_uri  # as the client sent (and signed) it
+        url = f"{req.scheme}://{req.get_header('Host') or req.host}{raw_uri}"
+        headers = {name.lower(): value for name, value in req.headers.items()}
+        try:
+            verify(req.method, url, headers, self._keys, MOUNT)
+        except SignatureRejected as exc:
+            raise S3Error(exc.status, exc.code, exc.message) from None
+
+
+def create_gateway_app(base_path: str, bucket: str, keys: GatewayKeys | None = None) -> falcon.App:
     app, registry = instrumented_app("cnet_gateway")
+    if keys is not None:
+        app.add_middleware(_SignatureCheck(keys))
     root = Path(base_path)
     bytes_served = Counter("cnet_gateway_bytes_served_total", "Object bytes sent by GetObject", registry=registry)
 
@@ -183,7 +208,7 @@ def create_gateway_app(base_path: str, bucket: str) -> falcon.App:
             resp.media = {"status": "healthy", "bucket": bucket, "base_path": base_path}
 
     app.add_route("/health", Health())
-    app.add_route("/s3/{bucket}", _Bucket(root, bucket))
-    app.add_route("/s3/{bucket}/{key:path}", _Object(root, bucket, bytes_served))
+    app.add_route(MOUNT + "/{bucket}", _Bucket(root, bucket))
+    app.add_route(MOUNT + "/{bucket}/{key:path}", _Object(root, bucket, bytes_served))
     app.add_error_handler(S3Error, _render_error)
     return app

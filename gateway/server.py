@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from cnetd.service_runner import run_service, service_log_path
+from cnetd.config import is_loopback
 from gateway.app import create_gateway_app
+from gateway.sigv4 import GatewayKeys
+
+SECRET_KEY_ENV = "CNET_GATEWAY_SECRET_KEY"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,8 +20,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--log-dir", default=".")
+    parser.add_argument("--access-key", help=f"require requests signed with this key (AWS SigV4); its secret "
+                                             f"comes from ${SECRET_KEY_ENV}, never the command line")
     args = parser.parse_args(argv)
-    run_service(lambda: create_gateway_app(args.base_path, args.bucket), args.host, args.port, args.threads,
+    keys = None
+    if args.access_key:
+        secret = os.environ.get(SECRET_KEY_ENV)
+        if not secret:
+            parser.error(f"--access-key needs its secret in ${SECRET_KEY_ENV}")
+        keys = GatewayKeys(args.access_key, secret)
+    elif not is_loopback(args.host):
+        parser.error(f"--host {args.host} is reachable from other machines: give --access-key (and ${SECRET_KEY_ENV})")
+    run_service(lambda: create_gateway_app(args.base_path, args.bucket, keys), args.host, args.port, args.threads,
                 service_log_path(args.log_dir, "gateway", args.port))
 
 

@@ -272,3 +272,48 @@ def test_gateway_allowed_roots_widen_where_it_may_serve(tmp_path) -> None:
         answer = node.submit({"base_path": str(tmp_path), "bucket": "cnet"}, {"cpu": 0.1}, workload_type="datagateway")
         assert answer.status_code == 201, answer.text
         node.api("DELETE", f"/api/workloads/{answer.json()['id']}")
+
+
+def signed_client(url: str, access_key: str, secret_key: str, **config) -> "botocore.client.BaseClient":
+    return boto3.client("s3", endpoint_url=url, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+                        region_name="us-east-1", config=botocore.config.Config(s3={"addressing_style": "path"},
+                                                                               **config))
+
+
+def test_a_gateway_with_keys_checks_every_signature(node: Node) -> None:
+    record = upload_tree(node, {"signed/hello.txt": b"hello"})
+    answer = node.submit({"base_path": record["config"]["path"], "bucket": "cnet", "access_key": "AKCNET",
+                          "secret_key": "s3cret-key"}, {"cpu": 0.1}, workload_type="datagateway")
+    assert answer.status_code == 201, answer.text
+    gateway = answer.json()
+    assert gateway["config"]["secret_key"] == "********" and "s3cret-key" not in node.api("GET", "/api/workloads").text
+    s3_url = f"{gateway['endpoint']}/s3"
+    try:
+        key = "signed/hello.txt"
+        good = signed_client(s3_url, "AKCNET", "s3cret-key")
+        assert good.get_object(Bucket="cnet", Key=key)["Body"].read() == b"hello"  # control
+        assert [item["Key"] for item in good.list_objects_v2(Bucket="cnet")["Contents"]] == [key]
+        for client, code in ((signed_client(s3_url, "AKCNET", "wrong"), "SignatureDoesNotMatch"),
+                             (signed_client(s3_url, "AKOTHER", "s3cret-key"), "InvalidAccessKeyId"),
+                             (signed_client(s3_url, "x", "y", signature_version=botocore.UNSIGNED), "AccessDenied")):
+            with pytest.raises(botocore.exceptions.ClientError) as refused:
+                client.get_object(Bucket="cnet", Key=key)
+            assert refused.value.response["Error"]["Code"] == code
+        for signature_version in ("s3v4", None):  # boto3's default presigned form is V2
+            presigning = signed_client(s3_url, "AKCNET", "s3cret-key",
+                                       **({"signature_version": signature_version} if signature_version else {}))
+            url = presigning.generate_presigned_url("get_object", Params={"Bucket": "cnet", "Key": key}, ExpiresIn=2)
+            assert requests.get(url, timeout=10).content == b"hello"
+            assert requests.get(url.replace("hello", "jello"), timeout=10).status_code == 403  # tampered
+            wait_for(lambda: requests.get(url, timeout=10).status_code == 403, timeout_s=10, interval_s=0.5)  # expired
+        assert requests.get(f"{s3_url}/cnet/{key}", timeout=10).status_code == 403  # plain, unsigned
+    finally:
+        node.api("DELETE", f"/api/workloads/{gateway['id']}")
+        node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+def test_a_gateway_off_loopback_needs_keys(node: Node) -> None:
+    inside = data_root(node) / "served"
+    inside.mkdir(exist_ok=True)
+    answer = node.submit({"base_path": str(inside), "service_host": "0.0.0.0"}, {"cpu": 0.1}, workload_type="datagateway")
+    assert answer.status_code == 400 and "access_key" in answer.json()["message"], answer.text

@@ -67,6 +67,12 @@ class Executor(Protocol):
         """What only the running program knows (a container id, say), shown with the record; a fact not
         known yet is None, and a submission's answer waits for it."""
 
+    def shown_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The config as readers of the record see it: secrets (a gateway's secret key) hidden."""
+
+
+HIDDEN = "********"
+
 
 class PlainProgram:
     """For executors whose program leaves nothing behind and adds nothing to the record."""
@@ -76,3 +82,6 @@ class PlainProgram:
 
     def facts(self, record: WorkloadRecord, node: NodeContext) -> dict[str, Any]:
         return {}
+
+    def shown_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        return config

@@ -123,6 +123,9 @@ class ContainerExecutor:
         except FileNotFoundError:
             return {"container_id": None}  # not created yet (or never will be: the record says why)
 
+    def shown_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        return config
+
     def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
         """Remove the workload's containers (kept until now so that they can be inspected)."""
         remove_labelled(node.container_engine, f"cnet.workload={record.id}")

@@ -5,6 +5,7 @@ chosen when none is given), restarted after a crash at most three times, ready o
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
@@ -13,13 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cnetd.config import is_loopback
 from cnetd.errors import Invalid
 from cnetd.service_runner import service_log_path
 from gateway.keys import UnsafeKey, safe_relative
+from gateway.server import SECRET_KEY_ENV
 from inference.haar import CASCADE_FILES
 from inference.yolo_model import NotAYoloModel, YoloModel
 from ledger.records import WorkloadRecord
-from workers.base import NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
+from workers.base import HIDDEN, NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
 
 SUPPORTED_MODEL_TYPES = ("yolo", "pytorch")
 _SERVICE_FIELDS = ("service_port", "service_host")
@@ -128,7 +131,7 @@ class DataGatewayExecutor(_ServiceExecutor):
     log_kind = "gateway"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
-        reject_unknown_fields(config, ("base_path", "bucket", *_SERVICE_FIELDS))
+        reject_unknown_fields(config, ("base_path", "bucket", "access_key", "secret_key", *_SERVICE_FIELDS))
         base_path = config.get("base_path")
         if not isinstance(base_path, str) or not os.path.isdir(base_path):
             raise Invalid(f"config.base_path: {base_path!r} is not a directory on this node")
@@ -141,9 +144,31 @@ class DataGatewayExecutor(_ServiceExecutor):
                 raise UnsafeKey(bucket)
         except UnsafeKey:
             raise Invalid(f"config.bucket: {bucket!r} is not a bucket name") from None
-        return {"base_path": os.path.realpath(base_path), "bucket": bucket, **validate_service_address(config)}
+        address = validate_service_address(config)
+        keys = _gateway_keys(config, address["service_host"])
+        return {"base_path": os.path.realpath(base_path), "bucket": bucket, **keys, **address}
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
-        return _service_spec(record, node, "gateway.server",
-                             ["--base-path", record.config["base_path"], "--bucket", record.config["bucket"]],
-                             min_threads=8)
+        config = record.config
+        signed = ["--access-key", config["access_key"]] if config.get("access_key") else []
+        spec = _service_spec(record, node, "gateway.server",
+                             ["--base-path", config["base_path"], "--bucket", config["bucket"], *signed], min_threads=8)
+        if signed:  # the secret goes in its environment, never its command line
+            spec = dataclasses.replace(spec, env={**spec.env, SECRET_KEY_ENV: config["secret_key"]})
+        return spec
+
+    def shown_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {**config, "secret_key": HIDDEN} if config.get("secret_key") else config
+
+
+def _gateway_keys(config: dict[str, Any], host: str) -> dict[str, str]:
+    """``access_key`` and ``secret_key``, both or neither; required when the gateway binds off loopback."""
+    access_key, secret_key = config.get("access_key"), config.get("secret_key")
+    if access_key is None and secret_key is None:
+        if not is_loopback(host):
+            raise Invalid(f"config.access_key: a gateway on {host} is reachable from other machines and needs "
+                          "access_key and secret_key (requests are then checked with AWS SigV4)")
+        return {}
+    if not (isinstance(access_key, str) and access_key and isinstance(secret_key, str) and secret_key):
+        raise Invalid("config.access_key, config.secret_key: give both, as non-empty strings")
+    return {"access_key": access_key, "secret_key": secret_key}

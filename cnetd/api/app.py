@@ -54,7 +54,13 @@ class _NodeResource:
     def view(self, record: WorkloadRecord) -> dict[str, Any]:
         if record.remote:
             return self.remote.view(record)
-        return {**record.to_dict(), **self.facts(record)}
+        return self.present(record, self.facts(record))
+
+    def present(self, record: WorkloadRecord, facts: dict[str, Any]) -> dict[str, Any]:
+        """A record as readers see it: with what only its program knows, secrets in its config hidden."""
+        executor = EXECUTORS.get(record.type)
+        config = executor.shown_config(record.config) if executor else record.config
+        return {**record.to_dict(), "config": config, **facts}
 
     def facts(self, record: WorkloadRecord) -> dict[str, Any]:
         executor = EXECUTORS.get(record.type)  # data records have no executor: uploads run no program
@@ -211,7 +217,7 @@ class Workloads(_NodeResource):
             facts_pending = any(value is None for value in facts.values())
             if (record.status != Status.STARTING and not facts_pending) or record.terminal \
                     or time.monotonic() > deadline:
-                return {**record.to_dict(), **facts}
+                return self.present(record, facts)
             time.sleep(READY_POLL_S)
 
 
