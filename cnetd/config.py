@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import pwd
 import re
 import socket
 from dataclasses import dataclass
@@ -74,6 +75,9 @@ class NodeConfig:
     api_allowed_hosts: tuple[str, ...] = ()  # further names the API answers to (besides its own addresses)
     auth_open_reads: tuple[str, ...] = OPEN_READS  # with a token: paths (a trailing / for a prefix) read without it
     gateway_allowed_roots: tuple[str, ...] = ()  # where a datagateway's base_path may lie, besides the data path
+    workloads_user: str | None = None  # process workloads run as this user (None: a node not run as root)
+    workloads_allow_root: bool = False
+    workloads_allowed_users: tuple[str, ...] = ()  # users a workload may ask for besides workloads_user
     health_start_timeout_s: float = 120.0  # a service not healthy this long after its start is failed
     mesh_forget_after_s: float = 86400.0  # a child silent this long is dropped from the node table
 
@@ -112,7 +116,8 @@ class NodeConfig:
                       "peer_addresses": tuple(raw["peer_addresses"]), "gpu_devices": tuple(raw["gpu_devices"]),
                       "api_allowed_hosts": tuple(raw["api_allowed_hosts"]),
                       "auth_open_reads": tuple(raw["auth_open_reads"]),
-                      "gateway_allowed_roots": tuple(raw["gateway_allowed_roots"])})
+                      "gateway_allowed_roots": tuple(raw["gateway_allowed_roots"]),
+                      "workloads_allowed_users": tuple(raw["workloads_allowed_users"])})
 
 
 def load_config(path: str) -> NodeConfig:
@@ -142,6 +147,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "container": ("engine",),
     "auth": ("token", "insecure", "open_reads"),
     "gateway": ("allowed_roots",),
+    "workloads": ("user", "allow_root", "allowed_users"),
 }
 
 
@@ -197,6 +203,7 @@ def parse_config(raw: Any) -> NodeConfig:
         api_allowed_hosts=tuple(get("api.allowed_hosts", [], _string_list)),
         auth_open_reads=tuple(get("auth.open_reads", list(OPEN_READS), _string_list)),
         gateway_allowed_roots=tuple(get("gateway.allowed_roots", [], _string_list)),
+        **_workload_users(get),
         health_start_timeout_s=float(get("health.start_timeout_s", 120.0, _positive_number)),
         mesh_forget_after_s=float(get("mesh.forget_after_s", 86400.0, _positive_number)),
     )
@@ -227,6 +234,28 @@ def _auth_token(get: "_Getter", address: str) -> str | None:
                           "reaching the API could run commands: set auth.token (or CNET_TOKEN), or "
                           "auth.insecure: true to accept that")
     return token or None
+
+
+def _account(key: str, value: Any) -> str:
+    name = _string(key, value)
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        raise _fail(key, "a user of this machine", value) from None
+    return name
+
+
+def _workload_users(get: "_Getter") -> dict[str, Any]:
+    """``workloads.*``: who process workloads run as. A node not run as root cannot switch: they run as its
+    user, which is not root. Root itself only with ``workloads.allow_root``."""
+    allow_root = get("workloads.allow_root", False, _bool)
+    allowed = tuple(get("workloads.allowed_users", [], lambda key, value: [
+        _account(f"{key}[{index}]", item) for index, item in enumerate(_string_list(key, value))]))
+    user = get("workloads.user", "nobody", _account) if os.geteuid() == 0 else None
+    for key, name in (("workloads.user", user), *(("workloads.allowed_users", name) for name in allowed)):
+        if name is not None and pwd.getpwnam(name).pw_uid == 0 and not allow_root:
+            raise ConfigError(key, f"{name} is root: workloads run as root only with workloads.allow_root: true")
+    return {"workloads_user": user, "workloads_allow_root": allow_root, "workloads_allowed_users": allowed}
 
 
 def _curve_pair(key: str, value: Any) -> dict[str, str]:

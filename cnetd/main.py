@@ -24,7 +24,8 @@ from cnetd import __version__
 from cnetd.config import ConfigError, NodeConfig, load_config
 from cnetd.supervisor_conf import render
 from cnetd.paths import RUNTIME_DIR_ENV
-from cnetd.private_files import PRIVATE_UMASK, UnsafeDirectory, make_private_dir, write_private
+from cnetd.private_files import (PRIVATE_UMASK, TRAVERSE_ONLY_MODE, UnsafeDirectory, make_private_dir,
+                                 write_private)
 from cnetd.sweep import end_processes_of
 from ledger.store import Ledger
 from mesh.curve import ClusterKeys
@@ -68,6 +69,7 @@ def _preflight(config: NodeConfig) -> str | None:
     supervisord was killed) is ended first: the ledger says what to relaunch."""
     try:
         make_private_dir(config.paths.root)
+        make_private_dir(config.paths.work_root, TRAVERSE_ONLY_MODE)
     except UnsafeDirectory as exc:
         return f"agent.runtime_dir: {exc}"
     pid = _running_supervisord(config)

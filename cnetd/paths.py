@@ -61,15 +61,20 @@ class RuntimePaths:
     def workload_log(self, workload_id: str, stream: str) -> Path:
         return self.logs_dir / f"{program_name(workload_id)}.{stream}.log"
 
+    @property
+    def work_root(self) -> Path:
+        """Beside the runtime dir, not in it (that is the node user's alone): each workload's own directory,
+        owned by the user it runs as."""
+        return self.root.with_name(self.root.name + ".work")
+
     def workload_dir(self, workload_id: str) -> Path:
-        return self.root / "work" / workload_id
+        return self.work_root / workload_id
 
     def longest_socket_path(self) -> int:
         return max(len(str(self.root / name)) for name in ("bus.sock", "scheduler.sock", "supervisor.sock"))
 
     def create(self) -> None:
-        for folder in (self.root, self.ledger_dir, self.node_table_dir, self.logs_dir, self.metrics_dir,
-                       self.root / "work"):
+        for folder in (self.root, self.ledger_dir, self.node_table_dir, self.logs_dir, self.metrics_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
 

@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 PRIVATE_DIR_MODE = 0o700
+TRAVERSE_ONLY_MODE = 0o711  # others may pass through to a directory of theirs below, not list or read it
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_UMASK = 0o077
 
@@ -35,12 +36,15 @@ def _owner(uid: int) -> str:
         return f"uid {uid}"
 
 
-def make_private_dir(path: Path) -> None:
-    """Create ``path`` (mode 0700) or accept it only if it is a real directory owned by this user, then
-    make it 0700. Its parents may be shared; nothing below it can then be planted by anyone else."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def make_private_dir(path: Path, mode: int = PRIVATE_DIR_MODE) -> None:
+    """Create ``path`` or accept it only if it is a real directory owned by this user, then give it ``mode``
+    (0700; 0711 for the dir that holds workloads' own dirs). Missing parents are made traversable (0711), so
+    an unprivileged workload can reach its dir; nothing below ``path`` can be planted by anyone else."""
+    for parent in reversed([ancestor for ancestor in path.parents if not ancestor.exists()]):
+        parent.mkdir(exist_ok=True)
+        os.chmod(parent, TRAVERSE_ONLY_MODE)
     try:
-        path.mkdir(mode=PRIVATE_DIR_MODE)
+        path.mkdir(mode=mode)
     except FileExistsError:
         pass
     info = os.lstat(path)
@@ -49,7 +53,7 @@ def make_private_dir(path: Path) -> None:
     if info.st_uid != os.geteuid():
         raise UnsafeDirectory(f"{path} is owned by {_owner(info.st_uid)}, not by {_owner(os.geteuid())} "
                               "who runs this node")
-    os.chmod(path, PRIVATE_DIR_MODE, follow_symlinks=False)
+    os.chmod(path, mode, follow_symlinks=False)
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -64,3 +68,11 @@ def write_private(path: Path, data: bytes) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def make_workload_dir(path: Path, user: str | None) -> None:
+    """A workload's own directory, 0700 and owned by the user it runs as (``None``: this process's user)."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+    if user is not None:
+        account = pwd.getpwnam(user)
+        os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)

@@ -235,6 +235,8 @@ class Scheduler:
             stdout_log=str(self._paths.workload_log(record.id, "stdout")),
             stderr_log=str(self._paths.workload_log(record.id, "stderr")),
             stop_timeout_s=spec.stop_timeout_s)
+        if spec.user is not None:
+            options["user"] = spec.user  # supervisord (root) switches to it before the exec
         info = self._supervisor.add_and_start(program_name(record.id), options)
         log.info("started %s %s as %s (pid %s, cpu %g, memory %d, gpus %s)", record.type, record.name,
                  record.program, info["pid"], record.requirements.cpu, record.requirements.memory,

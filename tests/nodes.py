@@ -75,6 +75,7 @@ class Node:
         self.port = 8080 if host is not None else free_port()
         self.mesh_port = 8081 if host is not None else free_port()
         self.root = Path(tempfile.mkdtemp(prefix="cnet-", dir="/tmp"))
+        self.root.chmod(0o711)  # as /var/lib is: an unprivileged workload passes through to its own dir
         self.runtime_dir = self.root / "rt"
         self.config_path = self.root / "node.yaml"
         self.config: dict[str, Any] = {

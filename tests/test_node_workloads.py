@@ -1,6 +1,9 @@
 """End to end through a real node: resource arithmetic, process exits, logs, restarts, status listing."""
 from __future__ import annotations
 
+import os
+import tempfile
+
 import psutil
 import pytest
 import zmq
@@ -66,13 +69,18 @@ def test_logs_show_stdout_and_stderr_tails(shared_node: Node) -> None:
     assert shared_node.api("GET", f"/api/workloads/{record['id']}/logs", params={"tail": "x"}).status_code == 400
 
 
-def test_env_args_and_working_dir_reach_the_process(shared_node: Node, tmp_path) -> None:
+def test_env_args_and_working_dir_reach_the_process(shared_node: Node) -> None:
     odd = "quote ' \" comma, percent %(here)s %% newline\nend"
-    record = shared_node.submit({"command": "sh", "args": ["-c", 'printf "%s|%s|%s" "$ODD" "$1" "$PWD"', "sh", odd],
-                                 "env": {"ODD": odd}, "working_dir": str(tmp_path)}).json()
-    settled(shared_node, record["id"], "completed")
-    stdout = shared_node.api("GET", f"/api/workloads/{record['id']}/logs").json()["stdout"]
-    assert stdout == f"{odd}|{odd}|{tmp_path}"
+    working_dir = tempfile.mkdtemp(prefix="cnet-wd-", dir="/tmp")  # a directory its user (nobody) may enter
+    os.chmod(working_dir, 0o755)
+    try:
+        record = shared_node.submit({"command": "sh", "args": ["-c", 'printf "%s|%s|%s" "$ODD" "$1" "$PWD"', "sh", odd],
+                                     "env": {"ODD": odd}, "working_dir": working_dir}).json()
+        settled(shared_node, record["id"], "completed")
+        stdout = shared_node.api("GET", f"/api/workloads/{record['id']}/logs").json()["stdout"]
+        assert stdout == f"{odd}|{odd}|{working_dir}"
+    finally:
+        os.rmdir(working_dir)
 
 
 def test_restart_policy_is_capped_at_three(shared_node: Node) -> None:

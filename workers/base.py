@@ -32,6 +32,7 @@ class ProgramSpec:
     stop_timeout_s: int = 5
     endpoint: str | None = None     # what users call (services)
     health_url: str | None = None   # answers 200 when the service is ready and well
+    user: str | None = None         # who it runs as (None: the node's own user)
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,16 @@ class NodeContext:
     paths: RuntimePaths
     container_engine: str
     gateway_roots: tuple[str, ...] = ()  # where a data gateway may serve from: the data path and allowed roots
+    workload_user: str | None = None  # who process workloads run as by default (None: the node's user)
+    workload_users: frozenset[str] = frozenset()  # every user a workload may ask for
 
     @classmethod
     def of(cls, config: NodeConfig) -> NodeContext:
+        users = {config.workloads_user, *config.workloads_allowed_users} - {None}
+        if config.workloads_allow_root:
+            users.add("root")
         return cls(config.node_id, config.paths, config.container_engine,
-                   (config.data_path, *config.gateway_allowed_roots))
+                   (config.data_path, *config.gateway_allowed_roots), config.workloads_user, frozenset(users))
 
 
 class Executor(Protocol):

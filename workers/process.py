@@ -1,17 +1,20 @@
-"""Executor of ``process`` workloads: a command with arguments, environment and working directory."""
+"""Executor of ``process`` workloads: a command with arguments, environment and working directory, run as an
+unprivileged user (``workloads.user``) unless the node allows another."""
 from __future__ import annotations
 
 import os
 import re
 import shutil
+from pathlib import Path
 from typing import Any
 
 from cnetd.errors import Invalid
+from cnetd.private_files import make_workload_dir
 from ledger.records import WorkloadRecord
 from workers.base import RESTART_POLICIES, NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FIELDS = ("command", "args", "env", "working_dir", "restart")
+_FIELDS = ("command", "args", "env", "working_dir", "restart", "user")
 
 
 class ProcessExecutor(PlainProgram):
@@ -43,14 +46,29 @@ class ProcessExecutor(PlainProgram):
         restart = config.get("restart", "never")
         if restart not in RESTART_POLICIES:
             raise Invalid(f"config.restart: expected one of {', '.join(RESTART_POLICIES)}, got {restart!r}")
-        return {"command": resolved, "args": args, "env": env, "working_dir": working_dir, "restart": restart}
+        return {"command": resolved, "args": args, "env": env, "working_dir": working_dir, "restart": restart,
+                "user": _user(config.get("user"), node)}
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         config = record.config
+        user = config.get("user", node.workload_user)  # records from before users existed: the default
         cwd = config["working_dir"]
         if cwd is None:
             cwd = str(node.paths.workload_dir(record.id))
-            os.makedirs(cwd, exist_ok=True)
+            make_workload_dir(Path(cwd), user)
         env = {**config["env"], "CNET_WORKLOAD_ID": record.id, "CNET_NODE_ID": node.node_id}
         return ProgramSpec(argv=[config["command"], *config["args"]], env=env, cwd=cwd,
-                           restart_policy=config["restart"])
+                           restart_policy=config["restart"], user=user)
+
+
+def _user(asked: Any, node: NodeContext) -> str | None:
+    """Who it runs as: the node's workloads.user, or one the node allows (root only with allow_root)."""
+    if asked is None or asked == node.workload_user:
+        return node.workload_user
+    if node.workload_user is None:
+        raise Invalid("config.user: this node does not run as root, so its workloads run as its own user")
+    if not isinstance(asked, str) or asked not in node.workload_users:
+        allowed = ", ".join(sorted(node.workload_users))
+        raise Invalid(f"config.user: {asked!r} is not allowed here (allowed: {allowed}; root needs "
+                      "workloads.allow_root, others workloads.allowed_users)")
+    return asked

@@ -117,7 +117,7 @@ SCHEMAS: dict[str, Any] = {
                "description": "optional; the same id submitted twice runs once"},
         "name": {"type": "string"},
         "type": {"enum": sorted(EXECUTORS)},
-        "config": {"type": "object", "description": "the type's fields (see README): command/args/env/…, "
+        "config": {"type": "object", "description": "the type's fields (see README): command/args/env/user/…, "
                                                     "image/…, model_type/model_path, cascade_type, base_path/bucket"},
         "requirements": _RESOURCES,
         "delegation": {"type": "object", "required": ["visited"], "description":
