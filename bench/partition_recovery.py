@@ -4,7 +4,8 @@
 
 A parent and a child on their own hosts with a heartbeat period of --period seconds. For each duration the
 child's host is cut (everything in and out dropped), then healed. Measured from the cut: when each side
-marks the other offline; from the heal: when each side sees the other online again. Each side's view is
+marks the other offline; from the heal: when each side sees the other online again. A last round restarts
+the child (kill -9 of the whole node, then a fresh start) while it is cut off, and measures the same. Each side's view is
 read from its own node table (the table /api/nodes shows) every 20 ms, so the cut host is observed too.
 Baseline in the same run: the liveness window (3 periods), the earliest an offline mark may come.
 Prints JSON: per partition, and medians / maxima in periods.
@@ -25,7 +26,7 @@ from ledger.nodetable import NodeTable  # noqa: E402
 from mesh.messages import HEARTBEAT_LIVENESS  # noqa: E402
 from tests.cluster import both_online, parent_and_child  # noqa: E402
 from tests.hosts import make_hosts  # noqa: E402
-from tests.nodes import Node, running, wait_for  # noqa: E402
+from tests.nodes import Node, kill_node, running, wait_for  # noqa: E402
 
 POLL_S = 0.02
 
@@ -36,12 +37,15 @@ def sees_online(table: NodeTable, other: Node, period_s: float) -> bool:
 
 
 def one_partition(parent: Node, child: Node, tables: dict[str, NodeTable], duration_s: float,
-                  period_s: float) -> dict[str, float | None]:
+                  period_s: float, restart_child: bool = False) -> dict[str, float | None]:
     parent_sees_child = lambda: sees_online(tables["parent"], child, period_s)  # noqa: E731
     child_sees_parent = lambda: sees_online(tables["child"], parent, period_s)  # noqa: E731
     child.host.cut()
     cut_at = time.monotonic()
     offline: dict[str, float | None] = {"parent_marks_child_offline_s": None, "child_marks_parent_offline_s": None}
+    if restart_child:  # its machine restarts while cut off: the new node comes up unable to reach its parent
+        kill_node(child)
+        child.start()
     while time.monotonic() - cut_at < duration_s:
         elapsed = round(time.monotonic() - cut_at, 3)
         if offline["parent_marks_child_offline_s"] is None and not parent_sees_child():
@@ -59,7 +63,7 @@ def one_partition(parent: Node, child: Node, tables: dict[str, NodeTable], durat
         if back["child_sees_parent_s"] is None and child_sees_parent():
             back["child_sees_parent_s"] = elapsed
         time.sleep(POLL_S)
-    return {"partition_s": duration_s, **offline, **back}
+    return {"partition_s": duration_s, "child_restarted": restart_child, **offline, **back}
 
 
 def summary(runs: list[dict[str, float | None]], key: str, period_s: float) -> dict[str, float | None]:
@@ -87,11 +91,14 @@ def main() -> None:
             for duration_s in durations:
                 runs.append(one_partition(parent, child, tables, duration_s, args.period))
                 wait_for(lambda: both_online(parent, child), timeout_s=60)
+            restarted = one_partition(parent, child, tables, max(durations), args.period, restart_child=True)
+            wait_for(lambda: both_online(parent, child), timeout_s=60)
             for table in tables.values():
                 table.close()
     keys = ("parent_marks_child_offline_s", "child_marks_parent_offline_s", "parent_sees_child_s", "child_sees_parent_s")
     print(orjson.dumps({"period_s": args.period, "liveness_window_s": args.period * HEARTBEAT_LIVENESS,
-                        "partitions": runs, "summary": {key: summary(runs, key, args.period) for key in keys}},
+                        "partitions": runs, "summary": {key: summary(runs, key, args.period) for key in keys},
+                        "child_restarted_during_partition": restarted},
                        option=orjson.OPT_INDENT_2).decode())
 
 
