@@ -1,6 +1,7 @@
 """The mesh across real nodes: topology, triggered sync, delegation, loops, fallback, offline and lost."""
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Iterator
 
@@ -179,32 +180,44 @@ def test_nothing_fits_anywhere(clean: dict[str, Node]) -> None:
     assert all(member.api("GET", "/api/workloads").json()["count"] == 0 for member in clean.values())
 
 
-def test_malformed_mesh_messages_are_survived(cluster: dict[str, Node]) -> None:
-    jiangsu = cluster["jiangsu"]
-    register_pid = jiangsu.program_pid("register")
+def heartbeat(node_id: str, registration: dict[str, str], cpu: float) -> Heartbeat:
+    """A well-formed heartbeat in ``node_id``'s name announcing ``cpu`` free, sent from ``registration``."""
+    free = {"cpu": cpu}
+    return Heartbeat(node_id=node_id, seq=1, boot_id="b", api_url=registration["api_url"],
+                     mesh_endpoint=registration["mesh_endpoint"], capacity=free, allocated={"cpu": 0.0},
+                     available=free, workloads={}, ledger_version=1,
+                     subtree={"nodes": 1, "online": 1, "capacity": free, "allocated": {"cpu": 0.0}, "available_max": free})
+
+
+@contextlib.contextmanager
+def registered_publisher(parent: Node, node_id: str) -> Iterator[tuple[zmq.Socket, dict[str, str]]]:
+    """A PUB socket registered with ``parent`` as its child ``node_id``: what a misbehaving neighbour has."""
     port = free_port()
     publisher = zmq.Context.instance().socket(zmq.PUB)
     publisher.setsockopt(zmq.LINGER, 0)
     publisher.bind(f"tcp://127.0.0.1:{port}")
+    registration = {"node_id": node_id, "api_url": "http://127.0.0.1:9", "mesh_endpoint": f"tcp://127.0.0.1:{port}"}
     try:
-        registration = {"node_id": "intruder", "api_url": "http://127.0.0.1:9", "mesh_endpoint": f"tcp://127.0.0.1:{port}"}
-        assert jiangsu.api("POST", "/api/nodes/register", json=registration).status_code == 200
+        assert parent.api("POST", "/api/nodes/register", json=registration).status_code == 200
+        yield publisher, registration
+    finally:
+        publisher.close()
+
+
+def test_malformed_mesh_messages_are_survived(cluster: dict[str, Node]) -> None:
+    jiangsu = cluster["jiangsu"]
+    register_pid = jiangsu.program_pid("register")
+    with registered_publisher(jiangsu, "intruder") as (publisher, registration):
         time.sleep(0.5)  # let the register subscribe
         garbage = [[b"hb", b"\xff\xfe not json"], [b"hb", b"[]"], [b"hb", b'{"v": 99}'], [b"hb"],
                    [b"hb", b"{" + b" " * 200_000 + b"}"], [b"hb", b'{"v": 1, "node_id": 5}']]
         for frames in garbage * 20:
             publisher.send_multipart(frames)
-        valid = Heartbeat(node_id="intruder", seq=1, boot_id="b", api_url=registration["api_url"],
-                          mesh_endpoint=registration["mesh_endpoint"], capacity={"cpu": 1.0}, allocated={"cpu": 0.0},
-                          available={"cpu": 1.0}, workloads={}, ledger_version=1,
-                          subtree={"nodes": 1, "online": 1, "capacity": {"cpu": 1.0}, "allocated": {"cpu": 0.0},
-                                   "available_max": {"cpu": 1.0}})
+        valid = heartbeat("intruder", registration, cpu=1.0)
         wait_for(lambda: publisher.send_multipart(valid.encode()) or
                  ("intruder", "online") in nodes_view(jiangsu)["children"], timeout_s=10, interval_s=0.2)
         assert jiangsu.program_pid("register") == register_pid
         assert "dropped malformed mesh message" in jiangsu.log("register.log")
-    finally:
-        publisher.close()
 
 
 BAD_REGISTRATIONS = [
@@ -222,33 +235,20 @@ BAD_REGISTRATIONS = [
 
 def test_a_publisher_cannot_speak_for_another_node(cluster: dict[str, Node]) -> None:
     jiangsu, nanjing = cluster["jiangsu"], cluster["nanjing"]
-    port = free_port()
-    publisher = zmq.Context.instance().socket(zmq.PUB)
-    publisher.setsockopt(zmq.LINGER, 0)
-    publisher.bind(f"tcp://127.0.0.1:{port}")
     try:
-        registration = {"node_id": "mallory", "api_url": "http://127.0.0.1:9", "mesh_endpoint": f"tcp://127.0.0.1:{port}"}
-        assert jiangsu.api("POST", "/api/nodes/register", json=registration).status_code == 200
-
-        def beat(node_id: str) -> Heartbeat:
-            huge = {"cpu": 1_000_000.0}
-            return Heartbeat(node_id=node_id, seq=1, boot_id="b", api_url=registration["api_url"],
-                             mesh_endpoint=registration["mesh_endpoint"], capacity=huge, allocated={"cpu": 0.0},
-                             available=huge, workloads={}, ledger_version=1,
-                             subtree={"nodes": 1, "online": 1, "capacity": huge, "allocated": {"cpu": 0.0},
-                                      "available_max": huge})
-        # In nanjing's name: dropped, so nanjing never shows a million free cpus (nor draws work with them).
-        wait_for(lambda: publisher.send_multipart(beat(nanjing.node_id).encode()) or
-                 "cnet_heartbeats_dropped_total{reason=\"wrong_sender\"}" in jiangsu.api("GET", "/metrics").text,
-                 timeout_s=10, interval_s=0.2)
-        shown = next(child for child in jiangsu.api("GET", "/api/nodes").json()["children"]
-                     if child["id"] == nanjing.node_id)
-        assert shown["resources"]["available"]["cpu"] < 1000
-        # control: in its own name it is heard
-        wait_for(lambda: publisher.send_multipart(beat("mallory").encode()) or
-                 ("mallory", "online") in nodes_view(jiangsu)["children"], timeout_s=10, interval_s=0.2)
+        with registered_publisher(jiangsu, "mallory") as (publisher, registration):
+            # In nanjing's name: dropped, so nanjing never shows a million free cpus (nor draws work with them).
+            forged = heartbeat(nanjing.node_id, registration, cpu=1_000_000.0)
+            wait_for(lambda: publisher.send_multipart(forged.encode()) or
+                     "cnet_heartbeats_dropped_total{reason=\"wrong_sender\"}" in jiangsu.api("GET", "/metrics").text,
+                     timeout_s=10, interval_s=0.2)
+            shown = next(child for child in jiangsu.api("GET", "/api/nodes").json()["children"]
+                         if child["id"] == nanjing.node_id)
+            assert shown["resources"]["available"]["cpu"] < 1000
+            own = heartbeat("mallory", registration, cpu=1_000_000.0)  # control: in its own name it is heard
+            wait_for(lambda: publisher.send_multipart(own.encode()) or
+                     ("mallory", "online") in nodes_view(jiangsu)["children"], timeout_s=10, interval_s=0.2)
     finally:
-        publisher.close()
         jiangsu.api("DELETE", "/api/nodes/mallory")
 
 
