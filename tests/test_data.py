@@ -16,6 +16,8 @@ import botocore
 import pytest
 import requests
 
+from ledger.records import Resources, WorkloadRecord
+from ledger.store import Ledger
 from tests.nodes import Node, running, wait_for
 from tests.services import run_service
 
@@ -317,3 +319,20 @@ def test_a_gateway_off_loopback_needs_keys(node: Node) -> None:
     inside.mkdir(exist_ok=True)
     answer = node.submit({"base_path": str(inside), "service_host": "0.0.0.0"}, {"cpu": 0.1}, workload_type="datagateway")
     assert answer.status_code == 400 and "access_key" in answer.json()["message"], answer.text
+
+
+def test_a_pointer_still_settling_hides_its_secret_too(node: Node) -> None:
+    ledger = Ledger(str(node.runtime_dir / "ledger"))  # as a delegation whose outcome is not known left it
+    pointer = WorkloadRecord(id="settling-gateway", type="datagateway", name="g", requirements=Resources(cpu=0.1),
+                             config={"base_path": "/x", "bucket": "cnet", "access_key": "AK", "secret_key": "hush"},
+                             status="unknown", delegated_to="elsewhere", remote_api="http://127.0.0.1:9",
+                             delegation_attempt="a1")
+    ledger.record_pointer(pointer)
+    try:
+        shown = node.workload(pointer.id)
+        assert shown["status"] == "unknown" and shown["config"]["secret_key"] == "********", shown
+        assert "hush" not in node.api("GET", "/api/workloads").text
+        assert node.api("DELETE", f"/api/workloads/{pointer.id}").status_code == 409  # still settling
+    finally:
+        ledger.remove(pointer.id)
+        ledger.close()

@@ -52,9 +52,9 @@ class _NodeResource:
         return request(self.node.config.paths.scheduler_endpoint, op, args, SCHEDULER_TIMEOUT_S)
 
     def view(self, record: WorkloadRecord) -> dict[str, Any]:
-        if record.remote:
+        if _proxied(record):
             return self.remote.view(record)
-        return self.present(record, self.facts(record))
+        return self.present(record, {} if record.remote else self.facts(record))
 
     def present(self, record: WorkloadRecord, facts: dict[str, Any]) -> dict[str, Any]:
         """A record as readers see it: with what only its program knows, secrets in its config hidden."""
@@ -153,8 +153,8 @@ class Workloads(_NodeResource):
         wanted = set(ids.split(",")) if ids else None
         records = [record for record in self.node.ledger.workloads()
                    if (wanted is None or record.id in wanted) and (workload_type is None or record.type == workload_type)]
-        remote_views = iter(self.remote.views([record for record in records if record.remote]))
-        views = [next(remote_views) if record.remote else self.view(record) for record in records]
+        remote_views = iter(self.remote.views([record for record in records if _proxied(record)]))
+        views = [next(remote_views) if _proxied(record) else self.view(record) for record in records]
         views = [view for view in views if status is None or view["status"] == status]
         send(resp, {"workloads": views, "count": len(views)})
 
@@ -219,6 +219,12 @@ class Workloads(_NodeResource):
                     or time.monotonic() > deadline:
                 return self.present(record, facts)
             time.sleep(READY_POLL_S)
+
+
+def _proxied(record: WorkloadRecord) -> bool:
+    """Shown as its next hop sees it: a delegated workload whose delegation is settled (a pointer still
+    settling is shown as this node holds it)."""
+    return record.remote and not record.settling
 
 
 def _settled(record: WorkloadRecord) -> WorkloadRecord:

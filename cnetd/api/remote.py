@@ -1,7 +1,7 @@
 """Workloads this node delegated: viewed and acted on live through the next hop's API, ``lost`` when offline.
 
-A pointer still being settled (``delegating``, ``unknown``) is shown as the origin holds it. A ``lost``
-one shows what was last known of it (seen live by this API process, else its admission) and how old that is.
+Only settled pointers come here (the API shows one still settling as it holds it). A ``lost`` one shows
+what was last known of it (seen live by this API process, else its admission) and how old that is.
 """
 from __future__ import annotations
 
@@ -34,8 +34,7 @@ class RemoteWorkloads:
         """Current state of delegated records, one request per next-hop node."""
         by_hop: dict[str, list[WorkloadRecord]] = collections.defaultdict(list)
         for record in records:
-            if not record.settling:
-                by_hop[record.remote_api].append(record)
+            by_hop[record.remote_api].append(record)
         seen: dict[str, dict[str, Any]] = {}
         for remote_api, group in by_hop.items():
             if not self._online(group[0].delegated_to):
@@ -48,8 +47,7 @@ class RemoteWorkloads:
                 continue
             if status == 200:
                 seen.update({item["id"]: item for item in body["workloads"]})
-        return [record.to_dict() if record.settling else self.as_seen_here(record, seen.get(record.id))
-                for record in records]
+        return [self.as_seen_here(record, seen.get(record.id)) for record in records]
 
     def act(self, record: WorkloadRecord, method: str, path: str = "", raw: bytes | None = None,
             content_type: str | None = None) -> tuple[int, Any]:
