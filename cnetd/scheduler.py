@@ -36,6 +36,7 @@ from workers.registry import executor_for
 
 log = logging.getLogger("scheduler")
 FENCE_KEPT_S = 3600.0  # a forward this old that still arrives is refused by its fence; older, it is long gone
+FENCE_PRUNE_INTERVAL_S = 60.0
 
 
 class Scheduler:
@@ -48,6 +49,7 @@ class Scheduler:
         self._delegator = Delegator(node.ledger, node.config.node_id, auth_headers(node.config.auth_token))
         self._settling: set[str] = set()  # pointers whose settling is under way in a pool thread
         self._settling_lock = threading.Lock()
+        self._next_prune = 0.0  # monotonic time of the next sweep of old fences
         self._server = RpcServer(node.config.paths.scheduler_endpoint, self.handlers)
 
     def serve(self) -> None:
@@ -141,7 +143,9 @@ class Scheduler:
                     continue
                 self._settling.add(record.id)
             self._server.submit_background(lambda record=record: self._settle(record))
-        self._ledger.prune_fences(time.time() - FENCE_KEPT_S)
+        if time.monotonic() >= self._next_prune:
+            self._ledger.prune_fences(time.time() - FENCE_KEPT_S)
+            self._next_prune = time.monotonic() + FENCE_PRUNE_INTERVAL_S
 
     def _settle(self, record: WorkloadRecord) -> None:
         try:

@@ -66,6 +66,7 @@ class HealthChecker(threading.Thread):
     def _check(self, record: WorkloadRecord) -> None:
         if healthy(record.health_url):
             self._failures.pop(record.id, None)
+            self._starting_since.pop((record.id, record.process_pid), None)
             if record.status == Status.STARTING:
                 self._ledger.update(record.id, mark_healthy)
             return
