@@ -154,11 +154,7 @@ class RpcServer:
             if kind == "raised":
                 raise value
             return deferred.then(value)
-        outcome = self._dispatch(then)
-        if isinstance(outcome, Deferred):  # a continuation may need more slow work
-            self._start(identity, outcome)
-        else:
-            self._reply(identity, outcome)
+        self._reply(identity, self._dispatch(then))
 
     def _reply(self, identity: bytes, body: dict[str, Any]) -> None:
         self.socket.send_multipart([identity, b"", orjson.dumps(body)])
