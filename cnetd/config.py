@@ -15,6 +15,7 @@ import orjson
 import yaml
 
 from cnetd import hostinfo
+from cnetd.common.request_deadline import DEFAULT_MIN_RATE_BYTES_S, DEFAULT_TIMEOUT_S
 from cnetd.paths import IPC_PATH_MAX, RuntimePaths
 from cnetd.private_files import default_runtime_root, write_private
 from ledger.records import Resources
@@ -64,6 +65,7 @@ class NodeConfig:
     api_threads: int
     api_max_body_bytes: int
     api_client_timeout_s: float
+    api_client_min_rate_bytes_s: float
     mesh_port: int
     heartbeat_period_s: float
     strategy: str
@@ -140,7 +142,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "peers": ("enabled", "addresses"),
     "logging": ("level", "format"),
     "storage": ("sqlite",),
-    "api": ("workers", "threads", "max_body_bytes", "client_timeout_s", "allowed_hosts"),
+    "api": ("workers", "threads", "max_body_bytes", "client_timeout_s", "client_min_rate_bytes_s", "allowed_hosts"),
     "mesh": ("port", "heartbeat_period_s", "curve", "forget_after_s"),
     "scheduler": ("strategy", "max_hops"),
     "health": ("interval_s", "start_timeout_s"),
@@ -191,7 +193,9 @@ def parse_config(raw: Any) -> NodeConfig:
         api_workers=get("api.workers", 2, _positive_int),
         api_threads=get("api.threads", 8, _positive_int),
         api_max_body_bytes=get("api.max_body_bytes", 1 << 20, _positive_int),
-        api_client_timeout_s=float(get("api.client_timeout_s", 30.0, _positive_number)),
+        api_client_timeout_s=float(get("api.client_timeout_s", DEFAULT_TIMEOUT_S, _positive_number)),
+        api_client_min_rate_bytes_s=float(get("api.client_min_rate_bytes_s", DEFAULT_MIN_RATE_BYTES_S,
+                                              _positive_number)),
         mesh_port=get("mesh.port", port + MESH_PORT_OFFSET, _port),
         heartbeat_period_s=float(get("mesh.heartbeat_period_s", 5.0, _positive_number)),
         strategy=get("scheduler.strategy", "local-first", _one_of(STRATEGIES)),

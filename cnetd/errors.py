@@ -68,7 +68,7 @@ class NotRunning(CnetError):
 
 
 class RequestTimeout(CnetError):
-    """The client stopped sending its request (api.client_timeout_s without a byte)."""
+    """The client did not send its whole request by its deadline (api.client_timeout_s, api.client_min_rate_bytes_s)."""
 
     status = 408
     code = "request_timeout"

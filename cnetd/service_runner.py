@@ -1,4 +1,5 @@
-"""Runs a Falcon app as a standalone service: one gunicorn worker with threads, logging to one file."""
+"""Runs a Falcon app as a standalone service: one gunicorn worker with threads (requests read whole before a
+thread takes them, see ``cnetd.common.http_worker``), logging to one file."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +11,7 @@ import falcon
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from cnetd.common.http_worker import DeadlineWorker
 from cnetd.lifeline import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ def run_service(load_app: Callable[[], falcon.App], host: str, port: int, thread
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=[logging.FileHandler(log_file), logging.StreamHandler()])
     _ServiceApplication(load_app, {
-        "bind": f"{host}:{port}", "workers": 1, "worker_class": "gthread", "threads": threads,
+        "bind": f"{host}:{port}", "workers": 1, "worker_class": DeadlineWorker, "threads": threads,
         "timeout": 120, "graceful_timeout": 5, "errorlog": log_file, "accesslog": log_file, "loglevel": "info",
         "control_socket_disable": True,  # gunicorn's default control socket is one path per user, shared by all
         "post_fork": _worker_dies_with_master,

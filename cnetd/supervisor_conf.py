@@ -17,8 +17,8 @@ _NODE_PROGRAMS = (
 
 
 def _api_argv(config: NodeConfig) -> list[str]:
-    return ["-m", "gunicorn", "--worker-class", "gthread", "--workers", str(config.api_workers),
-            "--threads", str(config.api_threads), "--bind", f"{config.address}:{config.port}",
+    return ["-m", "gunicorn", "--worker-class", "cnetd.common.http_worker.DeadlineWorker",
+            "--workers", str(config.api_workers), "--threads", str(config.api_threads), "--bind", f"{config.address}:{config.port}",
             "--timeout", "120", "--graceful-timeout", "5", "--log-level", config.log_level,
             "--error-logfile", "-", "--no-control-socket", "--config", "python:cnetd.api.gunicorn_hooks", "cnetd.api.app:create_app()"]
 

@@ -9,6 +9,7 @@ from typing import Any
 import falcon
 import orjson
 
+from cnetd.common.request_deadline import ClientTooSlow
 from cnetd.errors import CnetError, Invalid, PayloadTooLarge, RequestTimeout, Unauthorized
 
 log = logging.getLogger("api")
@@ -21,14 +22,11 @@ def send(resp: falcon.Response, body: Any, status: int = 200) -> None:
 
 
 def read_body(req: falcon.Request, max_bytes: int) -> bytes:
-    """The request's body; 413 past ``max_bytes`` (read no further), 408 when the client stalls (the
-    socket's receive timeout, api.client_timeout_s)."""
+    """The request's body; 413 past ``max_bytes`` (read no further); a client too slow to send it meets
+    ``ClientTooSlow`` (rendered 408)."""
     if req.content_length is not None and req.content_length > max_bytes:
         raise PayloadTooLarge(f"request body of {req.content_length} bytes exceeds the limit of {max_bytes}")
-    try:
-        raw = req.bounded_stream.read(max_bytes + 1)
-    except BlockingIOError:
-        raise RequestTimeout("the client stopped sending the request body") from None
+    raw = req.bounded_stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
     return raw
@@ -49,6 +47,10 @@ def render_cnet_error(req: falcon.Request, resp: falcon.Response, error: CnetErr
     send(resp, error.to_dict(), error.status)
 
 
+def render_too_slow(req: falcon.Request, resp: falcon.Response, error: ClientTooSlow, params: dict) -> None:
+    render_cnet_error(req, resp, RequestTimeout(f"the client was too slow sending its request: {error}"), params)
+
+
 def render_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: dict) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     send(resp, {"error": "internal", "message": f"internal error ({type(error).__name__}); see the log"}, 500)
@@ -65,6 +67,7 @@ def serialize_http_error(req: falcon.Request, resp: falcon.Response, error: falc
 def install_error_rendering(app: falcon.App) -> None:
     app.add_error_handler(Exception, render_unexpected)
     app.add_error_handler(CnetError, render_cnet_error)
+    app.add_error_handler(ClientTooSlow, render_too_slow)
     app.set_error_serializer(serialize_http_error)
 
 

@@ -37,7 +37,7 @@ _ERROR_MEANINGS = {
     "404": "no such workload, data, neighbour or route",
     "405": "method not allowed on this path",
     "409": "no node had room, delegation refused or still being settled, not running, or data (delete it)",
-    "408": "the client stalled mid-request for api.client_timeout_s",
+    "408": "the request did not arrive by its deadline (api.client_timeout_s, api.client_min_rate_bytes_s)",
     "411": "an upload without Content-Length",
     "413": "request body over the node's limit",
     "503": "the scheduler is down (scheduler_unavailable), a forward's outcome is not known yet "

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import falcon
 
+from cnetd.common.request_deadline import ClientTooSlow
 from cnetd.errors import CnetError, Invalid, LengthRequired, RequestTimeout
 from cnetd.submission import new_workload_id
 from gateway.keys import UnsafeKey, safe_relative
@@ -73,8 +74,8 @@ def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog
         schedule("forget", id=data_key)
         if isinstance(exc, (CnetError, KeyboardInterrupt, SystemExit)):
             raise
-        if isinstance(exc, BlockingIOError):  # the socket's receive timeout: the client stalled
-            raise RequestTimeout("the client stopped sending the upload") from None
+        if isinstance(exc, ClientTooSlow):
+            raise RequestTimeout(f"the client was too slow sending the upload: {exc}") from None
         raise Invalid(f"upload failed: {_without_paths(exc)}") from None
     return {**record, "data_key": data_key, "files": stored["files"]}
 

@@ -1,0 +1,184 @@
+"""gunicorn's threaded worker, made safe against slow clients: a thread takes a request only once it has
+arrived, and every request must arrive by a deadline.
+
+Stock ``gthread`` hands a connection to a thread at its first byte; a client that then trickles its headers
+(one byte every few seconds restarts any receive timeout) holds that thread for as long as it likes, and a
+few dozen such clients starve the server. Here the worker's event loop reads each request's head, and a
+body small enough to hold in memory, without blocking; only then does a thread take it. A larger body (or
+a chunked one, or one behind ``Expect: 100-continue``) is read by the thread under the same deadline.
+
+The deadline is Apache mod_reqtimeout's rule: ``timeout_s`` from the request's start (a new connection's
+accept, a kept-alive connection's next byte), extended by one second per ``min_rate`` bytes received, so a
+large upload at a steady pace goes on and a trickle does not. A request still arriving at its deadline is
+answered 408 (from the event loop) or raises ``ClientTooSlow`` where the application reads its body. Time a
+complete request waits for a free thread does not count against its client.
+
+Used by the node's API (``--worker-class cnetd.common.http_worker.DeadlineWorker``) and every service that
+``service_runner`` starts; the timeout is set on the worker in ``post_worker_init``.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import selectors
+import socket
+import struct
+import time
+from functools import partial
+
+from gunicorn.http.unreader import SocketUnreader
+from gunicorn.workers.gthread import ThreadWorker, TConn
+
+from cnetd.common.request_deadline import (DEFAULT_MIN_RATE_BYTES_S, DEFAULT_TIMEOUT_S, Arrival, ClientTooSlow,
+                                           ready_for_a_thread)
+
+RECV_BYTES = 64 * 1024
+
+
+class DeadlineUnreader(SocketUnreader):
+    """gunicorn's socket reader, each receive bounded by what is left of the request's deadline."""
+
+    def __init__(self, sock: socket.socket, arrival: Arrival) -> None:
+        super().__init__(sock)
+        self.arrival = arrival
+
+    def chunk(self, size_hint: int | None = None) -> bytes:
+        remaining = self.arrival.remaining_s()
+        if remaining <= 0:
+            raise ClientTooSlow("the request did not arrive in time")
+        self.sock.settimeout(remaining)
+        try:
+            data = super().chunk(size_hint)
+        except TimeoutError:
+            raise ClientTooSlow("the request did not arrive in time") from None
+        finally:
+            self.sock.settimeout(None)
+        self.arrival.received += len(data)
+        return data
+
+
+class _Conn(TConn):
+    """A connection and the request arriving on it: bytes read ahead of the parser, and their deadline."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.buffered = bytearray()
+        self.arrival: Arrival | None = None
+        self.dispatched_at = 0.0
+
+
+def _timeval(seconds: float) -> bytes:
+    return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+
+
+def _timeout_answer(timeout_s: float) -> bytes:
+    body = b'{"error": "request_timeout", "message": "the request did not arrive within %g s"}' % timeout_s
+    return (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+class _SlowClientLines(logging.Filter):
+    """gunicorn logs a connection cut for slowness with a traceback; one line says what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (ClientTooSlow, BlockingIOError)):
+            record.msg, record.args = "closed a connection whose client was too slow: %s", (record.exc_info[1],)
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+        return True
+
+
+class DeadlineWorker(ThreadWorker):
+    """``gthread`` with requests read in the event loop (see the module's docstring)."""
+
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    min_rate_bytes_s: float = DEFAULT_MIN_RATE_BYTES_S
+
+    def init_process(self) -> None:
+        self._waiting: set[_Conn] = set()
+        self.log.error_log.addFilter(_SlowClientLines())
+        super().init_process()
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        # A client that stops reading its answer: each send may wait this long, then the connection ends.
+        client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.timeout_s))
+        self._await_request(_Conn(self.cfg, client_sock, client_addr, listener.getsockname()))
+
+    def on_client_socket_readable(self, conn: _Conn, client: socket.socket) -> None:
+        """A kept-alive connection's next request begins."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._await_request(conn)
+
+    def enqueue_req(self, conn: _Conn) -> None:
+        """gunicorn calls this when the parser already holds the start of a next (pipelined) request."""
+        conn.buffered[:0] = conn.parser.unreader.take_buffered()
+        self._await_request(conn)
+
+    def _await_request(self, conn: _Conn) -> None:
+        conn.arrival = Arrival(time.monotonic(), self.timeout_s, self.min_rate_bytes_s, len(conn.buffered))
+        if ready_for_a_thread(bytes(conn.buffered)):
+            self._dispatch(conn)
+            return
+        conn.sock.setblocking(False)
+        self._waiting.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_request_bytes, conn))
+
+    def _on_request_bytes(self, conn: _Conn, client: socket.socket) -> None:
+        try:
+            data = client.recv(RECV_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away
+            self._stop_waiting(conn)
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.buffered += data
+        conn.arrival.received += len(data)
+        if ready_for_a_thread(bytes(conn.buffered)):
+            self._stop_waiting(conn)
+            self._dispatch(conn)
+
+    def _stop_waiting(self, conn: _Conn) -> None:
+        self._waiting.discard(conn)
+        self.poller.unregister(conn.sock)
+
+    def _dispatch(self, conn: _Conn) -> None:
+        conn.data_ready = True
+        conn.dispatched_at = time.monotonic()
+        super().enqueue_req(conn)
+
+    def murder_pending(self) -> None:
+        """Called by gunicorn's loop about once a second: also end the requests past their deadline."""
+        super().murder_pending()
+        for conn in [conn for conn in self._waiting if conn.arrival.remaining_s() <= 0]:
+            self._stop_waiting(conn)
+            try:
+                conn.sock.send(_timeout_answer(self.timeout_s))
+            except OSError:
+                pass
+            self.log.info("closed a connection from %s whose request did not arrive in time", conn.client)
+            self.nr_conns -= 1
+            conn.close()
+
+    def handle(self, conn: _Conn) -> object:
+        """In a thread: hand the parser what the event loop read, under the request's deadline."""
+        conn.arrival.started += time.monotonic() - conn.dispatched_at  # queued for a thread: not the client's time
+        conn.sock.setblocking(True)
+        conn.init()
+        if isinstance(conn.parser.unreader, DeadlineUnreader):
+            conn.parser.unreader.arrival = conn.arrival
+        else:
+            conn.parser.unreader = DeadlineUnreader(conn.sock, conn.arrival)
+        conn.parser.unreader.unread(bytes(conn.buffered))
+        conn.buffered.clear()
+        return super().handle(conn)
