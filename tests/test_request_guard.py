@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 
-from tests.nodes import Node
+from tests.nodes import Node, wait_for
 
 PROOF = "/tmp/cnet-drive-by-proof-{}"
 
@@ -67,8 +67,9 @@ def test_controls_the_same_request_as_meant_succeeds(shared_node: Node, headers:
     answer = raw(shared_node, "POST", "/api/workloads", data=body(proof),
                  headers={"Content-Type": "application/json", **headers})
     assert answer.status_code == 201, answer.text
+    wait_for(lambda: os.path.exists(proof))  # it ran: the control is real
     shared_node.api("DELETE", f"/api/workloads/{answer.json()['id']}")
-    os.unlink(proof)  # it ran: the control is real
+    os.unlink(proof)
 
 
 def test_a_rebound_name_cannot_read_either(shared_node: Node) -> None:
