@@ -1,5 +1,7 @@
 # Two commands set everything up: `make run` (one node) and `make test` (the suite).
-PYTHON ?= python3
+# The venv's Python must be one every user can run: services and workloads run as workloads.user (nobody),
+# who cannot reach an interpreter kept under /root (pyenv, say).
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed

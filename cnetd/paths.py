@@ -70,6 +70,10 @@ class RuntimePaths:
     def workload_dir(self, workload_id: str) -> Path:
         return self.work_root / workload_id
 
+    def workload_environment_file(self, workload_id: str) -> Path:
+        """The environment a workload's program starts with (``supervisor_rpc.environment_file``)."""
+        return self.workload_dir(workload_id) / ".environment"
+
     def longest_socket_path(self) -> int:
         return max(len(str(self.root / name)) for name in ("bus.sock", "scheduler.sock", "supervisor.sock"))
 

@@ -6,14 +6,17 @@ directory someone else made (or could replace) would let them read or redirect a
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import stat
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 PRIVATE_DIR_MODE = 0o700
 TRAVERSE_ONLY_MODE = 0o711  # others may pass through to a directory of theirs below, not list or read it
 PRIVATE_FILE_MODE = 0o600
+WORKLOAD_FILE_MODE = 0o400  # a file the node gives a workload: its user may read it, not change it
 PRIVATE_UMASK = 0o077
 
 
@@ -56,18 +59,35 @@ def make_private_dir(path: Path, mode: int = PRIVATE_DIR_MODE) -> None:
     os.chmod(path, mode, follow_symlinks=False)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``, readable by this user only: written to a new file (exclusive create,
-    links not followed), then renamed over the old name (which replaces a link, never writes through it)."""
+@contextlib.contextmanager
+def replacing(path: Path, mode: int = PRIVATE_FILE_MODE, user: str | None = None) -> Iterator[BinaryIO]:
+    """Write a new ``path``: a new file (exclusive create, links not followed, ``mode``, owned by ``user``
+    before it has a name), renamed over the old name once written, which replaces a link and never writes
+    through it. Nothing is left behind on failure."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
+            if user is not None:
+                account = pwd.getpwnam(user)
+                os.fchown(handle.fileno(), account.pw_uid, account.pw_gid)
+            yield handle
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``, readable by this user only."""
+    with replacing(path) as handle:
+        handle.write(data)
+
+
+def write_workload_file(path: Path, data: bytes, user: str | None) -> None:
+    """Replace ``path`` in a workload's dir with ``data``, readable by the workload's user only (0400)."""
+    with replacing(path, WORKLOAD_FILE_MODE, user) as handle:
+        handle.write(data)
 
 
 def make_workload_dir(path: Path, user: str | None) -> None:

@@ -25,7 +25,8 @@ from cnetd.metrics import DELEGATIONS
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.paths import WORKLOAD_GROUP, program_name
 from cnetd.placement import Candidate, Placement, rank
-from cnetd.supervisor_rpc import Supervisor, workload_environment, workload_program_options
+from cnetd.private_files import make_workload_dir, write_workload_file
+from cnetd.supervisor_rpc import Supervisor, environment_file, workload_environment, workload_program_options
 from ledger.nodetable import Role
 from ledger.records import Desired, Resources, Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
@@ -234,8 +235,11 @@ class Scheduler:
         # Exactly the GPUs the ledger gave it: none means none, not all of them.
         env = workload_environment({**spec.env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, record.gpu_devices))},
                                    spec.cwd, str(self._paths.root))
+        env_file = self._paths.workload_environment_file(record.id)
+        make_workload_dir(env_file.parent, spec.user)
+        write_workload_file(env_file, environment_file(env), spec.user)
         options = workload_program_options(
-            spec.argv, env, spec.cwd,
+            spec.argv, str(env_file), spec.cwd,
             stdout_log=str(self._paths.workload_log(record.id, "stdout")),
             stderr_log=str(self._paths.workload_log(record.id, "stderr")),
             stop_timeout_s=spec.stop_timeout_s)

@@ -98,16 +98,24 @@ def workload_environment(env: dict[str, str], cwd: str, runtime_dir: str) -> dic
     return {"PATH": WORKLOAD_PATH, "HOME": cwd, "LANG": "C.UTF-8", RUNTIME_DIR_ENV: runtime_dir, **env}
 
 
-def workload_program_options(argv: list[str], env: dict[str, str], cwd: str,
-                             stdout_log: str, stderr_log: str, stop_timeout_s: int) -> dict[str, str]:
-    """supervisord options of one workload program; ``env`` is its whole environment.
+def environment_file(env: dict[str, str]) -> bytes:
+    """A workload's whole environment as the file its command line sources (``sh`` syntax, every value
+    quoted): its values, secrets among them, never appear in a command line anyone can read."""
+    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in env.items()).encode()
 
-    ``env`` goes through ``/usr/bin/env -i`` inside the command so any value survives (supervisor's own
+
+def workload_program_options(argv: list[str], env_file: str, cwd: str,
+                             stdout_log: str, stderr_log: str, stop_timeout_s: int) -> dict[str, str]:
+    """supervisord options of one workload program; ``env_file`` (``environment_file``) holds its whole
+    environment.
+
+    The program starts with an empty environment (``env -i``; supervisord's holds the node's own) and a shell
+    that exports what ``env_file`` sets, then becomes ``argv``: any value survives (supervisor's own
     ``environment=`` cannot quote every string) and nothing else gets in. Restarts are the monitor's
     decision, never supervisord's.
     """
-    command = [*DIE_WITH_SUPERVISORD, "/usr/bin/env", "-i", "--", *(f"{key}={value}" for key, value in env.items()),
-               *argv]
+    command = [*DIE_WITH_SUPERVISORD, "/usr/bin/env", "-i", "/bin/sh", "-c", 'set -a && . "$0" && exec "$@"',
+               env_file, *argv]
     return {
         "command": escape(shlex.join(command)),
         "directory": escape(cwd),

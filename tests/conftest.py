@@ -1,6 +1,9 @@
 """Fixtures: real nodes, started per test or per module, always torn down with a leftover-process check."""
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any, Callable, Generator, Iterator
 
 import pytest
@@ -25,6 +28,18 @@ def start_node() -> Iterator[Callable[..., Node]]:
     finally:
         for node in started:
             node.cleanup()
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every user can read (pytest's tmp_path is private to root): for what workloads, running
+    as nobody, must read."""
+    folder = Path(tempfile.mkdtemp(prefix="cnet-open-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import psutil
 import requests
 import yaml
 
+from cnetd.paths import RuntimePaths
 from workers.container import remove_labelled
 
 if TYPE_CHECKING:
@@ -177,6 +178,10 @@ class Node:
 
     def workload(self, workload_id: str) -> dict[str, Any]:
         return self.api("GET", f"/api/workloads/{workload_id}").json()
+
+    def workload_dir(self, workload_id: str) -> Path:
+        """A workload's own dir on this node (its cwd, a service's log)."""
+        return RuntimePaths(self.runtime_dir).workload_dir(workload_id)
 
     def resources(self) -> dict[str, Any]:
         return self.api("GET", "/api/resources").json()

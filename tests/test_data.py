@@ -269,11 +269,16 @@ def test_a_gateway_serves_only_from_the_data_path(node: Node, base_path: str) ->
     node.api("DELETE", f"/api/workloads/{served.json()['id']}")
 
 
-def test_gateway_allowed_roots_widen_where_it_may_serve(tmp_path) -> None:
-    with running(Node(gateway={"allowed_roots": [str(tmp_path)]})) as node:
-        answer = node.submit({"base_path": str(tmp_path), "bucket": "cnet"}, {"cpu": 0.1}, workload_type="datagateway")
+def test_gateway_allowed_roots_widen_where_it_may_serve(open_dir: Path) -> None:
+    private = open_dir / "private"
+    private.mkdir(mode=0o700)
+    with running(Node(gateway={"allowed_roots": [str(open_dir)]})) as node:
+        answer = node.submit({"base_path": str(open_dir), "bucket": "cnet"}, {"cpu": 0.1}, workload_type="datagateway")
         assert answer.status_code == 201, answer.text
         node.api("DELETE", f"/api/workloads/{answer.json()['id']}")
+        # The gateway runs as nobody: a root the node may serve, but nobody cannot read, is refused up front.
+        refused = node.submit({"base_path": str(private), "bucket": "cnet"}, {"cpu": 0.1}, workload_type="datagateway")
+        assert refused.status_code == 400 and "not readable by nobody" in refused.json()["message"], refused.text
 
 
 def signed_client(url: str, access_key: str, secret_key: str, **config) -> "botocore.client.BaseClient":

@@ -49,7 +49,8 @@ def test_deploy_predict_stop_resources_back(node: Node) -> None:
                     headers={"Content-Type": "image/png"}).status_code == 400
     assert node.resources()["available"]["cpu"] == before["available"]["cpu"] - 2
     port = record["config"]["service_port"]
-    assert (node.runtime_dir / "logs" / f"yolo_service_{port}.log").exists()
+    service_log = node.workload_dir(record["id"]) / f"yolo_service_{port}.log"  # in its own dir
+    assert service_log.exists()
     assert "320n.onnx" in node.api("GET", f"/api/workloads/{record['id']}/logs").json()["stderr"]
     stopped = node.api("POST", f"/api/workloads/{record['id']}/stop").json()
     assert stopped["status"] == "stopped" and node.resources() == before
@@ -58,7 +59,7 @@ def test_deploy_predict_stop_resources_back(node: Node) -> None:
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{record['endpoint']}/health", timeout=2)
     assert node.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
-    assert not (node.runtime_dir / "logs" / f"yolo_service_{port}.log").exists()  # its log goes with it
+    assert not service_log.parent.exists()  # its dir and log go with it
 
 
 def test_opencv_service_on_a_chosen_port(node: Node) -> None:

@@ -91,3 +91,16 @@ class PlainProgram:
 
     def shown_config(self, config: dict[str, Any]) -> dict[str, Any]:
         return config
+
+
+def choose_user(asked: Any, node: NodeContext) -> str | None:
+    """Who a workload runs as: the node's workloads.user, or one the node allows (root only with allow_root)."""
+    if asked is None or asked == node.workload_user:
+        return node.workload_user
+    if node.workload_user is None:
+        raise Invalid("config.user: this node does not run as root, so its workloads run as its own user")
+    if not isinstance(asked, str) or asked not in node.workload_users:
+        allowed = ", ".join(sorted(node.workload_users))
+        raise Invalid(f"config.user: {asked!r} is not allowed here (allowed: {allowed}; root needs "
+                      "workloads.allow_root, others workloads.allowed_users)")
+    return asked

@@ -11,7 +11,7 @@ from typing import Any
 from cnetd.errors import Invalid
 from cnetd.private_files import make_workload_dir
 from ledger.records import WorkloadRecord
-from workers.base import RESTART_POLICIES, NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
+from workers.base import RESTART_POLICIES, NodeContext, PlainProgram, ProgramSpec, choose_user, reject_unknown_fields
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FIELDS = ("command", "args", "env", "working_dir", "restart", "user")
@@ -47,7 +47,7 @@ class ProcessExecutor(PlainProgram):
         if restart not in RESTART_POLICIES:
             raise Invalid(f"config.restart: expected one of {', '.join(RESTART_POLICIES)}, got {restart!r}")
         return {"command": resolved, "args": args, "env": env, "working_dir": working_dir, "restart": restart,
-                "user": _user(config.get("user"), node)}
+                "user": choose_user(config.get("user"), node)}
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         config = record.config
@@ -59,16 +59,3 @@ class ProcessExecutor(PlainProgram):
         env = {**config["env"], "CNET_WORKLOAD_ID": record.id, "CNET_NODE_ID": node.node_id}
         return ProgramSpec(argv=[config["command"], *config["args"]], env=env, cwd=cwd,
                            restart_policy=config["restart"], user=user)
-
-
-def _user(asked: Any, node: NodeContext) -> str | None:
-    """Who it runs as: the node's workloads.user, or one the node allows (root only with allow_root)."""
-    if asked is None or asked == node.workload_user:
-        return node.workload_user
-    if node.workload_user is None:
-        raise Invalid("config.user: this node does not run as root, so its workloads run as its own user")
-    if not isinstance(asked, str) or asked not in node.workload_users:
-        allowed = ", ".join(sorted(node.workload_users))
-        raise Invalid(f"config.user: {asked!r} is not allowed here (allowed: {allowed}; root needs "
-                      "workloads.allow_root, others workloads.allowed_users)")
-    return asked

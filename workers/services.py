@@ -2,6 +2,8 @@
 
 Each runs its inference server as a supervised program on ``service_host:service_port`` (a free port is
 chosen when none is given), restarted after a crash at most three times, ready once ``/health`` answers.
+Like process workloads, a service runs as ``workloads.user`` (or the ``user`` it asks for, within what the
+node allows), in its own dir, which holds its log and, when that user cannot read the model, a copy of it.
 """
 from __future__ import annotations
 
@@ -16,16 +18,17 @@ from typing import Any
 
 from cnetd.config import is_loopback
 from cnetd.errors import Invalid
-from cnetd.service_runner import service_log_path
+from cnetd.private_files import make_workload_dir
 from gateway.keys import UnsafeKey, safe_relative
 from gateway.server import SECRET_KEY_ENV
 from inference.haar import CASCADE_FILES
 from inference.yolo_model import NotAYoloModel, YoloModel
 from ledger.records import WorkloadRecord
-from workers.base import HIDDEN, NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
+from workers.base import HIDDEN, NodeContext, PlainProgram, ProgramSpec, choose_user, reject_unknown_fields
+from workers.workload_files import READ, SEARCH, readable_by, readable_copy
 
 SUPPORTED_MODEL_TYPES = ("yolo", "pytorch")
-_SERVICE_FIELDS = ("service_port", "service_host")
+_SERVICE_FIELDS = ("service_port", "service_host", "user")
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -37,8 +40,9 @@ def _port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def validate_service_address(config: dict[str, Any]) -> dict[str, Any]:
-    """``service_host`` (default 127.0.0.1) and ``service_port``: checked free, or a free one chosen."""
+def validate_service_fields(config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
+    """``service_host`` (default 127.0.0.1) and ``service_port`` (checked free, or a free one chosen), and
+    the ``user`` it runs as."""
     host = config.get("service_host", "127.0.0.1")
     if not isinstance(host, str) or not host:
         raise Invalid("config.service_host: expected a host name or address")
@@ -51,7 +55,11 @@ def validate_service_address(config: dict[str, Any]) -> dict[str, Any]:
         raise Invalid(f"config.service_port: expected a port number 1-65535, got {port!r}")
     elif not _port_is_free(host, port):
         raise Invalid(f"config.service_port: {host}:{port} is already in use on this node")
-    return {"service_host": host, "service_port": port}
+    user = choose_user(config.get("user"), node)
+    if user is not None and not readable_by(Path(sys.executable), user, READ | SEARCH):
+        raise Invalid(f"config.user: {user} cannot run this node's Python ({sys.executable}); build the node's "
+                      "venv from a Python every user can run (make does, with /usr/bin/python3)")
+    return {"service_host": host, "service_port": port, "user": user}
 
 
 def _below(path: str, root: str) -> bool:
@@ -60,34 +68,34 @@ def _below(path: str, root: str) -> bool:
     return os.path.commonpath([real_path, real_root]) == real_root
 
 
+def _service_user(record: WorkloadRecord, node: NodeContext) -> str | None:
+    return record.config.get("user", node.workload_user)  # records from before services had users: the default
+
+
+def _service_home(record: WorkloadRecord, node: NodeContext) -> Path:
+    """The service's own dir (its cwd and log dir), owned by the user it runs as."""
+    folder = node.paths.workload_dir(record.id)
+    make_workload_dir(folder, _service_user(record, node))
+    return folder
+
+
 def _service_spec(record: WorkloadRecord, node: NodeContext, module: str, arguments: list[str],
                   min_threads: int = 1) -> ProgramSpec:
     host, port = record.config["service_host"], record.config["service_port"]
     # Compute-bound services get a thread per cpu; I/O-bound ones at least ``min_threads``.
     threads = max(min_threads, math.ceil(record.requirements.cpu))
+    home = str(_service_home(record, node))
     argv = [sys.executable, "-m", module, *arguments, "--port", str(port), "--host", host,
-            "--threads", str(threads), "--log-dir", str(node.paths.logs_dir)]
+            "--threads", str(threads), "--log-dir", home]
     public_host = "127.0.0.1" if host == "0.0.0.0" else host
     endpoint = f"http://{public_host}:{port}"
     return ProgramSpec(argv=argv, env={"CNET_WORKLOAD_ID": record.id, "CNET_NODE_ID": node.node_id},
-                       cwd=str(node.paths.logs_dir), restart_policy="always", endpoint=endpoint,
-                       health_url=f"{endpoint}/health")
+                       cwd=home, restart_policy="always", endpoint=endpoint, health_url=f"{endpoint}/health",
+                       user=_service_user(record, node))
 
 
-class _ServiceExecutor(PlainProgram):
-    """A service's own log file (``<log_kind>_service_PORT.log``) goes with the workload."""
-
-    log_kind: str
-
-    def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
-        port = record.config.get("service_port")
-        if isinstance(port, int):
-            Path(service_log_path(str(node.paths.logs_dir), self.log_kind, port)).unlink(missing_ok=True)
-
-
-class YoloExecutor(_ServiceExecutor):
+class YoloExecutor(PlainProgram):
     type_name = "mlmodel"
-    log_kind = "yolo"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         reject_unknown_fields(config, ("model_type", "model_path", *_SERVICE_FIELDS))
@@ -104,31 +112,32 @@ class YoloExecutor(_ServiceExecutor):
             YoloModel(path, threads=1, model_type=model_type)
         except NotAYoloModel as exc:
             raise Invalid(f"config.model_path: {exc}") from None
-        return {"model_type": model_type, "model_path": path, **validate_service_address(config)}
+        return {"model_type": model_type, "model_path": path, **validate_service_fields(config, node)}
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
+        path = record.config["model_path"]
+        model = readable_copy(path, _service_home(record, node), "model" + Path(path).suffix,
+                              _service_user(record, node))
         return _service_spec(record, node, "inference.yolo_service",
-                             ["--model", record.config["model_path"], "--model-type", record.config["model_type"]])
+                             ["--model", model, "--model-type", record.config["model_type"]])
 
 
-class OpenCVExecutor(_ServiceExecutor):
+class OpenCVExecutor(PlainProgram):
     type_name = "opencv"
-    log_kind = "opencv"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         reject_unknown_fields(config, ("cascade_type", *_SERVICE_FIELDS))
         cascade = config.get("cascade_type", "face")
         if cascade not in CASCADE_FILES:
             raise Invalid(f"config.cascade_type: expected one of {', '.join(CASCADE_FILES)}, got {cascade!r}")
-        return {"cascade_type": cascade, **validate_service_address(config)}
+        return {"cascade_type": cascade, **validate_service_fields(config, node)}
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         return _service_spec(record, node, "inference.opencv_service", ["--cascade", record.config["cascade_type"]])
 
 
-class DataGatewayExecutor(_ServiceExecutor):
+class DataGatewayExecutor(PlainProgram):
     type_name = "datagateway"
-    log_kind = "gateway"
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         reject_unknown_fields(config, ("base_path", "bucket", "access_key", "secret_key", *_SERVICE_FIELDS))
@@ -144,7 +153,10 @@ class DataGatewayExecutor(_ServiceExecutor):
                 raise UnsafeKey(bucket)
         except UnsafeKey:
             raise Invalid(f"config.bucket: {bucket!r} is not a bucket name") from None
-        address = validate_service_address(config)
+        address = validate_service_fields(config, node)
+        if address["user"] is not None and not readable_by(Path(base_path), address["user"]):
+            raise Invalid(f"config.base_path: {base_path!r} is not readable by {address['user']}, who the gateway "
+                          "runs as (workloads.user): make it readable to that user")
         keys = _gateway_keys(config, address["service_host"])
         return {"base_path": os.path.realpath(base_path), "bucket": bucket, **keys, **address}
 

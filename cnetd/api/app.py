@@ -160,7 +160,8 @@ class Workloads(_NodeResource):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if (req.content_type or "").lower().startswith(falcon.MEDIA_MULTIPART):
-            send(resp, uploads.receive(req, self.node.config.node_id, self.data_root, self.catalog, self.schedule), 201)
+            send(resp, uploads.receive(req, self.node.config.node_id, self.data_root, self.catalog, self.schedule,
+                                       self.context.workload_user), 201)
             return
         body = read_json(req, self.node.config.api_max_body_bytes)
         # Set by a delegating node only; parse_submission refuses a body that is not an object.

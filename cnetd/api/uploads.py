@@ -3,8 +3,9 @@ against the node's storage.
 
 The request's Content-Length is reserved in the ledger before any byte is written (an upload that cannot
 fit is refused before it fills the disk); parts stream into a staging directory with their SHA-256; the
-finished tree is renamed into place, catalogued, and its allocation shrunk to the bytes stored. Any
-failure, a client that disconnects included, removes the staging files and the reservation.
+finished tree is shared with workloads' group (``workloads.user``'s; other users get nothing), renamed into
+place, catalogued, and its allocation shrunk to the bytes stored. Any failure, a client that disconnects
+included, removes the staging files and the reservation.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cnetd.submission import new_workload_id
 from gateway.keys import UnsafeKey, safe_relative
 from ledger.catalog import Catalog, StoredFile
 from ledger.records import Resources, Status, WorkloadRecord
+from workers.workload_files import open_to_workloads, share_with_workloads
 
 CHUNK_BYTES = 1 << 20
 UPLOAD_PARTS = ("type", "name", "file")  # "file" once per file
@@ -44,7 +46,8 @@ def _write_part(stream: Any, target: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog, schedule: Schedule) -> dict[str, Any]:
+def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog, schedule: Schedule,
+            workload_user: str | None) -> dict[str, Any]:
     if req.content_length is None:
         raise LengthRequired("uploads need a Content-Length (the node reserves that much storage first)")
     data_key = new_workload_id()
@@ -55,6 +58,8 @@ def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog
     staging, final = data_root / f".uploading-{data_key}", data_root / data_key
     try:
         fields, files = _stream_parts(req, staging)
+        open_to_workloads(data_root, workload_user)
+        share_with_workloads(staging, workload_user)  # workloads (a data gateway) read it; other users do not
         if fields.get("type", "data") != "data":
             raise Invalid("multipart submissions are data uploads: type must be 'data'")
         if not files:
