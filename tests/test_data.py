@@ -18,7 +18,7 @@ import requests
 
 from ledger.records import Resources, WorkloadRecord
 from ledger.store import Ledger
-from tests.nodes import Node, running, wait_for
+from tests.nodes import VENV_BIN, Node, running, wait_for
 from tests.services import run_service
 
 STORAGE = 20_000_000
@@ -314,6 +314,37 @@ def test_a_gateway_with_keys_checks_every_signature(node: Node) -> None:
             assert requests.get(url.replace("hello", "jello"), timeout=10).status_code == 403  # tampered
             wait_for(lambda: requests.get(url, timeout=10).status_code == 403, timeout_s=10, interval_s=0.5)  # expired
         assert requests.get(f"{s3_url}/cnet/{key}", timeout=10).status_code == 403  # plain, unsigned
+    finally:
+        node.api("DELETE", f"/api/workloads/{gateway['id']}")
+        node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+def aws(config: Path, s3_url: str, secret_key: str, *argv: str) -> subprocess.CompletedProcess:
+    """The real aws-cli (v1, on the same botocore signers as boto3) against the gateway."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(config.parent), "AWS_CONFIG_FILE": str(config),
+           "AWS_ACCESS_KEY_ID": "AKCNET", "AWS_SECRET_ACCESS_KEY": secret_key}
+    return subprocess.run([str(VENV_BIN / "aws"), "--endpoint-url", s3_url, *argv], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_aws_cli_with_the_right_keys_works_and_with_wrong_ones_is_refused(node: Node, tmp_path: Path) -> None:
+    record = upload_tree(node, {"cli/hello.txt": b"hello"})
+    gateway = node.submit({"base_path": record["config"]["path"], "bucket": "cnet", "access_key": "AKCNET",
+                           "secret_key": "s3cret-key"}, {"cpu": 0.1}, workload_type="datagateway").json()
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+    s3_url = f"{gateway['endpoint']}/s3"
+    try:
+        listed = aws(config, s3_url, "s3cret-key", "s3", "ls", "s3://cnet/cli/")
+        assert listed.returncode == 0 and "hello.txt" in listed.stdout, listed.stderr  # control
+        copied = aws(config, s3_url, "s3cret-key", "s3", "cp", "s3://cnet/cli/hello.txt", "-")
+        assert copied.returncode == 0 and copied.stdout == "hello", copied.stderr
+        refused = aws(config, s3_url, "wrong", "s3", "cp", "s3://cnet/cli/hello.txt", "-")
+        assert refused.returncode != 0 and "403" in refused.stderr, refused.stderr
+        presigned = aws(config, s3_url, "s3cret-key", "s3", "presign", "s3://cnet/cli/hello.txt", "--expires-in", "2")
+        url = presigned.stdout.strip()
+        assert requests.get(url, timeout=10).content == b"hello", url
+        wait_for(lambda: requests.get(url, timeout=10).status_code == 403, timeout_s=10, interval_s=0.5)  # expired
     finally:
         node.api("DELETE", f"/api/workloads/{gateway['id']}")
         node.api("DELETE", f"/api/workloads/{record['id']}")
