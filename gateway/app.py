@@ -205,7 +205,7 @@ def create_gateway_app(base_path: str, bucket: str, keys: GatewayKeys | None = N
 
     class Health:
         def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-            resp.media = {"status": "healthy", "bucket": bucket, "base_path": base_path}
+            resp.media = {"status": "healthy", "bucket": bucket}  # no server path for an unsigned reader
 
     app.add_route("/health", Health())
     app.add_route(MOUNT + "/{bucket}", _Bucket(root, bucket))

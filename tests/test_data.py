@@ -314,6 +314,8 @@ def test_a_gateway_with_keys_checks_every_signature(node: Node) -> None:
             assert requests.get(url.replace("hello", "jello"), timeout=10).status_code == 403  # tampered
             wait_for(lambda: requests.get(url, timeout=10).status_code == 403, timeout_s=10, interval_s=0.5)  # expired
         assert requests.get(f"{s3_url}/cnet/{key}", timeout=10).status_code == 403  # plain, unsigned
+        health = requests.get(f"{gateway['endpoint']}/health", timeout=10)  # open to the node's checks
+        assert health.ok and record["config"]["path"] not in health.text  # but it names no server path
     finally:
         node.api("DELETE", f"/api/workloads/{gateway['id']}")
         node.api("DELETE", f"/api/workloads/{record['id']}")
