@@ -23,7 +23,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cnetd.httpclient import call  # noqa: E402
+from cnetd.common.httpclient import call  # noqa: E402
 from mesh.messages import Heartbeat  # noqa: E402
 from tests.nodes import Node, link  # noqa: E402
 

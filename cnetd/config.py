@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import pwd
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +13,7 @@ import orjson
 import yaml
 
 from cnetd import hostinfo
+from cnetd.common.addresses import is_loopback
 from cnetd.common.request_deadline import DEFAULT_MIN_RATE_BYTES_S, DEFAULT_TIMEOUT_S
 from cnetd.paths import IPC_PATH_MAX, RuntimePaths
 from cnetd.private_files import default_runtime_root, write_private
@@ -211,20 +210,6 @@ def parse_config(raw: Any) -> NodeConfig:
         health_start_timeout_s=float(get("health.start_timeout_s", 120.0, _positive_number)),
         mesh_forget_after_s=float(get("mesh.forget_after_s", 86400.0, _positive_number)),
     )
-
-
-def is_loopback(address: str) -> bool:
-    """Whether ``address`` reaches this machine only: a loopback address, or a name every one of whose
-    addresses is loopback (so ``127.attacker.example`` is judged by what it resolves to, not its text)."""
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        pass
-    try:
-        resolved = {info[4][0].split("%")[0] for info in socket.getaddrinfo(address, None)}
-    except (socket.gaierror, UnicodeError):
-        return False
-    return bool(resolved) and all(ipaddress.ip_address(ip).is_loopback for ip in resolved)
 
 
 def _auth_token(get: "_Getter", address: str) -> str | None:

@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnetd.errors import CnetError, DelegationRefused, DelegationUnknown, InsufficientResources, Invalid, Unavailable
-from cnetd.httpclient import TimedOut, Unreachable, call
-from cnetd.logs import workload_fields
+from cnetd.common.errors import CnetError, DelegationRefused, DelegationUnknown, InsufficientResources, Invalid, Unavailable
+from cnetd.common.httpclient import TimedOut, Unreachable, call
+from cnetd.common.logs import workload_fields
 from cnetd.metrics import DELEGATIONS
 from ledger.records import Status, WorkloadRecord
 from ledger.store import Ledger

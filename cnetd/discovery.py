@@ -9,7 +9,7 @@ import logging
 import threading
 
 from cnetd.config import NodeConfig
-from cnetd.httpclient import TimedOut, Unreachable, auth_headers, call
+from cnetd.common.httpclient import TimedOut, Unreachable, auth_headers, call
 from ledger.nodetable import Neighbour, NodeTable, Role
 from mesh.bus import BusPublisher
 

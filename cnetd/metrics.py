@@ -1,18 +1,17 @@
-"""Prometheus metrics for nodes and services.
+"""Prometheus metrics of a node: its processes' counters and the ledger's gauges.
 
 Node processes (api workers, register, scheduler) write counters and histograms into prometheus_client's
 multiprocess files under the runtime dir (``PROMETHEUS_MULTIPROC_DIR``, set by supervisord for them only),
-so /metrics sums every gunicorn worker and process; the ledger's gauges are read at scrape time. A service
-is one process and keeps its own registry.
+so /metrics sums every gunicorn worker and process; the ledger's gauges are read at scrape time. Request
+metrics, shared with the services (one process each, with their own registry), are in
+``cnetd.common.request_metrics``.
 """
 from __future__ import annotations
 
 import collections
-import time
-from typing import Any, Iterator
+from typing import Iterator
 
-import falcon
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ledger.records import RESOURCE_KINDS
@@ -32,33 +31,6 @@ NEIGHBOURS_FORGOTTEN = Counter("cnet_neighbours_forgotten_total",
 DELEGATIONS = Counter("cnet_delegations_total",
                       "Forwards of a workload to a neighbour, and submissions that fell back or found no node",
                       ["outcome"])
-
-
-class RequestMetrics:
-    """Falcon middleware: requests, errors and latency by route template (never by raw path, which an
-    attacker could vary without bound)."""
-
-    def __init__(self, namespace: str, registry: CollectorRegistry | None = None) -> None:
-        labels = ["route", "method"]
-        self._requests = Counter(f"{namespace}_requests_total", "HTTP requests answered", [*labels, "code"],
-                                 registry=registry)
-        self._errors = Counter(f"{namespace}_errors_total", "HTTP requests answered with a 4xx or 5xx status", labels,
-                               registry=registry)
-        self._seconds = Histogram(f"{namespace}_request_duration_seconds", "Time to answer an HTTP request", labels,
-                                  registry=registry)
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.metrics_started = time.perf_counter()
-
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
-        started = req.context.get("metrics_started")
-        if started is None:
-            return
-        route, method, code = req.uri_template or "unmatched", req.method, resp.status_code
-        self._requests.labels(route, method, str(code)).inc()
-        if code >= 400:
-            self._errors.labels(route, method).inc()
-        self._seconds.labels(route, method).observe(time.perf_counter() - started)
 
 
 class _LedgerCollector:
@@ -91,21 +63,3 @@ def node_exposition(multiprocess_dir: str, node_id: str, ledger: Ledger) -> byte
     multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
     registry.register(_LedgerCollector(node_id, ledger))
     return generate_latest(registry)
-
-
-class _MetricsPage:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = generate_latest(self._registry)
-
-
-def instrumented_app(namespace: str) -> tuple[falcon.App, CollectorRegistry]:
-    """A single-process service's app: its requests timed into its own registry, served at /metrics;
-    the registry is for the service's own metrics."""
-    registry = CollectorRegistry()
-    app = falcon.App(middleware=[RequestMetrics(namespace, registry)])
-    app.add_route("/metrics", _MetricsPage(registry))
-    return app, registry

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from cnetd import logs
+from cnetd.common import logs
 from cnetd.config import NodeConfig
 from cnetd.supervisor_rpc import Supervisor
 from cnetd.paths import RUNTIME_DIR_ENV

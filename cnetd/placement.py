@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnetd.errors import InsufficientResources
+from cnetd.common.errors import InsufficientResources
 from ledger.records import RESOURCE_KINDS, Resources
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from cnetd.delegation import (DELEGATION_BUDGET_S, SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error,
                               refusal_error)
-from cnetd.errors import CnetError, DataNotStoppable, DelegationRefused, NotFound
-from cnetd.httpclient import auth_headers
-from cnetd.logs import workload_fields
+from cnetd.common.errors import CnetError, DataNotStoppable, DelegationRefused, NotFound
+from cnetd.common.httpclient import auth_headers
+from cnetd.common.logs import workload_fields
 from cnetd.metrics import DELEGATIONS
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.paths import WORKLOAD_GROUP, program_name

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from cnetd.errors import Invalid
+from cnetd.common.errors import Invalid
 from ledger.records import RESOURCE_KINDS, Resources, WorkloadRecord
 from workers.registry import executor_for
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
-from cnetd.errors import CnetError
+from cnetd.common.errors import CnetError
 from cnetd.paths import RUNTIME_DIR_ENV, WORKLOAD_GROUP
 
 STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL"})

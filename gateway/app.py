@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape as escape_markup
 import falcon
 from prometheus_client import Counter
 
-from cnetd.metrics import instrumented_app
+from cnetd.common.request_metrics import instrumented_app
 from gateway.keys import NotAFile, UnsafeKey, open_inside
 from gateway.listing import MAX_KEYS, BadToken, ObjectInfo, list_page, walk
 from gateway.sigv4 import GatewayKeys, SignatureRejected, verify

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from cnetd.service_runner import run_service, service_log_path
-from cnetd.config import is_loopback
+from cnetd.common.service_runner import run_service, service_log_path
+from cnetd.common.addresses import is_loopback
 from gateway.app import create_gateway_app
 from gateway.sigv4 import GatewayKeys
 

@@ -7,7 +7,7 @@ from typing import Callable
 
 import falcon
 
-from cnetd.service_runner import run_service, service_log_path
+from cnetd.common.service_runner import run_service, service_log_path
 from inference.service import DEFAULT_MAX_IMAGE_BYTES, Detector, create_service_app
 
 

@@ -12,9 +12,9 @@ from typing import Any, Protocol
 import falcon
 import numpy as np
 
-from cnetd.api.http import install_error_rendering, read_json, send
-from cnetd.errors import Invalid, PayloadTooLarge
-from cnetd.metrics import instrumented_app
+from cnetd.common.web import install_error_rendering, read_json, send
+from cnetd.common.errors import Invalid, PayloadTooLarge
+from cnetd.common.request_metrics import instrumented_app
 from inference.imaging import ImageTooLarge, InvalidImage, decode_base64, decode_image
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from cnetd.errors import Invalid
+from cnetd.common.errors import Invalid
 from inference.server import add_common_arguments, serve
 from inference.yolo_model import YoloModel
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import lmdb
 import orjson
 
-from cnetd.errors import InsufficientResources, NotFound
+from cnetd.common.errors import InsufficientResources, NotFound
 from ledger.records import Resources, Usage, WorkloadRecord
 
 MAP_SIZE_BYTES = 1 << 30  # sparse file: costs nothing until used; py-lmdb's 10 MiB default is far too small

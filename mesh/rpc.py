@@ -19,7 +19,7 @@ from typing import Any, Callable
 import orjson
 import zmq
 
-from cnetd.errors import CnetError, SchedulerUnavailable, error_from_dict
+from cnetd.common.errors import CnetError, SchedulerUnavailable, error_from_dict
 from mesh.bus import context
 
 log = logging.getLogger(__name__)

@@ -10,14 +10,22 @@ import sys
 import time
 
 import orjson
+import yaml
 import zmq
 
-from cnetd.config import ConfigError, load_config
-from cnetd.httpclient import TimedOut, Unreachable, call
+from cnetd.common.httpclient import TimedOut, Unreachable, call
 from mesh import curve
+from mesh.curve import ClusterKeys
 from mesh.messages import HEARTBEAT_TOPIC, Heartbeat, MalformedMessage
 
 GIB = 2**30
+
+
+def cluster_keys(config_path: str) -> ClusterKeys | None:
+    """The ``mesh.curve`` pair of a node config (None: the cluster has no CURVE)."""
+    with open(config_path) as handle:
+        pair = ((yaml.safe_load(handle) or {}).get("mesh") or {}).get("curve")
+    return ClusterKeys.parse(pair["public_key"], pair["secret_key"]) if pair else None
 
 
 def resolve(target: str) -> str:
@@ -59,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     socket.setsockopt(zmq.LINGER, 0)
     if args.config:
         try:
-            keys = load_config(args.config).curve_keys
-        except ConfigError as exc:
-            print(f"cnet-tap: config error in {args.config}: {exc}", file=sys.stderr)
+            keys = cluster_keys(args.config)
+        except (OSError, yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            print(f"cnet-tap: cannot read mesh.curve from {args.config}: {exc!r}", file=sys.stderr)
             return 2
         if keys is not None:
             curve.join(socket, keys)

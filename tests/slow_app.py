@@ -8,7 +8,7 @@ from typing import Any
 
 import falcon
 
-from cnetd.api.http import install_error_rendering, read_body, send
+from cnetd.common.web import install_error_rendering, read_body, send
 
 
 class _Health:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from cnetd import hostinfo
-from cnetd.errors import InsufficientResources
+from cnetd.common.errors import InsufficientResources
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
 from tests.nodes import VENV_BIN, Node, link, nodes_view, running, wait_for

@@ -6,7 +6,7 @@ import multiprocessing
 
 import pytest
 
-from cnetd.errors import InsufficientResources, NotFound
+from cnetd.common.errors import InsufficientResources, NotFound
 from ledger.nodetable import Neighbour, NodeTable, Role
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnetd.errors import InsufficientResources
+from cnetd.common.errors import InsufficientResources
 from cnetd.placement import Candidate, rank
 from ledger.records import Resources
 

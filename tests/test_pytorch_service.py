@@ -47,7 +47,7 @@ def test_not_torchscript_is_refused(shared_node: Node) -> None:
 
 
 def test_pytorch_without_torch_says_what_to_install(monkeypatch) -> None:
-    from cnetd.errors import Invalid
+    from cnetd.common.errors import Invalid
     from workers import services
     monkeypatch.setattr(services.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(Invalid) as refused:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cnetd.errors import Invalid
+from cnetd.common.errors import Invalid
 from cnetd.paths import RuntimePaths
 from ledger.records import WorkloadRecord
 

@@ -14,7 +14,7 @@ import docker
 import docker.errors
 import orjson
 
-from cnetd.errors import Invalid, Unavailable
+from cnetd.common.errors import Invalid, Unavailable
 from ledger.records import WorkloadRecord
 from workers.base import RESTART_POLICIES, NodeContext, ProgramSpec, reject_unknown_fields
 

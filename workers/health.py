@@ -14,8 +14,8 @@ import signal
 import threading
 import time
 
-from cnetd.httpclient import TimedOut, Unreachable, call
-from cnetd.logs import workload_fields
+from cnetd.common.httpclient import TimedOut, Unreachable, call
+from cnetd.common.logs import workload_fields
 from ledger.records import Status, WorkloadRecord
 from ledger.store import Ledger
 from workers.lifecycle import finish, mark_healthy

@@ -12,8 +12,8 @@ import logging
 import time
 from typing import Any, Callable
 
-from cnetd.errors import InsufficientResources
-from cnetd.logs import workload_fields
+from cnetd.common.errors import InsufficientResources
+from cnetd.common.logs import workload_fields
 from cnetd.supervisor_rpc import STOPPED_STATES, Supervisor
 from ledger.records import Desired, Status, WorkloadRecord
 from ledger.store import Ledger

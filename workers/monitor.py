@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from cnetd.errors import NotFound
+from cnetd.common.errors import NotFound
 from cnetd.node_process import open_node_process
 from cnetd.paths import WORKLOAD_GROUP, workload_id_of
 from cnetd.supervisor_rpc import STOPPED_STATES, Supervisor

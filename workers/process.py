@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cnetd.errors import Invalid
+from cnetd.common.errors import Invalid
 from cnetd.private_files import make_workload_dir
 from ledger.records import WorkloadRecord
 from workers.base import RESTART_POLICIES, NodeContext, PlainProgram, ProgramSpec, choose_user, reject_unknown_fields

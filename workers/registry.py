@@ -1,7 +1,7 @@
 """The executors by workload type: adding a type is one module and one line here."""
 from __future__ import annotations
 
-from cnetd.errors import Invalid
+from cnetd.common.errors import Invalid
 from workers.base import Executor
 from workers.container import ContainerExecutor
 from workers.process import ProcessExecutor

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnetd.config import is_loopback
-from cnetd.errors import Invalid
+from cnetd.common.addresses import is_loopback
+from cnetd.common.errors import Invalid
 from cnetd.private_files import make_workload_dir
 from gateway.keys import UnsafeKey, safe_relative
 from gateway.server import SECRET_KEY_ENV

@@ -12,13 +12,15 @@ from cnetd import __version__, hostinfo
 from cnetd.api import openapi, uploads
 from cnetd.api.limits import LOG_TAIL_DEFAULT, LOG_TAIL_MAX, PREDICT_MAX_BYTES
 from cnetd.api.guard import RequestGuard, known_hosts
-from cnetd.api.http import BearerAuth, install_error_rendering, read_body, read_json, send
+from cnetd.api.auth import BearerAuth
+from cnetd.common.web import install_error_rendering, read_body, read_json, send
 from cnetd.api.remote import RemoteWorkloads
 from cnetd.delegation import DELEGATION_BUDGET_S
-from cnetd.errors import Conflict, DelegationPending, Invalid, NotFound, NotRunning, Unavailable
-from cnetd.httpclient import TimedOut, Unreachable, call
+from cnetd.common.errors import Conflict, DelegationPending, Invalid, NotFound, NotRunning, Unavailable
+from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.logtail import tail_lines
-from cnetd.metrics import RequestMetrics, node_exposition
+from cnetd.common.request_metrics import RequestMetrics
+from cnetd.metrics import node_exposition
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.submission import Delegation, parse_delegation, parse_submission
 from ledger.catalog import Catalog

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import falcon
 import psutil
 
-from cnetd.errors import CnetError
+from cnetd.common.errors import CnetError
 
 if TYPE_CHECKING:
     from cnetd.config import NodeConfig

@@ -8,7 +8,7 @@ from typing import Any
 
 from cnetd.common.http_worker import DeadlineWorker
 from cnetd.config import NodeConfig
-from cnetd.lifeline import die_with_parent
+from cnetd.common.lifeline import die_with_parent
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -9,8 +9,8 @@ import collections
 import time
 from typing import Any
 
-from cnetd.errors import Unavailable
-from cnetd.httpclient import TimedOut, Unreachable, auth_headers, call
+from cnetd.common.errors import Unavailable
+from cnetd.common.httpclient import TimedOut, Unreachable, auth_headers, call
 from ledger.nodetable import NodeTable
 from ledger.records import Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS

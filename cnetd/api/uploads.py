@@ -17,7 +17,7 @@ from typing import Any, Callable
 import falcon
 
 from cnetd.common.request_deadline import ClientTooSlow
-from cnetd.errors import CnetError, Invalid, LengthRequired, RequestTimeout
+from cnetd.common.errors import CnetError, Invalid, LengthRequired, RequestTimeout
 from cnetd.submission import new_workload_id
 from gateway.keys import UnsafeKey, safe_relative
 from ledger.catalog import Catalog, StoredFile

@@ -12,7 +12,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
 from cnetd.common.http_worker import DeadlineWorker
-from cnetd.lifeline import die_with_parent
+from cnetd.common.lifeline import die_with_parent
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""HTTP edges shared by the API's resources: JSON in, JSON out, and every error rendered one way."""
+"""The Falcon edges every CNET web app shares (the node's API, the model services, the gateway's JSON side):
+JSON in, JSON out, and every error rendered one way."""
 from __future__ import annotations
 
-import hmac
 import http
 import logging
 from typing import Any
@@ -10,7 +10,7 @@ import falcon
 import orjson
 
 from cnetd.common.request_deadline import ClientTooSlow
-from cnetd.errors import CnetError, Invalid, PayloadTooLarge, RequestTimeout, Unauthorized
+from cnetd.common.errors import CnetError, Invalid, PayloadTooLarge, RequestTimeout
 
 log = logging.getLogger("api")
 
@@ -69,25 +69,3 @@ def install_error_rendering(app: falcon.App) -> None:
     app.add_error_handler(CnetError, render_cnet_error)
     app.add_error_handler(ClientTooSlow, render_too_slow)
     app.set_error_serializer(serialize_http_error)
-
-
-class BearerAuth:
-    """Falcon middleware: with a token configured, every request must carry ``Authorization: Bearer <token>``
-    (compared in constant time), except reads of ``open_reads`` (exact paths, or prefixes ending in /)."""
-
-    READS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-    def __init__(self, token: str | None, open_reads: tuple[str, ...] = ()) -> None:
-        self._expected = f"Bearer {token}".encode() if token else None
-        self._open_paths = {path for path in open_reads if not path.endswith("/") or path == "/"}
-        self._open_prefixes = tuple(path for path in open_reads if path.endswith("/") and path != "/")
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self._expected is None:
-            return
-        if req.method in self.READS and (req.path in self._open_paths or req.path.startswith(self._open_prefixes)):
-            return
-        given = (req.get_header("Authorization") or "").encode()
-        if not hmac.compare_digest(given, self._expected):
-            raise Unauthorized("this node needs 'Authorization: Bearer <token>' for this request (reads of "
-                               "auth.open_reads excepted); the token is auth.token in its config (or CNET_TOKEN)")

@@ -1,0 +1,30 @@
+"""The API's authentication: a bearer token on every request but reads the config leaves open."""
+from __future__ import annotations
+
+import hmac
+
+import falcon
+
+from cnetd.common.errors import Unauthorized
+
+
+class BearerAuth:
+    """Falcon middleware: with a token configured, every request must carry ``Authorization: Bearer <token>``
+    (compared in constant time), except reads of ``open_reads`` (exact paths, or prefixes ending in /)."""
+
+    READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, token: str | None, open_reads: tuple[str, ...] = ()) -> None:
+        self._expected = f"Bearer {token}".encode() if token else None
+        self._open_paths = {path for path in open_reads if not path.endswith("/") or path == "/"}
+        self._open_prefixes = tuple(path for path in open_reads if path.endswith("/") and path != "/")
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._expected is None:
+            return
+        if req.method in self.READS and (req.path in self._open_paths or req.path.startswith(self._open_prefixes)):
+            return
+        given = (req.get_header("Authorization") or "").encode()
+        if not hmac.compare_digest(given, self._expected):
+            raise Unauthorized("this node needs 'Authorization: Bearer <token>' for this request (reads of "
+                               "auth.open_reads excepted); the token is auth.token in its config (or CNET_TOKEN)")
