@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.nodes import Node, running  # noqa: E402  (the same real-node harness the tests use)
 
-PROGRAMS = ("cnetd.main", "cnetd.api.app", "cnetd.register", "cnetd.scheduler", "workers.monitor",
+PROGRAMS = ("cnetd.main", "cnetd.api.app", "cnetd.register", "cnetd.scheduler", "cnetd.monitor",
             "inference.yolo_service", "inference.opencv_service", "gateway.server")
 HEAVY = ("onnxruntime", "cv2", "torch", "docker", "lmdb", "zmq", "supervisor", "falcon", "numpy", "gunicorn")
 MIB = 1024 * 1024
@@ -43,7 +43,7 @@ def label(process: psutil.Process, supervisord: psutil.Process) -> str:
         return "supervisord"
     if "gunicorn" in command:
         return "api master" if process.ppid() == supervisord.pid else "api worker"
-    return next((name for name in ("cnetd.register", "cnetd.scheduler", "workers.monitor") if name in command),
+    return next((name for name in ("cnetd.register", "cnetd.scheduler", "cnetd.monitor") if name in command),
                 command[:60])
 
 

@@ -32,7 +32,7 @@ from ledger.records import Desired, Resources, Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
 from mesh.rpc import Deferred, RpcServer
 from workers.base import NodeContext, ProgramSpec
-from workers.lifecycle import desire, finish, mark_healthy, mark_started, settle
+from cnetd.lifecycle import desire, finish, mark_healthy, mark_started, settle
 from workers.registry import executor_for
 
 log = logging.getLogger("scheduler")

@@ -47,7 +47,7 @@ def render(config: NodeConfig, python: str) -> str:
             "autostart=true\nautorestart=true\nstartsecs=1\nstartretries=10\nstopasgroup=true\n"
             f"killasgroup=true\nstopwaitsecs=10\nredirect_stderr=true\n"
             f"stdout_logfile={escape(str(logs / (name + '.log')))}\nenvironment={environment}")
-    monitor_argv = [*DIE_WITH_SUPERVISORD, python, "-m", "workers.monitor"]
+    monitor_argv = [*DIE_WITH_SUPERVISORD, python, "-m", "cnetd.monitor"]
     sections.append(
         f"[eventlistener:monitor]\ncommand={escape(shlex.join(monitor_argv))}\npriority=30\n"
         "events=PROCESS_STATE,TICK_5\nbuffer_size=1024\nautorestart=true\nstartsecs=1\nstartretries=10\n"

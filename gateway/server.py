@@ -6,10 +6,10 @@ import os
 
 from cnetd.common.service_runner import run_service, service_log_path
 from cnetd.common.addresses import is_loopback
+from gateway import SECRET_KEY_ENV
 from gateway.app import create_gateway_app
 from gateway.sigv4 import GatewayKeys
 
-SECRET_KEY_ENV = "CNET_GATEWAY_SECRET_KEY"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-CASCADE_FILES = {"face": "haarcascade_frontalface_default.xml", "eye": "haarcascade_eye.xml",
-                 "smile": "haarcascade_smile.xml"}
+from inference.cascades import CASCADE_FILES
+
 # detectMultiScale parameters per feature: (scaleFactor, minNeighbors)
 _PARAMETERS = {"face": (1.1, 5), "eye": (1.1, 10), "smile": (1.7, 20)}
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from inference.haar import CASCADE_FILES, HaarDetector
+from inference.cascades import CASCADE_FILES
+from inference.haar import HaarDetector
 from inference.server import add_common_arguments, serve
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -168,3 +169,20 @@ class YoloModel:
         return [Detection(self.class_name(int(class_ids[index])), int(class_ids[index]),
                           round(float(scores[index]), 5), [round(float(v), 2) for v in box])
                 for index, box in zip(kept, scaled)], inference_ms
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m inference.yolo_model PATH MODEL_TYPE``: exit 0 if PATH loads as a YOLO model, else print
+    why (one line) and exit 2. The node checks models this way, so its own processes never load onnxruntime
+    or torch."""
+    path, model_type = argv if argv is not None else sys.argv[1:]
+    try:
+        YoloModel(path, threads=1, model_type=model_type)
+    except NotAYoloModel as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

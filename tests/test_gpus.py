@@ -13,7 +13,7 @@ from cnetd.common.errors import InsufficientResources
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
 from tests.nodes import VENV_BIN, Node, link, nodes_view, running, wait_for
-from workers.lifecycle import finish
+from cnetd.lifecycle import finish
 
 
 def record(workload_id: str, gpu: int) -> WorkloadRecord:

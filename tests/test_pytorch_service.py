@@ -48,8 +48,8 @@ def test_not_torchscript_is_refused(shared_node: Node) -> None:
 
 def test_pytorch_without_torch_says_what_to_install(monkeypatch) -> None:
     from cnetd.common.errors import Invalid
-    from workers import services
-    monkeypatch.setattr(services.importlib.util, "find_spec", lambda name: None)
+    from workers import mlmodel
+    monkeypatch.setattr(mlmodel.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(Invalid) as refused:
-        services.YoloExecutor().validate({"model_type": "pytorch", "model_path": YOLO_MODEL}, None)
+        mlmodel.YoloExecutor().validate({"model_type": "pytorch", "model_path": YOLO_MODEL}, None)
     assert "pip install '.[torch]'" in refused.value.message

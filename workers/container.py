@@ -8,15 +8,16 @@ Submission checks that the engine answers (503 naming the address otherwise) and
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
 import orjson
 
 from cnetd.common.errors import Invalid, Unavailable
 from ledger.records import WorkloadRecord
 from workers.base import RESTART_POLICIES, NodeContext, ProgramSpec, reject_unknown_fields
+
+if TYPE_CHECKING:
+    import docker
 
 ENGINE_TIMEOUT_S = 10
 CONTAINER_ID_FILE = "container.id"  # written by the shim once its container exists
@@ -30,6 +31,11 @@ def labels(node_id: str, workload_id: str) -> dict[str, str]:
 
 
 def engine(address: str) -> docker.DockerClient:
+    """A client of the engine at ``address`` that answered a ping (docker-py loads here: only nodes that run
+    containers pay for it)."""
+    import docker
+    import docker.errors
+
     try:
         client = docker.DockerClient(base_url=address, timeout=ENGINE_TIMEOUT_S)
         client.ping()
@@ -40,6 +46,8 @@ def engine(address: str) -> docker.DockerClient:
 
 def remove_labelled(address: str, label: str) -> None:
     """Remove every container carrying ``label`` (``key=value``); with no engine answering there is none."""
+    import docker.errors
+
     try:
         client = engine(address)
     except Unavailable:
@@ -86,6 +94,8 @@ class ContainerExecutor:
         if not isinstance(image, str) or not image:
             raise Invalid("config.image: required, an image name")
         _check_shapes(config)
+        import docker.errors
+
         client = engine(node.container_engine)
         try:
             client.images.get(image)  # a missing image would fail only after seconds of pull retries

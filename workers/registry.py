@@ -5,7 +5,9 @@ from cnetd.common.errors import Invalid
 from workers.base import Executor
 from workers.container import ContainerExecutor
 from workers.process import ProcessExecutor
-from workers.services import DataGatewayExecutor, OpenCVExecutor, YoloExecutor
+from workers.datagateway import DataGatewayExecutor
+from workers.mlmodel import YoloExecutor
+from workers.opencv import OpenCVExecutor
 
 EXECUTORS: dict[str, Executor] = {executor.type_name: executor for executor in (
     ProcessExecutor(), YoloExecutor(), OpenCVExecutor(), DataGatewayExecutor(), ContainerExecutor(),

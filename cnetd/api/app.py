@@ -30,7 +30,7 @@ from mesh.messages import HEARTBEAT_LIVENESS, MalformedMessage, Registration
 from mesh.rpc import request
 from ui import STATIC_DIR
 from workers.base import NodeContext
-from workers.health import healthy
+from cnetd.health import healthy
 from workers.registry import EXECUTORS
 
 # A live scheduler answers at once, or after its forwards (DELEGATION_BUDGET_S); a dead one is told by its

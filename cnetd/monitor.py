@@ -9,15 +9,15 @@ from cnetd.node_process import open_node_process
 from cnetd.paths import WORKLOAD_GROUP, workload_id_of
 from cnetd.supervisor_rpc import STOPPED_STATES, Supervisor
 from ledger.store import Ledger
-from workers.eventlistener import Event, events
-from workers.health import HealthChecker
-from workers.lifecycle import settle
+from cnetd.eventlistener import Event, events
+from cnetd.health import HealthChecker
+from cnetd.lifecycle import settle
 
 log = logging.getLogger("monitor")
-RECONCILE_EVENT = "TICK_5"
+SETTLE_ALL_EVENT = "TICK_5"
 
 
-def reconcile(ledger: Ledger, supervisor: Supervisor) -> None:
+def settle_all(ledger: Ledger, supervisor: Supervisor) -> None:
     """Settle every workload against supervisord's current view: repairs whatever events were missed."""
     infos = supervisor.workload_infos()
     for record in ledger.workloads():
@@ -31,8 +31,8 @@ def reconcile(ledger: Ledger, supervisor: Supervisor) -> None:
 
 
 def on_event(event: Event, ledger: Ledger, supervisor: Supervisor) -> None:
-    if event.name == RECONCILE_EVENT:
-        reconcile(ledger, supervisor)
+    if event.name == SETTLE_ALL_EVENT:
+        settle_all(ledger, supervisor)
         return
     if not event.name.startswith("PROCESS_STATE_") or event.payload.get("groupname") != WORKLOAD_GROUP:
         return
@@ -49,7 +49,7 @@ def on_event(event: Event, ledger: Ledger, supervisor: Supervisor) -> None:
 def main() -> None:
     node = open_node_process("monitor")
     supervisor = node.supervisor()
-    reconcile(node.ledger, supervisor)
+    settle_all(node.ledger, supervisor)
     HealthChecker(node.ledger, node.config.health_interval_s, node.config.health_start_timeout_s).start()
     for event in events(sys.stdin, sys.stdout):
         try:

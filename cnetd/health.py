@@ -18,7 +18,7 @@ from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.logs import workload_fields
 from ledger.records import Status, WorkloadRecord
 from ledger.store import Ledger
-from workers.lifecycle import finish, mark_healthy
+from cnetd.lifecycle import finish, mark_healthy
 
 log = logging.getLogger("health")
 FAILURES_BEFORE_RESTART = 3

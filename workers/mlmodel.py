@@ -1,0 +1,60 @@
+"""Executor of ``mlmodel`` workloads: a YOLO model (ONNX on onnxruntime, or PyTorch) served over HTTP.
+
+The model is checked in a short subprocess (``python -m inference.yolo_model``), so the node's processes
+never load onnxruntime or torch; a model the service's user cannot read is copied into its dir (0400).
+"""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from cnetd.common.errors import Invalid
+from ledger.records import WorkloadRecord
+from workers.base import NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
+from workers.service_program import SERVICE_FIELDS, service_home, service_spec, service_user, validate_service_fields
+from workers.workload_files import readable_copy
+
+SUPPORTED_MODEL_TYPES = ("yolo", "pytorch")
+CHECK_TIMEOUT_S = 120
+
+
+class YoloExecutor(PlainProgram):
+    type_name = "mlmodel"
+
+    def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
+        reject_unknown_fields(config, ("model_type", "model_path", *SERVICE_FIELDS))
+        model_type = config.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise Invalid(f"config.model_type: {model_type!r} is not supported (supported: "
+                          f"{', '.join(SUPPORTED_MODEL_TYPES)})", supported=list(SUPPORTED_MODEL_TYPES))
+        if model_type == "pytorch" and importlib.util.find_spec("torch") is None:
+            raise Invalid("config.model_type: 'pytorch' needs PyTorch on this node: pip install '.[torch]'")
+        path = config.get("model_path")
+        if not isinstance(path, str) or not path:
+            raise Invalid("config.model_path: required, the path of a YOLO model on this node")
+        _check_model(path, model_type)
+        return {"model_type": model_type, "model_path": path, **validate_service_fields(config, node)}
+
+    def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
+        path = record.config["model_path"]
+        model = readable_copy(path, service_home(record, node), "model" + Path(path).suffix,
+                              service_user(record, node))
+        return service_spec(record, node, "inference.yolo_service",
+                             ["--model", model, "--model-type", record.config["model_type"]])
+
+
+def _check_model(path: str, model_type: str) -> None:
+    """Load the model once in a short subprocess; 400 naming why it is not a YOLO model."""
+    try:
+        check = subprocess.run([sys.executable, "-m", "inference.yolo_model", path, model_type],
+                               capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise Invalid(f"config.model_path: loading the model took over {CHECK_TIMEOUT_S} s") from None
+    if check.returncode == 2:
+        raise Invalid(f"config.model_path: {check.stderr.strip()}")
+    if check.returncode != 0:
+        last = (check.stderr.strip().splitlines() or ["no output"])[-1]
+        raise Invalid(f"config.model_path: the model could not be loaded ({last})")

@@ -1,0 +1,24 @@
+"""Executor of ``opencv`` workloads: OpenCV Haar cascades (faces, eyes, smiles) served over HTTP."""
+from __future__ import annotations
+
+from typing import Any
+
+from cnetd.common.errors import Invalid
+from inference.cascades import CASCADE_FILES
+from ledger.records import WorkloadRecord
+from workers.base import NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
+from workers.service_program import SERVICE_FIELDS, service_spec, validate_service_fields
+
+
+class OpenCVExecutor(PlainProgram):
+    type_name = "opencv"
+
+    def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
+        reject_unknown_fields(config, ("cascade_type", *SERVICE_FIELDS))
+        cascade = config.get("cascade_type", "face")
+        if cascade not in CASCADE_FILES:
+            raise Invalid(f"config.cascade_type: expected one of {', '.join(CASCADE_FILES)}, got {cascade!r}")
+        return {"cascade_type": cascade, **validate_service_fields(config, node)}
+
+    def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
+        return service_spec(record, node, "inference.opencv_service", ["--cascade", record.config["cascade_type"]])
