@@ -189,7 +189,7 @@ def parse_config(raw: Any) -> NodeConfig:
         log_format=get("logging.format", "json", _one_of(LOG_FORMATS)),
         db_path=get("storage.sqlite.db_path", "/tmp/cnet_storage.db", _string),
         data_path=data_path,
-        api_workers=get("api.workers", 2, _positive_int),
+        api_workers=get("api.workers", 1, _positive_int),
         api_threads=get("api.threads", 8, _positive_int),
         api_max_body_bytes=get("api.max_body_bytes", 1 << 20, _positive_int),
         api_client_timeout_s=float(get("api.client_timeout_s", DEFAULT_TIMEOUT_S, _positive_number)),
