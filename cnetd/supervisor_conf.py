@@ -20,7 +20,7 @@ def _api_argv(config: NodeConfig) -> list[str]:
     return ["-m", "gunicorn", "--worker-class", "cnetd.common.http_worker.DeadlineWorker",
             "--workers", str(config.api_workers), "--threads", str(config.api_threads), "--bind", f"{config.address}:{config.port}",
             "--timeout", "120", "--graceful-timeout", "5", "--log-level", config.log_level,
-            "--error-logfile", "-", "--no-control-socket", "--config", "python:cnetd.api.gunicorn_hooks", "cnetd.api.app:create_app()"]
+            "--error-logfile", "-", "--no-control-socket", "--config", "python:cnetd.api.gunicorn_hooks", "cnetd.api.app:gunicorn_app()"]
 
 
 def render(config: NodeConfig, python: str) -> str:

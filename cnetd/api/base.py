@@ -1,0 +1,71 @@
+"""What every API resource shares: the dependencies it is built with, and how a record is shown.
+
+``ApiDeps`` is everything a handler may touch (the config, the ledger, the node table, the scheduler
+channel, the next hops of delegated workloads, the data catalog): ``create_app`` takes it, so handlers run
+under ``falcon.testing`` with a ledger in a temporary directory and no node around them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from cnetd.api.remote import RemoteWorkloads
+from cnetd.common.errors import DelegationPending
+from cnetd.config import NodeConfig
+from ledger.catalog import Catalog
+from ledger.nodetable import NodeTable
+from ledger.records import WorkloadRecord
+from ledger.store import Ledger
+from workers.base import NodeContext
+from workers.registry import EXECUTORS
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    config: NodeConfig
+    ledger: Ledger
+    nodes: NodeTable
+    schedule: Callable[..., Any]  # schedule(op, **args): the scheduler's answer, or the CnetError it raised
+    announce_neighbours: Callable[[], None]  # tells the register the node table changed
+    remote: RemoteWorkloads
+    catalog: Catalog
+
+
+class Resource:
+    def __init__(self, deps: ApiDeps) -> None:
+        self.deps = deps
+        self.data_root = Path(deps.config.data_path)
+        self.context = NodeContext.of(deps.config)
+
+    def schedule(self, op: str, **args: Any) -> Any:
+        return self.deps.schedule(op, **args)
+
+    def view(self, record: WorkloadRecord) -> dict[str, Any]:
+        if proxied(record):
+            return self.deps.remote.view(record)
+        return self.present(record, {} if record.remote else self.facts(record))
+
+    def present(self, record: WorkloadRecord, facts: dict[str, Any]) -> dict[str, Any]:
+        """A record as readers see it: with what only its program knows, secrets in its config hidden."""
+        executor = EXECUTORS.get(record.type)
+        config = executor.shown_config(record.config) if executor else record.config
+        return {**record.to_dict(), "config": config, **facts}
+
+    def facts(self, record: WorkloadRecord) -> dict[str, Any]:
+        executor = EXECUTORS.get(record.type)  # data records have no executor: uploads run no program
+        return executor.facts(record, self.context) if executor else {}
+
+
+def proxied(record: WorkloadRecord) -> bool:
+    """Shown as its next hop sees it: a delegated workload whose delegation is settled (a pointer still
+    settling is shown as this node holds it)."""
+    return record.remote and not record.settling
+
+
+def settled(record: WorkloadRecord) -> WorkloadRecord:
+    """An action needs to know where a workload runs: not while its delegation is being settled."""
+    if record.settling:
+        raise DelegationPending(f"workload {record.id} is being delegated to {record.delegated_to} and its outcome "
+                                "is not known yet; try again shortly", node=record.delegated_to)
+    return record

@@ -1,0 +1,32 @@
+"""The data API: the node's stored uploads, listed and deleted (uploads arrive through POST /api/workloads)."""
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+
+from cnetd.api import uploads
+from cnetd.api.base import Resource
+from cnetd.common.errors import NotFound
+from cnetd.common.web import send
+
+
+class DataList(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        items = self.deps.catalog.all()
+        send(resp, {"data": items, "count": len(items)})
+
+
+class DataItem(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, data_key: str) -> None:
+        send(resp, self._stored(data_key))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, data_key: str) -> None:
+        self._stored(data_key)
+        send(resp, uploads.delete(data_key, self.data_root, self.deps.catalog, self.schedule))
+
+    def _stored(self, data_key: str) -> dict[str, Any]:
+        stored = self.deps.catalog.get(data_key)
+        if stored is None:
+            raise NotFound(f"no data with key {data_key!r}")
+        return stored
