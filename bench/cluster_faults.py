@@ -23,10 +23,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.cluster import (NEEDS_THE_CHILD, SLEEP, both_online, delete_everything, parent_and_child,  # noqa: E402
+from tests.support.cluster import (NEEDS_THE_CHILD, SLEEP, both_online, delete_everything, parent_and_child,  # noqa: E402
                            submit_during_a_kill, tally)
-from tests.hosts import make_hosts  # noqa: E402
-from tests.nodes import running, wait_for  # noqa: E402
+from tests.support.hosts import make_hosts  # noqa: E402
+from tests.support.nodes import running, wait_for  # noqa: E402
 
 PROCESSES = ("scheduler", "api", "register", "monitor")
 

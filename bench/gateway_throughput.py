@@ -27,7 +27,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.nodes import VENV_BIN, Node, free_port, wait_until_answers  # noqa: E402
+from tests.support.nodes import VENV_BIN, Node, free_port, wait_until_answers  # noqa: E402
 
 MIB = 2**20
 NGINX_CONF = """daemon off; user root; worker_processes 2; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;

@@ -20,9 +20,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.assets import ASTRONAUT, YOLO_MODEL  # noqa: E402
-from tests.nodes import Node, running  # noqa: E402
-from tests.onnx_to_torch import export_torchscript  # noqa: E402
+from tests.support.assets import ASTRONAUT, YOLO_MODEL  # noqa: E402
+from tests.support.nodes import Node, running  # noqa: E402
+from tests.support.onnx_to_torch import export_torchscript  # noqa: E402
 
 SAMPLES = 50
 

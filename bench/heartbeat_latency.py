@@ -19,7 +19,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.nodes import Node, link, nodes_view, wait_for  # noqa: E402
+from tests.support.nodes import Node, link, nodes_view, wait_for  # noqa: E402
 
 PERIOD_S = 30.0
 

@@ -19,7 +19,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.nodes import Node, running  # noqa: E402  (the same real-node harness the tests use)
+from tests.support.nodes import Node, running  # noqa: E402  (the same real-node harness the tests use)
 
 PROGRAMS = ("cnetd.main", "cnetd.api.app", "cnetd.register", "cnetd.scheduler", "cnetd.monitor",
             "inference.yolo_service", "inference.opencv_service", "gateway.server")

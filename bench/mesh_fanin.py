@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cnetd.common.httpclient import call  # noqa: E402
 from mesh.messages import Heartbeat  # noqa: E402
-from tests.nodes import Node, link  # noqa: E402
+from tests.support.nodes import Node, link  # noqa: E402
 
 HELPERS = 4
 GIB = 2**30

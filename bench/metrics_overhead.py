@@ -20,7 +20,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.nodes import Node, running  # noqa: E402
+from tests.support.nodes import Node, running  # noqa: E402
 
 
 def median_ms(session: requests.Session, url: str, count: int) -> float:

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ledger.nodetable import NodeTable  # noqa: E402
 from mesh.messages import HEARTBEAT_LIVENESS  # noqa: E402
-from tests.cluster import both_online, parent_and_child  # noqa: E402
-from tests.hosts import make_hosts  # noqa: E402
-from tests.nodes import Node, kill_node, running, wait_for  # noqa: E402
+from tests.support.cluster import both_online, parent_and_child  # noqa: E402
+from tests.support.hosts import make_hosts  # noqa: E402
+from tests.support.nodes import Node, kill_node, running, wait_for  # noqa: E402
 
 POLL_S = 0.02
 

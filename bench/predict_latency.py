@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference import yolo_steps as steps  # noqa: E402
 from inference.yolo_model import YoloModel  # noqa: E402
-from tests.assets import ASTRONAUT, YOLO_MODEL  # noqa: E402
-from tests.nodes import VENV_BIN, free_port, wait_until_answers  # noqa: E402
+from tests.support.assets import ASTRONAUT, YOLO_MODEL  # noqa: E402
+from tests.support.nodes import VENV_BIN, free_port, wait_until_answers  # noqa: E402
 
 
 def timed_ms(action, count: int) -> list[float]:

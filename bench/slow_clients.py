@@ -18,8 +18,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.nodes import Node, running  # noqa: E402  (the same real-node harness the tests use)
-from tests.trickle import Tricklers, p99, probe  # noqa: E402
+from tests.support.nodes import Node, running  # noqa: E402  (the same real-node harness the tests use)
+from tests.support.trickle import Tricklers, p99, probe  # noqa: E402
 
 
 def summary(latencies: list[float]) -> dict[str, float | bool]:

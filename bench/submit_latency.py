@@ -19,7 +19,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.nodes import Node, running  # noqa: E402  (the same real-node harness the tests use)
+from tests.support.nodes import Node, running  # noqa: E402  (the same real-node harness the tests use)
 
 COMMAND = ["sleep", "600"]
 BACKGROUND_LEVELS = (1, 50, 200)

@@ -1,52 +1,23 @@
-"""Fixtures: real nodes, started per test or per module, always torn down with a leftover-process check."""
+"""Every test's plumbing: the shared fixtures (``tests.support.fixtures``), a marker per layer (the folder a
+test lives in: ``pytest -m unit`` runs in seconds), and node logs on a failed test's report."""
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterator
+from typing import Generator
 
 import pytest
 
-from tests.nodes import LIVE, Node, running
+from tests.support.nodes import LIVE
+
+pytest_plugins = ("tests.support.fixtures",)
+LAYERS = ("unit", "service", "node", "cluster", "browser", "containers", "gpu")
 
 
-@pytest.fixture
-def start_node() -> Iterator[Callable[..., Node]]:
-    """Start nodes with given resources/sections; each is stopped (and checked for leftovers) after the test."""
-    started: list[Node] = []
-
-    def start(resources: dict[str, Any] | None = None, **sections: Any) -> Node:
-        node = Node(resources, **sections)
-        started.append(node)
-        return node.start()
-
-    yield start
-    try:
-        for node in started:
-            node.stop()
-    finally:
-        for node in started:
-            node.cleanup()
-
-
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A directory every user can read (pytest's tmp_path is private to root): for what workloads, running
-    as nobody, must read."""
-    folder = Path(tempfile.mkdtemp(prefix="cnet-open-"))
-    folder.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def shared_node() -> Iterator[Node]:
-    """One 8-CPU / 16 GiB node shared by a module's tests."""
-    with running(Node()) as node:
-        yield node
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        layer = Path(str(item.path)).parent.name
+        if layer in LAYERS:
+            item.add_marker(layer)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,0 +1,254 @@
+"""The web console in real Chromium (Playwright, Debian's chromium) against real nodes: submit, stop and
+delete through the form, validation, uploads, the try-it panel, a parent seeing its child, the token prompt.
+Screenshots go to test-artifacts/ui/ (not committed) for a person to look at."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from tests.support.assets import ASTRONAUT, YOLO_MODEL
+from tests.support.nodes import GIB, Node
+
+TOKEN = "ui-test-token"
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+UI_TIMEOUT_MS = 30_000  # a hang guard; the page's own watch polls every 2 s
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Debian's chromium instead of a Playwright download (none can be fetched here)."""
+    if not os.path.exists(CHROMIUM):
+        message = f"chromium not found at {CHROMIUM}: apt-get install -y chromium (make test does)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+NODE_PAIR = {"parent": {"resources": {"cpu": 8, "memory": 16 * GIB, "gpu": 0, "storage": 10 * GIB}, "token": TOKEN},
+             "child": {"resources": {"cpu": 2, "memory": 4 * GIB, "gpu": 0, "storage": 1 * GIB}, "token": TOKEN},
+             "heartbeat_period_s": 0.5}
+
+
+@pytest.fixture
+def node(parent_and_child: tuple[Node, Node]) -> Node:
+    return parent_and_child[0]
+
+
+@pytest.fixture
+def console(page: Page, node: Node) -> Iterator[Page]:
+    """The parent's console, its token already entered for this browser session; fails on script errors."""
+    script_errors: list[str] = []
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
+    page.on("console", lambda message: script_errors.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource") else None)
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    page.add_init_script(f"sessionStorage.setItem('cnet-token', {TOKEN!r})")
+    page.goto(node.url + "/")
+    expect(page.locator("#node-id")).to_have_text(node.node_id)
+    yield page
+    assert not script_errors, script_errors
+
+
+def screenshot(target: Page | Locator, name: str, **options: Any) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    target.screenshot(path=str(SCREENSHOTS / f"{name}.png"), **options)
+
+
+def fill_workload(page: Page, workload_type: str, fields: dict[str, str]) -> None:
+    page.select_option("#f-type", workload_type)
+    for selector, value in fields.items():
+        page.fill(selector, value)
+
+
+def row(page: Page, name: str) -> Locator:
+    return page.locator("#workload-rows tr", has=page.locator(".name", has_text=name))
+
+
+def test_main_view_shows_node_resources_and_is_served_offline(console: Page, node: Node) -> None:
+    requested: list[str] = []
+    console.on("request", lambda request: requested.append(request.url))
+    console.reload()
+    expect(console.locator("#node-id")).to_have_text(node.node_id)
+    expect(console.locator("#bars-node [data-kind=cpu] .bar-text")).to_contain_text("of 8 cpu")
+    expect(console.locator("#bars-node [data-kind=memory] .bar-text")).to_contain_text("of 16.0 GiB")
+    assert requested and all(url.startswith(node.url) for url in requested), requested  # no CDN
+    console.set_viewport_size({"width": 1366, "height": 768})
+    screenshot(console, "main-1366x768", full_page=True)
+
+
+def test_phone_viewport_has_no_sideways_scroll(console: Page) -> None:
+    console.set_viewport_size({"width": 390, "height": 844})
+    console.reload()
+    expect(console.locator("#bars-node .bar-row")).to_have_count(4)
+    overflow = console.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    screenshot(console, "main-phone", full_page=True)
+    assert overflow <= 0, f"the page is {overflow}px wider than a phone screen"
+
+
+def test_submit_stop_delete_a_process(console: Page, node: Node) -> None:
+    fill_workload(console, "process", {"#f-command": "sh", "#f-args": "-c\necho hello-from-ui; exec sleep 300",
+                                       "#f-name": "ui-sleeper"})
+    screenshot(console.locator("#submit"), "submit-form")
+    console.click("#submit-button")
+    expect(console.locator("#submit-result")).to_contain_text("ui-sleeper")
+    sleeper = row(console, "ui-sleeper")
+    expect(sleeper.locator(".badge")).to_have_text("running")
+    workload_id = sleeper.get_attribute("data-id")
+    assert node.workload(workload_id)["status"] == "running"
+    sleeper.get_by_role("button", name="Logs").click()
+    expect(console.locator("#logs-stdout")).to_have_text("hello-from-ui")
+    console.locator("#logs-dialog").get_by_role("button", name="Close").click()
+    console.select_option("#filter-type", "data")
+    expect(sleeper).to_have_count(0)
+    console.select_option("#filter-type", "process")
+    expect(sleeper).to_have_count(1)
+    sleeper.get_by_role("button", name="Stop").click()
+    expect(sleeper.locator(".badge")).to_have_text("stopped")
+    console.once("dialog", lambda dialog: dialog.accept())
+    sleeper.get_by_role("button", name="Delete").click()
+    expect(sleeper).to_have_count(0)
+    assert node.api("GET", f"/api/workloads/{workload_id}").status_code == 404
+
+
+def test_invalid_values_show_errors_and_send_nothing(console: Page, node: Node) -> None:
+    posts: list[str] = []
+    console.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    fill_workload(console, "process", {"#f-command": "", "#r-cpu": "-1", "#r-memory": "lots"})
+    console.click("#submit-button")
+    expect(console.locator("[data-field=command] .field-error")).to_have_text("required")
+    expect(console.locator("[data-field=cpu] .field-error")).to_have_text("must be at least 0")
+    expect(console.locator("[data-field=memory] .field-error")).to_have_text("expected a number")
+    fill_workload(console, "process", {"#f-command": "sleep", "#r-cpu": "1", "#r-memory": "64", "#f-env": "not a pair"})
+    console.click("#submit-button")
+    expect(console.locator("[data-field=env] .field-error")).to_contain_text("expected NAME=value")
+    assert posts == []
+
+
+def test_server_refusal_shows_the_servers_message(console: Page) -> None:
+    fill_workload(console, "process", {"#f-command": "no-such-program-xyz"})
+    console.click("#submit-button")
+    expect(console.locator("#submit-error")).to_contain_text("'no-such-program-xyz' is not an executable on this node")
+    fill_workload(console, "process", {"#f-command": "sleep", "#f-args": "1", "#r-cpu": "1000"})
+    console.click("#submit-button")
+    expect(console.locator("#submit-error")).to_contain_text("insufficient_resources")
+
+
+def test_upload_a_file_and_a_directory(console: Page, node: Node, tmp_path: Path) -> None:
+    single = tmp_path / "notes.txt"
+    single.write_text("hello from the console\n")
+    tree = tmp_path / "project"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("a" * 1000)
+    (tree / "sub" / "b.bin").write_bytes(os.urandom(200_000))
+    console.select_option("#f-type", "data")
+    console.set_input_files("#f-file", str(single))
+    console.click("#submit-button")
+    expect(console.locator("#submit-result")).to_contain_text("Stored 1 file(s) as data_key")
+    file_key = console.locator("#submit-result").inner_text().rsplit(" ", 1)[-1]
+    console.set_input_files("#f-directory", str(tree))
+    console.click("#submit-button")
+    expect(console.locator("#submit-result")).to_contain_text("Stored 2 file(s) as data_key")
+    tree_key = console.locator("#submit-result").inner_text().rsplit(" ", 1)[-1]
+    expect(console.locator(f"#data-rows tr[data-key='{file_key}']")).to_contain_text("notes.txt")
+    expect(console.locator(f"#data-rows tr[data-key='{tree_key}']")).to_contain_text("directory")
+    stored = {item["data_key"]: item for item in node.api("GET", "/api/data").json()["data"]}
+    assert stored[file_key]["size_bytes"] == single.stat().st_size
+    assert stored[tree_key]["file_count"] == 2 and stored[tree_key]["name"] == "project"
+    for key in (file_key, tree_key):
+        assert node.api("DELETE", f"/api/data/{key}").status_code == 200
+
+
+def test_try_it_draws_the_detections(console: Page, node: Node) -> None:
+    answer = node.submit({"model_type": "yolo", "model_path": YOLO_MODEL}, {"cpu": 1, "memory": GIB},
+                         workload_type="mlmodel", name="ui-yolo")
+    assert answer.status_code == 201, answer.text
+    service = answer.json()
+    try:
+        expect(console.locator("#tryit-service option", has_text="ui-yolo")).to_have_count(1)  # shown by the watch
+        console.select_option("#tryit-service", service["id"])
+        console.set_input_files("#tryit-image", ASTRONAUT)
+        console.fill("#tryit-confidence", "0.25")
+        console.click("#tryit-button")
+        expect(console.locator("#tryit-detections")).to_contain_text("FACE_FEMALE 0.81")
+        canvas = console.locator("#tryit-canvas")
+        expect(canvas).to_have_attribute("data-count", "1")
+        # The box's left edge (bbox x1 ≈ 173, y 83..180) is drawn in the first box colour, #e6194b.
+        pixel = console.evaluate("""() => Array.from(document.getElementById('tryit-canvas')
+            .getContext('2d').getImageData(173, 130, 1, 1).data)""")
+        assert abs(pixel[0] - 0xE6) < 40 and abs(pixel[1] - 0x19) < 40 and abs(pixel[2] - 0x4B) < 40, pixel
+        canvas.scroll_into_view_if_needed()
+        screenshot(console, "try-it", full_page=True)
+    finally:
+        node.api("DELETE", f"/api/workloads/{service['id']}")
+
+
+def test_parent_lists_its_child_and_a_change_made_elsewhere(console: Page, parent_and_child: tuple[Node, Node]) -> None:
+    parent, child = parent_and_child
+    child_row = console.locator(f"#neighbour-rows tr[data-node='{child.node_id}']")
+    expect(child_row).to_contain_text("child")
+    expect(child_row.locator(".badge")).to_have_text("online")
+    expect(child_row.locator("td[data-kind=cpu]")).to_have_text("2 cpu")
+    expect(console.locator("#reachable-count")).to_have_text("(2 nodes)")
+    expect(console.locator("#bars-reachable [data-kind=cpu] .bar-text")).to_contain_text("of 10 cpu")
+    expect(child_row.locator("a")).to_have_attribute("href", f"{child.url}/")
+    # A workload started on the child through its API: the parent's page shows the child's free CPU drop.
+    answer = child.submit({"command": "sleep", "args": ["300"]}, {"cpu": 1.5})
+    assert answer.status_code == 201, answer.text
+    try:
+        expect(child_row.locator("td[data-kind=cpu]")).to_have_text("0.50 cpu")
+    finally:
+        child.api("DELETE", f"/api/workloads/{answer.json()['id']}")
+    # With the parent nearly full, the form's workload is delegated; the table says where it runs.
+    blocker = parent.submit({"command": "sleep", "args": ["300"]}, {"cpu": 7}).json()
+    try:
+        fill_workload(console, "process", {"#f-command": "sleep", "#f-args": "300", "#f-name": "ui-delegated",
+                                           "#r-cpu": "1.5", "#r-memory": "64"})
+        console.click("#submit-button")
+        expect(console.locator("#submit-result")).to_contain_text(f"on {child.node_id}")
+        delegated = row(console, "ui-delegated")
+        expect(delegated.locator("td").nth(3)).to_have_text(child.node_id)
+        expect(delegated.locator(".badge")).to_have_text("running")
+        console.once("dialog", lambda dialog: dialog.accept())
+        delegated.get_by_role("button", name="Delete").click()
+        expect(delegated).to_have_count(0)
+    finally:
+        parent.api("DELETE", f"/api/workloads/{blocker['id']}")
+
+
+def test_console_asks_for_the_token_once(browser: Browser, node: Node) -> None:
+    context = browser.new_context()  # a fresh session: no token yet
+    try:
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.goto(node.url + "/")
+        # Reads of workloads and data need the token too: one prompt at once, for every refused read.
+        expect(page.locator("#token-dialog")).to_be_visible()
+        page.fill("#token-input", "wrong-token")
+        page.click("#token-ok")
+        expect(page.locator("#token-dialog")).to_be_hidden()
+        expect(page.locator("#banner")).to_contain_text("Authorization: Bearer")  # what is wrong, said
+        page.click("#token-button")
+        page.fill("#token-input", TOKEN)
+        page.click("#token-ok")
+        expect(page.locator("#node-id")).to_have_text(node.node_id)
+        fill_workload(page, "process", {"#f-command": "true", "#f-name": "ui-token-1"})
+        page.click("#submit-button")
+        expect(page.locator("#submit-result")).to_contain_text("ui-token-1")
+        fill_workload(page, "process", {"#f-name": "ui-token-2"})
+        page.click("#submit-button")
+        expect(page.locator("#submit-result")).to_contain_text("ui-token-2")
+        expect(page.locator("#token-dialog")).to_be_hidden()
+        assert page.evaluate("sessionStorage.getItem('cnet-token')") == TOKEN
+    finally:
+        context.close()
+        for workload in node.api("GET", "/api/workloads").json()["workloads"]:
+            if workload["name"].startswith("ui-token"):
+                node.api("DELETE", f"/api/workloads/{workload['id']}")

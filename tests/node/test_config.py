@@ -1,0 +1,109 @@
+"""Config validation: defaults, auto detection, and one clear line naming the key for every bad value."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from cnetd.config import ConfigError, NodeConfig, parse_config
+from cnetd.private_files import default_runtime_root
+from tests.support.nodes import VENV_BIN
+
+BASE = {"agent": {"node_id": "nanjing", "address": "127.0.0.1", "port": 8081}}
+
+
+def with_(section: str, **values) -> dict:
+    config = {key: dict(value) for key, value in BASE.items()}
+    config.setdefault(section, {}).update(values)
+    return config
+
+
+def test_original_config_shape_is_accepted() -> None:
+    config = parse_config({
+        "agent": {"node_id": "nanjing", "address": "0.0.0.0", "port": 8081},
+        "resources": {"cpu": 8.0, "gpu": 1, "memory": 17179869184, "storage": 214748364800},
+        "parent": {"enabled": True, "address": "localhost:8080"},
+        "peers": {"enabled": True, "addresses": ["localhost:8082", "localhost:8083"]},
+        "logging": {"level": "info", "format": "json"},
+        "storage": {"sqlite": {"db_path": "/tmp/cnet_storage.db", "data_path": "/tmp/cnet_data"}},
+        "auth": {"token": "s3cret"},
+    })
+    assert config.capacity.cpu == 8.0 and config.capacity.gpu == 1 and config.capacity.memory == 17179869184
+    assert config.parent_address == "localhost:8080" and config.peer_addresses == ("localhost:8082", "localhost:8083")
+    assert config.mesh_port == 9081 and config.runtime_dir == str(default_runtime_root() / "nanjing")
+    assert not config.runtime_dir.startswith("/tmp/")  # private by default, not a shared predictable path
+    assert config.api_url == "http://127.0.0.1:8081"
+
+
+def test_reachable_nodes_need_a_token(monkeypatch) -> None:
+    monkeypatch.delenv("CNET_TOKEN", raising=False)
+    with pytest.raises(ConfigError) as refused:
+        parse_config(with_("agent", address="0.0.0.0"))
+    assert refused.value.key == "auth.token" and "auth.insecure" in str(refused.value)
+    assert parse_config({**with_("agent", address="0.0.0.0"), "auth": {"insecure": True}}).auth_token is None
+    assert parse_config(with_("agent", address="127.0.0.1")).auth_token is None
+    monkeypatch.setenv("CNET_TOKEN", "from-env")
+    assert parse_config(with_("agent", address="0.0.0.0")).auth_token == "from-env"
+
+
+@pytest.mark.parametrize("address", ["127.attacker.example", "127.0.0.1.nip.example", "198.51.100.1"])
+def test_the_loopback_check_judges_addresses_not_text(monkeypatch, address: str) -> None:
+    monkeypatch.delenv("CNET_TOKEN", raising=False)
+    with pytest.raises(ConfigError) as refused:
+        parse_config(with_("agent", address=address))
+    assert refused.value.key == "auth.token"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "::1", "localhost"])
+def test_loopback_addresses_and_names_need_no_token(monkeypatch, address: str) -> None:
+    monkeypatch.delenv("CNET_TOKEN", raising=False)
+    assert parse_config(with_("agent", address=address)).auth_token is None
+
+
+def test_auto_resources_are_detected() -> None:
+    config = parse_config(with_("resources", cpu="auto", memory="auto", gpu="auto", storage="auto"))
+    assert config.capacity.cpu >= 1 and config.capacity.memory > 2**20 and config.capacity.storage > 0
+    assert config.capacity.gpu == 0  # no NVIDIA GPU on the machines that run this suite
+
+
+def test_gpu_auto_without_nvml_logs_why(caplog) -> None:
+    with caplog.at_level("INFO"):
+        parse_config(with_("resources", gpu="auto"))
+    assert any("gpu auto: 0 GPUs" in message for message in caplog.messages)
+
+
+@pytest.mark.parametrize("raw, key", [
+    (with_("resources", cpu=-1), "resources.cpu"),
+    (with_("resources", memory="lots"), "resources.memory"),
+    (with_("resources", gpu=1.5), "resources.gpu"),
+    (with_("agent", port=70000), "agent.port"),
+    (with_("agent", node_id="bad id"), "agent.node_id"),
+    ({"agent": {"port": 8081}}, "agent.node_id"),
+    (with_("logging", level="loud"), "logging.level"),
+    (with_("parent", enabled=True, address="nohost"), "parent.address"),
+    (with_("peers", enabled=True, addresses=["a:1", 7]), "peers.addresses[1]"),
+    (with_("scheduler", strategy="random"), "scheduler.strategy"),
+    (with_("resource", cpu=1), "resource"),
+    (with_("agent", nodeid="x"), "agent.nodeid"),
+    (with_("agent", runtime_dir="/tmp/" + "x" * 120), "agent.runtime_dir"),
+])
+def test_bad_values_name_their_key(raw: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    assert error.value.key == key and str(error.value).startswith(f"{key}: ")
+
+
+def test_cnetd_refuses_bad_config_with_one_line(tmp_path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(with_("resources", cpu=-2)))
+    result = subprocess.run([str(VENV_BIN / "cnetd"), "-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"cnetd: config error in {path}: resources.cpu: expected a number > 0, got -2"]
+
+
+def test_resolved_config_round_trips_through_runtime_dir(tmp_path) -> None:
+    config = parse_config(with_("agent", runtime_dir=str(tmp_path / "rt")))
+    config.paths.create()
+    config.save()
+    assert NodeConfig.from_runtime_dir(config.runtime_dir) == config

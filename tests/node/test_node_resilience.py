@@ -1,0 +1,135 @@
+"""A real node under stress: concurrent over-subscription, kill -9 of each node process, whole-node restart."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.support.nodes import GIB, VENV_BIN, Node, held_by, wait_for, wait_until_answers
+
+SLEEP = {"command": "sleep", "args": ["120"]}
+
+
+def allocated_matches_running(node: Node) -> bool:
+    """The ledger's allocated total equals the sum of the requirements of what runs (or starts) here."""
+    workloads = node.api("GET", "/api/workloads").json()["workloads"]
+    return node.resources()["allocated"] == pytest.approx(held_by(workloads))
+
+
+def running_programs(node: Node) -> set[str]:
+    return {line.split()[0] for line in node.supervisorctl("status").splitlines()
+            if line.startswith("workloads:") and " RUNNING " in line}
+
+
+def test_fifty_concurrent_submissions_on_room_for_ten(start_node) -> None:
+    node = start_node({"cpu": 10, "memory": 10 * GIB, "gpu": 0, "storage": 0})
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(lambda _: node.submit(SLEEP, {"cpu": 1, "memory": GIB}), range(50)))
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes.count(201) == 10 and codes.count(409) == 40, codes
+    assert all(answer.json()["error"] == "insufficient_resources" for answer in answers if answer.status_code == 409)
+    assert node.resources()["available"] == {"cpu": 0.0, "memory": 0, "gpu": 0, "storage": 0}
+    assert node.api("GET", "/api/workloads").json()["count"] == 10  # refused ones leave no record
+    assert allocated_matches_running(node)
+    assert len(running_programs(node)) == 10
+
+
+@pytest.mark.parametrize("process", ["api", "register", "scheduler", "monitor"])
+def test_kill_9_of_a_node_process_loses_nothing(start_node, process: str) -> None:
+    node = start_node()
+    workloads = [node.submit(SLEEP, {"cpu": 1, "memory": GIB}).json() for _ in range(3)]
+    # A workload that exits while the killed process is down must still be recorded.
+    exiting = node.submit({"command": "sh", "args": ["-c", "sleep 0.5; exit 4"]}, {"cpu": 1}).json()
+    old_pid = node.program_pid(process)
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(lambda: node.program_pid(process) not in (0, old_pid) and f"{process} " in node.supervisorctl("status")
+             and " RUNNING " in node.supervisorctl("status", process), timeout_s=30)
+    wait_until_answers(f"{node.url}/api/health", timeout_s=30)  # the new api may not listen yet: refused is "not yet"
+
+    for workload in workloads:
+        record = node.workload(workload["id"])
+        assert record["status"] == "running" and record["process_pid"] == workload["process_pid"]
+    assert wait_for(lambda: node.workload(exiting["id"])["status"] == "failed", timeout_s=15)
+    assert node.workload(exiting["id"])["exit_code"] == 4
+    assert allocated_matches_running(node)
+    assert running_programs(node) == {f"workloads:wl-{workload['id']}" for workload in workloads}
+    # and the node still takes work
+    assert node.submit({"command": "true"}).status_code == 201
+
+
+def test_whole_node_restart_keeps_records_and_relaunches(start_node) -> None:
+    node = start_node()
+    service = node.submit(SLEEP, {"cpu": 2, "memory": GIB}).json()
+    finished = node.submit({"command": "true"}).json()
+    stopped = node.submit(SLEEP, {"cpu": 1}).json()
+    node.api("POST", f"/api/workloads/{stopped['id']}/stop")
+    wait_for(lambda: node.workload(finished["id"])["status"] == "completed")
+
+    node.restart()
+
+    wait_for(lambda: (view := node.workload(service["id"]))["process_pid"] not in (None, service["process_pid"])
+             and view["status"] == "running" and view)
+    assert node.workload(finished["id"])["status"] == "completed"
+    assert node.workload(stopped["id"])["status"] == "stopped"
+    assert running_programs(node) == {f"workloads:wl-{service['id']}"}
+    assert node.resources()["allocated"]["cpu"] == 2.0
+    assert allocated_matches_running(node)
+
+
+def test_sigterm_stops_every_workload(start_node) -> None:
+    node = start_node()
+    pids = [node.submit({"command": "sh", "args": ["-c", "sleep 300 & sleep 300; wait"]}).json()["process_pid"]
+            for _ in range(3)]
+    node.stop()  # asserts that nothing the node started is left
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_second_node_on_same_runtime_dir_is_refused(start_node) -> None:
+    node = start_node()
+    result = subprocess.run([str(VENV_BIN / "cnetd"), "-config", str(node.config_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "already runs" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_kill_9_of_supervisord_leaves_nothing_and_the_node_starts_again(start_node) -> None:
+    node = start_node()
+    service = node.submit({"command": "sh", "args": ["-c", "sleep 300 & sleep 300; wait"]}, {"cpu": 1}).json()
+    supervisord = int((node.runtime_dir / "supervisord.pid").read_text())
+    assert node.leftover_processes()
+    os.kill(supervisord, signal.SIGKILL)
+    # Node processes and workloads die with supervisord (parent-death signal), the orphaned grandchildren
+    # through cnetd's sweep; cnetd itself then exits.
+    wait_for(lambda: node.process.poll() is not None, timeout_s=30)
+    assert wait_for(lambda: not node.leftover_processes(), timeout_s=10, diagnose=node.leftover_processes)
+    node.start()  # the ports are free again; the ledger relaunches what should run
+    wait_for(lambda: (view := node.workload(service["id"]))["status"] == "running"
+             and view["process_pid"] != service["process_pid"] and view, timeout_s=30)
+    assert allocated_matches_running(node)
+
+
+def test_cnetd_ends_what_an_earlier_boot_left_running(start_node) -> None:
+    node = start_node()
+    service = node.submit({"command": "sh", "args": ["-c", "sleep 300 & sleep 300; wait"]}, {"cpu": 1}).json()
+    supervisord = int((node.runtime_dir / "supervisord.pid").read_text())
+    # Once sh has started its sleeps it runs with its parent-death signal (set just before its exec).
+    wait_for(lambda: sum(line.split(maxsplit=1)[1] == "sleep 300" for line in node.leftover_processes()) == 2,
+             timeout_s=10, diagnose=node.leftover_processes)
+    # The machine's worst case: cnetd dies first (no sweep after supervisord), then supervisord. The
+    # parent-death signal ends its programs, but not what they started (sh's two sleeps here).
+    os.kill(node.process.pid, signal.SIGKILL)
+    node.process.wait(timeout=10)
+    node.output.close()
+    os.kill(supervisord, signal.SIGKILL)
+    left = wait_for(lambda: len(node.leftover_processes()) == 2 and node.leftover_processes(), timeout_s=10,
+                    diagnose=node.leftover_processes)
+    assert all(" sleep 300" in line for line in left), left
+    node.start()
+    assert "ended 2 process(es) left by an earlier run" in node.log("cnetd.out")
+    wait_for(lambda: node.workload(service["id"])["process_pid"] not in (None, service["process_pid"]), timeout_s=30)
+    assert running_programs(node) == {f"workloads:wl-{service['id']}"}

@@ -1,0 +1,194 @@
+"""End to end through a real node: resource arithmetic, process exits, logs, restarts, status listing."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import psutil
+import pytest
+import zmq
+
+from mesh.messages import Heartbeat
+from tests.support.nodes import GIB, Node, wait_for
+
+SLEEP = {"command": "sleep", "args": ["60"]}
+
+
+def settled(node: Node, workload_id: str, status: str) -> dict:
+    return wait_for(lambda: (record := node.workload(workload_id))["status"] == status and record)
+
+
+def test_resource_arithmetic_deploy_and_stop(shared_node: Node) -> None:
+    before = shared_node.resources()
+    answer = shared_node.submit(SLEEP, {"cpu": 2.0, "memory": 2 * GIB})
+    assert answer.status_code == 201, answer.text
+    record = answer.json()
+    assert record["status"] == "running" and record["process_pid"] > 0 and record["node"] == shared_node.node_id
+    during = shared_node.resources()
+    assert during["available"]["cpu"] == before["available"]["cpu"] - 2
+    assert during["available"]["memory"] == before["available"]["memory"] - 2 * GIB
+    assert during["allocated"]["cpu"] == before["allocated"]["cpu"] + 2
+
+    stopped = shared_node.api("POST", f"/api/workloads/{record['id']}/stop").json()
+    assert stopped["status"] == "stopped"
+    assert shared_node.resources() == before  # released the moment the stop answers
+    assert shared_node.workload(record["id"])["status"] == "stopped"  # still queryable until deleted
+
+
+def test_eight_cpu_node_shows_six_then_eight(start_node) -> None:
+    node = start_node({"cpu": 8, "memory": 16 * GIB, "gpu": 0, "storage": 0})
+    workload = node.submit(SLEEP, {"cpu": 2, "memory": 2 * GIB}).json()
+    assert node.resources()["available"] == {"cpu": 6.0, "memory": 14 * GIB, "gpu": 0, "storage": 0}
+    node.api("POST", f"/api/workloads/{workload['id']}/stop")
+    assert node.resources()["available"] == {"cpu": 8.0, "memory": 16 * GIB, "gpu": 0, "storage": 0}
+
+
+@pytest.mark.parametrize("script, status, code", [("exit 0", "completed", 0), ("exit 3", "failed", 3)])
+def test_exit_code_decides_status_and_releases(shared_node: Node, script: str, status: str, code: int) -> None:
+    before = shared_node.resources()["allocated"]
+    record = shared_node.submit({"command": "sh", "args": ["-c", f"sleep 0.2; {script}"]}, {"cpu": 1}).json()
+    final = settled(shared_node, record["id"], status)
+    assert final["exit_code"] == code and final["finished_at"] is not None
+    assert shared_node.resources()["allocated"] == before
+    assert f"wl-{record['id']}" not in shared_node.supervisorctl("status")
+
+
+def test_instant_exit_is_recorded(shared_node: Node) -> None:
+    record = shared_node.submit({"command": "false"}).json()
+    assert settled(shared_node, record["id"], "failed")["exit_code"] == 1
+
+
+def test_logs_show_stdout_and_stderr_tails(shared_node: Node) -> None:
+    script = "for i in $(seq 1 500); do echo out$i; done; echo 'problem' >&2"
+    record = shared_node.submit({"command": "sh", "args": ["-c", script]}).json()
+    settled(shared_node, record["id"], "completed")
+    logs = shared_node.api("GET", f"/api/workloads/{record['id']}/logs", params={"tail": 3}).json()
+    assert logs["stdout"] == "out498\nout499\nout500\n"
+    assert logs["stderr"] == "problem\n"
+    assert shared_node.api("GET", f"/api/workloads/{record['id']}/logs", params={"tail": "x"}).status_code == 400
+
+
+def test_env_args_and_working_dir_reach_the_process(shared_node: Node) -> None:
+    odd = "quote ' \" comma, percent %(here)s %% newline\nend"
+    working_dir = tempfile.mkdtemp(prefix="cnet-wd-", dir="/tmp")  # a directory its user (nobody) may enter
+    os.chmod(working_dir, 0o755)
+    try:
+        record = shared_node.submit({"command": "sh", "args": ["-c", 'printf "%s|%s|%s" "$ODD" "$1" "$PWD"', "sh", odd],
+                                     "env": {"ODD": odd}, "working_dir": working_dir}).json()
+        settled(shared_node, record["id"], "completed")
+        stdout = shared_node.api("GET", f"/api/workloads/{record['id']}/logs").json()["stdout"]
+        assert stdout == f"{odd}|{odd}|{working_dir}"
+    finally:
+        os.rmdir(working_dir)
+
+
+def test_restart_policy_is_capped_at_three(shared_node: Node) -> None:
+    before = shared_node.resources()["allocated"]
+    record = shared_node.submit({"command": "sh", "args": ["-c", "sleep 0.1; exit 7"], "restart": "on-failure"},
+                                {"cpu": 1}).json()
+    final = settled(shared_node, record["id"], "failed")
+    assert final["restarts"] == 3 and final["exit_code"] == 7
+    assert "after 3 restart(s)" in final["message"]
+    assert shared_node.resources()["allocated"] == before
+
+
+def test_supervisorctl_lists_node_processes_and_workloads(shared_node: Node) -> None:
+    record = shared_node.submit(SLEEP).json()
+    status = shared_node.supervisorctl("status")
+    for program in ("api", "register", "scheduler", "monitor", f"workloads:wl-{record['id']}"):
+        assert program in status and "RUNNING" in status.split(program, 1)[1].split("\n", 1)[0], status
+    shared_node.api("DELETE", f"/api/workloads/{record['id']}")
+    assert f"wl-{record['id']}" not in shared_node.supervisorctl("status")
+
+
+def test_delete_removes_record_and_logs(shared_node: Node) -> None:
+    record = shared_node.submit({"command": "sh", "args": ["-c", "echo hello; sleep 60"]}, {"cpu": 1}).json()
+    before_delete = shared_node.resources()["allocated"]["cpu"]
+    answer = shared_node.api("DELETE", f"/api/workloads/{record['id']}")
+    assert answer.status_code == 200 and answer.json() == {"id": record["id"], "deleted": True}
+    assert shared_node.resources()["allocated"]["cpu"] == before_delete - 1
+    assert shared_node.api("GET", f"/api/workloads/{record['id']}").status_code == 404
+    assert not list((shared_node.runtime_dir / "logs").glob(f"wl-{record['id']}*"))
+
+
+def test_resubmitting_an_id_runs_nothing_twice(shared_node: Node) -> None:
+    first = shared_node.submit(SLEEP, {"cpu": 1}, id="same-id-twice").json()
+    again = shared_node.submit(SLEEP, {"cpu": 1}, id="same-id-twice")
+    assert again.status_code == 201 and again.json()["process_pid"] == first["process_pid"]
+    assert shared_node.supervisorctl("status").count("wl-same-id-twice") == 1
+    shared_node.api("DELETE", "/api/workloads/same-id-twice")
+
+
+def test_listing_filters_by_status_and_type(shared_node: Node) -> None:
+    record = shared_node.submit(SLEEP).json()
+    running = shared_node.api("GET", "/api/workloads", params={"status": "running", "type": "process"}).json()
+    assert record["id"] in [item["id"] for item in running["workloads"]]
+    assert all(item["status"] == "running" for item in running["workloads"])
+    assert shared_node.api("GET", "/api/workloads", params={"type": "container"}).json()["count"] == 0
+    shared_node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+def test_health_and_nodes(shared_node: Node) -> None:
+    health = shared_node.api("GET", "/api/health").json()
+    assert health["status"] == "ok" and health["node"] == shared_node.node_id
+    nodes = shared_node.api("GET", "/api/nodes").json()
+    assert nodes["self"]["id"] == shared_node.node_id and nodes["self"]["status"] == "online"
+    resources = shared_node.resources()
+    assert nodes["self"]["resources"] == {kind: resources[kind] for kind in ("capacity", "allocated", "available")}
+    assert nodes["self"]["gpus"] == resources["gpus"] == []
+    assert nodes["parent"] is None and nodes["children"] == [] and nodes["peers"] == []
+
+
+def test_ledger_change_triggers_a_heartbeat(shared_node: Node) -> None:
+    subscriber = zmq.Context.instance().socket(zmq.SUB)
+    subscriber.setsockopt(zmq.LINGER, 0)
+    subscriber.setsockopt(zmq.SUBSCRIBE, b"")
+    subscriber.connect(f"tcp://127.0.0.1:{shared_node.mesh_port}")
+    def subscribed() -> bool:  # PUB drops what is sent before the subscription lands (slow joiner)
+        shared_node.submit({"command": "true"})
+        return bool(subscriber.poll(200))
+
+    try:
+        wait_for(subscribed, timeout_s=10)
+        while subscriber.poll(100):  # drain, then look for the heartbeat of one new allocation
+            subscriber.recv_multipart()
+        record = shared_node.submit(SLEEP, {"cpu": 1.5}).json()
+        expected = shared_node.resources()["allocated"]["cpu"]
+        assert subscriber.poll(2000), "no heartbeat within 2 s of the change"
+        beat = Heartbeat.decode(subscriber.recv_multipart())
+        while beat.allocated["cpu"] != expected and subscriber.poll(2000):
+            beat = Heartbeat.decode(subscriber.recv_multipart())
+        assert beat.node_id == shared_node.node_id and beat.allocated["cpu"] == expected
+        shared_node.api("DELETE", f"/api/workloads/{record['id']}")
+    finally:
+        subscriber.close()
+
+
+def test_supervisorctl_by_hand_and_the_ledger_agree(shared_node: Node) -> None:
+    node = shared_node
+    before = node.resources()["allocated"]
+    record = node.submit(SLEEP, {"cpu": 1}).json()
+    program = f"workloads:wl-{record['id']}"
+
+    node.supervisorctl("restart", program)  # an operator's ordinary move: it runs, and the ledger says so
+    restarted = wait_for(lambda: (view := node.workload(record["id"]))["status"] == "running"
+                         and view["process_pid"] not in (None, record["process_pid"]) and view, timeout_s=15)
+    assert restarted["desired"] == "run" and restarted["process_pid"] == node.program_pid(program)
+    assert node.resources()["allocated"]["cpu"] == before["cpu"] + 1
+
+    node.supervisorctl("stop", program)
+    wait_for(lambda: node.workload(record["id"])["status"] == "stopped", timeout_s=15)
+    assert node.resources()["allocated"] == before
+    node.supervisorctl("start", program)
+    started = wait_for(lambda: (view := node.workload(record["id"]))["status"] == "running" and view, timeout_s=15)
+    assert started["desired"] == "run" and node.resources()["allocated"]["cpu"] == before["cpu"] + 1
+
+    assert node.api("POST", f"/api/workloads/{record['id']}/stop").json()["status"] == "stopped"
+    assert " RUNNING " not in node.supervisorctl("status", program)
+    node.supervisorctl("start", program)  # by hand again, then deleted: nothing may keep running
+    wait_for(lambda: node.workload(record["id"])["status"] == "running", timeout_s=15)
+    assert node.api("DELETE", f"/api/workloads/{record['id']}").json()["deleted"] is True
+    assert f"wl-{record['id']}" not in node.supervisorctl("status")
+    assert not psutil.pid_exists(started["process_pid"]) or \
+        psutil.Process(started["process_pid"]).status() == psutil.STATUS_ZOMBIE
+    assert node.resources()["allocated"] == before

@@ -1,0 +1,182 @@
+"""Slow clients cannot starve anything: a request must arrive whole, by a deadline, before a thread takes it
+(``cnetd.common.http_worker``). The server-level tests run one small app under gunicorn with our worker and,
+as the control that shows they can fail, with stock ``gthread``; the node-level test trickles 150 clients
+at the API and at a service while their health checks keep answering."""
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+import pytest
+import requests
+
+from tests.support.nodes import Node, free_port, wait_until_answers
+from tests.support.trickle import ENDLESS_HEAD, Tricklers, p99, probe
+
+REPO = Path(__file__).resolve().parents[2]
+DEADLINE_WORKER = "cnetd.common.http_worker.DeadlineWorker"
+
+
+@contextlib.contextmanager
+def slow_app(worker_class: str, timeout_s: float = 30.0, threads: int = 2) -> Iterator[int]:
+    """tests.support.slow_app under gunicorn (one worker, ``threads`` threads); yields its port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--worker-class", worker_class, "--workers", "1", "--threads",
+         str(threads), "--bind", f"127.0.0.1:{port}", "--no-control-socket", "--config", "python:tests.support.slow_app",
+         "tests.support.slow_app:app"],
+        cwd=REPO, env={**os.environ, "SLOW_APP_TIMEOUT_S": str(timeout_s)}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/health", process=process)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def read_answer(connection: socket.socket) -> tuple[int, dict]:
+    connection.settimeout(20)
+    answer = http.client.HTTPResponse(connection)
+    answer.begin()
+    return answer.status, orjson.loads(answer.read())
+
+
+@pytest.mark.parametrize("worker_class, answers", [(DEADLINE_WORKER, True), ("gthread", False)])
+def test_trickling_clients_cannot_take_the_threads(worker_class: str, answers: bool) -> None:
+    with slow_app(worker_class) as port, Tricklers(port, count=20, interval_s=0.5):
+        time.sleep(1)  # every trickler has sent bytes: stock gthread has given each of its threads to one
+        latencies = probe(f"http://127.0.0.1:{port}/health", duration_s=2, interval_s=0.5)
+    assert (max(latencies) < 5) == answers, latencies
+
+
+def test_a_trickled_request_meets_its_deadline_and_a_slow_complete_one_does_not() -> None:
+    with slow_app(DEADLINE_WORKER, timeout_s=2) as port:
+        slow_but_whole = socket.create_connection(("127.0.0.1", port))  # control: whole within the deadline
+        for byte in b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n":
+            slow_but_whole.send(bytes([byte]))
+            time.sleep(0.02)
+        assert read_answer(slow_but_whole) == (200, {"status": "healthy"})
+        slow_but_whole.close()
+
+        trickled = socket.create_connection(("127.0.0.1", port))
+        trickled.sendall(ENDLESS_HEAD)
+        started = time.monotonic()
+        trickled.setblocking(False)
+        answer = b""
+        while time.monotonic() - started < 20 and not answer:
+            with contextlib.suppress(BlockingIOError):
+                answer = trickled.recv(4096)
+            try:
+                trickled.send(b"a")
+            except BlockingIOError:
+                pass
+            except OSError:  # closed: what it answered is waiting to be read
+                trickled.setblocking(True)
+                trickled.settimeout(5)
+                answer = trickled.recv(4096)
+            time.sleep(0.2)
+        trickled.close()
+        took_s = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 ") and b'"error": "request_timeout"' in answer, answer
+    assert took_s < 15, took_s  # cut near its 2 s deadline, though it never stopped sending
+
+
+BIG_BODY = 300 * 1024  # above what the event loop holds: the thread reads it, under the deadline
+
+
+@pytest.mark.parametrize("pause_s, status", [(0.0, 200), (0.5, 408)])
+def test_a_large_body_must_keep_a_minimum_rate(pause_s: float, status: int) -> None:
+    with slow_app(DEADLINE_WORKER, timeout_s=2) as port:
+        connection = socket.create_connection(("127.0.0.1", port))
+        connection.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                           b"Content-Length: %d\r\n\r\n" % BIG_BODY)
+        sent = 0
+        with contextlib.suppress(OSError):  # the server may cut the slow one while it still sends
+            while sent < BIG_BODY:
+                piece = 64 * 1024 if not pause_s else 1024
+                connection.sendall(b"x" * min(piece, BIG_BODY - sent))
+                sent += piece
+                time.sleep(pause_s)
+                if pause_s and sent > 16 * 1024:
+                    break  # far below 16 KiB/s: the deadline has passed
+        code, body = read_answer(connection)
+        connection.close()
+    assert code == status, body
+    if status == 200:
+        assert body == {"received_bytes": BIG_BODY}
+    else:
+        assert body["error"] == "request_timeout"
+
+
+def test_keep_alive_pipelining_split_bodies_and_expect_continue_still_work() -> None:
+    with slow_app(DEADLINE_WORKER) as port:
+        with requests.Session() as session:
+            assert [session.get(f"http://127.0.0.1:{port}/health").ok for _ in range(3)] == [True] * 3
+
+        pipelined = socket.create_connection(("127.0.0.1", port))
+        pipelined.settimeout(10)
+        pipelined.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        answers = b""
+        while answers.count(b'"healthy"') < 2:
+            chunk = pipelined.recv(4096)
+            assert chunk, answers
+            answers += chunk
+        pipelined.close()
+
+        split = socket.create_connection(("127.0.0.1", port))
+        split.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n")
+        time.sleep(0.3)
+        split.sendall(b'{"a":1}')
+        assert read_answer(split) == (200, {"received_bytes": 7})
+        split.close()
+
+        continued = socket.create_connection(("127.0.0.1", port))
+        continued.settimeout(10)
+        continued.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                          b"Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n")
+        assert continued.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        continued.sendall(b"x" * 1000)
+        assert read_answer(continued) == (200, {"received_bytes": 1000})
+        continued.close()
+
+
+def test_a_stalled_body_gets_408_and_nothing_is_left(start_node) -> None:
+    node = start_node(api={"client_timeout_s": 1})
+    before = node.resources()
+    head = (b"POST /api/workloads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200\r\n\r\n{\"type\": \"process\"")
+    connection = socket.create_connection(("127.0.0.1", node.port))
+    connection.sendall(head)
+    status, body = read_answer(connection)
+    connection.close()
+    assert status == 408 and body["error"] == "request_timeout", body
+    assert node.resources() == before and node.api("GET", "/api/workloads").json()["count"] == 0
+    assert "Traceback" not in node.log("api.log")
+
+
+def test_150_trickling_clients_starve_neither_the_api_nor_a_service(start_node) -> None:
+    node: Node = start_node(health={"interval_s": 2})
+    record = node.submit({"cascade_type": "face"}, {"cpu": 1}, workload_type="opencv").json()
+    assert record["status"] == "running", record
+    service_port = int(record["endpoint"].rsplit(":", 1)[1])
+    with Tricklers(node.port, 150, interval_s=4), Tricklers(service_port, 150, interval_s=4):
+        api_latencies, service_latencies = [], []
+        for _ in range(4):  # interleaved, 16 s in all: several health-check rounds of the node's own
+            api_latencies += probe(f"{node.url}/api/health", duration_s=2)
+            service_latencies += probe(f"{record['endpoint']}/health", duration_s=2)
+    assert p99(api_latencies) < 1 and p99(service_latencies) < 1, (api_latencies, service_latencies)
+    after = node.workload(record["id"])
+    assert after["status"] == "running" and after["restarts"] == 0, after
