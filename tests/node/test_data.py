@@ -19,7 +19,7 @@ import requests
 from ledger.records import Resources, WorkloadRecord
 from ledger.store import Ledger
 from tests.support.nodes import VENV_BIN, Node, running, wait_for
-from tests.support.services import run_service
+from tests.support.services import standalone_service
 
 STORAGE = 20_000_000
 
@@ -190,7 +190,7 @@ def test_data_is_deleted_not_stopped(node: Node) -> None:
 def gateway(tmp_path_factory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("objects")
     (base / "hello.txt").write_bytes(b"hello world")
-    yield from run_service(tmp_path_factory.mktemp("gateway-logs"), "cnet-gateway-data", "--base-path", str(base),
+    yield from standalone_service(tmp_path_factory.mktemp("gateway-logs"), "cnet-gateway-data", "--base-path", str(base),
                            "--bucket", "cnet")
 
 
@@ -234,7 +234,7 @@ def test_swapping_a_directory_for_a_link_never_escapes_the_gateway(tmp_path) -> 
             os.symlink(outside, base / "d")
             os.unlink(base / "d")
             os.rename(base / "d.real", base / "d")
-    service = run_service(tmp_path, "cnet-gateway-data", "--base-path", str(base), "--bucket", "cnet")
+    service = standalone_service(tmp_path, "cnet-gateway-data", "--base-path", str(base), "--bucket", "cnet")
     url = next(service)
     swapper = threading.Thread(target=swap)
     swapper.start()

@@ -10,14 +10,14 @@ import pytest
 import requests
 
 from tests.support.assets import ASTRONAUT, COFFEE, YOLO_MODEL, iou, png_bomb
-from tests.support.services import run_service
+from tests.support.services import standalone_service
 
 MAX_IMAGE_BYTES = 2_000_000
 
 
 def start_service(tmp_path_factory, *argv: str) -> Iterator[str]:
     log_dir = tmp_path_factory.mktemp("service")
-    yield from run_service(log_dir, *argv, "--max-image-bytes", str(MAX_IMAGE_BYTES))
+    yield from standalone_service(log_dir, *argv, "--max-image-bytes", str(MAX_IMAGE_BYTES))
     assert any(log_dir.glob("*_service_*.log"))
 
 

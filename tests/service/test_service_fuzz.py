@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
-from tests.support.services import run_service
+from tests.support.services import standalone_service
 
 EXAMPLES = int(os.environ.get("CNET_FUZZ_EXAMPLES", "50"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -40,7 +40,7 @@ json_bodies = st.one_of(
 
 @pytest.fixture(scope="module")
 def yolo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from run_service(tmp_path_factory.mktemp("yolo"), "cnet-inference-yolo", "--model", YOLO_MODEL,
+    yield from standalone_service(tmp_path_factory.mktemp("yolo"), "cnet-inference-yolo", "--model", YOLO_MODEL,
                            "--max-image-bytes", "2000000")
 
 
@@ -50,7 +50,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for name in ("a.txt", "dir/b.bin", "dir/sub/c.json", "ü ñ.txt"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(os.urandom(100))
-    yield from run_service(tmp_path_factory.mktemp("gateway"), "cnet-gateway-data", "--base-path", str(root),
+    yield from standalone_service(tmp_path_factory.mktemp("gateway"), "cnet-gateway-data", "--base-path", str(root),
                            "--bucket", "fuzz")
 
 

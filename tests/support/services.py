@@ -8,7 +8,7 @@ from typing import Iterator
 from tests.support.nodes import VENV_BIN, free_port, wait_until_answers
 
 
-def run_service(log_dir: Path, *argv: str) -> Iterator[str]:
+def standalone_service(log_dir: Path, *argv: str) -> Iterator[str]:
     """Start ``argv`` (a console script and its options) with --port and --log-dir; yield its URL; stop it."""
     port = free_port()
     process = subprocess.Popen([str(VENV_BIN / argv[0]), *argv[1:], "--port", str(port), "--log-dir", str(log_dir)],
