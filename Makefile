@@ -24,7 +24,7 @@ venv: $(STAMP)
 
 build: venv
 	mkdir -p bin
-	for script in cnetd cnet-agent cnet-tap cnet-inference-yolo cnet-inference-opencv cnet-gateway-data; do ln -sf ../$(BIN)/$$script bin/$$script; done
+	for script in cnet cnetd cnet-agent cnet-tap cnet-inference-yolo cnet-inference-opencv cnet-gateway-data; do ln -sf ../$(BIN)/$$script bin/$$script; done
 
 run: build
 	$(BIN)/cnetd -config $(CONFIG)

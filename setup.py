@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="Edge-cluster agent: runs processes, containers and model services across a tree of nodes",
     python_requires=">=3.10",
-    packages=["cnetd", "cnetd.api", "mesh", "ledger", "workers", "inference", "gateway", "ui"],
+    packages=["cnetd", "cnetd.api", "cnetd.cli", "cnetd.common", "mesh", "ledger", "workers", "inference", "gateway", "ui"],
     package_data={"ui": ["static/*.html", "static/*.css", "static/js/*.js"]},
     install_requires=[
         "pyzmq>=25",
@@ -18,6 +18,11 @@ setup(
         "lmdb>=1.4",
         "pyyaml>=6",
         "psutil>=5.9",
+        "click>=8.1",  # the cnet command line: commands,
+        "rich>=13",  # tables and progress bars,
+        "humanfriendly>=10",  # sizes and ages people read and write,
+        "requests>=2.31",
+        "requests-toolbelt>=1.0",  # and uploads streamed from disk
         "nvidia-ml-py>=12",
         "onnxruntime>=1.16",
         "opencv-python-headless>=4.10,<5",
@@ -34,6 +39,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
+            "cnet=cnetd.cli.main:main",
             "cnetd=cnetd.main:main",
             "cnet-agent=cnetd.main:main",
             "cnet-tap=mesh.tap:main",

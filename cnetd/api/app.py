@@ -16,7 +16,7 @@ from cnetd.api.nodes import Health, NodeEntry, NodeRegistration, NodeResources, 
 from cnetd.api.pages import Console, Metrics, OpenApi
 from cnetd.api.predict import WorkloadPredict
 from cnetd.api.remote import RemoteWorkloads
-from cnetd.api.workloads import Workload, WorkloadLogs, Workloads, WorkloadStop
+from cnetd.api.workloads import Workload, WorkloadLogs, WorkloadLogStream, Workloads, WorkloadStop
 from cnetd.common.request_metrics import RequestMetrics
 from cnetd.common.web import install_error_rendering
 from cnetd.delegation import DELEGATION_BUDGET_S
@@ -33,7 +33,8 @@ ROUTES: tuple[tuple[str, type[Resource]], ...] = (
     ("/api/health", Health), ("/api/resources", NodeResources), ("/api/nodes", Nodes),
     ("/api/nodes/register", NodeRegistration), ("/api/nodes/{node_id}", NodeEntry), ("/api/workloads", Workloads),
     ("/api/workloads/{workload_id}", Workload), ("/api/workloads/{workload_id}/stop", WorkloadStop),
-    ("/api/workloads/{workload_id}/logs", WorkloadLogs), ("/api/workloads/{workload_id}/predict", WorkloadPredict),
+    ("/api/workloads/{workload_id}/logs", WorkloadLogs), ("/api/workloads/{workload_id}/logs/{stream}", WorkloadLogStream),
+    ("/api/workloads/{workload_id}/predict", WorkloadPredict),
     ("/api/data", DataList), ("/api/data/{data_key}", DataItem), ("/api/openapi.json", OpenApi),
     ("/metrics", Metrics), ("/", Console),
 )

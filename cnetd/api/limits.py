@@ -1,4 +1,6 @@
 """Bounds on what one API request may ask for, shared by the handlers and the OpenAPI document."""
 
 LOG_TAIL_DEFAULT, LOG_TAIL_MAX = 200, 10_000
+LOG_CHUNK_MAX_BYTES = 1 << 20  # one read of a log followed from an offset
+LOG_STREAMS = ("stdout", "stderr")
 PREDICT_MAX_BYTES = 20 * 1024 * 1024  # the inference services' own image limit

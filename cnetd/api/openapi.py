@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnetd import __version__
-from cnetd.api.limits import LOG_TAIL_MAX, PREDICT_MAX_BYTES
+from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_STREAMS, LOG_TAIL_MAX, PREDICT_MAX_BYTES
 from cnetd.submission import MAX_REQUIREMENT
 from ledger.records import RESOURCE_KINDS
 from workers.registry import EXECUTORS
@@ -49,10 +49,9 @@ def _errors(*codes: str) -> dict[str, Any]:
     return {code: _answer(_ERROR_MEANINGS[code], "Error") for code in codes}
 
 
-# Refused by the HTTP server (gunicorn) before the API sees the request, with its own HTML page.
-_SERVER_LIMITS = {code: {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
-                  for code, description in (("414", "request line over 4094 bytes"),
-                                            ("431", "request headers too large"))}
+# Refused by the HTTP server before the API sees the request (in the same JSON shape).
+_SERVER_LIMITS = {code: _answer(description, "Error") for code, description in (
+    ("414", "request line over 4094 bytes"), ("431", "request headers too large"))}
 
 
 def _operation(summary: str, ok: tuple[str, str, dict[str, Any]], *errors: str,
@@ -151,6 +150,9 @@ SCHEMAS: dict[str, Any] = {
     "Logs": {"type": "object", "required": ["id", "tail", "stdout", "stderr"], "properties": {
         "id": {"type": "string"}, "tail": {"type": "integer"}, "stdout": {"type": "string"},
         "stderr": {"type": "string"}}},
+    "LogChunk": {"type": "object", "required": ["id", "stream", "offset", "next_offset", "data"], "properties": {
+        "id": {"type": "string"}, "stream": {"type": "string", "enum": list(LOG_STREAMS)},
+        "offset": {"type": "integer"}, "next_offset": {"type": "integer"}, "data": {"type": "string"}}},
     "Prediction": {"type": "object", "required": ["image"], "properties": {
         "image": {"type": "string", "description": "base64 (a data: prefix is allowed)"},
         "confidence": {"type": "number", "minimum": 0, "maximum": 1},
@@ -213,6 +215,12 @@ def document() -> dict[str, Any]:
             "The last lines of its stdout and stderr", _ok("Logs"), "400", "404", "503", parameters=[
                 {"name": "tail", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 0, "maximum": LOG_TAIL_MAX}}], **_SECURED)},
+        "/api/workloads/{workload_id}/logs/{stream}": {"parameters": [_PATH_ID, {
+            "name": "stream", "in": "path", "required": True, "schema": {"type": "string", "enum": list(LOG_STREAMS)}}],
+            "get": _operation(f"One stream from byte `offset` on (at most {LOG_CHUNK_MAX_BYTES} bytes): follow a log",
+                              _ok("LogChunk"), "400", "404", "503", parameters=[
+                                  {"name": "offset", "in": "query", "required": False,
+                                   "schema": {"type": "integer", "minimum": 0}}], **_SECURED)},
         "/api/workloads/{workload_id}/predict": {"parameters": [_PATH_ID], "post": _operation(
             "Relay a prediction to a running mlmodel / opencv service", _ok("Detections"),
             "400", "401", "404", "408", "409", "413", "503",

@@ -8,12 +8,12 @@ import falcon
 
 from cnetd.api import uploads
 from cnetd.api.base import Resource, proxied, settled
-from cnetd.api.limits import LOG_TAIL_DEFAULT, LOG_TAIL_MAX
+from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_STREAMS, LOG_TAIL_DEFAULT, LOG_TAIL_MAX
 from cnetd.common.errors import Invalid, NotFound
 from cnetd.common.web import read_json, send
 from cnetd.delegation import DELEGATION_BUDGET_S
 from cnetd.health import healthy
-from cnetd.logtail import tail_lines
+from cnetd.logtail import read_from, tail_lines
 from cnetd.submission import Delegation, parse_delegation, parse_submission
 from ledger.records import Status, WorkloadRecord
 
@@ -141,3 +141,24 @@ class WorkloadLogs(Resource):
         send(resp, {"id": record.id, "tail": lines,
                     "stdout": tail_lines(paths.workload_log(record.id, "stdout"), lines),
                     "stderr": tail_lines(paths.workload_log(record.id, "stderr"), lines)})
+
+
+class WorkloadLogStream(Resource):
+    """GET /api/workloads/{id}/logs/{stream}?offset=N: what one stream holds from byte N on (at most
+    LOG_CHUNK_MAX_BYTES), and ``next_offset``: how ``cnet logs -f`` follows a log without repeating it."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, workload_id: str, stream: str) -> None:
+        record = self.deps.ledger.get(workload_id)
+        if stream not in LOG_STREAMS:
+            raise Invalid(f"stream: expected one of {', '.join(LOG_STREAMS)}, got {stream!r}")
+        raw = req.params.get("offset", "0")
+        if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18):
+            raise Invalid("offset: expected one whole number of bytes")
+        if record.remote:
+            status, body = self.deps.remote.act(record, "GET", f"/logs/{stream}?offset={int(raw)}")
+            send(resp, body, status)
+            return
+        data, next_offset = read_from(self.deps.config.paths.workload_log(record.id, stream), int(raw),
+                                      LOG_CHUNK_MAX_BYTES)
+        send(resp, {"id": record.id, "stream": stream, "offset": next_offset - len(data.encode()),
+                    "next_offset": next_offset, "data": data})

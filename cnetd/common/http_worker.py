@@ -26,6 +26,8 @@ import struct
 import time
 from functools import partial
 
+import gunicorn.util
+import orjson
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import ThreadWorker, TConn
 
@@ -71,10 +73,13 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
 
 
-def _timeout_answer(timeout_s: float) -> bytes:
-    body = b'{"error": "request_timeout", "message": "the request did not arrive within %g s"}' % timeout_s
-    return (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+def json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """An answer from the server itself (a request line too long, a malformed header, a request past its
+    deadline) in the shape of every CNET error; it replaces gunicorn's HTML page (``gunicorn.util.write_error``)."""
+    body = orjson.dumps({"error": reason.lower().replace(" ", "_").replace("-", "_"), "message": mesg or reason})
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    gunicorn.util.write_nonblock(sock, head.encode("latin1") + body)
 
 
 class _SlowClientLines(logging.Filter):
@@ -94,6 +99,7 @@ class DeadlineWorker(ThreadWorker):
     min_rate_bytes_s: float = DEFAULT_MIN_RATE_BYTES_S
 
     def init_process(self) -> None:
+        gunicorn.util.write_error = json_error
         self._waiting: set[_Conn] = set()
         self.log.error_log.addFilter(_SlowClientLines())
         super().init_process()
@@ -163,7 +169,7 @@ class DeadlineWorker(ThreadWorker):
         for conn in [conn for conn in self._waiting if conn.arrival.remaining_s() <= 0]:
             self._stop_waiting(conn)
             try:
-                conn.sock.send(_timeout_answer(self.timeout_s))
+                json_error(conn.sock, 408, "Request Timeout", f"the request did not arrive within {self.timeout_s:g} s")
             except OSError:
                 pass
             self.log.info("closed a connection from %s whose request did not arrive in time", conn.client)

@@ -84,3 +84,18 @@ def test_fields_found_by_fuzzing_are_refused(shared_node: Node, field: dict) -> 
     answer = shared_node.api("POST", "/api/workloads", json={"type": "opencv", **field})
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_request", answer.text
     assert shared_node.api("GET", "/api/workloads").json()["count"] == 0
+
+
+@pytest.mark.parametrize("headers, query, status, code", [
+    ({}, "tail=" + "9" * 5000, 414, "uri_too_long"),  # refused by the HTTP server itself
+    ({"X-Padding": "p" * 9000}, "", 431, "request_header_fields_too_large"),  # one header over its field limit
+    ({}, "tail=5", 200, None),  # control: the same request, of a sane size
+])
+def test_what_the_http_server_refuses_is_json_too(shared_node: Node, headers: dict, query: str, status: int,
+                                                   code: str | None) -> None:
+    record = shared_node.submit({"command": "true"}).json()
+    answer = requests.get(f"{shared_node.url}/api/workloads/{record['id']}/logs?{query}", headers=headers, timeout=30)
+    assert answer.status_code == status and answer.headers["Content-Type"].startswith("application/json"), answer.text
+    if code:
+        assert answer.json()["error"] == code
+    shared_node.api("DELETE", f"/api/workloads/{record['id']}")

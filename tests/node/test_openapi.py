@@ -12,6 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from cnetd.api import openapi
@@ -20,8 +21,12 @@ from tests.support.nodes import Node, held_by, running
 
 TOKEN = "fuzz-token"
 EXAMPLES = int(os.environ.get("CNET_FUZZ_EXAMPLES", "50"))  # per operation and mode: under a minute here
+# Invalid data is rejected by any 4xx schemathesis knows, and by the HTTP server's own (documented) 414 and
+# 431: a query too long to be a request line is refused before the API sees it.
+REJECTIONS = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": [
+    "400", "401", "403", "404", "405", "406", "409", "414", "415", "421", "422", "428", "429", "431", "5xx"]}}})
 OPERATIONS = {result.ok().label: result.ok()
-              for result in schemathesis.openapi.from_dict(openapi.document()).get_all_operations()}
+              for result in schemathesis.openapi.from_dict(openapi.document(), config=REJECTIONS).get_all_operations()}
 
 
 def _operation(label: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ FIRST_PARTY = ("cnetd", "ledger", "mesh", "workers", "inference", "gateway", "ui
 # Each layer, and the CNET packages or modules it may import (besides itself).
 ALLOWED = {
     "cnetd.common": (),
+    "cnetd.cli": ("cnetd.common",),  # a client of the API, nothing of the daemon
     "ledger": ("cnetd.common",),
     "mesh": ("cnetd.common", "ledger"),
     "inference": ("cnetd.common",),
@@ -24,8 +25,10 @@ ALLOWED = {
 }
 NODE_PROGRAMS = ("cnetd.main", "cnetd.api.app", "cnetd.register", "cnetd.scheduler", "cnetd.monitor")
 SERVICE_PROGRAMS = ("inference.yolo_service", "inference.opencv_service", "gateway.server")
+CLI_PROGRAMS = ("cnetd.cli.main",)
 NOT_IN_NODE_PROCESSES = ("onnxruntime", "cv2", "torch", "docker")
 NOT_IN_SERVICES = ("lmdb", "zmq", "supervisor", "docker")
+NOT_IN_THE_CLI = ("lmdb", "zmq", "supervisor", "docker", "falcon", "cv2", "onnxruntime", "torch")  # cv2: --draw only
 
 
 def module_name(path: Path) -> str:
@@ -95,7 +98,8 @@ def loaded_at_start(program: str, sources: dict[str, str]) -> set[str]:
 
 def heavy_violations(sources: dict[str, str]) -> list[str]:
     violations = []
-    for programs, forbidden in ((NODE_PROGRAMS, NOT_IN_NODE_PROCESSES), (SERVICE_PROGRAMS, NOT_IN_SERVICES)):
+    for programs, forbidden in ((NODE_PROGRAMS, NOT_IN_NODE_PROCESSES), (SERVICE_PROGRAMS, NOT_IN_SERVICES),
+                                (CLI_PROGRAMS, NOT_IN_THE_CLI)):
         for program in programs:
             loaded = loaded_at_start(program, sources)
             violations += [f"{program} loads {name} at start" for name in forbidden
@@ -117,6 +121,7 @@ def test_heavy_libraries_load_only_where_they_are_used() -> None:
     ("workers.base", "import cnetd.api.app", layering_violations),
     ("workers.registry", "import onnxruntime", heavy_violations),  # the scheduler imports the registry
     ("inference.service", "from ledger.store import Ledger", heavy_violations),  # lmdb in a service
+    ("cnetd.cli.views", "import cv2", heavy_violations),  # OpenCV at the CLI's every start
 ])
 def test_the_checks_find_a_planted_violation(module: str, planted: str, check) -> None:
     assert check({**SOURCES, module: SOURCES[module] + "\n" + planted + "\n"}) != []

@@ -1,0 +1,72 @@
+"""The node as the command line sees it: JSON over HTTP with the bearer token, every refusal one exception
+carrying the node's own message."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
+
+DEFAULT_ADDR = "http://127.0.0.1:8080"
+TIMEOUT_S = 120  # a submission waits for its service to be ready
+
+
+class Refused(Exception):
+    """The node said no (its message), or could not be reached."""
+
+
+class NodeClient:
+    def __init__(self, addr: str, token: str | None) -> None:
+        self.addr = addr.rstrip("/")
+        self.http = requests.Session()
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            answer = self.http.request(method, self.addr + path, timeout=kwargs.pop("timeout", TIMEOUT_S), **kwargs)
+        except requests.RequestException as exc:
+            raise Refused(f"cannot reach the node at {self.addr}: {exc}") from None
+        if answer.status_code >= 400:
+            try:
+                body = answer.json()
+                message = f"{body.get('error', answer.status_code)}: {body.get('message', answer.text)}"
+            except ValueError:
+                message = f"{answer.status_code}: {answer.text.strip()[:500]}"
+            raise Refused(message)
+        return answer
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.call("GET", path, params=params).json()
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.call("POST", path, json=body).json()
+
+    def delete(self, path: str) -> Any:
+        return self.call("DELETE", path).json()
+
+    def predict(self, workload_id: str, image: bytes, content_type: str, params: dict[str, Any]) -> Any:
+        return self.call("POST", f"/api/workloads/{workload_id}/predict", data=image, params=params,
+                         headers={"Content-Type": content_type}).json()
+
+    def upload(self, path: Path, on_progress: Callable[[int, int], None]) -> Any:
+        """Upload a file or a directory (its relative paths kept) as one data workload, streamed from disk;
+        ``on_progress(sent, total)`` as bytes go."""
+        files = [path] if path.is_file() else sorted(item for item in path.rglob("*") if item.is_file())
+        if not files:
+            raise Refused(f"{path}: no files to upload")
+        base = path.parent
+        handles = [open(item, "rb") for item in files]
+        try:
+            fields = [("type", "data"), ("name", path.name),
+                      *(("file", (str(item.relative_to(base)) if path.is_dir() else item.name, handle,
+                                  "application/octet-stream")) for item, handle in zip(files, handles))]
+            encoder = MultipartEncoder(fields=fields)
+            monitor = MultipartEncoderMonitor(encoder, lambda m: on_progress(m.bytes_read, m.len))
+            return self.call("POST", "/api/workloads", data=monitor, timeout=None,
+                             headers={"Content-Type": monitor.content_type}).json()
+        finally:
+            for handle in handles:
+                handle.close()
+

@@ -1,0 +1,230 @@
+"""``cnet``: commands over a node's API. The node is ``--addr`` / ``CNET_ADDR`` (default
+http://127.0.0.1:8080), the token ``--token`` / ``CNET_TOKEN``. A refusal prints the node's message and
+exits 1; bad usage exits 2. Reads take ``-o json`` for scripts."""
+from __future__ import annotations
+
+import mimetypes
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from cnetd.cli import views
+from cnetd.cli.client import DEFAULT_ADDR, NodeClient, Refused
+from cnetd.cli.spec import BadSpec, load, quick_process
+
+FOLLOW_INTERVAL_S = 0.5
+output_option = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
+                             help="table for people, json for scripts")
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (Refused, BadSpec) as exc:
+            click.echo(f"cnet: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Cli)
+@click.option("--addr", envvar="CNET_ADDR", default=DEFAULT_ADDR, show_default=True, help="the node's API")
+@click.option("--token", envvar="CNET_TOKEN", default=None, help="the node's auth.token")
+@click.pass_context
+def cli(ctx: click.Context, addr: str, token: str | None) -> None:
+    """Run and watch workloads on a CNET cluster through any of its nodes."""
+    ctx.obj = NodeClient(addr, token)
+
+
+@cli.command()
+@output_option
+@click.pass_obj
+def status(node: NodeClient, output: str) -> None:
+    """This node: identity, resources, neighbours."""
+    health, resources, nodes = node.get("/api/health"), node.get("/api/resources"), node.get("/api/nodes")
+    if output == "json":
+        views.as_json({"health": health, "resources": resources, "nodes": nodes})
+        return
+    views.out.print(f"node [bold]{health['node']}[/] {health['version']}, up {views.age(health['uptime_s'])}, "
+                    f"at {health['api_url']}")
+    for kind in ("capacity", "allocated", "available"):
+        views.out.print(f"  {kind:<10} {views.resources_line(resources[kind])}")
+    if nodes.get("parent") or nodes.get("children") or nodes.get("peers"):
+        views.out.print(views.neighbours(nodes))
+    else:
+        views.out.print("  neighbours none")
+
+
+@cli.command()
+@output_option
+@click.pass_obj
+def nodes(node: NodeClient, output: str) -> None:
+    """This node's parent, children and peers."""
+    view = node.get("/api/nodes")
+    views.as_json(view) if output == "json" else views.out.print(views.neighbours(view))
+
+
+@cli.command()
+@click.option("-a", "--all", "show_all", is_flag=True, help="finished workloads too")
+@output_option
+@click.pass_obj
+def ps(node: NodeClient, show_all: bool, output: str) -> None:
+    """Workloads on this node (and the ones it delegated)."""
+    listed = [view for view in node.get("/api/workloads")["workloads"]
+              if show_all or view["status"] not in views.TERMINAL]
+    views.as_json(listed) if output == "json" else views.out.print(views.workloads(listed))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("target")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--cpu", type=float, default=0.1, show_default=True, help="cores (cnet run process)")
+@click.option("--memory", default=None, help="e.g. 512MiB (cnet run process)")
+@click.option("--name", default=None, help="the workload's name (cnet run process)")
+@output_option
+@click.pass_obj
+def run(node: NodeClient, target: str, command: tuple[str, ...], cpu: float, memory: str | None,
+        name: str | None, output: str) -> None:
+    """Submit a workload: a spec file (YAML or JSON; - reads stdin), or `process -- COMMAND ARGS…`."""
+    if target == "process":
+        if not command:
+            raise click.UsageError("cnet run process needs a command: cnet run process --cpu 1 -- sleep 60")
+        body = quick_process(list(command), cpu, memory, name)
+    elif command:
+        raise click.UsageError(f"unexpected arguments after {target}: {' '.join(command)}")
+    else:
+        text = sys.stdin.read() if target == "-" else _read(target)
+        body = load(text)
+    record = node.post("/api/workloads", body)
+    views.as_json(record) if output == "json" else views.out.print(views.workloads([record]))
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="TARGET") from None
+
+
+@cli.command()
+@click.argument("workload_id")
+@output_option
+@click.pass_obj
+def show(node: NodeClient, workload_id: str, output: str) -> None:
+    """One workload, whole."""
+    record = node.get(f"/api/workloads/{workload_id}")
+    views.as_json(record) if output == "json" else print(yaml.safe_dump(record, sort_keys=False), end="")
+
+
+@cli.command()
+@click.argument("workload_id")
+@click.option("-f", "--follow", is_flag=True, help="keep printing until the workload ends")
+@click.option("--stderr", "stderr", is_flag=True, help="its stderr instead of stdout")
+@click.option("--tail", type=click.IntRange(0, 10_000), default=200, show_default=True, help="last lines (without -f)")
+@click.pass_obj
+def logs(node: NodeClient, workload_id: str, follow: bool, stderr: bool, tail: int) -> None:
+    """A workload's output. With -f, all of it and then what comes, until it ends."""
+    stream = "stderr" if stderr else "stdout"
+    if not follow:
+        print(node.get(f"/api/workloads/{workload_id}/logs", tail=tail)[stream], end="")
+        return
+    offset = 0
+    while True:
+        finished = node.get(f"/api/workloads/{workload_id}")["status"] in views.TERMINAL
+        chunk = node.get(f"/api/workloads/{workload_id}/logs/{stream}", offset=offset)
+        sys.stdout.write(chunk["data"])
+        sys.stdout.flush()
+        offset = chunk["next_offset"]
+        if finished and not chunk["data"]:
+            return
+        if not chunk["data"]:
+            time.sleep(FOLLOW_INTERVAL_S)
+
+
+@cli.command()
+@click.argument("workload_id")
+@click.pass_obj
+def stop(node: NodeClient, workload_id: str) -> None:
+    """Stop a workload (it stays listed until removed)."""
+    click.echo(f"{workload_id} {node.post(f'/api/workloads/{workload_id}/stop')['status']}")
+
+
+@cli.command()
+@click.argument("workload_id")
+@click.pass_obj
+def rm(node: NodeClient, workload_id: str) -> None:
+    """Stop and delete a workload (a data workload: its files too)."""
+    node.delete(f"/api/workloads/{workload_id}")
+    click.echo(f"{workload_id} removed")
+
+
+@cli.command()
+@click.argument("workload_id")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--confidence", type=click.FloatRange(0, 1), default=None, help="the least confidence shown")
+@click.option("--draw", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the image with its boxes here")
+@output_option
+@click.pass_obj
+def predict(node: NodeClient, workload_id: str, image: Path, confidence: float | None, draw: Path | None,
+            output: str) -> None:
+    """Detections of a model service in IMAGE."""
+    content_type = mimetypes.guess_type(image.name)[0] or "application/octet-stream"
+    params = {} if confidence is None else {"confidence": confidence}
+    answer = node.predict(workload_id, image.read_bytes(), content_type, params)
+    if draw is not None:
+        from cnetd.cli.drawing import draw_detections  # OpenCV loads only for --draw
+        draw_detections(image, answer["detections"], draw)
+    views.as_json(answer) if output == "json" else views.out.print(views.detections(answer["detections"]))
+
+
+@cli.group()
+def data() -> None:
+    """Files stored on the node (data workloads)."""
+
+
+@data.command("put")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@output_option
+@click.pass_obj
+def data_put(node: NodeClient, paths: tuple[Path, ...], output: str) -> None:
+    """Upload files or directories: one data workload each, with a progress bar."""
+    stored = []
+    with Progress("{task.description}", BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn(),
+                  console=views.out, transient=output == "json") as progress:
+        for path in paths:
+            task = progress.add_task(path.name, total=None)
+            stored.append(node.upload(path, lambda sent, total, task=task: progress.update(task, completed=sent,
+                                                                                            total=total)))
+    if output == "json":
+        views.as_json(stored)
+        return
+    for record in stored:
+        views.out.print(f"{record['data_key']} {record['name']} ({record['config']['files']} files, "
+                        f"{views.size(record['config']['size_bytes'])})")
+
+
+@data.command("ls")
+@output_option
+@click.pass_obj
+def data_ls(node: NodeClient, output: str) -> None:
+    """Stored data."""
+    items = node.get("/api/data")["data"]
+    views.as_json(items) if output == "json" else views.out.print(views.data(items))
+
+
+@data.command("rm")
+@click.argument("data_key")
+@click.pass_obj
+def data_rm(node: NodeClient, data_key: str) -> None:
+    """Delete stored data."""
+    node.delete(f"/api/data/{data_key}")
+    click.echo(f"{data_key} removed")
+
+
+def main() -> None:
+    cli(prog_name="cnet")

@@ -1,0 +1,78 @@
+"""What the command line prints: rich tables with human units, or the node's JSON as it is (``-o json``)."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Iterable
+
+import humanfriendly
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+# Piped into a script or a file, a table keeps every cell whole (rich would fit it to 80 columns).
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
+AGE_UNITS = ((86400, "d"), (3600, "h"), (60, "m"), (1, "s"))
+TERMINAL = ("completed", "failed", "stopped")
+
+
+def as_json(body: Any) -> None:
+    print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+
+
+def size(value: float | int | None) -> str:
+    return "-" if value is None else humanfriendly.format_size(value, binary=True)
+
+
+def age(seconds: float) -> str:
+    """As kubectl shows it: 42s, 5m, 3h, 2d."""
+    seconds = max(0, int(seconds))
+    count, unit = next((seconds // size, unit) for size, unit in AGE_UNITS if seconds >= size or size == 1)
+    return f"{count}{unit}"
+
+
+def since(timestamp: float | None) -> str:
+    return "-" if not timestamp else age(time.time() - timestamp)
+
+
+def resources_line(resources: dict[str, Any] | None) -> str:
+    if not resources:
+        return "-"
+    return (f"cpu {resources.get('cpu', 0):g}, memory {size(resources.get('memory'))}, "
+            f"gpu {resources.get('gpu', 0):g}, storage {size(resources.get('storage'))}")
+
+
+def table(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> Table:
+    grid = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        grid.add_column(column, no_wrap=True)
+    for row in rows:
+        grid.add_row(*("-" if cell is None or cell == "" else str(cell) for cell in row))
+    return grid
+
+
+def workloads(views: list[dict[str, Any]]) -> Table:
+    return table(("ID", "NAME", "TYPE", "STATUS", "NODE", "ENDPOINT", "AGE"),
+                 ((view["id"], view["name"], view["type"], view["status"], view.get("node"), view.get("endpoint"),
+                   since(view.get("created_at"))) for view in views))
+
+
+def neighbours(view: dict[str, Any]) -> Table:
+    entries = [*([view["parent"]] if view.get("parent") else []), *view.get("children", []), *view.get("peers", [])]
+    return table(("ID", "ROLE", "STATUS", "API", "FREE", "LAST SEEN"),
+                 ((entry["id"], entry["role"], entry["status"], entry["api_url"],
+                   resources_line((entry.get("resources") or {}).get("available")),
+                   age(entry["last_seen_s"]) if entry.get("last_seen_s") is not None else "-")
+                  for entry in entries))
+
+
+def data(items: list[dict[str, Any]]) -> Table:
+    return table(("KEY", "NAME", "KIND", "FILES", "SIZE", "AGE"),
+                 ((item["data_key"], item["name"], item["kind"], item.get("file_count"), size(item.get("size_bytes")),
+                   since(item.get("created_at"))) for item in items))
+
+
+def detections(found: list[dict[str, Any]]) -> Table:
+    return table(("CLASS", "CONFIDENCE", "BOX (x1, y1, x2, y2)"),
+                 ((item["class"], f"{item['confidence']:.3f}", ", ".join(f"{v:.0f}" for v in item["bbox"]))
+                  for item in found))

@@ -1,0 +1,114 @@
+"""The real ``cnet`` command against a real node with a token: every command, -o json, logs -f to the end,
+a directory upload, predict --draw; a refusal exits 1 with the node's message, bad usage exits 2."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import cv2
+import orjson
+import pytest
+
+from tests.support.assets import ASTRONAUT
+from tests.support.nodes import MIB, VENV_BIN, Node
+
+TOKEN = "cli-token"
+NODE = {"token": TOKEN}
+
+
+def cnet(node: Node, *argv: str, stdin: str | None = None, token: str = TOKEN) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CNET_ADDR": node.url, "CNET_TOKEN": token}
+    return subprocess.run([str(VENV_BIN / "cnet"), *argv], env=env, input=stdin, capture_output=True, text=True,
+                          timeout=120)
+
+
+def json_of(node: Node, *argv: str, stdin: str | None = None) -> object:
+    """``argv`` with ``-o json`` after its command (before a ``--`` that ends cnet's own options)."""
+    command = 2 if argv[0] == "data" else 1
+    done = cnet(node, *argv[:command], "-o", "json", *argv[command:], stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(done.stdout)
+
+
+def test_status_nodes_and_ps_read_the_node(node: Node) -> None:
+    status = cnet(node, "status")
+    assert status.returncode == 0 and node.node_id in status.stdout and "capacity" in status.stdout, status.stderr
+    assert json_of(node, "status")["health"]["node"] == node.node_id
+    assert json_of(node, "nodes")["self"]["id"] == node.node_id
+    assert cnet(node, "nodes").returncode == 0
+    assert isinstance(json_of(node, "ps"), list)
+
+
+def test_run_a_quick_process_and_follow_its_logs_to_the_end(node: Node) -> None:
+    started = json_of(node, "run", "process", "--cpu", "0.2", "--name", "greeter", "--",
+                      "sh", "-c", "echo hello; sleep 2; echo bye")
+    assert started["name"] == "greeter" and started["requirements"]["cpu"] == 0.2
+    followed = cnet(node, "logs", started["id"], "-f")  # returns once the workload has ended
+    assert followed.returncode == 0 and followed.stdout == "hello\nbye\n", followed
+    assert node.workload(started["id"])["status"] == "completed"
+    assert cnet(node, "logs", started["id"], "--tail", "1").stdout == "bye\n"
+    listed = cnet(node, "ps").stdout
+    assert started["id"] not in listed and started["id"] in cnet(node, "ps", "--all").stdout  # finished: --all only
+    assert cnet(node, "rm", started["id"]).returncode == 0
+
+
+def test_run_a_spec_file_or_stdin_with_sizes(node: Node, tmp_path: Path) -> None:
+    spec = tmp_path / "sleeper.yaml"
+    spec.write_text("type: process\nname: sleeper\nconfig: {command: sleep, args: ['60']}\n"
+                    "requirements: {cpu: 0.1, memory: 64MiB}\n")
+    record = json_of(node, "run", str(spec))
+    assert record["status"] == "running" and record["requirements"]["memory"] == 64 * MIB
+    shown = cnet(node, "show", record["id"])
+    assert shown.returncode == 0 and "name: sleeper" in shown.stdout
+    assert cnet(node, "stop", record["id"]).stdout.strip() == f"{record['id']} stopped"
+    assert cnet(node, "rm", record["id"]).returncode == 0
+    from_stdin = json_of(node, "run", "-", stdin='{"type": "process", "config": {"command": "true"}}')
+    assert from_stdin["type"] == "process"
+    cnet(node, "rm", from_stdin["id"])
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (("show", "no-such-workload"), 1, "not_found"),
+    (("run", "-"), 1, "a workload spec is a mapping"),  # stdin: nothing
+    (("run", "process", "--memory", "lots", "--", "true"), 1, "not a size"),
+    (("logs",), 2, "Missing argument"),
+    (("frobnicate",), 2, "No such command"),
+])
+def test_refusals_exit_1_with_the_reason_and_bad_usage_exits_2(node: Node, argv: tuple, code: int, words: str) -> None:
+    done = cnet(node, *argv, stdin="")
+    assert done.returncode == code and words in done.stderr, done
+
+
+def test_a_wrong_token_is_refused_and_nothing_runs(node: Node) -> None:
+    before = len(node.api("GET", "/api/workloads").json()["workloads"])
+    done = cnet(node, "run", "process", "--", "true", token="wrong")
+    assert done.returncode == 1 and "unauthorized" in done.stderr
+    assert len(node.api("GET", "/api/workloads").json()["workloads"]) == before
+
+
+def test_data_put_a_directory_ls_and_rm(node: Node, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    (photos / "2026").mkdir(parents=True)
+    (photos / "a.txt").write_bytes(b"a" * 1000)
+    (photos / "2026" / "b.txt").write_bytes(b"b" * 3000)
+    [stored] = json_of(node, "data", "put", str(photos))
+    assert stored["name"] == "photos" and stored["config"]["files"] == 2 and stored["config"]["size_bytes"] == 4000
+    assert sorted(f["rel_path"] for f in stored["files"]) == ["photos/2026/b.txt", "photos/a.txt"]
+    assert stored["data_key"] in cnet(node, "data", "ls").stdout
+    assert cnet(node, "data", "rm", stored["data_key"]).returncode == 0
+    assert stored["data_key"] not in cnet(node, "data", "ls").stdout
+
+
+def test_predict_prints_detections_and_draws_them(node: Node, tmp_path: Path) -> None:
+    service = node.submit({"cascade_type": "face"}, {"cpu": 1}, workload_type="opencv").json()
+    drawn = tmp_path / "boxes.jpg"
+    try:
+        printed = cnet(node, "predict", service["id"], ASTRONAUT, "--draw", str(drawn))
+        assert printed.returncode == 0 and "face" in printed.stdout, printed
+        answer = json_of(node, "predict", service["id"], ASTRONAUT, "--confidence", "0.2")
+        assert answer["count"] >= 1
+        original, boxed = cv2.imread(ASTRONAUT), cv2.imread(str(drawn))
+        assert boxed.shape == original.shape and (boxed != original).any()  # the same picture, boxes on it
+    finally:
+        node.api("DELETE", f"/api/workloads/{service['id']}")
