@@ -11,7 +11,8 @@ CONFIG ?= conf/config.yaml
 
 # Debian packages: curl for the tests' upload forms, chromium for the console's browser tests (Playwright
 # drives Debian's build: it cannot download its own here), iproute2 and iptables for the test hosts
-# (tools/testhosts.sh: network namespaces, partitions), nginx for the gateway benchmark's baseline.
+# (tools/testhosts.sh: network namespaces, partitions), rclone and s3fs (the S3 clients the gateway is tested
+# with), nginx for the gateway benchmark's baseline.
 APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
 $(STAMP): setup.py
@@ -24,14 +25,14 @@ venv: $(STAMP)
 
 build: venv
 	mkdir -p bin
-	for script in cnet cnetd cnet-agent cnet-tap cnet-inference-yolo cnet-inference-opencv cnet-gateway-data; do ln -sf ../$(BIN)/$$script bin/$$script; done
+	for script in cnet cnetd cnet-agent cnet-tap supervisorctl cnet-inference-yolo cnet-inference-opencv cnet-gateway-data; do ln -sf ../$(BIN)/$$script bin/$$script; done
 
 run: build
 	$(BIN)/cnetd -config $(CONFIG)
 
 system-deps:
-	@(command -v curl && command -v chromium && command -v ip && command -v iptables) >/dev/null || \
-		($(APT_INSTALL) curl chromium iproute2 iptables)
+	@(command -v curl && command -v chromium && command -v ip && command -v iptables && command -v rclone && \
+		command -v s3fs) >/dev/null || ($(APT_INSTALL) curl chromium iproute2 iptables rclone s3fs)
 
 # A real container engine for the container tests: rootful Podman with its Docker-compatible API.
 PODMAN_SOCKET ?= /run/podman/podman.sock

@@ -1,7 +1,9 @@
-"""The read-only S3-subset gateway: ListObjectsV2, GetObject (Range), HeadObject, S3 error XML.
+"""The read-only S3-subset gateway: ListBuckets, HeadBucket, GetBucketLocation, ListObjects (v1 with
+``marker``, and v2), GetObject (Range), HeadObject, MD5 ETags, S3 error XML.
 
-Path-style only: ``/s3/{bucket}`` and ``/s3/{bucket}/{key}``; the bucket is the configured name, its
-objects every file under the base path. Anything that would write answers MethodNotAllowed.
+Path-style, at the root (``/{bucket}``, ``/{bucket}/{key}``: the workload's endpoint is what a client is
+given) and under ``/s3`` as well; the bucket is the configured name, its objects every file under the base
+path. Anything that would write answers MethodNotAllowed.
 """
 from __future__ import annotations
 
@@ -20,13 +22,16 @@ import falcon
 from prometheus_client import Counter
 
 from cnetd.common.request_metrics import instrumented_app
+from gateway.etags import ETags, version_of
 from gateway.keys import NotAFile, UnsafeKey, open_inside
-from gateway.listing import MAX_KEYS, BadToken, ObjectInfo, list_page, walk
+from gateway.listing import MAX_KEYS, BadToken, ObjectInfo, decode_token, encode_token, list_page, walk
 from gateway.sigv4 import GatewayKeys, SignatureRejected, verify
 
 MAX_NUMBER_DIGITS = 18  # past any file's size, and far below what int() refuses to parse
 _RANGE = re.compile(r"^bytes=([0-9]{0,18})-([0-9]{0,18})$")  # ASCII digits only: \d takes any script's
 _XML = "application/xml"
+_XML_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
+_S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 
 class S3Error(Exception):
@@ -64,8 +69,8 @@ def _iso(mtime: float) -> str:
 
 
 class _Bucket:
-    def __init__(self, root: Path, bucket: str) -> None:
-        self.root, self.bucket = root, bucket
+    def __init__(self, root: Path, bucket: str, etags: ETags) -> None:
+        self.root, self.bucket, self.etags = root, bucket, etags
 
     def check(self, bucket: str) -> None:
         if bucket != self.bucket:
@@ -76,46 +81,85 @@ class _Bucket:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str) -> None:
         self.check(bucket)
+        resp.content_type = _XML
+        if "location" in req.params:  # GetBucketLocation (?location, a blank value falcon keeps)
+            resp.text = (f'{_XML_HEAD}<LocationConstraint xmlns="{_S3_NS}"></LocationConstraint>')  # us-east-1
+            return
         max_keys_raw = req.get_param("max-keys") or str(MAX_KEYS)
         if not (max_keys_raw.isascii() and max_keys_raw.isdigit() and len(max_keys_raw) <= MAX_NUMBER_DIGITS):
             raise S3Error(400, "InvalidArgument", "max-keys must be a non-negative integer")
         max_keys = min(int(max_keys_raw), MAX_KEYS)
         prefix, delimiter = req.get_param("prefix") or "", req.get_param("delimiter") or ""
-        start_after, token = req.get_param("start-after") or "", req.get_param("continuation-token")
-        try:
-            page = list_page(walk(self.root), prefix, delimiter, max_keys, start_after, token)
-        except BadToken as exc:
-            raise S3Error(400, "InvalidArgument", str(exc)) from None
         url = req.get_param("encoding-type") == "url"
         enc = (lambda text: quote(text, safe="/")) if url else escape
-        parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
-                 f"<Name>{escape(bucket)}</Name><Prefix>{enc(prefix)}</Prefix><MaxKeys>{max_keys}</MaxKeys>",
-                 f"<KeyCount>{page.key_count}</KeyCount><IsTruncated>{'true' if page.next_token else 'false'}</IsTruncated>"]
+        head = [f"{_XML_HEAD}<ListBucketResult xmlns=\"{_S3_NS}\">",
+                f"<Name>{escape(bucket)}</Name><Prefix>{enc(prefix)}</Prefix><MaxKeys>{max_keys}</MaxKeys>"]
         if delimiter:
-            parts.append(f"<Delimiter>{enc(delimiter)}</Delimiter>")
+            head.append(f"<Delimiter>{enc(delimiter)}</Delimiter>")
         if url:
-            parts.append("<EncodingType>url</EncodingType>")
-        if start_after:
-            parts.append(f"<StartAfter>{enc(start_after)}</StartAfter>")
-        if token:
-            parts.append(f"<ContinuationToken>{escape(token)}</ContinuationToken>")
-        if page.next_token:
-            parts.append(f"<NextContinuationToken>{escape(page.next_token)}</NextContinuationToken>")
-        for info in page.contents:
-            parts.append(f"<Contents><Key>{enc(info.key)}</Key><LastModified>{_iso(info.mtime)}</LastModified>"
-                         f"<ETag>{escape(info.etag)}</ETag><Size>{info.size}</Size>"
-                         "<StorageClass>STANDARD</StorageClass></Contents>")
-        parts += [f"<CommonPrefixes><Prefix>{enc(common)}</Prefix></CommonPrefixes>" for common in page.common_prefixes]
-        parts.append("</ListBucketResult>")
-        resp.content_type = _XML
-        resp.text = "".join(parts)
+            head.append("<EncodingType>url</EncodingType>")
+        if req.get_param("list-type") == "2":
+            start_after, token = req.get_param("start-after") or "", req.get_param("continuation-token")
+            try:
+                after, after_is_prefix = decode_token(token) if token else (start_after, False)
+            except BadToken as exc:
+                raise S3Error(400, "InvalidArgument", str(exc)) from None
+            page = list_page(walk(self.root), prefix, delimiter, max_keys, after, after_is_prefix)
+            head.append(f"<KeyCount>{page.key_count}</KeyCount>")
+            if start_after:
+                head.append(f"<StartAfter>{enc(start_after)}</StartAfter>")
+            if token:
+                head.append(f"<ContinuationToken>{escape(token)}</ContinuationToken>")
+            if page.next_after:
+                head.append(f"<NextContinuationToken>{escape(encode_token(*page.next_after))}</NextContinuationToken>")
+        else:  # ListObjects v1: a marker is a key, or a common prefix returned before (all of it is past)
+            marker = req.get_param("marker") or ""
+            page = list_page(walk(self.root), prefix, delimiter, max_keys, marker,
+                             bool(delimiter) and marker.endswith(delimiter))
+            head.append(f"<Marker>{enc(marker)}</Marker>")
+            if page.next_after and delimiter:
+                head.append(f"<NextMarker>{enc(page.next_after[0])}</NextMarker>")
+        head.append(f"<IsTruncated>{'true' if page.next_after else 'false'}</IsTruncated>")
+        entries = [f"<Contents><Key>{enc(info.key)}</Key><LastModified>{_iso(info.mtime)}</LastModified>"
+                   f"<ETag>{escape(self.etag_of(info))}</ETag><Size>{info.size}</Size>"
+                   "<StorageClass>STANDARD</StorageClass></Contents>" for info in page.contents]
+        entries += [f"<CommonPrefixes><Prefix>{enc(common)}</Prefix></CommonPrefixes>" for common in page.common_prefixes]
+        resp.text = "".join([*head, *entries, "</ListBucketResult>"])
+
+    def etag_of(self, info: ObjectInfo) -> str:
+        """A listed object's MD5 ETag: kept since it was last computed, or read through a descriptor opened
+        as GetObject opens it (a link swapped in meanwhile is never followed)."""
+        known = self.etags.known(info.version)
+        if known is not None:
+            return known
+        try:
+            descriptor = open_inside(self.root, info.key)
+        except (UnsafeKey, NotAFile):
+            return '""'  # gone since the walk
+        try:
+            return self.etags.of(descriptor)
+        finally:
+            os.close(descriptor)
 
     on_put = on_post = on_delete = _not_allowed
 
 
+class _Buckets:
+    """ListBuckets: the one bucket this gateway serves."""
+
+    def __init__(self, bucket: str, created: float) -> None:
+        self.bucket, self.created = bucket, created
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = _XML
+        resp.text = (f'{_XML_HEAD}<ListAllMyBucketsResult xmlns="{_S3_NS}"><Owner><ID>cnet</ID>'
+                     f"<DisplayName>cnet</DisplayName></Owner><Buckets><Bucket><Name>{escape(self.bucket)}</Name>"
+                     f"<CreationDate>{_iso(self.created)}</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>")
+
+
 class _Object(_Bucket):
-    def __init__(self, root: Path, bucket: str, bytes_served: Counter) -> None:
-        super().__init__(root, bucket)
+    def __init__(self, root: Path, bucket: str, etags: ETags, bytes_served: Counter) -> None:
+        super().__init__(root, bucket, etags)
         self.bytes_served = bytes_served
 
     def _open(self, bucket: str, key: str) -> tuple[int, ObjectInfo]:
@@ -128,18 +172,20 @@ class _Object(_Bucket):
         except NotAFile:
             raise S3Error(404, "NoSuchKey", "the specified key does not exist", f"/{bucket}/{key}") from None
         stat = os.fstat(descriptor)
-        return descriptor, ObjectInfo(key, stat.st_size, stat.st_mtime)
+        return descriptor, ObjectInfo(key, stat.st_size, stat.st_mtime, version_of(stat))
 
-    def _headers(self, resp: falcon.Response, key: str, info: ObjectInfo) -> None:
+    def _headers(self, resp: falcon.Response, key: str, info: ObjectInfo, descriptor: int) -> None:
         resp.content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        resp.set_header("ETag", info.etag)
+        resp.set_header("ETag", self.etags.of(descriptor))
         resp.set_header("Last-Modified", email.utils.formatdate(info.mtime, usegmt=True))
         resp.set_header("Accept-Ranges", "bytes")
 
     def on_head(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
         descriptor, info = self._open(bucket, key)
-        os.close(descriptor)
-        self._headers(resp, key, info)
+        try:
+            self._headers(resp, key, info, descriptor)
+        finally:
+            os.close(descriptor)
         resp.content_length = info.size
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
@@ -153,7 +199,7 @@ class _Object(_Bucket):
 
     def _send_range(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str, info: ObjectInfo,
                     handle: BinaryIO) -> None:
-        self._headers(resp, key, info)
+        self._headers(resp, key, info, handle.fileno())
         start, end = 0, info.size - 1
         header = req.get_header("Range")
         match = _RANGE.match(header.strip()) if header else None
@@ -207,8 +253,12 @@ def create_gateway_app(base_path: str, bucket: str, keys: GatewayKeys | None = N
         def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
             resp.media = {"status": "healthy", "bucket": bucket}  # no server path for an unsigned reader
 
+    app.req_options.strip_url_path_trailing_slash = True  # /cnet/ is the bucket; /cnet/photos/ no object
     app.add_route("/health", Health())
-    app.add_route(MOUNT + "/{bucket}", _Bucket(root, bucket))
-    app.add_route(MOUNT + "/{bucket}/{key:path}", _Object(root, bucket, bytes_served))
+    etags, buckets = ETags(), _Buckets(bucket, os.stat(root).st_mtime)
+    for mount in ("", MOUNT):  # path-style at the root, and under /s3 as before
+        app.add_route(mount or "/", buckets)
+        app.add_route(mount + "/{bucket}", _Bucket(root, bucket, etags))
+        app.add_route(mount + "/{bucket}/{key:path}", _Object(root, bucket, etags, bytes_served))
     app.add_error_handler(S3Error, _render_error)
     return app

@@ -1,4 +1,5 @@
-"""ListObjectsV2 over a directory tree, as pure functions: walk, then page with prefix/delimiter/tokens."""
+"""Listing a directory tree as S3 does, as pure functions: walk, then page with prefix / delimiter from a
+position (ListObjects v1's marker, v2's start-after or continuation token)."""
 from __future__ import annotations
 
 import base64
@@ -7,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+
+from gateway.etags import version_of
 
 MAX_KEYS = 1000
 STAGING_PREFIX = ".uploading-"  # uploads in progress are not objects yet
@@ -17,17 +20,14 @@ class ObjectInfo:
     key: str
     size: int
     mtime: float
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.size:x}-{int(self.mtime * 1e6):x}"'
+    version: tuple[int, int, int, int] = (0, 0, 0, 0)  # device, inode, size, mtime_ns: what an ETag is kept by
 
 
 @dataclass
 class ListPage:
     contents: list[ObjectInfo] = field(default_factory=list)
     common_prefixes: list[str] = field(default_factory=list)
-    next_token: str | None = None
+    next_after: tuple[str, bool] | None = None  # truncated: the last entry returned, and whether a prefix
 
     @property
     def key_count(self) -> int:
@@ -55,7 +55,7 @@ def walk(root: Path) -> list[ObjectInfo]:
                 pending.append((entry.path, f"{key_prefix}{entry.name}/"))
             elif entry.is_file(follow_symlinks=False):
                 stat = entry.stat(follow_symlinks=False)
-                found.append(ObjectInfo(f"{key_prefix}{entry.name}", stat.st_size, stat.st_mtime))
+                found.append(ObjectInfo(f"{key_prefix}{entry.name}", stat.st_size, stat.st_mtime, version_of(stat)))
     return sorted(found, key=lambda info: info.key.encode())
 
 
@@ -72,9 +72,9 @@ def decode_token(token: str) -> tuple[str, bool]:
 
 
 def list_page(objects: list[ObjectInfo], prefix: str = "", delimiter: str = "", max_keys: int = MAX_KEYS,
-              start_after: str = "", token: str | None = None) -> ListPage:
-    """One page of ListObjectsV2: keys and common prefixes in order, at most ``max_keys`` of them together."""
-    after, after_is_prefix = decode_token(token) if token else (start_after, False)
+              after: str = "", after_is_prefix: bool = False) -> ListPage:
+    """One page: keys and common prefixes in order after ``after`` (all of a common prefix, when it is one),
+    at most ``max_keys`` of them together."""
     page = ListPage()
     last: tuple[str, bool] | None = None
     for info in objects:
@@ -89,7 +89,7 @@ def list_page(objects: list[ObjectInfo], prefix: str = "", delimiter: str = "", 
         if entry[1] and page.common_prefixes and page.common_prefixes[-1] == entry[0]:
             continue
         if page.key_count >= max_keys:
-            page.next_token = encode_token(*last) if last else None
+            page.next_after = last
             return page
         if entry[1]:
             page.common_prefixes.append(entry[0])

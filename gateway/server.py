@@ -6,7 +6,7 @@ import os
 
 from cnetd.common.service_runner import run_service, service_log_path
 from cnetd.common.addresses import is_loopback
-from gateway import SECRET_KEY_ENV
+from gateway import RESERVED_BUCKETS, SECRET_KEY_ENV
 from gateway.app import create_gateway_app
 from gateway.sigv4 import GatewayKeys
 
@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--access-key", help=f"require requests signed with this key (AWS SigV4); its secret "
                                              f"comes from ${SECRET_KEY_ENV}, never the command line")
     args = parser.parse_args(argv)
+    if args.bucket in RESERVED_BUCKETS:
+        parser.error(f"--bucket {args.bucket} is one of the gateway's own paths ({', '.join(RESERVED_BUCKETS)})")
     keys = None
     if args.access_key:
         secret = os.environ.get(SECRET_KEY_ENV)

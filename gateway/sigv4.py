@@ -6,6 +6,7 @@ query, the signed headers' values) and compared in constant time.
 from __future__ import annotations
 
 import calendar
+import functools
 import hmac
 import re
 import time
@@ -49,13 +50,24 @@ def verify(method: str, url: str, headers: Mapping[str, str], keys: GatewayKeys,
     raw_pairs = [pair.partition("=") for pair in query.split("&") if pair] if query else []
     params = {urllib.parse.unquote(key): urllib.parse.unquote(value) for key, _, value in raw_pairs}
     if "authorization" in headers:
-        _verify_header(method, url, headers, keys, now)
+        _verify_header(method, _canonical_query(url, raw_pairs), headers, keys, now)
     elif "X-Amz-Signature" in params:
         _verify_presigned(method, url, raw_pairs, params, headers, keys, now)
     elif "Signature" in params and "AWSAccessKeyId" in params:
         _verify_presigned_v2(method, url, params, keys, mount, now)
     else:
         raise SignatureRejected("AccessDenied", "this gateway needs requests signed with AWS Signature V4")
+
+
+def _canonical_query(url: str, raw_pairs: list[tuple[str, str, str]]) -> str:
+    """``url`` with its query encoded as SigV4 signs it (every byte but A-Z a-z 0-9 - _ . ~ as %XX): a client
+    may send ``delimiter=/`` yet sign ``delimiter=%2F`` (s3fs does); botocore signs the query as given."""
+    if not raw_pairs:
+        return url
+    encode = functools.partial(urllib.parse.quote, safe="-_.~")
+    query = "&".join(f"{encode(urllib.parse.unquote(key))}={encode(urllib.parse.unquote(value))}"
+                     for key, _, value in raw_pairs)
+    return url.split("?", 1)[0] + "?" + query
 
 
 def _scope(access_key: str, scope: str, keys: GatewayKeys, amz_date: str) -> str:

@@ -45,9 +45,9 @@ def describe(beat: Heartbeat, received_at: float) -> str:
     counts = ", ".join(f"{status}={count}" for status, count in sorted(beat.workloads.items()))
     return (f"{time.strftime('%H:%M:%S', time.localtime(received_at))} node={beat.node_id} seq={beat.seq} "
             f"age={(received_at - beat.sent_at) * 1000:.1f}ms "
-            f"cpu={available.get('cpu', 0):g}/{capacity.get('cpu', 0):g} "
-            f"mem={available.get('memory', 0) / GIB:.1f}/{capacity.get('memory', 0) / GIB:.1f}GiB "
-            f"gpu={available.get('gpu', 0):g}/{capacity.get('gpu', 0):g} "
+            f"free cpu {available.get('cpu', 0):g} of {capacity.get('cpu', 0):g}, "
+            f"memory {available.get('memory', 0) / GIB:.1f} of {capacity.get('memory', 0) / GIB:.1f} GiB, "
+            f"gpu {available.get('gpu', 0):g} of {capacity.get('gpu', 0):g}; "
             f"workloads={sum(beat.workloads.values())}" + (f" ({counts})" if counts else ""))
 
 

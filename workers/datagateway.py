@@ -10,7 +10,7 @@ from typing import Any
 
 from cnetd.common.addresses import is_loopback
 from cnetd.common.errors import Invalid
-from gateway import SECRET_KEY_ENV
+from gateway import RESERVED_BUCKETS, SECRET_KEY_ENV
 from gateway.keys import UnsafeKey, safe_relative
 from ledger.records import WorkloadRecord
 from workers.base import HIDDEN, NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
@@ -41,6 +41,8 @@ class DataGatewayExecutor(PlainProgram):
                 raise UnsafeKey(bucket)
         except UnsafeKey:
             raise Invalid(f"config.bucket: {bucket!r} is not a bucket name") from None
+        if bucket in RESERVED_BUCKETS:
+            raise Invalid(f"config.bucket: {bucket!r} is one of the gateway's own paths ({', '.join(RESERVED_BUCKETS)})")
         address = validate_service_fields(config, node)
         if address["user"] is not None and not readable_by(Path(base_path), address["user"]):
             raise Invalid(f"config.base_path: {base_path!r} is not readable by {address['user']}, who the gateway "

@@ -19,6 +19,7 @@ import falcon
 from cnetd.common.request_deadline import ClientTooSlow
 from cnetd.common.errors import CnetError, Invalid, LengthRequired, RequestTimeout
 from cnetd.submission import new_workload_id
+from gateway.etags import set_md5_attribute
 from gateway.keys import UnsafeKey, safe_relative
 from ledger.catalog import Catalog, StoredFile
 from ledger.records import Resources, Status, WorkloadRecord
@@ -37,12 +38,14 @@ def allow_directory_uploads(app: falcon.App) -> None:
 def _write_part(stream: Any, target: Path) -> tuple[int, str]:
     """Stream one part to ``target``; its size and SHA-256."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    digest, size = hashlib.sha256(), 0
+    digest, md5, size = hashlib.sha256(), hashlib.md5(), 0
     with open(target, "xb") as handle:  # x: never follow or overwrite anything already there
         while chunk := stream.read(CHUNK_BYTES):
             handle.write(chunk)
             digest.update(chunk)
+            md5.update(chunk)
             size += len(chunk)
+        set_md5_attribute(handle.fileno(), md5.hexdigest())  # the gateway's ETag, without reading it again
     return size, digest.hexdigest()
 
 

@@ -40,6 +40,11 @@ class _ServiceApplication(BaseApplication):
             os._exit(Arbiter.WORKER_BOOT_ERROR)
 
 
+# gunicorn's default, but bytes as the answer's Content-Length: gunicorn counts 0 for a body it sendfiles
+# (every GetObject of the gateway).
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %({content-length}o)s "%(f)s" "%(a)s"'
+
+
 def service_log_path(log_dir: str, kind: str, port: int) -> str:
     """Where a service of ``kind`` (yolo, opencv, gateway) on ``port`` logs: one file per service."""
     return os.path.join(log_dir, f"{kind}_service_{port}.log")
@@ -57,6 +62,7 @@ def run_service(load_app: Callable[[], falcon.App], host: str, port: int, thread
     _ServiceApplication(load_app, {
         "bind": f"{host}:{port}", "workers": 1, "worker_class": DeadlineWorker, "threads": threads,
         "timeout": 120, "graceful_timeout": 5, "errorlog": log_file, "accesslog": log_file, "loglevel": "info",
+        "access_log_format": ACCESS_LOG_FORMAT,
         "control_socket_disable": True,  # gunicorn's default control socket is one path per user, shared by all
         "post_fork": _worker_dies_with_master,
     }).run()

@@ -15,7 +15,7 @@ def test_tap_prints_heartbeats_and_stops_on_ctrl_c(start_node) -> None:
                             input="", capture_output=True, text=True, timeout=60)
     lines = result.stdout.splitlines()
     assert result.returncode == 0 and len(lines) == 2
-    assert f"node={node.node_id} seq=" in lines[0] and "cpu=8/8" in lines[0] and "workloads=0" in lines[0]
+    assert f"node={node.node_id} seq=" in lines[0] and "free cpu 8 of 8," in lines[0] and "workloads=0" in lines[0]
 
     tap = subprocess.Popen([str(VENV_BIN / "cnet-tap"), node.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
@@ -23,7 +23,7 @@ def test_tap_prints_heartbeats_and_stops_on_ctrl_c(start_node) -> None:
     try:
         seen = [lines.get(timeout=60)]  # the tap is subscribed: a periodic heartbeat reached it
         node.submit({"command": "sleep", "args": ["60"]}, {"cpu": 2})  # triggered heartbeats follow
-        while not ("cpu=6/8" in seen[-1] and "running=1" in seen[-1]):
+        while not ("free cpu 6 of 8," in seen[-1] and "running=1" in seen[-1]):
             seen.append(lines.get(timeout=60))
         tap.send_signal(signal.SIGINT)
         tap.wait(timeout=10)

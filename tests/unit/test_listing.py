@@ -1,4 +1,4 @@
-"""ListObjectsV2 paging and key safety as pure functions."""
+"""Listing pages (v2 tokens, v1 markers) and key safety as pure functions."""
 from __future__ import annotations
 
 import os
@@ -6,20 +6,34 @@ import os
 import pytest
 
 from gateway.keys import NotAFile, UnsafeKey, open_inside, safe_relative
-from gateway.listing import BadToken, ObjectInfo, list_page, walk
+from gateway.listing import BadToken, ObjectInfo, decode_token, encode_token, list_page, walk
 
 KEYS = ["a/1", "a/2", "a/b/3", "a/b/4", "a/c/5", "b", "c/6"]
 OBJECTS = [ObjectInfo(key, 1, 0.0) for key in KEYS]
 
 
 def all_pages(**options) -> list[tuple[list[str], list[str]]]:
+    """Page by v2 continuation tokens (what the gateway encodes of each page's last entry)."""
     pages, token = [], None
     while True:
-        page = list_page(OBJECTS, token=token, **options)
+        after, after_is_prefix = decode_token(token) if token else ("", False)
+        page = list_page(OBJECTS, after=after, after_is_prefix=after_is_prefix, **options)
         pages.append(([info.key for info in page.contents], page.common_prefixes))
-        if not page.next_token:
+        if not page.next_after:
             return pages
-        token = page.next_token
+        token = encode_token(*page.next_after)
+
+
+def v1_pages(delimiter: str = "", **options) -> list[tuple[list[str], list[str]]]:
+    """Page as a ListObjects v1 client does: the next marker is the last key or common prefix returned."""
+    pages, marker = [], ""
+    while True:
+        page = list_page(OBJECTS, delimiter=delimiter, after=marker,
+                         after_is_prefix=bool(delimiter) and marker.endswith(delimiter), **options)
+        pages.append(([info.key for info in page.contents], page.common_prefixes))
+        if not page.next_after:
+            return pages
+        marker = page.next_after[0]
 
 
 def test_pages_cover_everything_once() -> None:
@@ -32,10 +46,15 @@ def test_delimiter_groups_and_pages_across_common_prefixes() -> None:
     assert all_pages(delimiter="/", max_keys=1) == [([], ["a/"]), (["b"], []), ([], ["c/"])]
 
 
+def test_v1_markers_page_like_tokens() -> None:
+    assert v1_pages(max_keys=3) == all_pages(max_keys=3)
+    assert v1_pages(delimiter="/", max_keys=1) == [([], ["a/"]), (["b"], []), ([], ["c/"])]  # past a/ whole
+
+
 def test_start_after_and_bad_tokens() -> None:
-    assert [info.key for info in list_page(OBJECTS, start_after="a/b/4").contents] == ["a/c/5", "b", "c/6"]
+    assert [info.key for info in list_page(OBJECTS, after="a/b/4").contents] == ["a/c/5", "b", "c/6"]
     with pytest.raises(BadToken):
-        list_page(OBJECTS, token="not-a-token")
+        decode_token("not-a-token")
 
 
 def test_walk_skips_symlinks_and_staging(tmp_path) -> None:
