@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
@@ -103,6 +104,10 @@ def test_submit_stop_delete_a_process(console: Page, node: Node) -> None:
     expect(sleeper.locator(".badge")).to_have_text("running")
     workload_id = sleeper.get_attribute("data-id")
     assert node.workload(workload_id)["status"] == "running"
+    # The Actions cell is a table cell like the others, so the row's lines meet (a flex cell sat off them).
+    assert sleeper.locator("td.actions").evaluate("cell => getComputedStyle(cell).display") == "table-cell"
+    heights = sleeper.evaluate("row => [...row.cells].map(cell => Math.round(cell.getBoundingClientRect().height))")
+    assert len(set(heights)) == 1, heights
     sleeper.get_by_role("button", name="Logs").click()
     expect(console.locator("#logs-stdout")).to_have_text("hello-from-ui")
     console.locator("#logs-dialog").get_by_role("button", name="Close").click()
@@ -231,6 +236,7 @@ def test_console_asks_for_the_token_once(browser: Browser, node: Node) -> None:
         page.goto(node.url + "/")
         # Reads of workloads and data need the token too: one prompt at once, for every refused read.
         expect(page.locator("#token-dialog")).to_be_visible()
+        expect(page.locator("#token-button")).to_have_text("Token: none")
         page.fill("#token-input", "wrong-token")
         page.click("#token-ok")
         expect(page.locator("#token-dialog")).to_be_hidden()
@@ -239,6 +245,7 @@ def test_console_asks_for_the_token_once(browser: Browser, node: Node) -> None:
         page.fill("#token-input", TOKEN)
         page.click("#token-ok")
         expect(page.locator("#node-id")).to_have_text(node.node_id)
+        expect(page.locator("#token-button")).to_have_text("Token: set")
         fill_workload(page, "process", {"#f-command": "true", "#f-name": "ui-token-1"})
         page.click("#submit-button")
         expect(page.locator("#submit-result")).to_contain_text("ui-token-1")
@@ -252,3 +259,37 @@ def test_console_asks_for_the_token_once(browser: Browser, node: Node) -> None:
         for workload in node.api("GET", "/api/workloads").json()["workloads"]:
             if workload["name"].startswith("ui-token"):
                 node.api("DELETE", f"/api/workloads/{workload['id']}")
+
+
+def test_a_service_links_to_what_it_serves_only_while_running(console: Page, node: Node) -> None:
+    service = node.submit({"cascade_type": "face"}, {"cpu": 0.5}, workload_type="opencv", name="ui-faces").json()
+    try:
+        console.click("#refresh")
+        link = row(console, "ui-faces").locator("td.endpoint a")
+        expect(link).to_have_attribute("href", f"{service['endpoint']}/info")
+        assert requests.get(link.get_attribute("href"), timeout=10).ok  # a page, not a JSON 404
+        node.api("POST", f"/api/workloads/{service['id']}/stop")
+        console.click("#refresh")
+        expect(row(console, "ui-faces").locator(".badge")).to_have_text("stopped")
+        expect(row(console, "ui-faces").locator("td.endpoint a")).to_have_count(0)  # nothing to open
+        expect(row(console, "ui-faces").locator("td.endpoint")).to_have_text(service["endpoint"])
+    finally:
+        node.api("DELETE", f"/api/workloads/{service['id']}")
+
+
+def test_a_node_alone_says_so_instead_of_repeating_itself(browser: Browser, start_node) -> None:
+    alone = start_node()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(alone.url + "/")
+        expect(page.locator("#node-id")).to_have_text(alone.node_id)
+        expect(page.locator("#reachable-alone")).to_have_text("No online neighbours: only this node.")
+        expect(page.locator("#bars-reachable .bar-row")).to_have_count(0)
+    finally:
+        context.close()
+
+
+def test_a_node_with_a_child_shows_what_it_reaches(console: Page) -> None:
+    expect(console.locator("#bars-reachable .bar-row")).to_have_count(4)  # control: bars, once there is a child
+    expect(console.locator("#reachable-alone")).to_have_count(0)

@@ -5,7 +5,7 @@ import { ApiError, get, onTokenNeeded, request, setToken, token, upload } from "
 import { replaceChildren } from "./dom.js";
 import { readForm, renderFields, showErrors } from "./forms.js";
 import { predict, renderServiceOptions } from "./tryit.js";
-import { reachable, renderBars, renderData, renderIdentity, renderNeighbours, renderStatusOptions, renderWorkloads } from "./views.js";
+import { renderBars, renderData, renderIdentity, renderNeighbours, renderReachable, renderStatusOptions, renderWorkloads } from "./views.js";
 
 const WATCH_PERIOD_MS = 2000;
 const REFRESH_PERIOD_MS = 30000;
@@ -34,9 +34,8 @@ async function refresh() {
     $("title-node").textContent = health.node;
     renderIdentity($("identity"), health);
     renderBars($("bars-node"), resources);
-    const reach = reachable(nodes);
-    renderBars($("bars-reachable"), reach.usage);
-    $("reachable-count").textContent = `(${reach.nodes} node${reach.nodes === 1 ? "" : "s"})`;
+    renderReachable($("bars-reachable"), $("reachable-count"), nodes);
+    showTokenState();
     renderNeighbours($("neighbour-rows"), nodes);
     renderStatusOptions($("filter-status"), state.workloads);
     renderTable();
@@ -143,6 +142,13 @@ async function tryIt(event) {
   }
 }
 
+// The Token button says whether this console sends one.
+function showTokenState() {
+  const button = $("token-button");
+  button.textContent = token() ? "Token: set" : "Token: none";
+  button.title = token() ? "this console sends a bearer token; click to change or clear it" : "click to enter the node's token";
+}
+
 function askForToken(reason) {
   const dialog = $("token-dialog");
   $("token-reason").textContent = reason || "This node needs its token.";
@@ -154,10 +160,11 @@ function askForToken(reason) {
 }
 
 function start() {
-  onTokenNeeded(askForToken);
+  onTokenNeeded(async (reason) => { const entered = await askForToken(reason); showTokenState(); return entered; });
+  showTokenState();
   $("token-button").addEventListener("click", async () => {
     const entered = await askForToken("Set the token this console sends (empty: none).");
-    if (entered !== null) { setToken(entered); await refresh(); }
+    if (entered !== null) { setToken(entered); showTokenState(); await refresh(); }
   });
   $("refresh").addEventListener("click", refresh);
   $("f-type").addEventListener("change", showTypeFields);

@@ -35,7 +35,7 @@ export function renderBars(target, usage) {
 }
 
 // What this node can place work on: itself plus the subtrees of its online children and peers.
-export function reachable(nodes) {
+function reachable(nodes) {
   const sum = { capacity: {}, allocated: {}, available: {} };
   const parts = [nodes.self.resources];
   for (const neighbour of [...nodes.children, ...nodes.peers]) {
@@ -49,6 +49,17 @@ export function reachable(nodes) {
     sum.available[kind] = sum.capacity[kind] - sum.allocated[kind];
   }
   return { usage: sum, nodes: parts.length };
+}
+
+// Everything this node can reach, once it has neighbours: alone, that would only repeat "This node".
+export function renderReachable(container, count, nodes) {
+  const reach = reachable(nodes);
+  count.textContent = `(${reach.nodes} node${reach.nodes === 1 ? "" : "s"})`;
+  if (reach.nodes === 1) {
+    replaceChildren(container, el("p", { class: "muted", id: "reachable-alone" }, "No online neighbours: only this node."));
+    return;
+  }
+  renderBars(container, reach.usage);
 }
 
 function consoleLink(neighbour) {
@@ -76,8 +87,14 @@ function requirements(record) {
   return KINDS.filter((kind) => need[kind]).map((kind) => amountOf(kind, need[kind])).join(", ") || "–";
 }
 
+// What a service's address opens: a model service's /info, a gateway's bucket list (its root is S3).
+const SERVICE_PAGE = { mlmodel: "/info", opencv: "/info", datagateway: "/" };
+
 function endpointLink(record) {
-  return record.endpoint ? el("a", { href: record.endpoint, target: "_blank", rel: "noopener" }, record.endpoint) : "–";
+  if (!record.endpoint) return "–";
+  if (record.status !== "running") return el("span", { class: "muted", title: `${record.status}: not serving` }, record.endpoint);
+  return el("a", { href: record.endpoint + (SERVICE_PAGE[record.type] || ""), target: "_blank", rel: "noopener" },
+    record.endpoint);
 }
 
 // Where it runs; for a delegated workload that went further than the node it was handed to, the hop too.
