@@ -17,7 +17,9 @@ def test_tap_prints_heartbeats_and_stops_on_ctrl_c(start_node) -> None:
     assert result.returncode == 0 and len(lines) == 2
     assert f"node={node.node_id} seq=" in lines[0] and "free cpu 8 of 8," in lines[0] and "workloads=0" in lines[0]
 
-    tap = subprocess.Popen([str(VENV_BIN / "cnet-tap"), node.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it: a suite started in the background (SIGINT ignored, and inherited) too.
+    tap = subprocess.Popen([str(VENV_BIN / "cnet-tap"), node.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in tap.stdout], daemon=True).start()
     try:
