@@ -31,8 +31,8 @@ import orjson
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import ThreadWorker, TConn
 
-from cnetd.common.request_deadline import (DEFAULT_MIN_RATE_BYTES_S, DEFAULT_TIMEOUT_S, Arrival, ClientTooSlow,
-                                           ready_for_a_thread)
+from cnetd.common.request_deadline import (DEFAULT_MIN_RATE_BYTES_S, DEFAULT_TIMEOUT_S, HEAD_END, Arrival,
+                                           ClientTooSlow, bytes_for_a_thread)
 
 RECV_BYTES = 64 * 1024
 
@@ -65,6 +65,7 @@ class _Conn(TConn):
     def __init__(self, *args: object) -> None:
         super().__init__(*args)
         self.buffered = bytearray()
+        self.needed: int | None = None  # what the buffer must hold before a thread takes it (None: head not in)
         self.arrival: Arrival | None = None
         self.dispatched_at = 0.0
 
@@ -129,7 +130,8 @@ class DeadlineWorker(ThreadWorker):
 
     def _await_request(self, conn: _Conn) -> None:
         conn.arrival = Arrival(time.monotonic(), self.timeout_s, self.min_rate_bytes_s, len(conn.buffered))
-        if ready_for_a_thread(bytes(conn.buffered)):
+        conn.needed = None
+        if self._has_arrived(conn):
             self._dispatch(conn)
             return
         conn.sock.setblocking(False)
@@ -148,11 +150,18 @@ class DeadlineWorker(ThreadWorker):
             self.nr_conns -= 1
             conn.close()
             return
+        searched_from = max(0, len(conn.buffered) - len(HEAD_END) + 1)
         conn.buffered += data
         conn.arrival.received += len(data)
-        if ready_for_a_thread(bytes(conn.buffered)):
+        if self._has_arrived(conn, searched_from):
             self._stop_waiting(conn)
             self._dispatch(conn)
+
+    @staticmethod
+    def _has_arrived(conn: _Conn, searched_from: int = 0) -> bool:
+        if conn.needed is None:
+            conn.needed = bytes_for_a_thread(conn.buffered, searched_from)
+        return conn.needed is not None and len(conn.buffered) >= conn.needed
 
     def _stop_waiting(self, conn: _Conn) -> None:
         self._waiting.discard(conn)

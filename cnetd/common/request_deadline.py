@@ -33,24 +33,24 @@ class Arrival:
         return deadline - time.monotonic()
 
 
-def ready_for_a_thread(buffered: bytes) -> bool:
-    """Whether a thread can take the request in ``buffered`` without waiting on its client: the head and
-    any small body are in, or what is still to come is the thread's to read (too large to hold here,
-    chunked, or sent only after a ``100 Continue``). A malformed head is ready too: the parser answers 400."""
-    end = buffered.find(HEAD_END)
+def bytes_for_a_thread(buffered: bytes | bytearray, searched_from: int = 0) -> int | None:
+    """How many bytes of the request in ``buffered`` must have arrived before a thread can take it without
+    waiting on its client: the head and any small body (0: at once, for what is the thread's to read: a
+    body too large to hold here, chunked, or sent only after a ``100 Continue``; a malformed head too, which
+    the parser answers 400). None while the head is still arriving; ``searched_from`` skips what an earlier
+    call searched, so bytes arriving one by one are not searched again and again."""
+    end = buffered.find(HEAD_END, searched_from)
     if end < 0:
-        return len(buffered) >= MAX_HEAD_BYTES
+        return 0 if len(buffered) >= MAX_HEAD_BYTES else None
     lengths = []
-    for line in buffered[:end].split(b"\r\n")[1:]:
+    for line in bytes(buffered[:end]).split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
         if name in (b"transfer-encoding", b"expect"):
-            return True
+            return 0
         if name == b"content-length":
             lengths.append(value.strip())
-    if not lengths:
-        return True
-    if len(lengths) > 1 or not lengths[0].isdigit() or len(lengths[0]) > 18:
-        return True
+    if len(lengths) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 18:
+        return 0  # no body, or a malformed length
     body_bytes = int(lengths[0])
-    return body_bytes > MAX_BUFFERED_BODY_BYTES or len(buffered) - end - len(HEAD_END) >= body_bytes
+    return 0 if body_bytes > MAX_BUFFERED_BODY_BYTES else end + len(HEAD_END) + body_bytes

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from cnetd.common.request_deadline import MAX_BUFFERED_BODY_BYTES, MAX_HEAD_BYTES, Arrival, ready_for_a_thread
+from cnetd.common.request_deadline import MAX_BUFFERED_BODY_BYTES, MAX_HEAD_BYTES, Arrival, bytes_for_a_thread
 
 HEAD = b"POST /x HTTP/1.1\r\nHost: h\r\n"
 
@@ -24,7 +24,19 @@ HEAD = b"POST /x HTTP/1.1\r\nHost: h\r\n"
     (HEAD + b"X-Pad: " + b"a" * MAX_HEAD_BYTES, True),  # too long to hold: the parser enforces its limits
 ])
 def test_ready_for_a_thread(buffered: bytes, ready: bool) -> None:
-    assert ready_for_a_thread(buffered) == ready
+    needed = bytes_for_a_thread(buffered)
+    assert (needed is not None and len(buffered) >= needed) == ready
+
+
+def test_a_head_arriving_byte_by_byte_is_found_searching_only_what_is_new() -> None:
+    head, buffered, needed = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", bytearray(), None
+    for byte in head:
+        searched_from = max(0, len(buffered) - 3)  # as the worker does: the end may straddle old and new
+        buffered.append(byte)
+        needed = bytes_for_a_thread(buffered, searched_from)
+        if needed is not None:
+            break
+    assert len(buffered) == len(head) and needed == 0  # found at its last byte: no body, a thread takes it
 
 
 def test_the_deadline_grows_by_a_second_per_min_rate_bytes() -> None:
