@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 from types import FrameType
 
 import psutil
@@ -29,6 +30,7 @@ from cnetd.private_files import (PRIVATE_UMASK, TRAVERSE_ONLY_MODE, UnsafeDirect
 from cnetd.sweep import end_processes_of
 from ledger.store import Ledger
 from mesh.curve import ClusterKeys
+from workers.workload_files import open_to_workloads
 
 READY_TIMEOUT_S = 60.0
 OPEN_FILES_WANTED = 65536  # a parent holds a TCP connection per child node
@@ -72,6 +74,11 @@ def _preflight(config: NodeConfig) -> str | None:
         make_private_dir(config.paths.work_root, TRAVERSE_ONLY_MODE)
     except UnsafeDirectory as exc:
         return f"agent.runtime_dir: {exc}"
+    try:  # uploads land here: workloads (a data gateway) must be able to reach them
+        Path(config.data_path).mkdir(parents=True, exist_ok=True)
+        open_to_workloads(Path(config.data_path), config.workloads_user)
+    except OSError as exc:
+        return f"storage.sqlite.data_path: cannot make {config.data_path} ready: {exc.strerror}"
     pid = _running_supervisord(config)
     if pid is not None:
         return f"a node already runs in {config.runtime_dir} (supervisord pid {pid})"

@@ -46,7 +46,7 @@ def _render_error(req: falcon.Request, resp: falcon.Response, error: S3Error, pa
     if req.method == "HEAD":
         return
     resp.content_type = _XML
-    resp.text = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{error.code}</Code>'
+    resp.text = (f"{_XML_HEAD}<Error><Code>{error.code}</Code>"
                  f"<Message>{escape(error.message)}</Message><Resource>{escape(error.resource or req.path)}</Resource>"
                  f"<RequestId>{resp.get_header('x-amz-request-id')}</RequestId></Error>")
 

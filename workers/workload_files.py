@@ -74,7 +74,8 @@ def share_with_workloads(tree: Path, user: str | None) -> None:
 
 
 def open_to_workloads(folder: Path, user: str | None) -> None:
-    """Let ``user``'s group search and list ``folder`` (the data path that holds uploads) unless it can."""
+    """Let ``user``'s group search and list ``folder`` (the data path that holds uploads, opened when the node
+    starts) unless it can."""
     if user is None or readable_by(folder, user):
         return
     os.lchown(folder, -1, pwd.getpwnam(user).pw_gid)

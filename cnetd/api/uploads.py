@@ -23,7 +23,7 @@ from gateway.etags import set_md5_attribute
 from gateway.keys import UnsafeKey, safe_relative
 from ledger.catalog import Catalog, StoredFile
 from ledger.records import Resources, Status, WorkloadRecord
-from workers.workload_files import open_to_workloads, share_with_workloads
+from workers.workload_files import share_with_workloads
 
 CHUNK_BYTES = 1 << 20
 UPLOAD_PARTS = ("type", "name", "file")  # "file" once per file
@@ -61,7 +61,6 @@ def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog
     staging, final = data_root / f".uploading-{data_key}", data_root / data_key
     try:
         fields, files = _stream_parts(req, staging)
-        open_to_workloads(data_root, workload_user)
         share_with_workloads(staging, workload_user)  # workloads (a data gateway) read it; other users do not
         if fields.get("type", "data") != "data":
             raise Invalid("multipart submissions are data uploads: type must be 'data'")

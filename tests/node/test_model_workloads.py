@@ -15,17 +15,13 @@ import requests
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
 from tests.support.nodes import GIB, VENV_BIN, Node, free_port, running, wait_for
+from tests.support.services import predict
 
 YOLO = {"model_type": "yolo", "model_path": YOLO_MODEL}
 
 
 NODE = {"health": {"interval_s": 0.5}}
 
-
-def predict(endpoint: str) -> dict:
-    with open(ASTRONAUT, "rb") as handle:
-        return requests.post(f"{endpoint}/predict", data=handle.read(), headers={"Content-Type": "image/png"},
-                             timeout=30).json()
 
 
 def test_deploy_predict_stop_resources_back(node: Node) -> None:

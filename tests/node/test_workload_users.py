@@ -12,19 +12,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-import requests
 from supervisor.xmlrpc import SupervisorTransport
-from tests.support.assets import ASTRONAUT, YOLO_MODEL
+
+from tests.support.assets import YOLO_MODEL
 from tests.support.nodes import Node, running, wait_for
+from tests.support.services import predict
 
 NOBODY = pwd.getpwnam("nobody")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a node run as root")
 
-
-def predict(endpoint: str) -> dict:
-    with open(ASTRONAUT, "rb") as image:
-        return requests.post(f"{endpoint}/predict", data=image.read(), headers={"Content-Type": "image/png"},
-                             timeout=30).json()
 
 
 def output_of(node: Node, config: dict) -> tuple[str, dict]:
