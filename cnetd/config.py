@@ -313,7 +313,7 @@ def _bool(key: str, value: Any) -> bool:
 
 
 def _node_id(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not NODE_ID.match(value):
+    if not isinstance(value, str) or not NODE_ID.fullmatch(value):
         raise _fail(key, "letters, digits, '.', '_' or '-' (at most 63)", value)
     return value
 

@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnetd.common.errors import CnetError, DelegationRefused, DelegationUnknown, InsufficientResources, Invalid, Unavailable
+from cnetd.common.errors import (CnetError, DelegationRefused, DelegationUnknown, InsufficientResources, Invalid,
+                                 Unavailable, Unprocessable)
 from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.logs import workload_fields
 from cnetd.metrics import DELEGATIONS
@@ -38,8 +39,9 @@ MIN_FORWARD_S = 1.0  # less budget than this left: the remaining targets are not
 SETTLE_INTERVAL_S = 1.0
 
 # What a refusal's error code means for the submission as a whole.
-NO_ROOM, INVALID, UNREACHABLE, REFUSED = "no_room", "invalid", "unreachable", "refused"
-_KIND_OF_CODE = {"insufficient_resources": NO_ROOM, "invalid_request": INVALID, "delegation_refused": REFUSED}
+NO_ROOM, INVALID, UNPROCESSABLE, UNREACHABLE, REFUSED = "no_room", "invalid", "unprocessable", "unreachable", "refused"
+_KIND_OF_CODE = {"insufficient_resources": NO_ROOM, "invalid_request": INVALID, "unprocessable": UNPROCESSABLE,
+                 "delegation_refused": REFUSED}
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ def forward_body(record: WorkloadRecord, visited: list[str], budget_s: float, se
 
 def refusal_error(refusals: list[Refusal], record: WorkloadRecord) -> CnetError:
     """The submission's answer when every target refused: 503 if one could not be reached (trying again
-    may find it), else 409 if one had no room, else 400 (every node refused the config itself)."""
+    may find it), else 409 if one had no room, else 400 / 422 (every node refused the config itself: its shape,
+    or what it names)."""
     reasons = "; ".join(f"{refusal.node}: {refusal.message}" for refusal in refusals)
     details = {"requested": record.requirements.to_dict(), "refused": [refusal.to_dict() for refusal in refusals]}
     kinds = {refusal.kind for refusal in refusals}
@@ -89,6 +92,8 @@ def refusal_error(refusals: list[Refusal], record: WorkloadRecord) -> CnetError:
         return InsufficientResources(f"no node could take this workload ({reasons or 'no neighbour fits'})", **details)
     if kinds == {INVALID}:
         return Invalid(f"every node refused this workload's config ({reasons})", **details)
+    if kinds <= {INVALID, UNPROCESSABLE}:
+        return Unprocessable(f"every node refused this workload's config ({reasons})", **details)
     return DelegationRefused(f"no node would take this workload ({reasons})", **details)
 
 

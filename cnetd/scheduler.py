@@ -18,7 +18,7 @@ from typing import Any
 
 from cnetd.delegation import (DELEGATION_BUDGET_S, SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error,
                               refusal_error)
-from cnetd.common.errors import CnetError, DataNotStoppable, DelegationRefused, NotFound
+from cnetd.common.errors import CnetError, Conflict, DataNotStoppable, DelegationRefused, NotFound
 from cnetd.common.httpclient import auth_headers
 from cnetd.common.logs import workload_fields
 from cnetd.metrics import DELEGATIONS
@@ -85,6 +85,9 @@ class Scheduler:
         else:
             if existing.settling:
                 raise pending_error(existing)
+            if existing.fingerprint and existing.fingerprint != record.fingerprint:
+                raise Conflict(f"workload id {record.id} is taken by a different submission; retry with the "
+                               "same one, or choose another id")
             return {"placed": existing.to_dict()}
         visited = list(args.get("visited", []))
         if self._node.config.node_id in visited:

@@ -1,6 +1,8 @@
 """Parses a POSTed workload into a ``WorkloadRecord``: shape, type, id and requirements, with clear errors."""
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from ledger.records import RESOURCE_KINDS, Resources, WorkloadRecord
 from workers.registry import executor_for
 
 _FIELDS = ("id", "name", "type", "config", "requirements")
-_WORKLOAD_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+WORKLOAD_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 MAX_REQUIREMENT = 2**53  # exact in every JSON reader (and a float64); far above any machine's bytes
 
 
@@ -30,17 +32,20 @@ def parse_submission(body: Any) -> WorkloadRecord:
         raise Invalid("type: required, a string")
     executor_for(workload_type)  # unknown types fail here, listing the supported ones
     workload_id = body["id"] if "id" in body else new_workload_id()
-    if not isinstance(workload_id, str) or not _WORKLOAD_ID.match(workload_id):
+    if not isinstance(workload_id, str) or not re.fullmatch(WORKLOAD_ID_PATTERN, workload_id):
         raise Invalid("id: lowercase letters, digits and '-', at most 63, starting with a letter or digit")
     name = body.get("name")
-    if name is not None and not isinstance(name, str):
+    if "name" in body and not isinstance(name, str):
         raise Invalid("name: expected a string")
     name = name or f"{workload_type}-{workload_id[:8]}"
     config = body.get("config", {})
     if not isinstance(config, dict):
         raise Invalid("config: expected an object")
-    return WorkloadRecord(id=workload_id, type=workload_type, name=name, config=config,
-                          requirements=parse_requirements(body.get("requirements", {})))
+    requirements = parse_requirements(body.get("requirements", {}))
+    sent = {"type": workload_type, "name": body.get("name"), "config": config, "requirements": requirements.to_dict()}
+    fingerprint = hashlib.sha256(json.dumps(sent, sort_keys=True).encode()).hexdigest()  # json: any int size
+    return WorkloadRecord(id=workload_id, type=workload_type, name=name, config=config, requirements=requirements,
+                          fingerprint=fingerprint)
 
 
 def parse_requirements(raw: Any) -> Resources:

@@ -13,9 +13,10 @@ import falcon
 import numpy as np
 
 from cnetd.common.web import install_error_rendering, read_json, send
-from cnetd.common.errors import Invalid, PayloadTooLarge
+from cnetd.common.errors import Invalid, PayloadTooLarge, Unprocessable
 from cnetd.common.request_metrics import instrumented_app
 from inference.imaging import ImageTooLarge, InvalidImage, decode_base64, decode_image
+from inference.request_limits import MAX_DETECTIONS
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _OPTION_NAMES = ("confidence", "iou", "max_detections", "classes")
@@ -47,8 +48,8 @@ def parse_options(raw: dict[str, Any]) -> dict[str, Any]:
             options["max_detections"] = int(raw["max_detections"])
         except (TypeError, ValueError):
             raise Invalid("max_detections: expected a whole number") from None
-        if not 1 <= options["max_detections"] <= 10000:
-            raise Invalid("max_detections: expected 1 to 10000")
+        if not 1 <= options["max_detections"] <= MAX_DETECTIONS:
+            raise Invalid(f"max_detections: expected 1 to {MAX_DETECTIONS}")
     classes = raw.get("classes")
     if isinstance(classes, str):
         classes = [part for part in classes.split(",") if part]
@@ -79,14 +80,15 @@ class _Predict:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         image_bytes, raw_options = self._read(req)
+        options = parse_options(raw_options)  # a malformed option is a 400 whatever the image holds
         try:
             image = decode_image(image_bytes)
         except ImageTooLarge as exc:
             raise PayloadTooLarge(str(exc)) from None
         except InvalidImage as exc:
-            raise Invalid(str(exc)) from None
+            raise Unprocessable(str(exc)) from None
         started = time.perf_counter()
-        detections, inference_ms = self.detector.detect(image, parse_options(raw_options))
+        detections, inference_ms = self.detector.detect(image, options)
         send(resp, {"detections": detections, "count": len(detections),
                     "image_size": [int(image.shape[1]), int(image.shape[0])],
                     "inference_ms": round(inference_ms, 3),
@@ -128,7 +130,7 @@ class _Predict:
         if len(image_bytes) > self.max_image_bytes:
             raise PayloadTooLarge(f"image exceeds the limit of {self.max_image_bytes} bytes")
         if not image_bytes:
-            raise Invalid("the image is empty")
+            raise Unprocessable("the image is empty")
         return image_bytes
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from cnetd.common.errors import Invalid
+from cnetd.common.errors import Unprocessable
 from inference.server import add_common_arguments, serve
 from inference.yolo_model import YoloModel
 
@@ -30,7 +30,7 @@ class YoloDetector:
             elif isinstance(value, str) and value in self._ids_by_name:
                 ids.append(self._ids_by_name[value])
             else:
-                raise Invalid(f"classes: unknown class {value!r}")
+                raise Unprocessable(f"classes: this model has no class {value!r}")
         return ids
 
     def detect(self, image: np.ndarray, options: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:

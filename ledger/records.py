@@ -115,6 +115,7 @@ class WorkloadRecord:
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
+    fingerprint: str = ""  # of the submission as sent: a retry with this id must send the same (never shown)
 
     @property
     def terminal(self) -> bool:

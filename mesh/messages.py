@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,22 +132,20 @@ class Heartbeat:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # as agent.node_id
-_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$")
+# Patterns as the OpenAPI document publishes them (anchored, so that JSON Schema's unanchored search and
+# Python's fullmatch agree). A host is a DNS name or an IPv4 address.
+NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # as agent.node_id
+_HOST = r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+API_URL_PATTERN = rf"^https?://{_HOST}:{_PORT}/?$"
+MESH_ENDPOINT_PATTERN = rf"^tcp://{_HOST}:{_PORT}$"
+NODE_ID = re.compile(NODE_ID_PATTERN)
 
 
-def _host_port(value: str, schemes: tuple[str, ...], name: str) -> None:
-    """``scheme://host:port`` and nothing else (no path, query, user or fragment); else MalformedMessage."""
-    problem = f"{name} must be {' or '.join(scheme + '://HOST:PORT' for scheme in schemes)}, got {value[:100]!r}"
-    try:
-        parts = urllib.parse.urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise MalformedMessage(problem) from None
-    if parts.scheme not in schemes or port is None or not 1 <= port <= 65535 or parts.path not in ("", "/") \
-            or parts.query or parts.fragment or parts.username is not None or parts.password is not None \
-            or not _HOST.match(parts.netloc.rsplit(":", 1)[0]):
-        raise MalformedMessage(problem)
+def _check(value: str, pattern: str, name: str, form: str) -> None:
+    """``value`` is wholly of ``pattern`` (no trailing newline either); else MalformedMessage naming the form."""
+    if not re.fullmatch(pattern, value):
+        raise MalformedMessage(f"{name} must be {form}, got {value[:100]!r}")
 
 
 @dataclass(frozen=True)
@@ -167,8 +164,7 @@ class Registration:
         missing = [name for name, value in values.items() if not isinstance(value, str) or not value]
         if missing:
             raise MalformedMessage(f"registration needs string field(s) {', '.join(missing)}")
-        if not NODE_ID.match(values["node_id"]):
-            raise MalformedMessage("node_id: letters, digits, '.', '_' or '-' (at most 63)")
-        _host_port(values["api_url"], ("http", "https"), "api_url")
-        _host_port(values["mesh_endpoint"], ("tcp",), "mesh_endpoint")
+        _check(values["node_id"], NODE_ID_PATTERN, "node_id", "letters, digits, '.', '_' or '-' (at most 63)")
+        _check(values["api_url"], API_URL_PATTERN, "api_url", "http://HOST:PORT or https://HOST:PORT")
+        _check(values["mesh_endpoint"], MESH_ENDPOINT_PATTERN, "mesh_endpoint", "tcp://HOST:PORT")
         return cls(values["node_id"], values["api_url"].rstrip("/"), values["mesh_endpoint"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cnetd.common.errors import Invalid
+from cnetd.common.errors import Invalid, Unprocessable
 from cnetd.paths import RuntimePaths
 from ledger.records import WorkloadRecord
 
@@ -12,6 +12,22 @@ if TYPE_CHECKING:
     from cnetd.config import NodeConfig
 
 RESTART_POLICIES = ("never", "on-failure", "always")
+HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"  # a DNS name or an IPv4 address
+USER_SCHEMA = {"type": ["string", "null"], "description": "who it runs as (default workloads.user)"}
+
+
+def port_number(value: Any) -> int | None:
+    """``value`` as a port (1-65535), or None if it is not one. JSON Schema's integers include 8080.0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        return None
+    return int(value) if 1 <= value <= 65535 else None
+
+
+def config_schema(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON Schema of one type's config, as the OpenAPI document publishes it: the shapes its
+    ``validate`` refuses with 400. What the schema admits may still be refused with 422 (a command this
+    node lacks), or 409 (a port in use)."""
+    return {"type": "object", "additionalProperties": False, "properties": properties, "required": list(required)}
 
 
 def reject_unknown_fields(config: dict[str, Any], known: tuple[str, ...]) -> None:
@@ -59,9 +75,11 @@ class Executor(Protocol):
     """One workload type: validates its config and says which program runs it."""
 
     type_name: str
+    config_schema: dict[str, Any]
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
-        """Return the normalized config, or raise ``Invalid`` naming the bad field."""
+        """Return the normalized config, or raise ``Invalid`` (the shape is wrong) or ``Unprocessable`` (this
+        node cannot act on it), naming the field."""
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         """The program that runs ``record`` (its config already validated) on this node."""
@@ -97,10 +115,12 @@ def choose_user(asked: Any, node: NodeContext) -> str | None:
     """Who a workload runs as: the node's workloads.user, or one the node allows (root only with allow_root)."""
     if asked is None or asked == node.workload_user:
         return node.workload_user
+    if not isinstance(asked, str):
+        raise Invalid("config.user: expected a user name")
     if node.workload_user is None:
-        raise Invalid("config.user: this node does not run as root, so its workloads run as its own user")
-    if not isinstance(asked, str) or asked not in node.workload_users:
+        raise Unprocessable("config.user: this node does not run as root, so its workloads run as its own user")
+    if asked not in node.workload_users:
         allowed = ", ".join(sorted(node.workload_users))
-        raise Invalid(f"config.user: {asked!r} is not allowed here (allowed: {allowed}; root needs "
+        raise Unprocessable(f"config.user: {asked!r} is not allowed here (allowed: {allowed}; root needs "
                       "workloads.allow_root, others workloads.allowed_users)")
     return asked

@@ -2,19 +2,22 @@
 
 The shim (``workers.container_shim``) is the supervised program: it starts the container, streams its
 logs, waits, and stops it on SIGTERM, so restarts, logs and the ledger treat it like any workload.
-Submission checks that the engine answers (503 naming the address otherwise) and that the image exists
-(400 naming it, before anything is created). Declared cpu and memory become the container's limits.
+Submission checks that the engine answers (422 naming the address when there is none, 503 when it fails) and that the image exists
+(422 naming it, before anything is created). Declared cpu and memory become the container's limits.
 """
 from __future__ import annotations
 
+import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from cnetd.common.errors import Invalid, Unavailable
+from cnetd.common.errors import Invalid, Unavailable, Unprocessable
 from ledger.records import WorkloadRecord
-from workers.base import RESTART_POLICIES, NodeContext, ProgramSpec, reject_unknown_fields
+from workers.base import RESTART_POLICIES, NodeContext, ProgramSpec, config_schema, port_number, reject_unknown_fields
+from workers.process import ENV_NAME_PATTERN, ENV_SCHEMA
 
 if TYPE_CHECKING:
     import docker
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 ENGINE_TIMEOUT_S = 10
 CONTAINER_ID_FILE = "container.id"  # written by the shim once its container exists
 STOP_TIMEOUT_S = 10
+PORT_KEY_PATTERN = r"^[0-9]{1,5}(/(tcp|udp|sctp))?$"  # a container port, as the engine names it
 _FIELDS = ("image", "command", "env", "ports", "volumes", "working_dir", "network_mode", "restart")
 
 
@@ -36,6 +40,9 @@ def engine(address: str) -> docker.DockerClient:
     import docker
     import docker.errors
 
+    if address.startswith("unix://") and not os.path.exists(address.removeprefix("unix://")):
+        raise Unprocessable(f"this node has no container engine: nothing at {address} (container.engine)",
+                            engine=address)
     try:
         client = docker.DockerClient(base_url=address, timeout=ENGINE_TIMEOUT_S)
         client.ping()
@@ -50,7 +57,7 @@ def remove_labelled(address: str, label: str) -> None:
 
     try:
         client = engine(address)
-    except Unavailable:
+    except (Unavailable, Unprocessable):  # no engine, or none answering: no containers to remove
         return
     try:
         for container in client.containers.list(all=True, sparse=True, filters={"label": label}):
@@ -67,16 +74,18 @@ def _check_shapes(config: dict[str, Any]) -> None:
     if command is not None and not (isinstance(command, str) or
                                     (isinstance(command, list) and all(isinstance(a, str) for a in command))):
         raise Invalid("config.command: expected a string or a list of strings")
-    env = config.get("env") or {}
-    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+    env = {} if config.get("env") is None else config["env"]
+    if not isinstance(env, dict) or not all(re.fullmatch(ENV_NAME_PATTERN, k) and isinstance(v, str)
+                                            for k, v in env.items()):
         raise Invalid("config.env: expected an object of NAME: value strings")
-    ports = config.get("ports") or {}
-    if not isinstance(ports, dict) or not all(isinstance(k, str) and (v is None or (isinstance(v, int) and 0 < v < 65536))
+    ports = {} if config.get("ports") is None else config["ports"]
+    if not isinstance(ports, dict) or not all(re.fullmatch(PORT_KEY_PATTERN, k) and (v is None or port_number(v))
                                               for k, v in ports.items()):
         raise Invalid("config.ports: expected {\"8080/tcp\": host port (or null for a random one)}")
-    volumes = config.get("volumes") or {}
-    if not isinstance(volumes, dict) or not all(isinstance(v, dict) and isinstance(v.get("bind"), str)
-                                                and v.get("mode", "rw") in ("ro", "rw") for v in volumes.values()):
+    volumes = {} if config.get("volumes") is None else config["volumes"]
+    if not isinstance(volumes, dict) or not all(
+            isinstance(v, dict) and set(v) <= {"bind", "mode"} and isinstance(v.get("bind"), str)
+            and v.get("mode", "rw") in ("ro", "rw") for v in volumes.values()):
         raise Invalid("config.volumes: expected {\"/host/path\": {\"bind\": \"/in/container\", \"mode\": \"ro\"|\"rw\"}}")
     for key in ("working_dir", "network_mode"):
         if config.get(key) is not None and not isinstance(config[key], str):
@@ -87,6 +96,17 @@ def _check_shapes(config: dict[str, Any]) -> None:
 
 class ContainerExecutor:
     type_name = "container"
+    config_schema = config_schema({
+        "image": {"type": "string", "minLength": 1, "description": "an image on this node's engine"},
+        "command": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
+        "env": ENV_SCHEMA,
+        "ports": {"type": ["object", "null"], "propertyNames": {"pattern": PORT_KEY_PATTERN},
+                  "additionalProperties": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535}},
+        "volumes": {"type": ["object", "null"], "additionalProperties": {
+            "type": "object", "required": ["bind"], "additionalProperties": False,
+            "properties": {"bind": {"type": "string"}, "mode": {"enum": ["ro", "rw"]}}}},
+        "working_dir": {"type": ["string", "null"]}, "network_mode": {"type": ["string", "null"]},
+        "restart": {"enum": list(RESTART_POLICIES)}}, required=("image",))
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         reject_unknown_fields(config, _FIELDS)
@@ -100,13 +120,14 @@ class ContainerExecutor:
         try:
             client.images.get(image)  # a missing image would fail only after seconds of pull retries
         except docker.errors.ImageNotFound:
-            raise Invalid(f"config.image: image {image!r} is not on this node's engine") from None
+            raise Unprocessable(f"config.image: image {image!r} is not on this node's engine") from None
         except docker.errors.APIError as exc:
             raise Unavailable(f"the container engine at {node.container_engine} failed: {exc}") from None
         finally:
             client.close()
         return {"image": image, "command": config.get("command"), "env": config.get("env") or {},
-                "ports": config.get("ports") or {}, "volumes": config.get("volumes") or {},
+                "ports": {key: port_number(value) for key, value in (config.get("ports") or {}).items()},
+                "volumes": config.get("volumes") or {},
                 "working_dir": config.get("working_dir"), "network_mode": config.get("network_mode"),
                 "restart": config.get("restart", "never")}
 

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnetd.common.errors import Invalid
+from cnetd.common.errors import Invalid, Unprocessable
 from ledger.records import WorkloadRecord
-from workers.base import NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
-from workers.service_program import SERVICE_FIELDS, service_home, service_spec, service_user, validate_service_fields
+from workers.base import NodeContext, PlainProgram, ProgramSpec, config_schema, reject_unknown_fields
+from workers.service_program import SERVICE_FIELDS, SERVICE_SCHEMAS, service_home, service_spec, service_user, validate_service_fields
 from workers.workload_files import readable_copy
 
 SUPPORTED_MODEL_TYPES = ("yolo", "pytorch")
@@ -23,6 +23,10 @@ CHECK_TIMEOUT_S = 120
 
 class YoloExecutor(PlainProgram):
     type_name = "mlmodel"
+    config_schema = config_schema({
+        "model_type": {"enum": list(SUPPORTED_MODEL_TYPES)},
+        "model_path": {"type": "string", "minLength": 1, "description": "a YOLO model (.onnx, .pt) on this node"},
+        **SERVICE_SCHEMAS}, required=("model_type", "model_path"))
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         reject_unknown_fields(config, ("model_type", "model_path", *SERVICE_FIELDS))
@@ -31,7 +35,7 @@ class YoloExecutor(PlainProgram):
             raise Invalid(f"config.model_type: {model_type!r} is not supported (supported: "
                           f"{', '.join(SUPPORTED_MODEL_TYPES)})", supported=list(SUPPORTED_MODEL_TYPES))
         if model_type == "pytorch" and importlib.util.find_spec("torch") is None:
-            raise Invalid("config.model_type: 'pytorch' needs PyTorch on this node: pip install '.[torch]'")
+            raise Unprocessable("config.model_type: 'pytorch' needs PyTorch on this node: pip install '.[torch]'")
         path = config.get("model_path")
         if not isinstance(path, str) or not path:
             raise Invalid("config.model_path: required, the path of a YOLO model on this node")
@@ -47,14 +51,16 @@ class YoloExecutor(PlainProgram):
 
 
 def _check_model(path: str, model_type: str) -> None:
-    """Load the model once in a short subprocess; 400 naming why it is not a YOLO model."""
+    """Load the model once in a short subprocess; 422 naming why it is not a YOLO model."""
     try:
         check = subprocess.run([sys.executable, "-m", "inference.yolo_model", path, model_type],
                                capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise Invalid(f"config.model_path: loading the model took over {CHECK_TIMEOUT_S} s") from None
+        raise Unprocessable(f"config.model_path: loading the model took over {CHECK_TIMEOUT_S} s") from None
+    except ValueError:  # a NUL in the path
+        raise Invalid("config.model_path: expected a path") from None
     if check.returncode == 2:
-        raise Invalid(f"config.model_path: {check.stderr.strip()}")
+        raise Unprocessable(f"config.model_path: {check.stderr.strip()}")
     if check.returncode != 0:
         last = (check.stderr.strip().splitlines() or ["no output"])[-1]
-        raise Invalid(f"config.model_path: the model could not be loaded ({last})")
+        raise Unprocessable(f"config.model_path: the model could not be loaded ({last})")

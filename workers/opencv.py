@@ -6,17 +6,19 @@ from typing import Any
 from cnetd.common.errors import Invalid
 from inference.cascades import CASCADE_FILES
 from ledger.records import WorkloadRecord
-from workers.base import NodeContext, PlainProgram, ProgramSpec, reject_unknown_fields
-from workers.service_program import SERVICE_FIELDS, service_spec, validate_service_fields
+from workers.base import NodeContext, PlainProgram, ProgramSpec, config_schema, reject_unknown_fields
+from workers.service_program import SERVICE_FIELDS, SERVICE_SCHEMAS, service_spec, validate_service_fields
 
 
 class OpenCVExecutor(PlainProgram):
     type_name = "opencv"
+    config_schema = config_schema({"cascade_type": {"enum": list(CASCADE_FILES), "description": "default face"},
+                                   **SERVICE_SCHEMAS})
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         reject_unknown_fields(config, ("cascade_type", *SERVICE_FIELDS))
         cascade = config.get("cascade_type", "face")
-        if cascade not in CASCADE_FILES:
+        if not isinstance(cascade, str) or cascade not in CASCADE_FILES:
             raise Invalid(f"config.cascade_type: expected one of {', '.join(CASCADE_FILES)}, got {cascade!r}")
         return {"cascade_type": cascade, **validate_service_fields(config, node)}
 

@@ -8,49 +8,68 @@ allows), in its own dir, which holds its log.
 """
 from __future__ import annotations
 
+import errno
 import math
+import os
+import re
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-from cnetd.common.errors import Invalid
+from cnetd.common.errors import Conflict, Invalid, Unprocessable
 from cnetd.private_files import make_workload_dir
 from ledger.records import WorkloadRecord
-from workers.base import NodeContext, ProgramSpec, choose_user
+from workers.base import HOST_PATTERN, USER_SCHEMA, NodeContext, ProgramSpec, choose_user, port_number
 from workers.workload_files import READ, SEARCH, readable_by
 
 SERVICE_FIELDS = ("service_port", "service_host", "user")
+SERVICE_SCHEMAS = {"service_host": {"type": "string", "pattern": HOST_PATTERN, "description": "default 127.0.0.1"},
+                   "service_port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535,
+                                    "description": "default: a free port"},
+                   "user": USER_SCHEMA}
 
 
-def _port_is_free(host: str, port: int) -> bool:
+def _bound_port(host: str, port: int) -> int:
+    """The port a listener on ``host:port`` gets (``port`` 0: a free one); Conflict when it is taken, and
+    Unprocessable when this node has no such address."""
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except socket.gaierror:
+            raise Unprocessable(f"config.service_host: {host!r} is not an address of this node") from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise Conflict(f"config.service_port: {host}:{port} is already in use on this node") from None
+            raise Unprocessable(f"config.service_host: cannot listen on {host}:{port} ({exc.strerror})") from None
+        return probe.getsockname()[1]
+
+
+def _first_unprivileged_port() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        return 1024
 
 
 def validate_service_fields(config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
     """``service_host`` (default 127.0.0.1) and ``service_port`` (checked free, or a free one chosen), and
     the ``user`` it runs as."""
     host = config.get("service_host", "127.0.0.1")
-    if not isinstance(host, str) or not host:
-        raise Invalid("config.service_host: expected a host name or address")
-    port = config.get("service_port")
-    if port is None:
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
-    elif not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise Invalid(f"config.service_port: expected a port number 1-65535, got {port!r}")
-    elif not _port_is_free(host, port):
-        raise Invalid(f"config.service_port: {host}:{port} is already in use on this node")
+    if not isinstance(host, str) or not re.fullmatch(HOST_PATTERN, host):
+        raise Invalid("config.service_host: expected a host name or IPv4 address")
+    asked = config.get("service_port")
+    if asked is not None and port_number(asked) is None:
+        raise Invalid(f"config.service_port: expected a port number 1-65535, got {asked!r}")
+    port = _bound_port(host, 0 if asked is None else port_number(asked))
     user = choose_user(config.get("user"), node)
+    privileged = user == "root" or (user is None and os.geteuid() == 0)
+    if not privileged and port < _first_unprivileged_port():
+        raise Unprocessable(f"config.service_port: {port} is a privileged port and the service runs as "
+                            f"{user or 'the node user'}; choose a port from {_first_unprivileged_port()}")
     if user is not None and not readable_by(Path(sys.executable), user, READ | SEARCH):
-        raise Invalid(f"config.user: {user} cannot run this node's Python ({sys.executable}); build the node's "
-                      "venv from a Python every user can run (make does, with /usr/bin/python3)")
+        raise Unprocessable(f"config.user: {user} cannot run this node's Python ({sys.executable}); build the node's "
+                            "venv from a Python every user can run (make does, with /usr/bin/python3)")
     return {"service_host": host, "service_port": port, "user": user}
 
 

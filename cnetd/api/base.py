@@ -50,7 +50,8 @@ class Resource:
         """A record as readers see it: with what only its program knows, secrets in its config hidden."""
         executor = EXECUTORS.get(record.type)
         config = executor.shown_config(record.config) if executor else record.config
-        return {**record.to_dict(), "config": config, **facts}
+        shown = {name: value for name, value in record.to_dict().items() if name != "fingerprint"}
+        return {**shown, "config": config, **facts}
 
     def facts(self, record: WorkloadRecord) -> dict[str, Any]:
         executor = EXECUTORS.get(record.type)  # data records have no executor: uploads run no program

@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from cnetd import __version__
-from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_STREAMS, LOG_TAIL_MAX, PREDICT_MAX_BYTES
-from cnetd.submission import MAX_REQUIREMENT
+from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_MAX, PREDICT_MAX_BYTES
+from cnetd.submission import MAX_REQUIREMENT, WORKLOAD_ID_PATTERN
+from inference.request_limits import BASE64_IMAGE_PATTERN, MAX_DETECTIONS
 from ledger.records import RESOURCE_KINDS
+from mesh.messages import API_URL_PATTERN, MESH_ENDPOINT_PATTERN, NODE_ID_PATTERN
 from workers.registry import EXECUTORS
 
 _REF = "#/components/schemas/"
@@ -36,10 +38,13 @@ _ERROR_MEANINGS = {
     "421": "a Host name this node is not known by (api.allowed_hosts lists more)",
     "404": "no such workload, data, neighbour or route",
     "405": "method not allowed on this path",
-    "409": "no node had room, delegation refused or still being settled, not running, or data (delete it)",
+    "409": "no node had room, delegation refused or still being settled, not running, not a service, or data "
+           "(delete it)",
     "408": "the request did not arrive by its deadline (api.client_timeout_s, api.client_min_rate_bytes_s)",
     "411": "an upload without Content-Length",
     "413": "request body over the node's limit",
+    "422": "well-formed but not something to act on: bytes that are not an image, a class the model lacks, "
+           "one upload naming a file twice",
     "503": "the scheduler is down (scheduler_unavailable), a forward's outcome is not known yet "
            "(delegation_unknown), or a container engine, a neighbour or a service does not answer",
 }
@@ -64,6 +69,25 @@ def _operation(summary: str, ok: tuple[str, str, dict[str, Any]], *errors: str,
     return {"summary": summary, "responses": {status: {"description": description, "content": content},
                                                **(responses_extra or {}), **_errors(*codes), **_SERVER_LIMITS},
             **extra}
+
+
+def _submission(workload_type: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A submission of one workload type, its config as that type's executor checks it."""
+    return {"type": "object", "required": ["type", *(["config"] if config["required"] else [])],
+            "additionalProperties": False, "properties": {
+                "id": {"type": "string", "pattern": WORKLOAD_ID_PATTERN,
+                       "description": "optional; the same id submitted twice runs once"},
+                "name": {"type": "string"}, "type": {"const": workload_type}, "config": config,
+                "requirements": _RESOURCES,
+                "delegation": {"type": "object", "required": ["visited"], "description":
+                               "set by a delegating node: the nodes already visited, the forward's attempt id, the "
+                               "seconds left for onward delegation; settle asks what became of that attempt",
+                               "properties": {"visited": {"type": "array", "items": {"type": "string"}},
+                                              "attempt": {"type": ["string", "null"], "minLength": 1, "maxLength": 64},
+                                              "budget_s": {"type": ["number", "null"], "minimum": 0},
+                                              "settle": {"type": "boolean"}},
+                               "if": {"required": ["settle"], "properties": {"settle": {"const": True}}},
+                               "then": {"required": ["attempt"], "properties": {"attempt": {"type": "string"}}}}}}
 
 
 _PATH_ID = {"name": "workload_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -104,31 +128,18 @@ SCHEMAS: dict[str, Any] = {
         "children": {"type": "array", "items": _ref("Neighbour")},
         "peers": {"type": "array", "items": _ref("Neighbour")}}},
     "Registration": {"type": "object", "required": ["node_id", "api_url", "mesh_endpoint"], "properties": {
-        "node_id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},
-        "api_url": {"type": "string", "pattern": "^https?://", "description": "scheme://host:port, nothing else"},
-        "mesh_endpoint": {"type": "string", "pattern": "^tcp://", "description": "tcp://host:port"}}},
+        "node_id": {"type": "string", "pattern": NODE_ID_PATTERN},
+        "api_url": {"type": "string", "pattern": API_URL_PATTERN, "description": "scheme://host:port, nothing else"},
+        "mesh_endpoint": {"type": "string", "pattern": MESH_ENDPOINT_PATTERN, "description": "tcp://host:port"}}},
     "Settling": {"type": "object", "required": ["id", "status"], "properties": {
         "id": {"type": "string"}, "status": {"const": "unknown"}}},
     "Registered": {"type": "object", "required": ["registered", "parent", "boot_id"], "properties": {
         "registered": {"type": "string"}, "parent": {"type": "string"}, "boot_id": {"type": "string"}}},
-    "Submission": {"type": "object", "required": ["type"], "additionalProperties": False, "properties": {
-        "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$",
-               "description": "optional; the same id submitted twice runs once"},
-        "name": {"type": "string"},
-        "type": {"enum": sorted(EXECUTORS)},
-        "config": {"type": "object", "description": "the type's fields (see README): command/args/env/user/…, "
-                                                    "image/…, model_type/model_path, cascade_type, base_path/bucket"},
-        "requirements": _RESOURCES,
-        "delegation": {"type": "object", "required": ["visited"], "description":
-                       "set by a delegating node: the nodes already visited, the forward's attempt id, the "
-                       "seconds left for onward delegation; settle asks what became of that attempt",
-                       "properties": {"visited": {"type": "array", "items": {"type": "string"}},
-                                      "attempt": {"type": ["string", "null"], "maxLength": 64},
-                                      "budget_s": {"type": ["number", "null"], "minimum": 0},
-                                      "settle": {"type": "boolean"}}}}},
+    "Submission": {"oneOf": [_ref(f"Submission-{name}") for name in sorted(EXECUTORS)]},
+    **{f"Submission-{name}": _submission(name, executor.config_schema) for name, executor in EXECUTORS.items()},
     "Upload": {"type": "object", "required": ["file"], "additionalProperties": False, "properties": {
         "type": {"const": "data"}, "name": {"type": "string"},
-        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1,
                  "description": "one part per file; a file name with '/' keeps the directory layout"}}},
     "Workload": {"type": "object", "required": ["id", "type", "name", "status", "requirements"], "properties": {
         "id": {"type": "string"}, "type": {"type": "string"}, "name": {"type": "string"},
@@ -154,10 +165,12 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string"}, "stream": {"type": "string", "enum": list(LOG_STREAMS)},
         "offset": {"type": "integer"}, "next_offset": {"type": "integer"}, "data": {"type": "string"}}},
     "Prediction": {"type": "object", "required": ["image"], "properties": {
-        "image": {"type": "string", "description": "base64 (a data: prefix is allowed)"},
+        "image": {"type": "string", "pattern": BASE64_IMAGE_PATTERN, "description": "base64 (a data: prefix is allowed)"},
         "confidence": {"type": "number", "minimum": 0, "maximum": 1},
         "iou": {"type": "number", "minimum": 0, "maximum": 1},
-        "max_detections": {"type": "integer", "minimum": 1}, "classes": {"type": "array"}}},
+        "max_detections": {"type": "integer", "minimum": 1, "maximum": MAX_DETECTIONS},
+        "classes": {"type": "array", "items": {"type": ["integer", "string"]},
+                    "description": "class ids or names of the model's classes"}}},
     "Detections": {"type": "object", "required": ["detections", "count"], "properties": {
         "detections": {"type": "array", "items": {"type": "object", "required": ["class", "confidence", "bbox"],
                                                   "properties": {"class": {"type": "string"},
@@ -197,7 +210,7 @@ def document() -> dict[str, Any]:
             "post": _operation(
                 "Submit a workload (JSON) or upload data (multipart); run here or delegated",
                 _ok("Workload", "201", "Admitted: running here, or delegated (delegated_to)"),
-                "400", "401", "404", "408", "409", "411", "413", "503",
+                "400", "401", "404", "408", "409", "411", "413", "422", "503",
                 responses_extra={"202": _answer("delegation.settle: this node is settling its own onward "
                                                 "forward of that attempt; ask again", "Settling")},
                 requestBody={"required": True, "content": {
@@ -220,10 +233,11 @@ def document() -> dict[str, Any]:
             "get": _operation(f"One stream from byte `offset` on (at most {LOG_CHUNK_MAX_BYTES} bytes): follow a log",
                               _ok("LogChunk"), "400", "404", "503", parameters=[
                                   {"name": "offset", "in": "query", "required": False,
-                                   "schema": {"type": "integer", "minimum": 0}}], **_SECURED)},
+                                   "schema": {"type": "integer", "minimum": 0, "maximum": LOG_OFFSET_MAX}}],
+                              **_SECURED)},
         "/api/workloads/{workload_id}/predict": {"parameters": [_PATH_ID], "post": _operation(
             "Relay a prediction to a running mlmodel / opencv service", _ok("Detections"),
-            "400", "401", "404", "408", "409", "413", "503",
+            "400", "401", "404", "408", "409", "413", "422", "503",
             requestBody={"required": True, "description": f"at most {PREDICT_MAX_BYTES} bytes", "content": {
                 "application/json": {"schema": _ref("Prediction")},
                 "image/*": {"schema": {"type": "string", "format": "binary"}}}}, **_SECURED)},

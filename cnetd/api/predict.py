@@ -5,7 +5,7 @@ import falcon
 
 from cnetd.api.base import Resource
 from cnetd.api.limits import PREDICT_MAX_BYTES
-from cnetd.common.errors import Invalid, NotRunning, Unavailable
+from cnetd.common.errors import NotAService, NotRunning, Unavailable
 from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.web import read_body, send
 from ledger.records import Status
@@ -21,7 +21,7 @@ class WorkloadPredict(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         record = self.deps.ledger.get(workload_id)
         if record.type not in SERVICE_TYPES:
-            raise Invalid(f"workload {workload_id} is a {record.type}; "
+            raise NotAService(f"workload {workload_id} is a {record.type}; "
                           f"predictions need one of {', '.join(SERVICE_TYPES)}")
         body = read_body(req, PREDICT_MAX_BYTES)
         query = f"?{req.query_string}" if req.query_string else ""

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import falcon
 
 from cnetd.common.request_deadline import ClientTooSlow
-from cnetd.common.errors import CnetError, Invalid, LengthRequired, RequestTimeout
+from cnetd.common.errors import CnetError, Invalid, LengthRequired, RequestTimeout, Unprocessable
 from cnetd.submission import new_workload_id
 from gateway.etags import set_md5_attribute
 from gateway.keys import UnsafeKey, safe_relative
@@ -35,11 +35,16 @@ def allow_directory_uploads(app: falcon.App) -> None:
     app.req_options.media_handlers[falcon.MEDIA_MULTIPART].parse_options.max_body_part_count = MAX_PARTS
 
 
-def _write_part(stream: Any, target: Path) -> tuple[int, str]:
-    """Stream one part to ``target``; its size and SHA-256."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _write_part(stream: Any, staging: Path, relative: Path) -> tuple[int, str]:
+    """Stream one part to ``relative`` under ``staging``; its size and SHA-256."""
+    target = staging / relative
     digest, md5, size = hashlib.sha256(), hashlib.md5(), 0
-    with open(target, "xb") as handle:  # x: never follow or overwrite anything already there
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(target, "xb")  # x: never follow or overwrite anything already there
+    except (FileExistsError, NotADirectoryError, IsADirectoryError):
+        raise Unprocessable(f"the upload names {str(relative)!r} twice, or as both a file and a directory") from None
+    with handle:
         while chunk := stream.read(CHUNK_BYTES):
             handle.write(chunk)
             digest.update(chunk)
@@ -102,6 +107,8 @@ def _stream_parts(req: falcon.Request, staging: Path) -> tuple[dict[str, str], l
         if part.name not in UPLOAD_PARTS:
             raise Invalid(f"unknown multipart field {part.name!r} (known: {', '.join(UPLOAD_PARTS)})")
         if part.name != "file":
+            if part.name in fields:
+                raise Invalid(f"multipart field {part.name!r} is given twice")
             fields[part.name] = part.text
             continue
         if part.filename is None:
@@ -110,7 +117,7 @@ def _stream_parts(req: falcon.Request, staging: Path) -> tuple[dict[str, str], l
             relative = safe_relative(part.filename)
         except UnsafeKey as exc:
             raise Invalid(f"file name refused: {exc}") from None
-        size, sha256 = _write_part(part.stream, staging / relative)
+        size, sha256 = _write_part(part.stream, staging, relative)
         files.append(StoredFile(str(relative), size, sha256))
     return fields, files
 

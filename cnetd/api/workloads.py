@@ -8,7 +8,7 @@ import falcon
 
 from cnetd.api import uploads
 from cnetd.api.base import Resource, proxied, settled
-from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_STREAMS, LOG_TAIL_DEFAULT, LOG_TAIL_MAX
+from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_DEFAULT, LOG_TAIL_MAX
 from cnetd.common.errors import Invalid, NotFound
 from cnetd.common.web import read_json, send
 from cnetd.delegation import DELEGATION_BUDGET_S
@@ -152,8 +152,9 @@ class WorkloadLogStream(Resource):
         if stream not in LOG_STREAMS:
             raise Invalid(f"stream: expected one of {', '.join(LOG_STREAMS)}, got {stream!r}")
         raw = req.params.get("offset", "0")
-        if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18):
-            raise Invalid("offset: expected one whole number of bytes")
+        if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19
+                and int(raw) <= LOG_OFFSET_MAX):
+            raise Invalid(f"offset: expected a whole number of bytes from 0 to {LOG_OFFSET_MAX}")
         if record.remote:
             status, body = self.deps.remote.act(record, "GET", f"/logs/{stream}?offset={int(raw)}")
             send(resp, body, status)

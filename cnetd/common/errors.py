@@ -24,6 +24,14 @@ class Invalid(CnetError):
     code = "invalid_request"
 
 
+class Unprocessable(CnetError):
+    """Well-formed (the API's schema admits it) but not something that can be acted on: bytes that do not
+    decode as an image, two files of one upload at one name. 400 is kept for what the schema itself refuses."""
+
+    status = 422
+    code = "unprocessable"
+
+
 class Unauthorized(CnetError):
     status = 401
     code = "unauthorized"
@@ -65,6 +73,13 @@ class NotRunning(CnetError):
 
     status = 409
     code = "not_running"
+
+
+class NotAService(CnetError):
+    """An action only a service has (a prediction) asked of a workload of another type."""
+
+    status = 409
+    code = "not_a_service"
 
 
 class RequestTimeout(CnetError):
@@ -109,10 +124,11 @@ class DelegationPending(CnetError):
     code = "delegation_pending"
 
 
-_BY_CODE = {cls.code: cls for cls in (Invalid, Unauthorized, NotFound, DelegationRefused, InsufficientResources,
-                                      NotRunning, RequestTimeout, LengthRequired, PayloadTooLarge, Unavailable,
-                                      SchedulerUnavailable, DelegationUnknown, DelegationPending, DataNotStoppable,
-                                      Conflict)}
+def _kinds(base: type[CnetError]) -> list[type[CnetError]]:
+    return [kind for sub in base.__subclasses__() for kind in (sub, *_kinds(sub))]
+
+
+_BY_CODE = {kind.code: kind for kind in _kinds(CnetError)}
 
 
 def error_from_dict(body: dict[str, Any]) -> CnetError:

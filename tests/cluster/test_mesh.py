@@ -158,9 +158,9 @@ def test_refusals_keep_their_kind(clean: dict[str, Node]) -> None:
     jiangsu, nanjing = clean["jiangsu"], clean["nanjing"]
     missing_model = jiangsu.submit({"model_type": "yolo", "model_path": "/nonexistent/faces.onnx"}, {"cpu": 3},
                                    workload_type="mlmodel")
-    assert missing_model.status_code == 400, missing_model.text  # jiangsu is full, nanjing refuses the config
+    assert missing_model.status_code == 422, missing_model.text  # jiangsu is full, nanjing refuses the config
     assert "does not exist" in missing_model.json()["message"]
-    assert missing_model.json()["refused"][0]["kind"] == "invalid"
+    assert missing_model.json()["refused"][0]["kind"] == "unprocessable"
     nanjing.supervisorctl("stop", "api")
     try:
         unreachable = jiangsu.submit(SLEEP, {"cpu": 3})

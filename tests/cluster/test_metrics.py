@@ -93,7 +93,7 @@ def test_model_service_and_gateway_metrics(parent_and_child: tuple[Node, Node]) 
             assert requests.post(f"{service['endpoint']}/predict", data=image, timeout=30,
                                  headers={"Content-Type": "image/png"}).ok
         assert requests.post(f"{service['endpoint']}/predict", data=b"junk", timeout=30,
-                             headers={"Content-Type": "image/png"}).status_code == 400
+                             headers={"Content-Type": "image/png"}).status_code == 422
         samples = scrape(service["endpoint"])
         predict = {"route": "/predict", "method": "POST"}
         assert value(samples, "cnet_service_requests_total", code="200", **predict) == 3

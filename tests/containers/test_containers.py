@@ -115,16 +115,16 @@ def test_memory_hog_is_killed_and_reported(node: Node) -> None:
 def test_unknown_image_is_400_naming_it(node: Node) -> None:
     before = node.resources()
     answer = node.submit({"image": "no-such-image:1"}, {"cpu": 0.5}, workload_type="container")
-    assert answer.status_code == 400 and "no-such-image:1" in answer.json()["message"]
+    assert answer.status_code == 422 and "no-such-image:1" in answer.json()["message"]
     assert node.resources() == before
 
 
-def test_no_engine_is_503_naming_the_address(start_node) -> None:
+def test_no_engine_is_a_4xx_naming_the_address(start_node) -> None:
     address = "unix:///tmp/no-engine-here.sock"
     node = start_node(container={"engine": address})
     before = node.resources()
     answer = node.submit({"image": "busybox"}, {"cpu": 0.5}, workload_type="container")
-    assert answer.status_code == 503 and address in answer.json()["message"]
+    assert answer.status_code == 422 and address in answer.json()["message"]
     assert node.resources() == before and node.api("GET", "/api/workloads").json()["count"] == 0
 
 

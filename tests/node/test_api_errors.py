@@ -17,11 +17,15 @@ SLEEP = {"command": "sleep", "args": ["1"]}
     (b'{"type": "teleport"}', 400, "invalid_request", "unknown workload type 'teleport' (supported: "),
     (b'{"type": "process", "extra": 1}', 400, "invalid_request", "unknown field(s) extra"),
     (b'{"type": "process", "config": {}}', 400, "invalid_request", "config.command"),
-    (b'{"type": "process", "config": {"command": "no-such-binary"}}', 400, "invalid_request", "not an executable"),
-    (b'{"type": "process", "config": {"command": "sleep 5"}}', 400, "invalid_request", "config.args"),
+    (b'{"type": "process", "config": {"command": "no-such-binary"}}', 422, "unprocessable", "not an executable"),
+    (b'{"type": "process", "config": {"command": "sleep 5"}}', 422, "unprocessable", "config.args"),
     (b'{"type": "process", "config": {"command": "sleep", "args": "5"}}', 400, "invalid_request", "config.args"),
     (b'{"type": "process", "config": {"command": "sleep", "env": {"A": 1}}}', 400, "invalid_request", "config.env"),
-    (b'{"type": "process", "config": {"command": "sleep", "working_dir": "/nope"}}', 400, "invalid_request", "working_dir"),
+    (b'{"type": "process", "config": {"command": "sleep", "working_dir": "/nope"}}', 422, "unprocessable", "working_dir"),
+    (b'{"type": "process", "name": null, "config": {"command": "sleep"}}', 400, "invalid_request", "name"),
+    (b'{"type": "opencv", "config": {"cascade_type": {}}}', 400, "invalid_request", "cascade_type"),
+    (b'{"type": "opencv", "config": {"service_port": 80}}', 422, "unprocessable", "privileged port"),
+    (b'{"type": "process", "delegation": {"visited": [], "settle": true}}', 400, "invalid_request", "settle"),
     (b'{"type": "process", "config": {"command": "sleep", "restart": "sometimes"}}', 400, "invalid_request", "restart"),
     (b'{"type": "process", "config": {"command": "sleep"}, "requirements": {"cpu": -1}}', 400, "invalid_request", "negative"),
     (b'{"type": "process", "config": {"command": "sleep"}, "requirements": {"cpu": "two"}}', 400, "invalid_request", "number"),
@@ -74,8 +78,36 @@ def test_predict_on_a_workload_that_is_no_service(shared_node: Node) -> None:
     record = shared_node.submit({"command": "sleep", "args": ["30"]}).json()
     answer = shared_node.api("POST", f"/api/workloads/{record['id']}/predict", data=b"x",
                              headers={"Content-Type": "image/png"})
-    assert answer.status_code == 400 and "predictions need one of mlmodel, opencv" in answer.json()["message"]
+    assert answer.status_code == 409 and answer.json()["error"] == "not_a_service"
+    assert "predictions need one of mlmodel, opencv" in answer.json()["message"]
     shared_node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+def test_an_id_names_one_submission(shared_node: Node) -> None:
+    first = shared_node.api("POST", "/api/workloads", json={"id": "once", "type": "process", "config": SLEEP})
+    again = shared_node.api("POST", "/api/workloads", json={"id": "once", "type": "process", "config": SLEEP})
+    other = shared_node.api("POST", "/api/workloads", json={"id": "once", "type": "process", "config": {"command": ""}})
+    try:
+        assert first.status_code == 201 and again.status_code == 201 and again.json()["id"] == "once"  # a retry
+        assert other.status_code == 409 and "different submission" in other.json()["message"], other.text
+        assert "fingerprint" not in again.json()
+    finally:
+        shared_node.api("DELETE", "/api/workloads/once")
+
+
+@pytest.mark.parametrize("parts, status, words", [
+    ([("file", ("a.txt", b"1")), ("file", ("a.txt", b"2"))], 422, "'a.txt' twice"),
+    ([("file", ("a", b"1")), ("file", ("a/b.txt", b"2"))], 422, "both a file and a directory"),
+    ([("file", ("a.txt", b"1")), ("name", (None, "x")), ("name", (None, "y"))], 400, "'name' is given twice"),
+    ([("file", ("a.txt", b"1")), ("file", ("b.txt", b"2"))], 201, ""),  # control: two names, stored
+])
+def test_uploads_whose_parts_collide(shared_node: Node, parts: list, status: int, words: str) -> None:
+    before = shared_node.resources()
+    answer = shared_node.api("POST", "/api/workloads", files=parts)
+    assert answer.status_code == status and words in answer.text, answer.text
+    if status == 201:
+        shared_node.api("DELETE", f"/api/workloads/{answer.json()['id']}")
+    assert shared_node.resources() == before
 
 
 @pytest.mark.parametrize("field", [{"delegation": None}, {"delegation": {"visited": "x"}}, {"id": ""}, {"name": []},

@@ -213,9 +213,9 @@ def test_upload_errors_name_no_server_paths(node: Node) -> None:
     files = [("file", ("clash", b"a file", "application/octet-stream")),
              ("file", ("clash/inside", b"under a file", "application/octet-stream"))]
     answer = node.api("POST", "/api/workloads", data={"type": "data"}, files=files)
-    assert answer.status_code == 400, answer.text
+    assert answer.status_code == 422, answer.text
     message = answer.json()["message"]
-    assert message in ("upload failed: File exists", "upload failed: Not a directory"), message  # says what
+    assert message == "the upload names 'clash/inside' twice, or as both a file and a directory", message  # says what
     assert str(data_root(node)) not in message and "/tmp" not in message, message
 
 
@@ -257,7 +257,7 @@ def test_a_gateway_serves_only_from_the_data_path(node: Node, base_path: str) ->
     base_path = base_path.replace("DATA", str(data_root(node)))
     before = node.resources()
     answer = node.submit({"base_path": base_path, "bucket": "cnet"}, {"cpu": 0.1}, workload_type="datagateway")
-    assert answer.status_code == 400 and "gateway.allowed_roots" in answer.json()["message"], answer.text
+    assert answer.status_code == 422 and "gateway.allowed_roots" in answer.json()["message"], answer.text
     assert node.resources() == before
     inside = data_root(node) / "served"  # control: below the data path it runs
     inside.mkdir(exist_ok=True)
@@ -275,7 +275,7 @@ def test_gateway_allowed_roots_widen_where_it_may_serve(open_dir: Path) -> None:
         node.api("DELETE", f"/api/workloads/{answer.json()['id']}")
         # The gateway runs as nobody: a root the node may serve, but nobody cannot read, is refused up front.
         refused = node.submit({"base_path": str(private), "bucket": "cnet"}, {"cpu": 0.1}, workload_type="datagateway")
-        assert refused.status_code == 400 and "not readable by nobody" in refused.json()["message"], refused.text
+        assert refused.status_code == 422 and "not readable by nobody" in refused.json()["message"], refused.text
 
 
 def signed_client(url: str, access_key: str, secret_key: str, **config) -> "botocore.client.BaseClient":
@@ -353,7 +353,7 @@ def test_a_gateway_off_loopback_needs_keys(node: Node) -> None:
     inside = data_root(node) / "served"
     inside.mkdir(exist_ok=True)
     answer = node.submit({"base_path": str(inside), "service_host": "0.0.0.0"}, {"cpu": 0.1}, workload_type="datagateway")
-    assert answer.status_code == 400 and "access_key" in answer.json()["message"], answer.text
+    assert answer.status_code == 422 and "access_key" in answer.json()["message"], answer.text
 
 
 def test_a_pointer_still_settling_hides_its_secret_too(node: Node) -> None:

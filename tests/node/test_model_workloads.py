@@ -38,7 +38,7 @@ def test_deploy_predict_stop_resources_back(node: Node) -> None:
                            headers={"Content-Type": "image/png"})
     assert relayed.status_code == 200 and relayed.json()["detections"] == direct["detections"]
     assert node.api("POST", f"/api/workloads/{record['id']}/predict", data=b"not an image",
-                    headers={"Content-Type": "image/png"}).status_code == 400
+                    headers={"Content-Type": "image/png"}).status_code == 422
     assert node.resources()["available"]["cpu"] == before["available"]["cpu"] - 2
     port = record["config"]["service_port"]
     service_log = node.workload_dir(record["id"]) / f"yolo_service_{port}.log"  # in its own dir
@@ -64,25 +64,26 @@ def test_opencv_service_on_a_chosen_port(node: Node) -> None:
     node.api("DELETE", f"/api/workloads/{record['id']}")
 
 
-@pytest.mark.parametrize("workload_type, config, words", [
-    ("mlmodel", {"model_type": "tensorflow", "model_path": YOLO_MODEL}, "supported: yolo, pytorch"),
-    ("mlmodel", {"model_type": "yolo", "model_path": "/nonexistent/model.onnx"}, "does not exist"),
-    ("mlmodel", {"model_type": "yolo", "model_path": ASTRONAUT}, "not a loadable ONNX model"),
-    ("mlmodel", {"model_type": "yolo"}, "model_path"),
-    ("mlmodel", {**YOLO, "service_port": 0}, "service_port"),
-    ("opencv", {"cascade_type": "nose"}, "cascade_type"),
-    ("opencv", {"cascade_type": "face", "colour": "red"}, "unknown field"),
+@pytest.mark.parametrize("workload_type, config, status, words", [
+    ("mlmodel", {"model_type": "tensorflow", "model_path": YOLO_MODEL}, 400, "supported: yolo, pytorch"),
+    ("mlmodel", {"model_type": "yolo", "model_path": "/nonexistent/model.onnx"}, 422, "does not exist"),
+    ("mlmodel", {"model_type": "yolo", "model_path": ASTRONAUT}, 422, "not a loadable ONNX model"),
+    ("mlmodel", {"model_type": "yolo"}, 400, "model_path"),
+    ("mlmodel", {**YOLO, "service_port": 0}, 400, "service_port"),
+    ("opencv", {"cascade_type": "nose"}, 400, "cascade_type"),
+    ("opencv", {"cascade_type": "face", "colour": "red"}, 400, "unknown field"),
 ])
-def test_bad_service_configs_are_refused_with_nothing_allocated(node: Node, workload_type, config, words) -> None:
+def test_bad_service_configs_are_refused_with_nothing_allocated(node: Node, workload_type, config, status,
+                                                                 words) -> None:
     before = node.resources()
     answer = node.submit(config, {"cpu": 1}, workload_type=workload_type)
-    assert answer.status_code == 400 and words in answer.json()["message"], answer.text
+    assert answer.status_code == status and words in answer.json()["message"], answer.text
     assert node.resources() == before
 
 
 def test_port_in_use_is_refused(node: Node) -> None:
     answer = node.submit({**YOLO, "service_port": node.port}, workload_type="mlmodel")
-    assert answer.status_code == 400 and "already in use" in answer.json()["message"]
+    assert answer.status_code == 409 and "already in use" in answer.json()["message"]
 
 
 def test_crash_loop_ends_failed_after_three_restarts(node: Node) -> None:

@@ -43,13 +43,13 @@ def test_torchscript_service_matches_onnxruntime(shared_node: Node, torchscript_
 def test_not_torchscript_is_refused(shared_node: Node) -> None:
     node = shared_node
     answer = node.submit({"model_type": "pytorch", "model_path": YOLO_MODEL}, {"cpu": 1}, workload_type="mlmodel")
-    assert answer.status_code == 400 and "not a loadable TorchScript model" in answer.json()["message"]
+    assert answer.status_code == 422 and "not a loadable TorchScript model" in answer.json()["message"]
 
 
 def test_pytorch_without_torch_says_what_to_install(monkeypatch) -> None:
-    from cnetd.common.errors import Invalid
+    from cnetd.common.errors import Unprocessable
     from workers import mlmodel
     monkeypatch.setattr(mlmodel.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(Invalid) as refused:
+    with pytest.raises(Unprocessable) as refused:
         mlmodel.YoloExecutor().validate({"model_type": "pytorch", "model_path": YOLO_MODEL}, None)
     assert "pip install '.[torch]'" in refused.value.message

@@ -38,9 +38,9 @@ def test_a_process_runs_as_nobody_and_cannot_read_the_node(shared_node: Node) ->
 
 def test_a_workload_may_not_ask_for_root(shared_node: Node) -> None:
     answer = shared_node.submit({"command": "id", "user": "root"})
-    assert answer.status_code == 400 and "workloads.allow_root" in answer.json()["message"], answer.text
+    assert answer.status_code == 422 and "workloads.allow_root" in answer.json()["message"], answer.text
     unknown = shared_node.submit({"command": "id", "user": "no-such-user-here"})
-    assert unknown.status_code == 400, unknown.text
+    assert unknown.status_code == 422, unknown.text
 
 
 def test_allow_root_lets_a_workload_run_as_root() -> None:

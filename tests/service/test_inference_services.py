@@ -88,10 +88,10 @@ def test_two_independent_detectors_agree_on_the_face(yolo: str, faces: str, eyes
 
 @pytest.mark.parametrize("kwargs, status", [
     ({"json": {"image": "!!not base64!!"}}, 400),
-    ({"json": {"image": base64.b64encode(b"plain text, not an image").decode()}}, 400),
+    ({"json": {"image": base64.b64encode(b"plain text, not an image").decode()}}, 422),
     ({"json": {"picture": "x"}}, 400),
     ({"json": {"image": base64.b64encode(b"x").decode(), "confidence": 7}}, 400),
-    ({"data": b"", "headers": {"Content-Type": "image/jpeg"}}, 400),
+    ({"data": b"", "headers": {"Content-Type": "image/jpeg"}}, 422),
     ({"data": b"", "headers": {"Content-Type": "application/json"}}, 400),
     ({"files": {"other": ("a.txt", b"x")}}, 400),
     ({"data": b"\x89PNG" + b"0" * MAX_IMAGE_BYTES, "headers": {"Content-Type": "image/png"}}, 413),
