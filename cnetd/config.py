@@ -25,6 +25,7 @@ AUTO = "auto"
 STRATEGIES = ("local-first", "best-fit", "spread")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
+DEFAULT_MODELS_CACHE_BYTES = 8 << 30
 DOCKER_SOCKET = "unix:///var/run/docker.sock"  # the usual engine address when neither config nor DOCKER_HOST say
 MESH_PORT_OFFSET = 1000  # default mesh port: API port + 1000 (8080 → 9080)
 _HOST_PORT = re.compile(r"^[^:\s]+:\d{1,5}$")
@@ -81,6 +82,7 @@ class NodeConfig:
     workloads_allowed_users: tuple[str, ...] = ()  # users a workload may ask for besides workloads_user
     health_start_timeout_s: float = 120.0  # a service not healthy this long after its start is failed
     mesh_forget_after_s: float = 86400.0  # a child silent this long is dropped from the node table
+    models_cache_bytes: int = DEFAULT_MODELS_CACHE_BYTES  # the model cache's most bytes (LRU eviction past it)
 
     @property
     def curve_keys(self) -> ClusterKeys | None:
@@ -149,6 +151,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "auth": ("token", "insecure", "open_reads"),
     "gateway": ("allowed_roots",),
     "workloads": ("user", "allow_root", "allowed_users"),
+    "models": ("cache_bytes",),
 }
 
 
@@ -209,6 +212,7 @@ def parse_config(raw: Any) -> NodeConfig:
         **_workload_users(get),
         health_start_timeout_s=float(get("health.start_timeout_s", 120.0, _positive_number)),
         mesh_forget_after_s=float(get("mesh.forget_after_s", 86400.0, _positive_number)),
+        models_cache_bytes=get("models.cache_bytes", DEFAULT_MODELS_CACHE_BYTES, _positive_int),
     )
 
 

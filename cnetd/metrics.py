@@ -32,6 +32,10 @@ DELEGATIONS = Counter("cnet_delegations_total",
                       "Forwards of a workload to a neighbour, and submissions that fell back or found no node",
                       ["outcome"])
 
+MODEL_CACHE = Counter("cnet_model_cache_total",
+                      "Deployments whose model was in the cache already (hit), and models fetched into it", ["outcome"])
+MODEL_FETCHED_BYTES = Counter("cnet_model_fetched_bytes_total", "Bytes of models fetched into the cache")
+
 
 class _LedgerCollector:
     """The node's resources and workloads as the ledger holds them, read when scraped."""

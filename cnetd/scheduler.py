@@ -18,10 +18,12 @@ from typing import Any
 
 from cnetd.delegation import (DELEGATION_BUDGET_S, SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error,
                               refusal_error)
-from cnetd.common.errors import CnetError, Conflict, DataNotStoppable, DelegationRefused, NotFound
+from cnetd.common.errors import CnetError, Conflict, DataNotStoppable, DelegationRefused, NotFound, Unprocessable
 from cnetd.common.httpclient import auth_headers
 from cnetd.common.logs import workload_fields
 from cnetd.metrics import DELEGATIONS
+from cnetd.models.deploy import ModelDeployments
+from cnetd.models.store import Artifact, ModelStore, refusal_keeps_nothing
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.paths import WORKLOAD_GROUP, program_name
 from cnetd.placement import Candidate, Placement, rank
@@ -33,6 +35,8 @@ from mesh.messages import HEARTBEAT_LIVENESS
 from mesh.rpc import Deferred, RpcServer
 from workers.base import NodeContext, ProgramSpec
 from cnetd.lifecycle import desire, finish, mark_healthy, mark_started, settle
+from workers.mlmodel import DERIVED_FIELDS
+from workers.service_program import with_free_port
 from workers.registry import executor_for
 
 log = logging.getLogger("scheduler")
@@ -52,6 +56,11 @@ class Scheduler:
         self._settling_lock = threading.Lock()
         self._next_prune = 0.0  # monotonic time of the next sweep of old fences
         self._server = RpcServer(node.config.paths.scheduler_endpoint, self.handlers)
+        config = node.config
+        self._models = ModelStore(node.ledger, config.data_path, config.db_path, config.models_cache_bytes,
+                                  config.workloads_user)
+        self._deployments = ModelDeployments(self._models, config.api_url, config.auth_token,
+                                             auth_headers(config.auth_token), self._neighbour_urls)
 
     def serve(self) -> None:
         """Settle what the last run left, then answer requests and settle unknown forwards, forever."""
@@ -62,7 +71,7 @@ class Scheduler:
     def handlers(self) -> dict[str, Any]:
         return {"submit": self.submit, "confirm": self.confirm, "forget": self.forget,
                 "mark_healthy": self.mark_healthy, "reserve": self.reserve, "data_stored": self.data_stored,
-                "stop": self.stop, "delete": self.delete}
+                "stop": self.stop, "delete": self.delete, "evict_model": self.evict_model}
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -101,7 +110,7 @@ class Scheduler:
         neighbours = self._neighbour_candidates(exclude=set(visited))
         ranked = rank(record.requirements, [local, *neighbours], self._node.config.strategy)
         if ranked[0].local:
-            return {"placed": self._run_here(record, ranked[0]).to_dict()}
+            return _placed(self._run_here(record, ranked[0]))
         log.info("%s %s does not fit here: candidates %s", record.type, record.name,
                  ", ".join(placement.node_id for placement in ranked), extra=workload_fields(record.id))
         budget_s = min(DELEGATION_BUDGET_S, args.get("budget_s") or DELEGATION_BUDGET_S)
@@ -112,6 +121,8 @@ class Scheduler:
         targets = [Target(placement.node_id, urls[placement.node_id], placement.to_dict())
                    for placement in ranked if not placement.local]
         local = next((placement for placement in ranked if placement.local), None)
+        if record.type == "mlmodel":  # a model only this node has travels by its hash and a link to it
+            record = dataclasses.replace(record, config=self._deployments.forwarded_config(record.config))
         # Record, then act: the pointer exists before the forward leaves, so a crash leaves it to settle.
         pointer = self._ledger.record_pointer(dataclasses.replace(
             record, status=Status.DELEGATING, node=targets[0].node_id, placement=targets[0].placement,
@@ -124,7 +135,7 @@ class Scheduler:
                 raise pending_error(self._ledger.get(record.id))
             if local is not None:  # another strategy ranked neighbours first, and none took it
                 DELEGATIONS.labels("fell_back_local").inc()
-                return {"placed": self._run_here(record, local).to_dict()}
+                return _placed(self._run_here(record, local))
             DELEGATIONS.labels("no_node_fits").inc()
             raise refusal_error(outcome.refusals, record)
         return Deferred(lambda: self._delegator.forward(pointer, targets, visited, budget_s), then)
@@ -187,9 +198,31 @@ class Scheduler:
                           Resources.from_dict(neighbour.heartbeat["subtree"]["capacity"]))
                 for neighbour in online]
 
-    def _run_here(self, record: WorkloadRecord, placement: Placement) -> WorkloadRecord:
+    def _run_here(self, record: WorkloadRecord, placement: Placement) -> WorkloadRecord | Deferred:
+        """Validate and launch ``record`` here; first, a model deployment gets its model (a Deferred when it
+        must be fetched: the launch follows the fetch)."""
+        submitted = record.config
+        record.config = executor_for(record.type).validate(submitted, self._context)
+        if record.type != "mlmodel":
+            return self._start_here(record, placement)
+        artifact = self._deployments.artifact_here(record.config)
+        if artifact is not None:
+            return self._start_with(record, placement, artifact)
+        config, chosen_port = record.config, "service_port" not in submitted
+        return Deferred(lambda: self._deployments.fetch(config), lambda fetched: self._start_with(
+            dataclasses.replace(record, config=with_free_port(record.config) if chosen_port else record.config),
+            placement, fetched))
+
+    def _start_with(self, record: WorkloadRecord, placement: Placement, artifact: Artifact) -> WorkloadRecord:
+        record.config = self._deployments.running_config(record.config, artifact)
+        try:
+            return self._start_here(record, placement)
+        except CnetError as exc:
+            refusal_keeps_nothing(self._models, artifact, exc)  # a fetch for a refused deployment is undone
+            raise
+
+    def _start_here(self, record: WorkloadRecord, placement: Placement) -> WorkloadRecord:
         executor = executor_for(record.type)
-        record.config = executor.validate(record.config, self._context)
         try:
             spec = executor.program(record, self._context)
             # Admitted with what the monitor needs to know of its program, before that program can exit.
@@ -206,6 +239,12 @@ class Scheduler:
             self._ledger.remove(record.id)  # a request that fails leaves nothing allocated
             shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
             raise
+
+    def evict_model(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._models.evict(args["sha256"])
+
+    def _neighbour_urls(self) -> list[str]:
+        return [neighbour.api_url for neighbour in self._node.nodes.all() if neighbour.api_url]
 
     def stop(self, args: dict[str, Any]) -> dict[str, Any]:
         record = self._ledger.get(args["id"])
@@ -259,6 +298,7 @@ class Scheduler:
     def reconcile(self) -> None:
         """After a restart of the scheduler or the whole node: launch what should run but has no program;
         a forward that was under way when the scheduler ended has no known outcome."""
+        self._models.settle()
         programs = self._supervisor.workload_infos()
         for record in self._ledger.workloads():
             if record.status == Status.DELEGATING:
@@ -272,12 +312,22 @@ class Scheduler:
                 continue
             try:
                 executor = executor_for(record.type)
-                executor.validate(record.config, self._context)  # its model or directory may be gone since
+                submitted = {name: value for name, value in record.config.items() if name not in DERIVED_FIELDS}
+                executor.validate(submitted, self._context)  # its model or directory may be gone since
+                if record.type == "mlmodel" and self._deployments.artifact_here(submitted) is None:
+                    raise Unprocessable(f"its model ({record.config['model_path']}) is no longer on this node")
                 self._launch(record, executor.program(record, self._context))
                 log.info("relaunched after a node restart", extra=workload_fields(record.id))
             except CnetError as exc:
                 log.warning("relaunch failed: %s", exc.message, extra=workload_fields(record.id))
                 self._ledger.update(record.id, finish(Status.FAILED, message=f"relaunch failed: {exc.message}"))
+
+
+def _placed(outcome: WorkloadRecord | Deferred) -> dict[str, Any] | Deferred:
+    """A submission's answer: the record placed here (once its model is here, for a Deferred)."""
+    if isinstance(outcome, Deferred):
+        return Deferred(outcome.work, lambda result: {"placed": outcome.then(result).to_dict()})
+    return {"placed": outcome.to_dict()}
 
 
 def main() -> None:

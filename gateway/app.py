@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape as escape_markup
 import falcon
 from prometheus_client import Counter
 
+from cnetd.common.byte_ranges import NotSatisfiable, byte_range
 from cnetd.common.request_metrics import instrumented_app
 from gateway.etags import ETags, version_of
 from gateway.keys import NotAFile, UnsafeKey, open_inside
@@ -28,7 +29,6 @@ from gateway.listing import MAX_KEYS, BadToken, ObjectInfo, decode_token, encode
 from gateway.sigv4 import GatewayKeys, SignatureRejected, verify
 
 MAX_NUMBER_DIGITS = 18  # past any file's size, and far below what int() refuses to parse
-_RANGE = re.compile(r"^bytes=([0-9]{0,18})-([0-9]{0,18})$")  # ASCII digits only: \d takes any script's
 _XML = "application/xml"
 _XML_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
 _S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -200,18 +200,12 @@ class _Object(_Bucket):
     def _send_range(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str, info: ObjectInfo,
                     handle: BinaryIO) -> None:
         self._headers(resp, key, info, handle.fileno())
-        start, end = 0, info.size - 1
-        header = req.get_header("Range")
-        match = _RANGE.match(header.strip()) if header else None
-        if match and (match.group(1) or match.group(2)):
-            if match.group(1):
-                start = int(match.group(1))
-                end = min(int(match.group(2)), info.size - 1) if match.group(2) else info.size - 1
-            else:
-                start = max(0, info.size - int(match.group(2)))
-            if start >= info.size or start > end:
-                resp.set_header("Content-Range", f"bytes */{info.size}")
-                raise S3Error(416, "InvalidRange", "the requested range is not satisfiable", f"/{bucket}/{key}")
+        try:
+            start, end, partial = byte_range(req.get_header("Range"), info.size)
+        except NotSatisfiable as unsatisfiable:
+            resp.set_header("Content-Range", str(unsatisfiable))
+            raise S3Error(416, "InvalidRange", "the requested range is not satisfiable", f"/{bucket}/{key}") from None
+        if partial:
             resp.status = 206
             resp.set_header("Content-Range", f"bytes {start}-{end}/{info.size}")
         handle.seek(start)

@@ -63,6 +63,12 @@ class Catalog:
                                  "ORDER BY rel_path", (data_key,)).fetchall()
         return {**dict(row), "files": [dict(file) for file in files]}
 
+    def file_with_sha256(self, sha256: str) -> str | None:
+        """The path of a stored file with these bytes, if any upload holds one."""
+        row = self._db.execute("SELECT data.path, data_files.rel_path FROM data_files JOIN data USING (data_key) "
+                               "WHERE data_files.sha256 = ? LIMIT 1", (sha256,)).fetchone()
+        return None if row is None else os.path.join(row["path"], row["rel_path"])  # files lie under its folder
+
     def all(self) -> list[dict[str, Any]]:
         return [dict(row) for row in self._db.execute("SELECT * FROM data ORDER BY created_at")]
 

@@ -154,7 +154,11 @@ class RpcServer:
             if kind == "raised":
                 raise value
             return deferred.then(value)
-        self._reply(identity, self._dispatch(then))
+        outcome = self._dispatch(then)
+        if isinstance(outcome, Deferred):  # its continuation needs slow work of its own
+            self._start(identity, outcome)
+        else:
+            self._reply(identity, outcome)
 
     def _reply(self, identity: bytes, body: dict[str, Any]) -> None:
         self.socket.send_multipart([identity, b"", orjson.dumps(body)])

@@ -1,7 +1,10 @@
 """Executor of ``mlmodel`` workloads: a YOLO model (ONNX on onnxruntime, or PyTorch) served over HTTP.
 
-The model is checked in a short subprocess (``python -m inference.yolo_model``), so the node's processes
-never load onnxruntime or torch; a model the service's user cannot read is copied into its dir (0400).
+``model_path`` names where the model comes from (a path, ``data://``, ``http(s)://``: see
+``cnetd.models``); the scheduler brings it to this node and adds ``model_sha256`` and ``model_file`` (where
+this node holds it) before the program is made. The model is checked in a short subprocess
+(``python -m inference.yolo_model``), so the node's processes never load onnxruntime or torch; a model the
+service's user cannot read is copied into its dir (0400).
 """
 from __future__ import annotations
 
@@ -14,10 +17,12 @@ from typing import Any
 from cnetd.common.errors import Invalid, Unprocessable
 from ledger.records import WorkloadRecord
 from workers.base import NodeContext, PlainProgram, ProgramSpec, config_schema, reject_unknown_fields
+from cnetd.models.sources import SHA256_PATTERN, check_sha256, parse_source
 from workers.service_program import SERVICE_FIELDS, SERVICE_SCHEMAS, service_home, service_spec, service_user, validate_service_fields
 from workers.workload_files import readable_copy
 
 SUPPORTED_MODEL_TYPES = ("yolo", "pytorch")
+DERIVED_FIELDS = ("model_file",)  # added by the node that runs it, never submitted
 CHECK_TIMEOUT_S = 120
 
 
@@ -25,11 +30,14 @@ class YoloExecutor(PlainProgram):
     type_name = "mlmodel"
     config_schema = config_schema({
         "model_type": {"enum": list(SUPPORTED_MODEL_TYPES)},
-        "model_path": {"type": "string", "minLength": 1, "description": "a YOLO model (.onnx, .pt) on this node"},
+        "model_path": {"type": "string", "minLength": 1, "description":
+                       "a YOLO model (.onnx, .pt): a path on this node, data://DATA_KEY/FILE or an http(s):// URL"},
+        "model_sha256": {"type": ["string", "null"], "pattern": SHA256_PATTERN,
+                         "description": "what the model's bytes must hash to"},
         **SERVICE_SCHEMAS}, required=("model_type", "model_path"))
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
-        reject_unknown_fields(config, ("model_type", "model_path", *SERVICE_FIELDS))
+        reject_unknown_fields(config, ("model_type", "model_path", "model_sha256", *SERVICE_FIELDS))
         model_type = config.get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise Invalid(f"config.model_type: {model_type!r} is not supported (supported: "
@@ -38,29 +46,31 @@ class YoloExecutor(PlainProgram):
             raise Unprocessable("config.model_type: 'pytorch' needs PyTorch on this node: pip install '.[torch]'")
         path = config.get("model_path")
         if not isinstance(path, str) or not path:
-            raise Invalid("config.model_path: required, the path of a YOLO model on this node")
-        _check_model(path, model_type)
-        return {"model_type": model_type, "model_path": path, **validate_service_fields(config, node)}
+            raise Invalid("config.model_path: required, where the YOLO model is (a path, data://, http(s)://)")
+        parse_source(path)
+        return {"model_type": model_type, "model_path": path, "model_sha256": check_sha256(config.get("model_sha256")),
+                **validate_service_fields(config, node)}
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
-        path = record.config["model_path"]
-        model = readable_copy(path, service_home(record, node), "model" + Path(path).suffix,
-                              service_user(record, node))
+        path = record.config["model_file"]
+        _check_model(path, record.config["model_type"], record.config["model_path"])
+        suffix = Path(path).suffix or Path(parse_source(record.config["model_path"]).name).suffix
+        model = readable_copy(path, service_home(record, node), "model" + suffix, service_user(record, node))
         return service_spec(record, node, "inference.yolo_service",
                              ["--model", model, "--model-type", record.config["model_type"]])
 
 
-def _check_model(path: str, model_type: str) -> None:
-    """Load the model once in a short subprocess; 422 naming why it is not a YOLO model."""
+def _check_model(path: str, model_type: str, source: str) -> None:
+    """Load the model once in a short subprocess; 422 naming ``source`` and why it is not a YOLO model."""
     try:
         check = subprocess.run([sys.executable, "-m", "inference.yolo_model", path, model_type],
                                capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise Unprocessable(f"config.model_path: loading the model took over {CHECK_TIMEOUT_S} s") from None
+        raise Unprocessable(f"config.model_path: loading {source} took over {CHECK_TIMEOUT_S} s") from None
     except ValueError:  # a NUL in the path
         raise Invalid("config.model_path: expected a path") from None
     if check.returncode == 2:
-        raise Unprocessable(f"config.model_path: {check.stderr.strip()}")
+        raise Unprocessable(f"config.model_path: {source}: {check.stderr.strip()}", artifact=source)
     if check.returncode != 0:
         last = (check.stderr.strip().splitlines() or ["no output"])[-1]
-        raise Unprocessable(f"config.model_path: the model could not be loaded ({last})")
+        raise Unprocessable(f"config.model_path: {source} could not be loaded ({last})", artifact=source)

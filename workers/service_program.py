@@ -73,6 +73,12 @@ def validate_service_fields(config: dict[str, Any], node: NodeContext) -> dict[s
     return {"service_host": host, "service_port": port, "user": user}
 
 
+def with_free_port(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with another free port: the one chosen at validation may have been taken since (a model's
+    fetch came between, its own connection on an ephemeral port among them)."""
+    return {**config, "service_port": _bound_port(config["service_host"], 0)}
+
+
 def service_user(record: WorkloadRecord, node: NodeContext) -> str | None:
     return record.config.get("user", node.workload_user)  # records from before services had users: the default
 

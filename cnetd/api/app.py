@@ -12,6 +12,7 @@ from cnetd.api.auth import BearerAuth
 from cnetd.api.base import ApiDeps, Resource
 from cnetd.api.data import DataItem, DataList
 from cnetd.api.guard import RequestGuard, known_hosts
+from cnetd.api.models import ArtifactFile, Model, Models
 from cnetd.api.nodes import Health, NodeEntry, NodeRegistration, NodeResources, Nodes
 from cnetd.api.pages import Console, Metrics, OpenApi
 from cnetd.api.predict import WorkloadPredict
@@ -35,7 +36,8 @@ ROUTES: tuple[tuple[str, type[Resource]], ...] = (
     ("/api/workloads/{workload_id}", Workload), ("/api/workloads/{workload_id}/stop", WorkloadStop),
     ("/api/workloads/{workload_id}/logs", WorkloadLogs), ("/api/workloads/{workload_id}/logs/{stream}", WorkloadLogStream),
     ("/api/workloads/{workload_id}/predict", WorkloadPredict),
-    ("/api/data", DataList), ("/api/data/{data_key}", DataItem), ("/api/openapi.json", OpenApi),
+    ("/api/data", DataList), ("/api/data/{data_key}", DataItem), ("/api/models", Models),
+    ("/api/models/{sha256}", Model), ("/api/artifacts/{sha256}", ArtifactFile), ("/api/openapi.json", OpenApi),
     ("/metrics", Metrics), ("/", Console),
 )
 

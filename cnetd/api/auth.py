@@ -6,16 +6,21 @@ import hmac
 import falcon
 
 from cnetd.common.errors import Unauthorized
+from cnetd.models.links import link_is_valid
+
+ARTIFACTS = "/api/artifacts/"
 
 
 class BearerAuth:
     """Falcon middleware: with a token configured, every request must carry ``Authorization: Bearer <token>``
-    (compared in constant time), except reads of ``open_reads`` (exact paths, or prefixes ending in /)."""
+    (compared in constant time), except reads of ``open_reads`` (exact paths, or prefixes ending in /) and
+    reads of an artifact through a link this node signed with its token."""
 
     READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
     def __init__(self, token: str | None, open_reads: tuple[str, ...] = ()) -> None:
         self._expected = f"Bearer {token}".encode() if token else None
+        self._token = token or ""
         self._open_paths = {path for path in open_reads if not path.endswith("/") or path == "/"}
         self._open_prefixes = tuple(path for path in open_reads if path.endswith("/") and path != "/")
 
@@ -23,6 +28,9 @@ class BearerAuth:
         if self._expected is None:
             return
         if req.method in self.READS and (req.path in self._open_paths or req.path.startswith(self._open_prefixes)):
+            return
+        if req.method in self.READS and req.path.startswith(ARTIFACTS) and link_is_valid(
+                self._token, req.path.removeprefix(ARTIFACTS), req.get_param("expires"), req.get_param("signature")):
             return
         given = (req.get_header("Authorization") or "").encode()
         if not hmac.compare_digest(given, self._expected):

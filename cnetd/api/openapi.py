@@ -43,6 +43,7 @@ _ERROR_MEANINGS = {
     "408": "the request did not arrive by its deadline (api.client_timeout_s, api.client_min_rate_bytes_s)",
     "411": "an upload without Content-Length",
     "413": "request body over the node's limit",
+    "416": "a range that starts past the end",
     "422": "well-formed but not something to act on: bytes that are not an image, a class the model lacks, "
            "one upload naming a file twice",
     "503": "the scheduler is down (scheduler_unavailable), a forward's outcome is not known yet "
@@ -92,6 +93,8 @@ def _submission(workload_type: str, config: dict[str, Any]) -> dict[str, Any]:
 
 _PATH_ID = {"name": "workload_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _PATH_KEY = {"name": "data_key", "in": "path", "required": True, "schema": {"type": "string"}}
+_BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_PATH_SHA = {"name": "sha256", "in": "path", "required": True, "schema": {"type": "string"}}
 _PATH_NODE = {"name": "node_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _SECURED = {"security": [{"bearer": []}, {}]}  # needed only when the node has a token
 
@@ -185,6 +188,20 @@ SCHEMAS: dict[str, Any] = {
                                   "created_at": {"type": "number"}, "files": {"type": "array"}}},
     "DataList": {"type": "object", "required": ["data", "count"], "properties": {
         "data": {"type": "array", "items": _ref("StoredData")}, "count": {"type": "integer"}}},
+    "CachedModel": {"type": "object", "required": ["sha256", "size_bytes", "source", "kind", "users", "status"],
+                    "properties": {
+        "sha256": {"type": ["string", "null"], "description": "null while a fetch without model_sha256 runs"},
+        "size_bytes": {"type": "integer"}, "received_bytes": {"type": "integer"},
+        "source": {"type": "string", "description": "the model_path it came from"},
+        "kind": {"enum": ["cached", "local"], "description": "cached: fetched into the cache and counted "
+                 "against storage; local: a file or data of this node, used where it lies"},
+        "status": {"enum": ["fetching", "ready"]}, "last_used": {"type": ["number", "null"]},
+        "users": {"type": "array", "items": {"type": "string"}, "description": "workloads that use it"}}},
+    "ModelList": {"type": "object", "required": ["models", "count", "cache_bytes", "cached_bytes"], "properties": {
+        "models": {"type": "array", "items": _ref("CachedModel")}, "count": {"type": "integer"},
+        "cache_bytes": {"type": "integer"}, "cached_bytes": {"type": "integer"}}},
+    "Evicted": {"type": "object", "required": ["sha256", "evicted"], "properties": {
+        "sha256": {"type": "string"}, "evicted": {"const": True}}},
 }
 
 def _ok(schema: str, status: str = "200", description: str = "OK") -> tuple[str, str, dict[str, Any]]:
@@ -247,6 +264,19 @@ def document() -> dict[str, Any]:
             "get": _operation("One stored upload with its files", _ok("StoredData"), "404", **_SECURED),
             "delete": _operation("Delete stored data; its storage is released", _ok("Deleted"), "401", "404",
                                  **_SECURED)},
+        "/api/models": {"get": _operation("The model cache: every artifact this node holds", _ok("ModelList"),
+                                          **_SECURED)},
+        "/api/models/{sha256}": {"parameters": [_PATH_SHA], "delete": _operation(
+            "Evict a model no workload uses (its cached file is deleted)", _ok("Evicted"), "401", "404", "409",
+            **_SECURED)},
+        "/api/artifacts/{sha256}": {"parameters": [_PATH_SHA], "get": _operation(
+            "An artifact's bytes (Range-able), with the token or a link this node signed",
+            ("200", "the bytes", _BYTES), "401", "404", "416",
+            responses_extra={"206": {"description": "the range asked for (Content-Range)", "content": _BYTES}},
+            parameters=[
+                {"name": "expires", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "signature", "in": "query", "required": False, "schema": {"type": "string"}}],
+            **_SECURED)},
         "/api/openapi.json": {"get": _operation("This document", ("200", "OpenAPI 3.1", _json({"type": "object"})))},
         "/metrics": {"get": _operation("Prometheus metrics", ("200", "text exposition format",
                                                               {"text/plain": {"schema": {"type": "string"}}}))},

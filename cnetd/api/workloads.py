@@ -14,6 +14,7 @@ from cnetd.common.web import read_json, send
 from cnetd.delegation import DELEGATION_BUDGET_S
 from cnetd.health import healthy
 from cnetd.logtail import read_from, tail_lines
+from cnetd.models.store import MODEL_TYPE
 from cnetd.submission import Delegation, parse_delegation, parse_submission
 from ledger.records import Status, WorkloadRecord
 
@@ -25,8 +26,8 @@ class Workloads(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         status, workload_type, ids = req.get_param("status"), req.get_param("type"), req.get_param("ids")
         wanted = set(ids.split(",")) if ids else None
-        records = [record for record in self.deps.ledger.workloads()
-                   if (wanted is None or record.id in wanted) and (workload_type is None or record.type == workload_type)]
+        records = [record for record in self.deps.ledger.workloads() if record.type != MODEL_TYPE
+                   and (wanted is None or record.id in wanted) and (workload_type is None or record.type == workload_type)]
         remote_views = iter(self.deps.remote.views([record for record in records if proxied(record)]))
         views = [next(remote_views) if proxied(record) else self.view(record) for record in records]
         views = [view for view in views if status is None or view["status"] == status]

@@ -3,7 +3,9 @@ this test process's namespace, with partitions (``cut`` / ``heal``). Always torn
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -35,14 +37,24 @@ class Host:
     prefix: str
     index: int
     address: str
+    hidden: tuple[str, ...] = ()  # directories this host sees empty: its own mount namespace covers them
+
+    def hiding(self, *directories: str) -> Host:
+        """This host with a private filesystem over ``directories`` (what is there is not on this host)."""
+        return dataclasses.replace(self, hidden=(*self.hidden, *directories))
 
     @property
     def namespace(self) -> str:
         return f"{self.prefix}{self.index}"
 
     def launcher(self) -> list[str]:
-        """Prefix that runs a command on this host."""
-        return ["ip", "netns", "exec", self.namespace]
+        """Prefix that runs a command on this host (in a mount namespace of its own when it hides any
+        directory: an empty tmpfs over each, as ``tools/testhosts.sh`` shows)."""
+        enter = ["ip", "netns", "exec", self.namespace]
+        if not self.hidden:
+            return enter
+        mounts = " && ".join(f"mount -t tmpfs cnet-private {shlex.quote(path)}" for path in self.hidden)
+        return [*enter, "unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
 
     def cut(self) -> None:
         """Partition this host: everything in and out is dropped (connections time out, none is refused)."""

@@ -20,8 +20,8 @@ ALLOWED = {
     "mesh": ("cnetd.common", "ledger"),
     "inference": ("cnetd.common",),
     "gateway": ("cnetd.common",),
-    "workers": ("cnetd.common", "cnetd.paths", "cnetd.private_files", "cnetd.config", "ledger", "inference",
-                "gateway"),
+    "workers": ("cnetd.common", "cnetd.paths", "cnetd.private_files", "cnetd.config", "cnetd.models.sources",
+                "ledger", "inference", "gateway"),
 }
 NODE_PROGRAMS = ("cnetd.main", "cnetd.api.app", "cnetd.register", "cnetd.scheduler", "cnetd.monitor")
 SERVICE_PROGRAMS = ("inference.yolo_service", "inference.opencv_service", "gateway.server")

@@ -1,0 +1,79 @@
+"""What a model deployment needs of the model store, for the scheduler: the artifact a config names (here
+already, or fetched in a pool thread), the config the service then runs with, and the config a delegated
+deployment is forwarded with (naming the artifact by its hash and a signed link to this node)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from cnetd.common.errors import Unprocessable
+from cnetd.common.httpclient import Unreachable, TimedOut, call
+from cnetd.models.links import signed_link
+from cnetd.models.sources import DATA, FILE, HTTP, Source, parse_source
+from cnetd.models.store import Artifact, ModelStore
+
+NEIGHBOUR_TIMEOUT_S = 5.0
+
+
+class ModelDeployments:
+    def __init__(self, store: ModelStore, api_url: str, token: str | None, headers: dict[str, str],
+                 neighbour_urls: Callable[[], list[str]]) -> None:
+        self._store = store
+        self._api_url = api_url
+        self._token = token
+        self._headers = headers  # this node's token, for its neighbours' APIs
+        self._neighbour_urls = neighbour_urls
+
+    def artifact_here(self, config: dict[str, Any]) -> Artifact | None:
+        """The artifact the config names, when this node has it (a file, data here, a cached copy)."""
+        return self._store.here(parse_source(config["model_path"]), config.get("model_sha256"))
+
+    def fetch(self, config: dict[str, Any]) -> Artifact:
+        """Fetch what the config names into the cache (slow: in a pool thread)."""
+        source, expected = parse_source(config["model_path"]), config.get("model_sha256")
+        if source.kind == FILE:
+            raise Unprocessable(f"config.model_path: model file {source.text!r} does not exist on this node")
+        if source.kind == DATA:
+            url, sha256 = self._find_data(source)
+            if expected is not None and sha256 != expected:
+                raise Unprocessable(f"config.model_sha256: {source.text} has sha256 {sha256}, not {expected}",
+                                    artifact=source.text)
+            return self._store.fetch(url, sha256, source.text, self._headers)
+        return self._store.fetch(source.text, expected, source.text.split("?", 1)[0])
+
+    def _find_data(self, source: Source) -> tuple[str, str]:
+        """Where a neighbour serves the data file ``source`` names, and its hash."""
+        for api_url in self._neighbour_urls():
+            try:
+                status, stored = call("GET", f"{api_url}/api/data/{source.data_key}", headers=self._headers,
+                                      timeout_s=NEIGHBOUR_TIMEOUT_S)
+            except (Unreachable, TimedOut):
+                continue
+            if status != 200 or not isinstance(stored, dict):
+                continue
+            for file in stored.get("files", []):
+                if file.get("rel_path") == source.data_file:
+                    return f"{api_url}/api/artifacts/{file['sha256']}", file["sha256"]
+        raise Unprocessable(f"config.model_path: no data {source.data_key} with {source.data_file!r} on this "
+                            "node or its neighbours", artifact=source.text)
+
+    @staticmethod
+    def running_config(config: dict[str, Any], artifact: Artifact) -> dict[str, Any]:
+        """The config as the service runs it: the model's hash, and the file this node holds it in."""
+        return {**config, "model_sha256": artifact.sha256, "model_file": artifact.path}
+
+    def forwarded_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The config a delegated deployment travels with: a model only this node has (a file, data here)
+        is named by its hash and a signed link to this node's /api/artifacts; any other source as given."""
+        source = parse_source(config["model_path"])
+        if source.kind == HTTP:
+            return config
+        try:
+            artifact = self._store.here(source, config.get("model_sha256"))
+        except Unprocessable:
+            if source.kind == FILE:
+                return config  # not here: the node that takes it may have it at that path
+            raise
+        if artifact is None:
+            return config  # data elsewhere: the node that takes it asks its own neighbours
+        return {**config, "model_path": signed_link(self._api_url, self._token, artifact.sha256),
+                "model_sha256": artifact.sha256}

@@ -1,0 +1,62 @@
+"""Where a model comes from, as ``config.model_path`` names it: a file on this node, ``data://KEY/FILE`` (a
+file of a data upload, here or on a neighbour), or an ``http(s)://`` URL (a neighbour's signed
+``/api/artifacts/SHA`` link, a presigned S3 URL, any web server)."""
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass
+
+from cnetd.common.errors import Invalid
+
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+FILE, DATA, HTTP = "file", "data", "http"
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # FILE, DATA or HTTP
+    text: str  # as the config gives it
+
+    @property
+    def data_key(self) -> str:
+        return self.text.removeprefix("data://").split("/", 1)[0]
+
+    @property
+    def data_file(self) -> str:
+        return self.text.removeprefix("data://").split("/", 1)[1]
+
+    @property
+    def name(self) -> str:
+        """A short name people recognise: the file name the source ends in."""
+        path = urllib.parse.urlsplit(self.text).path if self.kind == HTTP else self.text
+        return path.rstrip("/").rsplit("/", 1)[-1] or self.text
+
+
+def parse_source(text: str) -> Source:
+    """``text`` as a Source; Invalid when it is none of the forms (s3:// names a bucket this node has no
+    endpoint for: give a presigned https:// URL)."""
+    if text.startswith("data://"):
+        key, _, file = text.removeprefix("data://").partition("/")
+        if not key or not file:
+            raise Invalid(f"config.model_path: {text!r}: expected data://DATA_KEY/FILE")
+        return Source(DATA, text)
+    scheme = urllib.parse.urlsplit(text).scheme if "://" in text else ""
+    if scheme in ("http", "https"):
+        if not urllib.parse.urlsplit(text).hostname:
+            raise Invalid(f"config.model_path: {text!r} names no host")
+        return Source(HTTP, text)
+    if scheme:
+        raise Invalid(f"config.model_path: {scheme}:// is not a model source here (a path on this node, "
+                      "data://DATA_KEY/FILE, or an http(s):// URL such as a presigned S3 link)")
+    if "\x00" in text:
+        raise Invalid("config.model_path: expected a path")
+    return Source(FILE, text)
+
+
+def check_sha256(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(SHA256_PATTERN, value):
+        raise Invalid("config.model_sha256: expected 64 lowercase hex digits")
+    return value

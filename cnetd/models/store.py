@@ -1,0 +1,375 @@
+"""The node's model store: every model a deployment names becomes an artifact known by its SHA-256.
+
+An artifact is either *local* (a file on this node, or a file of data uploaded here: used where it lies,
+holding no storage of its own) or *cached* (fetched from a URL into ``<data_path>/models/<sha256>``, its
+bytes held against the node's storage in the ledger). Each has a ledger record (type ``model``, id
+``model-<sha256>``): what ``GET /api/models`` lists, what the signed artifact links serve.
+
+A fetch is recorded before its first byte: the record (``uploading``, its Content-Length reserved, bytes
+received so far in ``config.received_bytes``) exists while the bytes stream into ``models/.partial/``;
+they are fsynced, checked against ``model_sha256`` and renamed into place, and the record becomes
+``stored``. A fetch that fails leaves neither file nor record; one the scheduler's end interrupted is
+settled when it starts again (``settle``). Deployments of one model at once share one fetch. When the
+cache would exceed ``models.cache_bytes``, or the node's storage is short, least-recently-used cached
+models that no workload uses are evicted first.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import pwd
+import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import requests
+
+from cnetd.common.errors import CnetError, Conflict, InsufficientResources, NotFound, Unprocessable
+from cnetd.metrics import MODEL_CACHE, MODEL_FETCHED_BYTES
+from cnetd.models.sources import DATA, FILE, HTTP, Source
+from ledger.catalog import Catalog
+from ledger.records import Resources, Status, WorkloadRecord
+from ledger.store import Ledger
+
+log = logging.getLogger(__name__)
+
+MODEL_TYPE = "model"  # the ledger records' type
+CHUNK_BYTES = 1 << 20
+PROGRESS_EVERY_S = 0.5
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 5.0, 30.0
+LOCAL, CACHED = "local", "cached"
+
+
+def record_id(sha256: str) -> str:
+    return f"model-{sha256}"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    sha256: str
+    path: str
+    size_bytes: int
+    source: str
+    kind: str  # LOCAL or CACHED
+    fetched: bool = False  # this deployment's fetch brought it (so a refusal evicts it again)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ModelStore:
+    """Artifacts of one node. Used by the scheduler only (the ledger's one writer of model records); the
+    API reads their records."""
+
+    def __init__(self, ledger: Ledger, data_path: str, db_path: str, cache_bytes: int,
+                 workload_user: str | None) -> None:
+        self._ledger = ledger
+        self._root = Path(data_path) / "models"
+        self._partial = self._root / ".partial"
+        self._db_path = db_path
+        self._cache_bytes = cache_bytes
+        self._workload_user = workload_user  # its group reads cached models (the services run as it)
+        self._lock = threading.Lock()
+        self._fetches: dict[str, Future[Artifact]] = {}  # by source text: one fetch for concurrent deployments
+
+    # -- what is here ------------------------------------------------------------------------------
+
+    def known(self, sha256: str) -> Artifact | None:
+        """The artifact with this hash, if its record is stored and its file still holds it."""
+        try:
+            record = self._ledger.get(record_id(sha256))
+        except NotFound:
+            return None
+        if record.status != Status.STORED:
+            return None
+        config = record.config
+        try:
+            same = os.stat(config["path"]).st_size == config["size_bytes"]
+        except OSError:
+            same = False
+        if not same:
+            return None
+        return Artifact(sha256, config["path"], config["size_bytes"], config["source"], config["kind"])
+
+    def here(self, source: Source, expected: str | None) -> Artifact | None:
+        """The artifact ``source`` names when it is on this node already (a file, data uploaded here, or a
+        cached copy of the expected hash); None when it must be fetched."""
+        if source.kind == FILE:
+            return self._local(source.text, source.text, expected)
+        if source.kind == DATA:
+            path = self._data_file(source)
+            return self._local(path, source.text, expected) if path else None
+        return self._cached(expected, source.text)
+
+    def _cached(self, expected: str | None, url: str) -> Artifact | None:
+        """A cache hit: the artifact of the expected hash, or (none expected) the one fetched from ``url``
+        before. A URL without ``model_sha256`` is fetched once: new bytes need a new URL or the hash."""
+        sha256 = expected or next((record.config["sha256"] for record in self.models() if record.status == Status.STORED
+                                   and record.config["kind"] == CACHED and record.config["source"] == url), None)
+        artifact = self.known(sha256) if sha256 else None
+        if artifact is not None:
+            MODEL_CACHE.labels("hit").inc()
+            self.touch(artifact.sha256)
+        return artifact
+
+    def _data_file(self, source: Source) -> str | None:
+        stored = Catalog(self._db_path).get(source.data_key)
+        if stored is None:
+            return None
+        if not any(file["rel_path"] == source.data_file for file in stored["files"]):
+            raise Unprocessable(f"config.model_path: data {source.data_key} has no file {source.data_file!r}")
+        return str(Path(stored["path"]) / source.data_file)  # an upload's files lie under its folder
+
+    def _local(self, path: str, source: str, expected: str | None) -> Artifact:
+        if not os.path.isfile(path):
+            raise Unprocessable(f"config.model_path: model file {source!r} does not exist on this node")
+        sha256 = file_sha256(path)
+        if expected is not None and sha256 != expected:
+            raise Unprocessable(f"config.model_path: {source} has sha256 {sha256}, not model_sha256 {expected}",
+                                artifact=source)
+        known = self.known(sha256)
+        if known is not None and known.kind == CACHED:
+            return known  # the same bytes are cached already: one copy serves both
+        artifact = Artifact(sha256, os.path.realpath(path), os.path.getsize(path), source, LOCAL)
+        self._put_record(artifact, Status.STORED)
+        return artifact
+
+    # -- fetching ----------------------------------------------------------------------------------
+
+    def fetch(self, url: str, expected: str | None, label: str, headers: dict[str, str] | None = None) -> Artifact:
+        """Bring the artifact at ``url`` into the cache (or join the fetch already under way); in a pool
+        thread. ``label`` names it in errors (the config's source, not a signed link)."""
+        with self._lock:
+            hit = self._cached(expected, label)
+            if hit is not None:
+                return hit
+            future = self._fetches.get(url)
+            leader = future is None
+            if leader:
+                future = self._fetches[url] = Future()
+        if not leader:
+            artifact = future.result()
+            if expected is not None and artifact.sha256 != expected:
+                raise Unprocessable(f"config.model_sha256: {label} has sha256 {artifact.sha256}, not {expected}",
+                                    artifact=label)
+            return dataclasses.replace(artifact, fetched=False)
+        try:
+            artifact = self._fetch(url, expected, label, headers or {})
+            future.set_result(artifact)
+            return artifact
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                del self._fetches[url]
+
+    def _fetch(self, url: str, expected: str | None, label: str, headers: dict[str, str]) -> Artifact:
+        try:
+            answer = requests.get(url, stream=True, headers=headers, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+        except requests.RequestException as exc:
+            raise Unprocessable(f"config.model_path: {label} could not be fetched: {_reason(exc)}",
+                                artifact=label) from None
+        with answer:
+            if answer.status_code != 200:
+                raise Unprocessable(f"config.model_path: {label} answered HTTP {answer.status_code}",
+                                    artifact=label)
+            length = answer.headers.get("Content-Length")
+            if length is None or not length.isdigit():
+                raise Unprocessable(f"config.model_path: {label} sends no Content-Length (the cache reserves "
+                                    "a model's size before its first byte)", artifact=label)
+            size = int(length)
+            pending = WorkloadRecord(id=f"model-fetch-{uuid.uuid4().hex}", type=MODEL_TYPE, name=label,
+                                     config={"source": label, "size_bytes": size, "received_bytes": 0},
+                                     requirements=Resources(storage=size), status=Status.UPLOADING)
+            self._reserve(pending, label)
+            try:
+                return self._receive(answer, pending, label, expected)
+            finally:
+                with contextlib.suppress(NotFound):
+                    self._ledger.remove(pending.id)
+
+    def _reserve(self, pending: WorkloadRecord, label: str) -> None:
+        """Admit ``pending`` with its size, evicting unused cached models first when the cache or the
+        node's storage is short; InsufficientResources naming the artifact when even that is not enough."""
+        size = pending.requirements.storage
+        if size > self._cache_bytes:
+            raise InsufficientResources(f"{label} is {size} bytes, more than models.cache_bytes "
+                                        f"({self._cache_bytes})", artifact=label)
+        if not self._evict_for(size):
+            users = sorted({user for record in self.models() for user in self.users(record.config.get("sha256", ""))})
+            raise InsufficientResources(f"no room to cache {label} ({size} bytes): models.cache_bytes "
+                                        f"({self._cache_bytes}) is held by models in use (by {', '.join(users)})",
+                                        artifact=label)
+        try:
+            self._ledger.admit(pending)
+        except InsufficientResources as exc:
+            raise InsufficientResources(f"no room to cache {label} ({size} bytes): {exc.message}", artifact=label,
+                                        **exc.details) from None
+
+    def _receive(self, answer: requests.Response, pending: WorkloadRecord, label: str, expected: str | None) -> Artifact:
+        self._partial.mkdir(parents=True, exist_ok=True)
+        partial = self._partial / pending.id
+        digest, received, reported = hashlib.sha256(), 0, time.monotonic()
+        try:
+            with open(partial, "xb") as handle:
+                for chunk in answer.iter_content(CHUNK_BYTES):
+                    received += len(chunk)
+                    if received > pending.requirements.storage:
+                        raise Unprocessable(f"config.model_path: {label} sent more than its Content-Length",
+                                            artifact=label)
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    if time.monotonic() - reported >= PROGRESS_EVERY_S:
+                        reported = time.monotonic()
+                        self._progress(pending.id, received)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if received != pending.requirements.storage:
+                raise Unprocessable(f"config.model_path: {label} ended after {received} of "
+                                    f"{pending.requirements.storage} bytes", artifact=label)
+            sha256 = digest.hexdigest()
+            if expected is not None and sha256 != expected:
+                raise Unprocessable(f"config.model_sha256: {label} has sha256 {sha256}, not {expected}",
+                                    artifact=label)
+            artifact = Artifact(sha256, str(self._root / sha256), received, label, CACHED, fetched=True)
+            if self.known(sha256) is None:
+                self._group_readable(partial)
+                os.replace(partial, artifact.path)
+                self._fsync_dir(self._root)
+                self._ledger.remove(pending.id)  # its reservation becomes the artifact's
+                try:
+                    self._put_record(artifact, Status.STORED)
+                except CnetError:
+                    Path(artifact.path).unlink(missing_ok=True)
+                    raise
+            else:
+                artifact = dataclasses.replace(self.known(sha256), fetched=False)  # came by another URL
+        except requests.RequestException as exc:
+            raise Unprocessable(f"config.model_path: fetching {label} failed: {_reason(exc)}", artifact=label) from None
+        finally:
+            partial.unlink(missing_ok=True)
+        MODEL_CACHE.labels("fetched").inc()
+        MODEL_FETCHED_BYTES.inc(received)
+        return artifact
+
+    def _progress(self, pending_id: str, received: int) -> None:
+        self._ledger.update(pending_id, lambda record: dataclasses.replace(
+            record, config={**record.config, "received_bytes": received}))
+
+    def _group_readable(self, path: Path) -> None:
+        if self._workload_user is not None:
+            os.chown(path, -1, pwd.getpwnam(self._workload_user).pw_gid)
+        os.chmod(path, 0o640)
+
+    @staticmethod
+    def _fsync_dir(path: Path) -> None:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+    # -- records, use and eviction ---------------------------------------------------------------
+
+    def _put_record(self, artifact: Artifact, status: str) -> None:
+        """The artifact's record (admitted with its storage when cached; replaced when it changes)."""
+        record = WorkloadRecord(id=record_id(artifact.sha256), type=MODEL_TYPE, name=Path(artifact.source).name,
+                                config={"sha256": artifact.sha256, "path": artifact.path, "source": artifact.source,
+                                        "size_bytes": artifact.size_bytes, "received_bytes": artifact.size_bytes,
+                                        "kind": artifact.kind, "last_used": time.time()},
+                                requirements=Resources(storage=artifact.size_bytes if artifact.kind == CACHED else 0),
+                                status=status)
+        with self._lock:
+            try:
+                current = self._ledger.get(record.id)
+            except NotFound:
+                current = None
+            if current is not None and current.status == status and all(
+                    current.config.get(name) == record.config[name] for name in ("path", "size_bytes", "kind")):
+                self.touch(artifact.sha256)
+                return
+            if current is not None:
+                self._ledger.remove(record.id)  # the file it named moved or changed
+            self._ledger.admit(record)
+
+    def touch(self, sha256: str) -> None:
+        """It was used just now (least-recently-used models are evicted first)."""
+        try:
+            self._ledger.update(record_id(sha256), lambda record: dataclasses.replace(
+                record, config={**record.config, "last_used": time.time()}))
+        except NotFound:
+            pass
+
+    def users(self, sha256: str) -> list[str]:
+        return model_users(self._ledger.workloads(), sha256)
+
+    def models(self) -> Iterator[WorkloadRecord]:
+        return (record for record in self._ledger.workloads() if record.type == MODEL_TYPE)
+
+    def evict(self, sha256: str) -> dict[str, Any]:
+        """Forget one artifact (and delete its cached file); Conflict while a workload uses it."""
+        record = self._ledger.get(record_id(sha256))
+        users = self.users(sha256)
+        if users:
+            raise Conflict(f"model {sha256} is used by {', '.join(users)}: delete those first", users=users)
+        self._ledger.remove(record.id)
+        if record.config["kind"] == CACHED:
+            Path(record.config["path"]).unlink(missing_ok=True)
+        log.info("evicted model %s (%s, %d bytes)", sha256, record.config["source"], record.config["size_bytes"])
+        return {"sha256": sha256, "evicted": True}
+
+    def _evict_for(self, size: int) -> bool:
+        """Evict unused cached models, least recently used first, until ``size`` more bytes fit in the cache
+        and in the node's free storage; whether they fit in the cache (the ledger says if storage does)."""
+        cached = sorted((record for record in self.models()
+                         if record.status == Status.STORED and record.config["kind"] == CACHED),
+                        key=lambda record: record.config["last_used"])
+        held = sum(record.requirements.storage for record in self.models())
+        for record in cached:
+            if held + size <= self._cache_bytes and self._ledger.usage().available.storage >= size:
+                return True
+            if self.users(record.config["sha256"]):
+                continue
+            self.evict(record.config["sha256"])
+            held -= record.requirements.storage
+        return held + size <= self._cache_bytes
+
+    def settle(self) -> None:
+        """After a restart: fetches the scheduler's end interrupted leave nothing (record and partial file)."""
+        for record in list(self.models()):
+            if record.status == Status.UPLOADING:
+                self._ledger.remove(record.id)
+                log.info("removed the interrupted fetch of %s", record.config.get("source"))
+        shutil.rmtree(self._partial, ignore_errors=True)
+
+
+def model_users(records: list[WorkloadRecord], sha256: str) -> list[str]:
+    """The workloads (of ``records``, a node's) that use the model: any not finished."""
+    return [record.id for record in records if record.type != MODEL_TYPE and not record.terminal
+            and not record.remote and record.config.get("model_sha256") == sha256]
+
+
+def _reason(exc: requests.RequestException) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:300] + "…"
+
+
+def refusal_keeps_nothing(store: ModelStore, artifact: Artifact, error: CnetError) -> None:
+    """A deployment refused after its fetch brought the model: the model goes again, unless used."""
+    if artifact.fetched and not store.users(artifact.sha256):
+        store.evict(artifact.sha256)
+        log.info("evicted %s again: %s", artifact.source, error.message)

@@ -1,0 +1,191 @@
+"""The model cache on one node: http:// and data:// sources, one fetch for concurrent deployments, LRU
+eviction under a small ``models.cache_bytes``, eviction by hand, failures that leave nothing, a fetch's
+progress on its record, and the artifact links (token, signature, Range)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator
+
+import onnx
+import pytest
+import requests
+
+from tests.support.assets import ASTRONAUT, YOLO_MODEL
+from tests.support.file_server import FileServer, copy_of
+from tests.support.nodes import GIB, Node, held_by, running, wait_for
+from tests.support.services import predict
+
+TOKEN = "model-cache-token"
+SIZE = Path(YOLO_MODEL).stat().st_size
+SHA256 = hashlib.sha256(Path(YOLO_MODEL).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """faces.onnx (the YOLO model), other.onnx (the same model saved with another doc string: other bytes),
+    and astronaut.png (not a model), to be served over HTTP."""
+    folder = tmp_path_factory.mktemp("models")
+    copy_of(YOLO_MODEL, folder, "faces.onnx")
+    other = onnx.load(YOLO_MODEL)
+    other.doc_string = "a second model for the cache tests"
+    onnx.save(other, str(folder / "other.onnx"))
+    copy_of(ASTRONAUT, folder, "astronaut.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(models: Path) -> Iterator[FileServer]:
+    with FileServer(models) as serving:
+        yield serving
+
+
+@pytest.fixture
+def node() -> Iterator[Node]:
+    # The cache holds one model and a half: a second one evicts the first (when it is unused).
+    with running(Node({"cpu": 8, "memory": 16 * GIB, "gpu": 0, "storage": 4 * GIB}, token=TOKEN,
+                      models={"cache_bytes": SIZE * 3 // 2})) as started:
+        yield started
+
+
+def deploy(node: Node, model_path: str, **config: Any) -> requests.Response:
+    return node.submit({"model_type": "yolo", "model_path": model_path, **config}, {"cpu": 1}, workload_type="mlmodel")
+
+
+def cached(node: Node) -> dict[str, dict[str, Any]]:
+    return {model["sha256"]: model for model in node.api("GET", "/api/models").json()["models"]}
+
+
+def metric(node: Node, name: str) -> float:
+    lines = [line for line in node.api("GET", "/metrics").text.splitlines() if line.startswith(name)]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+def model_files(node: Node) -> list[str]:
+    root = Path(node.config["storage"]["sqlite"]["data_path"]) / "models"
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()) if root.exists() else []
+
+
+def test_an_http_model_is_fetched_once_for_concurrent_deployments(node: Node, server: FileServer) -> None:
+    url = f"{server.url}/faces.onnx"
+    before = server.gets["/faces.onnx"]
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: deploy(node, url), range(3)))
+    assert [answer.status_code for answer in answers] == [201] * 3, [answer.text for answer in answers]
+    assert server.gets["/faces.onnx"] - before == 1  # one transfer for three deployments
+    records = [answer.json() for answer in answers]
+    assert {record["config"]["model_sha256"] for record in records} == {SHA256}
+    entry = cached(node)[SHA256]
+    assert entry["kind"] == "cached" and entry["size_bytes"] == SIZE and entry["source"] == url
+    assert sorted(entry["users"]) == sorted(record["id"] for record in records)
+    assert node.resources()["allocated"]["storage"] == SIZE  # the cache's bytes count against storage
+    assert model_files(node) == [SHA256]
+    assert predict(records[0]["endpoint"])["count"] >= 1
+    # A later deployment naming the hash is a cache hit: no transfer.
+    hits = metric(node, "cnet_model_cache_total{outcome=\"hit\"")
+    again = deploy(node, url, model_sha256=SHA256)
+    assert again.status_code == 201 and server.gets["/faces.onnx"] - before == 1
+    assert metric(node, "cnet_model_cache_total{outcome=\"hit\"") == hits + 1
+    assert metric(node, "cnet_model_fetched_bytes_total") == SIZE
+
+
+def test_least_recently_used_unused_models_are_evicted(node: Node, server: FileServer) -> None:
+    first = deploy(node, f"{server.url}/faces.onnx")
+    assert first.status_code == 201, first.text
+    other = deploy(node, f"{server.url}/other.onnx")
+    # The cache holds one and a half models, and faces.onnx is used: other.onnx does not fit.
+    assert other.status_code == 409 and "other.onnx" in other.json()["message"], other.text
+    assert list(cached(node)) == [SHA256]
+    node.api("DELETE", f"/api/workloads/{first.json()['id']}")
+    other = deploy(node, f"{server.url}/other.onnx")
+    assert other.status_code == 201, other.text  # faces.onnx, unused now, made room
+    assert list(cached(node)) == [other.json()["config"]["model_sha256"]]
+    assert model_files(node) == [other.json()["config"]["model_sha256"]]
+    assert node.resources()["allocated"]["storage"] == cached(node)[other.json()["config"]["model_sha256"]]["size_bytes"]
+
+
+def test_evicting_by_hand(node: Node, server: FileServer) -> None:
+    record = deploy(node, f"{server.url}/faces.onnx").json()
+    used = node.api("DELETE", f"/api/models/{SHA256}")
+    assert used.status_code == 409 and record["id"] in used.json()["message"]
+    node.api("DELETE", f"/api/workloads/{record['id']}")
+    evicted = node.api("DELETE", f"/api/models/{SHA256}")
+    assert evicted.status_code == 200 and evicted.json() == {"sha256": SHA256, "evicted": True}
+    assert cached(node) == {} and model_files(node) == [] and node.resources()["allocated"]["storage"] == 0
+    assert node.api("DELETE", f"/api/models/{SHA256}").status_code == 404
+    assert node.api("DELETE", "/api/models/not-a-hash").status_code == 404
+
+
+@pytest.mark.parametrize("path, config, words", [
+    ("/no-such-model.onnx", {}, "answered HTTP 404"),
+    ("/faces.onnx", {"model_sha256": "0" * 64}, "not 0000"),
+    ("/astronaut.png", {}, "not a loadable ONNX model"),
+    ("unreachable", {}, "could not be fetched"),
+])
+def test_a_failed_fetch_names_the_artifact_and_leaves_nothing(node: Node, server: FileServer, path: str,
+                                                              config: dict[str, Any], words: str) -> None:
+    before = node.resources()
+    url = "http://127.0.0.1:9/faces.onnx" if path == "unreachable" else f"{server.url}{path}"
+    answer = deploy(node, url, **config)
+    assert answer.status_code == 422 and words in answer.json()["message"], answer.text
+    assert url.split("/")[-1] in answer.json()["message"]
+    assert node.resources() == before and cached(node) == {} and model_files(node) == []
+    assert node.api("GET", "/api/workloads").json()["count"] == 0
+
+
+def test_a_data_upload_is_a_model_source(node: Node) -> None:
+    with open(YOLO_MODEL, "rb") as handle:
+        stored = node.api("POST", "/api/workloads", files=[("file", ("faces.onnx", handle))]).json()
+    answer = deploy(node, f"data://{stored['data_key']}/faces.onnx")
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["config"]["model_sha256"] == SHA256
+    entry = cached(node)[SHA256]
+    assert entry["kind"] == "local" and entry["users"] == [answer.json()["id"]]  # used where it lies
+    assert node.resources()["allocated"]["storage"] == stored["requirements"]["storage"]  # counted once
+    missing = deploy(node, f"data://{stored['data_key']}/other.onnx")
+    assert missing.status_code == 422 and "has no file 'other.onnx'" in missing.json()["message"]
+
+
+def test_a_fetch_shows_its_progress_and_a_restart_settles_an_interrupted_one(node: Node, models: Path) -> None:
+    with FileServer(models, chunk_delay_s=0.05) as slow:  # ~186 chunks: about 9 s
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(deploy, node, f"{slow.url}/faces.onnx")
+            wait_for(lambda: any(0 < model["received_bytes"] < SIZE for model in cached_all(node)), timeout_s=30)
+            fetching = cached_all(node)[0]
+            assert fetching["status"] == "fetching" and fetching["size_bytes"] == SIZE and fetching["sha256"] is None
+            assert node.resources()["allocated"]["storage"] == SIZE  # reserved before the first byte
+            os.kill(node.program_pid("scheduler"), signal.SIGKILL)  # supervisord starts it again
+            pending.result()
+    wait_for(lambda: node.api("GET", "/api/models").ok and cached_all(node) == [], timeout_s=60)
+    assert node.resources()["allocated"]["storage"] == 0 and model_files(node) == []
+    workloads = node.api("GET", "/api/workloads").json()["workloads"]
+    assert node.resources()["allocated"] == pytest.approx(held_by(workloads))
+
+
+def cached_all(node: Node) -> list[dict[str, Any]]:
+    return node.api("GET", "/api/models").json()["models"]
+
+
+def test_artifact_links(node: Node) -> None:
+    record = deploy(node, YOLO_MODEL).json()
+    assert record["config"]["model_sha256"] == SHA256
+    artifact = f"{node.url}/api/artifacts/{SHA256}"
+    assert requests.get(artifact, timeout=10).status_code == 401  # the token, or a signed link
+    whole = node.api("GET", f"/api/artifacts/{SHA256}")
+    assert whole.status_code == 200 and hashlib.sha256(whole.content).hexdigest() == SHA256
+    part = node.api("GET", f"/api/artifacts/{SHA256}", headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == Path(YOLO_MODEL).read_bytes()[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{SIZE}"
+    beyond = node.api("GET", f"/api/artifacts/{SHA256}", headers={"Range": f"bytes={SIZE}-"})
+    assert beyond.status_code == 416
+    from cnetd.models.links import signed_link
+    signed = signed_link(node.url, TOKEN, SHA256)
+    assert requests.get(signed, timeout=10).status_code == 200  # no token: the signature stands for it
+    assert requests.get(signed.replace("signature=", "signature=0"), timeout=10).status_code == 401
+    expired = signed_link(node.url, TOKEN, SHA256, now=time.time() - 7200)
+    assert requests.get(expired, timeout=10).status_code == 401
+    assert requests.get(signed_link(node.url, "another-token", SHA256), timeout=10).status_code == 401
