@@ -13,9 +13,10 @@ from typing import Any, Callable
 from cnetd.api.remote import RemoteWorkloads
 from cnetd.common.errors import DelegationPending
 from cnetd.config import NodeConfig
+from cnetd.health import healthy
 from ledger.catalog import Catalog
 from ledger.nodetable import NodeTable
-from ledger.records import WorkloadRecord
+from ledger.records import Status, WorkloadRecord
 from ledger.store import Ledger
 from workers.base import NodeContext
 from workers.registry import EXECUTORS
@@ -42,8 +43,11 @@ class Resource:
         return self.deps.schedule(op, **args)
 
     def view(self, record: WorkloadRecord) -> dict[str, Any]:
+        """A record as readers see it now. A starting service is checked at once, not at the monitor's next
+        round: an origin following a delegated deployment's readiness sees it running as soon as it is."""
         if proxied(record):
             return self.deps.remote.view(record)
+        record = self.checked(record)
         return self.present(record, {} if record.remote else self.facts(record))
 
     def present(self, record: WorkloadRecord, facts: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +56,13 @@ class Resource:
         config = executor.shown_config(record.config) if executor else record.config
         shown = {name: value for name, value in record.to_dict().items() if name != "fingerprint"}
         return {**shown, "config": config, **facts}
+
+    def checked(self, record: WorkloadRecord) -> WorkloadRecord:
+        """``record``, running now if it is a starting service whose /health answers."""
+        if record.status == Status.STARTING and not record.remote and record.health_url \
+                and record.process_pid is not None and healthy(record.health_url):
+            return WorkloadRecord.from_dict(self.schedule("mark_healthy", id=record.id))
+        return record
 
     def facts(self, record: WorkloadRecord) -> dict[str, Any]:
         executor = EXECUTORS.get(record.type)  # data records have no executor: uploads run no program

@@ -12,13 +12,12 @@ from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, L
 from cnetd.common.errors import Invalid, NotFound
 from cnetd.common.web import read_json, send
 from cnetd.delegation import DELEGATION_BUDGET_S
-from cnetd.health import healthy
 from cnetd.logtail import read_from, tail_lines
 from cnetd.models.store import MODEL_TYPE
 from cnetd.submission import Delegation, parse_delegation, parse_submission
 from ledger.records import Status, WorkloadRecord
 
-READY_POLL_S, REMOTE_READY_POLL_S = 0.05, 0.2
+READY_POLL_S, REMOTE_READY_POLL_S = 0.05, 0.05
 READY_MARGIN_S = 5.0  # past health.start_timeout_s the health checks have failed it: its status is final
 
 
@@ -85,10 +84,7 @@ class Workloads(Resource):
         only it knows (a container id); or it ended; or time ran out (the monitor's checks take over)."""
         deadline = self._ready_deadline()
         while True:
-            record = self.deps.ledger.get(workload_id)
-            if record.status == Status.STARTING and record.health_url and record.process_pid is not None \
-                    and healthy(record.health_url):
-                record = WorkloadRecord.from_dict(self.schedule("mark_healthy", id=workload_id))
+            record = self.checked(self.deps.ledger.get(workload_id))
             facts = self.facts(record)
             facts_pending = any(value is None for value in facts.values())
             if (record.status != Status.STARTING and not facts_pending) or record.terminal \

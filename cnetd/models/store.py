@@ -84,6 +84,7 @@ class ModelStore:
         self._workload_user = workload_user  # its group reads cached models (the services run as it)
         self._lock = threading.Lock()
         self._fetches: dict[str, Future[Artifact]] = {}  # by source text: one fetch for concurrent deployments
+        self._hashes: dict[tuple[str, int, int, int], str] = {}  # a local file's hash, by path, inode, size, mtime
 
     # -- what is here ------------------------------------------------------------------------------
 
@@ -136,7 +137,7 @@ class ModelStore:
     def _local(self, path: str, source: str, expected: str | None) -> Artifact:
         if not os.path.isfile(path):
             raise Unprocessable(f"config.model_path: model file {source!r} does not exist on this node")
-        sha256 = file_sha256(path)
+        sha256 = self._hash_of(path)
         if expected is not None and sha256 != expected:
             raise Unprocessable(f"config.model_path: {source} has sha256 {sha256}, not model_sha256 {expected}",
                                 artifact=source)
@@ -146,6 +147,14 @@ class ModelStore:
         artifact = Artifact(sha256, os.path.realpath(path), os.path.getsize(path), source, LOCAL)
         self._put_record(artifact, Status.STORED)
         return artifact
+
+    def _hash_of(self, path: str) -> str:
+        """A local file's SHA-256, read again only when the file changed (as git's index does)."""
+        info = os.stat(path)
+        key = (os.path.realpath(path), info.st_ino, info.st_size, info.st_mtime_ns)
+        if key not in self._hashes:
+            self._hashes[key] = file_sha256(path)
+        return self._hashes[key]
 
     # -- fetching ----------------------------------------------------------------------------------
 

@@ -1,0 +1,123 @@
+"""Models across real test hosts with private filesystems: a model only the origin has (its directory is an
+empty tmpfs on the other hosts) is deployed on a child and a grandchild, which fetch it from the origin
+by its hash; predictions through the origin match the origin's own; a second deployment is a cache hit;
+a wrong model_sha256 is refused with nothing cached or allocated anywhere; data uploaded on the origin is
+a model source for its child."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.support.assets import ASTRONAUT, YOLO_MODEL
+from tests.support.file_server import copy_of
+from tests.support.hosts import make_hosts
+from tests.support.nodes import GIB, Node, link, nodes_view, running, wait_for
+
+TOKEN = "models-across-hosts"
+SHA256 = hashlib.sha256(Path(YOLO_MODEL).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="cnet-origin-models-"))
+    folder.chmod(0o755)
+    copy_of(YOLO_MODEL, folder, "faces.onnx")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tree(model_dir: Path) -> Iterator[dict[str, Node]]:
+    """origin (0.5 cpu) ← child (2 cpu) ← grandchild (4 cpu), each on its own host."""
+    with make_hosts(3) as hosts:
+        origin = link(Node({"cpu": 0.5, "memory": 8 * GIB, "gpu": 0, "storage": GIB}, token=TOKEN, host=hosts[0]),
+                      heartbeat_period_s=1.0)
+        child = link(Node({"cpu": 2, "memory": 8 * GIB, "gpu": 0, "storage": GIB}, token=TOKEN,
+                          host=hosts[1].hiding(str(model_dir))), parent=origin, heartbeat_period_s=1.0)
+        grandchild = link(Node({"cpu": 4, "memory": 8 * GIB, "gpu": 0, "storage": GIB}, token=TOKEN,
+                               host=hosts[2].hiding(str(model_dir))), parent=child, heartbeat_period_s=1.0)
+        with running(origin, child, grandchild):
+            wait_for(lambda: _subtree_cpu(origin) >= 4, timeout_s=30, diagnose=lambda: nodes_view(origin))
+            yield {"origin": origin, "child": child, "grandchild": grandchild}
+
+
+def _subtree_cpu(origin: Node) -> float:
+    """The most cpu free on one node below the origin, as its child's heartbeats say."""
+    children = [child for child in origin.api("GET", "/api/nodes").json()["children"] if child["status"] == "online"]
+    return max(((child.get("subtree") or {}).get("available_max") or {}).get("cpu", 0) for child in children) \
+        if children else 0
+
+
+def deploy(node: Node, cpu: float, **config: Any) -> dict[str, Any]:
+    answer = node.submit({"model_type": "yolo", **config}, {"cpu": cpu}, workload_type="mlmodel")
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def relayed(node: Node, workload_id: str) -> list[dict[str, Any]]:
+    with open(ASTRONAUT, "rb") as handle:
+        answer = node.api("POST", f"/api/workloads/{workload_id}/predict", data=handle.read(),
+                          headers={"Content-Type": "image/png"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["detections"]
+
+
+def metric(node: Node, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in node.api("GET", "/metrics").text.splitlines()
+               if line.startswith(name))
+
+
+def cached(node: Node) -> list[dict[str, Any]]:
+    return node.api("GET", "/api/models").json()["models"]
+
+
+def test_a_model_only_the_origin_has_runs_on_a_child_and_a_grandchild(tree: dict[str, Node], model_dir: Path) -> None:
+    origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
+    path = str(model_dir / "faces.onnx")
+    # Control: the other hosts do not see the origin's file.
+    unseen = child.submit({"model_type": "yolo", "model_path": path}, {"cpu": 0.5}, workload_type="mlmodel")
+    assert unseen.status_code == 422 and "does not exist" in unseen.json()["message"], unseen.text
+    here = deploy(origin, 0.4, model_path=path)
+    on_child = deploy(origin, 1.5, model_path=path)
+    on_grandchild = deploy(origin, 3, model_path=path)
+    assert (here["node"], on_child["node"], on_grandchild["node"]) == (origin.node_id, child.node_id,
+                                                                        grandchild.node_id)
+    expected = relayed(origin, here["id"])
+    assert expected and relayed(origin, on_child["id"]) == expected and relayed(origin, on_grandchild["id"]) == expected
+    for node in (child, grandchild):
+        [entry] = cached(node)
+        assert (entry["sha256"], entry["kind"], entry["size_bytes"]) == (SHA256, "cached", Path(path).stat().st_size)
+        assert f"{origin.url}/api/artifacts/{SHA256}" == entry["source"]
+        assert metric(node, "cnet_model_fetched_bytes_total") == Path(path).stat().st_size
+    # A second deployment on the child: a cache hit, nothing transferred.
+    again = deploy(origin, 0.3, model_path=path)
+    assert again["node"] == child.node_id
+    assert metric(child, 'cnet_model_cache_total{outcome="hit"') == 1
+    assert metric(child, 'cnet_model_cache_total{outcome="fetched"') == 1
+    assert metric(child, "cnet_model_fetched_bytes_total") == Path(path).stat().st_size
+    for record in (here, on_child, on_grandchild, again):
+        assert origin.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
+
+
+def test_a_wrong_sha256_is_refused_with_nothing_cached_or_allocated(tree: dict[str, Node], model_dir: Path) -> None:
+    before = {name: (node.resources()["allocated"], len(cached(node))) for name, node in tree.items()}
+    answer = tree["origin"].submit({"model_type": "yolo", "model_path": str(model_dir / "faces.onnx"),
+                                    "model_sha256": "f" * 64}, {"cpu": 1.5}, workload_type="mlmodel")
+    assert answer.status_code == 422 and "faces.onnx" in answer.json()["message"], answer.text
+    assert {name: (node.resources()["allocated"], len(cached(node))) for name, node in tree.items()} == before
+
+
+def test_data_on_the_origin_is_a_model_source_for_its_child(tree: dict[str, Node]) -> None:
+    origin, child = tree["origin"], tree["child"]
+    with open(YOLO_MODEL, "rb") as handle:
+        stored = origin.api("POST", "/api/workloads", files=[("file", ("faces.onnx", handle))]).json()
+    record = deploy(child, 0.5, model_path=f"data://{stored['data_key']}/faces.onnx")  # asked of the child
+    assert record["node"] == child.node_id and record["config"]["model_sha256"] == SHA256
+    assert relayed(child, record["id"])
+    assert child.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
+    assert origin.api("DELETE", f"/api/workloads/{stored['data_key']}").status_code == 200
