@@ -293,3 +293,24 @@ def test_a_node_alone_says_so_instead_of_repeating_itself(browser: Browser, star
 def test_a_node_with_a_child_shows_what_it_reaches(console: Page) -> None:
     expect(console.locator("#bars-reachable .bar-row")).to_have_count(4)  # control: bars, once there is a child
     expect(console.locator("#reachable-alone")).to_have_count(0)
+
+
+def test_the_model_cache_shows_a_fetch_in_flight(console: Page, node: Node, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.file_server import FileServer, copy_of
+
+    copy_of(YOLO_MODEL, tmp_path, "slow.onnx")
+    with FileServer(tmp_path, chunk_delay_s=0.05) as slow, ThreadPoolExecutor(1) as pool:  # about 9 s
+        deployed = pool.submit(node.submit, {"model_type": "yolo", "model_path": f"{slow.url}/slow.onnx"},
+                               {"cpu": 0.5}, workload_type="mlmodel")
+        row = console.locator("#model-rows tr", has_text="slow.onnx")
+        expect(row.locator("progress")).to_be_visible()  # the console follows the fetch: bytes of total
+        expect(row).to_contain_text(" of 11.6 MiB")
+        answer = deployed.result()
+    assert answer.status_code == 201, answer.text
+    expect(row).to_contain_text("ready")
+    expect(row).to_contain_text(answer.json()["id"])  # used by the deployment
+    console.screenshot(path=str(SCREENSHOTS / "model-cache.png"), full_page=True)
+    node.api("DELETE", f"/api/workloads/{answer.json()['id']}")
+    node.api("DELETE", f"/api/models/{answer.json()['config']['model_sha256']}")

@@ -5,7 +5,8 @@ import { ApiError, get, onTokenNeeded, request, setToken, token, upload } from "
 import { replaceChildren } from "./dom.js";
 import { readForm, renderFields, showErrors } from "./forms.js";
 import { predict, renderServiceOptions } from "./tryit.js";
-import { renderBars, renderData, renderIdentity, renderNeighbours, renderReachable, renderStatusOptions, renderWorkloads } from "./views.js";
+import { renderBars, renderData, renderIdentity, renderModels, renderNeighbours, renderReachable, renderStatusOptions,
+  renderWorkloads } from "./views.js";
 
 const WATCH_PERIOD_MS = 2000;
 const REFRESH_PERIOD_MS = 30000;
@@ -26,8 +27,9 @@ function renderTable() {
 
 async function refresh() {
   try {
-    const [health, resources, nodes, workloads, data] = await Promise.all([
-      get("/api/health"), get("/api/resources"), get("/api/nodes"), get("/api/workloads"), get("/api/data")]);
+    const [health, resources, nodes, workloads, data, models] = await Promise.all([
+      get("/api/health"), get("/api/resources"), get("/api/nodes"), get("/api/workloads"), get("/api/data"),
+      get("/api/models")]);
     state.revision = health.revision;
     state.workloads = workloads.workloads;
     document.title = `CNET · ${health.node}`;
@@ -41,6 +43,7 @@ async function refresh() {
     renderTable();
     renderServiceOptions($("tryit-service"), state.workloads);
     renderData($("data-rows"), data.data);
+    renderModels($("model-rows"), $("model-cache-use"), models);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     showBanner("");
   } catch (error) {

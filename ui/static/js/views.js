@@ -137,6 +137,21 @@ export function renderStatusOptions(select, workloads) {
     statuses.map((status) => el("option", { value: status, selected: status === chosen }, status)));
 }
 
+export function renderModels(target, usage, cache) {
+  usage.textContent = `(${bytes(cache.cached_bytes)} of ${bytes(cache.cache_bytes)} cached)`;
+  replaceChildren(target, cache.models.length ? cache.models.map((model) => el("tr", {},
+    el("td", { class: "data-key", title: model.sha256 || "" }, model.sha256 ? model.sha256.slice(0, 12) : "…"),
+    el("td", {}, model.source),
+    el("td", {}, model.kind),
+    el("td", {}, model.status === "fetching"
+      ? [el("progress", { max: model.size_bytes, value: model.received_bytes }),
+         ` ${bytes(model.received_bytes)} of ${bytes(model.size_bytes)}`]
+      : "ready"),
+    el("td", { class: "num" }, bytes(model.size_bytes)),
+    el("td", {}, model.users.join(", ") || "none")))
+    : el("tr", {}, el("td", { colspan: 6, class: "empty" }, "no models on this node")));
+}
+
 export function renderData(target, items) {
   replaceChildren(target, items.length ? items.map((item) => el("tr", { dataset: { key: item.data_key } },
     el("td", { class: "data-key" }, item.data_key),
