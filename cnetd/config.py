@@ -18,6 +18,7 @@ from cnetd.common.request_deadline import DEFAULT_MIN_RATE_BYTES_S, DEFAULT_TIME
 from cnetd.paths import IPC_PATH_MAX, RuntimePaths
 from cnetd.private_files import default_runtime_root, write_private
 from ledger.records import Resources
+from cnetd.models.s3 import S3Endpoint
 from mesh.curve import ClusterKeys
 from mesh.messages import NODE_ID
 
@@ -83,6 +84,7 @@ class NodeConfig:
     health_start_timeout_s: float = 120.0  # a service not healthy this long after its start is failed
     mesh_forget_after_s: float = 86400.0  # a child silent this long is dropped from the node table
     models_cache_bytes: int = DEFAULT_MODELS_CACHE_BYTES  # the model cache's most bytes (LRU eviction past it)
+    models_s3: S3Endpoint | None = None  # where s3:// model sources are fetched from
 
     @property
     def curve_keys(self) -> ClusterKeys | None:
@@ -120,7 +122,8 @@ class NodeConfig:
                       "api_allowed_hosts": tuple(raw["api_allowed_hosts"]),
                       "auth_open_reads": tuple(raw["auth_open_reads"]),
                       "gateway_allowed_roots": tuple(raw["gateway_allowed_roots"]),
-                      "workloads_allowed_users": tuple(raw["workloads_allowed_users"])})
+                      "workloads_allowed_users": tuple(raw["workloads_allowed_users"]),
+                      "models_s3": S3Endpoint(**raw["models_s3"]) if raw.get("models_s3") else None})
 
 
 def load_config(path: str) -> NodeConfig:
@@ -151,7 +154,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "auth": ("token", "insecure", "open_reads"),
     "gateway": ("allowed_roots",),
     "workloads": ("user", "allow_root", "allowed_users"),
-    "models": ("cache_bytes",),
+    "models": ("cache_bytes", "s3_endpoint", "s3_region", "s3_access_key", "s3_secret_key"),
 }
 
 
@@ -213,7 +216,31 @@ def parse_config(raw: Any) -> NodeConfig:
         health_start_timeout_s=float(get("health.start_timeout_s", 120.0, _positive_number)),
         mesh_forget_after_s=float(get("mesh.forget_after_s", 86400.0, _positive_number)),
         models_cache_bytes=get("models.cache_bytes", DEFAULT_MODELS_CACHE_BYTES, _positive_int),
+        models_s3=_s3_endpoint(get),
     )
+
+
+def _s3_endpoint(get: "_Getter") -> S3Endpoint | None:
+    """Where s3:// model sources are (``models.s3_endpoint``), with the keys that sign for them, if any."""
+    endpoint = get("models.s3_endpoint", "", _http_url_or_empty)
+    access_key, secret_key = (get(f"models.s3_{name}", "", _string_or_empty) for name in ("access_key", "secret_key"))
+    if bool(access_key) != bool(secret_key):
+        raise ConfigError("models.s3_access_key", "give models.s3_access_key and models.s3_secret_key together")
+    if not endpoint:
+        return None
+    return S3Endpoint(endpoint, get("models.s3_region", "us-east-1", _string), access_key or None, secret_key or None)
+
+
+def _string_or_empty(key: str, value: Any) -> str:
+    return value if value == "" else _string(key, value)
+
+
+def _http_url_or_empty(key: str, value: Any) -> str:
+    if value == "":
+        return value
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise _fail(key, "an http:// or https:// URL", value)
+    return value.rstrip("/")
 
 
 def _auth_token(get: "_Getter", address: str) -> str | None:

@@ -60,7 +60,7 @@ class Scheduler:
         self._models = ModelStore(node.ledger, config.data_path, config.db_path, config.models_cache_bytes,
                                   config.workloads_user)
         self._deployments = ModelDeployments(self._models, config.api_url, config.auth_token,
-                                             auth_headers(config.auth_token), self._neighbour_urls)
+                                             auth_headers(config.auth_token), self._neighbour_urls, config.models_s3)
 
     def serve(self) -> None:
         """Settle what the last run left, then answer requests and settle unknown forwards, forever."""

@@ -31,7 +31,8 @@ class YoloExecutor(PlainProgram):
     config_schema = config_schema({
         "model_type": {"enum": list(SUPPORTED_MODEL_TYPES)},
         "model_path": {"type": "string", "minLength": 1, "description":
-                       "a YOLO model (.onnx, .pt): a path on this node, data://DATA_KEY/FILE or an http(s):// URL"},
+                       "a YOLO model (.onnx, .pt): a path on this node, data://DATA_KEY/FILE, an http(s):// URL "
+                       "or s3://BUCKET/KEY"},
         "model_sha256": {"type": ["string", "null"], "pattern": SHA256_PATTERN,
                          "description": "what the model's bytes must hash to"},
         **SERVICE_SCHEMAS}, required=("model_type", "model_path"))
@@ -46,7 +47,7 @@ class YoloExecutor(PlainProgram):
             raise Unprocessable("config.model_type: 'pytorch' needs PyTorch on this node: pip install '.[torch]'")
         path = config.get("model_path")
         if not isinstance(path, str) or not path:
-            raise Invalid("config.model_path: required, where the YOLO model is (a path, data://, http(s)://)")
+            raise Invalid("config.model_path: required, where the YOLO model is (a path, data://, http(s)://, s3://)")
         parse_source(path)
         return {"model_type": model_type, "model_path": path, "model_sha256": check_sha256(config.get("model_sha256")),
                 **validate_service_fields(config, node)}

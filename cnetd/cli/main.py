@@ -226,5 +226,32 @@ def data_rm(node: NodeClient, data_key: str) -> None:
     click.echo(f"{data_key} removed")
 
 
+@cli.group()
+def models() -> None:
+    """The node's model cache."""
+
+
+@models.command("ls")
+@output_option
+@click.pass_obj
+def models_ls(node: NodeClient, output: str) -> None:
+    """Models on the node: hash, size, source, who uses them; a fetch under way shows how far it is."""
+    cache = node.get("/api/models")
+    if output == "json":
+        views.as_json(cache)
+        return
+    views.out.print(views.models(cache["models"]))
+    views.out.print(f"{views.size(cache['cached_bytes'])} of {views.size(cache['cache_bytes'])} cached")
+
+
+@models.command("rm")
+@click.argument("sha256")
+@click.pass_obj
+def models_rm(node: NodeClient, sha256: str) -> None:
+    """Evict a model no workload uses."""
+    node.delete(f"/api/models/{sha256}")
+    click.echo(f"{sha256} evicted")
+
+
 def main() -> None:
     cli(prog_name="cnet")

@@ -72,6 +72,15 @@ def data(items: list[dict[str, Any]]) -> Table:
                    since(item.get("created_at"))) for item in items))
 
 
+def models(items: list[dict[str, Any]]) -> Table:
+    return table(("SHA256", "SIZE", "KIND", "STATUS", "SOURCE", "USED BY", "LAST USED"),
+                 (((item["sha256"] or "")[:12], size(item["size_bytes"]), item["kind"],
+                   item["status"] if item["status"] == "ready"
+                   else f"{size(item['received_bytes'])} of {size(item['size_bytes'])}",
+                   item["source"], ", ".join(item["users"]) or "-", since(item.get("last_used")))
+                  for item in items))
+
+
 def detections(found: list[dict[str, Any]]) -> Table:
     return table(("CLASS", "CONFIDENCE", "BOX (x1, y1, x2, y2)"),
                  ((item["class"], f"{item['confidence']:.3f}", ", ".join(f"{v:.0f}" for v in item["bbox"]))

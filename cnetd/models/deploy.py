@@ -8,7 +8,8 @@ from typing import Any, Callable
 from cnetd.common.errors import Unprocessable
 from cnetd.common.httpclient import Unreachable, TimedOut, call
 from cnetd.models.links import signed_link
-from cnetd.models.sources import DATA, FILE, HTTP, Source, parse_source
+from cnetd.models.s3 import S3Endpoint
+from cnetd.models.sources import DATA, FILE, HTTP, S3, Source, parse_source
 from cnetd.models.store import Artifact, ModelStore
 
 NEIGHBOUR_TIMEOUT_S = 5.0
@@ -16,8 +17,9 @@ NEIGHBOUR_TIMEOUT_S = 5.0
 
 class ModelDeployments:
     def __init__(self, store: ModelStore, api_url: str, token: str | None, headers: dict[str, str],
-                 neighbour_urls: Callable[[], list[str]]) -> None:
+                 neighbour_urls: Callable[[], list[str]], s3: S3Endpoint | None) -> None:
         self._store = store
+        self._s3 = s3  # where s3:// sources are (models.s3_endpoint), if anywhere
         self._api_url = api_url
         self._token = token
         self._headers = headers  # this node's token, for its neighbours' APIs
@@ -37,7 +39,13 @@ class ModelDeployments:
             if expected is not None and sha256 != expected:
                 raise Unprocessable(f"config.model_sha256: {source.text} has sha256 {sha256}, not {expected}",
                                     artifact=source.text)
-            return self._store.fetch(url, sha256, source.text, self._headers)
+            return self._store.fetch(url, sha256, source.text, headers_of=lambda _: self._headers)
+        if source.kind == S3:
+            if self._s3 is None:
+                raise Unprocessable(f"config.model_path: {source.text}: this node has no models.s3_endpoint",
+                                    artifact=source.text)
+            url = self._s3.object_url(source.text)
+            return self._store.fetch(url, expected, source.text, headers_of=self._s3.headers)
         return self._store.fetch(source.text, expected, source.text.split("?", 1)[0])
 
     def _find_data(self, source: Source) -> tuple[str, str]:
@@ -65,7 +73,7 @@ class ModelDeployments:
         """The config a delegated deployment travels with: a model only this node has (a file, data here)
         is named by its hash and a signed link to this node's /api/artifacts; any other source as given."""
         source = parse_source(config["model_path"])
-        if source.kind == HTTP:
+        if source.kind in (HTTP, S3):
             return config
         try:
             artifact = self._store.here(source, config.get("model_sha256"))

@@ -1,6 +1,7 @@
 """Where a model comes from, as ``config.model_path`` names it: a file on this node, ``data://KEY/FILE`` (a
-file of a data upload, here or on a neighbour), or an ``http(s)://`` URL (a neighbour's signed
-``/api/artifacts/SHA`` link, a presigned S3 URL, any web server)."""
+file of a data upload, here or on a neighbour), an ``http(s)://`` URL (a neighbour's signed
+``/api/artifacts/SHA`` link, a presigned S3 URL, any web server), or ``s3://BUCKET/KEY`` (at the node's
+``models.s3_endpoint``)."""
 from __future__ import annotations
 
 import re
@@ -10,12 +11,12 @@ from dataclasses import dataclass
 from cnetd.common.errors import Invalid
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
-FILE, DATA, HTTP = "file", "data", "http"
+FILE, DATA, HTTP, S3 = "file", "data", "http", "s3"
 
 
 @dataclass(frozen=True)
 class Source:
-    kind: str  # FILE, DATA or HTTP
+    kind: str  # FILE, DATA, HTTP or S3
     text: str  # as the config gives it
 
     @property
@@ -34,8 +35,7 @@ class Source:
 
 
 def parse_source(text: str) -> Source:
-    """``text`` as a Source; Invalid when it is none of the forms (s3:// names a bucket this node has no
-    endpoint for: give a presigned https:// URL)."""
+    """``text`` as a Source; Invalid when it is none of the forms."""
     if text.startswith("data://"):
         key, _, file = text.removeprefix("data://").partition("/")
         if not key or not file:
@@ -46,9 +46,14 @@ def parse_source(text: str) -> Source:
         if not urllib.parse.urlsplit(text).hostname:
             raise Invalid(f"config.model_path: {text!r} names no host")
         return Source(HTTP, text)
+    if scheme == "s3":
+        bucket, _, key = text.removeprefix("s3://").partition("/")
+        if not bucket or not key:
+            raise Invalid(f"config.model_path: {text!r}: expected s3://BUCKET/KEY")
+        return Source(S3, text)
     if scheme:
-        raise Invalid(f"config.model_path: {scheme}:// is not a model source here (a path on this node, "
-                      "data://DATA_KEY/FILE, or an http(s):// URL such as a presigned S3 link)")
+        raise Invalid(f"config.model_path: {scheme}:// is not a model source (a path on this node, "
+                      "data://DATA_KEY/FILE, http(s)://… or s3://BUCKET/KEY)")
     if "\x00" in text:
         raise Invalid("config.model_path: expected a path")
     return Source(FILE, text)

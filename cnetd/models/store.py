@@ -28,7 +28,7 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import requests
 
@@ -158,9 +158,11 @@ class ModelStore:
 
     # -- fetching ----------------------------------------------------------------------------------
 
-    def fetch(self, url: str, expected: str | None, label: str, headers: dict[str, str] | None = None) -> Artifact:
+    def fetch(self, url: str, expected: str | None, label: str,
+              headers_of: Callable[[str], dict[str, str]] = lambda _: {}) -> Artifact:
         """Bring the artifact at ``url`` into the cache (or join the fetch already under way); in a pool
-        thread. ``label`` names it in errors (the config's source, not a signed link)."""
+        thread. ``label`` names it in errors and in the cache (the config's source, not a signed link);
+        ``headers_of(url)`` gives the request's headers (a token, a signature made at the time of sending)."""
         with self._lock:
             hit = self._cached(expected, label)
             if hit is not None:
@@ -176,7 +178,7 @@ class ModelStore:
                                     artifact=label)
             return dataclasses.replace(artifact, fetched=False)
         try:
-            artifact = self._fetch(url, expected, label, headers or {})
+            artifact = self._fetch(url, expected, label, headers_of(url))
             future.set_result(artifact)
             return artifact
         except BaseException as exc:

@@ -10,7 +10,7 @@ import cv2
 import orjson
 import pytest
 
-from tests.support.assets import ASTRONAUT
+from tests.support.assets import ASTRONAUT, YOLO_MODEL
 from tests.support.nodes import MIB, VENV_BIN, Node
 
 TOKEN = "cli-token"
@@ -25,7 +25,7 @@ def cnet(node: Node, *argv: str, stdin: str | None = None, token: str = TOKEN) -
 
 def json_of(node: Node, *argv: str, stdin: str | None = None) -> object:
     """``argv`` with ``-o json`` after its command (before a ``--`` that ends cnet's own options)."""
-    command = 2 if argv[0] == "data" else 1
+    command = 2 if argv[0] in ("data", "models") else 1
     done = cnet(node, *argv[:command], "-o", "json", *argv[command:], stdin=stdin)
     assert done.returncode == 0, done.stderr
     return orjson.loads(done.stdout)
@@ -85,6 +85,20 @@ def test_a_wrong_token_is_refused_and_nothing_runs(node: Node) -> None:
     done = cnet(node, "run", "process", "--", "true", token="wrong")
     assert done.returncode == 1 and "unauthorized" in done.stderr
     assert len(node.api("GET", "/api/workloads").json()["workloads"]) == before
+
+
+def test_models_ls_and_rm(node: Node) -> None:
+    deployed = node.submit({"model_type": "yolo", "model_path": YOLO_MODEL}, {"cpu": 0.5}, workload_type="mlmodel")
+    sha256 = deployed.json()["config"]["model_sha256"]
+    listed = json_of(node, "models", "ls")
+    assert [model["sha256"] for model in listed["models"]] == [sha256]
+    table = cnet(node, "models", "ls").stdout
+    assert sha256[:12] in table and deployed.json()["id"] in table and "local" in table
+    refused = cnet(node, "models", "rm", sha256)  # in use
+    assert refused.returncode == 1 and deployed.json()["id"] in refused.stderr
+    node.api("DELETE", f"/api/workloads/{deployed.json()['id']}")
+    assert cnet(node, "models", "rm", sha256).returncode == 0
+    assert sha256[:12] not in cnet(node, "models", "ls").stdout
 
 
 def test_data_put_a_directory_ls_and_rm(node: Node, tmp_path: Path) -> None:

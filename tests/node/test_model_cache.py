@@ -17,7 +17,7 @@ import requests
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
 from tests.support.file_server import FileServer, copy_of
-from tests.support.nodes import GIB, Node, held_by, running, wait_for
+from tests.support.nodes import GIB, Node, free_port, held_by, running, wait_for
 from tests.support.services import predict
 
 TOKEN = "model-cache-token"
@@ -189,3 +189,25 @@ def test_artifact_links(node: Node) -> None:
     expired = signed_link(node.url, TOKEN, SHA256, now=time.time() - 7200)
     assert requests.get(expired, timeout=10).status_code == 401
     assert requests.get(signed_link(node.url, "another-token", SHA256), timeout=10).status_code == 401
+
+
+def test_an_s3_source_is_fetched_signed_from_the_nodes_s3_endpoint(start_node, open_dir: Path) -> None:
+    """A CNET gateway with keys stands in for S3; the node signs its GET with SigV4 (botocore's signer)."""
+    bucket_dir = open_dir / "models"
+    copy_of(YOLO_MODEL, bucket_dir / "yolo", "faces.onnx")
+    port = free_port()
+    keys = {"access_key": "AKMODELS", "secret_key": "models-secret"}
+    node = start_node({"cpu": 8, "memory": 16 * GIB, "gpu": 0, "storage": 4 * GIB},
+                      gateway={"allowed_roots": [str(open_dir)]},
+                      models={"s3_endpoint": f"http://127.0.0.1:{port}", "s3_access_key": keys["access_key"],
+                              "s3_secret_key": keys["secret_key"]})
+    gateway = node.submit({"base_path": str(bucket_dir), "bucket": "models", "service_port": port, **keys},
+                          {"cpu": 0.1}, workload_type="datagateway")
+    assert gateway.status_code == 201, gateway.text
+    assert requests.get(f"http://127.0.0.1:{port}/models/yolo/faces.onnx", timeout=10).status_code == 403  # control
+    answer = deploy(node, "s3://models/yolo/faces.onnx", model_sha256=SHA256)
+    assert answer.status_code == 201, answer.text
+    assert cached(node)[SHA256]["source"] == "s3://models/yolo/faces.onnx"
+    assert predict(answer.json()["endpoint"])["count"] >= 1
+    missing = deploy(node, "s3://models/yolo/none.onnx")
+    assert missing.status_code == 422 and "s3://models/yolo/none.onnx answered HTTP 404" in missing.json()["message"]
