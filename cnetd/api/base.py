@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cnetd.api.remote import RemoteWorkloads
-from cnetd.common.errors import DelegationPending
+from cnetd.common.errors import DelegationPending, NotFound
 from cnetd.config import NodeConfig
 from cnetd.health import healthy
+from cnetd.models.store import MODEL_TYPE
 from ledger.catalog import Catalog
 from ledger.nodetable import NodeTable
 from ledger.records import Status, WorkloadRecord
@@ -56,6 +57,13 @@ class Resource:
         config = executor.shown_config(record.config) if executor else record.config
         shown = {name: value for name, value in record.to_dict().items() if name != "fingerprint"}
         return {**shown, "config": config, **facts}
+
+    def workload(self, workload_id: str) -> WorkloadRecord:
+        """The workload with this id; the model cache's records are no workloads (they are /api/models)."""
+        record = self.deps.ledger.get(workload_id)
+        if record.type == MODEL_TYPE:
+            raise NotFound(f"no workload with id {workload_id!r} (models are listed at /api/models)")
+        return record
 
     def checked(self, record: WorkloadRecord) -> WorkloadRecord:
         """``record``, running now if it is a starting service whose /health answers."""

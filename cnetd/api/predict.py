@@ -19,7 +19,7 @@ class WorkloadPredict(Resource):
     service may listen where the browser cannot reach, or on another node). The body and query go as-is."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        record = self.deps.ledger.get(workload_id)
+        record = self.workload(workload_id)
         if record.type not in SERVICE_TYPES:
             raise NotAService(f"workload {workload_id} is a {record.type}; "
                           f"predictions need one of {', '.join(SERVICE_TYPES)}")

@@ -95,10 +95,10 @@ class Workloads(Resource):
 
 class Workload(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        send(resp, self.view(self.deps.ledger.get(workload_id)))
+        send(resp, self.view(self.workload(workload_id)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        record = settled(self.deps.ledger.get(workload_id))
+        record = settled(self.workload(workload_id))
         if record.type == "data" and not record.remote:
             send(resp, uploads.delete(workload_id, self.data_root, self.deps.catalog, self.schedule))
             return
@@ -115,7 +115,7 @@ class Workload(Resource):
 
 class WorkloadStop(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        record = settled(self.deps.ledger.get(workload_id))
+        record = settled(self.workload(workload_id))
         if record.remote:
             status, body = self.deps.remote.act(record, "POST", "/stop")
             send(resp, body, status)
@@ -125,7 +125,7 @@ class WorkloadStop(Resource):
 
 class WorkloadLogs(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        record = self.deps.ledger.get(workload_id)
+        record = self.workload(workload_id)
         raw = req.params.get("tail", str(LOG_TAIL_DEFAULT))  # a list when repeated
         if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and int(raw) <= LOG_TAIL_MAX):
             raise Invalid(f"tail: expected one whole number of lines, 0 to {LOG_TAIL_MAX}")
@@ -145,7 +145,7 @@ class WorkloadLogStream(Resource):
     LOG_CHUNK_MAX_BYTES), and ``next_offset``: how ``cnet logs -f`` follows a log without repeating it."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, workload_id: str, stream: str) -> None:
-        record = self.deps.ledger.get(workload_id)
+        record = self.workload(workload_id)
         if stream not in LOG_STREAMS:
             raise Invalid(f"stream: expected one of {', '.join(LOG_STREAMS)}, got {stream!r}")
         raw = req.params.get("offset", "0")

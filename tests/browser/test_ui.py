@@ -298,15 +298,19 @@ def test_a_node_with_a_child_shows_what_it_reaches(console: Page) -> None:
 def test_the_model_cache_shows_a_fetch_in_flight(console: Page, node: Node, tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.support.file_server import FileServer, copy_of
+    import onnx
 
-    copy_of(YOLO_MODEL, tmp_path, "slow.onnx")
+    from tests.support.file_server import FileServer
+
+    model = onnx.load(YOLO_MODEL)
+    model.doc_string = "bytes of its own: the node may hold the YOLO model already, as a file it deployed"
+    onnx.save(model, str(tmp_path / "slow.onnx"))
     with FileServer(tmp_path, chunk_delay_s=0.05) as slow, ThreadPoolExecutor(1) as pool:  # about 9 s
         deployed = pool.submit(node.submit, {"model_type": "yolo", "model_path": f"{slow.url}/slow.onnx"},
                                {"cpu": 0.5}, workload_type="mlmodel")
         row = console.locator("#model-rows tr", has_text="slow.onnx")
         expect(row.locator("progress")).to_be_visible()  # the console follows the fetch: bytes of total
-        expect(row).to_contain_text(" of 11.6 MiB")
+        expect(row).to_contain_text(" of 11.6 MiB")  # bytes of total
         answer = deployed.result()
     assert answer.status_code == 201, answer.text
     expect(row).to_contain_text("ready")

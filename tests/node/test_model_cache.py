@@ -110,6 +110,7 @@ def test_least_recently_used_unused_models_are_evicted(node: Node, server: FileS
 
 def test_evicting_by_hand(node: Node, server: FileServer) -> None:
     record = deploy(node, f"{server.url}/faces.onnx").json()
+    assert node.api("GET", f"/api/workloads/model-{SHA256}").status_code == 404  # a model is no workload
     used = node.api("DELETE", f"/api/models/{SHA256}")
     assert used.status_code == 409 and record["id"] in used.json()["message"]
     node.api("DELETE", f"/api/workloads/{record['id']}")
