@@ -34,6 +34,8 @@ def _bound_port(host: str, port: int) -> int:
     """The port a listener on ``host:port`` gets (``port`` 0: a free one); Conflict when it is taken, and
     Unprocessable when this node has no such address."""
     with socket.socket() as probe:
+        # As the service's server binds: a port its last run left in TIME_WAIT is free, one listened on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except socket.gaierror:

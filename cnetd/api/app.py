@@ -29,6 +29,8 @@ from ui import STATIC_DIR
 # A live scheduler answers at once, or after its forwards (DELEGATION_BUDGET_S); a dead one is told by its
 # connection within mesh.rpc.CONNECT_TIMEOUT_S.
 SCHEDULER_TIMEOUT_S = DELEGATION_BUDGET_S + 10.0
+# A submission whose model is fetched first is answered once the fetch is done (in a pool thread of the
+# scheduler, which goes on answering others): it may take as long as a service may take to start.
 
 ROUTES: tuple[tuple[str, type[Resource]], ...] = (
     ("/api/health", Health), ("/api/resources", NodeResources), ("/api/nodes", Nodes),
@@ -60,8 +62,10 @@ def gunicorn_app() -> falcon.App:
     node = open_node_process("api")
     endpoint = node.config.paths.scheduler_endpoint
 
+    submit_timeout_s = SCHEDULER_TIMEOUT_S + node.config.health_start_timeout_s
+
     def schedule(op: str, **args: Any) -> Any:
-        return request(endpoint, op, args, SCHEDULER_TIMEOUT_S)
+        return request(endpoint, op, args, submit_timeout_s if op == "submit" else SCHEDULER_TIMEOUT_S)
 
     return create_app(ApiDeps(
         config=node.config, ledger=node.ledger, nodes=node.nodes, schedule=schedule,
