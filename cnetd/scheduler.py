@@ -8,6 +8,7 @@ outcome, every round of its loop.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
@@ -110,7 +111,7 @@ class Scheduler:
         neighbours = self._neighbour_candidates(exclude=set(visited))
         ranked = rank(record.requirements, [local, *neighbours], self._node.config.strategy)
         if ranked[0].local:
-            return _placed(self._run_here(record, ranked[0]))
+            return _placed(self._run_here(record, ranked[0], args.get("attempt")))
         log.info("%s %s does not fit here: candidates %s", record.type, record.name,
                  ", ".join(placement.node_id for placement in ranked), extra=workload_fields(record.id))
         budget_s = min(DELEGATION_BUDGET_S, args.get("budget_s") or DELEGATION_BUDGET_S)
@@ -135,7 +136,7 @@ class Scheduler:
                 raise pending_error(self._ledger.get(record.id))
             if local is not None:  # another strategy ranked neighbours first, and none took it
                 DELEGATIONS.labels("fell_back_local").inc()
-                return _placed(self._run_here(record, local))
+                return _placed(self._run_here(record, local, None))
             DELEGATIONS.labels("no_node_fits").inc()
             raise refusal_error(outcome.refusals, record)
         return Deferred(lambda: self._delegator.forward(pointer, targets, visited, budget_s), then)
@@ -198,9 +199,10 @@ class Scheduler:
                           Resources.from_dict(neighbour.heartbeat["subtree"]["capacity"]))
                 for neighbour in online]
 
-    def _run_here(self, record: WorkloadRecord, placement: Placement) -> WorkloadRecord | Deferred:
+    def _run_here(self, record: WorkloadRecord, placement: Placement, attempt: str | None) -> WorkloadRecord | Deferred:
         """Validate and launch ``record`` here; first, a model deployment gets its model (a Deferred when it
-        must be fetched: the launch follows the fetch)."""
+        must be fetched: the launch follows the fetch, unless meanwhile the forward ``attempt`` that brought
+        it was settled as not arrived, or the same id was admitted)."""
         submitted = record.config
         record.config = executor_for(record.type).validate(submitted, self._context)
         if record.type != "mlmodel":
@@ -211,11 +213,17 @@ class Scheduler:
         config, chosen_port = record.config, "service_port" not in submitted
         return Deferred(lambda: self._deployments.fetch(config), lambda fetched: self._start_with(
             dataclasses.replace(record, config=with_free_port(record.config) if chosen_port else record.config),
-            placement, fetched))
+            placement, fetched, attempt))
 
-    def _start_with(self, record: WorkloadRecord, placement: Placement, artifact: Artifact) -> WorkloadRecord:
+    def _start_with(self, record: WorkloadRecord, placement: Placement, artifact: Artifact,
+                    attempt: str | None = None) -> WorkloadRecord:
         record.config = self._deployments.running_config(record.config, artifact)
         try:
+            if self._ledger.fenced(record.id, attempt):  # its sender settled it as not arrived: never run it
+                raise DelegationRefused(f"this forward of workload {record.id} was settled as not arrived while "
+                                        "its model was fetched")
+            with contextlib.suppress(NotFound):
+                return self._ledger.get(record.id)  # admitted meanwhile (the same id, submitted again)
             return self._start_here(record, placement)
         except CnetError as exc:
             refusal_keeps_nothing(self._models, artifact, exc)  # a fetch for a refused deployment is undone

@@ -2,7 +2,7 @@
 empty tmpfs on the other hosts) is deployed on a child and a grandchild, which fetch it from the origin
 by its hash; predictions through the origin match the origin's own; a second deployment is a cache hit;
 a wrong model_sha256 is refused with nothing cached or allocated anywhere; data uploaded on the origin is
-a model source for its child."""
+a model source for its child; a forward settled as not arrived while the model was fetched never runs."""
 from __future__ import annotations
 
 import hashlib
@@ -11,10 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import onnx
 import pytest
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
-from tests.support.file_server import copy_of
+from tests.support.file_server import FileServer, copy_of
 from tests.support.hosts import make_hosts
 from tests.support.nodes import GIB, Node, link, nodes_view, running, wait_for
 
@@ -121,3 +122,24 @@ def test_data_on_the_origin_is_a_model_source_for_its_child(tree: dict[str, Node
     assert relayed(child, record["id"])
     assert child.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
     assert origin.api("DELETE", f"/api/workloads/{stored['data_key']}").status_code == 200
+
+
+def test_a_forward_settled_while_its_model_is_fetched_never_runs(tree: dict[str, Node], tmp_path: Path) -> None:
+    """The child's fetch outlasts the origin's forward (15 s): the origin settles the forward as not arrived,
+    and when the fetch ends the child refuses to start it: no orphan, nothing held, nothing cached."""
+    origin, child = tree["origin"], tree["child"]
+    slow = onnx.load(YOLO_MODEL)
+    slow.doc_string = "fetched slowly"
+    onnx.save(slow, str(tmp_path / "slow.onnx"))
+    tmp_path.chmod(0o755)
+    before = child.resources()["allocated"]
+    with FileServer(tmp_path, host="198.51.100.254", chunk_delay_s=0.11) as server:  # ~20 s for 12 MB
+        answer = origin.submit({"model_type": "yolo", "model_path": f"{server.url}/slow.onnx"}, {"cpu": 1.5},
+                               workload_type="mlmodel", id="slow-fetch")
+        assert answer.status_code == 503 and answer.json()["error"] == "delegation_unknown", answer.text
+        wait_for(lambda: origin.api("GET", "/api/workloads/slow-fetch").status_code == 404, timeout_s=30)
+        wait_for(lambda: not [model for model in cached(child) if model["source"].endswith("/slow.onnx")],
+                 timeout_s=60)  # the fetch ended, and what it brought is gone again
+    assert child.api("GET", "/api/workloads/slow-fetch").status_code == 404
+    assert "wl-slow-fetch" not in child.supervisorctl("status")
+    assert child.resources()["allocated"] == before
