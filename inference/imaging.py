@@ -19,6 +19,13 @@ class ImageTooLarge(InvalidImage):
     """An image whose header declares more pixels than the service decodes."""
 
 
+def looks_like_image(head: bytes) -> bool:
+    """Whether bytes begin as a JPEG, PNG, WebP or BMP file does (what a body sent with no Content-Type,
+    or a generic one, holds when it is an image)."""
+    return head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM")) or \
+        (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """BGR, EXIF orientation applied, grey expanded to 3 channels, alpha dropped (``IMREAD_COLOR``)."""
     if not data:

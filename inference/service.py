@@ -12,14 +12,16 @@ from typing import Any, Protocol
 import falcon
 import numpy as np
 
-from cnetd.common.web import install_error_rendering, read_json, send
+from cnetd.common.web import install_error_rendering, json_of, read_body, send
 from cnetd.common.errors import Invalid, PayloadTooLarge, Unprocessable
 from cnetd.common.request_metrics import instrumented_app
-from inference.imaging import ImageTooLarge, InvalidImage, decode_base64, decode_image
+from inference.imaging import ImageTooLarge, InvalidImage, decode_base64, decode_image, looks_like_image
 from inference.request_limits import MAX_DETECTIONS
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _OPTION_NAMES = ("confidence", "iou", "max_detections", "classes")
+# What a client sends an image as when it does not say: none, curl --data-binary's form type, text
+GENERIC_TYPES = ("", "application/x-www-form-urlencoded", "text/plain")
 
 
 class Detector(Protocol):
@@ -103,7 +105,10 @@ class _Predict:
             return self._limited(req.bounded_stream.read(self.max_image_bytes + 1)), query
         if content_type == "multipart/form-data":
             return self._multipart(req, query)
-        body = read_json(req, self.max_image_bytes * 2)  # base64 is 4/3 the image
+        raw = read_body(req, self.max_image_bytes * 2)  # base64 is 4/3 the image
+        if content_type in GENERIC_TYPES and looks_like_image(raw):  # curl --data-binary, requests' data=
+            return self._limited(raw), query
+        body = json_of(raw)
         if not isinstance(body, dict) or not isinstance(body.get("image"), str):
             raise Invalid("send {\"image\": base64, …} as JSON, a multipart 'image' file, or a raw image/* body")
         try:

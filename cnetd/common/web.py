@@ -34,7 +34,11 @@ def read_body(req: falcon.Request, max_bytes: int) -> bytes:
 
 def read_json(req: falcon.Request, max_bytes: int) -> Any:
     """The request's JSON body; 413 past ``max_bytes``, 400 when empty or not JSON."""
-    raw = read_body(req, max_bytes)
+    return json_of(read_body(req, max_bytes))
+
+
+def json_of(raw: bytes) -> Any:
+    """A body already read, as JSON; 400 when empty or not JSON."""
     if not raw.strip():
         raise Invalid("request body is empty: send a JSON object")
     try:

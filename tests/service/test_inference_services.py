@@ -102,6 +102,21 @@ def test_bad_input_is_a_4xx_and_the_service_keeps_serving(yolo: str, kwargs: dic
     assert requests.get(f"{yolo}/health", timeout=5).ok
 
 
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_an_image_sent_untyped_is_recognised_by_its_bytes(yolo: str, content_type: str | None) -> None:
+    with open(ASTRONAUT, "rb") as handle:
+        raw = handle.read()
+    typed = requests.post(f"{yolo}/predict", data=raw, headers={"Content-Type": "image/png"}, timeout=30).json()
+    request = requests.Request("POST", f"{yolo}/predict", data=raw,
+                               headers={"Content-Type": content_type} if content_type else {}).prepare()
+    if content_type is None:
+        request.headers.pop("Content-Type", None)  # as requests.post(data=bytes) sends it: none
+    answer = requests.Session().send(request, timeout=30)
+    assert answer.status_code == 200 and answer.json()["detections"] == typed["detections"], answer.text
+    junk = requests.post(f"{yolo}/predict", data=b"not an image, not JSON", timeout=30)  # control: still a 400
+    assert junk.status_code == 400 and "not valid JSON" in junk.json()["message"]
+
+
 def test_an_image_without_faces(yolo: str, faces: str) -> None:
     with open(COFFEE, "rb") as handle:
         raw = handle.read()
