@@ -24,7 +24,7 @@ from cnetd.common.httpclient import auth_headers
 from cnetd.common.logs import workload_fields
 from cnetd.metrics import DELEGATIONS
 from cnetd.models.deploy import ModelDeployments
-from cnetd.models.store import Artifact, ModelStore, refusal_keeps_nothing
+from cnetd.models.store import Artifact, ModelStore
 from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.paths import WORKLOAD_GROUP, program_name
 from cnetd.placement import Candidate, Placement, rank
@@ -226,7 +226,7 @@ class Scheduler:
                 return self._ledger.get(record.id)  # admitted meanwhile (the same id, submitted again)
             return self._start_here(record, placement)
         except CnetError as exc:
-            refusal_keeps_nothing(self._models, artifact, exc)  # a fetch for a refused deployment is undone
+            self._models.undo_fetch(artifact, exc)
             raise
 
     def _start_here(self, record: WorkloadRecord, placement: Placement) -> WorkloadRecord:

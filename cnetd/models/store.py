@@ -359,6 +359,12 @@ class ModelStore:
             held -= record.requirements.storage
         return held + size <= self._cache_bytes
 
+    def undo_fetch(self, artifact: Artifact, refusal: CnetError) -> None:
+        """A deployment refused after its own fetch brought the model: the model goes again, unless used."""
+        if artifact.fetched and not self.users(artifact.sha256):
+            self.evict(artifact.sha256)
+            log.info("evicted %s again: %s", artifact.source, refusal.message)
+
     def settle(self) -> None:
         """After a restart: fetches the scheduler's end interrupted leave nothing (record and partial file)."""
         for record in list(self.models()):
@@ -377,10 +383,3 @@ def model_users(records: list[WorkloadRecord], sha256: str) -> list[str]:
 def _reason(exc: requests.RequestException) -> str:
     text = str(exc)
     return text if len(text) < 300 else text[:300] + "…"
-
-
-def refusal_keeps_nothing(store: ModelStore, artifact: Artifact, error: CnetError) -> None:
-    """A deployment refused after its fetch brought the model: the model goes again, unless used."""
-    if artifact.fetched and not store.users(artifact.sha256):
-        store.evict(artifact.sha256)
-        log.info("evicted %s again: %s", artifact.source, error.message)
