@@ -122,7 +122,7 @@ class Scheduler:
         targets = [Target(placement.node_id, urls[placement.node_id], placement.to_dict())
                    for placement in ranked if not placement.local]
         local = next((placement for placement in ranked if placement.local), None)
-        if record.type == "mlmodel":  # a model only this node has travels by its hash and a link to it
+        if executor_for(record.type).serves_a_model:  # a model only this node has travels by hash and link
             record = dataclasses.replace(record, config=self._deployments.forwarded_config(record.config))
         # Record, then act: the pointer exists before the forward leaves, so a crash leaves it to settle.
         pointer = self._ledger.record_pointer(dataclasses.replace(
@@ -203,9 +203,9 @@ class Scheduler:
         """Validate and launch ``record`` here; first, a model deployment gets its model (a Deferred when it
         must be fetched: the launch follows the fetch, unless meanwhile the forward ``attempt`` that brought
         it was settled as not arrived, or the same id was admitted)."""
-        submitted = record.config
-        record.config = executor_for(record.type).validate(submitted, self._context)
-        if record.type != "mlmodel":
+        executor, submitted = executor_for(record.type), record.config
+        record.config = executor.validate(submitted, self._context)
+        if not executor.serves_a_model:
             return self._start_here(record, placement)
         artifact = self._deployments.artifact_here(record.config)
         if artifact is not None:
@@ -322,7 +322,7 @@ class Scheduler:
                 executor = executor_for(record.type)
                 submitted = {name: value for name, value in record.config.items() if name not in DERIVED_FIELDS}
                 executor.validate(submitted, self._context)  # its model or directory may be gone since
-                if record.type == "mlmodel" and self._deployments.artifact_here(submitted) is None:
+                if executor.serves_a_model and self._deployments.artifact_here(submitted) is None:
                     raise Unprocessable(f"its model ({record.config['model_path']}) is no longer on this node")
                 self._launch(record, executor.program(record, self._context))
                 log.info("relaunched after a node restart", extra=workload_fields(record.id))

@@ -76,6 +76,7 @@ class Executor(Protocol):
 
     type_name: str
     config_schema: dict[str, Any]
+    serves_a_model: bool  # its config names a model (model_path) that the node brings before it starts
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         """Return the normalized config, or raise ``Invalid`` (the shape is wrong) or ``Unprocessable`` (this
@@ -100,6 +101,8 @@ HIDDEN = "********"
 
 class PlainProgram:
     """For executors whose program leaves nothing behind and adds nothing to the record."""
+
+    serves_a_model = False
 
     def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
         return None

@@ -257,7 +257,8 @@ class ModelStore:
                 raise Unprocessable(f"config.model_sha256: {label} has sha256 {sha256}, not {expected}",
                                     artifact=label)
             artifact = Artifact(sha256, str(self._root / sha256), received, label, CACHED, fetched=True)
-            if self.known(sha256) is None:
+            held = self.known(sha256)  # the same bytes, brought by another URL or held as a local file
+            if held is None:
                 self._group_readable(partial)
                 os.replace(partial, artifact.path)
                 self._fsync_dir(self._root)
@@ -268,7 +269,7 @@ class ModelStore:
                     Path(artifact.path).unlink(missing_ok=True)
                     raise
             else:
-                artifact = dataclasses.replace(self.known(sha256), fetched=False)  # came by another URL
+                artifact = dataclasses.replace(held, fetched=False)
         except requests.RequestException as exc:
             raise Unprocessable(f"config.model_path: fetching {label} failed: {_reason(exc)}", artifact=label) from None
         finally:
