@@ -85,6 +85,7 @@ class NodeConfig:
     mesh_forget_after_s: float = 86400.0  # a child silent this long is dropped from the node table
     models_cache_bytes: int = DEFAULT_MODELS_CACHE_BYTES  # the model cache's most bytes (LRU eviction past it)
     models_s3: S3Endpoint | None = None  # where s3:// model sources are fetched from
+    replicas_lost_after_s: float = 60.0  # a replica whose node is offline this long is replaced elsewhere
 
     @property
     def curve_keys(self) -> ClusterKeys | None:
@@ -155,6 +156,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "gateway": ("allowed_roots",),
     "workloads": ("user", "allow_root", "allowed_users"),
     "models": ("cache_bytes", "s3_endpoint", "s3_region", "s3_access_key", "s3_secret_key"),
+    "replicas": ("lost_after_s",),
 }
 
 
@@ -217,6 +219,7 @@ def parse_config(raw: Any) -> NodeConfig:
         mesh_forget_after_s=float(get("mesh.forget_after_s", 86400.0, _positive_number)),
         models_cache_bytes=get("models.cache_bytes", DEFAULT_MODELS_CACHE_BYTES, _positive_int),
         models_s3=_s3_endpoint(get),
+        replicas_lost_after_s=float(get("replicas.lost_after_s", 60.0, _positive_number)),
     )
 
 

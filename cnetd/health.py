@@ -18,7 +18,7 @@ from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.logs import workload_fields
 from ledger.records import Status, WorkloadRecord
 from ledger.store import Ledger
-from cnetd.lifecycle import finish, mark_healthy
+from cnetd.lifecycle import failed_health_checks, finish, mark_healthy
 
 log = logging.getLogger("health")
 FAILURES_BEFORE_RESTART = 3
@@ -69,6 +69,8 @@ class HealthChecker(threading.Thread):
             self._starting_since.pop((record.id, record.process_pid), None)
             if record.status == Status.STARTING:
                 self._ledger.update(record.id, mark_healthy)
+            elif record.health_failures:
+                self._ledger.update(record.id, failed_health_checks(0))
             return
         if record.status == Status.STARTING:
             # Still loading (a crash while starting is seen by the monitor as an exit), for a while.
@@ -79,6 +81,7 @@ class HealthChecker(threading.Thread):
         failures = self._failures.get(record.id, 0) + 1
         self._failures[record.id] = failures
         log.warning("failed its health check (%d in a row)", failures, extra=workload_fields(record.id))
+        self._ledger.update(record.id, failed_health_checks(failures))  # out of a deployment's rotation
         if failures >= FAILURES_BEFORE_RESTART:
             self._failures.pop(record.id)
             log.warning("unhealthy: killing it to restart it", extra=workload_fields(record.id))

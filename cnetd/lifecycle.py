@@ -39,6 +39,16 @@ def mark_healthy(record: WorkloadRecord) -> WorkloadRecord | None:
     return dataclasses.replace(record, status=Status.RUNNING)
 
 
+def failed_health_checks(count: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
+    """A running service's health checks failed ``count`` times in a row (0: it passed again): while it
+    fails, a deployment's balancer sends it nothing."""
+    def change(record: WorkloadRecord) -> WorkloadRecord | None:
+        if record.health_failures == count or (count and record.status != Status.RUNNING):
+            return None
+        return dataclasses.replace(record, health_failures=count)
+    return change
+
+
 def finish(status: str, exit_code: int | None = None, message: str = "") -> Callable[[WorkloadRecord], WorkloadRecord | None]:
     """Make a record terminal, nothing left to run (the ledger releases its allocation in the same transaction)."""
     def change(record: WorkloadRecord) -> WorkloadRecord | None:
@@ -71,7 +81,7 @@ def _count_restart(exit_code: int) -> Callable[[WorkloadRecord], WorkloadRecord 
         if record.terminal:
             return None
         return dataclasses.replace(record, status=Status.STARTING, restarts=record.restarts + 1,
-                                   exit_code=exit_code, process_pid=None)
+                                   exit_code=exit_code, process_pid=None, health_failures=0)
     return change
 
 

@@ -35,6 +35,12 @@ DELEGATIONS = Counter("cnet_delegations_total",
 MODEL_CACHE = Counter("cnet_model_cache_total",
                       "Deployments whose model was in the cache already (hit), and models fetched into it", ["outcome"])
 MODEL_FETCHED_BYTES = Counter("cnet_model_fetched_bytes_total", "Bytes of models fetched into the cache")
+REPLICA_EVENTS = Counter("cnet_replica_events_total",
+                         "Replicas of deployments: placed to fill a count, retired (scaled down or orphaned), "
+                         "rescheduled (replaced after they failed or their node was lost)", ["event"])
+BALANCED = Counter("cnet_balanced_requests_total",
+                   "Predictions the balancer relayed to a replica: answered, retried on another, or failed",
+                   ["outcome"])
 
 
 class _LedgerCollector:

@@ -18,8 +18,9 @@ import uuid
 from typing import Any
 
 from cnetd.delegation import (DELEGATION_BUDGET_S, SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error,
-                              refusal_error)
-from cnetd.common.errors import CnetError, Conflict, DataNotStoppable, DelegationRefused, NotFound, Unprocessable
+                              refusal_error, submit_timeout_s)
+from cnetd.common.errors import (CnetError, Conflict, DataNotStoppable, DelegationRefused, InsufficientResources,
+                                 Invalid, NotFound, Unprocessable)
 from cnetd.common.httpclient import auth_headers
 from cnetd.common.logs import workload_fields
 from cnetd.metrics import DELEGATIONS
@@ -29,11 +30,14 @@ from cnetd.node_process import NodeProcess, open_node_process
 from cnetd.paths import WORKLOAD_GROUP, program_name
 from cnetd.placement import Candidate, Placement, rank
 from cnetd.private_files import make_workload_dir, write_workload_file
+from cnetd.replicas.controller import ReplicaController
+from cnetd.replicas.spec import SPREAD_NODE, DeploymentSpec, replica_count
+from cnetd.replicas.state import members_of
 from cnetd.supervisor_rpc import Supervisor, environment_file, workload_environment, workload_program_options
 from ledger.nodetable import Role
 from ledger.records import Desired, Resources, Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
-from mesh.rpc import Deferred, RpcServer
+from mesh.rpc import Deferred, RpcServer, request
 from workers.base import NodeContext, ProgramSpec
 from cnetd.lifecycle import desire, finish, mark_healthy, mark_started, settle
 from workers.mlmodel import DERIVED_FIELDS
@@ -62,17 +66,21 @@ class Scheduler:
                                   config.workloads_user)
         self._deployments = ModelDeployments(self._models, config.api_url, config.auth_token,
                                              auth_headers(config.auth_token), self._neighbour_urls, config.models_s3)
+        self._replicas = ReplicaController(node.ledger, self._submit_replica, config.api_url,
+                                           auth_headers(config.auth_token), config.replicas_lost_after_s)
 
     def serve(self) -> None:
-        """Settle what the last run left, then answer requests and settle unknown forwards, forever."""
+        """Settle what the last run left, then answer requests and settle unknown forwards, forever (and keep
+        deployments at their count of replicas, in the controller's thread)."""
         self.reconcile()
+        self._replicas.start()
         self._server.run(self.settle_unknown, SETTLE_INTERVAL_S)
 
     @property
     def handlers(self) -> dict[str, Any]:
         return {"submit": self.submit, "confirm": self.confirm, "forget": self.forget,
                 "mark_healthy": self.mark_healthy, "reserve": self.reserve, "data_stored": self.data_stored,
-                "stop": self.stop, "delete": self.delete, "evict_model": self.evict_model}
+                "stop": self.stop, "delete": self.delete, "evict_model": self.evict_model, "scale": self.scale}
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -106,16 +114,63 @@ class Scheduler:
         if len(visited) > self._node.config.max_hops:
             raise DelegationRefused(f"delegation exceeded {self._node.config.max_hops} hops ({' → '.join(visited)})",
                            visited=visited)
+        if record.deployment is not None:
+            if visited:
+                raise Invalid("a deployment is not forwarded (its replicas are): submit it where it is to be kept")
+            return self._deploy(record)
         usage = self._ledger.usage()
         local = Candidate(self._node.config.node_id, usage.available, usage.capacity, local=True)
-        neighbours = self._neighbour_candidates(exclude=set(visited))
-        ranked = rank(record.requirements, [local, *neighbours], self._node.config.strategy)
+        ranked = self._rank(record, [local, *self._neighbour_candidates(exclude=set(visited))])
         if ranked[0].local:
             return _placed(self._run_here(record, ranked[0], args.get("attempt")))
         log.info("%s %s does not fit here: candidates %s", record.type, record.name,
                  ", ".join(placement.node_id for placement in ranked), extra=workload_fields(record.id))
         budget_s = min(DELEGATION_BUDGET_S, args.get("budget_s") or DELEGATION_BUDGET_S)
         return self._delegate(record, ranked, visited, budget_s)
+
+    def _rank(self, record: WorkloadRecord, candidates: list[Candidate]) -> list[Placement]:
+        """The candidates that fit, best first; a replica of a deployment spread by node goes where none of
+        its deployment's other replicas is, when one of those nodes fits."""
+        strategy = self._node.config.strategy
+        taken = self._nodes_with_replicas(record)
+        if taken:
+            with contextlib.suppress(InsufficientResources):
+                return rank(record.requirements, [candidate for candidate in candidates
+                                                  if candidate.node_id not in taken], strategy)
+        return rank(record.requirements, candidates, strategy)
+
+    def _nodes_with_replicas(self, record: WorkloadRecord) -> set[str]:
+        if record.replica_of is None:
+            return set()
+        with contextlib.suppress(NotFound):
+            if DeploymentSpec.of(self._ledger.get(record.replica_of)).spread == SPREAD_NODE:
+                return {node for member in members_of(self._ledger.workloads(), record.replica_of)
+                        if not member.retired and not member.terminal and member.id != record.id
+                        for node in (member.node, member.delegated_to) if node}
+        return set()
+
+    def _deploy(self, record: WorkloadRecord) -> Deferred:
+        """Record the deployment (it holds nothing), then place its replicas in a pool thread: they come
+        back through this scheduler's own socket, one submission each."""
+        deployment = self._ledger.record_holding_nothing(dataclasses.replace(
+            record, status=Status.PENDING, node=self._node.config.node_id))
+        return Deferred(lambda: self._replicas.deploy(deployment), lambda placed: {"placed": placed.to_dict()})
+
+    def _submit_replica(self, replica: WorkloadRecord) -> WorkloadRecord:
+        placed = request(self._paths.scheduler_endpoint, "submit", {"workload": replica.to_dict()},
+                         submit_timeout_s(self._node.config.health_start_timeout_s))
+        return WorkloadRecord.from_dict(placed["placed"])
+
+    def scale(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A deployment's count of replicas changes; the controller adds or drains replicas to match."""
+        record, replicas = self._ledger.get(args["id"]), replica_count(args["replicas"])
+        if record.deployment is None:
+            raise Conflict(f"workload {record.id} is not a deployment of replicas (submit it with \"replicas\" "
+                           "to scale it)")
+        if record.desired == Desired.STOP:
+            raise Conflict(f"deployment {record.id} is stopped")
+        return self._ledger.update(record.id, lambda current: dataclasses.replace(
+            current, deployment={**DeploymentSpec.of(current).to_dict(), "replicas": replicas})).to_dict()
 
     def _delegate(self, record: WorkloadRecord, ranked: list[Placement], visited: list[str], budget_s: float) -> Deferred:
         urls = {neighbour.node_id: neighbour.api_url for neighbour in self._node.nodes.all()}
@@ -125,7 +180,7 @@ class Scheduler:
         if executor_for(record.type).serves_a_model:  # a model only this node has travels by hash and link
             record = dataclasses.replace(record, config=self._deployments.forwarded_config(record.config))
         # Record, then act: the pointer exists before the forward leaves, so a crash leaves it to settle.
-        pointer = self._ledger.record_pointer(dataclasses.replace(
+        pointer = self._ledger.record_holding_nothing(dataclasses.replace(
             record, status=Status.DELEGATING, node=targets[0].node_id, placement=targets[0].placement,
             delegated_to=targets[0].node_id, remote_api=targets[0].api_url, delegation_attempt=uuid.uuid4().hex))
 
@@ -256,6 +311,10 @@ class Scheduler:
 
     def stop(self, args: dict[str, Any]) -> dict[str, Any]:
         record = self._ledger.get(args["id"])
+        if record.deployment is not None:  # its replicas are stopped one by one (by the API, then its controller)
+            return self._ledger.update(record.id, lambda current: None if current.desired == Desired.STOP
+                                       else dataclasses.replace(current, desired=Desired.STOP,
+                                                                status=Status.STOPPED)).to_dict()
         if record.type == "data":
             raise DataNotStoppable(f"workload {record.id} is data: it is deleted (DELETE), not stopped")
         if record.terminal:
@@ -309,6 +368,9 @@ class Scheduler:
         self._models.settle()
         programs = self._supervisor.workload_infos()
         for record in self._ledger.workloads():
+            if record.deployment is not None and record.status == Status.PENDING:  # its controller places the rest
+                self._ledger.update(record.id, lambda current: dataclasses.replace(current, status=Status.STARTING))
+                continue
             if record.status == Status.DELEGATING:
                 self._ledger.update(record.id, lambda pointer: dataclasses.replace(
                     pointer, status=Status.UNKNOWN, message="the scheduler ended during its forward; settling it"))

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnetd.common.errors import Invalid
+from cnetd.replicas.spec import FIELDS as DEPLOYMENT_FIELDS, parse_spec
 from ledger.records import RESOURCE_KINDS, Resources, WorkloadRecord
 from workers.registry import executor_for
 
-_FIELDS = ("id", "name", "type", "config", "requirements")
+_FIELDS = ("id", "name", "type", "config", "requirements", *DEPLOYMENT_FIELDS)
 WORKLOAD_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 MAX_REQUIREMENT = 2**53  # exact in every JSON reader (and a float64); far above any machine's bytes
 
@@ -30,7 +31,7 @@ def parse_submission(body: Any) -> WorkloadRecord:
     workload_type = body.get("type")
     if not isinstance(workload_type, str):
         raise Invalid("type: required, a string")
-    executor_for(workload_type)  # unknown types fail here, listing the supported ones
+    executor = executor_for(workload_type)  # unknown types fail here, listing the supported ones
     workload_id = body["id"] if "id" in body else new_workload_id()
     if not isinstance(workload_id, str) or not re.fullmatch(WORKLOAD_ID_PATTERN, workload_id):
         raise Invalid("id: lowercase letters, digits and '-', at most 63, starting with a letter or digit")
@@ -42,10 +43,14 @@ def parse_submission(body: Any) -> WorkloadRecord:
     if not isinstance(config, dict):
         raise Invalid("config: expected an object")
     requirements = parse_requirements(body.get("requirements", {}))
-    sent = {"type": workload_type, "name": body.get("name"), "config": config, "requirements": requirements.to_dict()}
+    deployment = parse_spec(body, workload_id)
+    if deployment is not None and not executor.replicable:
+        raise Invalid(f"replicas: a {workload_type} workload has no replicas (services of a model have)")
+    sent = {"type": workload_type, "name": body.get("name"), "config": config, "requirements": requirements.to_dict(),
+            **{field: body[field] for field in DEPLOYMENT_FIELDS if field in body}}
     fingerprint = hashlib.sha256(json.dumps(sent, sort_keys=True).encode()).hexdigest()  # json: any int size
     return WorkloadRecord(id=workload_id, type=workload_type, name=name, config=config, requirements=requirements,
-                          fingerprint=fingerprint)
+                          fingerprint=fingerprint, deployment=deployment.to_dict() if deployment else None)
 
 
 def parse_requirements(raw: Any) -> Resources:

@@ -64,6 +64,7 @@ class Status:
     PENDING = "pending"
     STARTING = "starting"
     RUNNING = "running"
+    DEGRADED = "degraded"  # a deployment: some of its replicas are healthy, fewer than it asks for
     COMPLETED = "completed"
     FAILED = "failed"
     STOPPED = "stopped"
@@ -116,6 +117,11 @@ class WorkloadRecord:
     started_at: float | None = None
     finished_at: float | None = None
     fingerprint: str = ""  # of the submission as sent: a retry with this id must send the same (never shown)
+    health_failures: int = 0  # a running service's failed health checks in a row (out of its rotation while > 0)
+    deployment: dict[str, Any] | None = None  # a deployment of replicas: its DeploymentSpec (it runs no program)
+    replica_of: str | None = None  # a replica: the id of its deployment
+    retired_at: float | None = None  # a replica taken out of its deployment's rotation, to be stopped and deleted
+    retired_because: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -125,6 +131,10 @@ class WorkloadRecord:
     def settling(self) -> bool:
         """A pointer whose forward is under way or has no known outcome yet."""
         return self.status in SETTLING_STATUSES
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_at is not None
 
     @property
     def remote(self) -> bool:

@@ -104,8 +104,9 @@ class Ledger:
             return revived
         return self._commit(write)
 
-    def record_pointer(self, record: WorkloadRecord) -> WorkloadRecord:
-        """Store the record of a workload delegated to another node: nothing is allocated here."""
+    def record_holding_nothing(self, record: WorkloadRecord) -> WorkloadRecord:
+        """Store a record that holds nothing here: a pointer to a workload delegated to another node, or a
+        deployment (each of its replicas holds what it needs)."""
         key = record.id.encode()
 
         def write(txn: lmdb.Transaction) -> WorkloadRecord:

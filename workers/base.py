@@ -77,6 +77,7 @@ class Executor(Protocol):
     type_name: str
     config_schema: dict[str, Any]
     serves_a_model: bool  # its config names a model (model_path) that the node brings before it starts
+    replicable: bool  # a stateless service: a deployment may run replicas of it behind one endpoint
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         """Return the normalized config, or raise ``Invalid`` (the shape is wrong) or ``Unprocessable`` (this
@@ -103,6 +104,7 @@ class PlainProgram:
     """For executors whose program leaves nothing behind and adds nothing to the record."""
 
     serves_a_model = False
+    replicable = False
 
     def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
         return None

@@ -97,6 +97,7 @@ def _check_shapes(config: dict[str, Any]) -> None:
 class ContainerExecutor:
     type_name = "container"
     serves_a_model = False
+    replicable = False
     config_schema = config_schema({
         "image": {"type": "string", "minLength": 1, "description": "an image on this node's engine"},
         "command": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]},

@@ -29,6 +29,7 @@ CHECK_TIMEOUT_S = 120
 class YoloExecutor(PlainProgram):
     type_name = "mlmodel"
     serves_a_model = True
+    replicable = True
     config_schema = config_schema({
         "model_type": {"enum": list(SUPPORTED_MODEL_TYPES)},
         "model_path": {"type": "string", "minLength": 1, "description":

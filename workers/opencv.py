@@ -12,6 +12,7 @@ from workers.service_program import SERVICE_FIELDS, SERVICE_SCHEMAS, service_spe
 
 class OpenCVExecutor(PlainProgram):
     type_name = "opencv"
+    replicable = True
     config_schema = config_schema({"cascade_type": {"enum": list(CASCADE_FILES), "description": "default face"},
                                    **SERVICE_SCHEMAS})
 

@@ -20,17 +20,11 @@ from cnetd.api.remote import RemoteWorkloads
 from cnetd.api.workloads import Workload, WorkloadLogs, WorkloadLogStream, Workloads, WorkloadStop
 from cnetd.common.request_metrics import RequestMetrics
 from cnetd.common.web import install_error_rendering
-from cnetd.delegation import DELEGATION_BUDGET_S
+from cnetd.delegation import SCHEDULER_TIMEOUT_S, submit_timeout_s
 from cnetd.node_process import open_node_process
 from ledger.catalog import Catalog
 from mesh.rpc import request
 from ui import STATIC_DIR
-
-# A live scheduler answers at once, or after its forwards (DELEGATION_BUDGET_S); a dead one is told by its
-# connection within mesh.rpc.CONNECT_TIMEOUT_S.
-SCHEDULER_TIMEOUT_S = DELEGATION_BUDGET_S + 10.0
-# A submission whose model is fetched first is answered once the fetch is done (in a pool thread of the
-# scheduler, which goes on answering others): it may take as long as a service may take to start.
 
 ROUTES: tuple[tuple[str, type[Resource]], ...] = (
     ("/api/health", Health), ("/api/resources", NodeResources), ("/api/nodes", Nodes),
@@ -62,10 +56,10 @@ def gunicorn_app() -> falcon.App:
     node = open_node_process("api")
     endpoint = node.config.paths.scheduler_endpoint
 
-    submit_timeout_s = SCHEDULER_TIMEOUT_S + node.config.health_start_timeout_s
+    submit_s = submit_timeout_s(node.config.health_start_timeout_s)
 
     def schedule(op: str, **args: Any) -> Any:
-        return request(endpoint, op, args, submit_timeout_s if op == "submit" else SCHEDULER_TIMEOUT_S)
+        return request(endpoint, op, args, submit_s if op == "submit" else SCHEDULER_TIMEOUT_S)
 
     return create_app(ApiDeps(
         config=node.config, ledger=node.ledger, nodes=node.nodes, schedule=schedule,

@@ -6,7 +6,7 @@ under ``falcon.testing`` with a ledger in a temporary directory and no node arou
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +15,8 @@ from cnetd.common.errors import DelegationPending, NotFound
 from cnetd.config import NodeConfig
 from cnetd.health import healthy
 from cnetd.models.store import MODEL_TYPE
+from cnetd.replicas.balancer import Balancer
+from cnetd.replicas.state import deployment_view, members_of
 from ledger.catalog import Catalog
 from ledger.nodetable import NodeTable
 from ledger.records import Status, WorkloadRecord
@@ -32,6 +34,7 @@ class ApiDeps:
     announce_neighbours: Callable[[], None]  # tells the register the node table changed
     remote: RemoteWorkloads
     catalog: Catalog
+    balancer: Balancer = field(default_factory=Balancer)  # this process's choice of replica for each request
 
 
 class Resource:
@@ -46,8 +49,17 @@ class Resource:
     def view(self, record: WorkloadRecord) -> dict[str, Any]:
         """A record as readers see it now. A starting service is checked at once, not at the monitor's next
         round: an origin following a delegated deployment's readiness sees it running as soon as it is."""
-        if proxied(record):
-            return self.deps.remote.view(record)
+        return self.views([record])[0]
+
+    def views(self, records: list[WorkloadRecord]) -> list[dict[str, Any]]:
+        """Several records as readers see them now: the delegated ones with one request per next hop."""
+        remote_views = iter(self.deps.remote.views([record for record in records if proxied(record)]))
+        return [next(remote_views) if proxied(record) else self._view_here(record) for record in records]
+
+    def _view_here(self, record: WorkloadRecord) -> dict[str, Any]:
+        if record.deployment is not None:
+            members = self.members(record)
+            return {**self.present(record, {}), **deployment_view(record, members, self.views(members))}
         record = self.checked(record)
         return self.present(record, {} if record.remote else self.facts(record))
 
@@ -64,6 +76,10 @@ class Resource:
         if record.type == MODEL_TYPE:
             raise NotFound(f"no workload with id {workload_id!r} (models are listed at /api/models)")
         return record
+
+    def members(self, deployment: WorkloadRecord) -> list[WorkloadRecord]:
+        """A deployment's replicas (those taken out of rotation too, until they are deleted)."""
+        return members_of(self.deps.ledger.workloads(), deployment.id)
 
     def checked(self, record: WorkloadRecord) -> WorkloadRecord:
         """``record``, running now if it is a starting service whose /health answers."""

@@ -37,7 +37,7 @@ class RemoteWorkloads:
             by_hop[record.remote_api].append(record)
         seen: dict[str, dict[str, Any]] = {}
         for remote_api, group in by_hop.items():
-            if not self._online(group[0].delegated_to):
+            if not self.online(group[0].delegated_to):
                 continue
             ids = ",".join(record.id for record in group)
             try:
@@ -52,7 +52,7 @@ class RemoteWorkloads:
     def act(self, record: WorkloadRecord, method: str, path: str = "", raw: bytes | None = None,
             content_type: str | None = None) -> tuple[int, Any]:
         """Proxy a stop / delete / logs / predict request to the next hop."""
-        if not self._online(record.delegated_to):
+        if not self.online(record.delegated_to):
             raise Unavailable(f"workload {record.id} runs on {record.delegated_to}, which is offline",
                               node=record.delegated_to)
         try:
@@ -66,18 +66,20 @@ class RemoteWorkloads:
     def forget(self, workload_id: str) -> None:
         self._last_seen.pop(workload_id, None)
 
-    def _online(self, node_id: str | None) -> bool:
+    def online(self, node_id: str | None) -> bool:
         neighbour = self._nodes.get(node_id) if node_id else None
         return neighbour is not None and neighbour.online(self._period_s, HEARTBEAT_LIVENESS)
 
     def as_seen_here(self, record: WorkloadRecord, remote: dict[str, Any] | None) -> dict[str, Any]:
-        """The next hop's live view with this node's own decision (where it sent it, and why); ``lost`` with
+        """The next hop's live view with this node's own decisions (where it sent it, and why; which deployment
+        it is a replica of, and whether it was taken out); ``lost`` with
         what was last known when the next hop cannot tell."""
         if remote is None:
             return self._lost(record)
         self._last_seen[record.id] = (time.time(), remote)
         return {**remote, "delegated_to": record.delegated_to, "remote_api": record.remote_api,
-                "placement": record.placement}
+                "placement": record.placement, "replica_of": record.replica_of, "retired_at": record.retired_at,
+                "retired_because": record.retired_because}
 
     def _lost(self, record: WorkloadRecord) -> dict[str, Any]:
         at, known = self._last_seen.get(record.id, (record.started_at or record.created_at, record.to_dict()))

@@ -1,16 +1,19 @@
 """The workload API: list, submit (following a service to readiness), show, stop, delete, logs."""
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any
+from typing import Any, Callable
 
 import falcon
 
 from cnetd.api import uploads
-from cnetd.api.base import Resource, proxied, settled
+from cnetd.api.base import Resource, settled
 from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_DEFAULT, LOG_TAIL_MAX
-from cnetd.common.errors import Invalid, NotFound
+from cnetd.common.errors import CnetError, Invalid, NotFound
 from cnetd.common.web import read_json, send
+from cnetd.replicas.spec import replica_count
+from cnetd.replicas.state import starting_replicas
 from cnetd.delegation import DELEGATION_BUDGET_S
 from cnetd.logtail import read_from, tail_lines
 from cnetd.models.store import MODEL_TYPE
@@ -25,11 +28,11 @@ class Workloads(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         status, workload_type, ids = req.get_param("status"), req.get_param("type"), req.get_param("ids")
         wanted = set(ids.split(",")) if ids else None
+        # A deployment's replicas are shown within it (or when asked for by id).
         records = [record for record in self.deps.ledger.workloads() if record.type != MODEL_TYPE
-                   and (wanted is None or record.id in wanted) and (workload_type is None or record.type == workload_type)]
-        remote_views = iter(self.deps.remote.views([record for record in records if proxied(record)]))
-        views = [next(remote_views) if proxied(record) else self.view(record) for record in records]
-        views = [view for view in views if status is None or view["status"] == status]
+                   and (record.id in wanted if wanted is not None else record.replica_of is None)
+                   and (workload_type is None or record.type == workload_type)]
+        views = [view for view in self.views(records) if status is None or view["status"] == status]
         send(resp, {"workloads": views, "count": len(views)})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -48,7 +51,9 @@ class Workloads(Resource):
         placed = self.schedule("submit", workload=record.to_dict(), visited=delegation.visited,
                                attempt=delegation.attempt, budget_s=delegation.budget_s or DELEGATION_BUDGET_S)
         pointer = WorkloadRecord.from_dict(placed["placed"])
-        if not pointer.remote:
+        if pointer.deployment is not None:  # answered once no replica is starting
+            view = self._follow(self.view(pointer), lambda: self.view(pointer), starting_replicas)
+        elif not pointer.remote:
             view = self.view(pointer) if delegation.forwarded else self._wait_ready(pointer.id)
         else:
             view = self.deps.remote.as_seen_here(pointer, placed["answer"]) if "answer" in placed else self.view(pointer)
@@ -73,10 +78,15 @@ class Workloads(Resource):
     def _follow_remote(self, pointer: WorkloadRecord, view: dict[str, Any]) -> dict[str, Any]:
         """The origin's view of a delegated submission once the target says it is ready (or ended, or the
         wait ran out)."""
+        return self._follow(view, lambda: self.deps.remote.view(pointer))
+
+    def _follow(self, view: dict[str, Any], again: Callable[[], dict[str, Any]],
+                waiting: Callable[[dict[str, Any]], bool] = lambda view: view["status"] == Status.STARTING
+                ) -> dict[str, Any]:
         deadline = self._ready_deadline()
-        while view["status"] == Status.STARTING and time.monotonic() < deadline:
+        while waiting(view) and time.monotonic() < deadline:
             time.sleep(REMOTE_READY_POLL_S)
-            view = self.deps.remote.view(pointer)
+            view = again()
         return view
 
     def _wait_ready(self, workload_id: str) -> dict[str, Any]:
@@ -97,30 +107,68 @@ class Workload(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         send(resp, self.view(self.workload(workload_id)))
 
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
+        """Scale a deployment: ``{"replicas": N}``; its controller adds replicas or drains the extra ones."""
+        body = read_json(req, self.deps.config.api_max_body_bytes)
+        if not isinstance(body, dict) or set(body) != {"replicas"}:
+            raise Invalid('expected {"replicas": N}: the one field a deployment changes')
+        self.workload(workload_id)
+        record = WorkloadRecord.from_dict(self.schedule("scale", id=workload_id, replicas=replica_count(body["replicas"])))
+        send(resp, self.view(record))
+
     def on_delete(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         record = settled(self.workload(workload_id))
+        if record.deployment is not None:
+            send(resp, self._delete_deployment(record))
+            return
+        status, body = self.delete_one(record)
+        send(resp, body, status)
+
+    def delete_one(self, record: WorkloadRecord) -> tuple[int, Any]:
         if record.type == "data" and not record.remote:
-            send(resp, uploads.delete(workload_id, self.data_root, self.deps.catalog, self.schedule))
-            return
+            return 200, uploads.delete(record.id, self.data_root, self.deps.catalog, self.schedule)
         if not record.remote:
-            send(resp, self.schedule("delete", id=workload_id))
-            return
+            return 200, self.schedule("delete", id=record.id)
         status, body = self.deps.remote.act(record, "DELETE")
         if status not in (200, 404):
-            send(resp, body, status)
-            return
-        self.deps.remote.forget(workload_id)
-        send(resp, self.schedule("forget", id=workload_id))
+            return status, body
+        self.deps.remote.forget(record.id)
+        return 200, self.schedule("forget", id=record.id)
+
+    def _delete_deployment(self, record: WorkloadRecord) -> dict[str, Any]:
+        """Stop the deployment (no replica is replaced any more), delete its replicas, then its record; a
+        replica that cannot be deleted now (its node is offline) is deleted by the controller later."""
+        self.schedule("stop", id=record.id)
+        pending = []
+        for member in self.members(record):
+            try:
+                status, _ = self.delete_one(settled(member))
+            except CnetError:
+                status = 503
+            if status != 200:
+                pending.append(member.id)
+        self.schedule("forget", id=record.id)
+        return {"id": record.id, "deleted": True, "replicas_pending": pending}
 
 
 class WorkloadStop(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         record = settled(self.workload(workload_id))
-        if record.remote:
-            status, body = self.deps.remote.act(record, "POST", "/stop")
+        if record.deployment is None:
+            status, body = self.stop_one(record)
             send(resp, body, status)
-        else:
-            send(resp, self.schedule("stop", id=workload_id))
+            return
+        self.schedule("stop", id=record.id)  # first: its controller replaces no replica now
+        for member in self.members(record):
+            if not member.retired and not member.settling:
+                with contextlib.suppress(CnetError):  # its node is offline: the controller stops it later
+                    self.stop_one(member)
+        send(resp, self.view(self.deps.ledger.get(record.id)))
+
+    def stop_one(self, record: WorkloadRecord) -> tuple[int, Any]:
+        if record.remote:
+            return self.deps.remote.act(record, "POST", "/stop")
+        return 200, self.schedule("stop", id=record.id)
 
 
 class WorkloadLogs(Resource):

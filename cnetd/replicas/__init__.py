@@ -1,0 +1,1 @@
+"""Replicated deployments: one model deployment, N service instances across the cluster, one endpoint."""

@@ -1,0 +1,54 @@
+"""How a deployment stands, from what its replicas say: which replica is in rotation, and the deployment's
+status (running N/N, degraded, starting, failed, stopped). The API shows it; the controller records it."""
+from __future__ import annotations
+
+from typing import Any
+
+from cnetd.replicas.spec import DeploymentSpec
+from ledger.records import Desired, Status, WorkloadRecord
+
+STARTING_STATUSES = (Status.PENDING, Status.STARTING, Status.DELEGATING, Status.UNKNOWN)
+SHOWN_FIELDS = ("id", "node", "endpoint", "status", "restarts", "health_failures")
+
+
+def in_rotation(status: str, health_failures: int, retired: bool) -> bool:
+    """A replica that gets requests: running, passing its health checks, and not taken out."""
+    return status == Status.RUNNING and not health_failures and not retired
+
+
+def deployment_status(desired: int, stopped: bool, active: list[dict[str, Any]]) -> str:
+    if stopped:
+        return Status.STOPPED
+    healthy = sum(in_rotation(view["status"], view.get("health_failures", 0), False) for view in active)
+    if healthy >= desired:
+        return Status.RUNNING
+    if healthy:
+        return Status.DEGRADED
+    if any(view["status"] in STARTING_STATUSES for view in active):
+        return Status.STARTING
+    return Status.FAILED
+
+
+def deployment_view(record: WorkloadRecord, members: list[WorkloadRecord], views: list[dict[str, Any]]) -> dict[str, Any]:
+    """The deployment's status, counts and instances, from its member records and their live views."""
+    spec = DeploymentSpec.of(record)
+    active = [view for member, view in zip(members, views) if not member.retired]
+    stopped = record.desired == Desired.STOP
+    healthy = sum(in_rotation(view["status"], view.get("health_failures", 0), False) for view in active)
+    instances = [{name: view.get(name) for name in SHOWN_FIELDS}
+                 | {"retired_because": member.retired_because or None}
+                 for member, view in zip(members, views)]
+    return {"status": deployment_status(spec.replicas, stopped, active),
+            "deployment": {**spec.to_dict(), "healthy": healthy, "instances": instances,
+                           "summary": f"running {healthy}/{spec.replicas}"}}
+
+
+def starting_replicas(view: dict[str, Any]) -> bool:
+    """A deployment's view in which a replica it keeps is still starting (or being delegated)."""
+    return any(instance["status"] in STARTING_STATUSES and not instance["retired_because"]
+               for instance in view["deployment"]["instances"])
+
+
+def members_of(records: list[WorkloadRecord], deployment_id: str) -> list[WorkloadRecord]:
+    return sorted((record for record in records if record.replica_of == deployment_id),
+                  key=lambda record: int(record.id.rsplit("-r", 1)[1]))
