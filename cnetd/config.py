@@ -19,6 +19,7 @@ from cnetd.paths import IPC_PATH_MAX, RuntimePaths
 from cnetd.private_files import default_runtime_root, write_private
 from ledger.records import Resources
 from cnetd.models.s3 import S3Endpoint
+from cnetd.replicas.spec import MAX_REPLICAS
 from mesh.curve import ClusterKeys
 from mesh.messages import NODE_ID
 
@@ -86,6 +87,7 @@ class NodeConfig:
     models_cache_bytes: int = DEFAULT_MODELS_CACHE_BYTES  # the model cache's most bytes (LRU eviction past it)
     models_s3: S3Endpoint | None = None  # where s3:// model sources are fetched from
     replicas_lost_after_s: float = 60.0  # a replica whose node is offline this long is replaced elsewhere
+    replicas_max: int = MAX_REPLICAS  # the most replicas one deployment submitted here may have
 
     @property
     def curve_keys(self) -> ClusterKeys | None:
@@ -156,7 +158,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "gateway": ("allowed_roots",),
     "workloads": ("user", "allow_root", "allowed_users"),
     "models": ("cache_bytes", "s3_endpoint", "s3_region", "s3_access_key", "s3_secret_key"),
-    "replicas": ("lost_after_s",),
+    "replicas": ("lost_after_s", "max"),
 }
 
 
@@ -220,6 +222,7 @@ def parse_config(raw: Any) -> NodeConfig:
         models_cache_bytes=get("models.cache_bytes", DEFAULT_MODELS_CACHE_BYTES, _positive_int),
         models_s3=_s3_endpoint(get),
         replicas_lost_after_s=float(get("replicas.lost_after_s", 60.0, _positive_number)),
+        replicas_max=get("replicas.max", MAX_REPLICAS, _positive_int),
     )
 
 

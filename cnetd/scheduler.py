@@ -117,6 +117,7 @@ class Scheduler:
         if record.deployment is not None:
             if visited:
                 raise Invalid("a deployment is not forwarded (its replicas are): submit it where it is to be kept")
+            self._check_replicas(DeploymentSpec.of(record).replicas)
             return self._deploy(record)
         usage = self._ledger.usage()
         local = Candidate(self._node.config.node_id, usage.available, usage.capacity, local=True)
@@ -169,8 +170,14 @@ class Scheduler:
                            "to scale it)")
         if record.desired == Desired.STOP:
             raise Conflict(f"deployment {record.id} is stopped")
+        self._check_replicas(replicas)
         return self._ledger.update(record.id, lambda current: dataclasses.replace(
             current, deployment={**DeploymentSpec.of(current).to_dict(), "replicas": replicas})).to_dict()
+
+    def _check_replicas(self, replicas: int) -> None:
+        if replicas > self._node.config.replicas_max:
+            raise Unprocessable(f"replicas: this node keeps deployments of at most {self._node.config.replicas_max} "
+                                "replicas (replicas.max)")
 
     def _delegate(self, record: WorkloadRecord, ranked: list[Placement], visited: list[str], budget_s: float) -> Deferred:
         urls = {neighbour.node_id: neighbour.api_url for neighbour in self._node.nodes.all()}

@@ -9,6 +9,7 @@ from typing import Any
 
 from cnetd import __version__
 from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_MAX, PREDICT_MAX_BYTES
+from cnetd.replicas.spec import MAX_DEPLOYMENT_ID, MAX_REPLICAS, PLACEMENTS, SPREADS
 from cnetd.submission import MAX_REQUIREMENT, WORKLOAD_ID_PATTERN
 from inference.request_limits import BASE64_IMAGE_PATTERN, MAX_DETECTIONS
 from ledger.records import RESOURCE_KINDS
@@ -72,9 +73,10 @@ def _operation(summary: str, ok: tuple[str, str, dict[str, Any]], *errors: str,
             **extra}
 
 
-def _submission(workload_type: str, config: dict[str, Any]) -> dict[str, Any]:
-    """A submission of one workload type, its config as that type's executor checks it."""
-    return {"type": "object", "required": ["type", *(["config"] if config["required"] else [])],
+def _submission(workload_type: str, config: dict[str, Any], replicable: bool) -> dict[str, Any]:
+    """A submission of one workload type, its config as that type's executor checks it (with the fields of a
+    deployment of replicas, for a type that has them)."""
+    schema = {"type": "object", "required": ["type", *(["config"] if config["required"] else [])],
             "additionalProperties": False, "properties": {
                 "id": {"type": "string", "pattern": WORKLOAD_ID_PATTERN,
                        "description": "optional; the same id submitted twice runs once"},
@@ -89,6 +91,20 @@ def _submission(workload_type: str, config: dict[str, Any]) -> dict[str, Any]:
                                               "settle": {"type": "boolean"}},
                                "if": {"required": ["settle"], "properties": {"settle": {"const": True}}},
                                "then": {"required": ["attempt"], "properties": {"attempt": {"type": "string"}}}}}}
+    if replicable:
+        schema["properties"].update(_DEPLOYMENT_FIELDS)
+        schema["dependentRequired"] = {"spread": ["replicas"], "placement": ["replicas"]}
+        schema["if"] = {"required": ["replicas"]}  # its replicas' ids add "-rN" to its own
+        schema["then"] = {"properties": {"id": {"maxLength": MAX_DEPLOYMENT_ID}}}
+    return schema
+
+
+_REPLICAS = {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS}
+_DEPLOYMENT_FIELDS = {
+    "replicas": {**_REPLICAS, "description": "a deployment of this many instances behind one endpoint"},
+    "spread": {"enum": list(SPREADS), "description": "node (default): replicas on distinct nodes when possible"},
+    "placement": {"enum": list(PLACEMENTS), "description": "all-or-nothing (default): refuse when not all fit; "
+                  "best-effort: run what fits"}}
 
 
 _PATH_ID = {"name": "workload_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -139,22 +155,38 @@ SCHEMAS: dict[str, Any] = {
     "Registered": {"type": "object", "required": ["registered", "parent", "boot_id"], "properties": {
         "registered": {"type": "string"}, "parent": {"type": "string"}, "boot_id": {"type": "string"}}},
     "Submission": {"oneOf": [_ref(f"Submission-{name}") for name in sorted(EXECUTORS)]},
-    **{f"Submission-{name}": _submission(name, executor.config_schema) for name, executor in EXECUTORS.items()},
+    **{f"Submission-{name}": _submission(name, executor.config_schema, executor.replicable)
+       for name, executor in EXECUTORS.items()},
+    "Scale": {"type": "object", "required": ["replicas"], "additionalProperties": False,
+              "properties": {"replicas": _REPLICAS}},
+    "Deployment": {"type": "object", "required": ["replicas", "healthy", "instances", "summary"], "properties": {
+        **_DEPLOYMENT_FIELDS, "reschedules": {"type": "integer", "description": "replicas replaced after they "
+                                              "failed or their node was lost"},
+        "healthy": {"type": "integer"}, "summary": {"type": "string", "description": "running H/N"},
+        "instances": {"type": "array", "items": {"type": "object", "required": ["id", "status"], "properties": {
+            "id": {"type": "string"}, "node": {"type": "string"}, "endpoint": _NULLABLE_STRING,
+            "status": {"type": "string"}, "restarts": {"type": "integer"}, "health_failures": {"type": "integer"},
+            "retired_because": {**_NULLABLE_STRING, "description": "taken out of rotation: why (it is stopped "
+                                "and deleted once drained)"}}}}}},
     "Upload": {"type": "object", "required": ["file"], "additionalProperties": False, "properties": {
         "type": {"const": "data"}, "name": {"type": "string"},
         "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1,
                  "description": "one part per file; a file name with '/' keeps the directory layout"}}},
     "Workload": {"type": "object", "required": ["id", "type", "name", "status", "requirements"], "properties": {
         "id": {"type": "string"}, "type": {"type": "string"}, "name": {"type": "string"},
-        "status": {"enum": ["pending", "starting", "running", "completed", "failed", "stopped", "uploading",
-                            "stored", "lost", "delegating", "unknown"]},
+        "status": {"enum": ["pending", "starting", "running", "degraded", "completed", "failed", "stopped",
+                            "uploading", "stored", "lost", "delegating", "unknown"]},
         "desired": {"enum": ["run", "stop"]}, "node": {"type": "string"}, "config": {"type": "object"},
         "requirements": _RESOURCES, "restarts": {"type": "integer"}, "endpoint": _NULLABLE_STRING,
         "process_pid": {"type": ["integer", "null"]}, "exit_code": {"type": ["integer", "null"]},
         "delegated_to": _NULLABLE_STRING, "message": {"type": "string"}, "created_at": {"type": "number"},
         "data_key": {"type": "string", "description": "uploads only"},
         "last_known": {"type": "object", "description": "lost only: what its node last said of it"},
-        "last_known_age_s": {"type": "number", "description": "lost only: how old last_known is"}}},
+        "last_known_age_s": {"type": "number", "description": "lost only: how old last_known is"},
+        "deployment": {"oneOf": [_ref("Deployment"), {"type": "null"}],
+                       "description": "a deployment of replicas: its count, state and instances"},
+        "replica_of": {**_NULLABLE_STRING, "description": "a replica: its deployment's id"},
+        "health_failures": {"type": "integer", "description": "failed health checks in a row"}}},
     "Forgotten": {"type": "object", "required": ["id", "forgotten"], "properties": {
         "id": {"type": "string"}, "forgotten": {"const": True}}},
     "WorkloadList": {"type": "object", "required": ["workloads", "count"], "properties": {
@@ -236,8 +268,11 @@ def document() -> dict[str, Any]:
         "/api/workloads/{workload_id}": {
             "parameters": [_PATH_ID],
             "get": _operation("One workload", _ok("Workload"), "404", "503", **_SECURED),
-            "delete": _operation("Stop (if needed) and remove a workload", _ok("Deleted"), "401", "404", "409", "503",
-                                 **_SECURED)},
+            "patch": _operation("Scale a deployment to `replicas` (extra ones drain, then stop)", _ok("Workload"),
+                                "400", "401", "404", "408", "409", "411", "413", "422", "503",
+                                requestBody={"required": True, "content": _json(_ref("Scale"))}, **_SECURED),
+            "delete": _operation("Stop (if needed) and remove a workload (a deployment: all its replicas)",
+                                 _ok("Deleted"), "401", "404", "409", "503", **_SECURED)},
         "/api/workloads/{workload_id}/stop": {"parameters": [_PATH_ID], "post": _operation(
             "Stop a workload; its resources are released", _ok("Workload"), "401", "404", "409", "503",
             **_SECURED)},
@@ -253,7 +288,8 @@ def document() -> dict[str, Any]:
                                    "schema": {"type": "integer", "minimum": 0, "maximum": LOG_OFFSET_MAX}}],
                               **_SECURED)},
         "/api/workloads/{workload_id}/predict": {"parameters": [_PATH_ID], "post": _operation(
-            "Relay a prediction to a running mlmodel / opencv service", _ok("Detections"),
+            "Relay a prediction to a running mlmodel / opencv service (a deployment: to one of its replicas, "
+            "named by X-Cnet-Replica)", _ok("Detections"),
             "400", "401", "404", "408", "409", "413", "422", "503",
             requestBody={"required": True, "description": f"at most {PREDICT_MAX_BYTES} bytes", "content": {
                 "application/json": {"schema": _ref("Prediction")},

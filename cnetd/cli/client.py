@@ -43,6 +43,9 @@ class NodeClient:
     def post(self, path: str, body: Any = None) -> Any:
         return self.call("POST", path, json=body).json()
 
+    def patch(self, path: str, body: Any) -> Any:
+        return self.call("PATCH", path, json=body).json()
+
     def delete(self, path: str) -> Any:
         return self.call("DELETE", path).json()
 

@@ -155,6 +155,16 @@ def stop(node: NodeClient, workload_id: str) -> None:
 
 @cli.command()
 @click.argument("workload_id")
+@click.argument("replicas", type=click.IntRange(1))
+@click.pass_obj
+def scale(node: NodeClient, workload_id: str, replicas: int) -> None:
+    """Change a deployment's count of replicas (extra ones drain, then stop)."""
+    record = node.patch(f"/api/workloads/{workload_id}", {"replicas": replicas})
+    click.echo(f"{workload_id} scaled to {record['deployment']['replicas']} ({record['deployment']['summary']} now)")
+
+
+@cli.command()
+@click.argument("workload_id")
 @click.pass_obj
 def rm(node: NodeClient, workload_id: str) -> None:
     """Stop and delete a workload (a data workload: its files too)."""

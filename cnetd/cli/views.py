@@ -53,8 +53,17 @@ def table(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> Table:
 
 def workloads(views: list[dict[str, Any]]) -> Table:
     return table(("ID", "NAME", "TYPE", "STATUS", "NODE", "ENDPOINT", "AGE"),
-                 ((view["id"], view["name"], view["type"], view["status"], view.get("node"), view.get("endpoint"),
+                 ((view["id"], view["name"], view["type"], view["status"], _runs_on(view), view.get("endpoint"),
                    since(view.get("created_at"))) for view in views))
+
+
+def _runs_on(view: dict[str, Any]) -> str | None:
+    """Its node; a deployment's, how many replicas run of how many, and where."""
+    deployment = view.get("deployment")
+    if not deployment:
+        return view.get("node")
+    nodes = sorted({instance["node"] for instance in deployment["instances"] if instance.get("node")})
+    return f"{deployment['summary']} on {', '.join(nodes) or '–'}"
 
 
 def neighbours(view: dict[str, Any]) -> Table:

@@ -1,7 +1,7 @@
 """The balancer of a deployment's endpoint, one per API process: which replica gets the next request.
 
-Least outstanding requests first (ties go to the replica sent fewest, so one client's requests go round
-all of them); a replica that could not be reached is ejected for ``EJECT_S`` (the controller and the
+Least outstanding requests first (ties go to the replica picked longest ago, so one client's requests go
+round all of them, and a replica back in rotation gets its share, not a burst); a replica that could not be reached is ejected for ``EJECT_S`` (the controller and the
 health checks decide for longer). Only replicas in rotation are offered to it.
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ class Balancer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._outstanding: collections.Counter[str] = collections.Counter()
-        self._sent: collections.Counter[str] = collections.Counter()
+        self._picked: dict[str, int] = {}  # replica id → the number of the request last sent to it
+        self._picks = 0
         self._ejected_until: dict[str, float] = {}
 
     def order(self, replicas: list[WorkloadRecord]) -> list[WorkloadRecord]:
@@ -30,14 +31,16 @@ class Balancer:
         now = time.monotonic()
         with self._lock:
             ranked = sorted(replicas, key=lambda replica: (self._ejected_until.get(replica.id, 0.0) > now,
-                                                           self._outstanding[replica.id], self._sent[replica.id]))
+                                                           self._outstanding[replica.id],
+                                                           self._picked.get(replica.id, -1)))
         return ranked[:ATTEMPTS]
 
     @contextlib.contextmanager
     def sending(self, replica_id: str) -> Iterator[None]:
         with self._lock:
             self._outstanding[replica_id] += 1
-            self._sent[replica_id] += 1
+            self._picks += 1
+            self._picked[replica_id] = self._picks
         try:
             yield
         finally:

@@ -14,13 +14,14 @@ transfer, readiness and pointers have one code path.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
 from typing import Any, Callable
 
-from cnetd.common.errors import CnetError, DelegationUnknown
+from cnetd.common.errors import CnetError, DelegationUnknown, NotFound
 from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.logs import workload_fields
 from cnetd.metrics import REPLICA_EVENTS
@@ -102,7 +103,8 @@ class ReplicaController(threading.Thread):
                 self._retire(record, "its deployment was deleted")
         for deployment in deployments.values():
             if deployment.status != Status.PENDING:  # its first placement is still under way
-                self._keep(deployment, members_of(records, deployment.id))
+                with contextlib.suppress(NotFound):  # deleted meanwhile: its replicas are orphans next round
+                    self._keep(deployment, members_of(records, deployment.id))
         for record in self._ledger.workloads():
             if record.retired and time.time() - record.retired_at >= DRAIN_S:
                 self._delete(record)

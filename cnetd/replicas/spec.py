@@ -39,9 +39,11 @@ class DeploymentSpec:
 
 
 def replica_count(raw: Any) -> int:
-    if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= MAX_REPLICAS:
+    """A whole number (2.0 is one, as JSON Schema has it) from 1 to ``MAX_REPLICAS``."""
+    whole = isinstance(raw, int) or (isinstance(raw, float) and raw.is_integer())
+    if isinstance(raw, bool) or not whole or not 1 <= raw <= MAX_REPLICAS:
         raise Invalid(f"replicas: expected a whole number from 1 to {MAX_REPLICAS}, got {raw!r}")
-    return raw
+    return int(raw)
 
 
 def parse_spec(body: dict[str, Any], workload_id: str) -> DeploymentSpec | None:

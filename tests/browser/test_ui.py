@@ -318,3 +318,29 @@ def test_the_model_cache_shows_a_fetch_in_flight(console: Page, node: Node, tmp_
     console.screenshot(path=str(SCREENSHOTS / "model-cache.png"), full_page=True)
     node.api("DELETE", f"/api/workloads/{answer.json()['id']}")
     node.api("DELETE", f"/api/models/{answer.json()['config']['model_sha256']}")
+
+
+def test_a_deployment_of_replicas_is_submitted_and_shown_with_its_instances(console: Page, node: Node) -> None:
+    fill_workload(console, "opencv", {"#d-replicas": "2", "#f-name": "ui-replicas", "#r-cpu": "0.2"})
+    console.click("#submit-button")
+    expect(console.locator("#submit-result")).to_contain_text("ui-replicas")
+    deployment = row(console, "ui-replicas")
+    expect(deployment.locator(".badge")).to_have_text("running")
+    expect(deployment.locator(".replicas .summary")).to_have_text("running 2/2")
+    expect(deployment.locator(".replica")).to_have_count(2)
+    expect(deployment.locator(".replica").first).to_contain_text("r0")
+    screenshot(deployment, "deployment-row")
+    workload_id = deployment.get_attribute("data-id")
+    assert node.workload(workload_id)["deployment"]["replicas"] == 2
+    console.once("dialog", lambda dialog: dialog.accept())
+    deployment.get_by_role("button", name="Delete").click()
+    expect(deployment).to_have_count(0)
+    assert node.api("GET", f"/api/workloads/{workload_id}-r0").status_code == 404
+
+
+def test_replicas_take_a_whole_number_and_only_for_services(console: Page) -> None:
+    fill_workload(console, "opencv", {"#d-replicas": "1.5"})
+    console.click("#submit-button")
+    expect(console.locator("[data-field=replicas] .field-error")).to_have_text("expected a whole number")
+    console.select_option("#f-type", "process")
+    expect(console.locator("#d-replicas")).to_have_count(0)

@@ -87,6 +87,19 @@ def test_a_wrong_token_is_refused_and_nothing_runs(node: Node) -> None:
     assert len(node.api("GET", "/api/workloads").json()["workloads"]) == before
 
 
+def test_run_a_deployment_ps_it_and_scale_it(node: Node, tmp_path: Path) -> None:
+    spec = tmp_path / "faces.yaml"
+    spec.write_text("type: opencv\nid: cli-faces\nreplicas: 2\nconfig: {cascade_type: face}\n"
+                    "requirements: {cpu: 0.1}\n")
+    record = json_of(node, "run", str(spec))
+    assert record["deployment"]["summary"] == "running 2/2", record
+    assert f"running 2/2 on {node.node_id}" in cnet(node, "ps").stdout.replace("\n", " ").replace("│", " ")
+    scaled = cnet(node, "scale", "cli-faces", "1")
+    assert scaled.returncode == 0 and scaled.stdout.startswith("cli-faces scaled to 1"), scaled
+    assert cnet(node, "scale", "cli-faces", "0").returncode == 2  # bad usage: at least 1
+    assert cnet(node, "rm", "cli-faces").returncode == 0
+
+
 def test_models_ls_and_rm(node: Node) -> None:
     deployed = node.submit({"model_type": "yolo", "model_path": YOLO_MODEL}, {"cpu": 0.5}, workload_type="mlmodel")
     sha256 = deployed.json()["config"]["model_sha256"]

@@ -362,7 +362,7 @@ def test_a_pointer_still_settling_hides_its_secret_too(node: Node) -> None:
                              config={"base_path": "/x", "bucket": "cnet", "access_key": "AK", "secret_key": "hush"},
                              status="unknown", delegated_to="elsewhere", remote_api="http://127.0.0.1:9",
                              delegation_attempt="a1")
-    ledger.record_pointer(pointer)
+    ledger.record_holding_nothing(pointer)
     try:
         shown = node.workload(pointer.id)
         assert shown["status"] == "unknown" and shown["config"]["secret_key"] == "********", shown

@@ -51,7 +51,7 @@ CASES = [(label, GenerationMode.POSITIVE) for label in sorted(OPERATIONS)] + \
 @pytest.fixture(scope="module")
 def fuzz_node() -> Iterator[Node]:
     with running(Node({"cpu": 4, "memory": 4 * 2**30, "gpu": 0, "storage": 2**30}, token=TOKEN,
-                      api={"max_body_bytes": 65536})) as node:
+                      api={"max_body_bytes": 65536}, replicas={"max": 2})) as node:
         yield node
 
 
@@ -64,14 +64,16 @@ def test_document_lists_exactly_the_routes_and_methods(fuzz_node: Node) -> None:
 
 @pytest.fixture
 def real_ids(fuzz_node: Node, request: pytest.FixtureRequest) -> Iterator[dict[str, list[str]]]:
-    """Path parameters that name real things (a process, a model service, stored data), so that fuzzing
+    """Path parameters that name real things (a process, a model service, a deployment of replicas, stored
+    data), so that fuzzing
     reaches past the 404s of random ids; whatever the run left of them is removed afterwards."""
     label = request.node.callspec.params["label"]
     ids: dict[str, list[str]] = {}
     if "{workload_id}" in label:
         process = fuzz_node.submit({"command": "sleep", "args": ["300"]}, {"cpu": 0.1})
         service = fuzz_node.submit({"cascade_type": "face"}, {"cpu": 0.5}, workload_type="opencv")
-        ids["workload_id"] = [process.json()["id"], service.json()["id"]]
+        deployment = fuzz_node.submit({"cascade_type": "face"}, {"cpu": 0.1}, workload_type="opencv", replicas=1)
+        ids["workload_id"] = [process.json()["id"], service.json()["id"], deployment.json()["id"]]
     if "{data_key}" in label:
         stored = fuzz_node.api("POST", "/api/workloads", files=[("file", ("fuzz.txt", b"fuzz"))], data={"type": "data"})
         ids["data_key"] = [stored.json()["data_key"]]

@@ -51,6 +51,12 @@ export const TYPES = {
 };
 
 const NAME = { name: "name", label: "Name", kind: "text", placeholder: "optional" };
+// A model service may be a deployment: N replicas behind one endpoint (top-level fields of the body).
+const REPLICABLE = new Set(["mlmodel", "opencv"]);
+const DEPLOYMENT = [
+  { name: "replicas", label: "Replicas", kind: "int", min: 1, max: 64,
+    help: "empty: one service; N: a deployment of N instances behind one endpoint, spread over nodes" },
+];
 
 const REQUIREMENTS = [
   { name: "cpu", label: "CPU (cores)", kind: "number", min: 0, value: "0.5" },
@@ -85,7 +91,8 @@ export function renderFields(type) {
   const own = TYPES[type].map((field) => fieldRow(field, "f"));
   const name = fieldRow(NAME, "f");
   if (type === "data") return [...own, name];
-  return [...own, name,
+  const deployment = REPLICABLE.has(type) ? DEPLOYMENT.map((field) => fieldRow(field, "d")) : [];
+  return [...own, ...deployment, name,
     el("fieldset", { class: "requirements" }, el("legend", {}, "Requirements"),
       REQUIREMENTS.map((field) => fieldRow(field, "r")))];
 }
@@ -184,8 +191,9 @@ export function readForm(type, form) {
     return { upload };
   }
   const requirements = collect(REQUIREMENTS, form, "r", errors);
+  const deployment = REPLICABLE.has(type) ? collect(DEPLOYMENT, form, "d", errors) : {};
   if (Object.keys(errors).length) return { errors };
-  return { json: { type, ...(name ? { name } : {}), config: own, requirements } };
+  return { json: { type, ...(name ? { name } : {}), config: own, requirements, ...deployment } };
 }
 
 export function showErrors(form, errors) {

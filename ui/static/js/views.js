@@ -97,8 +97,19 @@ function endpointLink(record) {
     record.endpoint);
 }
 
+// A deployment runs on its replicas' nodes: its count, then one line per replica.
+function replicasOn(deployment) {
+  return el("div", { class: "replicas" },
+    el("div", { class: "summary" }, deployment.summary),
+    deployment.instances.map((instance) => el("small", {
+      class: `replica ${instance.retired_because ? "retired" : ""}`, dataset: { replica: instance.id },
+      title: instance.retired_because || `${instance.restarts || 0} restart(s)`,
+    }, `${instance.id.split("-").pop()} · ${instance.node || "–"} · ${instance.retired_because ? "draining" : instance.status}`)));
+}
+
 // Where it runs; for a delegated workload that went further than the node it was handed to, the hop too.
 function runsOn(record) {
+  if (record.deployment) return replicasOn(record.deployment);
   const node = record.node || record.delegated_to || "–";
   return record.delegated_to && record.delegated_to !== node ? `${node} (via ${record.delegated_to})` : node;
 }
@@ -115,7 +126,8 @@ function workloadRow(record, now, act) {
     el("td", { class: "num" }, record.restarts || 0),
     el("td", {}, duration(now - record.created_at)),
     el("td", { class: "actions" },
-      record.type === "data" ? null : el("button", { type: "button", class: "small", onclick: () => act("logs", record) }, "Logs"),
+      record.type === "data" || record.deployment ? null  // a deployment's logs are its replicas'
+        : el("button", { type: "button", class: "small", onclick: () => act("logs", record) }, "Logs"),
       stoppable ? el("button", { type: "button", class: "small", onclick: () => act("stop", record) }, "Stop") : null,
       el("button", { type: "button", class: "small danger", onclick: () => act("delete", record) }, "Delete")));
 }
