@@ -1,17 +1,18 @@
-"""The predict relay: POST /api/workloads/{id}/predict goes to the service (or its next hop) as sent; for a
-deployment, to one of its replicas in rotation (the balancer's choice), and once more to another when
-that one cannot be reached. ``X-Cnet-Replica`` names the replica that answered."""
+"""The predict relay: POST /api/workloads/{id}/predict goes to the service (or its next hop) as sent, and
+its answer comes back as it is; for a deployment, to one of its replicas in rotation (the balancer's
+choice), and once more to another when that one cannot be reached. ``X-Cnet-Replica`` names the replica
+that answered."""
 from __future__ import annotations
 
-from typing import Any
-
 import falcon
+import orjson
 
 from cnetd.api.base import Resource
 from cnetd.api.limits import PREDICT_MAX_BYTES
 from cnetd.common.errors import NotAService, NotRunning, Unavailable
-from cnetd.common.httpclient import TimedOut, Unreachable, call
-from cnetd.common.web import read_body, send
+from cnetd.common.httpclient import TimedOut, Unreachable
+from cnetd.common.relay import Relayed, relay
+from cnetd.common.web import read_body
 from cnetd.metrics import BALANCED
 from cnetd.replicas.state import in_rotation
 from ledger.records import Status, WorkloadRecord
@@ -22,28 +23,33 @@ REPLICA_HEADER, REPLICA_NODE_HEADER = "X-Cnet-Replica", "X-Cnet-Replica-Node"
 UNAVAILABLE_STATUSES = (502, 503, 504)  # a hop that could not reach its service: another replica may
 
 
-class WorkloadPredict(Resource):
-    """POST /api/workloads/{id}/predict: the console's way to a model service, relayed by the node (the
-    service may listen where the browser cannot reach, or on another node). The body and query go as-is."""
+class ServiceRelay(Resource):
+    """What the predict (and v2) paths share: the workload must be a model service; a deployment's request
+    goes to a replica in rotation."""
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
+    def relay_to_service(self, req: falcon.Request, resp: falcon.Response, workload_id: str, path: str) -> None:
         record = self.workload(workload_id)
         if record.type not in SERVICE_TYPES:
             raise NotAService(f"workload {workload_id} is a {record.type}; "
-                          f"predictions need one of {', '.join(SERVICE_TYPES)}")
-        body = read_body(req, PREDICT_MAX_BYTES)
-        path = f"/predict?{req.query_string}" if req.query_string else "/predict"
-        content_type = req.content_type or falcon.MEDIA_JSON
+                              f"predictions need one of {', '.join(SERVICE_TYPES)}")
+        body = read_body(req, PREDICT_MAX_BYTES) if req.method == "POST" else None
+        path = f"{path}?{req.query_string}" if req.query_string else path
+        headers = {name: value for name, value in (("Content-Type", req.content_type or falcon.MEDIA_JSON),
+                                                  ("Inference-Header-Content-Length",
+                                                   req.get_header("Inference-Header-Content-Length"))) if value}
         if record.deployment is None:
-            status, answer = self._relay(record, path, body, content_type)
+            answer = self._relay(record, req.method, path, body, headers)
         else:
-            replica, (status, answer) = self._balanced(record, path, body, content_type)
+            replica, answer = self._balanced(record, req.method, path, body, headers)
             resp.set_header(REPLICA_HEADER, replica.id)
             resp.set_header(REPLICA_NODE_HEADER, replica.node)
-        send(resp, answer, status)
+        resp.status = answer.status
+        for name, value in answer.headers.items():
+            resp.set_header(name, value)
+        resp.data = answer.data
 
-    def _balanced(self, deployment: WorkloadRecord, path: str, body: bytes,
-                  content_type: str) -> tuple[WorkloadRecord, tuple[int, Any]]:
+    def _balanced(self, deployment: WorkloadRecord, method: str, path: str, body: bytes | None,
+                  headers: dict[str, str]) -> tuple[WorkloadRecord, Relayed]:
         rotation = [member for member in self.members(deployment)
                     if in_rotation(member.status, member.health_failures, member.retired)
                     and (not member.remote or self.deps.remote.online(member.delegated_to))]
@@ -51,32 +57,47 @@ class WorkloadPredict(Resource):
         for attempt, replica in enumerate(self.deps.balancer.order(rotation)):
             with self.deps.balancer.sending(replica.id):
                 try:
-                    answered = self._relay(replica, path, body, content_type)
+                    answered = self._relay(replica, method, path, body, headers)
                 except (Unavailable, NotRunning) as exc:
                     failure = Unavailable(f"replica {replica.id} of {deployment.id}: {exc.message}")
                 else:
-                    if not _unavailable(*answered):
+                    if not _unavailable(answered):
                         BALANCED.labels("retried" if attempt else "answered").inc()
                         return replica, answered
-                    failure = Unavailable(f"replica {replica.id} of {deployment.id} answered {answered[0]}")
+                    failure = Unavailable(f"replica {replica.id} of {deployment.id} answered {answered.status}")
             self.deps.balancer.eject(replica.id)
         BALANCED.labels("failed").inc()
         raise failure or Unavailable(f"no replica of deployment {deployment.id} is in rotation now "
                                      f"(GET /api/workloads/{deployment.id} shows them)")
 
-    def _relay(self, record: WorkloadRecord, path: str, body: bytes, content_type: str) -> tuple[int, Any]:
+    def _relay(self, record: WorkloadRecord, method: str, path: str, body: bytes | None,
+               headers: dict[str, str]) -> Relayed:
         if record.remote:
-            return self.deps.remote.act(record, "POST", path, raw=body, content_type=content_type)
+            return self.deps.remote.relay(record, method, path, body, headers)
         if record.status != Status.RUNNING or not record.endpoint:
             raise NotRunning(f"workload {record.id} is {record.status}, not running")
         try:
-            return call("POST", f"{record.endpoint}{path}", raw=body, headers={"Content-Type": content_type},
-                        timeout_s=PREDICT_TIMEOUT_S)
+            return relay(method, f"{record.endpoint}{path}", body, headers, PREDICT_TIMEOUT_S)
         except (Unreachable, TimedOut) as exc:
             raise Unavailable(f"workload {record.id} did not answer: {exc}") from None
 
 
-def _unavailable(status: int, answer: Any) -> bool:
+class WorkloadPredict(ServiceRelay):
+    """POST /api/workloads/{id}/predict: the console's way to a model service, relayed by the node (the
+    service may listen where the browser cannot reach, or on another node). The body and query go as-is."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
+        self.relay_to_service(req, resp, workload_id, "/predict")
+
+
+def _unavailable(answer: Relayed) -> bool:
     """A next hop's answer that says its replica could not serve (down, or restarting): not the model's."""
-    code = answer.get("error") if isinstance(answer, dict) else None
-    return status in UNAVAILABLE_STATUSES or (status == NotRunning.status and code == NotRunning.code)
+    if answer.status in UNAVAILABLE_STATUSES:
+        return True
+    if answer.status != NotRunning.status:
+        return False
+    try:
+        error = orjson.loads(answer.data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(error, dict) and error.get("error") == NotRunning.code

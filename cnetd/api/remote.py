@@ -11,6 +11,7 @@ from typing import Any
 
 from cnetd.common.errors import Unavailable
 from cnetd.common.httpclient import TimedOut, Unreachable, auth_headers, call
+from cnetd.common.relay import Relayed, relay
 from ledger.nodetable import NodeTable
 from ledger.records import Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
@@ -59,6 +60,19 @@ class RemoteWorkloads:
             headers = {**self._headers, **({"Content-Type": content_type} if content_type else {})}
             return call(method, f"{record.remote_api}/api/workloads/{record.id}{path}", timeout_s=ACTION_TIMEOUT_S,
                         headers=headers, raw=raw)
+        except (Unreachable, TimedOut) as exc:
+            raise Unavailable(f"workload {record.id} runs on {record.delegated_to}: {exc}",
+                              node=record.delegated_to) from None
+
+    def relay(self, record: WorkloadRecord, method: str, path: str, body: bytes | None,
+              headers: dict[str, str]) -> Relayed:
+        """Relay a request to a service's path under the next hop's API, as it is (its answer too)."""
+        if not self.online(record.delegated_to):
+            raise Unavailable(f"workload {record.id} runs on {record.delegated_to}, which is offline",
+                              node=record.delegated_to)
+        try:
+            return relay(method, f"{record.remote_api}/api/workloads/{record.id}{path}", body,
+                         {**self._headers, **headers}, ACTION_TIMEOUT_S)
         except (Unreachable, TimedOut) as exc:
             raise Unavailable(f"workload {record.id} runs on {record.delegated_to}: {exc}",
                               node=record.delegated_to) from None
