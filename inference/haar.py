@@ -1,7 +1,9 @@
 """OpenCV Haar cascade detector: faces; eyes and smiles looked for inside detected faces."""
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from typing import Any
 
@@ -24,21 +26,30 @@ def _cascade(feature: str) -> cv2.CascadeClassifier:
 
 class HaarDetector:
     """Detects ``feature`` (face, eye or smile). Each request builds its own classifiers' work on a shared
-    grey image; CascadeClassifier.detectMultiScale is safe to call from several threads."""
+    grey image; CascadeClassifier.detectMultiScale is safe to call from several threads, and at most
+    ``cores`` of them detect at once."""
 
-    def __init__(self, feature: str) -> None:
+    def __init__(self, feature: str, cores: int = 1) -> None:
         if feature not in CASCADE_FILES:
             raise ValueError(f"cascade_type must be one of {', '.join(CASCADE_FILES)}, got {feature!r}")
         self.feature = feature
         self.name = f"haar-{feature}"
         self._faces = _cascade("face")
         self._inner = None if feature == "face" else _cascade(feature)
+        self._cores = threading.BoundedSemaphore(max(1, cores))
+
+    def serving(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # each request detects on its own thread, one core each
 
     def info(self) -> dict[str, Any]:
         return {"model_type": "opencv", "loaded": True, "model": self.name, "cascade_type": self.feature,
                 "opencv": cv2.__version__}
 
     def detect(self, image: np.ndarray, options: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
+        with self._cores:
+            return self._detect(image, options)
+
+    def _detect(self, image: np.ndarray, options: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
         started = time.perf_counter()
         grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
         scale, neighbours = _PARAMETERS["face"]

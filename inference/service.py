@@ -6,6 +6,7 @@ the query string. Bad input answers 400/413 with a JSON error and the service ke
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Protocol
 
@@ -28,6 +29,9 @@ class Detector(Protocol):
     name: str
 
     def info(self) -> dict[str, Any]: ...
+
+    def serving(self) -> contextlib.AbstractContextManager[None]:
+        """Entered around the whole of one request: how the detector tells a request alone from several."""
 
     def detect(self, image: np.ndarray, options: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
         """Detections (``class``, ``class_id``, ``confidence``, ``bbox``) and inference milliseconds."""
@@ -81,6 +85,10 @@ class _Predict:
         self.max_image_bytes = max_image_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        with self.detector.serving():
+            self._predict(req, resp)
+
+    def _predict(self, req: falcon.Request, resp: falcon.Response) -> None:
         image_bytes, raw_options = self._read(req)
         options = parse_options(raw_options)  # a malformed option is a 400 whatever the image holds
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from inference import yolo_steps as steps
+from inference.lanes import Lanes
 
 DEFAULT_IMGSZ = 640
 
@@ -69,16 +71,31 @@ def _input_size(shape: list[Any], imgsz: str | None) -> tuple[int, int]:
     return DEFAULT_IMGSZ, DEFAULT_IMGSZ
 
 
+def _session(path: str, threads: int) -> ort.InferenceSession:
+    """A session of ``threads`` intra-op threads, sequential operators, no inter-op pool. A session of more
+    than one thread has a pool whose threads spin between the operators of a run (what makes one request
+    fast) and stop at its end (so that requests that follow have the cores to themselves)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.force_spinning_stop", "1")  # after its run: cores for others
+    try:
+        return ort.InferenceSession(path, sess_options=options, providers=default_providers())
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
+        raise NotAYoloModel(f"{os.path.basename(path)} is not a loadable ONNX model: {exc}") from None
+
+
 class _OnnxBackend:
-    """onnxruntime: one session, shared by every request thread."""
+    """onnxruntime: the cores the service has shared out in ``Lanes`` (a session of all of them for a
+    request alone, one session of one thread per core for requests together); on a GPU, one session."""
 
     def __init__(self, path: str, threads: int) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(path, sess_options=options, providers=default_providers())
-        except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
-            raise NotAYoloModel(f"{os.path.basename(path)} is not a loadable ONNX model: {exc}") from None
+        cores = max(1, threads)
+        self.session = _session(path, cores)
+        on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
+        narrow = [_session(path, 1) for _ in range(cores)] if on_cpu and cores > 1 else [self.session]
+        self._lanes = Lanes(self.session, narrow)
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise NotAYoloModel("a YOLO detector takes one NCHW image input")
@@ -90,7 +107,14 @@ class _OnnxBackend:
         self.device = self.session.get_providers()[0]
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: tensor})[0]
+        return self.run_outputs({self.input_name: tensor})[0]
+
+    def serving(self) -> contextlib.AbstractContextManager[None]:
+        return self._lanes.serving()
+
+    def run_outputs(self, inputs: dict[str, np.ndarray], names: list[str] | None = None) -> list[np.ndarray]:
+        """The model's outputs (``names``, or all) for ``inputs``, on the session the cores allow now."""
+        return self._lanes.run(lambda session: session.run(names, inputs))
 
 
 class _TorchScriptBackend:
@@ -120,6 +144,9 @@ class _TorchScriptBackend:
         self.model_type = "pytorch"
         self.device = f"{self._device}" + (f" ({torch.cuda.get_device_name(0)})" if use_cuda else "")
 
+    def serving(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # torch shares its threads out itself
+
     def run(self, tensor: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
             output = self.module(self._torch.from_numpy(tensor).to(self._device))
@@ -146,6 +173,10 @@ class YoloModel:
         except ValueError as exc:
             raise NotAYoloModel(str(exc)) from None
         self.provider = self.backend.device
+
+    def serving(self) -> contextlib.AbstractContextManager[None]:
+        """Around the whole of one request (see ``inference.lanes``)."""
+        return self.backend.serving()
 
     def class_name(self, class_id: int) -> str:
         return self.names.get(class_id, f"class_{class_id}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,9 @@ class YoloDetector:
 
     def info(self) -> dict[str, Any]:
         return self.model.info()
+
+    def serving(self) -> contextlib.AbstractContextManager[None]:
+        return self.model.serving()
 
     def _class_ids(self, classes: list[Any] | None) -> list[int] | None:
         if classes is None:
