@@ -35,7 +35,8 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.31", "nudenet==3.4.2", "scikit-image>=0.21",
                  "onnx>=1.14", "boto3>=1.28", "awscli>=1.29", "torch==2.13.0",  # the CPU build on these machines
-                 "playwright==1.65.2", "pytest-playwright==0.10.0", "hypothesis>=6", "schemathesis>=4"],
+                 "playwright==1.65.2", "pytest-playwright==0.10.0", "hypothesis>=6", "schemathesis>=4",
+                 "tritonclient[http]==2.73.0"],  # Triton's own client, against the v2 protocol
         "torch": ["torch>=2.1"],
     },
     entry_points={

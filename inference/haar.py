@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from inference.cascades import CASCADE_FILES
+from inference.tensors import TensorSpec
 
 # detectMultiScale parameters per feature: (scaleFactor, minNeighbors)
 _PARAMETERS = {"face": (1.1, 5), "eye": (1.1, 10), "smile": (1.7, 20)}
@@ -29,11 +30,16 @@ class HaarDetector:
     grey image; CascadeClassifier.detectMultiScale is safe to call from several threads, and at most
     ``cores`` of them detect at once."""
 
-    def __init__(self, feature: str, cores: int = 1) -> None:
+    platform = "opencv_haar"
+    tensor_inputs: list[TensorSpec] = []  # it takes images only (v2: input "image")
+    tensor_outputs: list[TensorSpec] = []
+
+    def __init__(self, feature: str, cores: int = 1, model_name: str | None = None) -> None:
         if feature not in CASCADE_FILES:
             raise ValueError(f"cascade_type must be one of {', '.join(CASCADE_FILES)}, got {feature!r}")
         self.feature = feature
         self.name = f"haar-{feature}"
+        self.model_name = model_name or self.name
         self._faces = _cascade("face")
         self._inner = None if feature == "face" else _cascade(feature)
         self._cores = threading.BoundedSemaphore(max(1, cores))
@@ -44,6 +50,9 @@ class HaarDetector:
     def info(self) -> dict[str, Any]:
         return {"model_type": "opencv", "loaded": True, "model": self.name, "cascade_type": self.feature,
                 "opencv": cv2.__version__}
+
+    def infer_tensors(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        raise NotImplementedError("a Haar cascade has no tensors of its own")  # kserve asks only of tensor models
 
     def detect(self, image: np.ndarray, options: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
         with self._cores:

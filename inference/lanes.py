@@ -39,14 +39,15 @@ class Lanes(Generic[Session]):
             with self._ready:
                 self._serving -= 1
 
-    def run(self, work: Callable[[Session], object]) -> object:
-        """``work(session)`` on the session this moment allows (the wide one when it is alone)."""
+    def run(self, work: Callable[[Session], object], whole: bool = False) -> object:
+        """``work(session)`` on the session this moment allows (the wide one when it is alone, or when it
+        asks for the ``whole`` of the cores: a batch)."""
         with self._ready:
             self._waiting += 1
-            while not self._free_cores:
+            while self._free_cores < (self._cores if whole else 1):
                 self._ready.wait()
             self._waiting -= 1
-            alone = self._free_cores == self._cores and not self._waiting and self._serving <= 1
+            alone = whole or (self._free_cores == self._cores and not self._waiting and self._serving <= 1)
             taken = self._cores if alone else 1
             session = self._wide if alone else self._free_narrow.pop()
             self._free_cores -= taken

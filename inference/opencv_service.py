@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cascade", choices=sorted(CASCADE_FILES), default="face")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    serve("opencv", args, lambda: HaarDetector(args.cascade, args.threads))
+    serve("opencv", args, lambda: HaarDetector(args.cascade, args.threads, args.name))
 
 
 if __name__ == "__main__":

@@ -9,28 +9,30 @@ import cv2
 import falcon
 
 from cnetd.common.service_runner import run_service, service_log_path
-from inference.service import DEFAULT_MAX_IMAGE_BYTES, Detector, create_service_app
-
-# While some requests are in inference, as many more are read, decoded and answered (the GIL is free
-# meanwhile): measured with bench/predict_latency.py, the cores stay busy at 4 and 16 clients.
-REQUEST_THREADS_PER_CORE = 2
+from inference.detector import Detector
+from inference.service import DEFAULT_MAX_IMAGE_BYTES, create_service_app
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--threads", type=int, default=2, help="the cores its inferences use at most "
-                        "(the workload's cpu); requests are served by twice as many threads")
+    parser.add_argument("--threads", type=int, default=2, help="the cores it uses at most (the workload's "
+                        "cpu): as many request threads, and inferences on at most as many cores")
     parser.add_argument("--log-dir", default=".", help="where <kind>_service_PORT.log is written")
+    parser.add_argument("--name", default=None, help="the model's name in the v2 protocol (default: the "
+                        "model file's stem, or the cascade's name)")
     parser.add_argument("--max-image-bytes", type=int, default=DEFAULT_MAX_IMAGE_BYTES)
 
 
-def serve(kind: str, args: argparse.Namespace, make_detector: Callable[[], Detector]) -> None:
-    """Serve ``make_detector()`` on args.host:args.port, logging to <log-dir>/<kind>_service_<port>.log."""
+def serve(kind: str, args: argparse.Namespace, make_detector: Callable[[], Detector],
+          min_request_threads: int = 0) -> None:
+    """Serve ``make_detector()`` on args.host:args.port, logging to <log-dir>/<kind>_service_<port>.log;
+    at least ``min_request_threads`` request threads (as many as a batch may hold)."""
     def load_app() -> falcon.App:
         cv2.setNumThreads(1)  # each request decodes and resizes on its own thread: the cores are the lanes'
         detector = make_detector()
         logging.getLogger(kind).info("loaded %s; serving on %s:%d", detector.name, args.host, args.port)
         return create_service_app(detector, args.max_image_bytes)
 
-    run_service(load_app, args.host, args.port, REQUEST_THREADS_PER_CORE * args.threads, service_log_path(args.log_dir, kind, args.port))
+    threads = max(args.threads, min_request_threads)
+    run_service(load_app, args.host, args.port, threads, service_log_path(args.log_dir, kind, args.port))

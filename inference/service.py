@@ -1,4 +1,5 @@
-"""The HTTP face of an inference service: /health, /info and /predict over any ``Detector``.
+"""The HTTP face of an inference service: /health, /info, /predict and the v2 protocol (``inference.kserve``)
+over any ``Detector``.
 
 /predict takes a JSON body with a base64 image (``data:`` prefix allowed), a multipart upload (part
 ``image`` or ``file``), or a raw ``image/*`` body; options come from the JSON body, multipart fields or
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import falcon
 import numpy as np
@@ -17,53 +18,12 @@ from cnetd.common.web import install_error_rendering, json_of, read_body, send
 from cnetd.common.errors import Invalid, PayloadTooLarge, Unprocessable
 from cnetd.common.request_metrics import instrumented_app
 from inference.imaging import ImageTooLarge, InvalidImage, decode_base64, decode_image, looks_like_image
-from inference.request_limits import MAX_DETECTIONS
+from inference.detector import OPTION_NAMES, Detector, parse_options
+from inference.kserve import add_v2_routes
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
-_OPTION_NAMES = ("confidence", "iou", "max_detections", "classes")
 # What a client sends an image as when it does not say: none, curl --data-binary's form type, text
 GENERIC_TYPES = ("", "application/x-www-form-urlencoded", "text/plain")
-
-
-class Detector(Protocol):
-    name: str
-
-    def info(self) -> dict[str, Any]: ...
-
-    def serving(self) -> contextlib.AbstractContextManager[None]:
-        """Entered around the whole of one request: how the detector tells a request alone from several."""
-
-    def detect(self, image: np.ndarray, options: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
-        """Detections (``class``, ``class_id``, ``confidence``, ``bbox``) and inference milliseconds."""
-
-
-def parse_options(raw: dict[str, Any]) -> dict[str, Any]:
-    """Validated predict options; multipart and query values arrive as strings."""
-    options: dict[str, Any] = {}
-    for name in ("confidence", "iou"):
-        if raw.get(name) is not None:
-            try:
-                value = float(raw[name])
-            except (TypeError, ValueError):
-                raise Invalid(f"{name}: expected a number between 0 and 1") from None
-            if not 0.0 <= value <= 1.0:
-                raise Invalid(f"{name}: expected a number between 0 and 1, got {value}")
-            options[name] = value
-    if raw.get("max_detections") is not None:
-        try:
-            options["max_detections"] = int(raw["max_detections"])
-        except (TypeError, ValueError):
-            raise Invalid("max_detections: expected a whole number") from None
-        if not 1 <= options["max_detections"] <= MAX_DETECTIONS:
-            raise Invalid(f"max_detections: expected 1 to {MAX_DETECTIONS}")
-    classes = raw.get("classes")
-    if isinstance(classes, str):
-        classes = [part for part in classes.split(",") if part]
-    if classes is not None:
-        if not isinstance(classes, list):
-            raise Invalid("classes: expected a list of class ids or names")
-        options["classes"] = classes
-    return options
 
 
 class _Health:
@@ -108,7 +68,7 @@ class _Predict:
         if req.content_length is not None and req.content_length > self.max_image_bytes * 2:
             raise PayloadTooLarge(f"request of {req.content_length} bytes exceeds the image limit")
         content_type = (req.content_type or "").split(";")[0].strip().lower()
-        query = {name: req.get_param(name) for name in _OPTION_NAMES if req.get_param(name) is not None}
+        query = {name: req.get_param(name) for name in OPTION_NAMES if req.get_param(name) is not None}
         if content_type.startswith("image/") or content_type == "application/octet-stream":
             return self._limited(req.bounded_stream.read(self.max_image_bytes + 1)), query
         if content_type == "multipart/form-data":
@@ -123,7 +83,7 @@ class _Predict:
             image_bytes = decode_base64(body["image"])
         except InvalidImage as exc:
             raise Invalid(str(exc)) from None
-        return self._limited(image_bytes), {**query, **{name: body.get(name) for name in _OPTION_NAMES if name in body}}
+        return self._limited(image_bytes), {**query, **{name: body.get(name) for name in OPTION_NAMES if name in body}}
 
     def _multipart(self, req: falcon.Request, options: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
         image_bytes = None
@@ -131,7 +91,7 @@ class _Predict:
             for part in req.get_media():
                 if part.name in ("image", "file"):
                     image_bytes = self._limited(part.stream.read(self.max_image_bytes + 1))
-                elif part.name in _OPTION_NAMES:
+                elif part.name in OPTION_NAMES:
                     options[part.name] = part.text
         except falcon.MediaMalformedError as exc:
             raise Invalid(f"malformed multipart body: {exc.description}") from None
@@ -152,5 +112,6 @@ def create_service_app(detector: Detector, max_image_bytes: int = DEFAULT_MAX_IM
     app.add_route("/health", _Health(detector))
     app.add_route("/info", _Info(detector))
     app.add_route("/predict", _Predict(detector, max_image_bytes))
+    add_v2_routes(app, detector, max_image_bytes)
     install_error_rendering(app)
     return app

@@ -14,7 +14,9 @@ import numpy as np
 import onnxruntime as ort
 
 from inference import yolo_steps as steps
+from inference.batching import Batcher, BatchPolicy
 from inference.lanes import Lanes
+from inference.tensors import ONNX_DATATYPES, TensorSpec
 
 DEFAULT_IMGSZ = 640
 
@@ -103,8 +105,10 @@ class _OnnxBackend:
         self.input_name = inputs[0].name
         self.input_size = _input_size(inputs[0].shape, metadata.get("imgsz"))
         self.names = _parse_names(metadata.get("names"))
-        self.model_type = "yolo"
+        self.model_type, self.platform = "yolo", "onnxruntime_onnx"
         self.device = self.session.get_providers()[0]
+        self.tensor_inputs = [_spec(tensor) for tensor in inputs]
+        self.tensor_outputs = [_spec(tensor) for tensor in self.session.get_outputs()]
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         return self.run_outputs({self.input_name: tensor})[0]
@@ -112,9 +116,17 @@ class _OnnxBackend:
     def serving(self) -> contextlib.AbstractContextManager[None]:
         return self._lanes.serving()
 
-    def run_outputs(self, inputs: dict[str, np.ndarray], names: list[str] | None = None) -> list[np.ndarray]:
-        """The model's outputs (``names``, or all) for ``inputs``, on the session the cores allow now."""
-        return self._lanes.run(lambda session: session.run(names, inputs))
+    def run_outputs(self, inputs: dict[str, np.ndarray], names: list[str] | None = None,
+                    whole: bool = False) -> list[np.ndarray]:
+        """The model's outputs (``names``, or all) for ``inputs``, on the session the cores allow now (all of
+        them, ``whole``, for a batch)."""
+        return self._lanes.run(lambda session: session.run(names, inputs), whole)
+
+
+def _spec(tensor: Any) -> TensorSpec:
+    """An ONNX input or output as v2 metadata shows it: a named (symbolic) dimension is -1."""
+    return TensorSpec(tensor.name, ONNX_DATATYPES.get(tensor.type, tensor.type),
+                      tuple(dim if isinstance(dim, int) else -1 for dim in tensor.shape))
 
 
 class _TorchScriptBackend:
@@ -141,7 +153,9 @@ class _TorchScriptBackend:
             {int(k): str(v) for k, v in (config.get("names") or {}).items()}
         imgsz = config.get("imgsz")
         self.input_size = _input_size(["n", 3, "h", "w"], str(imgsz) if imgsz is not None else None)
-        self.model_type = "pytorch"
+        self.model_type, self.platform = "pytorch", "pytorch_libtorch"
+        self.tensor_inputs = [TensorSpec("images", "FP32", (-1, 3, *self.input_size))]
+        self.tensor_outputs = [TensorSpec("output0", "FP32", (-1, -1, -1))]
         self.device = f"{self._device}" + (f" ({torch.cuda.get_device_name(0)})" if use_cuda else "")
 
     def serving(self) -> contextlib.AbstractContextManager[None]:
@@ -149,8 +163,12 @@ class _TorchScriptBackend:
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
-            output = self.module(self._torch.from_numpy(tensor).to(self._device))
+            output = self.module(self._torch.from_numpy(np.ascontiguousarray(tensor)).to(self._device))
         return (output[0] if isinstance(output, (list, tuple)) else output).float().cpu().numpy()
+
+    def run_outputs(self, inputs: dict[str, np.ndarray], names: list[str] | None = None,
+                    whole: bool = False) -> list[np.ndarray]:
+        return [self.run(inputs["images"])]
 
 
 BACKENDS = {"yolo": _OnnxBackend, "pytorch": _TorchScriptBackend}  # by the workload's model_type
@@ -160,10 +178,11 @@ class YoloModel:
     """One model (``yolo``: ONNX on onnxruntime; ``pytorch``: TorchScript), one session; ``predict`` is safe
     to call from many threads at once."""
 
-    def __init__(self, path: str, threads: int = 0, model_type: str = "yolo") -> None:
+    def __init__(self, path: str, threads: int = 0, model_type: str = "yolo", batch: BatchPolicy | None = None) -> None:
         if not os.path.isfile(path):
             raise NotAYoloModel(f"model file {path!r} does not exist")
         self.backend = BACKENDS[model_type](path, threads)
+        self._batcher = Batcher(self._run_batch, batch.max_size, batch.max_delay_ms / 1000) if batch else None
         self.path = path
         self.input_size = self.backend.input_size
         self.names = self.backend.names
@@ -177,6 +196,9 @@ class YoloModel:
     def serving(self) -> contextlib.AbstractContextManager[None]:
         """Around the whole of one request (see ``inference.lanes``)."""
         return self.backend.serving()
+
+    def _run_batch(self, batch: np.ndarray) -> np.ndarray:
+        return self.backend.run_outputs({self.backend.tensor_inputs[0].name: batch}, None, whole=True)[0]
 
     def class_name(self, class_id: int) -> str:
         return self.names.get(class_id, f"class_{class_id}")
@@ -192,7 +214,8 @@ class YoloModel:
         """Detections in original-image pixels, and the milliseconds spent in ``session.run``."""
         boxed = steps.letterbox(image, self.input_size)
         started = time.perf_counter()
-        output = self.backend.run(steps.to_tensor(boxed.image))
+        tensor = steps.to_tensor(boxed.image)
+        output = self._batcher.run(tensor) if self._batcher else self.backend.run(tensor)
         inference_ms = (time.perf_counter() - started) * 1000
         boxes, scores, class_ids = steps.decode_output(output, self.layout)
         kept = steps.select(boxes, scores, class_ids, self.layout, confidence, iou, max_detections, classes)

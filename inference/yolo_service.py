@@ -3,19 +3,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cnetd.common.errors import Unprocessable
 from inference.server import add_common_arguments, serve
+from inference.batching import BatchPolicy
 from inference.yolo_model import YoloModel
 
 
 class YoloDetector:
-    def __init__(self, model: YoloModel) -> None:
+    def __init__(self, model: YoloModel, model_name: str | None = None) -> None:
         self.model = model
         self.name = model.info()["model"]
+        self.model_name = model_name or Path(model.path).stem
+        self.platform = model.backend.platform
+        self.tensor_inputs, self.tensor_outputs = model.backend.tensor_inputs, model.backend.tensor_outputs
         self._ids_by_name = {name: class_id for class_id, name in model.names.items()}
 
     def info(self) -> dict[str, Any]:
@@ -23,6 +28,9 @@ class YoloDetector:
 
     def serving(self) -> contextlib.AbstractContextManager[None]:
         return self.model.serving()
+
+    def infer_tensors(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        return self.model.backend.run_outputs(inputs, outputs)
 
     def _class_ids(self, classes: list[Any] | None) -> list[int] | None:
         if classes is None:
@@ -49,9 +57,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="YOLO detector exported to ONNX (or TorchScript)")
     parser.add_argument("--model-type", choices=["yolo", "pytorch"], default="yolo",
                         help="yolo: ONNX on onnxruntime; pytorch: TorchScript whose output is a YOLO layout")
+    parser.add_argument("--batch-max-size", type=int, default=0, help="dynamic batching: at most this many "
+                        "requests in one run (0: off)")
+    parser.add_argument("--batch-max-delay-ms", type=float, default=2.0, help="dynamic batching: how long the "
+                        "first request of a batch waits for others")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    serve("yolo", args, lambda: YoloDetector(YoloModel(args.model, threads=args.threads, model_type=args.model_type)))
+    batch = BatchPolicy(args.batch_max_size, args.batch_max_delay_ms) if args.batch_max_size > 1 else None
+    serve("yolo", args, lambda: YoloDetector(YoloModel(args.model, threads=args.threads, model_type=args.model_type,
+                                                       batch=batch), args.name),
+          min_request_threads=batch.max_size if batch else 0)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from workers.workload_files import readable_copy
 
 SUPPORTED_MODEL_TYPES = ("yolo", "pytorch")
 DERIVED_FIELDS = ("model_file",)  # added by the node that runs it, never submitted
+MAX_BATCH, MAX_BATCH_DELAY_MS, DEFAULT_BATCH_DELAY_MS = 64, 1000, 2.0
 CHECK_TIMEOUT_S = 120
 
 
@@ -37,10 +38,15 @@ class YoloExecutor(PlainProgram):
                        "or s3://BUCKET/KEY"},
         "model_sha256": {"type": ["string", "null"], "pattern": SHA256_PATTERN,
                          "description": "what the model's bytes must hash to"},
+        "batch": {"type": ["object", "null"], "additionalProperties": False, "required": ["max_size"],
+                  "description": "dynamic batching (off without it): requests arriving within max_delay_ms of "
+                                 "the first, up to max_size, run as one batch",
+                  "properties": {"max_size": {"type": "integer", "minimum": 2, "maximum": MAX_BATCH},
+                                 "max_delay_ms": {"type": "number", "minimum": 0, "maximum": MAX_BATCH_DELAY_MS}}},
         **SERVICE_SCHEMAS}, required=("model_type", "model_path"))
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
-        reject_unknown_fields(config, ("model_type", "model_path", "model_sha256", *SERVICE_FIELDS))
+        reject_unknown_fields(config, ("model_type", "model_path", "model_sha256", "batch", *SERVICE_FIELDS))
         model_type = config.get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise Invalid(f"config.model_type: {model_type!r} is not supported (supported: "
@@ -51,16 +57,35 @@ class YoloExecutor(PlainProgram):
         if not isinstance(path, str) or not path:
             raise Invalid("config.model_path: required, where the YOLO model is (a path, data://, http(s)://, s3://)")
         parse_source(path)
+        batch = _batch(config.get("batch"))
         return {"model_type": model_type, "model_path": path, "model_sha256": check_sha256(config.get("model_sha256")),
-                **validate_service_fields(config, node)}
+                **({"batch": batch} if batch else {}), **validate_service_fields(config, node)}
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         path = record.config["model_file"]
         _check_model(path, record.config["model_type"], record.config["model_path"])
         suffix = Path(path).suffix or Path(parse_source(record.config["model_path"]).name).suffix
         model = readable_copy(path, service_home(record, node), "model" + suffix, service_user(record, node))
+        batch = record.config.get("batch")
+        batching = ["--batch-max-size", str(batch["max_size"]), "--batch-max-delay-ms", str(batch["max_delay_ms"])] \
+            if batch else []
         return service_spec(record, node, "inference.yolo_service",
-                             ["--model", model, "--model-type", record.config["model_type"]])
+                             ["--model", model, "--model-type", record.config["model_type"], "--name", record.name,
+                              *batching])
+
+
+def _batch(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"max_size", "max_delay_ms"}:
+        raise Invalid("config.batch: expected {max_size, max_delay_ms}")
+    size, delay = raw.get("max_size"), raw.get("max_delay_ms", DEFAULT_BATCH_DELAY_MS)
+    whole = isinstance(size, int) or (isinstance(size, float) and size.is_integer())
+    if isinstance(size, bool) or not whole or not 2 <= size <= MAX_BATCH:
+        raise Invalid(f"config.batch.max_size: expected a whole number from 2 to {MAX_BATCH}")
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= MAX_BATCH_DELAY_MS:
+        raise Invalid(f"config.batch.max_delay_ms: expected milliseconds from 0 to {MAX_BATCH_DELAY_MS}")
+    return {"max_size": int(size), "max_delay_ms": float(delay)}
 
 
 def _check_model(path: str, model_type: str, source: str) -> None:

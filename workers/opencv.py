@@ -24,4 +24,5 @@ class OpenCVExecutor(PlainProgram):
         return {"cascade_type": cascade, **validate_service_fields(config, node)}
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
-        return service_spec(record, node, "inference.opencv_service", ["--cascade", record.config["cascade_type"]])
+        return service_spec(record, node, "inference.opencv_service",
+                            ["--cascade", record.config["cascade_type"], "--name", record.name])

@@ -16,6 +16,7 @@ from cnetd.api.models import ArtifactFile, Model, Models
 from cnetd.api.nodes import Health, NodeEntry, NodeRegistration, NodeResources, Nodes
 from cnetd.api.pages import Console, Metrics, OpenApi
 from cnetd.api.predict import WorkloadPredict
+from cnetd.api.v2 import V2_ROUTES
 from cnetd.api.remote import RemoteWorkloads
 from cnetd.api.workloads import Workload, WorkloadLogs, WorkloadLogStream, Workloads, WorkloadStop
 from cnetd.common.request_metrics import RequestMetrics
@@ -31,7 +32,7 @@ ROUTES: tuple[tuple[str, type[Resource]], ...] = (
     ("/api/nodes/register", NodeRegistration), ("/api/nodes/{node_id}", NodeEntry), ("/api/workloads", Workloads),
     ("/api/workloads/{workload_id}", Workload), ("/api/workloads/{workload_id}/stop", WorkloadStop),
     ("/api/workloads/{workload_id}/logs", WorkloadLogs), ("/api/workloads/{workload_id}/logs/{stream}", WorkloadLogStream),
-    ("/api/workloads/{workload_id}/predict", WorkloadPredict),
+    ("/api/workloads/{workload_id}/predict", WorkloadPredict), *V2_ROUTES,
     ("/api/data", DataList), ("/api/data/{data_key}", DataItem), ("/api/models", Models),
     ("/api/models/{sha256}", Model), ("/api/artifacts/{sha256}", ArtifactFile), ("/api/openapi.json", OpenApi),
     ("/metrics", Metrics), ("/", Console),

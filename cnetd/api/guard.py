@@ -7,7 +7,9 @@ preflight), and DNS rebinding lets it read the answers under its own name. So:
   ``api.allowed_hosts``, or loopback names (a rebound name is not among them) → else 421;
 - a request that changes something has no text/plain or form body, nor a body without a type: those
   are what a page can send cross-origin without a preflight (any other type is preflighted, and this
-  API answers no CORS preflight) → else 415;
+  API answers no CORS preflight) → else 415. A body without a type passes with the v2 protocol's
+  ``Inference-Header-Content-Length`` header (how Triton's client sends binary tensors): a page cannot
+  send a header of its own without a preflight either;
 - a request that changes something and carries an Origin must come from a page of this node (the
   console: a known host on the API's port) → else 403. Browsers send Origin on every cross-origin POST,
   so this also covers a multipart form a page could post.
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SIMPLE_BODIES = frozenset({"text/plain", "application/x-www-form-urlencoded"})
+PREFLIGHTED_HEADER = "Inference-Header-Content-Length"  # not a header a page may send without a preflight
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -82,7 +85,8 @@ class RequestGuard:
         if req.method not in MUTATING:
             return
         content_type = (req.content_type or "").split(";")[0].strip().lower()
-        if content_type in SIMPLE_BODIES or (not content_type and (req.content_length or 0) > 0):
+        untyped = not content_type and (req.content_length or 0) > 0 and not req.get_header(PREFLIGHTED_HEADER)
+        if content_type in SIMPLE_BODIES or untyped:
             raise UnsupportedMediaType(f"a change must be sent as application/json (multipart/form-data for "
                                        f"uploads), not {content_type[:100] or 'an untyped body'!r}")
         origin = req.get_header("Origin")

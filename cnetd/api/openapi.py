@@ -11,7 +11,7 @@ from cnetd import __version__
 from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_MAX, PREDICT_MAX_BYTES
 from cnetd.replicas.spec import MAX_DEPLOYMENT_ID, MAX_REPLICAS, PLACEMENTS, SPREADS
 from cnetd.submission import MAX_REQUIREMENT, WORKLOAD_ID_PATTERN
-from inference.request_limits import BASE64_IMAGE_PATTERN, MAX_DETECTIONS
+from inference.request_limits import BASE64_IMAGE_PATTERN, MAX_DETECTIONS, V2_DATATYPES
 from ledger.records import RESOURCE_KINDS
 from mesh.messages import API_URL_PATTERN, MESH_ENDPOINT_PATTERN, NODE_ID_PATTERN
 from workers.registry import EXECUTORS
@@ -118,6 +118,13 @@ _RESOURCES = {"type": "object", "additionalProperties": False,
               "properties": {kind: {"type": "number" if kind == "cpu" else "integer", "minimum": 0,
                                     "maximum": MAX_REQUIREMENT} for kind in RESOURCE_KINDS}}
 _NULLABLE_STRING = {"type": ["string", "null"]}
+_UNIT = {"type": "number", "minimum": 0, "maximum": 1}
+_INFER_PARAMETERS = {"type": "object", "description": "binary_data_output, and /predict's options for an image",
+                     "properties": {"binary_data_output": {"type": "boolean"}, "confidence": _UNIT, "iou": _UNIT,
+                                    "max_detections": {"type": "integer", "minimum": 1, "maximum": MAX_DETECTIONS},
+                                    "classes": {"type": "array", "items": {"type": ["integer", "string"]}}}}
+_PATH_MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"},
+               "description": "the model's name: the workload's name"}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error", "message"],
@@ -232,12 +239,52 @@ SCHEMAS: dict[str, Any] = {
     "ModelList": {"type": "object", "required": ["models", "count", "cache_bytes", "cached_bytes"], "properties": {
         "models": {"type": "array", "items": _ref("CachedModel")}, "count": {"type": "integer"},
         "cache_bytes": {"type": "integer"}, "cached_bytes": {"type": "integer"}}},
+    "InferRequest": {"type": "object", "required": ["inputs"], "description": "KServe v2: the model's own "
+                     "tensors, or one encoded image as input `image` (BYTES, shape [1]); binary tensors follow the "
+                     "JSON (Inference-Header-Content-Length)", "properties": {
+        "id": {"type": "string"}, "parameters": _INFER_PARAMETERS,
+        "inputs": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["name", "datatype", "shape"], "properties": {
+                "name": {"type": "string"}, "datatype": {"enum": list(V2_DATATYPES)},
+                "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                "parameters": {"type": "object", "properties": {
+                    "binary_data_size": {"type": "integer", "minimum": 0}}},
+                "data": {"type": "array"}}}},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "parameters": {"type": "object", "properties": {
+                "binary_data": {"type": "boolean"}}}}}}}},
+    "InferResponse": {"type": "object", "required": ["model_name", "outputs"], "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name", "datatype", "shape"]}}}},
     "Evicted": {"type": "object", "required": ["sha256", "evicted"], "properties": {
         "sha256": {"type": "string"}, "evicted": {"const": True}}},
 }
 
 def _ok(schema: str, status: str = "200", description: str = "OK") -> tuple[str, str, dict[str, Any]]:
     return status, description, _json(_ref(schema))
+
+
+def _v2_paths() -> dict[str, Any]:
+    """The KServe v2 protocol of a model service (a deployment: of one of its replicas), through the node."""
+    base = "/api/workloads/{workload_id}/v2"
+    relayed = ("401", "404", "409", "503")
+
+    def read(summary: str) -> dict[str, Any]:
+        return {"get": _operation(summary, ("200", "as the service answers", _json({"type": "object"})), *relayed,
+                                  **_SECURED)}
+    infer = _operation("v2 inference: raw output tensors for the model's tensors, detections for an `image`",
+                       ("200", "JSON, or JSON then binary tensors (Inference-Header-Content-Length)",
+                        {**_json(_ref("InferResponse")), **_BYTES}),
+                       "400", "408", "413", "422", *relayed,
+                       requestBody={"required": True, "content": {**_json(_ref("InferRequest")), **_BYTES}},
+                       **_SECURED)
+    return {base: {"parameters": [_PATH_ID], **read("v2 server metadata")},
+            f"{base}/health/live": {"parameters": [_PATH_ID], **read("v2 liveness")},
+            f"{base}/health/ready": {"parameters": [_PATH_ID], **read("v2 readiness")},
+            f"{base}/models/{{model}}": {"parameters": [_PATH_ID, _PATH_MODEL], **read(
+                "v2 model metadata: inputs and outputs with datatype and shape")},
+            f"{base}/models/{{model}}/ready": {"parameters": [_PATH_ID, _PATH_MODEL], **read("v2 model readiness")},
+            f"{base}/models/{{model}}/infer": {"parameters": [_PATH_ID, _PATH_MODEL], "post": infer}}
 
 
 def document() -> dict[str, Any]:
@@ -294,6 +341,7 @@ def document() -> dict[str, Any]:
             requestBody={"required": True, "description": f"at most {PREDICT_MAX_BYTES} bytes", "content": {
                 "application/json": {"schema": _ref("Prediction")},
                 "image/*": {"schema": {"type": "string", "format": "binary"}}}}, **_SECURED)},
+        **_v2_paths(),
         "/api/data": {"get": _operation("Data stored on this node", _ok("DataList"), **_SECURED)},
         "/api/data/{data_key}": {
             "parameters": [_PATH_KEY],
