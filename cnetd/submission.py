@@ -15,6 +15,8 @@ from workers.registry import executor_for
 
 _FIELDS = ("id", "name", "type", "config", "requirements", *DEPLOYMENT_FIELDS)
 WORKLOAD_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # printable: a name goes into a service's command line and logs
+MAX_NAME = 256
 MAX_REQUIREMENT = 2**53  # exact in every JSON reader (and a float64); far above any machine's bytes
 
 
@@ -36,8 +38,8 @@ def parse_submission(body: Any) -> WorkloadRecord:
     if not isinstance(workload_id, str) or not re.fullmatch(WORKLOAD_ID_PATTERN, workload_id):
         raise Invalid("id: lowercase letters, digits and '-', at most 63, starting with a letter or digit")
     name = body.get("name")
-    if "name" in body and not isinstance(name, str):
-        raise Invalid("name: expected a string")
+    if "name" in body and not (isinstance(name, str) and len(name) <= MAX_NAME and re.fullmatch(NAME_PATTERN, name)):
+        raise Invalid(f"name: expected text of at most {MAX_NAME} characters, none of them a control character")
     name = name or f"{workload_type}-{workload_id[:8]}"
     config = body.get("config", {})
     if not isinstance(config, dict):

@@ -70,7 +70,7 @@ class YoloExecutor(PlainProgram):
         batching = ["--batch-max-size", str(batch["max_size"]), "--batch-max-delay-ms", str(batch["max_delay_ms"])] \
             if batch else []
         return service_spec(record, node, "inference.yolo_service",
-                             ["--model", model, "--model-type", record.config["model_type"], "--name", record.name,
+                             ["--model", model, "--model-type", record.config["model_type"], f"--name={record.name}",
                               *batching])
 
 

@@ -25,4 +25,4 @@ class OpenCVExecutor(PlainProgram):
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         return service_spec(record, node, "inference.opencv_service",
-                            ["--cascade", record.config["cascade_type"], "--name", record.name])
+                            ["--cascade", record.config["cascade_type"], f"--name={record.name}"])

@@ -10,7 +10,7 @@ from typing import Any
 from cnetd import __version__
 from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_MAX, PREDICT_MAX_BYTES
 from cnetd.replicas.spec import MAX_DEPLOYMENT_ID, MAX_REPLICAS, PLACEMENTS, SPREADS
-from cnetd.submission import MAX_REQUIREMENT, WORKLOAD_ID_PATTERN
+from cnetd.submission import MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN
 from inference.request_limits import BASE64_IMAGE_PATTERN, MAX_DETECTIONS, V2_DATATYPES
 from ledger.records import RESOURCE_KINDS
 from mesh.messages import API_URL_PATTERN, MESH_ENDPOINT_PATTERN, NODE_ID_PATTERN
@@ -80,7 +80,8 @@ def _submission(workload_type: str, config: dict[str, Any], replicable: bool) ->
             "additionalProperties": False, "properties": {
                 "id": {"type": "string", "pattern": WORKLOAD_ID_PATTERN,
                        "description": "optional; the same id submitted twice runs once"},
-                "name": {"type": "string"}, "type": {"const": workload_type}, "config": config,
+                "name": {"type": "string", "maxLength": MAX_NAME, "pattern": NAME_PATTERN},
+                "type": {"const": workload_type}, "config": config,
                 "requirements": _RESOURCES,
                 "delegation": {"type": "object", "required": ["visited"], "description":
                                "set by a delegating node: the nodes already visited, the forward's attempt id, the "

@@ -23,6 +23,10 @@ SLEEP = {"command": "sleep", "args": ["1"]}
     (b'{"type": "process", "config": {"command": "sleep", "env": {"A": 1}}}', 400, "invalid_request", "config.env"),
     (b'{"type": "process", "config": {"command": "sleep", "working_dir": "/nope"}}', 422, "unprocessable", "working_dir"),
     (b'{"type": "process", "name": null, "config": {"command": "sleep"}}', 400, "invalid_request", "name"),
+    (b'{"type": "opencv", "name": "a\\u0000b"}', 400, "invalid_request", "control character"),  # on a command line
+    (b'{"type": "opencv", "name": "two\\nlines"}', 400, "invalid_request", "control character"),
+    (b'{"type": "opencv", "replicas": 2, "placement": "some"}', 400, "invalid_request", "placement"),
+    (b'{"type": "container", "replicas": 2, "config": {"image": "x"}}', 400, "invalid_request", "no replicas"),
     (b'{"type": "opencv", "config": {"cascade_type": {}}}', 400, "invalid_request", "cascade_type"),
     (b'{"type": "opencv", "config": {"service_port": 80}}', 422, "unprocessable", "privileged port"),
     (b'{"type": "process", "delegation": {"visited": [], "settle": true}}', 400, "invalid_request", "settle"),
