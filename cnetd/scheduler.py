@@ -20,7 +20,7 @@ from typing import Any
 from cnetd.delegation import (DELEGATION_BUDGET_S, SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error,
                               refusal_error, submit_timeout_s)
 from cnetd.common.errors import (CnetError, Conflict, DataNotStoppable, DelegationRefused, InsufficientResources,
-                                 Invalid, NotFound, Unprocessable)
+                                 NotFound, Unprocessable)
 from cnetd.common.httpclient import auth_headers
 from cnetd.common.logs import workload_fields
 from cnetd.metrics import DELEGATIONS
@@ -116,7 +116,8 @@ class Scheduler:
                            visited=visited)
         if record.deployment is not None:
             if visited:
-                raise Invalid("a deployment is not forwarded (its replicas are): submit it where it is to be kept")
+                raise Unprocessable("a deployment is not forwarded (its replicas are): submit it where it is to be "
+                                    "kept")
             self._check_replicas(DeploymentSpec.of(record).replicas)
             return self._deploy(record)
         usage = self._ledger.usage()

@@ -27,6 +27,8 @@ SLEEP = {"command": "sleep", "args": ["1"]}
     (b'{"type": "opencv", "name": "two\\nlines"}', 400, "invalid_request", "control character"),
     (b'{"type": "opencv", "replicas": 2, "placement": "some"}', 400, "invalid_request", "placement"),
     (b'{"type": "container", "replicas": 2, "config": {"image": "x"}}', 400, "invalid_request", "no replicas"),
+    (b'{"type": "opencv", "replicas": 2, "delegation": {"visited": ["elsewhere"]}}', 422, "unprocessable",
+     "not forwarded"),  # found by fuzzing
     (b'{"type": "opencv", "config": {"cascade_type": {}}}', 400, "invalid_request", "cascade_type"),
     (b'{"type": "opencv", "config": {"service_port": 80}}', 422, "unprocessable", "privileged port"),
     (b'{"type": "process", "delegation": {"visited": [], "settle": true}}', 400, "invalid_request", "settle"),
