@@ -31,7 +31,7 @@ from cnetd.paths import WORKLOAD_GROUP, program_name
 from cnetd.placement import Candidate, Placement, rank
 from cnetd.private_files import make_workload_dir, write_workload_file
 from cnetd.replicas.controller import ReplicaController
-from cnetd.replicas.spec import SPREAD_NODE, DeploymentSpec, replica_count
+from cnetd.replicas.spec import SPREAD_NODE, DeploymentSpec, replica_count, replica_prefix
 from cnetd.replicas.state import members_of
 from cnetd.supervisor_rpc import Supervisor, environment_file, workload_environment, workload_program_options
 from ledger.nodetable import Role
@@ -146,7 +146,8 @@ class Scheduler:
             return set()
         with contextlib.suppress(NotFound):
             if DeploymentSpec.of(self._ledger.get(record.replica_of)).spread == SPREAD_NODE:
-                return {node for member in members_of(self._ledger.workloads(), record.replica_of)
+                members = members_of(self._ledger.workloads(replica_prefix(record.replica_of)), record.replica_of)
+                return {node for member in members
                         if not member.retired and not member.terminal and member.id != record.id
                         for node in (member.node, member.delegated_to) if node}
         return set()

@@ -6,6 +6,7 @@ a version counter and, after commit, calls ``on_change(version)`` so the process
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from typing import Any, Callable, Sequence
 
@@ -201,9 +202,14 @@ class Ledger:
             raise NotFound(f"no workload with id {workload_id!r}")
         return WorkloadRecord.from_dict(orjson.loads(raw))
 
-    def workloads(self) -> list[WorkloadRecord]:
+    def workloads(self, id_prefix: str = "") -> list[WorkloadRecord]:
+        """Every record (those whose id starts with ``id_prefix``: a range of the sorted keys), oldest first."""
+        prefix = id_prefix.encode()
         with self._env.begin(db=self._workloads_db) as txn:
-            records = [WorkloadRecord.from_dict(orjson.loads(raw)) for _, raw in txn.cursor()]
+            cursor = txn.cursor()
+            cursor.set_range(prefix)
+            records = [WorkloadRecord.from_dict(orjson.loads(raw))
+                       for key, raw in itertools.takewhile(lambda item: item[0].startswith(prefix), cursor)]
         return sorted(records, key=lambda record: record.created_at)
 
     def allocations(self) -> dict[str, Resources]:

@@ -16,6 +16,7 @@ from cnetd.config import NodeConfig
 from cnetd.health import healthy
 from cnetd.models.store import MODEL_TYPE
 from cnetd.replicas.balancer import Balancer
+from cnetd.replicas.spec import replica_prefix
 from cnetd.replicas.state import deployment_view, members_of
 from ledger.catalog import Catalog
 from ledger.nodetable import NodeTable
@@ -79,7 +80,7 @@ class Resource:
 
     def members(self, deployment: WorkloadRecord) -> list[WorkloadRecord]:
         """A deployment's replicas (those taken out of rotation too, until they are deleted)."""
-        return members_of(self.deps.ledger.workloads(), deployment.id)
+        return members_of(self.deps.ledger.workloads(replica_prefix(deployment.id)), deployment.id)
 
     def checked(self, record: WorkloadRecord) -> WorkloadRecord:
         """``record``, running now if it is a starting service whose /health answers."""

@@ -63,8 +63,13 @@ def parse_spec(body: dict[str, Any], workload_id: str) -> DeploymentSpec | None:
     return DeploymentSpec(replica_count(body["replicas"]), spread, placement)
 
 
+def replica_prefix(deployment_id: str) -> str:
+    """What the ids of a deployment's replicas begin with (others' may too: ``replica_of`` tells)."""
+    return f"{deployment_id}-r"
+
+
 def replica_record(deployment: WorkloadRecord, index: int) -> WorkloadRecord:
     """Replica number ``index`` of ``deployment``: its request as the user sent it, under its own id."""
-    return WorkloadRecord(id=f"{deployment.id}-r{index}", type=deployment.type, name=deployment.name,
+    return WorkloadRecord(id=f"{replica_prefix(deployment.id)}{index}", type=deployment.type, name=deployment.name,
                           config=deployment.config, requirements=deployment.requirements,
                           fingerprint=deployment.fingerprint, replica_of=deployment.id)

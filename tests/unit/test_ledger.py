@@ -66,6 +66,13 @@ def test_terminal_records_ignore_later_transitions(ledger: Ledger) -> None:
     assert ledger.version() == version  # no-op changes commit nothing
 
 
+def test_records_by_id_prefix_are_a_range_of_the_keys(ledger: Ledger) -> None:
+    for workload_id in ("faces-r1", "faces", "faces-r0", "facesx", "other", "faces-r10"):
+        ledger.admit(record(workload_id))
+    assert [found.id for found in ledger.workloads("faces-r")] == ["faces-r1", "faces-r0", "faces-r10"]  # oldest first
+    assert len(ledger.workloads()) == 6 and ledger.workloads("nothing") == []
+
+
 def test_unknown_ids_raise_not_found(ledger: Ledger) -> None:
     with pytest.raises(NotFound):
         ledger.get("nope")
