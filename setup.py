@@ -23,7 +23,6 @@ setup(
         "humanfriendly>=10",  # sizes and ages people read and write,
         "requests>=2.31",
         "requests-toolbelt>=1.0",  # and uploads streamed from disk
-        "urllib3>=2",  # the predict relay's kept-alive connections
         "nvidia-ml-py>=12",
         "onnxruntime>=1.16",
         "opencv-python-headless>=4.10,<5",
