@@ -55,8 +55,9 @@ def test_every_node_sees_its_neighbours(four_nodes: dict[str, Node]) -> None:
         "changzhou": {"self": n["changzhou"], "parent": (n["nanjing"], "online"), "children": [],
                       "peers": [(n["suqian"], "online")]},
     }
-    for name, member in four_nodes.items():
-        wait_for(lambda: nodes_view(member) == expected[name], timeout_s=10)
+    for name, member in four_nodes.items():  # within a period (30 s): what the triggered heartbeats do
+        wait_for(lambda: nodes_view(member) == expected[name], timeout_s=25,
+                 diagnose=lambda: (name, nodes_view(member)))
     nanjing = four_nodes["nanjing"].api("GET", "/api/nodes").json()
     child = nanjing["children"][0]
     assert child["resources"]["capacity"]["cpu"] == 4.0 and child["last_seen_s"] < SLOW_PERIOD_S
