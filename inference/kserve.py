@@ -99,11 +99,7 @@ class _Infer(_Model):
                           f"(or {IMAGE_INPUT.name!r}, an encoded image)")
         for name, (datatype, array) in request.inputs.items():
             specs[name].check(array, datatype)
-        known = [spec.name for spec in self.detector.tensor_outputs]
-        wanted = list(request.outputs) if request.outputs else known
-        unknown = sorted(set(wanted) - set(known))
-        if unknown:
-            raise Unprocessable(f"outputs {unknown}: the model has {known}")
+        wanted = _asked_for(request, [spec.name for spec in self.detector.tensor_outputs])
         arrays = self.detector.infer_tensors({name: array for name, (_, array) in request.inputs.items()}, wanted)
         return dict(zip(wanted, arrays))
 
@@ -118,11 +114,16 @@ class _Infer(_Model):
                    "scores": np.array([item["confidence"] for item in detections], np.float32),
                    "class_ids": np.array([item["class_id"] for item in detections], np.int64),
                    "classes": np.array([item["class"].encode() for item in detections], np.object_)}
-        wanted = list(request.outputs) if request.outputs else list(outputs)
-        unknown = sorted(set(wanted) - set(outputs))
-        if unknown:
-            raise Unprocessable(f"outputs {unknown}: detections are {list(outputs)}")
-        return {name: outputs[name] for name in wanted}
+        return {name: outputs[name] for name in _asked_for(request, list(outputs))}
+
+
+def _asked_for(request: InferRequest, known: list[str]) -> list[str]:
+    """The outputs a request asks for (all of them when it names none); 422 for one the model lacks."""
+    wanted = list(request.outputs) if request.outputs else known
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise Unprocessable(f"outputs {unknown}: the model has {known}")
+    return wanted
 
 
 def _image(raw: Any) -> np.ndarray:

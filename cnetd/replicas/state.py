@@ -16,10 +16,15 @@ def in_rotation(status: str, health_failures: int, retired: bool) -> bool:
     return status == Status.RUNNING and not health_failures and not retired
 
 
+def healthy_count(active: list[dict[str, Any]]) -> int:
+    """How many of a deployment's replicas (their views) are in rotation."""
+    return sum(in_rotation(view["status"], view.get("health_failures", 0), False) for view in active)
+
+
 def deployment_status(desired: int, stopped: bool, active: list[dict[str, Any]]) -> str:
     if stopped:
         return Status.STOPPED
-    healthy = sum(in_rotation(view["status"], view.get("health_failures", 0), False) for view in active)
+    healthy = healthy_count(active)
     if healthy >= desired:
         return Status.RUNNING
     if healthy:
@@ -34,7 +39,7 @@ def deployment_view(record: WorkloadRecord, members: list[WorkloadRecord], views
     spec = DeploymentSpec.of(record)
     active = [view for member, view in zip(members, views) if not member.retired]
     stopped = record.desired == Desired.STOP
-    healthy = sum(in_rotation(view["status"], view.get("health_failures", 0), False) for view in active)
+    healthy = healthy_count(active)
     instances = [{name: view.get(name) for name in SHOWN_FIELDS}
                  | {"retired_because": member.retired_because or None}
                  for member, view in zip(members, views)]
