@@ -8,6 +8,7 @@ one started (or restarted) by hand runs again in the ledger, holding its resourc
 from __future__ import annotations
 
 import dataclasses
+import math
 import logging
 import time
 from typing import Any, Callable
@@ -101,7 +102,9 @@ def settle(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
     """Bring ``record`` in line with its program's process ``info`` (None: supervisord has no such program)."""
     if record.terminal:
         if info is not None and info["statename"] == "RUNNING":
-            return _started_by_hand(ledger, supervisor, record, info)
+            if _started_after_it_ended(record, info):
+                return _started_by_hand(ledger, supervisor, record, info)
+            return record  # the process it ended with, failed before its kill (health.start_timeout_s): its exit settles it
         if info is not None and info["statename"] in STOPPED_STATES and record.status != Status.STOPPED:
             supervisor.remove(record.program)  # a stopped one stays, for an operator's supervisorctl start
         return record
@@ -137,6 +140,11 @@ def _settle_exit(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
     settled = ledger.update(record.id, finish(status, exit_code, _exit_message(record, exit_code)))
     supervisor.remove(record.program)
     return settled
+
+
+def _started_after_it_ended(record: WorkloadRecord, info: dict[str, Any]) -> bool:
+    """Whether the running process began after the record ended; supervisord's ``start`` is whole seconds."""
+    return record.finished_at is None or info["start"] >= math.floor(record.finished_at)
 
 
 def _started_by_hand(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,

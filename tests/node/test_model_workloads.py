@@ -146,14 +146,24 @@ def test_a_service_not_healthy_in_time_is_failed_and_released() -> None:
         workload_id = uuid.uuid4().hex[:12]
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(node.submit, YOLO, {"cpu": 1}, workload_type="mlmodel", id=workload_id)
-            pid = wait_for(lambda: node.api("GET", f"/api/workloads/{workload_id}").ok
-                           and node.workload(workload_id)["process_pid"], timeout_s=30)
-            os.killpg(pid, signal.SIGSTOP)  # alive, never answering its health check
+            # Stopped as soon as it exists, before it can load its model (polling the API instead lost that race
+            # on a loaded machine): alive, never answering its health check.
+            pid = wait_for(lambda: _process_with(workload_id), timeout_s=30, interval_s=0.005)
+            os.killpg(pid, signal.SIGSTOP)
             assert answer.result().status_code == 201
-        failed = wait_for(lambda: (view := node.workload(workload_id))["status"] == "failed" and view, timeout_s=30)
+        failed = wait_for(lambda: (view := node.workload(workload_id))["status"] == "failed" and view, timeout_s=30,
+                          diagnose=lambda: (node.workload(workload_id), node.log("monitor.log")[-3000:]))
         assert "start_timeout_s" in failed["message"]
         assert node.resources() == before
         wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+
+
+def _process_with(workload_id: str) -> int | None:
+    """The pid of the process whose command line names ``workload_id`` (its env file, then its log dir)."""
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if any(workload_id in part for part in process.info["cmdline"] or ()):
+            return process.info["pid"]
+    return None
 
 
 def test_a_relaunch_whose_model_is_gone_fails_and_releases(tmp_path) -> None:

@@ -1,0 +1,59 @@
+"""Settling a record against its program's process info: which running program is a start by hand."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cnetd.lifecycle import finish, mark_started, settle
+from ledger.records import Resources, Status, WorkloadRecord
+from ledger.store import Ledger
+
+
+class Programs:
+    """What settle asks of supervisord, kept as a list of calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def start(self, program: str) -> None:
+        self.calls.append(("start", program))
+
+    def stop(self, program: str) -> None:
+        self.calls.append(("stop", program))
+
+    def remove(self, program: str) -> None:
+        self.calls.append(("remove", program))
+
+
+@pytest.fixture
+def ledger(tmp_path) -> Ledger:
+    store = Ledger(str(tmp_path / "ledger"))
+    store.set_node({"node_id": "n"}, Resources(cpu=4.0))
+    yield store
+    store.close()
+
+
+def failed_service(ledger: Ledger) -> WorkloadRecord:
+    """A service failed by its start timeout: recorded first, its process killed after."""
+    ledger.admit(WorkloadRecord(id="s", type="mlmodel", name="s", config={}, requirements=Resources(cpu=1.0),
+                                program="workloads:wl-s", health_url="http://127.0.0.1:9/health"))
+    ledger.update("s", mark_started(4321))
+    return ledger.update("s", finish(Status.FAILED, message="not healthy within 3 s of its start"))
+
+
+def test_the_process_it_failed_with_still_running_is_not_a_start_by_hand(ledger: Ledger) -> None:
+    record = failed_service(ledger)
+    programs = Programs()
+    info = {"statename": "RUNNING", "pid": 4321, "start": int(record.finished_at) - 3}
+    assert settle(ledger, programs, record, info) == record
+    assert ledger.get("s").status == Status.FAILED and ledger.usage().allocated == Resources()
+    assert programs.calls == []
+
+
+def test_a_process_started_after_it_ended_runs_again_and_holds_its_resources(ledger: Ledger) -> None:
+    record = failed_service(ledger)  # the control: the same record, a process begun after its end
+    info = {"statename": "RUNNING", "pid": 5555, "start": int(time.time())}
+    revived = settle(ledger, Programs(), record, info)
+    assert revived.status == Status.STARTING and revived.process_pid == 5555
+    assert ledger.usage().allocated == Resources(cpu=1.0)
