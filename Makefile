@@ -19,6 +19,9 @@ $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# onnx2tf imports tf-keras, whose own requirement (the full tensorflow, twice tensorflow-cpu's size) would
+	# replace tensorflow-cpu's files: it runs on tensorflow-cpu, installed without its requirements.
+	$(BIN)/pip install --quiet --no-deps tf-keras==2.21.0
 	touch $@
 
 venv: $(STAMP)
@@ -45,7 +48,7 @@ test: venv system-deps container-engine
 bench: venv system-deps
 	@command -v nginx >/dev/null || ($(APT_INSTALL) nginx-light)
 	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput metrics_overhead \
-		partition_recovery cluster_faults; do \
+		partition_recovery cluster_faults tensorflow_predict; do \
 		$(BIN)/python bench/$$script.py || exit 1; done
 
 clean:

@@ -35,8 +35,13 @@ setup(
         "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.31", "nudenet==3.4.2", "scikit-image>=0.21",
                  "onnx>=1.14", "boto3>=1.28", "awscli>=1.29", "torch==2.13.0",  # the CPU build on these machines
                  "playwright==1.65.2", "pytest-playwright==0.10.0", "hypothesis>=6", "schemathesis>=4",
-                 "tritonclient[http]==2.73.0"],  # Triton's own client, against the v2 protocol
+                 "tritonclient[http]==2.73.0",  # Triton's own client, against the v2 protocol
+                 # TensorFlow's runtimes, and onnx2tf to convert the test model (its tf-keras: see the Makefile)
+                 "tensorflow-cpu==2.21.0", "ai-edge-litert==2.3.0", "onnx2tf==1.28.8", "onnxslim==0.1.98",
+                 "onnx-graphsurgeon==0.6.1", "sng4onnx==2.0.1"],
         "torch": ["torch>=2.1"],
+        "tflite": ["ai-edge-litert>=1.2"],
+        "tensorflow": ["tensorflow-cpu>=2.16"],
     },
     entry_points={
         "console_scripts": [

@@ -116,9 +116,9 @@ def load(send: Callable[[requests.Session], None], clients: int, seconds: float,
             "cores_busy": round((tree_cpu_s(service_pid) - cpu_before) / elapsed, 2)}
 
 
-def service(cpu: int, extra: list[str], log_dir: str) -> tuple[subprocess.Popen, str]:
+def service(cpu: int, extra: list[str], log_dir: str, model: str = YOLO_MODEL) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    process = subprocess.Popen([str(VENV_BIN / "cnet-inference-yolo"), "--model", YOLO_MODEL, "--port", str(port),
+    process = subprocess.Popen([str(VENV_BIN / "cnet-inference-yolo"), "--model", model, "--port", str(port),
                                 "--threads", str(cpu), "--log-dir", log_dir, "--name", "faces", *extra],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until_answers(f"http://127.0.0.1:{port}/health", process=process)

@@ -1,7 +1,6 @@
-"""A YOLO ONNX model on one onnxruntime session: metadata (names, input size, layout) and ``predict``."""
+"""A YOLO model on its backend (onnxruntime, TorchScript; TensorFlow's in ``tf_backends``): metadata and ``predict``."""
 from __future__ import annotations
 
-import ast
 import contextlib
 import json
 import os
@@ -16,10 +15,9 @@ import onnxruntime as ort
 from inference import yolo_steps as steps
 from inference.batching import Batcher, BatchPolicy
 from inference.lanes import Lanes
+from inference.model_metadata import NotAYoloModel, input_size, parse_names
 from inference.tensors import ONNX_DATATYPES, TensorSpec
-
-DEFAULT_IMGSZ = 640
-
+from inference.tf_backends import LiteRTBackend, SavedModelBackend
 
 def default_providers() -> list[str]:
     """CUDA when this process was given a GPU (CUDA_VISIBLE_DEVICES set and not empty) and the installed
@@ -27,10 +25,6 @@ def default_providers() -> list[str]:
     if os.environ.get("CUDA_VISIBLE_DEVICES") and "CUDAExecutionProvider" in ort.get_available_providers():
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
-
-
-class NotAYoloModel(ValueError):
-    """A file that onnxruntime cannot load, or whose input/output is not a YOLO detector's."""
 
 
 @dataclass(frozen=True)
@@ -42,35 +36,6 @@ class Detection:
 
     def to_dict(self) -> dict[str, Any]:
         return {"class": self.class_name, "class_id": self.class_id, "confidence": self.confidence, "bbox": self.bbox}
-
-
-def _parse_names(raw: str | None) -> dict[int, str]:
-    if not raw:
-        return {}
-    try:
-        names = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return {}
-    if isinstance(names, list):
-        names = dict(enumerate(names))
-    return {int(key): str(value) for key, value in names.items()} if isinstance(names, dict) else {}
-
-
-def _input_size(shape: list[Any], imgsz: str | None) -> tuple[int, int]:
-    """The static input size, else the ``imgsz`` metadata ([h, w] or one number), else 640."""
-    height, width = shape[2], shape[3]
-    if isinstance(height, int) and isinstance(width, int):
-        return height, width
-    if imgsz:
-        try:
-            value = ast.literal_eval(imgsz)
-        except (ValueError, SyntaxError):
-            value = None
-        if isinstance(value, int):
-            return value, value
-        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-            return value[0], value[1]
-    return DEFAULT_IMGSZ, DEFAULT_IMGSZ
 
 
 def _session(path: str, threads: int) -> ort.InferenceSession:
@@ -103,15 +68,15 @@ class _OnnxBackend:
             raise NotAYoloModel("a YOLO detector takes one NCHW image input")
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.input_name = inputs[0].name
-        self.input_size = _input_size(inputs[0].shape, metadata.get("imgsz"))
-        self.names = _parse_names(metadata.get("names"))
+        self.input_size = input_size(inputs[0].shape[2], inputs[0].shape[3], metadata.get("imgsz"))
+        self.names = parse_names(metadata.get("names"))
         self.model_type, self.platform = "yolo", "onnxruntime_onnx"
         self.device = self.session.get_providers()[0]
         self.tensor_inputs = [_spec(tensor) for tensor in inputs]
         self.tensor_outputs = [_spec(tensor) for tensor in self.session.get_outputs()]
 
-    def run(self, tensor: np.ndarray) -> np.ndarray:
-        return self.run_outputs({self.input_name: tensor})[0]
+    def run(self, tensor: np.ndarray, whole: bool = False) -> np.ndarray:
+        return self.run_outputs({self.input_name: tensor}, None, whole)[0]
 
     def serving(self) -> contextlib.AbstractContextManager[None]:
         return self._lanes.serving()
@@ -149,10 +114,8 @@ class _TorchScriptBackend:
             config = json.loads(files["config.txt"] or "{}")
         except ValueError:
             config = {}
-        self.names = _parse_names(config.get("names")) if isinstance(config.get("names"), str) else \
-            {int(k): str(v) for k, v in (config.get("names") or {}).items()}
-        imgsz = config.get("imgsz")
-        self.input_size = _input_size(["n", 3, "h", "w"], str(imgsz) if imgsz is not None else None)
+        self.names = parse_names(config.get("names"))
+        self.input_size = input_size(None, None, config.get("imgsz"))
         self.model_type, self.platform = "pytorch", "pytorch_libtorch"
         self.tensor_inputs = [TensorSpec("images", "FP32", (-1, 3, *self.input_size))]
         self.tensor_outputs = [TensorSpec("output0", "FP32", (-1, -1, -1))]
@@ -161,7 +124,7 @@ class _TorchScriptBackend:
     def serving(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # torch shares its threads out itself
 
-    def run(self, tensor: np.ndarray) -> np.ndarray:
+    def run(self, tensor: np.ndarray, whole: bool = False) -> np.ndarray:
         with self._torch.inference_mode():
             output = self.module(self._torch.from_numpy(np.ascontiguousarray(tensor)).to(self._device))
         return (output[0] if isinstance(output, (list, tuple)) else output).float().cpu().numpy()
@@ -171,15 +134,16 @@ class _TorchScriptBackend:
         return [self.run(inputs["images"])]
 
 
-BACKENDS = {"yolo": _OnnxBackend, "pytorch": _TorchScriptBackend}  # by the workload's model_type
+BACKENDS = {"yolo": _OnnxBackend, "pytorch": _TorchScriptBackend, "tflite": LiteRTBackend,
+            "tensorflow": SavedModelBackend}  # by the workload's model_type
 
 
 class YoloModel:
-    """One model (``yolo``: ONNX on onnxruntime; ``pytorch``: TorchScript), one session; ``predict`` is safe
-    to call from many threads at once."""
+    """One model (``yolo``: ONNX on onnxruntime; ``pytorch``: TorchScript; ``tflite``: LiteRT; ``tensorflow``:
+    a SavedModel) on its backend; ``predict`` is safe to call from many threads at once."""
 
     def __init__(self, path: str, threads: int = 0, model_type: str = "yolo", batch: BatchPolicy | None = None) -> None:
-        if not os.path.isfile(path):
+        if not os.path.isfile(path) and not (model_type == "tensorflow" and os.path.isdir(path)):
             raise NotAYoloModel(f"model file {path!r} does not exist")
         self.backend = BACKENDS[model_type](path, threads)
         self._batcher = Batcher(self._run_batch, batch.max_size, batch.max_delay_ms / 1000) if batch else None
@@ -198,7 +162,7 @@ class YoloModel:
         return self.backend.serving()
 
     def _run_batch(self, batch: np.ndarray) -> np.ndarray:
-        return self.backend.run_outputs({self.backend.tensor_inputs[0].name: batch}, None, whole=True)[0]
+        return self.backend.run(batch, whole=True)
 
     def class_name(self, class_id: int) -> str:
         return self.names.get(class_id, f"class_{class_id}")
@@ -233,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         YoloModel(path, threads=1, model_type=model_type)
     except NotAYoloModel as exc:
-        print(exc, file=sys.stderr)
+        print(" ".join(str(exc).split()), file=sys.stderr)  # one line, the last: what the node reports
         return 2
     return 0
 

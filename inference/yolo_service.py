@@ -1,4 +1,4 @@
-"""``cnet-inference-yolo --model M.onnx --port P``: a YOLO detection service (onnxruntime, or TorchScript)."""
+"""``cnet-inference-yolo --model M.onnx --port P``: a YOLO detection service (onnxruntime, TorchScript, LiteRT, TensorFlow)."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ import numpy as np
 from cnetd.common.errors import Unprocessable
 from inference.server import add_common_arguments, serve
 from inference.batching import BatchPolicy
-from inference.yolo_model import YoloModel
+from inference.yolo_model import BACKENDS, YoloModel
 
 
 class YoloDetector:
@@ -54,9 +54,11 @@ class YoloDetector:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cnet-inference-yolo", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="YOLO detector exported to ONNX (or TorchScript)")
-    parser.add_argument("--model-type", choices=["yolo", "pytorch"], default="yolo",
-                        help="yolo: ONNX on onnxruntime; pytorch: TorchScript whose output is a YOLO layout")
+    parser.add_argument("--model", required=True, help="YOLO detector exported to ONNX (or TorchScript, TFLite, "
+                        "a SavedModel directory or an archive of one)")
+    parser.add_argument("--model-type", choices=list(BACKENDS), default="yolo",
+                        help="yolo: ONNX on onnxruntime; pytorch: TorchScript whose output is a YOLO layout; "
+                             "tflite: LiteRT; tensorflow: a SavedModel")
     parser.add_argument("--batch-max-size", type=int, default=0, help="dynamic batching: at most this many "
                         "requests in one run (0: off)")
     parser.add_argument("--batch-max-delay-ms", type=float, default=2.0, help="dynamic batching: how long the "

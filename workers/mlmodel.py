@@ -1,4 +1,5 @@
-"""Executor of ``mlmodel`` workloads: a YOLO model (ONNX on onnxruntime, or PyTorch) served over HTTP.
+"""Executor of ``mlmodel`` workloads: a YOLO model (ONNX on onnxruntime; TorchScript, TFLite or a SavedModel
+archive on their optional runtimes) served over HTTP.
 
 ``model_path`` names where the model comes from (a path, ``data://``, ``http(s)://``: see
 ``cnetd.models``); the scheduler brings it to this node and adds ``model_sha256`` and ``model_file`` (where
@@ -21,7 +22,9 @@ from cnetd.models.sources import SHA256_PATTERN, check_sha256, parse_source
 from workers.service_program import SERVICE_FIELDS, SERVICE_SCHEMAS, service_home, service_spec, service_user, validate_service_fields
 from workers.workload_files import readable_copy
 
-SUPPORTED_MODEL_TYPES = ("yolo", "pytorch")
+SUPPORTED_MODEL_TYPES = ("yolo", "pytorch", "tflite", "tensorflow")
+RUNTIMES = {"pytorch": ("torch", "PyTorch", "torch"), "tflite": ("ai_edge_litert", "LiteRT", "tflite"),
+            "tensorflow": ("tensorflow", "TensorFlow", "tensorflow")}  # optional: module, name, pip extra
 DERIVED_FIELDS = ("model_file",)  # added by the node that runs it, never submitted
 MAX_BATCH, MAX_BATCH_DELAY_MS, DEFAULT_BATCH_DELAY_MS = 64, 1000, 2.0
 CHECK_TIMEOUT_S = 120
@@ -34,7 +37,7 @@ class YoloExecutor(PlainProgram):
     config_schema = config_schema({
         "model_type": {"enum": list(SUPPORTED_MODEL_TYPES)},
         "model_path": {"type": "string", "minLength": 1, "description":
-                       "a YOLO model (.onnx, .pt): a path on this node, data://DATA_KEY/FILE, an http(s):// URL "
+                       "a YOLO model (.onnx, .torchscript, .tflite, a zip or tar of a SavedModel): a path on this node, data://DATA_KEY/FILE, an http(s):// URL "
                        "or s3://BUCKET/KEY"},
         "model_sha256": {"type": ["string", "null"], "pattern": SHA256_PATTERN,
                          "description": "what the model's bytes must hash to"},
@@ -51,8 +54,10 @@ class YoloExecutor(PlainProgram):
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise Invalid(f"config.model_type: {model_type!r} is not supported (supported: "
                           f"{', '.join(SUPPORTED_MODEL_TYPES)})", supported=list(SUPPORTED_MODEL_TYPES))
-        if model_type == "pytorch" and importlib.util.find_spec("torch") is None:
-            raise Unprocessable("config.model_type: 'pytorch' needs PyTorch on this node: pip install '.[torch]'")
+        if model_type in RUNTIMES and importlib.util.find_spec(RUNTIMES[model_type][0]) is None:
+            module, runtime, extra = RUNTIMES[model_type]
+            raise Unprocessable(f"config.model_type: {model_type!r} needs {runtime} on this node: "
+                                f"pip install '.[{extra}]'", extra=extra)
         path = config.get("model_path")
         if not isinstance(path, str) or not path:
             raise Invalid("config.model_path: required, where the YOLO model is (a path, data://, http(s)://, s3://)")
@@ -97,8 +102,8 @@ def _check_model(path: str, model_type: str, source: str) -> None:
         raise Unprocessable(f"config.model_path: loading {source} took over {CHECK_TIMEOUT_S} s") from None
     except ValueError:  # a NUL in the path
         raise Invalid("config.model_path: expected a path") from None
+    last = (check.stderr.strip().splitlines() or ["no output"])[-1]  # a runtime may log before it
     if check.returncode == 2:
-        raise Unprocessable(f"config.model_path: {source}: {check.stderr.strip()}", artifact=source)
+        raise Unprocessable(f"config.model_path: {source}: {last}", artifact=source)
     if check.returncode != 0:
-        last = (check.stderr.strip().splitlines() or ["no output"])[-1]
         raise Unprocessable(f"config.model_path: {source} could not be loaded ({last})", artifact=source)

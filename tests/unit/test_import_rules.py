@@ -26,9 +26,9 @@ ALLOWED = {
 NODE_PROGRAMS = ("cnetd.main", "cnetd.api.app", "cnetd.register", "cnetd.scheduler", "cnetd.monitor")
 SERVICE_PROGRAMS = ("inference.yolo_service", "inference.opencv_service", "gateway.server")
 CLI_PROGRAMS = ("cnetd.cli.main",)
-NOT_IN_NODE_PROCESSES = ("onnxruntime", "cv2", "torch", "docker")
+NOT_IN_NODE_PROCESSES = ("onnxruntime", "cv2", "torch", "tensorflow", "ai_edge_litert", "docker")
 NOT_IN_SERVICES = ("lmdb", "zmq", "supervisor", "docker")
-NOT_IN_THE_CLI = ("lmdb", "zmq", "supervisor", "docker", "falcon", "cv2", "onnxruntime", "torch")  # cv2: --draw only
+NOT_IN_THE_CLI = ("lmdb", "zmq", "supervisor", "docker", "falcon", "cv2", "onnxruntime", "torch", "tensorflow")  # cv2: --draw only
 
 
 def module_name(path: Path) -> str:

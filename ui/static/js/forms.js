@@ -28,9 +28,9 @@ export const TYPES = {
     { name: "restart", label: "Restart", kind: "select", options: RESTART },
   ],
   mlmodel: [
-    { name: "model_type", label: "Model type", kind: "select", options: ["yolo", "pytorch"] },
+    { name: "model_type", label: "Model type", kind: "select", options: ["yolo", "pytorch", "tflite", "tensorflow"] },
     { name: "model_path", label: "Model path", kind: "text", required: true, placeholder: "/models/yolov8n.onnx",
-      help: "an ONNX (yolo) or TorchScript (pytorch) file on the node" },
+      help: "an ONNX (yolo), TorchScript (pytorch) or TFLite file, or a zip of a SavedModel (tensorflow): a path, data://, http(s)://, s3://" },
     SERVICE_PORT,
   ],
   opencv: [

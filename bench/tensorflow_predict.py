@@ -1,0 +1,78 @@
+"""TFLite (LiteRT) and SavedModel (TensorFlow) services against onnxruntime's for the same model, in one run.
+
+    .venv/bin/python bench/tensorflow_predict.py [--cpu 2] [--seconds 6]
+
+The test YOLOv8n converted by onnx2tf (``tests.support.tf_models``, cached). Baselines in this process:
+each backend's in-process pipeline (decode, letterbox, run, NMS) with ``--cpu`` threads. Then each as
+``cnet-inference-yolo --model-type T --threads CPU``, /predict at 1 and 4 clients with a 640×480 JPEG.
+Prints JSON: medians and p99 in ms, requests/s, service CPU s per request, and ratios against onnxruntime.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.predict_latency import JPEG_TYPE, load, pipeline, service, the_jpeg  # noqa: E402
+from inference.yolo_model import YoloModel  # noqa: E402
+from tests.support.assets import YOLO_MODEL  # noqa: E402
+from tests.support.tf_models import converted  # noqa: E402
+
+
+def in_process_ms(path: str, model_type: str, cpu: int, jpeg: bytes) -> float:
+    model = YoloModel(path, threads=cpu, model_type=model_type)
+    for _ in range(10):
+        pipeline(model, jpeg)
+    timings = []
+    for _ in range(100):
+        started = time.perf_counter()
+        pipeline(model, jpeg)
+        timings.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(timings), 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cpu", type=int, default=2, help="each service's cpu requirement (its threads)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="per measured run")
+    args = parser.parse_args()
+    jpeg = the_jpeg()
+    tf_models = converted(YOLO_MODEL)
+    models = {"yolo": YOLO_MODEL, "tflite": str(tf_models.tflite), "tensorflow": str(tf_models.saved_model_zip)}
+    results: dict[str, Any] = {"image": "640x480 JPEG", "cpu": args.cpu}
+    with tempfile.TemporaryDirectory() as log_dir:
+        for model_type, path in models.items():
+            entry: dict[str, Any] = {"in_process_pipeline_ms": in_process_ms(path, model_type, args.cpu, jpeg)}
+            process, url = service(args.cpu, ["--model-type", model_type], log_dir, model=path)
+
+            def send(session: requests.Session) -> None:
+                assert session.post(f"{url}/predict", data=jpeg, headers=JPEG_TYPE).status_code == 200
+            try:
+                entry["predict"] = {clients: load(send, clients, args.seconds, process.pid) for clients in (1, 4)}
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+            results[model_type] = entry
+    onnx = results["yolo"]
+    for model_type in ("tflite", "tensorflow"):
+        mine = results[model_type]
+        results[f"{model_type}_over_onnxruntime"] = {
+            "in_process_ms": round(mine["in_process_pipeline_ms"] / onnx["in_process_pipeline_ms"], 2),
+            "predict_p50_ms_at_1": round(mine["predict"][1]["p50_ms"] / onnx["predict"][1]["p50_ms"], 2),
+            "predict_rps_at_4": round(mine["predict"][4]["rps"] / onnx["predict"][4]["rps"], 2),
+            "cpu_s_per_request_at_4": round(mine["predict"][4]["cpu_s_per_request"]
+                                            / onnx["predict"][4]["cpu_s_per_request"], 2)}
+    print(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+
+
+if __name__ == "__main__":
+    main()
