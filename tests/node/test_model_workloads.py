@@ -65,7 +65,7 @@ def test_opencv_service_on_a_chosen_port(node: Node) -> None:
 
 
 @pytest.mark.parametrize("workload_type, config, status, words", [
-    ("mlmodel", {"model_type": "tensorflow", "model_path": YOLO_MODEL}, 400, "supported: yolo, pytorch"),
+    ("mlmodel", {"model_type": "keras", "model_path": YOLO_MODEL}, 400, "supported: yolo, pytorch, tflite, tensorflow"),
     ("mlmodel", {"model_type": "yolo", "model_path": "/nonexistent/model.onnx"}, 422, "does not exist"),
     ("mlmodel", {"model_type": "yolo", "model_path": ASTRONAUT}, 422, "not a loadable ONNX model"),
     ("mlmodel", {"model_type": "yolo"}, 400, "model_path"),
