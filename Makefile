@@ -48,7 +48,7 @@ test: venv system-deps container-engine
 bench: venv system-deps
 	@command -v nginx >/dev/null || ($(APT_INSTALL) nginx-light)
 	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput metrics_overhead \
-		partition_recovery cluster_faults tensorflow_predict; do \
+		partition_recovery cluster_faults tensorflow_predict node_stop; do \
 		$(BIN)/python bench/$$script.py || exit 1; done
 
 clean:

@@ -24,6 +24,7 @@ import psutil
 from cnetd import __version__
 from cnetd.config import ConfigError, NodeConfig, load_config
 from cnetd.supervisor_conf import render
+from cnetd.supervisor_rpc import Supervisor
 from cnetd.paths import RUNTIME_DIR_ENV
 from cnetd.private_files import (PRIVATE_UMASK, TRAVERSE_ONLY_MODE, UnsafeDirectory, make_private_dir,
                                  write_private)
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                                    env={**os.environ, RUNTIME_DIR_ENV: str(config.paths.root)})
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        if supervisord.poll() is None:
+        if supervisord.poll() is None and not Supervisor(str(config.paths.supervisor_socket)).shutdown():
             supervisord.send_signal(signal.SIGTERM)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, forward)

@@ -185,6 +185,17 @@ class DeadlineWorker(ThreadWorker):
             self.nr_conns -= 1
             conn.close()
 
+    def _cap_keepalive(self, deadline: float) -> None:
+        """At a graceful stop, gunicorn keeps idle kept-alive connections up to 2 s more, to answer a request
+        that might still come on one; a node or service stop waited on them every time. Idle ones, and
+        accepted ones whose request has not begun, are closed now; requests under way still finish."""
+        super()._cap_keepalive(time.monotonic())
+        self.murder_keepalived()
+        for conn in [conn for conn in self._waiting if not conn.buffered]:
+            self._stop_waiting(conn)
+            self.nr_conns -= 1
+            conn.close()
+
     def handle(self, conn: _Conn) -> object:
         """In a thread: hand the parser what the event loop read, under the request's deadline."""
         conn.arrival.started += time.monotonic() - conn.dispatched_at  # queued for a thread: not the client's time

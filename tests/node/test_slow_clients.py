@@ -28,6 +28,14 @@ DEADLINE_WORKER = "cnetd.common.http_worker.DeadlineWorker"
 @contextlib.contextmanager
 def slow_app(worker_class: str, timeout_s: float = 30.0, threads: int = 2) -> Iterator[int]:
     """tests.support.slow_app under gunicorn (one worker, ``threads`` threads); yields its port."""
+    with slow_app_process(worker_class, timeout_s, threads) as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def slow_app_process(worker_class: str, timeout_s: float = 30.0,
+                     threads: int = 2) -> Iterator[tuple[int, subprocess.Popen]]:
+    """As ``slow_app``, yielding the gunicorn master's process too."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--worker-class", worker_class, "--workers", "1", "--threads",
@@ -37,7 +45,7 @@ def slow_app(worker_class: str, timeout_s: float = 30.0, threads: int = 2) -> It
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until_answers(f"http://127.0.0.1:{port}/health", process=process)
-        yield port
+        yield port, process
     finally:
         process.terminate()
         try:
@@ -60,6 +68,27 @@ def test_trickling_clients_cannot_take_the_threads(worker_class: str, answers: b
         time.sleep(1)  # every trickler has sent bytes: stock gthread has given each of its threads to one
         latencies = probe(f"http://127.0.0.1:{port}/health", duration_s=2, interval_s=0.5)
     assert (max(latencies) < 5) == answers, latencies
+
+
+def test_a_graceful_stop_closes_idle_connections_and_finishes_a_request_under_way() -> None:
+    with slow_app_process(DEADLINE_WORKER) as (port, server):
+        idle = socket.create_connection(("127.0.0.1", port))  # kept alive after one answer
+        idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(idle) == (200, {"status": "healthy"})
+        silent = socket.create_connection(("127.0.0.1", port))  # accepted, its request not begun
+        under_way = socket.create_connection(("127.0.0.1", port))
+        under_way.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
+        time.sleep(0.5)  # the server has read what was sent
+        server.terminate()
+        for closed in (idle, silent):
+            closed.settimeout(20)
+            assert closed.recv(1) == b""  # closed by the server, while a request is still arriving
+        assert server.poll() is None
+        under_way.sendall(b"cde")
+        assert read_answer(under_way) == (200, {"received_bytes": 5})  # control: it waited for this one
+        server.wait(timeout=20)
+        for connection in (idle, silent, under_way):
+            connection.close()
 
 
 def test_a_trickled_request_meets_its_deadline_and_a_slow_complete_one_does_not() -> None:
@@ -175,9 +204,9 @@ def test_150_trickling_clients_starve_neither_the_api_nor_a_service(start_node) 
     service_port = int(record["endpoint"].rsplit(":", 1)[1])
     with Tricklers(node.port, 150, interval_s=4), Tricklers(service_port, 150, interval_s=4):
         api_latencies, service_latencies = [], []
-        for _ in range(4):  # interleaved, 16 s in all: several health-check rounds of the node's own
-            api_latencies += probe(f"{node.url}/api/health", duration_s=2)
-            service_latencies += probe(f"{record['endpoint']}/health", duration_s=2)
+        for _ in range(4):  # interleaved, 8 s in all: several health-check rounds of the node's own
+            api_latencies += probe(f"{node.url}/api/health", duration_s=1)
+            service_latencies += probe(f"{record['endpoint']}/health", duration_s=1)
     assert p99(api_latencies) < 1 and p99(service_latencies) < 1, (api_latencies, service_latencies)
     after = node.workload(record["id"])
     assert after["status"] == "running" and after["restarts"] == 0, after
