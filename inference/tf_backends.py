@@ -104,16 +104,8 @@ class SavedModelBackend:
     model_type, platform = "tensorflow", "tensorflow_savedmodel"
 
     def __init__(self, path: str, threads: int) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter out of the service log
-        try:
-            import tensorflow as tf  # optional: pip install '.[tensorflow]'
-        except ImportError as exc:
-            raise NotAYoloModel(f"tensorflow models need TensorFlow on this node: pip install '.[tensorflow]' ({exc})") \
-                from None
-        tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        self._tf = tf
-        with _saved_model_folder(path) as folder:
+        with _saved_model_folder(path) as folder:  # an archive is checked before TensorFlow's seconds of import
+            tf = self._tensorflow(threads)
             try:
                 self._signature = tf.saved_model.load(str(folder)).signatures["serving_default"]
             except (OSError, ValueError, KeyError, tf.errors.OpError) as exc:
@@ -137,6 +129,18 @@ class SavedModelBackend:
         self.tensor_outputs = [_spec(name, outputs[name].dtype.as_numpy_dtype,
                                      [-1 if dim is None else int(dim) for dim in outputs[name].shape])
                                for name in self._output_names]
+
+    def _tensorflow(self, threads: int) -> Any:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter out of the service log
+        try:
+            import tensorflow as tf  # optional: pip install '.[tensorflow]'
+        except ImportError as exc:
+            raise NotAYoloModel(f"tensorflow models need TensorFlow on this node: pip install '.[tensorflow]' ({exc})") \
+                from None
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        self._tf = tf
+        return tf
 
     def serving(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
