@@ -50,6 +50,18 @@ def pipeline(model: YoloModel, jpeg: bytes) -> None:
     model.predict(decode_image(jpeg), confidence=0.25)
 
 
+def pipeline_ms(model: YoloModel, jpeg: bytes, runs: int) -> float:
+    """The median milliseconds of the in-process pipeline, once warm."""
+    for _ in range(10):
+        pipeline(model, jpeg)
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        pipeline(model, jpeg)
+        timings.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(timings), 2)
+
+
 def _limit_worker(jpeg: bytes, seconds: float, done: Any) -> None:
     cv2.setNumThreads(1)
     model = YoloModel(YOLO_MODEL, threads=1)
@@ -125,10 +137,11 @@ def service(cpu: int, extra: list[str], log_dir: str, model: str = YOLO_MODEL) -
     return process, f"http://127.0.0.1:{port}"
 
 
-def predict_runs(url: str, jpeg: bytes, pid: int, seconds: float) -> dict[int, dict[str, float]]:
+def predict_runs(url: str, jpeg: bytes, pid: int, seconds: float,
+                 client_counts: tuple[int, ...] = (1, 4, 16)) -> dict[int, dict[str, float]]:
     def send(session: requests.Session) -> None:
         assert session.post(f"{url}/predict", data=jpeg, headers=JPEG_TYPE).status_code == 200
-    return {clients: load(send, clients, seconds, pid) for clients in (1, 4, 16)}
+    return {clients: load(send, clients, seconds, pid) for clients in client_counts}
 
 
 def triton_runs(url: str, pid: int, seconds: float) -> dict[int, dict[str, float]]:
@@ -160,16 +173,7 @@ def main() -> None:
     jpeg = the_jpeg()
     results: dict[str, Any] = {"image": "640x480 JPEG", "jpeg_bytes": len(jpeg), "cpu": args.cpu,
                                "machine_cores": psutil.cpu_count()}
-    model = YoloModel(YOLO_MODEL, threads=args.cpu)
-    for _ in range(10):
-        pipeline(model, jpeg)
-    timings = []
-    for _ in range(200):
-        started = time.perf_counter()
-        pipeline(model, jpeg)
-        timings.append((time.perf_counter() - started) * 1000)
-    results["in_process_pipeline_ms"] = round(statistics.median(timings), 2)
-    del model
+    results["in_process_pipeline_ms"] = pipeline_ms(YoloModel(YOLO_MODEL, threads=args.cpu), jpeg, 200)
     limit = in_process_limit(jpeg, args.cpu, args.seconds)
     results["in_process_limit"] = limit
     with tempfile.TemporaryDirectory() as log_dir:

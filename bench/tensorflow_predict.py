@@ -10,34 +10,19 @@ Prints JSON: medians and p99 in ms, requests/s, service CPU s per request, and r
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.predict_latency import JPEG_TYPE, load, pipeline, service, the_jpeg  # noqa: E402
+from bench.predict_latency import pipeline_ms, predict_runs, service, the_jpeg  # noqa: E402
 from inference.yolo_model import YoloModel  # noqa: E402
 from tests.support.assets import YOLO_MODEL  # noqa: E402
 from tests.support.tf_models import converted  # noqa: E402
-
-
-def in_process_ms(path: str, model_type: str, cpu: int, jpeg: bytes) -> float:
-    model = YoloModel(path, threads=cpu, model_type=model_type)
-    for _ in range(10):
-        pipeline(model, jpeg)
-    timings = []
-    for _ in range(100):
-        started = time.perf_counter()
-        pipeline(model, jpeg)
-        timings.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(timings), 2)
 
 
 def main() -> None:
@@ -51,13 +36,12 @@ def main() -> None:
     results: dict[str, Any] = {"image": "640x480 JPEG", "cpu": args.cpu}
     with tempfile.TemporaryDirectory() as log_dir:
         for model_type, path in models.items():
-            entry: dict[str, Any] = {"in_process_pipeline_ms": in_process_ms(path, model_type, args.cpu, jpeg)}
+            model = YoloModel(path, threads=args.cpu, model_type=model_type)
+            entry: dict[str, Any] = {"in_process_pipeline_ms": pipeline_ms(model, jpeg, 100)}
+            del model
             process, url = service(args.cpu, ["--model-type", model_type], log_dir, model=path)
-
-            def send(session: requests.Session) -> None:
-                assert session.post(f"{url}/predict", data=jpeg, headers=JPEG_TYPE).status_code == 200
             try:
-                entry["predict"] = {clients: load(send, clients, args.seconds, process.pid) for clients in (1, 4)}
+                entry["predict"] = predict_runs(url, jpeg, process.pid, args.seconds, (1, 4))
             finally:
                 process.terminate()
                 process.wait(timeout=30)

@@ -13,6 +13,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 import pytest
+import requests
 import tritonclient.http as triton
 
 from cnetd.common.errors import Unprocessable
@@ -71,7 +72,6 @@ def test_detections_match_onnxruntime_through_the_node(shared_node: Node, servic
 
 
 def test_info_says_what_runs_it(services: dict[str, dict]) -> None:
-    import requests
     for model_type, device in (("tflite", "LiteRT"), ("tensorflow", "TensorFlow")):
         info = requests.get(f"{services[model_type]['endpoint']}/info", timeout=10).json()
         assert info["model_type"] == model_type and device in info["device"], info
@@ -80,8 +80,8 @@ def test_info_says_what_runs_it(services: dict[str, dict]) -> None:
 
 @pytest.mark.parametrize("model_type, platform, output", [("tflite", "tensorflow_tflite", "Identity"),
                                                           ("tensorflow", "tensorflow_savedmodel", "output_0")])
-def test_v2_runs_the_models_own_nhwc_tensor(services: dict[str, dict], model_type: str, platform: str,
-                                            output: str) -> None:
+def test_v2_runs_the_models_own_nhwc_tensor(services: dict[str, dict], reference: YoloModel, model_type: str,
+                                            platform: str, output: str) -> None:
     name = f"faces-{model_type}"
     client = triton.InferenceServerClient(services[model_type]["endpoint"].removeprefix("http://"))
     metadata = client.get_model_metadata(name)
@@ -91,9 +91,8 @@ def test_v2_runs_the_models_own_nhwc_tensor(services: dict[str, dict], model_typ
     request = triton.InferInput("images", [1, 320, 320, 3], "FP32")
     request.set_data_from_numpy(np.ascontiguousarray(tensor.transpose(0, 2, 3, 1)))
     got = client.infer(name, [request]).as_numpy(output)
-    expected = YoloModel(YOLO_MODEL, threads=1).backend.run(tensor)
-    np.testing.assert_allclose(got, expected, atol=2e-3)
-    assert not np.allclose(got, YoloModel(YOLO_MODEL, threads=1).backend.run(tensor[:, ::-1].copy()), atol=2e-3)
+    np.testing.assert_allclose(got, reference.backend.run(tensor), atol=2e-3)
+    assert not np.allclose(got, reference.backend.run(tensor[:, ::-1].copy()), atol=2e-3)  # control: channels matter
 
 
 @pytest.mark.parametrize("model_type, extra", [("tflite", "tflite"), ("tensorflow", "tensorflow")])
