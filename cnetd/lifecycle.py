@@ -8,8 +8,8 @@ one started (or restarted) by hand runs again in the ledger, holding its resourc
 from __future__ import annotations
 
 import dataclasses
-import math
 import logging
+import math
 import time
 from typing import Any, Callable
 

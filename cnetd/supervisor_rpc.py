@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import socket
 import xmlrpc.client
 from typing import Any
 
@@ -76,13 +77,18 @@ class Supervisor:
         return {f"{info['group']}:{info['name']}": info for info in self._proxy.supervisor.getAllProcessInfo()
                 if info["group"] == WORKLOAD_GROUP}
 
-    def shutdown(self) -> bool:
-        """Ask supervisord to stop everything and exit; whether it took the request. Through its socket it
-        acts at once: a signal waits for its event loop's next second."""
+    def shutdown(self, timeout_s: float = 2.0) -> bool:
+        """Ask supervisord to stop everything and exit; whether it took the request within ``timeout_s``.
+        Through its socket it acts at once: a signal waits for its event loop's next second. (supervisor's
+        transport takes no timeout: the socket it makes gets the default one, set for this call.)"""
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(timeout_s)
         try:
             self._proxy.supervisor.shutdown()
         except (OSError, xmlrpc.client.Error):
             return False
+        finally:
+            socket.setdefaulttimeout(previous)
         return True
 
     def shutting_down(self) -> bool:

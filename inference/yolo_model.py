@@ -19,6 +19,7 @@ from inference.model_metadata import NotAYoloModel, input_size, parse_names
 from inference.tensors import ONNX_DATATYPES, TensorSpec
 from inference.tf_backends import LiteRTBackend, SavedModelBackend
 
+
 def default_providers() -> list[str]:
     """CUDA when this process was given a GPU (CUDA_VISIBLE_DEVICES set and not empty) and the installed
     onnxruntime offers it; the CPU otherwise, and always as the fallback."""
