@@ -165,11 +165,16 @@ def triton_runs(url: str, pid: int, seconds: float) -> dict[int, dict[str, float
     return {concurrency: load(sender(), concurrency, seconds, pid) for concurrency in (1, 4, 16)}
 
 
-def main() -> None:
+def service_arguments() -> argparse.Namespace:
+    """--cpu (each service's cpu requirement, its threads) and --seconds (per measured run)."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cpu", type=int, default=2, help="the service's cpu requirement (its threads)")
+    parser.add_argument("--cpu", type=int, default=2, help="each service's cpu requirement (its threads)")
     parser.add_argument("--seconds", type=float, default=6.0, help="per measured run")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = service_arguments()
     jpeg = the_jpeg()
     results: dict[str, Any] = {"image": "640x480 JPEG", "jpeg_bytes": len(jpeg), "cpu": args.cpu,
                                "machine_cores": psutil.cpu_count()}

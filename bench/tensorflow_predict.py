@@ -9,7 +9,6 @@ Prints JSON: medians and p99 in ms, requests/s, service CPU s per request, and r
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -19,17 +18,14 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.predict_latency import pipeline_ms, predict_runs, service, the_jpeg  # noqa: E402
+from bench.predict_latency import pipeline_ms, predict_runs, service, service_arguments, the_jpeg  # noqa: E402
 from inference.yolo_model import YoloModel  # noqa: E402
 from tests.support.assets import YOLO_MODEL  # noqa: E402
 from tests.support.tf_models import converted  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cpu", type=int, default=2, help="each service's cpu requirement (its threads)")
-    parser.add_argument("--seconds", type=float, default=6.0, help="per measured run")
-    args = parser.parse_args()
+    args = service_arguments()
     jpeg = the_jpeg()
     tf_models = converted(YOLO_MODEL)
     models = {"yolo": YOLO_MODEL, "tflite": str(tf_models.tflite), "tensorflow": str(tf_models.saved_model_zip)}

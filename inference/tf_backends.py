@@ -31,6 +31,16 @@ def _nhwc(shape: list[int]) -> bool:
     return len(shape) == 4 and shape[-1] == 3 and shape[1] != 3
 
 
+def _model_layout(tensor: np.ndarray, nhwc: bool) -> np.ndarray:
+    """The pipeline's NCHW ``tensor`` as the model takes it."""
+    return np.ascontiguousarray(tensor.transpose(0, 2, 3, 1)) if nhwc else tensor
+
+
+def _dims(shape: Any) -> list[int]:
+    """A TensorFlow shape's dimensions, -1 for one of any size."""
+    return [-1 if dim is None else int(dim) for dim in shape]
+
+
 def _size(shape: list[int], metadata: dict[str, Any]) -> tuple[int, int]:
     height, width = (shape[1], shape[2]) if _nhwc(shape) else (shape[2], shape[3])
     return input_size(height, width, metadata.get("imgsz"))
@@ -79,8 +89,7 @@ class LiteRTBackend:
 
     def run(self, tensor: np.ndarray, whole: bool = False) -> np.ndarray:
         """The first output for an NCHW image ``tensor`` (the pipeline's)."""
-        model_input = np.ascontiguousarray(tensor.transpose(0, 2, 3, 1)) if self._nhwc else tensor
-        return self.run_outputs({self._input["name"]: model_input}, None, whole)[0]
+        return self.run_outputs({self._input["name"]: _model_layout(tensor, self._nhwc)}, None, whole)[0]
 
     def run_outputs(self, inputs: dict[str, np.ndarray], names: list[str] | None = None,
                     whole: bool = False) -> list[np.ndarray]:
@@ -105,7 +114,7 @@ class SavedModelBackend:
 
     def __init__(self, path: str, threads: int) -> None:
         with _saved_model_folder(path) as folder:  # an archive is checked before TensorFlow's seconds of import
-            tf = self._tensorflow(threads)
+            self._tf = tf = _import_tensorflow(threads)
             try:
                 self._signature = tf.saved_model.load(str(folder)).signatures["serving_default"]
             except (OSError, ValueError, KeyError, tf.errors.OpError) as exc:
@@ -115,7 +124,7 @@ class SavedModelBackend:
         if len(arguments) != 1:
             raise NotAYoloModel("a YOLO detector takes one image input")
         (self._input_name, spec), = arguments.items()
-        shape = [-1 if dim is None else int(dim) for dim in spec.shape]
+        shape = _dims(spec.shape)
         if len(shape) != 4:
             raise NotAYoloModel("a YOLO detector takes one image input")
         self._nhwc = _nhwc(shape)
@@ -126,28 +135,14 @@ class SavedModelBackend:
         outputs = self._signature.structured_outputs
         self._output_names = sorted(outputs)
         self.tensor_inputs = [_spec(self._input_name, spec.dtype.as_numpy_dtype, shape)]
-        self.tensor_outputs = [_spec(name, outputs[name].dtype.as_numpy_dtype,
-                                     [-1 if dim is None else int(dim) for dim in outputs[name].shape])
+        self.tensor_outputs = [_spec(name, outputs[name].dtype.as_numpy_dtype, _dims(outputs[name].shape))
                                for name in self._output_names]
-
-    def _tensorflow(self, threads: int) -> Any:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter out of the service log
-        try:
-            import tensorflow as tf  # optional: pip install '.[tensorflow]'
-        except ImportError as exc:
-            raise NotAYoloModel(f"tensorflow models need TensorFlow on this node: pip install '.[tensorflow]' ({exc})") \
-                from None
-        tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        self._tf = tf
-        return tf
 
     def serving(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
     def run(self, tensor: np.ndarray, whole: bool = False) -> np.ndarray:
-        model_input = np.ascontiguousarray(tensor.transpose(0, 2, 3, 1)) if self._nhwc else tensor
-        return self.run_outputs({self._input_name: model_input})[0]
+        return self.run_outputs({self._input_name: _model_layout(tensor, self._nhwc)})[0]
 
     def run_outputs(self, inputs: dict[str, np.ndarray], names: list[str] | None = None,
                     whole: bool = False) -> list[np.ndarray]:
@@ -161,6 +156,19 @@ class SavedModelBackend:
             parts = [call(tensor[index:index + 1]) for index in range(tensor.shape[0])]
             return [np.concatenate([part[position] for part in parts]) for position in range(len(wanted))]
         return call(tensor)
+
+
+def _import_tensorflow(threads: int) -> Any:
+    """TensorFlow, its intra-op threads ``threads`` and no inter-op pool (set before it runs anything)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter out of the service log
+    try:
+        import tensorflow as tf  # optional: pip install '.[tensorflow]'
+    except ImportError as exc:
+        raise NotAYoloModel(f"tensorflow models need TensorFlow on this node: pip install '.[tensorflow]' ({exc})") \
+            from None
+    tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    return tf
 
 
 def _spec(name: str, dtype: Any, shape: list[int]) -> TensorSpec:

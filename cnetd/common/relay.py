@@ -8,7 +8,6 @@ about 0.1 ms off each relayed request (urllib3's per-request bookkeeping), which
 from __future__ import annotations
 
 import http.client
-import socket
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ def relay(method: str, url: str, body: bytes | None, headers: dict[str, str], ti
             return _send(key, method, target, body, headers, timeout_s, fresh=True)
         except _ClosedMeanwhile as exc:
             raise Unreachable(f"{method} {url}: the connection closed before an answer", delivered=True) from exc
-    except (socket.timeout, TimeoutError) as exc:
+    except TimeoutError as exc:  # socket.timeout is an alias of it
         raise TimedOut(f"{method} {url}: no answer within {timeout_s:g} s") from exc
     except _NotSent as exc:
         raise Unreachable(f"{method} {url}: {exc.__cause__}", delivered=False) from exc
