@@ -12,7 +12,8 @@ CONFIG ?= conf/config.yaml
 # Debian packages: curl for the tests' upload forms, chromium for the console's browser tests (Playwright
 # drives Debian's build: it cannot download its own here), iproute2 and iptables for the test hosts
 # (tools/testhosts.sh: network namespaces, partitions), rclone and s3fs (the S3 clients the gateway is tested
-# with), nginx for the gateway benchmark's baseline.
+# with), nginx for the gateway benchmark's baseline, wrk for the model service benchmarks' load
+# (bench/http_load.py).
 APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
 $(STAMP): setup.py
@@ -46,7 +47,7 @@ test: venv system-deps container-engine
 	CI=$${CI:-true} DOCKER_HOST=unix://$(PODMAN_SOCKET) $(BIN)/python -m pytest -q tests
 
 bench: venv system-deps
-	@command -v nginx >/dev/null || ($(APT_INSTALL) nginx-light)
+	@(command -v nginx && command -v wrk) >/dev/null || ($(APT_INSTALL) nginx-light wrk)
 	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput metrics_overhead \
 		partition_recovery cluster_faults tensorflow_predict node_stop; do \
 		$(BIN)/python bench/$$script.py || exit 1; done

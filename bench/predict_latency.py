@@ -7,10 +7,17 @@ beside /predict at 1, 4 and 16 clients, CPU seconds per request, batching off an
 One 640×480 JPEG (scikit-image's astronaut). Baselines, in this process and its children:
 - the in-process pipeline (decode, letterbox, ``session.run``, NMS) with a session of ``--cpu`` threads:
   the latency one client could get at best;
+- the same pipeline paced: each run after a pause of 2 ms, the cores idle as a service's are between one
+  client's requests (this machine runs a pipeline 5–10% slower after any pause: what a service at one
+  client cannot avoid);
 - the in-process limit: ``--cpu`` processes, each a session of 1 thread running the pipeline as fast as it
-  can: the images per second the cores can do.
+  can: the images per second the cores can do; and its other form, ``--cpu`` threads of this process on
+  sessions of 1 thread (what threads of one process share, the GIL among it, is paid there too).
 The service is ``cnet-inference-yolo --threads CPU`` (what a workload of that cpu gets), sent the JPEG as
-a raw ``image/jpeg`` body. Prints JSON; medians and p99 in milliseconds, ratios against the baselines.
+a raw ``image/jpeg`` body by ``wrk`` (``bench.http_load``: C, in its own process, so the load's own work
+is not counted against the service). The limits are measured before and after the services (their means
+are the references), and the pipelines just before each service's runs, since this machine's speed drifts
+by more than the gaps measured. Prints JSON; medians and p99 in milliseconds, ratios against the baselines.
 """
 from __future__ import annotations
 
@@ -29,16 +36,14 @@ import cv2
 import numpy as np
 import orjson
 import psutil
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.http_load import post_load, tree_cpu_s  # noqa: E402
 from inference.imaging import decode_image  # noqa: E402
 from inference.yolo_model import YoloModel  # noqa: E402
 from tests.support.assets import ASTRONAUT, YOLO_MODEL  # noqa: E402
 from tests.support.nodes import VENV_BIN, free_port, wait_until_answers  # noqa: E402
-
-JPEG_TYPE = {"Content-Type": "image/jpeg"}
 
 
 def the_jpeg() -> bytes:
@@ -50,23 +55,27 @@ def pipeline(model: YoloModel, jpeg: bytes) -> None:
     model.predict(decode_image(jpeg), confidence=0.25)
 
 
-def pipeline_ms(model: YoloModel, jpeg: bytes, runs: int) -> float:
-    """The median milliseconds of the in-process pipeline, once warm."""
+def pipeline_ms(model: YoloModel, jpeg: bytes, runs: int, pause_s: float = 0.0) -> float:
+    """The median milliseconds of the in-process pipeline, once warm: back to back, or each run after a
+    pause of ``pause_s`` (the cores idle, as a service's are between one client's requests)."""
     for _ in range(10):
         pipeline(model, jpeg)
     timings = []
     for _ in range(runs):
+        if pause_s:
+            time.sleep(pause_s)
         started = time.perf_counter()
         pipeline(model, jpeg)
         timings.append((time.perf_counter() - started) * 1000)
     return round(statistics.median(timings), 2)
 
 
-def _limit_worker(jpeg: bytes, seconds: float, done: Any) -> None:
+def _limit_worker(jpeg: bytes, seconds: float, all_warm: Any, done: Any) -> None:
     cv2.setNumThreads(1)
     model = YoloModel(YOLO_MODEL, threads=1)
     for _ in range(5):
         pipeline(model, jpeg)
+    all_warm.wait()  # every process counts over the same seconds
     count, deadline = 0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         pipeline(model, jpeg)
@@ -74,41 +83,51 @@ def _limit_worker(jpeg: bytes, seconds: float, done: Any) -> None:
     done.put(count)
 
 
-def in_process_limit(jpeg: bytes, processes: int, seconds: float) -> dict[str, float]:
-    """Images per second of ``processes`` processes of one 1-thread session each (each counts its own
-    ``seconds`` once loaded and warm)."""
+def in_process_limit(jpeg: bytes, processes: int, seconds: float) -> float:
+    """Images per second of ``processes`` processes of one 1-thread session each, counted together once
+    all are loaded and warm."""
     context = multiprocessing.get_context("spawn")
-    done = context.Queue()
-    workers = [context.Process(target=_limit_worker, args=(jpeg, seconds, done)) for _ in range(processes)]
+    done, all_warm = context.Queue(), context.Barrier(processes)
+    workers = [context.Process(target=_limit_worker, args=(jpeg, seconds, all_warm, done)) for _ in range(processes)]
     for worker in workers:
         worker.start()
     counts = [done.get(timeout=seconds + 120) for _ in workers]
     for worker in workers:
         worker.join()
-    return {"images_per_s": round(sum(counts) / seconds, 1), "processes": processes}
+    return round(sum(counts) / seconds, 1)
 
 
-def _cpu_s(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+def in_process_sessions_limit(model: YoloModel, jpeg: bytes, threads: int, seconds: float) -> float:
+    """Images per second of ``threads`` threads of this process running the pipeline back to back on
+    ``model``'s sessions of 1 thread (its lanes, as the service's requests take them): the issue's other
+    form of the limit, which pays what threads of one process share (the GIL, the allocator)."""
+    counts = [0] * threads
+    deadline = time.perf_counter() + seconds
+
+    def run(index: int) -> None:
+        while time.perf_counter() < deadline:
+            with model.serving():
+                pipeline(model, jpeg)
+            counts[index] += 1
+    workers = [threading.Thread(target=run, args=(index,)) for index in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return round(sum(counts) / seconds, 1)
 
 
-def tree_cpu_s(pid: int) -> float:
-    root = psutil.Process(pid)
-    return sum(_cpu_s(process) for process in [root, *root.children(recursive=True)])
-
-
-def load(send: Callable[[requests.Session], None], clients: int, seconds: float, service_pid: int) -> dict[str, float]:
-    """``clients`` threads sending for ``seconds``: requests/s, p50 and p99 ms, service CPU s per request."""
+def threads_load(send: Callable[[], None], clients: int, seconds: float, service_pid: int) -> dict[str, float]:
+    """``clients`` threads of this process calling ``send`` back to back for ``seconds`` (a Python client's
+    load, as Triton's Python client makes it): requests/s, p50 and p99 ms, service CPU s per request."""
     latencies: list[float] = []
     lock, stop = threading.Lock(), threading.Event()
 
     def client() -> None:
-        session = requests.Session()
-        send(session)  # its connection made
+        send()  # its connection made
         while not stop.is_set():
             started = time.perf_counter()
-            send(session)
+            send()
             with lock:
                 latencies.append((time.perf_counter() - started) * 1000)
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -121,11 +140,12 @@ def load(send: Callable[[requests.Session], None], clients: int, seconds: float,
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    service_cpu_s = tree_cpu_s(service_pid) - cpu_before
     latencies.sort()
     return {"rps": round(len(latencies) / elapsed, 1), "p50_ms": round(statistics.median(latencies), 2),
             "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
-            "cpu_s_per_request": round((tree_cpu_s(service_pid) - cpu_before) / len(latencies), 4),
-            "cores_busy": round((tree_cpu_s(service_pid) - cpu_before) / elapsed, 2)}
+            "cpu_s_per_request": round(service_cpu_s / len(latencies), 4),
+            "cores_busy": round(service_cpu_s / elapsed, 2)}
 
 
 def service(cpu: int, extra: list[str], log_dir: str, model: str = YOLO_MODEL) -> tuple[subprocess.Popen, str]:
@@ -139,30 +159,30 @@ def service(cpu: int, extra: list[str], log_dir: str, model: str = YOLO_MODEL) -
 
 def predict_runs(url: str, jpeg: bytes, pid: int, seconds: float,
                  client_counts: tuple[int, ...] = (1, 4, 16)) -> dict[int, dict[str, float]]:
-    def send(session: requests.Session) -> None:
-        assert session.post(f"{url}/predict", data=jpeg, headers=JPEG_TYPE).status_code == 200
-    return {clients: load(send, clients, seconds, pid) for clients in client_counts}
+    """/predict of the JPEG as a raw image/jpeg body, by wrk at each count of clients (connections)."""
+    return {clients: post_load(f"{url}/predict", jpeg, "image/jpeg", clients, seconds, pid)
+            for clients in client_counts}
 
 
 def triton_runs(url: str, pid: int, seconds: float) -> dict[int, dict[str, float]]:
     """What ``perf_analyzer --concurrency-range`` measures: infer on a random tensor of the model's input
-    shape, binary data both ways, through tritonclient."""
+    shape, binary data both ways, through tritonclient (Python: its own work shares the cores)."""
     import tritonclient.http as triton
 
     host = url.removeprefix("http://")
     tensor = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
 
-    def sender() -> Callable[[requests.Session], None]:
+    def sender() -> Callable[[], None]:
         own = threading.local()  # a client per thread (geventhttpclient's hub is the thread's), per run
 
-        def send(_: requests.Session) -> None:
+        def send() -> None:
             if not hasattr(own, "client"):
                 own.client = triton.InferenceServerClient(host)
             request = triton.InferInput("images", list(tensor.shape), "FP32")
             request.set_data_from_numpy(tensor, binary_data=True)
             own.client.infer("faces", [request], outputs=[triton.InferRequestedOutput("output0", binary_data=True)])
         return send
-    return {concurrency: load(sender(), concurrency, seconds, pid) for concurrency in (1, 4, 16)}
+    return {concurrency: threads_load(sender(), concurrency, seconds, pid) for concurrency in (1, 4, 16)}
 
 
 def service_arguments() -> argparse.Namespace:
@@ -173,30 +193,47 @@ def service_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+PAUSE_S = 0.002  # about what the cores idle between one client's requests (its round trip, the HTTP)
+
+
 def main() -> None:
     args = service_arguments()
+    cv2.setNumThreads(1)  # as in the service and the limit's processes
     jpeg = the_jpeg()
     results: dict[str, Any] = {"image": "640x480 JPEG", "jpeg_bytes": len(jpeg), "cpu": args.cpu,
-                               "machine_cores": psutil.cpu_count()}
-    results["in_process_pipeline_ms"] = pipeline_ms(YoloModel(YOLO_MODEL, threads=args.cpu), jpeg, 200)
-    limit = in_process_limit(jpeg, args.cpu, args.seconds)
-    results["in_process_limit"] = limit
+                               "machine_cores": psutil.cpu_count(), "client": "wrk, 1 thread"}
+    model = YoloModel(YOLO_MODEL, threads=args.cpu)
+    limits = [in_process_limit(jpeg, args.cpu, args.seconds)]
+    sessions_limits = [in_process_sessions_limit(model, jpeg, args.cpu, args.seconds)]
     with tempfile.TemporaryDirectory() as log_dir:
         for name, extra in (("service", []), ("service_batching", ["--batch-max-size", "8",
                                                                     "--batch-max-delay-ms", "2"])):
             process, url = service(args.cpu, extra, log_dir)
             try:
-                runs = predict_runs(url, jpeg, process.pid, args.seconds)
-                results[name] = runs
-                results[f"{name}_over_limit"] = {clients: round(run["rps"] / limit["images_per_s"], 2)
-                                                 for clients, run in runs.items() if clients > 1}
-                results[f"{name}_latency_over_pipeline_at_1"] = round(
-                    runs[1]["p50_ms"] / results["in_process_pipeline_ms"], 2)
+                results[name] = {"in_process_pipeline_ms": pipeline_ms(model, jpeg, 200),
+                                 "in_process_pipeline_paced_ms": pipeline_ms(model, jpeg, 200, PAUSE_S),
+                                 "predict": predict_runs(url, jpeg, process.pid, args.seconds)}
                 if name == "service":
                     results["tritonclient_v2_infer"] = triton_runs(url, process.pid, args.seconds)
             finally:
                 process.terminate()
                 process.wait(timeout=30)
+    sessions_limits.append(in_process_sessions_limit(model, jpeg, args.cpu, args.seconds))
+    limits.append(in_process_limit(jpeg, args.cpu, args.seconds))
+    limit, sessions_limit = statistics.mean(limits), statistics.mean(sessions_limits)
+    results["in_process_limit"] = {"images_per_s": round(limit, 1), "before_and_after": limits,
+                                   "processes": args.cpu}
+    results["in_process_sessions_limit"] = {"images_per_s": round(sessions_limit, 1),
+                                            "before_and_after": sessions_limits, "threads": args.cpu}
+    for name in ("service", "service_batching"):
+        entry, runs = results[name], results[name]["predict"]
+        results[f"{name}_over_limit"] = {clients: round(run["rps"] / limit, 2)
+                                         for clients, run in runs.items() if clients > 1}
+        results[f"{name}_over_sessions_limit"] = {clients: round(run["rps"] / sessions_limit, 2)
+                                                  for clients, run in runs.items() if clients > 1}
+        results[f"{name}_latency_over_pipeline_at_1"] = round(runs[1]["p50_ms"] / entry["in_process_pipeline_ms"], 2)
+        results[f"{name}_latency_over_paced_pipeline_at_1"] = round(
+            runs[1]["p50_ms"] / entry["in_process_pipeline_paced_ms"], 2)
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
 
 
