@@ -55,14 +55,16 @@ def _worker_dies_with_master(arbiter: Arbiter, worker: Any) -> None:
     die_with_parent()
 
 
-def run_service(load_app: Callable[[], falcon.App], host: str, port: int, threads: int, log_file: str) -> None:
-    """Serve ``load_app()`` on host:port until SIGTERM; one process, so every request shares its state."""
+def run_service(load_app: Callable[[], falcon.App], host: str, port: int, threads: int, log_file: str,
+                access_log: bool = True) -> None:
+    """Serve ``load_app()`` on host:port until SIGTERM; one process, so every request shares its state. With
+    ``access_log``, a line per request in ``log_file`` beside the errors."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=[logging.FileHandler(log_file), logging.StreamHandler()])
     _ServiceApplication(load_app, {
         "bind": f"{host}:{port}", "workers": 1, "worker_class": DeadlineWorker, "threads": threads,
-        "timeout": 120, "graceful_timeout": 5, "errorlog": log_file, "accesslog": log_file, "loglevel": "info",
-        "access_log_format": ACCESS_LOG_FORMAT,
+        "timeout": 120, "graceful_timeout": 5, "errorlog": log_file, "loglevel": "info",
+        "accesslog": log_file if access_log else None, "access_log_format": ACCESS_LOG_FORMAT,
         "control_socket_disable": True,  # gunicorn's default control socket is one path per user, shared by all
         "post_fork": _worker_dies_with_master,
     }).run()

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.support.assets import ASTRONAUT, COFFEE, YOLO_MODEL, iou, png_bomb
-from tests.support.services import standalone_service
+from tests.support.services import predict, standalone_service
 
 MAX_IMAGE_BYTES = 2_000_000
 
@@ -145,3 +145,15 @@ def test_a_decompression_bomb_is_refused_from_its_header(yolo: str, faces: str, 
         # control: the same service decodes a real image
         assert requests.post(f"{service}/predict", data=image_bytes(), headers={"Content-Type": "image/png"},
                              timeout=60).status_code == 200
+
+
+@pytest.mark.parametrize("flag, lines", [((), 0), (("--access-log",), 2)])
+def test_requests_are_logged_only_when_asked(tmp_path, flag: tuple[str, ...], lines: int) -> None:
+    """A line per request would grow a log nothing rotates at a model's rates; /metrics counts them. The
+    control (``--access-log``) shows the lines are looked for where they would be."""
+    for url in standalone_service(tmp_path, "cnet-inference-opencv", "--cascade", "face", *flag):
+        assert predict(url)["count"] == 1
+        assert requests.post(f"{url}/predict", data=b"not an image", headers={"Content-Type": "image/png"}).status_code == 422
+    log = next(tmp_path.glob("opencv_service_*.log")).read_text()
+    assert "loaded" in log  # the service's own lines are there either way
+    assert len([line for line in log.splitlines() if '"POST /predict HTTP/1.1"' in line]) == lines
