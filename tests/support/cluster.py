@@ -2,8 +2,10 @@
 the cluster fault tests and bench/cluster_faults.py."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -11,6 +13,8 @@ import requests
 
 from tests.support.hosts import Host
 from tests.support.nodes import GIB, Node, held_by, link, nodes_view, wait_for
+
+log = logging.getLogger(__name__)
 
 TOKEN = "cluster-fault-token"
 PERIOD_S = 1.0
@@ -86,9 +90,11 @@ def submit_during_a_kill(parent: Node, child: Node, process: str, count: int) ->
     pid = child.program_pid(process)  # read first: supervisorctl takes longer than some forwards
 
     def submit(workload_id: str) -> int:
+        started = time.monotonic()
         try:
             return parent.submit(SLEEP, NEEDS_THE_CHILD, id=workload_id).status_code
-        except requests.RequestException:
+        except requests.RequestException as exc:  # what it was, and when, is in a failing test's captured log
+            log.warning("submission %s had no answer, after %.1f s: %r", workload_id, time.monotonic() - started, exc)
             return 0
     with ThreadPoolExecutor(count) as pool:
         pending = [pool.submit(submit, workload_id) for workload_id in submissions]
