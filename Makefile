@@ -49,7 +49,7 @@ test: venv system-deps container-engine
 bench: venv system-deps
 	@(command -v nginx && command -v wrk) >/dev/null || ($(APT_INSTALL) nginx-light wrk)
 	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput metrics_overhead \
-		partition_recovery cluster_faults tensorflow_predict node_stop; do \
+		partition_recovery cluster_faults tensorflow_predict node_stop idle_penalty; do \
 		$(BIN)/python bench/$$script.py || exit 1; done
 
 clean:
