@@ -7,9 +7,9 @@ beside /predict at 1, 4 and 16 clients, CPU seconds per request, batching off an
 One 640×480 JPEG (scikit-image's astronaut). Baselines, in this process and its children:
 - the in-process pipeline (decode, letterbox, ``session.run``, NMS) with a session of ``--cpu`` threads:
   the latency one client could get at best;
-- the same pipeline paced: each run after a pause of 2 ms, the cores idle as a service's are between one
-  client's requests (this machine runs a pipeline 5–10% slower after any pause: what a service at one
-  client cannot avoid);
+- the same pipeline paced: each run after a sleep of 2 ms (shuffled among the back-to-back runs), the
+  cores idle as a service's are between one client's requests (this machine runs a pipeline 5–10% slower
+  after any pause: what a service at one client cannot avoid; ``bench/idle_penalty.py``);
 - the in-process limit: ``--cpu`` processes, each a session of 1 thread running the pipeline as fast as it
   can: the images per second the cores can do; and its other form, ``--cpu`` threads of this process on
   sessions of 1 thread (what threads of one process share, the GIL among it, is paid there too).
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import random
 import statistics
 import subprocess
 import sys
@@ -55,19 +56,39 @@ def pipeline(model: YoloModel, jpeg: bytes) -> None:
     model.predict(decode_image(jpeg), confidence=0.25)
 
 
-def pipeline_ms(model: YoloModel, jpeg: bytes, runs: int, pause_s: float = 0.0) -> float:
-    """The median milliseconds of the in-process pipeline, once warm: back to back, or each run after a
-    pause of ``pause_s`` (the cores idle, as a service's are between one client's requests)."""
+def _spin(seconds: float) -> None:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
+
+
+PAUSE_S = 0.002  # about what the cores idle between one client's requests (its round trip, the HTTP)
+PAUSES: dict[str, Callable[[], None]] = {"back_to_back": lambda: None, "after_sleep": lambda: time.sleep(PAUSE_S),
+                                         "after_spin": lambda: _spin(PAUSE_S)}
+
+
+def pipeline_medians(model: YoloModel, jpeg: bytes, runs: int,
+                     pauses: tuple[str, ...] = tuple(PAUSES)) -> dict[str, float]:
+    """The median milliseconds of the in-process pipeline, once warm, for each of ``pauses`` before a run:
+    none, a sleep of PAUSE_S (the cores idle, as a service's are between one client's requests) or a spin
+    as long (the cores kept busy). The runs of all are shuffled together, so the machine's drift falls on
+    each alike."""
     for _ in range(10):
         pipeline(model, jpeg)
-    timings = []
-    for _ in range(runs):
-        if pause_s:
-            time.sleep(pause_s)
+    order = [pause for pause in pauses for _ in range(runs)]
+    random.Random(0).shuffle(order)
+    timings: dict[str, list[float]] = {pause: [] for pause in pauses}
+    for pause in order:
+        PAUSES[pause]()
         started = time.perf_counter()
         pipeline(model, jpeg)
-        timings.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(timings), 2)
+        timings[pause].append((time.perf_counter() - started) * 1000)
+    return {pause: round(statistics.median(values), 2) for pause, values in timings.items()}
+
+
+def pipeline_ms(model: YoloModel, jpeg: bytes, runs: int) -> float:
+    """The median milliseconds of the in-process pipeline run back to back, once warm."""
+    return pipeline_medians(model, jpeg, runs, ("back_to_back",))["back_to_back"]
 
 
 def _limit_worker(jpeg: bytes, seconds: float, all_warm: Any, done: Any) -> None:
@@ -199,9 +220,6 @@ def service_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-PAUSE_S = 0.002  # about what the cores idle between one client's requests (its round trip, the HTTP)
-
-
 def main() -> None:
     args = service_arguments()
     cv2.setNumThreads(1)  # as in the service and the limit's processes
@@ -216,8 +234,9 @@ def main() -> None:
                                                                     "--batch-max-delay-ms", "2"])):
             process, url = service(args.cpu, extra, log_dir)
             try:
-                results[name] = {"in_process_pipeline_ms": pipeline_ms(model, jpeg, 200),
-                                 "in_process_pipeline_paced_ms": pipeline_ms(model, jpeg, 200, PAUSE_S),
+                pipeline_at = pipeline_medians(model, jpeg, 200, ("back_to_back", "after_sleep"))
+                results[name] = {"in_process_pipeline_ms": pipeline_at["back_to_back"],
+                                 "in_process_pipeline_paced_ms": pipeline_at["after_sleep"],
                                  "predict": predict_runs(url, jpeg, process.pid, args.seconds)}
                 if name == "service":
                     results["tritonclient_v2_infer"] = triton_runs(url, process.pid, args.seconds)
