@@ -83,6 +83,14 @@ def json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> 
     gunicorn.util.write_nonblock(sock, head.encode("latin1") + body)
 
 
+def _request_waiting(sock: socket.socket) -> bool:
+    """Bytes from the client are waiting on an idle connection (not its end: that reads as none)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # BlockingIOError (nothing yet) or a reset: nothing to serve
+        return False
+
+
 class _SlowClientLines(logging.Filter):
     """gunicorn logs a connection cut for slowness with a traceback; one line says what happened."""
 
@@ -184,6 +192,21 @@ class DeadlineWorker(ThreadWorker):
             self.log.info("closed a connection from %s whose request did not arrive in time", conn.client)
             self.nr_conns -= 1
             conn.close()
+
+    def murder_keepalived(self, force: bool = False) -> None:
+        """gunicorn closes a kept-alive connection once its keep-alive has run out, also one whose client's
+        next request arrived after the loop last polled (while it accepted a burst of connections, say): that
+        request then gets no answer, and its client cannot tell whether it was taken (a POST is not retried).
+        An expired connection whose next request has begun is served instead; the rest are closed."""
+        now = time.monotonic()
+        while self.keepalived_conns and (force or self.keepalived_conns[0].timeout <= now):
+            conn = self.keepalived_conns.popleft()
+            self.poller.unregister(conn.sock)
+            if not force and _request_waiting(conn.sock):
+                self._await_request(conn)
+            else:
+                self.nr_conns -= 1
+                conn.close()
 
     def _cap_keepalive(self, deadline: float) -> None:
         """At a graceful stop, gunicorn keeps idle kept-alive connections up to 2 s more, to answer a request

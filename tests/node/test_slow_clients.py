@@ -91,6 +91,28 @@ def test_a_graceful_stop_closes_idle_connections_and_finishes_a_request_under_wa
             connection.close()
 
 
+@pytest.mark.parametrize("worker_class, answered", [(DEADLINE_WORKER, True), ("gthread", False)])
+def test_a_request_that_arrives_as_its_kept_alive_connection_expires_is_answered(worker_class: str,
+                                                                                 answered: bool) -> None:
+    """gunicorn closes an expired kept-alive connection even when its next request arrived after the loop's
+    last poll; its client then has no answer and cannot know whether the request was taken."""
+    with slow_app(worker_class) as port:  # keep-alive 2 s, gunicorn's default
+        kept = socket.create_connection(("127.0.0.1", port))
+        kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(kept) == (200, {"status": "healthy"})
+        time.sleep(1.2)
+        # The loop stalls 1.5 s: past the connection's expiry, before it next closes expired connections.
+        assert requests.post(f"http://127.0.0.1:{port}/stall-loop", params={"seconds": 1.5}, timeout=20).ok
+        time.sleep(0.5)
+        kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")  # arrives during the stall, not yet expired
+        try:
+            outcome = read_answer(kept)
+        except OSError as exc:  # reset, or closed without an answer
+            outcome = exc
+        kept.close()
+    assert (outcome == (200, {"status": "healthy"})) == answered, outcome
+
+
 def test_a_trickled_request_meets_its_deadline_and_a_slow_complete_one_does_not() -> None:
     with slow_app(DEADLINE_WORKER, timeout_s=2) as port:
         slow_but_whole = socket.create_connection(("127.0.0.1", port))  # control: whole within the deadline

@@ -92,7 +92,7 @@ def submit_during_a_kill(parent: Node, child: Node, process: str, count: int) ->
     def submit(workload_id: str) -> int:
         started = time.monotonic()
         try:
-            return parent.submit(SLEEP, NEEDS_THE_CHILD, id=workload_id).status_code
+            return parent.submit(SLEEP, NEEDS_THE_CHILD, fresh_connection=True, id=workload_id).status_code
         except requests.RequestException as exc:  # what it was, and when, is in a failing test's captured log
             log.warning("submission %s had no answer, after %.1f s: %r", workload_id, time.monotonic() - started, exc)
             return 0
