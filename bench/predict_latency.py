@@ -1,8 +1,9 @@
 """The YOLO service against what the machine can do, in one run: the in-process pipeline and its limit
-beside /predict at 1, 4 and 16 clients, CPU seconds per request, batching off and on, and a
-``perf_analyzer``-style run of the KServe v2 protocol through ``tritonclient``.
+beside /predict at 1, 4 and 16 clients, CPU seconds per request (and what a request costs the cores
+beyond its image's pipeline), batching off and on, and a ``perf_analyzer``-style run of the KServe v2
+protocol through ``tritonclient``.
 
-    .venv/bin/python bench/predict_latency.py [--cpu 2] [--seconds 6]
+    .venv/bin/python bench/predict_latency.py [--cpu 2] [--seconds 5] [--rounds 3]
 
 One 640×480 JPEG (scikit-image's astronaut). Baselines, in this process and its children:
 - the in-process pipeline (decode, letterbox, ``session.run``, NMS) with a session of ``--cpu`` threads:
@@ -15,9 +16,11 @@ One 640×480 JPEG (scikit-image's astronaut). Baselines, in this process and its
   sessions of 1 thread (what threads of one process share, the GIL among it, is paid there too).
 The service is ``cnet-inference-yolo --threads CPU`` (what a workload of that cpu gets), sent the JPEG as
 a raw ``image/jpeg`` body by ``wrk`` (``bench.http_load``: C, in its own process, so the load's own work
-is not counted against the service). The limits are measured before and after the services (their means
-are the references), and the pipelines just before each service's runs, since this machine's speed drifts
-by more than the gaps measured. Prints JSON; medians and p99 in milliseconds, ratios against the baselines.
+is not counted against the service). This machine's speed drifts by more than the gaps measured, so each
+run of a service at 4 and 16 clients sits between two windows of the limit (its processes stay loaded and
+idle between them), and its ratio is against those two; the pipelines are timed just before each
+service's runs, and the sessions form before and after all. Prints JSON; medians and p99 in
+milliseconds, ratios against the baselines.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -91,39 +96,86 @@ def pipeline_ms(model: YoloModel, jpeg: bytes, runs: int) -> float:
     return pipeline_medians(model, jpeg, runs, ("back_to_back",))["back_to_back"]
 
 
-def _limit_worker(jpeg: bytes, seconds: float, all_warm: Any, done: Any) -> None:
+@dataclass(frozen=True)
+class Limit:
+    images_per_s: float
+    cpu_ms_per_image: float  # what the cores spend on one image when nothing else is done
+
+
+def _limit_worker(jpeg: bytes, windows: Any, all_ready: Any, done: Any) -> None:
     cv2.setNumThreads(1)
     model = YoloModel(YOLO_MODEL, threads=1)
     for _ in range(5):
         pipeline(model, jpeg)
-    all_warm.wait()  # every process counts over the same seconds
-    count, deadline = 0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        pipeline(model, jpeg)
-        count += 1
-    done.put(count)
+    while (seconds := windows.get()) is not None:
+        all_ready.wait()  # every process counts over the same seconds
+        count, cpu_before, deadline = 0, time.process_time(), time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            pipeline(model, jpeg)
+            count += 1
+        done.put((count, time.process_time() - cpu_before))
 
 
-def in_process_limit(jpeg: bytes, processes: int, seconds: float) -> float:
-    """Images per second of ``processes`` processes of one 1-thread session each, counted together once
-    all are loaded and warm."""
-    context = multiprocessing.get_context("spawn")
-    done, all_warm = context.Queue(), context.Barrier(processes)
-    workers = [context.Process(target=_limit_worker, args=(jpeg, seconds, all_warm, done)) for _ in range(processes)]
-    for worker in workers:
-        worker.start()
-    counts = [done.get(timeout=seconds + 120) for _ in workers]
-    for worker in workers:
-        worker.join()
-    return round(sum(counts) / seconds, 1)
+class LimitProcesses:
+    """The in-process limit: ``processes`` processes of one 1-thread session each, loaded and warm once, idle
+    between the windows that ``measure`` has them all count together."""
+
+    def __init__(self, jpeg: bytes, processes: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._windows, self._done = context.Queue(), context.Queue()
+        self._all_ready = context.Barrier(processes)  # held here: a child unpickles it after start() returns
+        self._workers = [context.Process(target=_limit_worker, daemon=True,
+                                         args=(jpeg, self._windows, self._all_ready, self._done))
+                         for _ in range(processes)]
+        for worker in self._workers:
+            worker.start()
+
+    def measure(self, seconds: float) -> Limit:
+        """Images per second of all the processes over one window of ``seconds``, and their CPU per image."""
+        for _ in self._workers:
+            self._windows.put(seconds)
+        counts, cpu_s = zip(*[self._done.get(timeout=seconds + 120) for _ in self._workers])
+        return Limit(round(sum(counts) / seconds, 1), round(sum(cpu_s) / sum(counts) * 1000, 2))
+
+    def close(self) -> None:
+        for _ in self._workers:
+            self._windows.put(None)
+        for worker in self._workers:
+            worker.join(timeout=30)
 
 
-def in_process_sessions_limit(model: YoloModel, jpeg: bytes, threads: int, seconds: float) -> float:
+def interleaved(limit: LimitProcesses, load: Callable[[], dict[str, float]], rounds: int,
+                seconds: float) -> dict[str, Any]:
+    """``rounds`` runs of ``load`` (a service's), each between two windows of the limit (L S L … S L), and
+    each run's ratio against the mean of the two windows beside it: this machine's speed drifts by more
+    than the gaps measured, so a service and a limit minutes apart cannot be compared. Medians of the runs
+    (p99: the worst), the ratios each, and what a request costs the cores beyond its image's pipeline (the
+    HTTP, the threads, the lanes)."""
+    limits, runs = [limit.measure(seconds)], []
+    for _ in range(rounds):
+        runs.append(load())
+        limits.append(limit.measure(seconds))
+    beside = list(zip(limits, limits[1:]))
+    ratios = [run["rps"] / statistics.mean((before.images_per_s, after.images_per_s))
+              for run, (before, after) in zip(runs, beside)]
+    beyond_ms = [run["cpu_s_per_request"] * 1000 - statistics.mean((before.cpu_ms_per_image, after.cpu_ms_per_image))
+                 for run, (before, after) in zip(runs, beside)]
+    return {"rps": statistics.median(run["rps"] for run in runs),
+            "p50_ms": statistics.median(run["p50_ms"] for run in runs),
+            "p99_ms": max(run["p99_ms"] for run in runs),
+            "cpu_s_per_request": statistics.median(run["cpu_s_per_request"] for run in runs),
+            "cores_busy": statistics.median(run["cores_busy"] for run in runs),
+            "over_limit": round(statistics.median(ratios), 3), "over_limit_each": [round(r, 3) for r in ratios],
+            "cpu_ms_per_request_beyond_the_limit": round(statistics.median(beyond_ms), 2),
+            "limits_images_per_s": [each.images_per_s for each in limits]}
+
+
+def in_process_sessions_limit(model: YoloModel, jpeg: bytes, threads: int, seconds: float) -> Limit:
     """Images per second of ``threads`` threads of this process running the pipeline back to back on
     ``model``'s sessions of 1 thread (its lanes, as the service's requests take them), counted together
-    once each is warm: the limit's other form, which pays what threads of one process share (the GIL, the
-    allocator)."""
-    counts = [0] * threads
+    once each is warm, and their CPU per image: the limit's other form, which pays what threads of one
+    process share (the GIL, the allocator)."""
+    counts, cpu_s = [0] * threads, [0.0] * threads
     all_warm = threading.Barrier(threads)
 
     def run(index: int) -> None:
@@ -131,17 +183,18 @@ def in_process_sessions_limit(model: YoloModel, jpeg: bytes, threads: int, secon
             with model.serving():
                 pipeline(model, jpeg)
         all_warm.wait()
-        deadline = time.perf_counter() + seconds
+        cpu_before, deadline = time.thread_time(), time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             with model.serving():
                 pipeline(model, jpeg)
             counts[index] += 1
+        cpu_s[index] = time.thread_time() - cpu_before
     workers = [threading.Thread(target=run, args=(index,)) for index in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    return round(sum(counts) / seconds, 1)
+    return Limit(round(sum(counts) / seconds, 1), round(sum(cpu_s) / sum(counts) * 1000, 2))
 
 
 def threads_load(send: Callable[[], None], clients: int, seconds: float, service_pid: int) -> dict[str, float]:
@@ -184,11 +237,17 @@ def service(cpu: int, extra: list[str], log_dir: str, model: str = YOLO_MODEL) -
     return process, f"http://127.0.0.1:{port}"
 
 
-def predict_runs(url: str, jpeg: bytes, pid: int, seconds: float,
-                 client_counts: tuple[int, ...] = (1, 4, 16)) -> dict[int, dict[str, float]]:
-    """/predict of the JPEG as a raw image/jpeg body, by wrk at each count of clients (connections)."""
-    return {clients: post_load(f"{url}/predict", jpeg, "image/jpeg", clients, seconds, pid)
-            for clients in client_counts}
+def predict_load(url: str, jpeg: bytes, pid: int, clients: int, seconds: float) -> dict[str, float]:
+    """/predict of the JPEG as a raw image/jpeg body, by wrk with ``clients`` connections."""
+    return post_load(f"{url}/predict", jpeg, "image/jpeg", clients, seconds, pid)
+
+
+def predict_runs_beside_the_limit(url: str, jpeg: bytes, pid: int, limit: LimitProcesses, rounds: int,
+                                  seconds: float) -> dict[int, dict[str, Any]]:
+    """``predict_load`` at 1 client once, and at 4 and 16 clients each ``interleaved`` with the limit."""
+    return {1: predict_load(url, jpeg, pid, 1, seconds),
+            **{clients: interleaved(limit, partial(predict_load, url, jpeg, pid, clients, seconds), rounds, seconds)
+               for clients in (4, 16)}}
 
 
 def triton_runs(url: str, pid: int, seconds: float) -> dict[int, dict[str, float]]:
@@ -212,50 +271,60 @@ def triton_runs(url: str, pid: int, seconds: float) -> dict[int, dict[str, float
     return {concurrency: threads_load(sender(), concurrency, seconds, pid) for concurrency in (1, 4, 16)}
 
 
-def service_arguments() -> argparse.Namespace:
-    """--cpu (each service's cpu requirement, its threads) and --seconds (per measured run)."""
-    parser = argparse.ArgumentParser()
+def service_arguments(parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """--cpu (each service's cpu requirement, its threads) and --seconds (per measured run), beside what
+    ``parser`` already has."""
+    parser = parser or argparse.ArgumentParser()
     parser.add_argument("--cpu", type=int, default=2, help="each service's cpu requirement (its threads)")
-    parser.add_argument("--seconds", type=float, default=6.0, help="per measured run")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measured run")
     return parser.parse_args()
 
 
 def main() -> None:
-    args = service_arguments()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3, help="runs of a service at 4 and at 16 clients, each "
+                        "between two windows of the limit")
+    args = service_arguments(parser)
     cv2.setNumThreads(1)  # as in the service and the limit's processes
     jpeg = the_jpeg()
     results: dict[str, Any] = {"image": "640x480 JPEG", "jpeg_bytes": len(jpeg), "cpu": args.cpu,
                                "machine_cores": psutil.cpu_count(), "client": "wrk, 1 thread"}
     model = YoloModel(YOLO_MODEL, threads=args.cpu)
-    limits = [in_process_limit(jpeg, args.cpu, args.seconds)]
-    sessions_limits = [in_process_sessions_limit(model, jpeg, args.cpu, args.seconds)]
-    with tempfile.TemporaryDirectory() as log_dir:
-        for name, extra in (("service", []), ("service_batching", ["--batch-max-size", "8",
-                                                                    "--batch-max-delay-ms", "2"])):
-            process, url = service(args.cpu, extra, log_dir)
-            try:
-                pipeline_at = pipeline_medians(model, jpeg, 200, ("back_to_back", "after_sleep"))
-                results[name] = {"in_process_pipeline_ms": pipeline_at["back_to_back"],
-                                 "in_process_pipeline_paced_ms": pipeline_at["after_sleep"],
-                                 "predict": predict_runs(url, jpeg, process.pid, args.seconds)}
-                if name == "service":
-                    results["tritonclient_v2_infer"] = triton_runs(url, process.pid, args.seconds)
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
-    sessions_limits.append(in_process_sessions_limit(model, jpeg, args.cpu, args.seconds))
-    limits.append(in_process_limit(jpeg, args.cpu, args.seconds))
-    limit, sessions_limit = statistics.mean(limits), statistics.mean(sessions_limits)
-    results["in_process_limit"] = {"images_per_s": round(limit, 1), "before_and_after": limits,
-                                   "processes": args.cpu}
-    results["in_process_sessions_limit"] = {"images_per_s": round(sessions_limit, 1),
-                                            "before_and_after": sessions_limits, "threads": args.cpu}
+    limit = LimitProcesses(jpeg, args.cpu)
+    try:
+        sessions_before = in_process_sessions_limit(model, jpeg, args.cpu, args.seconds)
+        limit_beside = limit.measure(args.seconds)
+        with tempfile.TemporaryDirectory() as log_dir:
+            for name, extra in (("service", []), ("service_batching", ["--batch-max-size", "8",
+                                                                        "--batch-max-delay-ms", "2"])):
+                process, url = service(args.cpu, extra, log_dir)
+                try:
+                    pipeline_at = pipeline_medians(model, jpeg, 200, ("back_to_back", "after_sleep"))
+                    results[name] = {"in_process_pipeline_ms": pipeline_at["back_to_back"],
+                                     "in_process_pipeline_paced_ms": pipeline_at["after_sleep"],
+                                     "predict": predict_runs_beside_the_limit(url, jpeg, process.pid, limit,
+                                                                                 args.rounds, args.seconds)}
+                    if name == "service":
+                        results["tritonclient_v2_infer"] = triton_runs(url, process.pid, args.seconds)
+                finally:
+                    process.terminate()
+                    process.wait(timeout=30)
+        sessions_after = in_process_sessions_limit(model, jpeg, args.cpu, args.seconds)
+    finally:
+        limit.close()
+    results["in_process_limit"] = {"images_per_s": limit_beside.images_per_s, "processes": args.cpu,
+                                   "cpu_ms_per_image": limit_beside.cpu_ms_per_image,
+                                   "measured": "beside each service run, see over_limit_each"}
+    results["in_process_sessions_limit"] = {
+        "images_per_s": round(statistics.mean((sessions_before.images_per_s, sessions_after.images_per_s)), 1),
+        "before_and_after": [sessions_before.images_per_s, sessions_after.images_per_s], "threads": args.cpu,
+        "cpu_ms_per_image": sessions_before.cpu_ms_per_image,
+        "over_the_limit": round(sessions_before.images_per_s / limit_beside.images_per_s, 3)}
     for name in ("service", "service_batching"):
         entry, runs = results[name], results[name]["predict"]
-        results[f"{name}_over_limit"] = {clients: round(run["rps"] / limit, 2)
-                                         for clients, run in runs.items() if clients > 1}
-        results[f"{name}_over_sessions_limit"] = {clients: round(run["rps"] / sessions_limit, 2)
-                                                  for clients, run in runs.items() if clients > 1}
+        results[f"{name}_over_limit"] = {clients: runs[clients]["over_limit"] for clients in (4, 16)}
+        results[f"{name}_cpu_ms_per_request_beyond_the_limit"] = {
+            clients: runs[clients]["cpu_ms_per_request_beyond_the_limit"] for clients in (4, 16)}
         results[f"{name}_latency_over_pipeline_at_1"] = round(runs[1]["p50_ms"] / entry["in_process_pipeline_ms"], 2)
         results[f"{name}_latency_over_paced_pipeline_at_1"] = round(
             runs[1]["p50_ms"] / entry["in_process_pipeline_paced_ms"], 2)

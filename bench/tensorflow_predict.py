@@ -1,6 +1,6 @@
 """TFLite (LiteRT) and SavedModel (TensorFlow) services against onnxruntime's for the same model, in one run.
 
-    .venv/bin/python bench/tensorflow_predict.py [--cpu 2] [--seconds 6]
+    .venv/bin/python bench/tensorflow_predict.py [--cpu 2] [--seconds 5]
 
 The test YOLOv8n converted by onnx2tf (``tests.support.tf_models``, cached). Baselines in this process:
 each backend's in-process pipeline (decode, letterbox, run, NMS) with ``--cpu`` threads. Then each as
@@ -18,7 +18,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.predict_latency import pipeline_ms, predict_runs, service, service_arguments, the_jpeg  # noqa: E402
+from bench.predict_latency import pipeline_ms, predict_load, service, service_arguments, the_jpeg  # noqa: E402
 from inference.yolo_model import YoloModel  # noqa: E402
 from tests.support.assets import YOLO_MODEL  # noqa: E402
 from tests.support.tf_models import converted  # noqa: E402
@@ -37,7 +37,8 @@ def main() -> None:
             del model
             process, url = service(args.cpu, ["--model-type", model_type], log_dir, model=path)
             try:
-                entry["predict"] = predict_runs(url, jpeg, process.pid, args.seconds, (1, 4))
+                entry["predict"] = {clients: predict_load(url, jpeg, process.pid, clients, args.seconds)
+                                    for clients in (1, 4)}
             finally:
                 process.terminate()
                 process.wait(timeout=30)
