@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from inference.statistics import spent
+
 
 @dataclass(frozen=True)
 class BatchPolicy:
@@ -24,18 +26,27 @@ class BatchPolicy:
 
 
 class Batcher:
-    def __init__(self, run_batch: Callable[[np.ndarray], np.ndarray], max_size: int, max_delay_s: float) -> None:
+    """Runs ``run_batch`` (which answers a batch's output and the nanoseconds it computed) on its own thread
+    for the inputs that ``run`` is given together."""
+
+    def __init__(self, run_batch: Callable[[np.ndarray], tuple[np.ndarray, int]], max_size: int,
+                 max_delay_s: float) -> None:
         self._run_batch = run_batch
         self._max_size = max_size
         self._max_delay_s = max_delay_s
-        self._waiting: queue.SimpleQueue[tuple[np.ndarray, Future[np.ndarray]]] = queue.SimpleQueue()
+        self._waiting: queue.SimpleQueue[tuple[np.ndarray, Future[tuple[np.ndarray, int]]]] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name="batcher", daemon=True).start()
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        """The model's output for one input of batch size 1, run with whatever else arrives meanwhile."""
-        result: Future[np.ndarray] = Future()
+        """The model's output for one input of batch size 1, run with whatever else arrives meanwhile; the
+        request counts the batch's compute as its own, and the rest of its wait as queued."""
+        result: Future[tuple[np.ndarray, int]] = Future()
+        waiting_since = time.perf_counter_ns()
         self._waiting.put((tensor, result))
-        return result.result()
+        output, computed_ns = result.result()
+        spent("queue", time.perf_counter_ns() - waiting_since - computed_ns)
+        spent("compute_infer", computed_ns)
+        return output
 
     def _serve(self) -> None:
         while True:
@@ -47,10 +58,10 @@ class Batcher:
                 except queue.Empty:
                     break
             try:
-                output = self._run_batch(np.concatenate([tensor for tensor, _ in batch]))
+                output, computed_ns = self._run_batch(np.concatenate([tensor for tensor, _ in batch]))
             except Exception as exc:  # every request of the batch answers with it
                 for _, result in batch:
                     result.set_exception(exc)
                 continue
             for row, (_, result) in enumerate(batch):
-                result.set_result(output[row:row + 1])
+                result.set_result((output[row:row + 1], computed_ns))

@@ -8,6 +8,7 @@ import numpy as np
 
 from cnetd.common.errors import Invalid
 from inference.request_limits import MAX_DETECTIONS
+from inference.statistics import ModelStatistics
 from inference.tensors import TensorSpec
 
 OPTION_NAMES = ("confidence", "iou", "max_detections", "classes")
@@ -19,6 +20,7 @@ class Detector(Protocol):
     platform: str  # v2 metadata's platform: onnxruntime_onnx, pytorch_libtorch, opencv_haar
     tensor_inputs: list[TensorSpec]  # the model's own tensors (none for a model that takes images only)
     tensor_outputs: list[TensorSpec]
+    statistics: ModelStatistics  # what it has done, for v2's statistics extension
 
     def info(self) -> dict[str, Any]: ...
 

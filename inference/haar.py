@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from inference.cascades import CASCADE_FILES
+from inference.statistics import ModelStatistics, waited_for_cores
 from inference.tensors import TensorSpec
 
 # detectMultiScale parameters per feature: (scaleFactor, minNeighbors)
@@ -43,6 +44,7 @@ class HaarDetector:
         self._faces = _cascade("face")
         self._inner = None if feature == "face" else _cascade(feature)
         self._cores = threading.BoundedSemaphore(max(1, cores))
+        self.statistics = ModelStatistics()
 
     def serving(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # each request detects on its own thread, one core each
@@ -55,12 +57,15 @@ class HaarDetector:
         raise NotImplementedError("a Haar cascade has no tensors of its own")  # kserve asks only of tensor models
 
     def detect(self, image: np.ndarray, options: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
-        with self._cores:
-            return self._detect(image, options)
+        with self.statistics.execution(1):
+            waiting_since = time.perf_counter_ns()
+            with self._cores:
+                waited_for_cores(time.perf_counter_ns() - waiting_since)
+                return self._detect(image, options)
 
     def _detect(self, image: np.ndarray, options: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
         started = time.perf_counter()
-        grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+        grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))  # the cascade's own input: its compute
         scale, neighbours = _PARAMETERS["face"]
         faces = self._faces.detectMultiScale(grey, scaleFactor=scale, minNeighbors=neighbours, minSize=(24, 24))
         boxes = [tuple(int(v) for v in face) for face in faces]

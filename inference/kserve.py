@@ -1,7 +1,9 @@
 """The KServe v2 (Triton) HTTP protocol of a model service, so that Triton's clients work unchanged.
 
 ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}`` (its inputs and outputs with
-datatype and shape), ``/v2/models/{name}/ready``, and ``POST /v2/models/{name}/infer``, which takes either:
+datatype and shape), ``/v2/models/{name}/ready``, ``/v2/models/{name}/stats`` and ``/v2/models/stats``
+(Triton's statistics extension, ``inference.statistics``), and ``POST /v2/models/{name}/infer``, which
+takes either:
 
 - the model's own tensor inputs (JSON ``data`` or the binary tensor extension) and answers its raw
   output tensors, as Triton does for an ONNX model; or
@@ -24,7 +26,8 @@ from cnetd.common.errors import NotFound, PayloadTooLarge, Unprocessable
 from cnetd.common.web import read_body, send
 from inference.imaging import ImageTooLarge, InvalidImage, decode_base64, decode_image, looks_like_image
 from inference.detector import Detector, parse_options
-from inference.tensors import InferRequest, TensorSpec, encode_response, read_request
+from inference.statistics import timed
+from inference.tensors import InferRequest, TensorSpec, batch_size, encode_response, read_request
 
 IMAGE_INPUT = TensorSpec("image", "BYTES", (1,))
 DETECTION_OUTPUTS = (TensorSpec("boxes", "FP32", (-1, 4)), TensorSpec("scores", "FP32", (-1,)),
@@ -35,7 +38,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 class _Server:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         send(resp, {"name": "cnet-inference", "version": importlib.metadata.version("cnet"),
-                    "extensions": ["binary_tensor_data"]})
+                    "extensions": ["binary_tensor_data", "statistics"]})
 
 
 class _Live:
@@ -80,10 +83,14 @@ class _Infer(_Model):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
         self.named(model)
-        with self.detector.serving():
-            request = read_request(read_body(req, self.max_body_bytes), req.get_header(HEADER_LENGTH))
-            outputs = self._detections(request) if IMAGE_INPUT.name in request.inputs else self._tensors(request)
-        body, header_length = encode_response(model, request, outputs)
+        with self.detector.statistics.request() as record:
+            with self.detector.serving():
+                with timed("compute_input"):
+                    request = read_request(read_body(req, self.max_body_bytes), req.get_header(HEADER_LENGTH))
+                record.inferences = _batch_size(request)
+                outputs = self._detections(request) if IMAGE_INPUT.name in request.inputs else self._tensors(request)
+            with timed("compute_output"):
+                body, header_length = encode_response(model, request, outputs)
         resp.status = falcon.HTTP_200
         resp.content_type = falcon.MEDIA_JSON if header_length is None else "application/octet-stream"
         if header_length is not None:
@@ -115,6 +122,27 @@ class _Infer(_Model):
                    "class_ids": np.array([item["class_id"] for item in detections], np.int64),
                    "classes": np.array([item["class"].encode() for item in detections], np.object_)}
         return {name: outputs[name] for name in _asked_for(request, list(outputs))}
+
+
+def _batch_size(request: InferRequest) -> int:
+    """How many inferences a request holds: its first input's batch size (an image is one)."""
+    if IMAGE_INPUT.name in request.inputs or not request.inputs:
+        return 1
+    _, array = next(iter(request.inputs.values()))
+    return batch_size(array)
+
+
+class _ModelStatistics(_Model):
+    """Triton's statistics extension for the one model here."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
+        self.named(model)
+        send(resp, {"model_stats": [self.detector.statistics.to_dict(model)]})
+
+
+class _AllModelStatistics(_Model):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send(resp, {"model_stats": [self.detector.statistics.to_dict(self.detector.model_name)]})
 
 
 def _asked_for(request: InferRequest, known: list[str]) -> list[str]:
@@ -150,3 +178,5 @@ def add_v2_routes(app: falcon.App, detector: Detector, max_image_bytes: int) -> 
     app.add_route("/v2/models/{model}", _ModelMetadata(detector))
     app.add_route("/v2/models/{model}/ready", _ModelReady(detector))
     app.add_route("/v2/models/{model}/infer", _Infer(detector, max_image_bytes))
+    app.add_route("/v2/models/{model}/stats", _ModelStatistics(detector))
+    app.add_route("/v2/models/stats", _AllModelStatistics(detector))

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Callable, Generic, Iterator, TypeVar
+
+from inference.statistics import waited_for_cores
 
 Session = TypeVar("Session")
 
@@ -42,6 +45,7 @@ class Lanes(Generic[Session]):
     def run(self, work: Callable[[Session], object], whole: bool = False) -> object:
         """``work(session)`` on the session this moment allows (the wide one when it is alone, or when it
         asks for the ``whole`` of the cores: a batch)."""
+        waiting_since = time.perf_counter_ns()
         with self._ready:
             self._waiting += 1
             while self._free_cores < (self._cores if whole else 1):
@@ -51,6 +55,7 @@ class Lanes(Generic[Session]):
             taken = self._cores if alone else 1
             session = self._wide if alone else self._free_narrow.pop()
             self._free_cores -= taken
+        waited_for_cores(time.perf_counter_ns() - waiting_since)
         try:
             return work(session)
         finally:

@@ -20,6 +20,7 @@ from cnetd.common.request_metrics import instrumented_app
 from inference.imaging import ImageTooLarge, InvalidImage, decode_base64, decode_image, looks_like_image
 from inference.detector import OPTION_NAMES, Detector, parse_options
 from inference.kserve import add_v2_routes
+from inference.statistics import timed
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 # What a client sends an image as when it does not say: none, curl --data-binary's form type, text
@@ -45,24 +46,26 @@ class _Predict:
         self.max_image_bytes = max_image_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        with self.detector.serving():
+        with self.detector.serving(), self.detector.statistics.request():
             self._predict(req, resp)
 
     def _predict(self, req: falcon.Request, resp: falcon.Response) -> None:
         image_bytes, raw_options = self._read(req)
         options = parse_options(raw_options)  # a malformed option is a 400 whatever the image holds
         try:
-            image = decode_image(image_bytes)
+            with timed("compute_input"):
+                image = decode_image(image_bytes)
         except ImageTooLarge as exc:
             raise PayloadTooLarge(str(exc)) from None
         except InvalidImage as exc:
             raise Unprocessable(str(exc)) from None
         started = time.perf_counter()
         detections, inference_ms = self.detector.detect(image, options)
-        send(resp, {"detections": detections, "count": len(detections),
-                    "image_size": [int(image.shape[1]), int(image.shape[0])],
-                    "inference_ms": round(inference_ms, 3),
-                    "total_ms": round((time.perf_counter() - started) * 1000, 3)})
+        with timed("compute_output"):
+            send(resp, {"detections": detections, "count": len(detections),
+                        "image_size": [int(image.shape[1]), int(image.shape[0])],
+                        "inference_ms": round(inference_ms, 3),
+                        "total_ms": round((time.perf_counter() - started) * 1000, 3)})
 
     def _read(self, req: falcon.Request) -> tuple[bytes, dict[str, Any]]:
         if req.content_length is not None and req.content_length > self.max_image_bytes * 2:

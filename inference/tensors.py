@@ -52,6 +52,11 @@ class InferRequest:
     parameters: dict[str, Any]
 
 
+def batch_size(array: np.ndarray) -> int:
+    """A tensor's batch size: its first dimension (a scalar is one)."""
+    return int(array.shape[0]) if array.ndim else 1
+
+
 def read_request(body: bytes, header_length: str | None) -> InferRequest:
     """A v2 infer request: ``Invalid`` (400) for one not of the protocol's shape, ``Unprocessable`` (422)
     for one whose tensors do not hold together (data that do not fill their shape, say)."""

@@ -16,7 +16,8 @@ from inference import yolo_steps as steps
 from inference.batching import Batcher, BatchPolicy
 from inference.lanes import Lanes
 from inference.model_metadata import NotAYoloModel, input_size, parse_names
-from inference.tensors import ONNX_DATATYPES, TensorSpec
+from inference.statistics import ModelStatistics, timed
+from inference.tensors import ONNX_DATATYPES, TensorSpec, batch_size
 from inference.tf_backends import LiteRTBackend, SavedModelBackend
 
 
@@ -147,6 +148,7 @@ class YoloModel:
         if not os.path.isfile(path) and not (model_type == "tensorflow" and os.path.isdir(path)):
             raise NotAYoloModel(f"model file {path!r} does not exist")
         self.backend = BACKENDS[model_type](path, threads)
+        self.statistics = ModelStatistics()
         self._batcher = Batcher(self._run_batch, batch.max_size, batch.max_delay_ms / 1000) if batch else None
         self.path = path
         self.input_size = self.backend.input_size
@@ -162,8 +164,19 @@ class YoloModel:
         """Around the whole of one request (see ``inference.lanes``)."""
         return self.backend.serving()
 
-    def _run_batch(self, batch: np.ndarray) -> np.ndarray:
-        return self.backend.run(batch, whole=True)
+    def _run_batch(self, batch: np.ndarray) -> tuple[np.ndarray, int]:
+        with self.statistics.execution(len(batch)) as execution:
+            output = self.backend.run(batch, whole=True)
+        return output, execution.computed_ns
+
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
+        with self.statistics.execution(1):
+            return self.backend.run(tensor)
+
+    def run_tensors(self, inputs: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+        """The model's raw outputs ``names`` for its own input tensors, one execution of their batch."""
+        with self.statistics.execution(batch_size(next(iter(inputs.values())))):
+            return self.backend.run_outputs(inputs, names)
 
     def class_name(self, class_id: int) -> str:
         return self.names.get(class_id, f"class_{class_id}")
@@ -176,18 +189,21 @@ class YoloModel:
 
     def predict(self, image: np.ndarray, confidence: float = 0.25, iou: float = 0.45,
                 max_detections: int = 300, classes: list[int] | None = None) -> tuple[list[Detection], float]:
-        """Detections in original-image pixels, and the milliseconds spent in ``session.run``."""
-        boxed = steps.letterbox(image, self.input_size)
+        """Detections in original-image pixels, and the milliseconds of the model's run (with a batch: the
+        wait for it too)."""
+        with timed("compute_input"):
+            boxed = steps.letterbox(image, self.input_size)
+            tensor = steps.to_tensor(boxed.image)
         started = time.perf_counter()
-        tensor = steps.to_tensor(boxed.image)
-        output = self._batcher.run(tensor) if self._batcher else self.backend.run(tensor)
+        output = self._batcher.run(tensor) if self._batcher else self._run(tensor)
         inference_ms = (time.perf_counter() - started) * 1000
-        boxes, scores, class_ids = steps.decode_output(output, self.layout)
-        kept = steps.select(boxes, scores, class_ids, self.layout, confidence, iou, max_detections, classes)
-        scaled = steps.scale_boxes(boxes[kept], boxed, image.shape[:2])
-        return [Detection(self.class_name(int(class_ids[index])), int(class_ids[index]),
-                          round(float(scores[index]), 5), [round(float(v), 2) for v in box])
-                for index, box in zip(kept, scaled)], inference_ms
+        with timed("compute_output"):
+            boxes, scores, class_ids = steps.decode_output(output, self.layout)
+            kept = steps.select(boxes, scores, class_ids, self.layout, confidence, iou, max_detections, classes)
+            scaled = steps.scale_boxes(boxes[kept], boxed, image.shape[:2])
+            return [Detection(self.class_name(int(class_ids[index])), int(class_ids[index]),
+                              round(float(scores[index]), 5), [round(float(v), 2) for v in box])
+                    for index, box in zip(kept, scaled)], inference_ms
 
 
 def main(argv: list[str] | None = None) -> int:

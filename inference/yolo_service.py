@@ -22,6 +22,7 @@ class YoloDetector:
         self.platform = model.backend.platform
         self.tensor_inputs, self.tensor_outputs = model.backend.tensor_inputs, model.backend.tensor_outputs
         self._ids_by_name = {name: class_id for class_id, name in model.names.items()}
+        self.statistics = model.statistics
 
     def info(self) -> dict[str, Any]:
         return self.model.info()
@@ -30,7 +31,7 @@ class YoloDetector:
         return self.model.serving()
 
     def infer_tensors(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
-        return self.model.backend.run_outputs(inputs, outputs)
+        return self.model.run_tensors(inputs, outputs)
 
     def _class_ids(self, classes: list[Any] | None) -> list[int] | None:
         if classes is None:
