@@ -1,7 +1,7 @@
 """The YOLO service against what the machine can do, in one run: the in-process pipeline and its limit
 beside /predict at 1, 4 and 16 clients, CPU seconds per request (and what a request costs the cores
-beyond its image's pipeline), batching off and on, and a ``perf_analyzer``-style run of the KServe v2
-protocol through ``tritonclient``.
+beyond its image's pipeline), batching off and on (and what the service's v2 statistics say of them),
+and a ``perf_analyzer``-style run of the KServe v2 protocol through ``tritonclient``.
 
     .venv/bin/python bench/predict_latency.py [--cpu 2] [--seconds 5] [--rounds 3]
 
@@ -42,11 +42,13 @@ import cv2
 import numpy as np
 import orjson
 import psutil
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.http_load import post_load, tree_cpu_s  # noqa: E402
 from inference.imaging import decode_image  # noqa: E402
+from inference.statistics import PHASES  # noqa: E402
 from inference.yolo_model import YoloModel  # noqa: E402
 from tests.support.assets import ASTRONAUT, YOLO_MODEL  # noqa: E402
 from tests.support.nodes import VENV_BIN, free_port, wait_until_answers  # noqa: E402
@@ -250,6 +252,15 @@ def predict_runs_beside_the_limit(url: str, jpeg: bytes, pid: int, limit: LimitP
                for clients in (4, 16)}}
 
 
+def served_statistics(url: str) -> dict[str, float]:
+    """What the service's v2 statistics say of the requests it has served: the mean batch size of its
+    executions, and the milliseconds a request spent in each phase."""
+    (model,) = requests.get(f"{url}/v2/models/faces/stats", timeout=30).json()["model_stats"]
+    phases, served = model["inference_stats"], model["inference_stats"]["success"]["count"]
+    return {"mean_batch_size": round(model["inference_count"] / model["execution_count"], 2),
+            **{f"{phase}_ms": round(phases[phase]["ns"] / served / 1e6, 2) for phase in PHASES}}
+
+
 def triton_runs(url: str, pid: int, seconds: float) -> dict[int, dict[str, float]]:
     """What ``perf_analyzer --concurrency-range`` measures: infer on a random tensor of the model's input
     shape, binary data both ways, through tritonclient (Python: its own work shares the cores)."""
@@ -303,7 +314,8 @@ def main() -> None:
                     results[name] = {"in_process_pipeline_ms": pipeline_at["back_to_back"],
                                      "in_process_pipeline_paced_ms": pipeline_at["after_sleep"],
                                      "predict": predict_runs_beside_the_limit(url, jpeg, process.pid, limit,
-                                                                                 args.rounds, args.seconds)}
+                                                                                 args.rounds, args.seconds),
+                                     "v2_statistics_of_predict": served_statistics(url)}
                     if name == "service":
                         results["tritonclient_v2_infer"] = triton_runs(url, process.pid, args.seconds)
                 finally:
