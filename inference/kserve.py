@@ -133,15 +133,11 @@ def _batch_size(request: InferRequest) -> int:
 
 
 class _ModelStatistics(_Model):
-    """Triton's statistics extension for the one model here."""
+    """Triton's statistics extension: the model named, or every model (the one here)."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
-        self.named(model)
-        send(resp, {"model_stats": [self.detector.statistics.to_dict(model)]})
-
-
-class _AllModelStatistics(_Model):
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, model: str | None = None) -> None:
+        if model is not None:
+            self.named(model)
         send(resp, {"model_stats": [self.detector.statistics.to_dict(self.detector.model_name)]})
 
 
@@ -179,4 +175,4 @@ def add_v2_routes(app: falcon.App, detector: Detector, max_image_bytes: int) -> 
     app.add_route("/v2/models/{model}/ready", _ModelReady(detector))
     app.add_route("/v2/models/{model}/infer", _Infer(detector, max_image_bytes))
     app.add_route("/v2/models/{model}/stats", _ModelStatistics(detector))
-    app.add_route("/v2/models/stats", _AllModelStatistics(detector))
+    app.add_route("/v2/models/stats", _ModelStatistics(detector))
