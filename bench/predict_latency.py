@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -103,6 +103,16 @@ class Limit:
     images_per_s: float
     cpu_ms_per_image: float  # what the cores spend on one image when nothing else is done
 
+    @classmethod
+    def counted(cls, counts: Sequence[int], cpu_s: Sequence[float], seconds: float) -> Limit:
+        """From each worker's images and CPU seconds over the same ``seconds``."""
+        return cls(round(sum(counts) / seconds, 1), round(sum(cpu_s) / sum(counts) * 1000, 2))
+
+    @classmethod
+    def between(cls, before: Limit, after: Limit) -> Limit:
+        return cls(statistics.mean((before.images_per_s, after.images_per_s)),
+                   statistics.mean((before.cpu_ms_per_image, after.cpu_ms_per_image)))
+
 
 def _limit_worker(jpeg: bytes, windows: Any, all_ready: Any, done: Any) -> None:
     cv2.setNumThreads(1)
@@ -137,7 +147,7 @@ class LimitProcesses:
         for _ in self._workers:
             self._windows.put(seconds)
         counts, cpu_s = zip(*[self._done.get(timeout=seconds + 120) for _ in self._workers])
-        return Limit(round(sum(counts) / seconds, 1), round(sum(cpu_s) / sum(counts) * 1000, 2))
+        return Limit.counted(counts, cpu_s, seconds)
 
     def close(self) -> None:
         for _ in self._workers:
@@ -157,11 +167,9 @@ def interleaved(limit: LimitProcesses, load: Callable[[], dict[str, float]], rou
     for _ in range(rounds):
         runs.append(load())
         limits.append(limit.measure(seconds))
-    beside = list(zip(limits, limits[1:]))
-    ratios = [run["rps"] / statistics.mean((before.images_per_s, after.images_per_s))
-              for run, (before, after) in zip(runs, beside)]
-    beyond_ms = [run["cpu_s_per_request"] * 1000 - statistics.mean((before.cpu_ms_per_image, after.cpu_ms_per_image))
-                 for run, (before, after) in zip(runs, beside)]
+    beside = [Limit.between(before, after) for before, after in zip(limits, limits[1:])]
+    ratios = [run["rps"] / around.images_per_s for run, around in zip(runs, beside)]
+    beyond_ms = [run["cpu_s_per_request"] * 1000 - around.cpu_ms_per_image for run, around in zip(runs, beside)]
     return {"rps": statistics.median(run["rps"] for run in runs),
             "p50_ms": statistics.median(run["p50_ms"] for run in runs),
             "p99_ms": max(run["p99_ms"] for run in runs),
@@ -196,7 +204,7 @@ def in_process_sessions_limit(model: YoloModel, jpeg: bytes, threads: int, secon
         worker.start()
     for worker in workers:
         worker.join()
-    return Limit(round(sum(counts) / seconds, 1), round(sum(cpu_s) / sum(counts) * 1000, 2))
+    return Limit.counted(counts, cpu_s, seconds)
 
 
 def threads_load(send: Callable[[], None], clients: int, seconds: float, service_pid: int) -> dict[str, float]:
