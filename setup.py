@@ -1,12 +1,12 @@
 """CNET: an edge-cluster agent (supervisord-managed node, ZeroMQ mesh, LMDB ledger)."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="cnet",
     version="0.1.0",
     description="Edge-cluster agent: runs processes, containers and model services across a tree of nodes",
     python_requires=">=3.10",
-    packages=["cnetd", "cnetd.api", "cnetd.cli", "cnetd.common", "mesh", "ledger", "workers", "inference", "gateway", "ui"],
+    packages=find_packages(include=["cnetd", "cnetd.*", "mesh", "ledger", "workers", "inference", "gateway", "ui"]),
     package_data={"ui": ["static/*.html", "static/*.css", "static/js/*.js"]},
     install_requires=[
         "pyzmq>=25",
@@ -46,8 +46,8 @@ setup(
     entry_points={
         "console_scripts": [
             "cnet=cnetd.cli.main:main",
-            "cnetd=cnetd.main:main",
-            "cnet-agent=cnetd.main:main",
+            "cnetd=cnetd.launcher.main:main",
+            "cnet-agent=cnetd.launcher.main:main",
             "cnet-tap=mesh.tap:main",
             "cnet-inference-yolo=inference.yolo_service:main",
             "cnet-inference-opencv=inference.opencv_service:main",

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.nodes import Node, running  # noqa: E402  (the same real-node harness the tests use)
 
-PROGRAMS = ("cnetd.main", "cnetd.api.app", "cnetd.register", "cnetd.scheduler", "cnetd.monitor",
+PROGRAMS = ("cnetd.launcher.main", "cnetd.api.app", "cnetd.register", "cnetd.scheduler", "cnetd.monitor",
             "inference.yolo_service", "inference.opencv_service", "gateway.server")
 HEAVY = ("onnxruntime", "cv2", "torch", "docker", "lmdb", "zmq", "supervisor", "falcon", "numpy", "gunicorn")
 MIB = 1024 * 1024

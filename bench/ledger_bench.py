@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ledger.records import Resources, Status, WorkloadRecord  # noqa: E402
 from ledger.store import MAP_SIZE_BYTES, Ledger  # noqa: E402
-from cnetd.lifecycle import finish  # noqa: E402
+from cnetd.core.lifecycle import finish  # noqa: E402
 
 ROUNDS = 3
 

@@ -103,7 +103,7 @@ def run(rounds: int, origin: Node, child: Node, child_host: Host, model: str, sh
             elapsed, record = timed_deploy(origin, cpu, path)
             times.append(elapsed)
             origin.api("DELETE", f"/api/workloads/{record['id']}")
-    from cnetd.models.links import signed_link
+    from cnetd.core.links import signed_link
     link_url = signed_link(origin.url, TOKEN, sha256)
     plain_url = f"http://{origin.ip}:{HTTP_PORT}/faces.onnx"
     plain = [download_mib_s(child_host, plain_url) for _ in range(rounds)]

@@ -7,12 +7,10 @@ the query string. Bad input answers 400/413 with a JSON error and the service ke
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
 import falcon
-import numpy as np
 
 from cnetd.common.web import install_error_rendering, json_of, read_body, send
 from cnetd.common.errors import Invalid, PayloadTooLarge, Unprocessable

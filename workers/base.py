@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from cnetd.common.errors import Invalid, Unprocessable
-from cnetd.paths import RuntimePaths
+from cnetd.common.paths import RuntimePaths
 from ledger.records import WorkloadRecord
-
-if TYPE_CHECKING:
-    from cnetd.config import NodeConfig
 
 RESTART_POLICIES = ("never", "on-failure", "always")
 HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"  # a DNS name or an IPv4 address
@@ -61,14 +58,6 @@ class NodeContext:
     gateway_roots: tuple[str, ...] = ()  # where a data gateway may serve from: the data path and allowed roots
     workload_user: str | None = None  # who process workloads run as by default (None: the node's user)
     workload_users: frozenset[str] = frozenset()  # every user a workload may ask for
-
-    @classmethod
-    def of(cls, config: NodeConfig) -> NodeContext:
-        users = {config.workloads_user, *config.workloads_allowed_users} - {None}
-        if config.workloads_allow_root:
-            users.add("root")
-        return cls(config.node_id, config.paths, config.container_engine,
-                   (config.data_path, *config.gateway_allowed_roots), config.workloads_user, frozenset(users))
 
 
 class Executor(Protocol):

@@ -18,7 +18,7 @@ from typing import Any
 from cnetd.common.errors import Invalid, Unprocessable
 from ledger.records import WorkloadRecord
 from workers.base import NodeContext, PlainProgram, ProgramSpec, config_schema, reject_unknown_fields
-from cnetd.models.sources import SHA256_PATTERN, check_sha256, parse_source
+from cnetd.common.model_sources import SHA256_PATTERN, check_sha256, parse_source
 from workers.service_program import SERVICE_FIELDS, SERVICE_SCHEMAS, service_home, service_spec, service_user, validate_service_fields
 from workers.workload_files import readable_copy
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cnetd.common.errors import Invalid, Unprocessable
-from cnetd.private_files import make_workload_dir
+from cnetd.common.private_files import make_workload_dir
 from ledger.records import WorkloadRecord
 from workers.base import (RESTART_POLICIES, USER_SCHEMA, NodeContext, PlainProgram, ProgramSpec, choose_user,
                           config_schema, reject_unknown_fields)

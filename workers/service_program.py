@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnetd.common.errors import Conflict, Invalid, Unprocessable
-from cnetd.private_files import make_workload_dir
+from cnetd.common.private_files import make_workload_dir
 from ledger.records import WorkloadRecord
 from workers.base import HOST_PATTERN, USER_SCHEMA, NodeContext, ProgramSpec, choose_user, port_number
 from workers.workload_files import READ, SEARCH, readable_by

@@ -8,7 +8,7 @@ import pwd
 import shutil
 from pathlib import Path
 
-from cnetd.private_files import WORKLOAD_FILE_MODE, replacing
+from cnetd.common.private_files import WORKLOAD_FILE_MODE, replacing
 
 READ, SEARCH = 4, 1  # permission bits, as in each of the owner / group / other triples (SEARCH: execute)
 SHARED_DIR_MODE, SHARED_FILE_MODE = 0o750, 0o640  # the node writes; workloads' group reads; others nothing

@@ -3,7 +3,6 @@ table (reads) and the scheduler (changes). ``create_app(deps)`` builds it from i
 ``gunicorn_app()`` is gunicorn's factory, which opens them in each worker."""
 from __future__ import annotations
 
-from typing import Any
 
 import falcon
 
@@ -21,10 +20,9 @@ from cnetd.api.remote import RemoteWorkloads
 from cnetd.api.workloads import Workload, WorkloadLogs, WorkloadLogStream, Workloads, WorkloadStop
 from cnetd.common.request_metrics import RequestMetrics
 from cnetd.common.web import install_error_rendering
-from cnetd.delegation import SCHEDULER_TIMEOUT_S, submit_timeout_s
-from cnetd.node_process import open_node_process
+from cnetd.core.channel import scheduler_channel
+from cnetd.core.node_process import open_node_process
 from ledger.catalog import Catalog
-from mesh.rpc import request
 from ui import STATIC_DIR
 
 ROUTES: tuple[tuple[str, type[Resource]], ...] = (
@@ -55,13 +53,7 @@ def create_app(deps: ApiDeps) -> falcon.App:
 def gunicorn_app() -> falcon.App:
     """gunicorn's app factory: runs in each worker after the fork, so LMDB and ZeroMQ open per process."""
     node = open_node_process("api")
-    endpoint = node.config.paths.scheduler_endpoint
-
-    submit_s = submit_timeout_s(node.config.health_start_timeout_s)
-
-    def schedule(op: str, **args: Any) -> Any:
-        return request(endpoint, op, args, submit_s if op == "submit" else SCHEDULER_TIMEOUT_S)
-
+    schedule = scheduler_channel(node.config.paths.scheduler_endpoint, node.config.health_start_timeout_s)
     return create_app(ApiDeps(
         config=node.config, ledger=node.ledger, nodes=node.nodes, schedule=schedule,
         announce_neighbours=node.publisher.neighbours_changed,

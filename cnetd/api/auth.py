@@ -6,7 +6,7 @@ import hmac
 import falcon
 
 from cnetd.common.errors import Unauthorized
-from cnetd.models.links import link_is_valid
+from cnetd.core.links import link_is_valid
 
 ARTIFACTS = "/api/artifacts/"
 

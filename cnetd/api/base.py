@@ -12,17 +12,15 @@ from typing import Any, Callable
 
 from cnetd.api.remote import RemoteWorkloads
 from cnetd.common.errors import DelegationPending, NotFound
-from cnetd.config import NodeConfig
-from cnetd.health import healthy
-from cnetd.models.store import MODEL_TYPE
-from cnetd.replicas.balancer import Balancer
-from cnetd.replicas.spec import replica_prefix
-from cnetd.replicas.state import deployment_view, members_of
+from cnetd.core.config import NodeConfig
+from cnetd.core.model_records import MODEL_TYPE
+from cnetd.api.balancer import Balancer
+from cnetd.core.deployment_spec import replica_prefix
+from cnetd.core.deployment_state import deployment_view, members_of
 from ledger.catalog import Catalog
 from ledger.nodetable import NodeTable
-from ledger.records import Status, WorkloadRecord
+from ledger.records import WorkloadRecord
 from ledger.store import Ledger
-from workers.base import NodeContext
 from workers.registry import EXECUTORS
 
 
@@ -42,14 +40,13 @@ class Resource:
     def __init__(self, deps: ApiDeps) -> None:
         self.deps = deps
         self.data_root = Path(deps.config.data_path)
-        self.context = NodeContext.of(deps.config)
+        self.context = deps.config.workload_context
 
     def schedule(self, op: str, **args: Any) -> Any:
         return self.deps.schedule(op, **args)
 
     def view(self, record: WorkloadRecord) -> dict[str, Any]:
-        """A record as readers see it now. A starting service is checked at once, not at the monitor's next
-        round: an origin following a delegated deployment's readiness sees it running as soon as it is."""
+        """A record as readers see it now (a delegated one as its next hop sees it)."""
         return self.views([record])[0]
 
     def views(self, records: list[WorkloadRecord]) -> list[dict[str, Any]]:
@@ -61,7 +58,6 @@ class Resource:
         if record.deployment is not None:
             members = self.members(record)
             return {**self.present(record, {}), **deployment_view(record, members, self.views(members))}
-        record = self.checked(record)
         return self.present(record, {} if record.remote else self.facts(record))
 
     def present(self, record: WorkloadRecord, facts: dict[str, Any]) -> dict[str, Any]:
@@ -81,13 +77,6 @@ class Resource:
     def members(self, deployment: WorkloadRecord) -> list[WorkloadRecord]:
         """A deployment's replicas (those taken out of rotation too, until they are deleted)."""
         return members_of(self.deps.ledger.workloads(replica_prefix(deployment.id)), deployment.id)
-
-    def checked(self, record: WorkloadRecord) -> WorkloadRecord:
-        """``record``, running now if it is a starting service whose /health answers."""
-        if record.status == Status.STARTING and not record.remote and record.health_url \
-                and record.process_pid is not None and healthy(record.health_url):
-            return WorkloadRecord.from_dict(self.schedule("mark_healthy", id=record.id))
-        return record
 
     def facts(self, record: WorkloadRecord) -> dict[str, Any]:
         executor = EXECUTORS.get(record.type)  # data records have no executor: uploads run no program

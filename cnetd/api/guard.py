@@ -28,7 +28,7 @@ import psutil
 from cnetd.common.errors import CnetError
 
 if TYPE_CHECKING:
-    from cnetd.config import NodeConfig
+    from cnetd.core.config import NodeConfig
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from cnetd.common.http_worker import DeadlineWorker
-from cnetd.config import NodeConfig
+from cnetd.core.config import NodeConfig
 from cnetd.common.lifeline import die_with_parent
 
 

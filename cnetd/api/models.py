@@ -1,6 +1,6 @@
 """The node's model cache over HTTP: ``GET /api/models`` lists its artifacts, ``DELETE /api/models/{sha256}``
 evicts an unused one, and ``GET /api/artifacts/{sha256}`` streams one (Range-able) to whoever holds the
-node's token or a link the node signed (``cnetd.models.links``): how a delegated deployment gets its model."""
+node's token or a link the node signed (``cnetd.core.links``): how a delegated deployment gets its model."""
 from __future__ import annotations
 
 import re
@@ -12,8 +12,8 @@ from cnetd.api.base import Resource
 from cnetd.common.byte_ranges import NotSatisfiable, byte_range
 from cnetd.common.errors import CnetError, NotFound
 from cnetd.common.web import send
-from cnetd.models.sources import SHA256_PATTERN
-from cnetd.models.store import MODEL_TYPE, model_users, record_id
+from cnetd.common.model_sources import SHA256_PATTERN
+from cnetd.core.model_records import MODEL_TYPE, model_users, record_id
 from ledger.records import Status
 
 

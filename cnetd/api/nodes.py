@@ -6,7 +6,8 @@ from typing import Any
 
 import falcon
 
-from cnetd import __version__, hostinfo
+from cnetd import __version__
+from cnetd.core import hostinfo
 from cnetd.api.base import Resource
 from cnetd.common.errors import Conflict, Invalid, NotFound
 from cnetd.common.web import read_json, send

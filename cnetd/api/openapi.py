@@ -9,8 +9,8 @@ from typing import Any
 
 from cnetd import __version__
 from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_MAX, PREDICT_MAX_BYTES
-from cnetd.replicas.spec import MAX_DEPLOYMENT_ID, MAX_REPLICAS, PLACEMENTS, SPREADS
-from cnetd.submission import MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN
+from cnetd.core.deployment_spec import MAX_DEPLOYMENT_ID, MAX_REPLICAS, PLACEMENTS, SPREADS
+from cnetd.core.submission import MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN
 from inference.request_limits import BASE64_IMAGE_PATTERN, MAX_DETECTIONS, V2_DATATYPES
 from ledger.records import RESOURCE_KINDS
 from mesh.messages import API_URL_PATTERN, MESH_ENDPOINT_PATTERN, NODE_ID_PATTERN

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from cnetd.api import openapi
 from cnetd.api.base import Resource
 from cnetd.common.web import send
-from cnetd.metrics import node_exposition
+from cnetd.core.metrics import node_exposition
 from ui import STATIC_DIR
 
 

@@ -13,8 +13,8 @@ from cnetd.common.errors import NotAService, NotRunning, Unavailable
 from cnetd.common.httpclient import TimedOut, Unreachable
 from cnetd.common.relay import Relayed, relay
 from cnetd.common.web import read_body
-from cnetd.metrics import BALANCED
-from cnetd.replicas.state import in_rotation
+from cnetd.core.metrics import BALANCED
+from cnetd.core.deployment_state import in_rotation
 from ledger.records import Status, WorkloadRecord
 
 PREDICT_TIMEOUT_S = 60.0

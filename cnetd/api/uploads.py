@@ -18,7 +18,7 @@ import falcon
 
 from cnetd.common.request_deadline import ClientTooSlow
 from cnetd.common.errors import CnetError, Invalid, LengthRequired, RequestTimeout, Unprocessable
-from cnetd.submission import new_workload_id
+from cnetd.core.submission import new_workload_id
 from gateway.etags import set_md5_attribute
 from gateway.keys import UnsafeKey, safe_relative
 from ledger.catalog import Catalog, StoredFile

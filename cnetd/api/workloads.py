@@ -12,12 +12,12 @@ from cnetd.api.base import Resource, settled
 from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_DEFAULT, LOG_TAIL_MAX
 from cnetd.common.errors import CnetError, Invalid, NotFound
 from cnetd.common.web import read_json, send
-from cnetd.replicas.spec import replica_count
-from cnetd.replicas.state import starting_replicas
-from cnetd.delegation import DELEGATION_BUDGET_S
-from cnetd.logtail import read_from, tail_lines
-from cnetd.models.store import MODEL_TYPE
-from cnetd.submission import Delegation, parse_delegation, parse_submission
+from cnetd.core.deployment_spec import replica_count
+from cnetd.core.deployment_state import starting_replicas
+from cnetd.core.channel import DELEGATION_BUDGET_S
+from cnetd.api.logtail import read_from, tail_lines
+from cnetd.core.model_records import MODEL_TYPE
+from cnetd.core.submission import Delegation, parse_delegation, parse_submission
 from ledger.records import Status, WorkloadRecord
 
 READY_POLL_S, REMOTE_READY_POLL_S = 0.05, 0.05
@@ -90,11 +90,12 @@ class Workloads(Resource):
         return view
 
     def _wait_ready(self, workload_id: str) -> dict[str, Any]:
-        """Answer a submission once it is ready: a service's /health answers and its program has told what
-        only it knows (a container id); or it ended; or time ran out (the monitor's checks take over)."""
+        """Answer a submission once it is ready: the monitor found a service's /health answering, and its
+        program has told what only it knows (a container id); or it ended; or time ran out. The API only
+        reads here: readiness has one writer, the monitor's health checks."""
         deadline = self._ready_deadline()
         while True:
-            record = self.checked(self.deps.ledger.get(workload_id))
+            record = self.deps.ledger.get(workload_id)
             facts = self.facts(record)
             facts_pending = any(value is None for value in facts.values())
             if (record.status != Status.STARTING and not facts_pending) or record.terminal \

@@ -11,7 +11,7 @@ import pytest
 import yaml
 import zmq
 
-from cnetd.config import ConfigError, parse_config
+from cnetd.core.config import ConfigError, parse_config
 from mesh import curve
 from mesh.messages import HEARTBEAT_TOPIC, Heartbeat
 from tests.support.nodes import VENV_BIN, Node, free_port, link, nodes_view, running, wait_for

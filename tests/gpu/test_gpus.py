@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from cnetd import hostinfo
+from cnetd.core import hostinfo
 from cnetd.common.errors import InsufficientResources
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
 from tests.support.nodes import VENV_BIN, Node, link, nodes_view, running, wait_for
-from cnetd.lifecycle import finish
+from cnetd.core.lifecycle import finish
 
 
 def record(workload_id: str, gpu: int) -> WorkloadRecord:

@@ -6,8 +6,8 @@ import subprocess
 import pytest
 import yaml
 
-from cnetd.config import ConfigError, NodeConfig, parse_config
-from cnetd.private_files import default_runtime_root
+from cnetd.core.config import ConfigError, NodeConfig, parse_config
+from cnetd.common.private_files import default_runtime_root
 from tests.support.nodes import VENV_BIN
 
 BASE = {"agent": {"node_id": "nanjing", "address": "127.0.0.1", "port": 8081}}

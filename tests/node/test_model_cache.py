@@ -183,7 +183,7 @@ def test_artifact_links(node: Node) -> None:
     assert part.headers["Content-Range"] == f"bytes 10-19/{SIZE}"
     beyond = node.api("GET", f"/api/artifacts/{SHA256}", headers={"Range": f"bytes={SIZE}-"})
     assert beyond.status_code == 416
-    from cnetd.models.links import signed_link
+    from cnetd.core.links import signed_link
     signed = signed_link(node.url, TOKEN, SHA256)
     assert requests.get(signed, timeout=10).status_code == 200  # no token: the signature stands for it
     assert requests.get(signed.replace("signature=", "signature=0"), timeout=10).status_code == 401

@@ -19,7 +19,7 @@ import psutil
 import requests
 import yaml
 
-from cnetd.paths import RuntimePaths
+from cnetd.common.paths import RuntimePaths
 from workers.container import remove_labelled
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from cnetd.api.app import create_app
 from cnetd.api.base import ApiDeps
 from cnetd.api.remote import RemoteWorkloads
 from cnetd.common.errors import InsufficientResources
-from cnetd.config import parse_config
+from cnetd.core.config import parse_config
 from ledger.catalog import Catalog
 from ledger.nodetable import NodeTable
 from ledger.records import Status, WorkloadRecord

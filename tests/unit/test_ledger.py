@@ -10,7 +10,7 @@ from cnetd.common.errors import InsufficientResources, NotFound
 from ledger.nodetable import Neighbour, NodeTable, Role
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
-from cnetd.lifecycle import finish, mark_started
+from cnetd.core.lifecycle import finish, mark_started
 
 CAPACITY = Resources(cpu=8.0, memory=16 * 2**30, gpu=1, storage=100)
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from cnetd.lifecycle import finish, mark_started, settle
+from cnetd.core.lifecycle import finish, mark_started, settle
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from mesh.messages import LEDGER_CHANGED, MAX_MESSAGE_BYTES, BusEvent, Heartbeat, MalformedMessage, Registration
-from cnetd.eventlistener import events
+from cnetd.monitor.eventlistener import events
 
 SUBTREE = {"nodes": 2, "online": 2, "capacity": {"cpu": 16.0}, "allocated": {"cpu": 1.0}, "available_max": {"cpu": 8.0}}
 BEAT = Heartbeat(node_id="n", seq=3, boot_id="b1", api_url="http://127.0.0.1:1", mesh_endpoint="tcp://127.0.0.1:2",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from cnetd.common.errors import InsufficientResources
-from cnetd.placement import Candidate, rank
+from cnetd.scheduler.placement import Candidate, rank
 from ledger.records import Resources
 
 CAPACITY = Resources(cpu=8.0, memory=16, gpu=0, storage=0)

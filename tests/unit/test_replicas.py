@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cnetd.common.errors import Invalid
-from cnetd.replicas.balancer import Balancer
-from cnetd.replicas.spec import DeploymentSpec, replica_record
-from cnetd.replicas.state import deployment_status
-from cnetd.submission import parse_submission
+from cnetd.api.balancer import Balancer
+from cnetd.core.deployment_spec import DeploymentSpec, replica_record
+from cnetd.core.deployment_state import deployment_status
+from cnetd.core.submission import parse_submission
 from ledger.records import Resources, WorkloadRecord
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from cnetd.paths import RUNTIME_DIR_ENV
+from cnetd.common.paths import RUNTIME_DIR_ENV
 
 GONE_WAIT_S = 10.0
 

@@ -24,9 +24,9 @@ from typing import Any, Callable
 from cnetd.common.errors import CnetError, DelegationUnknown, NotFound
 from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.logs import workload_fields
-from cnetd.metrics import REPLICA_EVENTS
-from cnetd.replicas.spec import ALL_OR_NOTHING, DeploymentSpec, replica_record
-from cnetd.replicas.state import deployment_status, members_of
+from cnetd.core.metrics import REPLICA_EVENTS
+from cnetd.core.deployment_spec import ALL_OR_NOTHING, DeploymentSpec, replica_record
+from cnetd.core.deployment_state import deployment_status, members_of
 from ledger.records import Desired, Status, WorkloadRecord
 from ledger.store import Ledger
 

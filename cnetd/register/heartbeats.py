@@ -16,10 +16,10 @@ from typing import Callable, Iterator, TypeVar
 import zmq
 from prometheus_client import Counter
 
-from cnetd.discovery import Discovery
-from cnetd.metrics import (HEARTBEATS_DROPPED, HEARTBEATS_RECEIVED, HEARTBEATS_SENT, NEIGHBOURS_FORGOTTEN,
+from cnetd.register.discovery import Discovery
+from cnetd.core.metrics import (HEARTBEATS_DROPPED, HEARTBEATS_RECEIVED, HEARTBEATS_SENT, NEIGHBOURS_FORGOTTEN,
                            NEIGHBOURS_SKIPPED)
-from cnetd.node_process import NodeProcess, open_node_process
+from cnetd.core.node_process import NodeProcess
 from ledger.nodetable import Role
 from mesh import curve
 from mesh.bus import bind_bus_subscriber, context
@@ -206,11 +206,3 @@ class Register:
                 if malformed_metric is not None:
                     malformed_metric.inc()
                 log.warning("dropped malformed %s message (%d so far): %s", source, self.malformed, exc)
-
-
-def main() -> None:
-    Register(open_node_process("register")).run()
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,7 @@
 
 It serves the API's requests one at a time on an ipc:// ROUTER socket, so every placement decision is
 made in one place; the ledger's atomic admit is the guard against over-allocation. It owns delegation
-whole (``cnetd.delegation``): it decides, records the pointer, forwards in a pool thread (so two
+whole (``cnetd.scheduler.delegation``): it decides, records the pointer, forwards in a pool thread (so two
 schedulers delegating to each other never wait on each other) and settles forwards with no known
 outcome, every round of its loop.
 """
@@ -17,29 +17,30 @@ import time
 import uuid
 from typing import Any
 
-from cnetd.delegation import (DELEGATION_BUDGET_S, SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error,
-                              refusal_error, submit_timeout_s)
+from cnetd.core.channel import DELEGATION_BUDGET_S, submit_timeout_s
+from cnetd.scheduler.delegation import (SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error,
+                                       refusal_error)
 from cnetd.common.errors import (CnetError, Conflict, DataNotStoppable, DelegationRefused, InsufficientResources,
                                  NotFound, Unprocessable)
 from cnetd.common.httpclient import auth_headers
 from cnetd.common.logs import workload_fields
-from cnetd.metrics import DELEGATIONS
-from cnetd.models.deploy import ModelDeployments
-from cnetd.models.store import Artifact, ModelStore
-from cnetd.node_process import NodeProcess, open_node_process
-from cnetd.paths import WORKLOAD_GROUP, program_name
-from cnetd.placement import Candidate, Placement, rank
-from cnetd.private_files import make_workload_dir, write_workload_file
-from cnetd.replicas.controller import ReplicaController
-from cnetd.replicas.spec import SPREAD_NODE, DeploymentSpec, replica_count, replica_prefix
-from cnetd.replicas.state import members_of
-from cnetd.supervisor_rpc import Supervisor, environment_file, workload_environment, workload_program_options
+from cnetd.core.metrics import DELEGATIONS
+from cnetd.scheduler.models.deploy import ModelDeployments
+from cnetd.scheduler.models.store import Artifact, ModelStore
+from cnetd.core.node_process import NodeProcess
+from cnetd.common.paths import WORKLOAD_GROUP, program_name
+from cnetd.scheduler.placement import Candidate, Placement, rank
+from cnetd.common.private_files import make_workload_dir, write_workload_file
+from cnetd.scheduler.replicas import ReplicaController
+from cnetd.core.deployment_spec import SPREAD_NODE, DeploymentSpec, replica_count, replica_prefix
+from cnetd.core.deployment_state import members_of
+from cnetd.core.supervisor_rpc import Supervisor, environment_file, workload_environment, workload_program_options
 from ledger.nodetable import Role
 from ledger.records import Desired, Resources, Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
 from mesh.rpc import Deferred, RpcServer, request
-from workers.base import NodeContext, ProgramSpec
-from cnetd.lifecycle import desire, finish, mark_healthy, mark_started, settle
+from workers.base import ProgramSpec
+from cnetd.core.lifecycle import desire, finish, mark_started, settle
 from workers.mlmodel import DERIVED_FIELDS
 from workers.service_program import with_free_port
 from workers.registry import executor_for
@@ -55,7 +56,7 @@ class Scheduler:
         self._ledger = node.ledger
         self._supervisor = supervisor
         self._paths = node.config.paths
-        self._context = NodeContext.of(node.config)
+        self._context = node.config.workload_context
         self._delegator = Delegator(node.ledger, node.config.node_id, auth_headers(node.config.auth_token))
         self._settling: set[str] = set()  # pointers whose settling is under way in a pool thread
         self._settling_lock = threading.Lock()
@@ -79,7 +80,7 @@ class Scheduler:
     @property
     def handlers(self) -> dict[str, Any]:
         return {"submit": self.submit, "confirm": self.confirm, "forget": self.forget,
-                "mark_healthy": self.mark_healthy, "reserve": self.reserve, "data_stored": self.data_stored,
+                "reserve": self.reserve, "data_stored": self.data_stored,
                 "stop": self.stop, "delete": self.delete, "evict_model": self.evict_model, "scale": self.scale}
 
     # -- requests -------------------------------------------------------------------------------
@@ -245,9 +246,6 @@ class Scheduler:
                                        started_at=time.time())
         return self._ledger.resize(args["id"], stored, Resources(storage=args["storage"])).to_dict()
 
-    def mark_healthy(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._ledger.update(args["id"], mark_healthy).to_dict()
-
     def forget(self, args: dict[str, Any]) -> dict[str, Any]:
         self._ledger.remove(args["id"])
         return {"id": args["id"], "deleted": True}
@@ -407,13 +405,3 @@ def _placed(outcome: WorkloadRecord | Deferred) -> dict[str, Any] | Deferred:
     if isinstance(outcome, Deferred):
         return Deferred(outcome.work, lambda result: {"placed": outcome.then(result).to_dict()})
     return {"placed": outcome.to_dict()}
-
-
-def main() -> None:
-    node = open_node_process("scheduler")
-    scheduler = Scheduler(node, node.supervisor())
-    scheduler.serve()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,19 +1,14 @@
-"""The monitor: supervisord event listener that moves workload records as their programs change state."""
+"""What the monitor does with supervisord's events: settle the workload a PROCESS_STATE event names, and every
+workload on each TICK_5 (which repairs whatever events were missed)."""
 from __future__ import annotations
 
-import logging
-import sys
-
 from cnetd.common.errors import NotFound
-from cnetd.node_process import open_node_process
-from cnetd.paths import WORKLOAD_GROUP, workload_id_of
-from cnetd.supervisor_rpc import STOPPED_STATES, Supervisor
+from cnetd.common.paths import WORKLOAD_GROUP, workload_id_of
+from cnetd.core.supervisor_rpc import STOPPED_STATES, Supervisor
 from ledger.store import Ledger
-from cnetd.eventlistener import Event, events
-from cnetd.health import HealthChecker
-from cnetd.lifecycle import settle
+from cnetd.monitor.eventlistener import Event
+from cnetd.core.lifecycle import settle
 
-log = logging.getLogger("monitor")
 SETTLE_ALL_EVENT = "TICK_5"
 
 
@@ -44,19 +39,3 @@ def on_event(event: Event, ledger: Ledger, supervisor: Supervisor) -> None:
     except NotFound:
         return
     settle(ledger, supervisor, record, supervisor.info(record.program))
-
-
-def main() -> None:
-    node = open_node_process("monitor")
-    supervisor = node.supervisor()
-    settle_all(node.ledger, supervisor)
-    HealthChecker(node.ledger, node.config.health_interval_s, node.config.health_start_timeout_s).start()
-    for event in events(sys.stdin, sys.stdout):
-        try:
-            on_event(event, node.ledger, supervisor)
-        except Exception:  # one bad event must not stop the listener (supervisord would queue behind it)
-            log.exception("handling %s failed", event.name)
-
-
-if __name__ == "__main__":
-    main()

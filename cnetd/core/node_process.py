@@ -5,9 +5,9 @@ import os
 from dataclasses import dataclass
 
 from cnetd.common import logs
-from cnetd.config import NodeConfig
-from cnetd.supervisor_rpc import Supervisor
-from cnetd.paths import RUNTIME_DIR_ENV
+from cnetd.core.config import NodeConfig
+from cnetd.core.supervisor_rpc import Supervisor
+from cnetd.common.paths import RUNTIME_DIR_ENV
 from ledger.nodetable import NodeTable
 from ledger.store import Ledger
 from mesh.bus import BusPublisher

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnetd.common.errors import Invalid
-from cnetd.replicas.spec import FIELDS as DEPLOYMENT_FIELDS, parse_spec
+from cnetd.core.deployment_spec import FIELDS as DEPLOYMENT_FIELDS, parse_spec
 from ledger.records import RESOURCE_KINDS, Resources, WorkloadRecord
 from workers.registry import executor_for
 

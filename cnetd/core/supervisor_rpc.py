@@ -10,7 +10,7 @@ from typing import Any
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
 from cnetd.common.errors import CnetError
-from cnetd.paths import RUNTIME_DIR_ENV, WORKLOAD_GROUP
+from cnetd.common.paths import RUNTIME_DIR_ENV, WORKLOAD_GROUP
 
 STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL"})
 LOG_MAX_BYTES = 10 * 1024 * 1024

@@ -12,16 +12,17 @@ from typing import Any, Callable
 import orjson
 import yaml
 
-from cnetd import hostinfo
+from cnetd.core import hostinfo
 from cnetd.common.addresses import is_loopback
 from cnetd.common.request_deadline import DEFAULT_MIN_RATE_BYTES_S, DEFAULT_TIMEOUT_S
-from cnetd.paths import IPC_PATH_MAX, RuntimePaths
-from cnetd.private_files import default_runtime_root, write_private
+from cnetd.common.paths import IPC_PATH_MAX, RuntimePaths
+from cnetd.common.private_files import default_runtime_root, write_private
 from ledger.records import Resources
-from cnetd.models.s3 import S3Endpoint
-from cnetd.replicas.spec import MAX_REPLICAS
+from cnetd.core.s3 import S3Endpoint
+from cnetd.core.deployment_spec import MAX_REPLICAS
 from mesh.curve import ClusterKeys
 from mesh.messages import NODE_ID
+from workers.base import NodeContext
 
 AUTO = "auto"
 STRATEGIES = ("local-first", "best-fit", "spread")
@@ -94,6 +95,15 @@ class NodeConfig:
         if not self.mesh_curve:
             return None
         return ClusterKeys.parse(self.mesh_curve["public_key"], self.mesh_curve["secret_key"])
+
+    @property
+    def workload_context(self) -> NodeContext:
+        """What an executor may know of this node."""
+        users = {self.workloads_user, *self.workloads_allowed_users} - {None}
+        if self.workloads_allow_root:
+            users.add("root")
+        return NodeContext(self.node_id, self.paths, self.container_engine,
+                           (self.data_path, *self.gateway_allowed_roots), self.workloads_user, frozenset(users))
 
     @property
     def paths(self) -> RuntimePaths:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from cnetd.common.errors import InsufficientResources
 from cnetd.common.logs import workload_fields
-from cnetd.supervisor_rpc import STOPPED_STATES, Supervisor
+from cnetd.core.supervisor_rpc import STOPPED_STATES, Supervisor
 from ledger.records import Desired, Status, WorkloadRecord
 from ledger.store import Ledger
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnetd.replicas.spec import DeploymentSpec, replica_prefix
+from cnetd.core.deployment_spec import DeploymentSpec
 from ledger.records import Desired, Status, WorkloadRecord
 
 STARTING_STATUSES = (Status.PENDING, Status.STARTING, Status.DELEGATING, Status.UNKNOWN)

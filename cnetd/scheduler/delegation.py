@@ -27,24 +27,15 @@ from cnetd.common.errors import (CnetError, DelegationRefused, DelegationUnknown
                                  Unavailable, Unprocessable)
 from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.logs import workload_fields
-from cnetd.metrics import DELEGATIONS
+from cnetd.core.metrics import DELEGATIONS
 from ledger.records import Status, WorkloadRecord
 from ledger.store import Ledger
 
 log = logging.getLogger("delegation")
 FORWARD_TIMEOUT_S = 15.0
-DELEGATION_BUDGET_S = 30.0
 HOP_MARGIN_S = 2.0
 MIN_FORWARD_S = 1.0  # less budget than this left: the remaining targets are not tried
 SETTLE_INTERVAL_S = 1.0
-# A live scheduler answers at once, or after its forwards; a dead one is told by its connection within
-# mesh.rpc.CONNECT_TIMEOUT_S. A submission whose model is fetched first is answered once the fetch is done
-# (in a pool thread of the scheduler, which goes on answering others): as long as a service may take to start.
-SCHEDULER_TIMEOUT_S = DELEGATION_BUDGET_S + 10.0
-
-
-def submit_timeout_s(health_start_timeout_s: float) -> float:
-    return SCHEDULER_TIMEOUT_S + health_start_timeout_s
 
 # What a refusal's error code means for the submission as a whole.
 NO_ROOM, INVALID, UNPROCESSABLE, UNREACHABLE, REFUSED = "no_room", "invalid", "unprocessable", "unreachable", "refused"

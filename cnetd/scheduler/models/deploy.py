@@ -7,10 +7,10 @@ from typing import Any, Callable
 
 from cnetd.common.errors import Unprocessable
 from cnetd.common.httpclient import Unreachable, TimedOut, call
-from cnetd.models.links import signed_link
-from cnetd.models.s3 import S3Endpoint
-from cnetd.models.sources import DATA, FILE, HTTP, S3, Source, parse_source
-from cnetd.models.store import Artifact, ModelStore
+from cnetd.core.links import signed_link
+from cnetd.core.s3 import S3Endpoint
+from cnetd.common.model_sources import DATA, FILE, HTTP, S3, Source, parse_source
+from cnetd.scheduler.models.store import Artifact, ModelStore
 
 NEIGHBOUR_TIMEOUT_S = 5.0
 

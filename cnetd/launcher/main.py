@@ -22,13 +22,13 @@ from types import FrameType
 import psutil
 
 from cnetd import __version__
-from cnetd.config import ConfigError, NodeConfig, load_config
-from cnetd.supervisor_conf import render
-from cnetd.supervisor_rpc import Supervisor
-from cnetd.paths import RUNTIME_DIR_ENV
-from cnetd.private_files import (PRIVATE_UMASK, TRAVERSE_ONLY_MODE, UnsafeDirectory, make_private_dir,
+from cnetd.core.config import ConfigError, NodeConfig, load_config
+from cnetd.launcher.supervisor_conf import render
+from cnetd.core.supervisor_rpc import Supervisor
+from cnetd.common.paths import RUNTIME_DIR_ENV
+from cnetd.common.private_files import (PRIVATE_UMASK, TRAVERSE_ONLY_MODE, UnsafeDirectory, make_private_dir,
                                  write_private)
-from cnetd.sweep import end_processes_of
+from cnetd.launcher.sweep import end_processes_of
 from ledger.store import Ledger
 from mesh.curve import ClusterKeys
 from workers.workload_files import open_to_workloads

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import shlex
 
-from cnetd.config import NodeConfig
-from cnetd.metrics import MULTIPROCESS_ENV
-from cnetd.paths import WORKLOAD_GROUP
-from cnetd.supervisor_rpc import DIE_WITH_SUPERVISORD, escape
+from cnetd.core.config import NodeConfig
+from cnetd.core.metrics import MULTIPROCESS_ENV
+from cnetd.common.paths import WORKLOAD_GROUP
+from cnetd.core.supervisor_rpc import DIE_WITH_SUPERVISORD, escape
 
 # Lower priority starts first and stops last: workloads (default 999) stop before the node processes.
 _NODE_PROGRAMS = (

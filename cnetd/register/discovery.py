@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from cnetd.config import NodeConfig
+from cnetd.core.config import NodeConfig
 from cnetd.common.httpclient import TimedOut, Unreachable, auth_headers, call
 from ledger.nodetable import Neighbour, NodeTable, Role
 from mesh.bus import BusPublisher

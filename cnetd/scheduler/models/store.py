@@ -33,23 +33,20 @@ from typing import Any, Callable, Iterator
 import requests
 
 from cnetd.common.errors import CnetError, Conflict, InsufficientResources, NotFound, Unprocessable
-from cnetd.metrics import MODEL_CACHE, MODEL_FETCHED_BYTES
-from cnetd.models.sources import DATA, FILE, HTTP, Source
+from cnetd.core.model_records import MODEL_TYPE, model_users, record_id
+from cnetd.core.metrics import MODEL_CACHE, MODEL_FETCHED_BYTES
+from cnetd.common.model_sources import DATA, FILE, Source
 from ledger.catalog import Catalog
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
 
 log = logging.getLogger(__name__)
 
-MODEL_TYPE = "model"  # the ledger records' type
 CHUNK_BYTES = 1 << 20
 PROGRESS_EVERY_S = 0.5
 CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 5.0, 30.0
 LOCAL, CACHED = "local", "cached"
 
-
-def record_id(sha256: str) -> str:
-    return f"model-{sha256}"
 
 
 @dataclass(frozen=True)
@@ -374,11 +371,6 @@ class ModelStore:
                 log.info("removed the interrupted fetch of %s", record.config.get("source"))
         shutil.rmtree(self._partial, ignore_errors=True)
 
-
-def model_users(records: list[WorkloadRecord], sha256: str) -> list[str]:
-    """The workloads (of ``records``, a node's) that use the model: any not finished."""
-    return [record.id for record in records if record.type != MODEL_TYPE and not record.terminal
-            and not record.remote and record.config.get("model_sha256") == sha256]
 
 
 def _reason(exc: requests.RequestException) -> str:

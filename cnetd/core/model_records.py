@@ -1,0 +1,17 @@
+"""The ledger records of the model cache (type ``model``, id ``model-<sha256>``): the scheduler writes them,
+the API lists them at /api/models and serves their files to neighbours."""
+from __future__ import annotations
+
+from ledger.records import WorkloadRecord
+
+MODEL_TYPE = "model"  # the ledger records' type
+
+
+def record_id(sha256: str) -> str:
+    return f"model-{sha256}"
+
+
+def model_users(records: list[WorkloadRecord], sha256: str) -> list[str]:
+    """The workloads (of ``records``, a node's) that use the model: any not finished."""
+    return [record.id for record in records if record.type != MODEL_TYPE and not record.terminal
+            and not record.remote and record.config.get("model_sha256") == sha256]

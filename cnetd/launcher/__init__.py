@@ -1,0 +1,1 @@
+"""``cnetd``, the launcher: checks the config, prepares the runtime dir, runs supervisord and stays its parent."""

@@ -1,0 +1,141 @@
+"""Health checks of service workloads, a thread of the monitor process: the one writer of a service's
+readiness (starting → running) and of its failed checks.
+
+A service is ``running`` once ``/health`` answers; a starting one is checked every ``STARTING_CHECK_S``
+(the monitor's event loop wakes this thread when a program starts), so a submission that waits for it is
+answered within that of its service being ready. Checks run in a small pool, so a service that accepts
+and then hangs does not hold up the others. A service that fails ``FAILURES_BEFORE_RESTART`` checks in a
+row is killed with its whole process group (supervisord gives each program its own, and a server's
+workers must not keep the port), so it takes the crash path: restarted at most three times, then
+``failed``. One that is not healthy within ``health.start_timeout_s`` of its (re)start is failed, its
+resources released, and then killed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from cnetd.common.httpclient import TimedOut, Unreachable, call
+from cnetd.common.logs import workload_fields
+from cnetd.core.lifecycle import failed_health_checks, finish, mark_healthy
+from ledger.records import Status, WorkloadRecord
+from ledger.store import Ledger
+
+log = logging.getLogger("health")
+FAILURES_BEFORE_RESTART = 3
+CHECK_TIMEOUT_S = 2.0
+STARTING_CHECK_S = 0.05  # a starting service is checked this often, to be marked running at once
+IDLE_WAKE_S = 1.0  # with nothing due sooner, the next look at the ledger (a record may have come meanwhile)
+CHECK_THREADS = 8
+
+
+def healthy(url: str) -> bool:
+    try:
+        status, _ = call("GET", url, timeout_s=CHECK_TIMEOUT_S)
+    except (Unreachable, TimedOut):
+        return False
+    return status == 200
+
+
+class HealthChecker(threading.Thread):
+    def __init__(self, ledger: Ledger, interval_s: float, start_timeout_s: float) -> None:
+        super().__init__(name="health", daemon=True)
+        self._ledger = ledger  # shared with the monitor's thread: LMDB environments are thread-safe
+        self._interval_s = interval_s
+        self._start_timeout_s = start_timeout_s
+        self._pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="health-check")
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # the maps below are shared with the pool's threads
+        self._in_flight: set[str] = set()
+        self._last_check: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._starting_since: dict[tuple[str, int], float] = {}  # (workload id, pid) first seen starting
+
+    def wake(self) -> None:
+        """A program changed state (a service may be starting): look now rather than at the next due check."""
+        self._wake.set()
+
+    def run(self) -> None:
+        while True:
+            try:
+                wait_s = self.check_due()
+            except Exception:
+                log.exception("health round failed")
+                wait_s = IDLE_WAKE_S
+            self._wake.wait(wait_s)
+            self._wake.clear()
+
+    def check_due(self) -> float:
+        """Start the checks that are due; how long until the next one is."""
+        now, next_due = time.monotonic(), IDLE_WAKE_S
+        for record in self._ledger.workloads():
+            if record.terminal or record.remote or not record.health_url or record.process_pid is None:
+                continue
+            period = STARTING_CHECK_S if record.status == Status.STARTING else self._interval_s
+            with self._lock:
+                if record.id in self._in_flight:
+                    continue
+                due_in = self._last_check.get(record.id, 0.0) + period - now
+                if due_in > 0:
+                    next_due = min(next_due, due_in)
+                    continue
+                self._last_check[record.id] = now
+                self._in_flight.add(record.id)
+            next_due = min(next_due, period)
+            self._pool.submit(self._checked, record)
+        return next_due
+
+    def _checked(self, record: WorkloadRecord) -> None:
+        try:
+            self._check(record)
+        except Exception:
+            log.exception("health check failed to complete", extra=workload_fields(record.id))
+        finally:
+            with self._lock:
+                self._in_flight.discard(record.id)
+
+    def _check(self, record: WorkloadRecord) -> None:
+        if healthy(record.health_url):
+            with self._lock:
+                self._failures.pop(record.id, None)
+                self._starting_since.pop((record.id, record.process_pid), None)
+            if record.status == Status.STARTING:
+                self._ledger.update(record.id, mark_healthy)
+            elif record.health_failures:
+                self._ledger.update(record.id, failed_health_checks(0))
+            return
+        if record.status == Status.STARTING:
+            # Still loading (a crash while starting is seen by the monitor as an exit), for a while.
+            with self._lock:
+                since = self._starting_since.setdefault((record.id, record.process_pid), time.monotonic())
+            if time.monotonic() - since > self._start_timeout_s:
+                self._fail_start(record)
+            return
+        with self._lock:
+            failures = self._failures[record.id] = self._failures.get(record.id, 0) + 1
+            if failures >= FAILURES_BEFORE_RESTART:
+                self._failures.pop(record.id)
+        log.warning("failed its health check (%d in a row)", failures, extra=workload_fields(record.id))
+        self._ledger.update(record.id, failed_health_checks(failures))  # out of a deployment's rotation
+        if failures >= FAILURES_BEFORE_RESTART:
+            log.warning("unhealthy: killing it to restart it", extra=workload_fields(record.id))
+            _kill_group(record.process_pid)
+
+    def _fail_start(self, record: WorkloadRecord) -> None:
+        message = f"not healthy within {self._start_timeout_s:g} s of its start (health.start_timeout_s)"
+        log.warning("%s: failing it", message, extra=workload_fields(record.id))
+        self._ledger.update(record.id, finish(Status.FAILED, message=message))  # record, then kill
+        with self._lock:
+            self._starting_since.pop((record.id, record.process_pid), None)
+        _kill_group(record.process_pid)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it exited meanwhile: the monitor has seen that

@@ -1,1 +1,0 @@
-"""Replicated deployments: one model deployment, N service instances across the cluster, one endpoint."""
