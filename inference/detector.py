@@ -14,6 +14,11 @@ from inference.tensors import TensorSpec
 OPTION_NAMES = ("confidence", "iou", "max_detections", "classes")
 
 
+class InputsRejected(Exception):
+    """The model's runtime could not run it on a client's tensors (its message says why): the client's
+    error, as Triton has it, not the service's."""
+
+
 class Detector(Protocol):
     name: str  # what it loaded (a file's name, a cascade)
     model_name: str  # its name in the v2 protocol
@@ -31,7 +36,8 @@ class Detector(Protocol):
         """Detections (``class``, ``class_id``, ``confidence``, ``bbox``) and inference milliseconds."""
 
     def infer_tensors(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
-        """The model's raw ``outputs`` for its own input tensors (checked against ``tensor_inputs``)."""
+        """The model's raw ``outputs`` for its own input tensors (checked against ``tensor_inputs``);
+        ``InputsRejected`` when its runtime cannot run on them."""
 
 
 def parse_options(raw: dict[str, Any]) -> dict[str, Any]:

@@ -22,10 +22,10 @@ from typing import Any
 import falcon
 import numpy as np
 
-from cnetd.common.errors import NotFound, PayloadTooLarge, Unprocessable
+from cnetd.common.errors import Invalid, NotFound, PayloadTooLarge, Unprocessable
 from cnetd.common.web import read_body, send
 from inference.imaging import ImageTooLarge, InvalidImage, decode_base64, decode_image, looks_like_image
-from inference.detector import Detector, parse_options
+from inference.detector import Detector, InputsRejected, parse_options
 from inference.statistics import timed
 from inference.tensors import InferRequest, TensorSpec, batch_size, encode_response, read_request
 
@@ -107,7 +107,12 @@ class _Infer(_Model):
         for name, (datatype, array) in request.inputs.items():
             specs[name].check(array, datatype)
         wanted = _asked_for(request, [spec.name for spec in self.detector.tensor_outputs])
-        arrays = self.detector.infer_tensors({name: array for name, (_, array) in request.inputs.items()}, wanted)
+        try:
+            arrays = self.detector.infer_tensors({name: array for name, (_, array) in request.inputs.items()}, wanted)
+        except InputsRejected as exc:  # within what the model declares, but not what it can run: Triton's 400
+            sent = "; ".join(f"input {name}: shape {list(array.shape)}, the model declares {list(specs[name].shape)}"
+                             for name, (_, array) in request.inputs.items())
+            raise Invalid(f"the model could not run on these inputs ({sent}): {exc}") from None
         return dict(zip(wanted, arrays))
 
     def _detections(self, request: InferRequest) -> dict[str, np.ndarray]:

@@ -51,6 +51,8 @@ class LiteRTBackend:
     interpreter of all the cores for a request alone and one of one thread per core for requests together
     (``inference.lanes``); an interpreter runs one inference at a time."""
 
+    run_errors: tuple[type[Exception], ...] = (ValueError, RuntimeError)  # LiteRT's, for inputs it cannot take
+
     model_type, platform, device = "tflite", "tensorflow_tflite", "CPU (LiteRT XNNPACK)"
 
     def __init__(self, path: str, threads: int) -> None:
@@ -120,6 +122,8 @@ class SavedModelBackend:
             except (OSError, ValueError, KeyError, tf.errors.OpError) as exc:
                 raise NotAYoloModel(f"{os.path.basename(path)} is not a loadable SavedModel: {exc}") from None
             metadata = saved_model_metadata(folder)
+        # TensorFlow's, for inputs its graph cannot take (a shape its ops refuse, a dtype it cannot convert).
+        self.run_errors = (tf.errors.OpError, ValueError, TypeError)
         arguments = self._signature.structured_input_signature[1]
         if len(arguments) != 1:
             raise NotAYoloModel("a YOLO detector takes one image input")

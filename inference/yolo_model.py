@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from inference import yolo_steps as steps
 from inference.batching import Batcher, BatchPolicy
 from inference.lanes import Lanes
+from inference.detector import InputsRejected
 from inference.model_metadata import NotAYoloModel, input_size, parse_names
 from inference.statistics import ModelStatistics, timed
 from inference.tensors import ONNX_DATATYPES, TensorSpec, batch_size
@@ -59,6 +61,10 @@ class _OnnxBackend:
     """onnxruntime: the cores the service has shared out in ``Lanes`` (a session of all of them for a
     request alone, one session of one thread per core for requests together); on a GPU, one session."""
 
+    # What onnxruntime raises when a run fails on its inputs (a size its operators cannot take).
+    run_errors: tuple[type[Exception], ...] = (ort_state.Fail, ort_state.InvalidArgument, ort_state.RuntimeException,
+                                               ort_state.NotImplemented)
+
     def __init__(self, path: str, threads: int) -> None:
         cores = max(1, threads)
         self.session = _session(path, cores)
@@ -99,6 +105,8 @@ def _spec(tensor: Any) -> TensorSpec:
 class _TorchScriptBackend:
     """A TorchScript export whose output is a YOLO layout; names and imgsz from its ``config.txt`` extra
     file (as Ultralytics writes it). On the GPU this process was given, else on the CPU."""
+
+    run_errors: tuple[type[Exception], ...] = (RuntimeError, ValueError)  # torch's, for inputs a module cannot take
 
     def __init__(self, path: str, threads: int) -> None:
         import torch  # optional: only pytorch model services need it
@@ -174,9 +182,15 @@ class YoloModel:
             return self.backend.run(tensor)
 
     def run_tensors(self, inputs: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
-        """The model's raw outputs ``names`` for its own input tensors, one execution of their batch."""
+        """The model's raw outputs ``names`` for its own input tensors, one execution of their batch;
+        ``InputsRejected`` when the runtime cannot run the model on them (a size the model declares as any,
+        but that its operators cannot take)."""
         with self.statistics.execution(batch_size(next(iter(inputs.values())))):
-            return self.backend.run_outputs(inputs, names)
+            try:
+                return self.backend.run_outputs(inputs, names)
+            except self.backend.run_errors as exc:
+                raise InputsRejected(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__) \
+                    from None
 
     def class_name(self, class_id: int) -> str:
         return self.names.get(class_id, f"class_{class_id}")

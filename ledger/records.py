@@ -122,6 +122,7 @@ class WorkloadRecord:
     replica_of: str | None = None  # a replica: the id of its deployment
     retired_at: float | None = None  # a replica taken out of its deployment's rotation, to be stopped and deleted
     retired_because: str = ""
+    constraints: dict[str, Any] | None = None  # what the node that runs it must carry: {"labels": {NAME: VALUE}}
 
     @property
     def terminal(self) -> bool:

@@ -18,7 +18,7 @@ from ledger.records import Resources, Usage, WorkloadRecord
 
 MAP_SIZE_BYTES = 1 << 30  # sparse file: costs nothing until used; py-lmdb's 10 MiB default is far too small
 _IDENTITY, _CAPACITY, _ALLOCATED, _VERSION = b"identity", b"capacity", b"allocated", b"version"
-_GPUS, _GPU_HOLDERS = b"gpus", b"gpu_holders"
+_GPUS, _GPU_HOLDERS, _CAPABILITIES = b"gpus", b"gpu_holders", b"capabilities"
 
 OnChange = Callable[[int], None]
 RecordChange = Callable[[WorkloadRecord], "WorkloadRecord | None"]
@@ -50,6 +50,22 @@ class Ledger:
             txn.put(_CAPACITY, orjson.dumps(capacity.to_dict()), db=self._node_db)
             txn.put(_GPUS, orjson.dumps(gpu_devices or []), db=self._node_db)
         self._commit(write)
+
+    def set_capabilities(self, capabilities: dict[str, Any]) -> bool:
+        """What this node can run and its labels (``{"features": [...], "labels": {...}}``), for placement here
+        and in heartbeats; committed (and announced) only when it changed. Whether it did."""
+        encoded = orjson.dumps(capabilities, option=orjson.OPT_SORT_KEYS)
+        with self._env.begin(db=self._node_db) as txn:
+            if txn.get(_CAPABILITIES) == encoded:
+                return False
+        self._commit(lambda txn: txn.put(_CAPABILITIES, encoded, db=self._node_db))
+        return True
+
+    def capabilities(self) -> dict[str, Any]:
+        """What ``set_capabilities`` last stored (empty before the node first said)."""
+        with self._env.begin(db=self._node_db) as txn:
+            raw = txn.get(_CAPABILITIES)
+        return orjson.loads(raw) if raw else {}
 
     def gpus(self) -> list[dict[str, Any]]:
         """Each GPU with the workload that holds it (None when free)."""
@@ -181,6 +197,17 @@ class Ledger:
             txn.put(key, orjson.dumps({"attempt": attempt, "at": now}), db=self._fences_db)
             return None
         return self._commit(write)
+
+    def remove_and_fence(self, workload_id: str, attempt: str, now: float) -> None:
+        """A forwarded workload refused after its admission here: its record goes, and its forward ``attempt``
+        is fenced off in the same transaction, so its sender's settling learns it never ran."""
+        key = workload_id.encode()
+
+        def write(txn: lmdb.Transaction) -> None:
+            if txn.delete(key, db=self._workloads_db):
+                self._release(txn, key)
+            txn.put(key, orjson.dumps({"attempt": attempt, "at": now}), db=self._fences_db)
+        self._commit(write)
 
     def fenced(self, workload_id: str, attempt: str | None) -> bool:
         """Whether the forward ``attempt`` of ``workload_id`` was settled as never arrived."""

@@ -66,9 +66,21 @@ SUBTREE_MAPS = ("capacity", "allocated", "available_max")
 SUBTREE_COUNTS = ("nodes", "online")
 
 
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _labels(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
+
+
 def _valid_subtree(value: Any) -> bool:
+    """Its sums and counts; ``features`` (a list of names) and ``labels`` (name → values) when it says."""
     return (isinstance(value, dict) and all(_numeric_map(value.get(name)) for name in SUBTREE_MAPS)
-            and all(isinstance(value.get(name), int) for name in SUBTREE_COUNTS))
+            and all(isinstance(value.get(name), int) for name in SUBTREE_COUNTS)
+            and ("features" not in value or _strings(value["features"]))
+            and ("labels" not in value or (isinstance(value["labels"], dict)
+                                           and all(_strings(values) for values in value["labels"].values()))))
 
 
 @dataclass(frozen=True)
@@ -94,10 +106,12 @@ class Heartbeat:
     ledger_version: int
     gpus: list[dict[str, Any]] = field(default_factory=list)
     sent_at: float = field(default_factory=time.time)
+    features: list[str] | None = None  # what the node can run (None: an older node, which does not say)
+    labels: dict[str, str] | None = None  # agent.labels
 
     _NUMERIC_MAPS = ("capacity", "allocated", "available", "workloads")
     _STRINGS = ("node_id", "boot_id", "api_url", "mesh_endpoint")
-    _OPTIONAL = ("gpus", "sent_at")
+    _OPTIONAL = ("gpus", "sent_at", "features", "labels")
 
     def encode(self) -> list[bytes]:
         return [HEARTBEAT_TOPIC, orjson.dumps({"v": PROTOCOL_VERSION, **self.to_dict()})]
@@ -126,6 +140,8 @@ class Heartbeat:
         if not isinstance(beat.gpus, list) or not all(isinstance(gpu, dict) and isinstance(gpu.get("index"), int)
                                                       for gpu in beat.gpus):
             raise MalformedMessage("heartbeat gpus must be a list of devices with an integer index")
+        if not (beat.features is None or _strings(beat.features)) or not (beat.labels is None or _labels(beat.labels)):
+            raise MalformedMessage("heartbeat features must be a list of names, and labels map names to values")
         return beat
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,6 +156,8 @@ _PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2]
 API_URL_PATTERN = rf"^https?://{_HOST}:{_PORT}/?$"
 MESH_ENDPOINT_PATTERN = rf"^tcp://{_HOST}:{_PORT}$"
 NODE_ID = re.compile(NODE_ID_PATTERN)
+LABEL_PATTERN = NODE_ID_PATTERN  # a label's name and its value (agent.labels, a submission's constraints)
+LABEL = NODE_ID
 
 
 def _check(value: str, pattern: str, name: str, form: str) -> None:

@@ -18,12 +18,16 @@ from typing import Any, Callable
 
 import orjson
 import zmq
+from prometheus_client import Counter
 
-from cnetd.common.errors import CnetError, SchedulerUnavailable, error_from_dict
+from cnetd.common.errors import CnetError, Invalid, SchedulerUnavailable, error_from_dict
 from mesh.bus import context
 
 log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any]], Any]
+INTERNAL_ERRORS = Counter("cnet_rpc_internal_errors_total",
+                          "Requests between a node's processes that failed on a bug (answered 500, logged with "
+                          "their traceback)")
 CONNECT_TIMEOUT_S = 5.0  # a live server's socket accepts at once; past this it is down or restarting
 WORKER_THREADS = 16
 
@@ -66,6 +70,30 @@ def _await_reply(socket: zmq.Socket, monitor: zmq.Socket, op: str, timeout_s: fl
             raise SchedulerUnavailable(f"the scheduler ended while handling {op!r}; its outcome is not known",
                                        delivered=True)
     raise SchedulerUnavailable(f"the scheduler did not answer {op!r} within {timeout_s:g} s", delivered=True)
+
+
+class Arguments(dict):
+    """A request's arguments: one that is missing is the caller's mistake (a 400), not the handler's bug."""
+
+    def __missing__(self, name: str) -> Any:
+        raise Invalid(f"malformed request: argument {name!r} is missing")
+
+
+def parse_request(payload: bytes, handlers: dict[str, Handler]) -> tuple[str, Arguments]:
+    """A request's op and arguments; ``Invalid`` for anything that is not one of ``handlers``'s."""
+    try:
+        message = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"malformed request: not JSON ({exc})") from None
+    if not isinstance(message, dict) or not isinstance(message.get("op"), str):
+        raise Invalid("malformed request: expected an object with an op")
+    if message["op"] not in handlers:
+        raise Invalid(f"malformed request: unknown op {message['op'][:64]!r} "
+                               f"(known: {', '.join(sorted(handlers))})")
+    args = message.get("args", {})
+    if not isinstance(args, dict):
+        raise Invalid("malformed request: args must be an object")
+    return message["op"], Arguments(args)
 
 
 @dataclass
@@ -124,8 +152,8 @@ class RpcServer:
         self._pool.submit(self._guarded, work)
 
     def _call(self, payload: bytes) -> Any:
-        message = orjson.loads(payload)
-        return self._handlers[message["op"]](message.get("args", {}))
+        op, args = parse_request(payload, self._handlers)
+        return self._handlers[op](args)
 
     def _start(self, identity: bytes, deferred: Deferred) -> None:
         key, self._next_key = self._next_key, self._next_key + 1
@@ -165,16 +193,17 @@ class RpcServer:
 
     @staticmethod
     def _dispatch(handle: Callable[[], Any]) -> Any:
+        """The reply to a request: its result, the error it raised (a malformed request is a 400 naming what
+        is wrong), or, for a bug, a 500 that is logged with its traceback and counted."""
         try:
             result = handle()
             return result if isinstance(result, Deferred) else {"result": result}
         except CnetError as exc:
             return {"error": exc.to_dict()}
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            return {"error": CnetError(f"malformed request: {exc}").to_dict()}
         except Exception as exc:  # a handler bug must answer, not strand the caller
-            log.exception("request failed")
-            return {"error": CnetError(f"internal error: {exc}").to_dict()}
+            log.exception("request failed: a bug")
+            INTERNAL_ERRORS.inc()
+            return {"error": CnetError(f"internal error ({type(exc).__name__}); see the log").to_dict()}
 
     @staticmethod
     def _guarded(work: Callable[[], Any]) -> None:

@@ -6,17 +6,31 @@ from typing import Any
 from ledger.records import RESOURCE_KINDS, Resources, Usage
 
 
-def subtree_summary(own: Usage, child_subtrees: list[dict[str, Any]]) -> dict[str, Any]:
+def subtree_summary(own: Usage, child_subtrees: list[dict[str, Any]],
+                    capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sum capacity and allocation over the subtree; ``available_max`` is the per-resource maximum free
-    on any single node of it (what a parent may hope to place there)."""
+    on any single node of it (what a parent may hope to place there). ``features`` and ``labels`` are
+    what any node of it offers (for placement's feasibility), when every node of it says: a child of an
+    older version does not, and then neither does the subtree (its parent must try to know)."""
     capacity, allocated, best = own.capacity, own.allocated, own.available.to_dict()
+    features: set[str] | None = set(capabilities.get("features", ())) if capabilities else None
+    labels: dict[str, set[str]] = {name: {value} for name, value in (capabilities or {}).get("labels", {}).items()}
     nodes = online = 1
     for child in child_subtrees:
+        if features is not None and isinstance(child.get("features"), list):
+            features.update(child["features"])
+            for name, values in child.get("labels", {}).items():
+                labels.setdefault(name, set()).update(values)
+        else:
+            features = None
         capacity = capacity + Resources.from_dict(child["capacity"])
         allocated = allocated + Resources.from_dict(child["allocated"])
         for kind in RESOURCE_KINDS:
             best[kind] = max(best[kind], child["available_max"].get(kind, 0))
         nodes += child["nodes"]
         online += child["online"]
-    return {"nodes": nodes, "online": online, "capacity": capacity.to_dict(), "allocated": allocated.to_dict(),
-            "available_max": best}
+    summary = {"nodes": nodes, "online": online, "capacity": capacity.to_dict(), "allocated": allocated.to_dict(),
+               "available_max": best}
+    if features is not None:
+        summary.update(features=sorted(features), labels={name: sorted(values) for name, values in labels.items()})
+    return summary

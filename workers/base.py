@@ -68,6 +68,13 @@ class Executor(Protocol):
     serves_a_model: bool  # its config names a model (model_path) that the node brings before it starts
     replicable: bool  # a stateless service: a deployment may run replicas of it behind one endpoint
 
+    def feature(self, config: dict[str, Any]) -> str:
+        """What a node must offer to run ``config``: its type, or a runtime of it (placement's feasibility)."""
+
+    def features(self, node: NodeContext) -> dict[str, str | None]:
+        """Each feature of this type: None when this node offers it, else why not. It may probe (an engine,
+        say): called off any request path."""
+
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         """Return the normalized config, or raise ``Invalid`` (the shape is wrong) or ``Unprocessable`` (this
         node cannot act on it), naming the field."""
@@ -90,10 +97,18 @@ HIDDEN = "********"
 
 
 class PlainProgram:
-    """For executors whose program leaves nothing behind and adds nothing to the record."""
+    """For executors whose program leaves nothing behind and adds nothing to the record, and that every node
+    can run."""
 
+    type_name: str
     serves_a_model = False
     replicable = False
+
+    def feature(self, config: dict[str, Any]) -> str:
+        return self.type_name
+
+    def features(self, node: NodeContext) -> dict[str, str | None]:
+        return {self.type_name: None}
 
     def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
         return None

@@ -7,9 +7,12 @@ Submission checks that the engine answers (422 naming the address when there is 
 """
 from __future__ import annotations
 
+import http.client
 import os
 import re
+import socket
 import sys
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,10 +26,16 @@ if TYPE_CHECKING:
     import docker
 
 ENGINE_TIMEOUT_S = 10
+PROBE_TIMEOUT_S = 2.0  # what a node offers is probed off any request path; a hung engine offers nothing
 CONTAINER_ID_FILE = "container.id"  # written by the shim once its container exists
 STOP_TIMEOUT_S = 10
 PORT_KEY_PATTERN = r"^[0-9]{1,5}(/(tcp|udp|sctp))?$"  # a container port, as the engine names it
 _FIELDS = ("image", "command", "env", "ports", "volumes", "working_dir", "network_mode", "restart")
+# An image reference as the engines parse one (distribution's reference grammar): [domain/]path[:tag][@digest].
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_PATTERN = (rf"^(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/)?{_PATH_PART}(?:/{_PATH_PART})*"
+                 r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,})?$")
 
 
 def labels(node_id: str, workload_id: str) -> dict[str, str]:
@@ -49,6 +58,27 @@ def engine(address: str) -> docker.DockerClient:
     except (docker.errors.DockerException, OSError) as exc:
         raise Unavailable(f"no container engine answers at {address}: {exc}", engine=address) from None
     return client
+
+
+def engine_answers(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a Docker Engine API answers ``GET /_ping`` at ``address`` (``unix://`` or ``tcp://``), asked
+    without docker-py (which a node's processes do not load)."""
+    try:
+        if address.startswith("unix://"):
+            connection = http.client.HTTPConnection("localhost", timeout=timeout_s)
+            connection.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connection.sock.settimeout(timeout_s)
+            connection.sock.connect(address.removeprefix("unix://"))
+        else:
+            parsed = urllib.parse.urlsplit(address.replace("tcp://", "http://", 1))
+            connection = http.client.HTTPConnection(parsed.hostname or "", parsed.port or 2375, timeout=timeout_s)
+        try:
+            connection.request("GET", "/_ping")
+            return connection.getresponse().status == 200
+        finally:
+            connection.close()
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
 
 
 def remove_labelled(address: str, label: str) -> None:
@@ -99,7 +129,8 @@ class ContainerExecutor:
     serves_a_model = False
     replicable = False
     config_schema = config_schema({
-        "image": {"type": "string", "minLength": 1, "description": "an image on this node's engine"},
+        "image": {"type": "string", "pattern": IMAGE_PATTERN, "maxLength": 255,
+                  "description": "an image on this node's engine ([registry/]name[:tag][@digest])"},
         "command": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
         "env": ENV_SCHEMA,
         "ports": {"type": ["object", "null"], "propertyNames": {"pattern": PORT_KEY_PATTERN},
@@ -110,11 +141,22 @@ class ContainerExecutor:
         "working_dir": {"type": ["string", "null"]}, "network_mode": {"type": ["string", "null"]},
         "restart": {"enum": list(RESTART_POLICIES)}}, required=("image",))
 
+    def feature(self, config: dict[str, Any]) -> str:
+        return self.type_name
+
+    def features(self, node: NodeContext) -> dict[str, str | None]:
+        answers = engine_answers(node.container_engine)
+        return {self.type_name: None if answers else
+                f"no container engine answers at {node.container_engine} (container.engine)"}
+
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         reject_unknown_fields(config, _FIELDS)
         image = config.get("image")
         if not isinstance(image, str) or not image:
             raise Invalid("config.image: required, an image name")
+        if len(image) > 255 or not re.fullmatch(IMAGE_PATTERN, image):
+            raise Invalid(f"config.image: {image[:100]!r} is not an image reference ([registry/]name[:tag][@digest], "
+                          "lowercase name)")
         _check_shapes(config)
         import docker.errors
 

@@ -48,6 +48,21 @@ class YoloExecutor(PlainProgram):
                                  "max_delay_ms": {"type": "number", "minimum": 0, "maximum": MAX_BATCH_DELAY_MS}}},
         **SERVICE_SCHEMAS}, required=("model_type", "model_path"))
 
+    def feature(self, config: dict[str, Any]) -> str:
+        """``mlmodel/<model_type>``: a node runs a model type when it has its runtime."""
+        model_type = config.get("model_type")
+        return f"{self.type_name}/{model_type}" if model_type in SUPPORTED_MODEL_TYPES else self.type_name
+
+    def features(self, node: NodeContext) -> dict[str, str | None]:
+        """The type itself (a config of no known model type is refused by ``validate``, the same everywhere),
+        and each model type, offered when its runtime is here."""
+        offered: dict[str, str | None] = {self.type_name: None}
+        for model_type in SUPPORTED_MODEL_TYPES:
+            module, runtime, extra = RUNTIMES.get(model_type, ("onnxruntime", "onnxruntime", ""))
+            offered[f"{self.type_name}/{model_type}"] = None if importlib.util.find_spec(module) else \
+                f"needs {runtime}" + (f": pip install '.[{extra}]'" if extra else "")
+        return offered
+
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
         reject_unknown_fields(config, ("model_type", "model_path", "model_sha256", "batch", *SERVICE_FIELDS))
         model_type = config.get("model_type")

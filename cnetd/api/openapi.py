@@ -10,10 +10,10 @@ from typing import Any
 from cnetd import __version__
 from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_MAX, PREDICT_MAX_BYTES
 from cnetd.core.deployment_spec import MAX_DEPLOYMENT_ID, MAX_REPLICAS, PLACEMENTS, SPREADS
-from cnetd.core.submission import MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN
+from cnetd.core.submission import MAX_CONSTRAINT_LABELS, MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN
 from inference.request_limits import BASE64_IMAGE_PATTERN, MAX_DETECTIONS, V2_DATATYPES
 from ledger.records import RESOURCE_KINDS
-from mesh.messages import API_URL_PATTERN, MESH_ENDPOINT_PATTERN, NODE_ID_PATTERN
+from mesh.messages import API_URL_PATTERN, LABEL_PATTERN, MESH_ENDPOINT_PATTERN, NODE_ID_PATTERN
 from workers.registry import EXECUTORS
 
 _REF = "#/components/schemas/"
@@ -83,6 +83,12 @@ def _submission(workload_type: str, config: dict[str, Any], replicable: bool) ->
                 "name": {"type": "string", "maxLength": MAX_NAME, "pattern": NAME_PATTERN},
                 "type": {"const": workload_type}, "config": config,
                 "requirements": _RESOURCES,
+                "constraints": {"type": ["object", "null"], "additionalProperties": False, "description":
+                                "what the node that runs it must carry: labels (agent.labels) with these values",
+                                "properties": {"labels": {
+                                    "type": "object", "maxProperties": MAX_CONSTRAINT_LABELS,
+                                    "propertyNames": {"pattern": LABEL_PATTERN},
+                                    "additionalProperties": {"type": "string", "pattern": LABEL_PATTERN}}}},
                 "delegation": {"type": "object", "required": ["visited"], "description":
                                "set by a delegating node: the nodes already visited, the forward's attempt id, the "
                                "seconds left for onward delegation; settle asks what became of that attempt",

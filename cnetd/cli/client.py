@@ -16,6 +16,14 @@ class Refused(Exception):
     """The node said no (its message), or could not be reached."""
 
 
+def _passed_over(refused: Any) -> list[str]:
+    """A refusal's nodes, one line each: which node, and why it did not take the workload."""
+    if not isinstance(refused, list):
+        return []
+    return [f"\n  {entry.get('node_id', '?')}: {entry.get('kind', '?')}: {entry.get('message', '')}"
+            for entry in refused if isinstance(entry, dict)]
+
+
 class NodeClient:
     def __init__(self, addr: str, token: str | None) -> None:
         self.addr = addr.rstrip("/")
@@ -34,6 +42,8 @@ class NodeClient:
                 message = f"{body.get('error', answer.status_code)}: {body.get('message', answer.text)}"
             except ValueError:
                 message = f"{answer.status_code}: {answer.text.strip()[:500]}"
+            else:
+                message += "".join(_passed_over(body.get("refused")))
             raise Refused(message)
         return answer
 

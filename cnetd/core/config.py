@@ -21,7 +21,7 @@ from ledger.records import Resources
 from cnetd.core.s3 import S3Endpoint
 from cnetd.core.deployment_spec import MAX_REPLICAS
 from mesh.curve import ClusterKeys
-from mesh.messages import NODE_ID
+from mesh.messages import LABEL, NODE_ID
 from workers.base import NodeContext
 
 AUTO = "auto"
@@ -89,6 +89,7 @@ class NodeConfig:
     models_s3: S3Endpoint | None = None  # where s3:// model sources are fetched from
     replicas_lost_after_s: float = 60.0  # a replica whose node is offline this long is replaced elsewhere
     replicas_max: int = MAX_REPLICAS  # the most replicas one deployment submitted here may have
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)  # agent.labels: what constraints match
 
     @property
     def curve_keys(self) -> ClusterKeys | None:
@@ -153,7 +154,7 @@ def load_config(path: str) -> NodeConfig:
 # -- validation --------------------------------------------------------------------------------
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "agent": ("node_id", "address", "advertise_address", "port", "runtime_dir"),
+    "agent": ("node_id", "address", "advertise_address", "port", "runtime_dir", "labels"),
     "resources": ("cpu", "gpu", "memory", "storage"),
     "parent": ("enabled", "address"),
     "peers": ("enabled", "addresses"),
@@ -233,6 +234,7 @@ def parse_config(raw: Any) -> NodeConfig:
         models_s3=_s3_endpoint(get),
         replicas_lost_after_s=float(get("replicas.lost_after_s", 60.0, _positive_number)),
         replicas_max=get("replicas.max", MAX_REPLICAS, _positive_int),
+        labels=get("agent.labels", {}, _labels),
     )
 
 
@@ -407,6 +409,18 @@ def _host_port(key: str, value: Any) -> str:
     if not isinstance(value, str) or not _HOST_PORT.match(value):
         raise _fail(key, "HOST:PORT", value)
     return value
+
+
+def _labels(key: str, value: Any) -> dict[str, str]:
+    """``agent.labels``: names (as node ids are spelt) to short values, which a submission's constraints match."""
+    if not isinstance(value, dict):
+        raise _fail(key, "a mapping of label names to values", value)
+    for name, label in value.items():
+        if not isinstance(name, str) or not LABEL.fullmatch(name):
+            raise _fail(f"{key}.{name}", "a label name of letters, digits, '.', '_' or '-' (at most 63)", name)
+        if not isinstance(label, str) or not LABEL.fullmatch(label):
+            raise _fail(f"{key}.{name}", "a value of letters, digits, '.', '_' or '-' (at most 63)", label)
+    return dict(value)
 
 
 def _string_list(key: str, value: Any) -> list[str]:

@@ -72,4 +72,5 @@ def replica_record(deployment: WorkloadRecord, index: int) -> WorkloadRecord:
     """Replica number ``index`` of ``deployment``: its request as the user sent it, under its own id."""
     return WorkloadRecord(id=f"{replica_prefix(deployment.id)}{index}", type=deployment.type, name=deployment.name,
                           config=deployment.config, requirements=deployment.requirements,
-                          fingerprint=deployment.fingerprint, replica_of=deployment.id)
+                          fingerprint=deployment.fingerprint, replica_of=deployment.id,
+                          constraints=deployment.constraints)

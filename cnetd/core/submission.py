@@ -11,9 +11,11 @@ from typing import Any
 from cnetd.common.errors import Invalid
 from cnetd.core.deployment_spec import FIELDS as DEPLOYMENT_FIELDS, parse_spec
 from ledger.records import RESOURCE_KINDS, Resources, WorkloadRecord
+from mesh.messages import LABEL
 from workers.registry import executor_for
 
-_FIELDS = ("id", "name", "type", "config", "requirements", *DEPLOYMENT_FIELDS)
+_FIELDS = ("id", "name", "type", "config", "requirements", "constraints", *DEPLOYMENT_FIELDS)
+MAX_CONSTRAINT_LABELS = 16
 WORKLOAD_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # printable: a name goes into a service's command line and logs
 MAX_NAME = 256
@@ -45,14 +47,37 @@ def parse_submission(body: Any) -> WorkloadRecord:
     if not isinstance(config, dict):
         raise Invalid("config: expected an object")
     requirements = parse_requirements(body.get("requirements", {}))
+    constraints = parse_constraints(body.get("constraints"))
     deployment = parse_spec(body, workload_id)
     if deployment is not None and not executor.replicable:
         raise Invalid(f"replicas: a {workload_type} workload has no replicas (services of a model have)")
     sent = {"type": workload_type, "name": body.get("name"), "config": config, "requirements": requirements.to_dict(),
-            **{field: body[field] for field in DEPLOYMENT_FIELDS if field in body}}
+            **{field: body[field] for field in ("constraints", *DEPLOYMENT_FIELDS) if field in body}}
     fingerprint = hashlib.sha256(json.dumps(sent, sort_keys=True).encode()).hexdigest()  # json: any int size
     return WorkloadRecord(id=workload_id, type=workload_type, name=name, config=config, requirements=requirements,
-                          fingerprint=fingerprint, deployment=deployment.to_dict() if deployment else None)
+                          fingerprint=fingerprint, deployment=deployment.to_dict() if deployment else None,
+                          constraints=constraints)
+
+
+def parse_constraints(raw: Any) -> dict[str, Any] | None:
+    """``constraints``: ``{"labels": {NAME: VALUE}}``, which the node that runs it must carry (agent.labels)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"labels"}:
+        raise Invalid('constraints: expected {"labels": {NAME: VALUE, ...}}')
+    labels = raw.get("labels", {})
+    if not isinstance(labels, dict) or len(labels) > MAX_CONSTRAINT_LABELS:
+        raise Invalid(f"constraints.labels: expected an object of at most {MAX_CONSTRAINT_LABELS} NAME: VALUE")
+    for name, value in labels.items():
+        if not LABEL.fullmatch(name) or not isinstance(value, str) or not LABEL.fullmatch(value):
+            raise Invalid(f"constraints.labels.{name[:64]}: names and values are letters, digits, '.', '_' or '-' "
+                          "(at most 63)")
+    return {"labels": dict(labels)} if labels else None
+
+
+def constraint_labels(record: WorkloadRecord) -> dict[str, str]:
+    """The labels a node must carry to run ``record``."""
+    return dict((record.constraints or {}).get("labels", {}))
 
 
 def parse_requirements(raw: Any) -> Resources:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import socket
+import threading
 import xmlrpc.client
 from typing import Any
 
@@ -26,11 +27,20 @@ def escape(value: str) -> str:
 
 
 class Supervisor:
-    """One process's connection to supervisord's XML-RPC interface (supervisor + twiddler namespaces)."""
+    """A process's client of supervisord's XML-RPC interface (supervisor + twiddler namespaces). Each thread
+    that uses it gets a connection of its own: an XML-RPC connection serves one call at a time."""
 
     def __init__(self, socket_path: str) -> None:
-        transport = SupervisorTransport(None, None, f"unix://{socket_path}")
-        self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        self._socket_path = socket_path
+        self._connections = threading.local()
+
+    @property
+    def _proxy(self) -> xmlrpc.client.ServerProxy:
+        proxy = getattr(self._connections, "proxy", None)
+        if proxy is None:
+            transport = SupervisorTransport(None, None, f"unix://{self._socket_path}")
+            proxy = self._connections.proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return proxy
 
     def add_and_start(self, process_name: str, options: dict[str, str]) -> dict[str, Any]:
         """Add a program to the workload group, start it, and return its process info: one round trip.

@@ -22,6 +22,7 @@ from types import FrameType
 import psutil
 
 from cnetd import __version__
+from cnetd.core.capabilities import capabilities
 from cnetd.core.config import ConfigError, NodeConfig, load_config
 from cnetd.launcher.supervisor_conf import render
 from cnetd.core.supervisor_rpc import Supervisor
@@ -110,6 +111,7 @@ def _prepare(config: NodeConfig) -> None:
     ledger.set_node({"node_id": config.node_id, "api_url": config.api_url,
                      "mesh_endpoint": config.mesh_endpoint, "started_at": time.time(),
                      "boot_id": uuid.uuid4().hex}, config.capacity, list(config.gpu_devices))
+    ledger.set_capabilities(capabilities(config))
     ledger.close()
     write_private(config.paths.supervisord_conf, render(config, sys.executable).encode())
 

@@ -16,6 +16,7 @@ from typing import Callable, Iterator, TypeVar
 import zmq
 from prometheus_client import Counter
 
+from cnetd.register.capabilities import CapabilityProbe
 from cnetd.register.discovery import Discovery
 from cnetd.core.metrics import (HEARTBEATS_DROPPED, HEARTBEATS_RECEIVED, HEARTBEATS_SENT, NEIGHBOURS_FORGOTTEN,
                            NEIGHBOURS_SKIPPED)
@@ -68,17 +69,20 @@ class Register:
                           if neighbour.role == Role.CHILD and neighbour.heartbeat
                           and neighbour.online(config.heartbeat_period_s, HEARTBEAT_LIVENESS, now)]
         self._seq += 1
+        capabilities = ledger.capabilities()
         return Heartbeat(node_id=config.node_id, seq=self._seq, boot_id=self._boot_id, api_url=config.api_url,
                          mesh_endpoint=config.mesh_endpoint, capacity=usage.capacity.to_dict(),
                          allocated=usage.allocated.to_dict(), available=usage.available.to_dict(),
-                         workloads=dict(counts), subtree=subtree_summary(usage, child_subtrees),
-                         ledger_version=ledger.version(), gpus=ledger.gpus())
+                         workloads=dict(counts), subtree=subtree_summary(usage, child_subtrees, capabilities),
+                         ledger_version=ledger.version(), gpus=ledger.gpus(),
+                         features=capabilities.get("features"), labels=capabilities.get("labels"))
 
     # -- loop -----------------------------------------------------------------------------------
 
     def run(self) -> None:
         self._subscribe_known()
         self._discovery.start()
+        CapabilityProbe(self._node).start()
         self._poller.register(self._bus, zmq.POLLIN)
         self._poller.register(self._mesh, zmq.POLLIN)
         period_s = self._config.heartbeat_period_s

@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnetd.common.errors import (CnetError, DelegationRefused, DelegationUnknown, InsufficientResources, Invalid,
-                                 Unavailable, Unprocessable)
+from cnetd.common.errors import DelegationUnknown
 from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.logs import workload_fields
 from cnetd.core.metrics import DELEGATIONS
+from cnetd.scheduler.refusals import UNREACHABLE, Refusal, kind_of_code
 from ledger.records import Status, WorkloadRecord
 from ledger.store import Ledger
 
@@ -37,10 +37,6 @@ HOP_MARGIN_S = 2.0
 MIN_FORWARD_S = 1.0  # less budget than this left: the remaining targets are not tried
 SETTLE_INTERVAL_S = 1.0
 
-# What a refusal's error code means for the submission as a whole.
-NO_ROOM, INVALID, UNPROCESSABLE, UNREACHABLE, REFUSED = "no_room", "invalid", "unprocessable", "unreachable", "refused"
-_KIND_OF_CODE = {"insufficient_resources": NO_ROOM, "invalid_request": INVALID, "unprocessable": UNPROCESSABLE,
-                 "delegation_refused": REFUSED}
 
 
 @dataclass(frozen=True)
@@ -48,17 +44,6 @@ class Target:
     node_id: str
     api_url: str
     placement: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Refusal:
-    node: str
-    kind: str
-    message: str
-    status: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -74,26 +59,9 @@ class Outcome:
 def forward_body(record: WorkloadRecord, visited: list[str], budget_s: float, settle: bool = False) -> dict[str, Any]:
     return {"id": record.id, "type": record.type, "name": record.name, "config": record.config,
             "requirements": record.requirements.to_dict(),
+            **({"constraints": record.constraints} if record.constraints else {}),
             "delegation": {"visited": visited, "attempt": record.delegation_attempt, "budget_s": round(budget_s, 3),
                            "settle": settle}}
-
-
-def refusal_error(refusals: list[Refusal], record: WorkloadRecord) -> CnetError:
-    """The submission's answer when every target refused: 503 if one could not be reached (trying again
-    may find it), else 409 if one had no room, else 400 / 422 (every node refused the config itself: its shape,
-    or what it names)."""
-    reasons = "; ".join(f"{refusal.node}: {refusal.message}" for refusal in refusals)
-    details = {"requested": record.requirements.to_dict(), "refused": [refusal.to_dict() for refusal in refusals]}
-    kinds = {refusal.kind for refusal in refusals}
-    if UNREACHABLE in kinds:
-        return Unavailable(f"no node could be reached that might take this workload ({reasons})", **details)
-    if NO_ROOM in kinds or not kinds:
-        return InsufficientResources(f"no node could take this workload ({reasons or 'no neighbour fits'})", **details)
-    if kinds == {INVALID}:
-        return Invalid(f"every node refused this workload's config ({reasons})", **details)
-    if kinds <= {INVALID, UNPROCESSABLE}:
-        return Unprocessable(f"every node refused this workload's config ({reasons})", **details)
-    return DelegationRefused(f"no node would take this workload ({reasons})", **details)
 
 
 class Delegator:
@@ -165,7 +133,7 @@ class Delegator:
         if status == 503 and code == "scheduler_unavailable" and answer.get("delivered") is False:
             return Refusal(target.node_id, UNREACHABLE, message, status)  # it never reached that scheduler
         if 400 <= status < 500 and status not in (408, 429):
-            return Refusal(target.node_id, _KIND_OF_CODE.get(code, REFUSED), message, status)
+            return Refusal(target.node_id, kind_of_code(code), message, status)
         return f"HTTP {status}: {message}"
 
 

@@ -1,48 +1,49 @@
-"""The scheduler process: places, allocates and launches workloads; delegates them; stops and deletes them.
+"""The scheduler's requests: every placement decision is made here, one request at a time, and recorded.
 
-It serves the API's requests one at a time on an ipc:// ROUTER socket, so every placement decision is
-made in one place; the ledger's atomic admit is the guard against over-allocation. It owns delegation
-whole (``cnetd.scheduler.delegation``): it decides, records the pointer, forwards in a pool thread (so two
-schedulers delegating to each other never wait on each other) and settles forwards with no known
-outcome, every round of its loop.
+It serves the API's requests on an ipc:// ROUTER socket, in one thread, so decisions are serial; the
+ledger's atomic admit is the guard against over-allocation. That thread never waits: what is slow (a
+model's fetch, hash and check, an engine's answer, a program's start or stop, a forward to a neighbour)
+runs in the server's pool threads after the decision is recorded (``cnetd.scheduler.launching``,
+``cnetd.scheduler.delegation``), and the request is answered when it is done.
+
+A submission is planned (``cnetd.scheduler.placement``: feasibility, fit, rank over this node and its
+online neighbours), then tried in the plan's order: here (admitted, then prepared and started), or
+delegated to a run of neighbours; a node that refuses passes the submission to the next, and when every
+one has refused, the answer names each node considered and why.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import logging
-import shutil
 import threading
 import time
 import uuid
 from typing import Any
 
-from cnetd.core.channel import DELEGATION_BUDGET_S, submit_timeout_s
-from cnetd.scheduler.delegation import (SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error,
-                                       refusal_error)
-from cnetd.common.errors import (CnetError, Conflict, DataNotStoppable, DelegationRefused, InsufficientResources,
-                                 NotFound, Unprocessable)
+from cnetd.common.errors import CnetError, Conflict, DataNotStoppable, DelegationRefused, Invalid, NotFound, Unprocessable
 from cnetd.common.httpclient import auth_headers
 from cnetd.common.logs import workload_fields
-from cnetd.core.metrics import DELEGATIONS
-from cnetd.scheduler.models.deploy import ModelDeployments
-from cnetd.scheduler.models.store import Artifact, ModelStore
-from cnetd.core.node_process import NodeProcess
 from cnetd.common.paths import WORKLOAD_GROUP, program_name
-from cnetd.scheduler.placement import Candidate, Placement, rank
-from cnetd.common.private_files import make_workload_dir, write_workload_file
-from cnetd.scheduler.replicas import ReplicaController
+from cnetd.core.channel import DELEGATION_BUDGET_S, submit_timeout_s
 from cnetd.core.deployment_spec import SPREAD_NODE, DeploymentSpec, replica_count, replica_prefix
 from cnetd.core.deployment_state import members_of
-from cnetd.core.supervisor_rpc import Supervisor, environment_file, workload_environment, workload_program_options
+from cnetd.core.lifecycle import desire, finish
+from cnetd.core.metrics import DELEGATIONS
+from cnetd.core.node_process import NodeProcess
+from cnetd.core.submission import constraint_labels
+from cnetd.core.supervisor_rpc import Supervisor
+from cnetd.scheduler.delegation import SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error
+from cnetd.scheduler.launching import Launcher
+from cnetd.scheduler.models.deploy import ModelDeployments
+from cnetd.scheduler.models.store import ModelStore
+from cnetd.scheduler.placement import Candidate, Need, Placement, plan
+from cnetd.scheduler.refusals import Refusal, refusal_error, refusal_of
+from cnetd.scheduler.replicas import ReplicaController
 from ledger.nodetable import Role
 from ledger.records import Desired, Resources, Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
 from mesh.rpc import Deferred, RpcServer, request
-from workers.base import ProgramSpec
-from cnetd.core.lifecycle import desire, finish, mark_started, settle
-from workers.mlmodel import DERIVED_FIELDS
-from workers.service_program import with_free_port
 from workers.registry import executor_for
 
 log = logging.getLogger("scheduler")
@@ -50,23 +51,38 @@ FENCE_KEPT_S = 3600.0  # a forward this old that still arrives is refused by its
 FENCE_PRUNE_INTERVAL_S = 60.0
 
 
+@dataclasses.dataclass
+class Attempt:
+    """One submission being tried along its plan: what is left to try, and who refused so far."""
+
+    record: WorkloadRecord  # as submitted (its config unchanged by any node's checks)
+    ranked: list[Placement]
+    visited: list[str]
+    attempt: str | None  # the forward that brought it here, if one did
+    budget_s: float
+    refusals: list[Refusal]
+    available_here: Resources
+
+
 class Scheduler:
     def __init__(self, node: NodeProcess, supervisor: Supervisor) -> None:
         self._node = node
         self._ledger = node.ledger
-        self._supervisor = supervisor
         self._paths = node.config.paths
         self._context = node.config.workload_context
         self._delegator = Delegator(node.ledger, node.config.node_id, auth_headers(node.config.auth_token))
         self._settling: set[str] = set()  # pointers whose settling is under way in a pool thread
         self._settling_lock = threading.Lock()
         self._next_prune = 0.0  # monotonic time of the next sweep of old fences
+        self._preparing: set[str] = set()  # admitted here, being prepared in a pool thread (serial thread only)
         self._server = RpcServer(node.config.paths.scheduler_endpoint, self.handlers)
         config = node.config
         self._models = ModelStore(node.ledger, config.data_path, config.db_path, config.models_cache_bytes,
                                   config.workloads_user)
         self._deployments = ModelDeployments(self._models, config.api_url, config.auth_token,
                                              auth_headers(config.auth_token), self._neighbour_urls, config.models_s3)
+        self._launcher = Launcher(node.ledger, supervisor, self._context, self._deployments, self._models.undo_fetch)
+        self._supervisor = supervisor
         self._replicas = ReplicaController(node.ledger, self._submit_replica, config.api_url,
                                            auth_headers(config.auth_token), config.replicas_lost_after_s)
 
@@ -79,15 +95,15 @@ class Scheduler:
 
     @property
     def handlers(self) -> dict[str, Any]:
-        return {"submit": self.submit, "confirm": self.confirm, "forget": self.forget,
-                "reserve": self.reserve, "data_stored": self.data_stored,
-                "stop": self.stop, "delete": self.delete, "evict_model": self.evict_model, "scale": self.scale}
+        return {"submit": self.submit, "confirm": self.confirm, "forget": self.forget, "reserve": self.reserve,
+                "data_stored": self.data_stored, "stop": self.stop, "delete": self.delete,
+                "evict_model": self.evict_model, "scale": self.scale}
 
-    # -- requests -------------------------------------------------------------------------------
+    # -- submissions ----------------------------------------------------------------------------
 
     def submit(self, args: dict[str, Any]) -> Any:
         """Run a workload here or delegate it: ``{"placed": record}`` (a pointer when delegated, with the
-        target's ``answer``), or the error that says why not.
+        target's ``answer``), or the error that says why not, naming every node considered.
 
         ``visited`` lists the nodes the submission came through; ``attempt`` names the forward that
         brought it (settled forwards are fenced off); ``budget_s`` is what the sender leaves for onward
@@ -108,13 +124,13 @@ class Scheduler:
                 raise Conflict(f"workload id {record.id} is taken by a different submission; retry with the "
                                "same one, or choose another id")
             return {"placed": existing.to_dict()}
-        visited = list(args.get("visited", []))
-        if self._node.config.node_id in visited:
-            raise DelegationRefused(f"delegation loop: {self._node.config.node_id} was already visited ({' → '.join(visited)})",
-                           visited=visited)
+        visited, node_id = list(args.get("visited", [])), self._node.config.node_id
+        if node_id in visited:
+            raise DelegationRefused(f"delegation loop: {node_id} was already visited ({' → '.join(visited)})",
+                                    visited=visited)
         if len(visited) > self._node.config.max_hops:
             raise DelegationRefused(f"delegation exceeded {self._node.config.max_hops} hops ({' → '.join(visited)})",
-                           visited=visited)
+                                    visited=visited)
         if record.deployment is not None:
             if visited:
                 raise Unprocessable("a deployment is not forwarded (its replicas are): submit it where it is to be "
@@ -122,27 +138,117 @@ class Scheduler:
             self._check_replicas(DeploymentSpec.of(record).replicas)
             return self._deploy(record)
         usage = self._ledger.usage()
-        local = Candidate(self._node.config.node_id, usage.available, usage.capacity, local=True)
-        ranked = self._rank(record, [local, *self._neighbour_candidates(exclude=set(visited))])
-        if ranked[0].local:
-            return _placed(self._run_here(record, ranked[0], args.get("attempt")))
-        log.info("%s %s does not fit here: candidates %s", record.type, record.name,
-                 ", ".join(placement.node_id for placement in ranked), extra=workload_fields(record.id))
+        need = Need(record.requirements, executor_for(record.type).feature(record.config), constraint_labels(record))
+        placements = plan(need, self._candidates(record, usage.available, usage.capacity, exclude=set(visited)),
+                          self._node.config.strategy)
         budget_s = min(DELEGATION_BUDGET_S, args.get("budget_s") or DELEGATION_BUDGET_S)
-        return self._delegate(record, ranked, visited, budget_s)
+        return self._try(Attempt(record, placements.ranked, visited, args.get("attempt"), budget_s,
+                                 list(placements.passed_over), usage.available))
 
-    def _rank(self, record: WorkloadRecord, candidates: list[Candidate]) -> list[Placement]:
-        """The candidates that fit, best first; a replica of a deployment spread by node goes where none of
-        its deployment's other replicas is, when one of those nodes fits."""
-        strategy = self._node.config.strategy
-        taken = self._nodes_with_replicas(record)
-        if taken:
-            with contextlib.suppress(InsufficientResources):
-                return rank(record.requirements, [candidate for candidate in candidates
-                                                  if candidate.node_id not in taken], strategy)
-        return rank(record.requirements, candidates, strategy)
+    def _try(self, attempt: Attempt) -> Any:
+        """Try the next node of the plan: here, or the neighbours that come next in it, in one forward."""
+        if not attempt.ranked:
+            DELEGATIONS.labels("no_node_fits").inc()
+            raise self._refusal(attempt)
+        if attempt.ranked[0].local:
+            return self._try_here(attempt)
+        targets = []
+        while attempt.ranked and not attempt.ranked[0].local:
+            targets.append(attempt.ranked.pop(0))
+        return self._delegate(attempt, targets)
+
+    def _refusal(self, attempt: Attempt) -> CnetError:
+        return refusal_error(attempt.refusals, attempt.record.requirements, attempt.available_here)
+
+    def _try_here(self, attempt: Attempt) -> Any:
+        """Admit it here (its resources held from now on), then prepare and start it in a pool thread; a refusal
+        here passes it to the plan's next nodes."""
+        placement, record = attempt.ranked.pop(0), attempt.record
+        try:
+            admitted = self._ledger.admit(dataclasses.replace(
+                record, status=Status.STARTING, node=placement.node_id, placement=placement.to_dict(),
+                program=f"{WORKLOAD_GROUP}:{program_name(record.id)}"))
+        except CnetError as exc:  # its room went to another submission since the plan was made
+            attempt.refusals.append(refusal_of(placement.node_id, exc))
+            return self._try(attempt)
+
+        self._preparing.add(record.id)
+
+        def started(outcome: WorkloadRecord | CnetError) -> Any:
+            self._preparing.discard(record.id)
+            if isinstance(outcome, WorkloadRecord):
+                return {"placed": outcome.to_dict()}
+            if isinstance(outcome, Invalid) or not attempt.ranked and not attempt.refusals:
+                raise outcome  # its shape is wrong everywhere, or this node was the only one: its own answer
+            attempt.refusals.append(refusal_of(placement.node_id, outcome))
+            log.info("refused here (%s): trying %s", outcome.message,
+                     ", ".join(next_one.node_id for next_one in attempt.ranked) or "no other node",
+                     extra=workload_fields(record.id))
+            return self._try(attempt)
+        return Deferred(lambda: _caught(lambda: self._launcher.prepare_and_start(admitted, record.config,
+                                                                                  attempt.attempt)), started)
+
+    def _delegate(self, attempt: Attempt, placements: list[Placement]) -> Deferred:
+        """Forward to ``placements`` in order (a pointer recorded first); what they all refuse goes on along
+        the plan."""
+        record = attempt.record
+        urls = {neighbour.node_id: neighbour.api_url for neighbour in self._node.nodes.all()}
+        targets = [Target(placement.node_id, urls[placement.node_id], placement.to_dict()) for placement in placements]
+        log.info("%s %s goes to %s", record.type, record.name, ", ".join(target.node_id for target in targets),
+                 extra=workload_fields(record.id))
+        # Record, then act: the pointer exists before the forward leaves, so a crash leaves it to settle.
+        pointer = self._ledger.record_holding_nothing(dataclasses.replace(
+            record, status=Status.DELEGATING, node=targets[0].node_id, placement=targets[0].placement,
+            delegated_to=targets[0].node_id, remote_api=targets[0].api_url, delegation_attempt=uuid.uuid4().hex))
+        started_at = time.monotonic()
+
+        def forward() -> Outcome:
+            sent = pointer
+            if executor_for(record.type).serves_a_model:  # a model only this node has travels by hash and link
+                config = self._deployments.forwarded_config(record.config)
+                sent = self._ledger.update(pointer.id, lambda stored: dataclasses.replace(stored, config=config))
+            return self._delegator.forward(sent, targets, attempt.visited, attempt.budget_s)
+
+        def then(outcome: Outcome) -> Any:
+            if outcome.answer is not None:
+                return {"placed": outcome.pointer.to_dict(), "answer": outcome.answer}
+            if outcome.unknown is not None:
+                raise pending_error(self._ledger.get(record.id))
+            attempt.refusals.extend(outcome.refusals)
+            attempt.budget_s = max(0.0, attempt.budget_s - (time.monotonic() - started_at))
+            if attempt.ranked:
+                DELEGATIONS.labels("fell_back_local").inc()  # another strategy ranked neighbours first
+            return self._try(attempt)
+        return Deferred(forward, then)
+
+    def _candidates(self, record: WorkloadRecord, available: Resources, capacity: Resources,
+                    exclude: set[str]) -> list[Candidate]:
+        """This node, then its online children, then online peers, as their heartbeats describe their subtrees;
+        a node that holds another replica of the same deployment is marked (the spread rule)."""
+        capabilities, siblings = self._ledger.capabilities(), self._nodes_with_replicas(record)
+        candidates = [Candidate(self._node.config.node_id, available, capacity, local=True,
+                                features=_features(capabilities.get("features")),
+                                labels={name: frozenset([value]) for name, value in capabilities.get("labels", {}).items()},
+                                holds_sibling=self._node.config.node_id in siblings,
+                                lacks=capabilities.get("lacks", {}))]
+        period_s = self._node.config.heartbeat_period_s
+        online = [neighbour for neighbour in self._node.nodes.all()
+                  if neighbour.role in (Role.CHILD, Role.PEER) and neighbour.heartbeat
+                  and neighbour.node_id not in exclude and neighbour.online(period_s, HEARTBEAT_LIVENESS)]
+        online.sort(key=lambda neighbour: neighbour.role != Role.CHILD)
+        for neighbour in online:
+            subtree = neighbour.heartbeat["subtree"]
+            labels = subtree.get("labels")
+            candidates.append(Candidate(
+                neighbour.node_id, Resources.from_dict(subtree["available_max"]), Resources.from_dict(subtree["capacity"]),
+                features=_features(subtree.get("features")),
+                labels=None if labels is None else {name: frozenset(values) for name, values in labels.items()},
+                holds_sibling=neighbour.node_id in siblings))
+        return candidates
 
     def _nodes_with_replicas(self, record: WorkloadRecord) -> set[str]:
+        """Where the other replicas of ``record``'s deployment run (or are delegated to), when it spreads by
+        node."""
         if record.replica_of is None:
             return set()
         with contextlib.suppress(NotFound):
@@ -152,6 +258,8 @@ class Scheduler:
                         if not member.retired and not member.terminal and member.id != record.id
                         for node in (member.node, member.delegated_to) if node}
         return set()
+
+    # -- deployments ----------------------------------------------------------------------------
 
     def _deploy(self, record: WorkloadRecord) -> Deferred:
         """Record the deployment (it holds nothing), then place its replicas in a pool thread: they come
@@ -182,37 +290,17 @@ class Scheduler:
             raise Unprocessable(f"replicas: this node keeps deployments of at most {self._node.config.replicas_max} "
                                 "replicas (replicas.max)")
 
-    def _delegate(self, record: WorkloadRecord, ranked: list[Placement], visited: list[str], budget_s: float) -> Deferred:
-        urls = {neighbour.node_id: neighbour.api_url for neighbour in self._node.nodes.all()}
-        targets = [Target(placement.node_id, urls[placement.node_id], placement.to_dict())
-                   for placement in ranked if not placement.local]
-        local = next((placement for placement in ranked if placement.local), None)
-        if executor_for(record.type).serves_a_model:  # a model only this node has travels by hash and link
-            record = dataclasses.replace(record, config=self._deployments.forwarded_config(record.config))
-        # Record, then act: the pointer exists before the forward leaves, so a crash leaves it to settle.
-        pointer = self._ledger.record_holding_nothing(dataclasses.replace(
-            record, status=Status.DELEGATING, node=targets[0].node_id, placement=targets[0].placement,
-            delegated_to=targets[0].node_id, remote_api=targets[0].api_url, delegation_attempt=uuid.uuid4().hex))
-
-        def then(outcome: Outcome) -> dict[str, Any]:
-            if outcome.answer is not None:
-                return {"placed": outcome.pointer.to_dict(), "answer": outcome.answer}
-            if outcome.unknown is not None:
-                raise pending_error(self._ledger.get(record.id))
-            if local is not None:  # another strategy ranked neighbours first, and none took it
-                DELEGATIONS.labels("fell_back_local").inc()
-                return _placed(self._run_here(record, local, None))
-            DELEGATIONS.labels("no_node_fits").inc()
-            raise refusal_error(outcome.refusals, record)
-        return Deferred(lambda: self._delegator.forward(pointer, targets, visited, budget_s), then)
+    # -- delegation's other half ----------------------------------------------------------------
 
     def confirm(self, args: dict[str, Any]) -> dict[str, Any]:
         """A delegating node settles its forward ``attempt`` of workload ``id``: the record, ``pending``
-        while this node settles its own onward forward, or ``absent`` (the attempt is now fenced off)."""
+        while this node prepares it or settles its own onward forward, or ``absent`` (the attempt is now
+        fenced off)."""
         record = self._ledger.confirm_or_fence(args["id"], args["attempt"], time.time())
         if record is None:
             return {"absent": True}
-        return {"pending": True} if record.settling else {"placed": record.to_dict()}
+        # Still being prepared here (its model fetched, say): its outcome is not known yet either.
+        return {"pending": True} if record.settling or record.id in self._preparing else {"placed": record.to_dict()}
 
     def settle_unknown(self) -> None:
         """Each round: settle (in pool threads) every pointer whose forward has no known outcome."""
@@ -235,6 +323,12 @@ class Scheduler:
             with self._settling_lock:
                 self._settling.discard(record.id)
 
+    def forget(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._ledger.remove(args["id"])
+        return {"id": args["id"], "deleted": True}
+
+    # -- data -----------------------------------------------------------------------------------
+
     def reserve(self, args: dict[str, Any]) -> dict[str, Any]:
         """Hold resources for a record that runs no program (an upload in progress): admit it as it is."""
         return self._ledger.admit(WorkloadRecord.from_dict(args["workload"])).to_dict()
@@ -246,77 +340,16 @@ class Scheduler:
                                        started_at=time.time())
         return self._ledger.resize(args["id"], stored, Resources(storage=args["storage"])).to_dict()
 
-    def forget(self, args: dict[str, Any]) -> dict[str, Any]:
-        self._ledger.remove(args["id"])
-        return {"id": args["id"], "deleted": True}
-
-    def _neighbour_candidates(self, exclude: set[str]) -> list[Candidate]:
-        """Online children, then online peers, as their heartbeats describe their subtrees."""
-        period_s = self._node.config.heartbeat_period_s
-        online = [neighbour for neighbour in self._node.nodes.all()
-                  if neighbour.role in (Role.CHILD, Role.PEER) and neighbour.heartbeat
-                  and neighbour.node_id not in exclude and neighbour.online(period_s, HEARTBEAT_LIVENESS)]
-        online.sort(key=lambda neighbour: neighbour.role != Role.CHILD)
-        return [Candidate(neighbour.node_id, Resources.from_dict(neighbour.heartbeat["subtree"]["available_max"]),
-                          Resources.from_dict(neighbour.heartbeat["subtree"]["capacity"]))
-                for neighbour in online]
-
-    def _run_here(self, record: WorkloadRecord, placement: Placement, attempt: str | None) -> WorkloadRecord | Deferred:
-        """Validate and launch ``record`` here; first, a model deployment gets its model (a Deferred when it
-        must be fetched: the launch follows the fetch, unless meanwhile the forward ``attempt`` that brought
-        it was settled as not arrived, or the same id was admitted)."""
-        executor, submitted = executor_for(record.type), record.config
-        record.config = executor.validate(submitted, self._context)
-        if not executor.serves_a_model:
-            return self._start_here(record, placement)
-        artifact = self._deployments.artifact_here(record.config)
-        if artifact is not None:
-            return self._start_with(record, placement, artifact)
-        config, chosen_port = record.config, "service_port" not in submitted
-        return Deferred(lambda: self._deployments.fetch(config), lambda fetched: self._start_with(
-            dataclasses.replace(record, config=with_free_port(record.config) if chosen_port else record.config),
-            placement, fetched, attempt))
-
-    def _start_with(self, record: WorkloadRecord, placement: Placement, artifact: Artifact,
-                    attempt: str | None = None) -> WorkloadRecord:
-        record.config = self._deployments.running_config(record.config, artifact)
-        try:
-            if self._ledger.fenced(record.id, attempt):  # its sender settled it as not arrived: never run it
-                raise DelegationRefused(f"this forward of workload {record.id} was settled as not arrived while "
-                                        "its model was fetched")
-            with contextlib.suppress(NotFound):
-                return self._ledger.get(record.id)  # admitted meanwhile (the same id, submitted again)
-            return self._start_here(record, placement)
-        except CnetError as exc:
-            self._models.undo_fetch(artifact, exc)
-            raise
-
-    def _start_here(self, record: WorkloadRecord, placement: Placement) -> WorkloadRecord:
-        executor = executor_for(record.type)
-        try:
-            spec = executor.program(record, self._context)
-            # Admitted with what the monitor needs to know of its program, before that program can exit.
-            record = self._ledger.admit(dataclasses.replace(
-                record, status=Status.STARTING, node=placement.node_id, placement=placement.to_dict(),
-                program=f"{WORKLOAD_GROUP}:{program_name(record.id)}", restart_policy=spec.restart_policy,
-                endpoint=spec.endpoint, health_url=spec.health_url))
-        except Exception:
-            shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)  # refused: no files left
-            raise
-        try:
-            return self._launch(record, spec)
-        except Exception:
-            self._ledger.remove(record.id)  # a request that fails leaves nothing allocated
-            shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
-            raise
-
     def evict_model(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._models.evict(args["sha256"])
 
     def _neighbour_urls(self) -> list[str]:
         return [neighbour.api_url for neighbour in self._node.nodes.all() if neighbour.api_url]
 
-    def stop(self, args: dict[str, Any]) -> dict[str, Any]:
+    # -- stop and delete ------------------------------------------------------------------------
+
+    def stop(self, args: dict[str, Any]) -> Any:
+        """Record the stop, then stop its program in a pool thread (supervisord waits for it to end)."""
         record = self._ledger.get(args["id"])
         if record.deployment is not None:  # its replicas are stopped one by one (by the API, then its controller)
             return self._ledger.update(record.id, lambda current: None if current.desired == Desired.STOP
@@ -325,53 +358,27 @@ class Scheduler:
         if record.type == "data":
             raise DataNotStoppable(f"workload {record.id} is data: it is deleted (DELETE), not stopped")
         if record.terminal:
-            if record.program:
-                self._supervisor.stop(record.program)  # whatever an operator may have started by hand
-            return record.to_dict()
+            if not record.program:
+                return record.to_dict()
+            # whatever an operator may have started by hand
+            return Deferred(lambda: self._launcher.stop_program(record.program), lambda _: record.to_dict())
         record = self._ledger.update(record.id, desire(Desired.STOP))
-        log.info("stopping %s", record.program, extra=workload_fields(record.id))
-        self._supervisor.stop(record.program)
-        return settle(self._ledger, self._supervisor, record, self._supervisor.info(record.program)).to_dict()
+        return Deferred(lambda: self._launcher.stop(record), lambda stopped: stopped.to_dict())
 
-    def delete(self, args: dict[str, Any]) -> dict[str, Any]:
-        record = WorkloadRecord.from_dict(self.stop(args))
-        self._supervisor.remove(record.program)
-        executor_for(record.type).cleanup(record, self._context)
-        self._ledger.remove(record.id)
-        for stream in ("stdout", "stderr"):
-            for log_file in self._paths.logs_dir.glob(self._paths.workload_log(record.id, stream).name + "*"):
-                log_file.unlink(missing_ok=True)
-        shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
-        log.info("deleted %s %s", record.type, record.name, extra=workload_fields(record.id))
-        return {"id": record.id, "deleted": True}
+    def delete(self, args: dict[str, Any]) -> Any:
+        """Record the stop, then stop and remove everything of it in a pool thread."""
+        record = self._ledger.get(args["id"])
+        if record.type == "data":
+            raise DataNotStoppable(f"workload {record.id} is data: its upload is deleted through the API")
+        if not record.terminal:
+            record = self._ledger.update(record.id, desire(Desired.STOP))
+        return Deferred(lambda: self._launcher.delete(record), lambda deleted: deleted)
 
-    # -- launching ------------------------------------------------------------------------------
-
-    def _launch(self, record: WorkloadRecord, spec: ProgramSpec) -> WorkloadRecord:
-        # Exactly the GPUs the ledger gave it: none means none, not all of them.
-        env = workload_environment({**spec.env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, record.gpu_devices))},
-                                   spec.cwd, str(self._paths.root))
-        env_file = self._paths.workload_environment_file(record.id)
-        make_workload_dir(env_file.parent, spec.user)
-        write_workload_file(env_file, environment_file(env), spec.user)
-        options = workload_program_options(
-            spec.argv, str(env_file), spec.cwd,
-            stdout_log=str(self._paths.workload_log(record.id, "stdout")),
-            stderr_log=str(self._paths.workload_log(record.id, "stderr")),
-            stop_timeout_s=spec.stop_timeout_s)
-        if spec.user is not None:
-            options["user"] = spec.user  # supervisord (root) switches to it before the exec
-        info = self._supervisor.add_and_start(program_name(record.id), options)
-        log.info("started %s %s as %s (pid %s, cpu %g, memory %d, gpus %s)", record.type, record.name,
-                 record.program, info["pid"], record.requirements.cpu, record.requirements.memory,
-                 record.gpu_devices or "none", extra=workload_fields(record.id))
-        if info["pid"]:
-            return self._ledger.update(record.id, mark_started(info["pid"]))
-        return settle(self._ledger, self._supervisor, record, info)  # spawn failed: the monitor ends it
+    # -- start ----------------------------------------------------------------------------------
 
     def reconcile(self) -> None:
-        """After a restart of the scheduler or the whole node: launch what should run but has no program;
-        a forward that was under way when the scheduler ended has no known outcome."""
+        """After a restart of the scheduler or the whole node: launch (in pool threads) what should run but has
+        no program; a forward that was under way when the scheduler ended has no known outcome."""
         self._models.settle()
         programs = self._supervisor.workload_infos()
         for record in self._ledger.workloads():
@@ -387,21 +394,19 @@ class Scheduler:
             if record.desired == Desired.STOP:
                 self._ledger.update(record.id, finish(Status.STOPPED, message="stopped"))
                 continue
-            try:
-                executor = executor_for(record.type)
-                submitted = {name: value for name, value in record.config.items() if name not in DERIVED_FIELDS}
-                executor.validate(submitted, self._context)  # its model or directory may be gone since
-                if executor.serves_a_model and self._deployments.artifact_here(submitted) is None:
-                    raise Unprocessable(f"its model ({record.config['model_path']}) is no longer on this node")
-                self._launch(record, executor.program(record, self._context))
-                log.info("relaunched after a node restart", extra=workload_fields(record.id))
-            except CnetError as exc:
-                log.warning("relaunch failed: %s", exc.message, extra=workload_fields(record.id))
-                self._ledger.update(record.id, finish(Status.FAILED, message=f"relaunch failed: {exc.message}"))
+            # Recorded first: it runs nowhere now, and readers see it starting until it runs again.
+            record = self._ledger.update(record.id, lambda current: dataclasses.replace(
+                current, status=Status.STARTING, process_pid=None, message="relaunching after a restart"))
+            self._server.submit_background(lambda record=record: self._launcher.relaunch(record))
 
 
-def _placed(outcome: WorkloadRecord | Deferred) -> dict[str, Any] | Deferred:
-    """A submission's answer: the record placed here (once its model is here, for a Deferred)."""
-    if isinstance(outcome, Deferred):
-        return Deferred(outcome.work, lambda result: {"placed": outcome.then(result).to_dict()})
-    return {"placed": outcome.to_dict()}
+def _caught(work: Any) -> Any:
+    """``work()``'s result, or the CnetError it raised (handed to a continuation that decides what next)."""
+    try:
+        return work()
+    except CnetError as exc:
+        return exc
+
+
+def _features(names: list[str] | None) -> frozenset[str] | None:
+    return None if names is None else frozenset(names)

@@ -161,11 +161,14 @@ def test_refusals_keep_their_kind(clean: dict[str, Node]) -> None:
                                    workload_type="mlmodel")
     assert missing_model.status_code == 422, missing_model.text  # jiangsu is full, nanjing refuses the config
     assert "does not exist" in missing_model.json()["message"]
-    assert missing_model.json()["refused"][0]["kind"] == "unprocessable"
+    refused = {refusal["node_id"]: refusal for refusal in missing_model.json()["refused"]}
+    assert refused[jiangsu.node_id]["kind"] == "no_room" and refused[nanjing.node_id]["kind"] == "unprocessable"
     nanjing.supervisorctl("stop", "api")
     try:
         unreachable = jiangsu.submit(SLEEP, {"cpu": 3})
-        assert unreachable.status_code == 503 and unreachable.json()["refused"][0]["kind"] == "unreachable"
+        assert unreachable.status_code == 503, unreachable.text
+        assert [refusal["kind"] for refusal in unreachable.json()["refused"]
+                if refusal["node_id"] == nanjing.node_id] == ["unreachable"]
     finally:
         nanjing.supervisorctl("start", "api")
         wait_for(lambda: nanjing.api("GET", "/api/health").ok, timeout_s=30)

@@ -2,12 +2,15 @@
 empty tmpfs on the other hosts) is deployed on a child and a grandchild, which fetch it from the origin
 by its hash; predictions through the origin match the origin's own; a second deployment is a cache hit;
 a wrong model_sha256 is refused with nothing cached or allocated anywhere; data uploaded on the origin is
-a model source for its child; a forward settled as not arrived while the model was fetched never runs."""
+a model source for its child; forwards that outlast their timeout while the model is fetched are settled
+once the fetch ends (run, or fenced off), never run twice."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -124,22 +127,38 @@ def test_data_on_the_origin_is_a_model_source_for_its_child(tree: dict[str, Node
     assert origin.api("DELETE", f"/api/workloads/{stored['data_key']}").status_code == 200
 
 
-def test_a_forward_settled_while_its_model_is_fetched_never_runs(tree: dict[str, Node], tmp_path: Path) -> None:
-    """The child's fetch outlasts the origin's forward (15 s): the origin settles the forward as not arrived,
-    and when the fetch ends the child refuses to start it: no orphan, nothing held, nothing cached."""
-    origin, child = tree["origin"], tree["child"]
+def test_forwards_that_outlast_their_timeout_while_a_model_is_fetched_are_settled_once_it_ends(
+        tree: dict[str, Node], tmp_path: Path) -> None:
+    """The child's fetch outlasts the origin's forward (15 s): the origin answers that the outcome is not
+    known yet, and settles each forward once the child is done with it (admitted there before its fetch, it
+    is 'pending' until then). A model that loads then runs there, and the origin's pointer follows it; one
+    that does not is refused there with its forward fenced off, and the origin's pointer goes. Nothing runs
+    twice, and nothing is left of the refused one anywhere."""
+    origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
     slow = onnx.load(YOLO_MODEL)
     slow.doc_string = "fetched slowly"
     onnx.save(slow, str(tmp_path / "slow.onnx"))
+    (tmp_path / "broken.onnx").write_bytes(os.urandom((tmp_path / "slow.onnx").stat().st_size))
     tmp_path.chmod(0o755)
     before = child.resources()["allocated"]
+    forwards = {"slow-fetch": "slow.onnx", "broken-fetch": "broken.onnx"}
     with FileServer(tmp_path, host="198.51.100.254", chunk_delay_s=0.11) as server:  # ~20 s for 12 MB
-        answer = origin.submit({"model_type": "yolo", "model_path": f"{server.url}/slow.onnx"}, {"cpu": 1.5},
-                               workload_type="mlmodel", id="slow-fetch")
-        assert answer.status_code == 503 and answer.json()["error"] == "delegation_unknown", answer.text
-        wait_for(lambda: origin.api("GET", "/api/workloads/slow-fetch").status_code == 404, timeout_s=30)
-        wait_for(lambda: not [model for model in cached(child) if model["source"].endswith("/slow.onnx")],
-                 timeout_s=60)  # the fetch ended, and what it brought is gone again
-    assert child.api("GET", "/api/workloads/slow-fetch").status_code == 404
-    assert "wl-slow-fetch" not in child.supervisorctl("status")
-    assert child.resources()["allocated"] == before
+        with ThreadPoolExecutor(len(forwards)) as pool:
+            answers = [pool.submit(origin.submit, {"model_type": "yolo", "model_path": f"{server.url}/{name}"},
+                                   {"cpu": 1}, workload_type="mlmodel", id=workload_id, fresh_connection=True)
+                       for workload_id, name in forwards.items()]
+            for answer in answers:
+                unknown = answer.result(timeout=60)
+                assert unknown.status_code == 503 and unknown.json()["error"] == "delegation_unknown", unknown.text
+        assert origin.api("GET", "/api/workloads/slow-fetch").json()["status"] == "unknown"  # pending at the child
+        wait_for(lambda: origin.api("GET", "/api/workloads/slow-fetch").json()["status"] == "running", timeout_s=60,
+                 diagnose=lambda: origin.api("GET", "/api/workloads/slow-fetch").json())
+        wait_for(lambda: origin.api("GET", "/api/workloads/broken-fetch").status_code == 404, timeout_s=60)
+    assert child.api("GET", "/api/workloads/slow-fetch").json()["status"] == "running"
+    assert child.api("GET", "/api/workloads/broken-fetch").status_code == 404
+    assert "wl-broken-fetch" not in child.supervisorctl("status")
+    assert not [model for model in cached(child) if model["source"].endswith("/broken.onnx")]
+    assert all(grandchild.api("GET", f"/api/workloads/{workload_id}").status_code == 404 for workload_id in forwards)
+    assert origin.api("DELETE", "/api/workloads/slow-fetch").status_code == 200
+    kinds = ("cpu", "memory", "gpu")  # storage: the model it fetched stays cached
+    wait_for(lambda: [child.resources()["allocated"][kind] for kind in kinds] == [before[kind] for kind in kinds])

@@ -72,6 +72,7 @@ def test_run_a_spec_file_or_stdin_with_sizes(node: Node, tmp_path: Path) -> None
     (("show", "no-such-workload"), 1, "not_found"),
     (("run", "-"), 1, "a workload spec is a mapping"),  # stdin: nothing
     (("run", "process", "--memory", "lots", "--", "true"), 1, "not a size"),
+    (("run", "process", "--cpu", "1000", "--", "true"), 1, ": no_room: not enough cpu (cpu 1000 asked"),  # per node
     (("logs",), 2, "Missing argument"),
     (("frobnicate",), 2, "No such command"),
 ])

@@ -1,6 +1,7 @@
 """Property-based fuzzing of the services' own request parsing (hypothesis): /predict bodies of every
-form on the YOLO service, S3 query strings, keys and ranges on the gateway. No answer is a 5xx, errors
-keep their documented shape, and the service stays healthy."""
+form on the YOLO service, v2 infer requests (names, datatypes, shapes, sizes, outputs the model does not
+have), S3 query strings, keys and ranges on the gateway. No answer is a 5xx, errors keep their documented
+shape, and the service stays healthy."""
 from __future__ import annotations
 
 import base64
@@ -41,7 +42,7 @@ json_bodies = st.one_of(
 @pytest.fixture(scope="module")
 def yolo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield from standalone_service(tmp_path_factory.mktemp("yolo"), "cnet-inference-yolo", "--model", YOLO_MODEL,
-                           "--max-image-bytes", "2000000")
+                                  "--max-image-bytes", "2000000", "--name", "faces")
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,49 @@ def test_predict_json_and_raw_bodies(yolo: str, body: bytes, query: dict[str, An
 def test_predict_multipart_bodies(yolo: str, image: bytes, part: str, fields: dict[str, str]) -> None:
     answer = requests.post(f"{yolo}/predict", files={part: ("i.png", image, "image/png")}, data=fields, timeout=30)
     assert_json_error_or_detections(answer)
+
+
+V2_DATATYPES = ["FP32", "FP16", "FP64", "INT64", "INT32", "UINT8", "BOOL", "BYTES"]
+shapes = st.one_of(st.lists(st.integers(0, 40), max_size=5),
+                   st.tuples(st.integers(0, 2), st.just(3), st.integers(1, 48), st.integers(1, 48)).map(list))
+
+
+@st.composite
+def v2_tensors(draw: st.DrawFn) -> dict[str, Any]:
+    """One input as a client might send it: the model's name or another, any datatype and shape, data that
+    fill the shape or do not."""
+    shape = draw(shapes)
+    size = 1
+    for dimension in shape:
+        size *= dimension
+    count = draw(st.sampled_from([size, size, max(0, size - 1), size + 1])) if size <= 20_000 else 3
+    datatype = draw(st.sampled_from(V2_DATATYPES) | st.text(max_size=6))
+    element = st.text(max_size=4) if datatype == "BYTES" else st.floats(-2, 2, allow_nan=False, width=32)
+    data = draw(st.lists(element, min_size=count, max_size=count)) if count <= 64 else [0.5] * count
+    return {"name": draw(st.sampled_from(["images", "images", "image", "input", ""])), "datatype": datatype,
+            "shape": shape, "data": data}
+
+
+@FUZZ
+@given(inputs=st.lists(v2_tensors(), min_size=1, max_size=2),
+       outputs=st.none() | st.lists(st.sampled_from(["output0", "boxes", "nothing"]).map(lambda name: {"name": name}),
+                                    max_size=2))
+def test_v2_infer_requests(yolo: str, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]] | None) -> None:
+    body = {"inputs": inputs, **({"outputs": outputs} if outputs is not None else {})}
+    answer = requests.post(f"{yolo}/v2/models/faces/infer", json=body, timeout=60)
+    assert answer.status_code < 500, answer.text
+    if answer.status_code != 200:
+        assert set(answer.json()) >= {"error", "message"}, answer.text
+
+
+def test_a_tensor_the_model_declares_but_cannot_run_is_a_400_naming_the_declared_shape(yolo: str) -> None:
+    """[1, 3, 2, 2] is within [-1, 3, -1, -1], but onnxruntime fails inside the run: the client's error."""
+    tiny = {"name": "images", "datatype": "FP32", "shape": [1, 3, 2, 2], "data": [0.5] * 12}
+    answer = requests.post(f"{yolo}/v2/models/faces/infer", json={"inputs": [tiny]}, timeout=60)
+    assert answer.status_code == 400, answer.text
+    assert "[1, 3, 2, 2]" in answer.json()["message"] and "[-1, 3, -1, -1]" in answer.json()["message"]
+    whole = {**tiny, "shape": [1, 3, 64, 64], "data": [0.5] * (3 * 64 * 64)}  # control: a size it can run
+    assert requests.post(f"{yolo}/v2/models/faces/infer", json={"inputs": [whole]}, timeout=60).status_code == 200
 
 
 def test_yolo_service_is_healthy_after_fuzzing(yolo: str) -> None:

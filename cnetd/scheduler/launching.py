@@ -1,0 +1,202 @@
+"""The side effects of workloads placed here, run in the scheduler's pool threads, never on its serial thread:
+prepare a workload admitted in the ledger (check its config, bring and check its model, make its program) and
+start it; stop it; delete it.
+
+The serial thread has already recorded the decision (the record, its resources held), so any crash in
+between leaves a record the scheduler's start settles. Every step on one workload's program holds that
+workload's lock, so a stop or a delete never crosses its launch: a launch finds the workload stopped or
+deleted meanwhile and starts nothing.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import logging
+import shutil
+import threading
+import time
+from typing import Any, Callable
+
+from cnetd.common.errors import CnetError, NotFound
+from cnetd.common.logs import workload_fields
+from cnetd.common.paths import RuntimePaths
+from cnetd.common.private_files import make_workload_dir, write_workload_file
+from cnetd.core.lifecycle import desire, finish, mark_started, settle
+from cnetd.core.supervisor_rpc import Supervisor, environment_file, workload_environment, workload_program_options
+from cnetd.scheduler.models.deploy import ModelDeployments
+from cnetd.scheduler.models.store import Artifact
+from ledger.records import Desired, Status, WorkloadRecord
+from ledger.store import Ledger
+from workers.base import NodeContext, ProgramSpec
+from workers.mlmodel import DERIVED_FIELDS
+from workers.registry import executor_for
+from workers.service_program import with_free_port
+
+log = logging.getLogger("launching")
+
+
+class WorkloadLocks:
+    """One lock per workload id: its launch, stop and delete never run at once."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+
+    def __call__(self, workload_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks[workload_id]
+
+    def forget(self, workload_id: str) -> None:
+        with self._guard:
+            self._locks.pop(workload_id, None)
+
+
+class Launcher:
+    def __init__(self, ledger: Ledger, supervisor: Supervisor, context: NodeContext,
+                 deployments: ModelDeployments, undo_fetch: Callable[[Artifact, CnetError], None]) -> None:
+        self._ledger = ledger
+        self._supervisor = supervisor  # a connection per thread
+        self._context = context
+        self._paths: RuntimePaths = context.paths
+        self._deployments = deployments
+        self._undo_fetch = undo_fetch
+        self._locks = WorkloadLocks()
+
+    # -- start ----------------------------------------------------------------------------------
+
+    def prepare_and_start(self, record: WorkloadRecord, submitted: dict[str, Any],
+                          attempt: str | None = None) -> WorkloadRecord:
+        """Check ``submitted`` here, bring its model, make its program and start it, for a record admitted
+        with its resources held. A refusal removes the record (nothing stays allocated) and is raised; for a
+        forwarded workload, the forward ``attempt`` that brought it is fenced off with it."""
+        fetched: list[Artifact] = []
+        try:
+            record, spec = self._prepared(record, submitted, fetched)
+            return self._start(record, spec)
+        except Exception as exc:
+            self._abandon(record.id, attempt)
+            self._undo(fetched, exc)
+            raise
+
+    def relaunch(self, record: WorkloadRecord) -> None:
+        """A record that should run here but has no program (the node or its scheduler restarted, perhaps
+        while it was prepared): made and started again, or ``failed`` when it can no longer be (its model
+        or directory is gone since)."""
+        submitted = {name: value for name, value in record.config.items() if name not in DERIVED_FIELDS}
+        fetched: list[Artifact] = []
+        try:
+            record, spec = self._prepared(record, submitted, fetched)
+            self._start(record, spec)
+            log.info("relaunched after a restart", extra=workload_fields(record.id))
+        except CnetError as exc:
+            log.warning("relaunch failed: %s", exc.message, extra=workload_fields(record.id))
+            self._ledger.update(record.id, finish(Status.FAILED, message=f"relaunch failed: {exc.message}"))
+            self._undo(fetched, exc)
+
+    def _prepared(self, record: WorkloadRecord, submitted: dict[str, Any],
+                  fetched: list[Artifact]) -> tuple[WorkloadRecord, ProgramSpec]:
+        """``record`` with its config checked here (and its model here: one fetched for it is added to
+        ``fetched``), and the program that runs it."""
+        executor = executor_for(record.type)
+        config = executor.validate(submitted, self._context)
+        if executor.serves_a_model:
+            artifact = self._deployments.artifact_here(config)
+            if artifact is None:
+                artifact = self._deployments.fetch(config)
+                fetched.append(artifact)
+                if "service_port" not in submitted:  # the one chosen may have been taken meanwhile
+                    config = with_free_port(config)
+            config = self._deployments.running_config(config, artifact)
+        record = dataclasses.replace(record, config=config)
+        return record, executor.program(record, self._context)
+
+    def _undo(self, fetched: list[Artifact], refusal: Exception) -> None:
+        """Models fetched for a workload that then did not run go again (unless another uses them)."""
+        for artifact in fetched:
+            self._undo_fetch(artifact, refusal if isinstance(refusal, CnetError) else CnetError(str(refusal)))
+
+    def _start(self, record: WorkloadRecord, spec: ProgramSpec) -> WorkloadRecord:
+        with self._locks(record.id):
+            try:
+                current = self._ledger.get(record.id)
+            except NotFound:  # deleted while it was prepared: nothing of it is left to run
+                shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
+                return dataclasses.replace(record, status=Status.STOPPED, desired=Desired.STOP,
+                                           message="deleted before it ran")
+            if current.terminal or current.desired == Desired.STOP:  # stopped while it was prepared
+                return self._ledger.update(record.id, finish(Status.STOPPED, message="stopped before it ran"))
+            # What the monitor needs to know of its program, recorded before that program can exit.
+            record = self._ledger.update(record.id, lambda stored: dataclasses.replace(
+                stored, config=record.config, restart_policy=spec.restart_policy, endpoint=spec.endpoint,
+                health_url=spec.health_url, message=""))
+            return self._launch(record, spec)
+
+    def _launch(self, record: WorkloadRecord, spec: ProgramSpec) -> WorkloadRecord:
+        # Exactly the GPUs the ledger gave it: none means none, not all of them.
+        env = workload_environment({**spec.env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, record.gpu_devices))},
+                                   spec.cwd, str(self._paths.root))
+        env_file = self._paths.workload_environment_file(record.id)
+        make_workload_dir(env_file.parent, spec.user)
+        write_workload_file(env_file, environment_file(env), spec.user)
+        options = workload_program_options(
+            spec.argv, str(env_file), spec.cwd,
+            stdout_log=str(self._paths.workload_log(record.id, "stdout")),
+            stderr_log=str(self._paths.workload_log(record.id, "stderr")),
+            stop_timeout_s=spec.stop_timeout_s)
+        if spec.user is not None:
+            options["user"] = spec.user  # supervisord (root) switches to it before the exec
+        info = self._supervisor.add_and_start(record.program.partition(":")[2], options)
+        log.info("started %s %s as %s (pid %s, cpu %g, memory %d, gpus %s)", record.type, record.name,
+                 record.program, info["pid"], record.requirements.cpu, record.requirements.memory,
+                 record.gpu_devices or "none", extra=workload_fields(record.id))
+        if info["pid"]:
+            return self._ledger.update(record.id, mark_started(info["pid"]))
+        return settle(self._ledger, self._supervisor, record, info)  # spawn failed: the monitor ends it
+
+    def _abandon(self, workload_id: str, attempt: str | None) -> None:
+        """A workload that will not run here: no record, no allocation, no files (and the forward that
+        brought it fenced off)."""
+        if attempt is not None:
+            self._ledger.remove_and_fence(workload_id, attempt, time.time())
+        else:
+            with contextlib.suppress(NotFound):
+                self._ledger.remove(workload_id)
+        shutil.rmtree(self._paths.workload_dir(workload_id), ignore_errors=True)
+
+    # -- stop and delete ------------------------------------------------------------------------
+
+    def stop_program(self, program: str) -> None:
+        """Stop a terminal workload's program (one an operator may have started by hand)."""
+        self._supervisor.stop(program)
+
+    def stop(self, record: WorkloadRecord) -> WorkloadRecord:
+        """Stop a workload whose stop is recorded (desired ``stop``), waiting for supervisord; its record
+        settles as its program now is."""
+        with self._locks(record.id):
+            log.info("stopping %s", record.program, extra=workload_fields(record.id))
+            self._supervisor.stop(record.program)
+            return settle(self._ledger, self._supervisor, self._ledger.get(record.id),
+                          self._supervisor.info(record.program))
+
+    def delete(self, record: WorkloadRecord) -> dict[str, Any]:
+        """Stop a workload, remove its program, what its type leaves behind, its logs, files and record."""
+        with self._locks(record.id):
+            if not record.terminal:
+                self._ledger.update(record.id, desire(Desired.STOP))
+            if record.program:
+                self._supervisor.stop(record.program)
+                with contextlib.suppress(NotFound):
+                    settle(self._ledger, self._supervisor, self._ledger.get(record.id),
+                           self._supervisor.info(record.program))
+                self._supervisor.remove(record.program)
+            executor_for(record.type).cleanup(record, self._context)
+            with contextlib.suppress(NotFound):
+                self._ledger.remove(record.id)
+            for stream in ("stdout", "stderr"):
+                for log_file in self._paths.logs_dir.glob(self._paths.workload_log(record.id, stream).name + "*"):
+                    log_file.unlink(missing_ok=True)
+            shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
+        self._locks.forget(record.id)
+        log.info("deleted %s %s", record.type, record.name, extra=workload_fields(record.id))
+        return {"id": record.id, "deleted": True}

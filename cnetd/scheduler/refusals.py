@@ -1,0 +1,62 @@
+"""Why a node did not take a workload, one shape for all of them (placement passed it over, its preparation
+here failed, a neighbour answered no or could not be reached), and the submission's answer when every node
+considered refused: each named with its reason, as Nomad's AllocMetric does."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from cnetd.common.errors import (CnetError, DelegationRefused, InsufficientResources, Invalid, Unavailable,
+                                 Unprocessable)
+from ledger.records import Resources
+
+# Kinds of refusal, from placement (infeasible, no room) and from trying (the rest).
+INFEASIBLE, NO_ROOM, INVALID, UNPROCESSABLE, UNREACHABLE, REFUSED = (
+    "infeasible", "no_room", "invalid", "unprocessable", "unreachable", "refused")
+_KIND_OF_CODE = {"insufficient_resources": NO_ROOM, "invalid_request": INVALID, "unprocessable": UNPROCESSABLE,
+                 "delegation_refused": REFUSED}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    node_id: str
+    kind: str
+    message: str
+    status: int | None = None  # the HTTP status a node answered with, when it answered
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def refusal_of(node_id: str, error: CnetError) -> Refusal:
+    """A node's own error as a refusal of its kind."""
+    return Refusal(node_id, _KIND_OF_CODE.get(error.code, REFUSED), error.message, error.status)
+
+
+def kind_of_code(code: str) -> str:
+    return _KIND_OF_CODE.get(code, REFUSED)
+
+
+def refusal_error(refusals: list[Refusal], requested: Resources, available: Resources | None = None) -> CnetError:
+    """The submission's answer when every node considered refused: 503 if one could not be reached (trying
+    again may find it), else 409 if one had no room, else 400 / 422 (every node refused the config itself:
+    its shape, or what it names, or could not run it at all), else 409."""
+    reasons = "; ".join(f"{refusal.node_id}: {refusal.message}" for refusal in refusals) or "no node was considered"
+    details: dict[str, Any] = {"requested": requested.to_dict(), "refused": [refusal.to_dict() for refusal in refusals]}
+    if available is not None:
+        details["available"] = available.to_dict()
+    # Nodes that were asked (they answered, or could not be reached) say more than those placement passed
+    # over without asking: a config every node with room refused is the config's fault.
+    asked = [refusal for refusal in refusals if refusal.status is not None or refusal.kind == UNREACHABLE]
+    kinds = {refusal.kind for refusal in asked or refusals}
+    count = f"{len(refusals)} node(s) considered"
+    if UNREACHABLE in kinds:
+        return Unavailable(f"no node could be reached that might take this workload ({reasons})", **details)
+    if NO_ROOM in kinds or not kinds:
+        return InsufficientResources(f"no node has room for this workload ({count}: {reasons})", **details)
+    if kinds == {INVALID}:
+        return Invalid(f"every node refused this workload's config ({reasons})", **details)
+    if kinds <= {INVALID, UNPROCESSABLE, INFEASIBLE}:
+        return Unprocessable(f"no node can run this workload ({count}: {reasons})", **details)
+    return DelegationRefused(f"no node would take this workload ({count}: {reasons})", **details)
