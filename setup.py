@@ -1,9 +1,17 @@
 """CNET: an edge-cluster agent (supervisord-managed node, ZeroMQ mesh, LMDB ledger)."""
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The version lives in one place, cnetd/__init__.py: read, not imported (the package's dependencies may not
+# be installed yet).
+VERSION = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parent / "cnetd" / "__init__.py").read_text(),
+                    re.M).group(1)
 
 setup(
     name="cnet",
-    version="0.1.0",
+    version=VERSION,
     description="Edge-cluster agent: runs processes, containers and model services across a tree of nodes",
     python_requires=">=3.10",
     packages=find_packages(include=["cnetd", "cnetd.*", "mesh", "ledger", "workers", "inference", "gateway", "ui"]),

@@ -16,12 +16,12 @@ The model's name is the service's ``--name`` (a workload's name).
 """
 from __future__ import annotations
 
-import importlib.metadata
 from typing import Any
 
 import falcon
 import numpy as np
 
+from cnetd import __version__
 from cnetd.common.errors import Invalid, NotFound, PayloadTooLarge, Unprocessable
 from cnetd.common.web import read_body, send
 from inference.imaging import ImageTooLarge, InvalidImage, decode_base64, decode_image, looks_like_image
@@ -37,7 +37,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 class _Server:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        send(resp, {"name": "cnet-inference", "version": importlib.metadata.version("cnet"),
+        send(resp, {"name": "cnet-inference", "version": __version__,
                     "extensions": ["binary_tensor_data", "statistics"]})
 
 

@@ -36,6 +36,7 @@ class Neighbour:
     last_seen: float | None = None
     heartbeat: dict[str, Any] | None = None
     added_at: float | None = None  # when this node first learnt of it (a child that never beats ages from here)
+    incompatible: str | None = None  # why it cannot be worked with (another protocol major), when it cannot
 
     def online(self, heartbeat_period_s: float, liveness: int, now: float | None = None) -> bool:
         return self.last_seen is not None and (now or time.time()) - self.last_seen < heartbeat_period_s * liveness
@@ -118,10 +119,15 @@ class NodeTable:
         return [neighbour for neighbour in found if neighbour is not None]
 
 
+_FIELDS = frozenset(field.name for field in dataclasses.fields(Neighbour))
+
+
 def _decode(raw: bytes) -> Neighbour | None:
-    """A stored entry, or None for one that is not a neighbour (written by something else): skipped."""
+    """A stored entry, or None for one that is not a neighbour (written by something else): skipped. Fields
+    it does not know (written by a newer version) are left out."""
     try:
-        neighbour = Neighbour(**orjson.loads(raw))
-    except (orjson.JSONDecodeError, TypeError):
+        fields = orjson.loads(raw)
+        neighbour = Neighbour(**{name: value for name, value in fields.items() if name in _FIELDS})
+    except (orjson.JSONDecodeError, TypeError, AttributeError):
         return None
     return neighbour if isinstance(neighbour.node_id, str) and isinstance(neighbour.mesh_endpoint, str) else None

@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-PROTOCOL_VERSION = 1
+from cnetd.common.protocol import AGENT_VERSION, PROTOCOL_MAJOR, PROTOCOL_MINOR, incompatibility
+
 HEARTBEAT_LIVENESS = 3  # missed periods before a neighbour is offline
 MAX_MESSAGE_BYTES = 64 * 1024
 LEDGER_CHANGED = b"ledger.changed"
@@ -21,7 +22,23 @@ class MalformedMessage(ValueError):
     """A frame set that is not a valid message of the expected kind; the receiver drops and counts it."""
 
 
+class IncompatibleMessage(MalformedMessage):
+    """A message of another protocol major (``cnetd.common.protocol``): dropped and counted apart."""
+
+    def __init__(self, version: str, agent: str | None) -> None:
+        super().__init__(incompatibility(version, agent))
+        self.version = version
+
+
+def _envelope() -> dict[str, Any]:
+    """What every message carries of its protocol: ``v`` (the major: what a node of protocol 1.0 checks),
+    ``minor``, and the agent's version."""
+    return {"v": PROTOCOL_MAJOR, "minor": PROTOCOL_MINOR, "agent": AGENT_VERSION}
+
+
 def _load_object(frame: bytes) -> dict[str, Any]:
+    """A message's JSON object, of this protocol's major (any minor: fields this node does not know are
+    ignored by the decoders, which read only those they know)."""
     if len(frame) > MAX_MESSAGE_BYTES:
         raise MalformedMessage(f"message of {len(frame)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
@@ -30,8 +47,12 @@ def _load_object(frame: bytes) -> dict[str, Any]:
         raise MalformedMessage(f"not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise MalformedMessage("not a JSON object")
-    if body.get("v") != PROTOCOL_VERSION:
-        raise MalformedMessage(f"unsupported protocol version {body.get('v')!r}")
+    major, minor = body.get("v"), body.get("minor", 0)
+    if not isinstance(major, int) or isinstance(major, bool) or not isinstance(minor, int):
+        raise MalformedMessage(f"protocol version must be whole numbers, got {major!r}.{minor!r}")
+    if major != PROTOCOL_MAJOR:
+        agent = body.get("agent")
+        raise IncompatibleMessage(f"{major}.{minor}", agent if isinstance(agent, str) else None)
     return body
 
 
@@ -44,7 +65,7 @@ class BusEvent:
     sender: str
 
     def encode(self) -> list[bytes]:
-        return [self.topic, orjson.dumps({"v": PROTOCOL_VERSION, "version": self.version, "sender": self.sender})]
+        return [self.topic, orjson.dumps({**_envelope(), "version": self.version, "sender": self.sender})]
 
     @classmethod
     def decode(cls, frames: list[bytes]) -> BusEvent:
@@ -108,19 +129,23 @@ class Heartbeat:
     sent_at: float = field(default_factory=time.time)
     features: list[str] | None = None  # what the node can run (None: an older node, which does not say)
     labels: dict[str, str] | None = None  # agent.labels
+    protocol: str | None = None  # the sender's, from the envelope (as received; not set to send)
+    agent: str | None = None
 
     _NUMERIC_MAPS = ("capacity", "allocated", "available", "workloads")
     _STRINGS = ("node_id", "boot_id", "api_url", "mesh_endpoint")
-    _OPTIONAL = ("gpus", "sent_at", "features", "labels")
+    _OPTIONAL = ("gpus", "sent_at", "features", "labels", "protocol", "agent")
 
     def encode(self) -> list[bytes]:
-        return [HEARTBEAT_TOPIC, orjson.dumps({"v": PROTOCOL_VERSION, **self.to_dict()})]
+        return [HEARTBEAT_TOPIC, orjson.dumps({**self.to_dict(), **_envelope()})]
 
     @classmethod
     def decode(cls, frames: list[bytes]) -> Heartbeat:
         if len(frames) != 2 or frames[0] != HEARTBEAT_TOPIC:
             raise MalformedMessage("not a heartbeat")
         body = _load_object(frames[1])
+        body["protocol"] = f"{body['v']}.{body.get('minor', 0)}"
+        body["agent"] = body["agent"] if isinstance(body.get("agent"), str) else None
         try:
             beat = cls(**{name: body[name] for name in cls.__dataclass_fields__
                           if name in body or name not in cls._OPTIONAL})

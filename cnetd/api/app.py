@@ -15,6 +15,7 @@ from cnetd.api.models import ArtifactFile, Model, Models
 from cnetd.api.nodes import Health, NodeEntry, NodeRegistration, NodeResources, Nodes
 from cnetd.api.pages import Console, Metrics, OpenApi
 from cnetd.api.predict import WorkloadPredict
+from cnetd.api.protocol_check import ProtocolCheck
 from cnetd.api.v2 import V2_ROUTES
 from cnetd.api.remote import RemoteWorkloads
 from cnetd.api.workloads import Workload, WorkloadLogs, WorkloadLogStream, Workloads, WorkloadStop
@@ -40,7 +41,7 @@ ROUTES: tuple[tuple[str, type[Resource]], ...] = (
 def create_app(deps: ApiDeps) -> falcon.App:
     config = deps.config
     app = falcon.App(middleware=[RequestMetrics("cnet_api"), RequestGuard(known_hosts(config), config.port),
-                                 BearerAuth(config.auth_token, config.auth_open_reads)])
+                                 ProtocolCheck(), BearerAuth(config.auth_token, config.auth_open_reads)])
     app.req_options.strip_url_path_trailing_slash = True
     uploads.allow_directory_uploads(app)
     for route, resource in ROUTES:

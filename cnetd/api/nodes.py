@@ -7,9 +7,11 @@ from typing import Any
 import falcon
 
 from cnetd import __version__
+from cnetd.common.protocol import AGENT_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION, compatible, incompatibility
 from cnetd.core import hostinfo
 from cnetd.api.base import Resource
-from cnetd.common.errors import Conflict, Invalid, NotFound
+from cnetd.api.protocol_check import INCOMPATIBLE_REQUESTS
+from cnetd.common.errors import Conflict, IncompatibleVersion, Invalid, NotFound
 from cnetd.common.web import read_json, send
 from ledger.nodetable import Neighbour, Role
 from mesh.messages import HEARTBEAT_LIVENESS, MalformedMessage, Registration
@@ -19,6 +21,7 @@ class Health(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         identity = self.deps.ledger.identity()
         send(resp, {"status": "ok", "node": self.deps.config.node_id, "version": __version__,
+                    "protocol": PROTOCOL_VERSION,
                     "uptime_s": round(time.time() - identity["started_at"], 3), "boot_id": identity["boot_id"],
                     "mesh_endpoint": self.deps.config.mesh_endpoint, "api_url": self.deps.config.api_url,
                     "revision": self.revision()})
@@ -39,9 +42,11 @@ class NodeResources(Resource):
 
 def _neighbour_view(neighbour: Neighbour, heartbeat_period_s: float, now: float) -> dict[str, Any]:
     beat = neighbour.heartbeat or {}
+    status = "incompatible" if neighbour.incompatible else \
+        "online" if neighbour.online(heartbeat_period_s, HEARTBEAT_LIVENESS, now) else "offline"
     return {"id": neighbour.node_id, "role": neighbour.role, "api_url": neighbour.api_url,
-            "mesh_endpoint": neighbour.mesh_endpoint,
-            "status": "online" if neighbour.online(heartbeat_period_s, HEARTBEAT_LIVENESS, now) else "offline",
+            "mesh_endpoint": neighbour.mesh_endpoint, "status": status, "incompatible": neighbour.incompatible,
+            "agent": beat.get("agent"), "protocol": beat.get("protocol"),
             "last_seen_s": round(now - neighbour.last_seen, 3) if neighbour.last_seen else None,
             "resources": {kind: beat[kind] for kind in ("capacity", "allocated", "available")} if beat else None,
             "workloads": beat.get("workloads"), "subtree": beat.get("subtree"), "gpus": beat.get("gpus", [])}
@@ -77,9 +82,15 @@ class NodeRegistration(Resource):
                 and known.online(self.deps.config.heartbeat_period_s, HEARTBEAT_LIVENESS))):
             raise Conflict(f"{registration.node_id} is already this node's {known.role}, online at "
                            f"{known.api_url}: a registration cannot take its entry over")
+        version = req.get_header(PROTOCOL_HEADER)
+        reason = None if compatible(version) else incompatibility(version, req.get_header(AGENT_HEADER))
+        # Kept either way, so that cnet nodes and the console show a child of another major as such.
         self.deps.nodes.upsert(Neighbour(registration.node_id, Role.CHILD, registration.api_url,
-                                         registration.mesh_endpoint))
+                                         registration.mesh_endpoint, incompatible=reason))
         self.deps.announce_neighbours()
+        if reason is not None:
+            INCOMPATIBLE_REQUESTS.inc()
+            raise IncompatibleVersion(reason, protocol=(version or "")[:20])
         send(resp, {"registered": registration.node_id, "parent": self.deps.config.node_id,
                     "boot_id": self.deps.ledger.identity()["boot_id"]})
 

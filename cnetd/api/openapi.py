@@ -147,13 +147,18 @@ SCHEMAS: dict[str, Any] = {
     "Health": {"type": "object", "required": ["status", "node", "version", "uptime_s", "boot_id", "mesh_endpoint",
                                               "api_url", "revision"],
                "properties": {"status": {"const": "ok"}, "node": {"type": "string"}, "version": {"type": "string"},
+                              "protocol": {"type": "string", "description": "MAJOR.MINOR of what nodes say to each "
+                                           "other (docs/skew-policy.md)"},
                               "uptime_s": {"type": "number"}, "boot_id": {"type": "string"},
                               "mesh_endpoint": {"type": "string"}, "api_url": {"type": "string"},
                               "revision": {"type": "string",
                                            "description": "changes when the console's view may have"}}},
     "Neighbour": {"type": "object", "required": ["id", "role", "status"], "properties": {
         "id": {"type": "string"}, "role": {"enum": ["self", "parent", "child", "peer"]},
-        "status": {"enum": ["online", "offline"]}, "api_url": {"type": "string"},
+        "status": {"enum": ["online", "offline", "incompatible"]}, "api_url": {"type": "string"},
+        "incompatible": {"type": ["string", "null"], "description": "why it cannot be worked with (another "
+                         "protocol major)"},
+        "agent": {"type": ["string", "null"]}, "protocol": {"type": ["string", "null"]},
         "mesh_endpoint": {"type": "string"}, "last_seen_s": {"type": ["number", "null"]},
         "resources": {"oneOf": [_ref("Usage"), {"type": "null"}]}}},
     "Nodes": {"type": "object", "required": ["self", "parent", "children", "peers"], "properties": {

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from cnetd.common.errors import Unavailable
-from cnetd.common.httpclient import TimedOut, Unreachable, auth_headers, call
+from cnetd.common.httpclient import TimedOut, Unreachable, node_headers, call
 from cnetd.common.relay import Relayed, relay
 from ledger.nodetable import NodeTable
 from ledger.records import Status, WorkloadRecord
@@ -25,7 +25,7 @@ class RemoteWorkloads:
     def __init__(self, nodes: NodeTable, heartbeat_period_s: float, token: str | None) -> None:
         self._nodes = nodes
         self._period_s = heartbeat_period_s
-        self._headers = auth_headers(token)
+        self._headers = node_headers(token)
         self._last_seen: dict[str, tuple[float, dict[str, Any]]] = {}  # id → (when, what its node said)
 
     def view(self, record: WorkloadRecord) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import click
 import yaml
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from cnetd import __version__
 from cnetd.cli import views
 from cnetd.cli.client import DEFAULT_ADDR, NodeClient, Refused
 from cnetd.cli.spec import BadSpec, load, quick_process
@@ -32,6 +33,7 @@ class _Cli(click.Group):
 
 
 @click.group(cls=_Cli)
+@click.version_option(__version__, prog_name="cnet")
 @click.option("--addr", envvar="CNET_ADDR", default=DEFAULT_ADDR, show_default=True, help="the node's API")
 @click.option("--token", envvar="CNET_TOKEN", default=None, help="the node's auth.token")
 @click.pass_context

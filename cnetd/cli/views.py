@@ -68,8 +68,10 @@ def _runs_on(view: dict[str, Any]) -> str | None:
 
 def neighbours(view: dict[str, Any]) -> Table:
     entries = [*([view["parent"]] if view.get("parent") else []), *view.get("children", []), *view.get("peers", [])]
-    return table(("ID", "ROLE", "STATUS", "API", "FREE", "LAST SEEN"),
-                 ((entry["id"], entry["role"], entry["status"], entry["api_url"],
+    return table(("ID", "ROLE", "STATUS", "VERSION", "API", "FREE", "LAST SEEN"),
+                 ((entry["id"], entry["role"],
+                   "incompatible version" if entry["status"] == "incompatible" else entry["status"],
+                   entry.get("agent") or "-", entry["api_url"],
                    resources_line((entry.get("resources") or {}).get("available")),
                    age(entry["last_seen_s"]) if entry.get("last_seen_s") is not None else "-")
                   for entry in entries))

@@ -61,6 +61,13 @@ class Conflict(CnetError):
     code = "conflict"
 
 
+class IncompatibleVersion(CnetError):
+    """A node of another protocol major (``cnetd.common.protocol``): it cannot be worked with."""
+
+    status = 409
+    code = "incompatible_version"
+
+
 class DataNotStoppable(CnetError):
     """Data runs nothing: it is deleted, never stopped (which would free storage its bytes still use)."""
 

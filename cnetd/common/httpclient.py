@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from cnetd.common.protocol import protocol_headers
+
 
 class Unreachable(Exception):
     """The other node could not be reached (connection refused, reset, DNS). ``delivered`` is False when the
@@ -23,9 +25,10 @@ class TimedOut(Exception):
     """The other node accepted the request but did not answer in time: it may have acted on it."""
 
 
-def auth_headers(token: str | None) -> dict[str, str]:
-    """What a node sends to another node of its cluster (which shares its token)."""
-    return {"Authorization": f"Bearer {token}"} if token else {}
+def node_headers(token: str | None) -> dict[str, str]:
+    """What a node sends to another node of its cluster: the cluster's token (when it has one) and the
+    protocol it speaks."""
+    return {**protocol_headers(), **({"Authorization": f"Bearer {token}"} if token else {})}
 
 
 def call(method: str, url: str, body: Any = None, timeout_s: float = 5.0,

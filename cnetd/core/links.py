@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+import urllib.parse
 
 LINK_LIFETIME_S = 3600.0
+ARTIFACTS_PATH = "/api/artifacts/"
 
 
 def _signature(token: str, sha256: str, expires: int) -> str:
@@ -15,7 +17,7 @@ def _signature(token: str, sha256: str, expires: int) -> str:
 
 
 def signed_link(api_url: str, token: str | None, sha256: str, now: float | None = None) -> str:
-    base = f"{api_url}/api/artifacts/{sha256}"
+    base = f"{api_url}{ARTIFACTS_PATH}{sha256}"
     if token is None:
         return base
     expires = int((now or time.time()) + LINK_LIFETIME_S)
@@ -26,3 +28,8 @@ def link_is_valid(token: str, sha256: str, expires: str | None, signature: str |
     if not expires or not signature or not expires.isdigit() or int(expires) < time.time():
         return False
     return hmac.compare_digest(signature, _signature(token, sha256, int(expires)))
+
+
+def is_artifact_link(url: str) -> bool:
+    """Whether ``url`` names a node's artifact (a neighbour's link, signed or not)."""
+    return urllib.parse.urlsplit(url).path.startswith(ARTIFACTS_PATH)

@@ -26,6 +26,9 @@ HEARTBEATS_DROPPED = Counter("cnet_heartbeats_dropped_total",
                              ["reason"])
 NEIGHBOURS_SKIPPED = Counter("cnet_neighbour_entries_skipped_total",
                              "Node-table entries the register could not subscribe to (a bad mesh endpoint)")
+NEIGHBOURS_INCOMPATIBLE = Counter("cnet_neighbours_incompatible_total",
+                                  "Parents and peers found to speak another protocol major (marked, not used)",
+                                  ["role"])
 NEIGHBOURS_FORGOTTEN = Counter("cnet_neighbours_forgotten_total",
                                "Children dropped from the node table after mesh.forget_after_s offline")
 DELEGATIONS = Counter("cnet_delegations_total",

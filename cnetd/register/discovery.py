@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
+from cnetd.common.protocol import compatible, incompatibility
 from cnetd.core.config import NodeConfig
-from cnetd.common.httpclient import TimedOut, Unreachable, auth_headers, call
+from cnetd.core.metrics import NEIGHBOURS_INCOMPATIBLE
+from cnetd.common.httpclient import TimedOut, Unreachable, node_headers, call
 from ledger.nodetable import Neighbour, NodeTable, Role
 from mesh.bus import BusPublisher
 
@@ -26,6 +29,7 @@ class Discovery(threading.Thread):
         self._reregister = threading.Event()
         self.parent_boot_id: str | None = None  # the parent boot we are registered with
         self._resolved_peers: set[str] = set()
+        self._incompatible: dict[str, str] = {}  # API address → why (another protocol major), told once
 
     def reregister(self) -> None:
         """The parent restarted (its boot id changed): register again now."""
@@ -44,8 +48,9 @@ class Discovery(threading.Thread):
                     changed |= self._resolve_peer(table, address)
             if changed:
                 publisher.neighbours_changed()
-            unresolved = (self._config.parent_address and self.parent_boot_id is None) or \
-                len(self._resolved_peers) < len(self._config.peer_addresses)
+            # Not reached yet: asked again soon. Of another protocol major: asked each period (it may be upgraded).
+            unresolved = ((self._config.parent_address and self.parent_boot_id is None)
+                          or len(self._resolved_peers) < len(self._config.peer_addresses)) and not self._incompatible
             self._reregister.wait(RETRY_S if unresolved else self._config.heartbeat_period_s)
 
     def _health(self, api_url: str) -> dict | None:
@@ -56,6 +61,21 @@ class Discovery(threading.Thread):
             return None
         return body if status == 200 and isinstance(body, dict) and "mesh_endpoint" in body else None
 
+    def _compatible(self, table: NodeTable, role: str, api_url: str, health: dict[str, Any]) -> bool:
+        """Whether the neighbour at ``api_url`` speaks this node's protocol major; if not, its entry says so
+        (shown by ``cnet nodes`` and the console, never used for delegation), once in the log and the metric."""
+        version, agent = health.get("protocol"), health.get("version")
+        if compatible(version if isinstance(version, str) else None):
+            self._incompatible.pop(api_url, None)
+            return True
+        reason = incompatibility(version if isinstance(version, str) else None, agent if isinstance(agent, str) else None)
+        if self._incompatible.get(api_url) != reason:
+            self._incompatible[api_url] = reason
+            NEIGHBOURS_INCOMPATIBLE.labels(role).inc()
+            log.error("%s %s at %s: %s", role, health["node"], api_url, reason)
+        table.upsert(Neighbour(health["node"], role, api_url, health["mesh_endpoint"], incompatible=reason))
+        return False
+
     def _register(self, table: NodeTable) -> bool:
         api_url = f"http://{self._config.parent_address}"
         health = self._health(api_url)
@@ -65,11 +85,13 @@ class Discovery(threading.Thread):
             log.error("parent.address %s is this node itself; not registering", api_url)
             self.parent_boot_id = health["boot_id"]
             return False
+        if not self._compatible(table, Role.PARENT, api_url, health):
+            return True
         registration = {"node_id": self._config.node_id, "api_url": self._config.api_url,
                         "mesh_endpoint": self._config.mesh_endpoint}
         try:
             status, body = call("POST", f"{api_url}/api/nodes/register", registration, timeout_s=TIMEOUT_S,
-                                headers=auth_headers(self._config.auth_token))
+                                headers=node_headers(self._config.auth_token))
         except (Unreachable, TimedOut) as exc:
             log.info("registration with parent failed: %s", exc)
             return False
@@ -86,10 +108,13 @@ class Discovery(threading.Thread):
         health = self._health(api_url)
         if health is None:
             return False
-        self._resolved_peers.add(address)
         if health["node"] == self._config.node_id:
+            self._resolved_peers.add(address)
             log.error("peers.addresses lists this node itself (%s); ignoring it", address)
             return False
+        if not self._compatible(table, Role.PEER, api_url, health):
+            return True
+        self._resolved_peers.add(address)
         table.upsert(Neighbour(health["node"], Role.PEER, api_url, health["mesh_endpoint"]))
         log.info("peer %s at %s", health["node"], api_url)
         return True

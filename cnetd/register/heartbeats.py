@@ -26,7 +26,7 @@ from mesh import curve
 from mesh.bus import bind_bus_subscriber, context
 from mesh.liveness import keep_mesh_socket_alive
 from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent,
-                           Heartbeat, MalformedMessage)
+                           Heartbeat, IncompatibleMessage, MalformedMessage)
 from mesh.summary import subtree_summary
 
 log = logging.getLogger("register")
@@ -121,7 +121,7 @@ class Register:
         with it)."""
         subtree_changed = False
         stale_after_s = self._config.heartbeat_period_s * HEARTBEAT_LIVENESS
-        for beat in self._waiting(socket, Heartbeat.decode, "mesh", HEARTBEATS_DROPPED.labels("malformed")):
+        for beat in self._waiting(socket, Heartbeat.decode, "mesh", HEARTBEATS_DROPPED):
             if beat.node_id not in self._senders.get(endpoint, ()):
                 HEARTBEATS_DROPPED.labels("wrong_sender").inc()
                 log.warning("dropped a heartbeat in the name of %r from %s, where %s is registered",
@@ -155,7 +155,7 @@ class Register:
     def _subscribe_known(self) -> None:
         senders: dict[str, set[str]] = collections.defaultdict(set)
         for neighbour in self._node.nodes.all():
-            if neighbour.mesh_endpoint != self._config.mesh_endpoint:
+            if neighbour.mesh_endpoint != self._config.mesh_endpoint and not neighbour.incompatible:
                 senders[neighbour.mesh_endpoint].add(neighbour.node_id)
         self._senders = dict(senders)
         for endpoint in set(self._subscriptions) - set(senders):
@@ -199,14 +199,14 @@ class Register:
             self._subscribe_known()
 
     def _waiting(self, socket: zmq.Socket, decode: Callable[[list[bytes]], T], source: str,
-                 malformed_metric: Counter | None = None) -> Iterator[T]:
+                 dropped_metric: Counter | None = None) -> Iterator[T]:
         """Every message waiting on ``socket``, decoded; malformed ones are dropped, logged and counted (in
-        ``malformed_metric`` too, when given)."""
+        ``dropped_metric`` too, when given: ``incompatible`` for another protocol major, else ``malformed``)."""
         while socket.poll(0):
             try:
                 yield decode(socket.recv_multipart())
             except MalformedMessage as exc:
                 self.malformed += 1
-                if malformed_metric is not None:
-                    malformed_metric.inc()
+                if dropped_metric is not None:
+                    dropped_metric.labels("incompatible" if isinstance(exc, IncompatibleMessage) else "malformed").inc()
                 log.warning("dropped malformed %s message (%d so far): %s", source, self.malformed, exc)

@@ -22,7 +22,7 @@ import uuid
 from typing import Any
 
 from cnetd.common.errors import CnetError, Conflict, DataNotStoppable, DelegationRefused, Invalid, NotFound, Unprocessable
-from cnetd.common.httpclient import auth_headers
+from cnetd.common.httpclient import node_headers
 from cnetd.common.logs import workload_fields
 from cnetd.common.paths import WORKLOAD_GROUP, program_name
 from cnetd.core.channel import DELEGATION_BUDGET_S, submit_timeout_s
@@ -70,7 +70,7 @@ class Scheduler:
         self._ledger = node.ledger
         self._paths = node.config.paths
         self._context = node.config.workload_context
-        self._delegator = Delegator(node.ledger, node.config.node_id, auth_headers(node.config.auth_token))
+        self._delegator = Delegator(node.ledger, node.config.node_id, node_headers(node.config.auth_token))
         self._settling: set[str] = set()  # pointers whose settling is under way in a pool thread
         self._settling_lock = threading.Lock()
         self._next_prune = 0.0  # monotonic time of the next sweep of old fences
@@ -80,11 +80,11 @@ class Scheduler:
         self._models = ModelStore(node.ledger, config.data_path, config.db_path, config.models_cache_bytes,
                                   config.workloads_user)
         self._deployments = ModelDeployments(self._models, config.api_url, config.auth_token,
-                                             auth_headers(config.auth_token), self._neighbour_urls, config.models_s3)
+                                             node_headers(config.auth_token), self._neighbour_urls, config.models_s3)
         self._launcher = Launcher(node.ledger, supervisor, self._context, self._deployments, self._models.undo_fetch)
         self._supervisor = supervisor
         self._replicas = ReplicaController(node.ledger, self._submit_replica, config.api_url,
-                                           auth_headers(config.auth_token), config.replicas_lost_after_s)
+                                           node_headers(config.auth_token), config.replicas_lost_after_s)
 
     def serve(self) -> None:
         """Settle what the last run left, then answer requests and settle unknown forwards, forever (and keep
@@ -233,7 +233,7 @@ class Scheduler:
                                 lacks=capabilities.get("lacks", {}))]
         period_s = self._node.config.heartbeat_period_s
         online = [neighbour for neighbour in self._node.nodes.all()
-                  if neighbour.role in (Role.CHILD, Role.PEER) and neighbour.heartbeat
+                  if neighbour.role in (Role.CHILD, Role.PEER) and neighbour.heartbeat and not neighbour.incompatible
                   and neighbour.node_id not in exclude and neighbour.online(period_s, HEARTBEAT_LIVENESS)]
         online.sort(key=lambda neighbour: neighbour.role != Role.CHILD)
         for neighbour in online:

@@ -1,6 +1,7 @@
 """Mesh messages: round trips, and malformed or oversized frames rejected with MalformedMessage."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 from typing import Iterator
@@ -8,7 +9,10 @@ from typing import Iterator
 import orjson
 import pytest
 
-from mesh.messages import LEDGER_CHANGED, MAX_MESSAGE_BYTES, BusEvent, Heartbeat, MalformedMessage, Registration
+from cnetd import __version__
+from cnetd.common.protocol import PROTOCOL_MINOR, PROTOCOL_VERSION, compatible
+from mesh.messages import (LEDGER_CHANGED, MAX_MESSAGE_BYTES, BusEvent, Heartbeat, IncompatibleMessage, MalformedMessage,
+                           Registration)
 from cnetd.monitor.eventlistener import events
 
 SUBTREE = {"nodes": 2, "online": 2, "capacity": {"cpu": 16.0}, "allocated": {"cpu": 1.0}, "available_max": {"cpu": 8.0}}
@@ -18,9 +22,29 @@ BEAT = Heartbeat(node_id="n", seq=3, boot_id="b1", api_url="http://127.0.0.1:1",
 
 
 def test_round_trips() -> None:
-    assert Heartbeat.decode(BEAT.encode()) == BEAT
+    assert Heartbeat.decode(BEAT.encode()) == dataclasses.replace(BEAT, protocol=PROTOCOL_VERSION, agent=__version__)
     event = BusEvent(LEDGER_CHANGED, 5, "api")
     assert BusEvent.decode(event.encode()) == event
+
+
+def test_other_minors_are_understood_in_both_directions() -> None:
+    """A newer node's heartbeat (a later minor, fields this node does not know) and an older one's (protocol
+    1.0: no minor, no agent, no features) are both read; what this node does not know is left out."""
+    body = orjson.loads(BEAT.encode()[1])
+    newer = Heartbeat.decode([b"hb", orjson.dumps({**body, "minor": PROTOCOL_MINOR + 1, "agent": "9.9.0",
+                                                   "rollouts": {"anything": [1, 2]}})])
+    assert newer.node_id == "n" and newer.protocol == f"1.{PROTOCOL_MINOR + 1}" and newer.agent == "9.9.0"
+    older = Heartbeat.decode([b"hb", orjson.dumps({name: value for name, value in body.items()
+                                                   if name not in ("minor", "agent", "features", "labels", "gpus")})])
+    assert older.protocol == "1.0" and older.agent is None and older.features is None and older.gpus == []
+
+
+def test_another_major_is_told_apart_from_a_malformed_message() -> None:
+    other = [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "v": 2, "minor": 0, "agent": "3.0.0"})]
+    with pytest.raises(IncompatibleMessage) as refused:
+        Heartbeat.decode(other)
+    assert "protocol 2.0 (agent 3.0.0)" in str(refused.value) and f"speaks protocol {PROTOCOL_VERSION}" in str(refused.value)
+    assert compatible("1.7") and compatible(None) and not compatible("2.0") and not compatible("one")
 
 
 @pytest.mark.parametrize("frames", [
@@ -29,6 +53,8 @@ def test_round_trips() -> None:
     [b"hb", b"not json"],
     [b"hb", b"[1, 2]"],
     [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "v": 99})],
+    [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "v": "1"})],
+    [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "features": "process"})],
     [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "seq": "3"})],
     [b"hb", orjson.dumps({**orjson.loads(BEAT.encode()[1]), "available": {"cpu": "lots"}})],
     [b"hb", orjson.dumps({k: v for k, v in orjson.loads(BEAT.encode()[1]).items() if k != "node_id"})],

@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 from cnetd.common.errors import Unprocessable
 from cnetd.common.httpclient import Unreachable, TimedOut, call
-from cnetd.core.links import signed_link
+from cnetd.common.protocol import protocol_headers
+from cnetd.core.links import is_artifact_link, signed_link
 from cnetd.core.s3 import S3Endpoint
 from cnetd.common.model_sources import DATA, FILE, HTTP, S3, Source, parse_source
 from cnetd.scheduler.models.store import Artifact, ModelStore
@@ -46,7 +47,9 @@ class ModelDeployments:
                                     artifact=source.text)
             url = self._s3.object_url(source.text)
             return self._store.fetch(url, expected, source.text, headers_of=self._s3.headers)
-        return self._store.fetch(source.text, expected, source.text.split("?", 1)[0])
+        # A neighbour's signed artifact link is a node-to-node request: it says its protocol, as every one does.
+        return self._store.fetch(source.text, expected, source.text.split("?", 1)[0],
+                                 headers_of=lambda url: protocol_headers() if is_artifact_link(url) else {})
 
     def _find_data(self, source: Source) -> tuple[str, str]:
         """Where a neighbour serves the data file ``source`` names, and its hash."""

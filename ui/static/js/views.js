@@ -71,7 +71,8 @@ function neighbourRow(neighbour) {
   return el("tr", { dataset: { node: neighbour.id, role: neighbour.role } },
     el("td", {}, neighbour.role),
     el("td", {}, consoleLink(neighbour)),
-    el("td", {}, el("span", { class: `badge ${neighbour.status}` }, neighbour.status)),
+    el("td", {}, el("span", { class: `badge ${neighbour.status}`, title: neighbour.incompatible || neighbour.agent || "" },
+      neighbour.status === "incompatible" ? "incompatible version" : neighbour.status)),
     el("td", {}, neighbour.last_seen_s === null ? "never" : `${duration(neighbour.last_seen_s)} ago`),
     KINDS.map((kind) => el("td", { class: "num", dataset: { kind } }, free ? amountOf(kind, free[kind]) : "–")));
 }
