@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= conf/config.yaml
 
-.PHONY: venv system-deps container-engine build run test bench clean
+.PHONY: venv system-deps container-engine build run test bench clean dist bundle
 
 # Debian packages: curl for the tests' upload forms, chromium for the console's browser tests (Playwright
 # drives Debian's build: it cannot download its own here), iproute2 and iptables for the test hosts
@@ -49,8 +49,20 @@ test: venv system-deps container-engine
 bench: venv system-deps
 	@(command -v nginx && command -v wrk) >/dev/null || ($(APT_INSTALL) nginx-light wrk)
 	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput metrics_overhead \
-		partition_recovery cluster_faults tensorflow_predict node_stop idle_penalty; do \
+		partition_recovery cluster_faults tensorflow_predict node_stop idle_penalty agent_upgrade; do \
 		$(BIN)/python bench/$$script.py || exit 1; done
 
+# A wheel and an sdist of CNET (the version: cnetd/__init__.py), then the offline bundle for this platform:
+# the wheel, a wheelhouse of its dependencies (made once, kept in ~/.cache/cnet), the systemd unit and
+# install.sh. EXTRAS=tflite,torch adds optional runtimes to the bundle.
+dist: venv
+	$(BIN)/pip install --quiet build
+	rm -rf dist/cnet-*.whl dist/cnet-*.tar.gz build
+	$(BIN)/python -m build --no-isolation --sdist --wheel --outdir dist . >/dev/null
+	@ls dist/cnet-*
+
+bundle: dist
+	$(BIN)/python tools/bundle.py --extras "$(EXTRAS)"
+
 clean:
-	rm -rf $(VENV) bin build *.egg-info
+	rm -rf $(VENV) bin build dist *.egg-info

@@ -40,7 +40,8 @@ setup(
         "botocore>=1.31",  # the gateway checks S3 signatures with its signers
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.31", "nudenet==3.4.2", "scikit-image>=0.21",
+        "test": ["pytest>=7", "pytest-timeout>=2", "build>=1",  # make dist, and the tests of the wheel and the bundle
+                 "requests>=2.31", "nudenet==3.4.2", "scikit-image>=0.21",
                  "onnx>=1.14", "boto3>=1.28", "awscli>=1.29", "torch==2.13.0",  # the CPU build on these machines
                  "playwright==1.65.2", "pytest-playwright==0.10.0", "hypothesis>=6", "schemathesis>=4",
                  "tritonclient[http]==2.73.0",  # Triton's own client, against the v2 protocol

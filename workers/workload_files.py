@@ -38,6 +38,20 @@ def readable_by(path: Path, user: str, want: int = READ) -> bool:
         return False
 
 
+def first_closed_folder(path: Path, user: str) -> Path | None:
+    """The first folder above ``path`` (outermost first) that ``user`` may not pass through (search), or
+    None when every one lets it."""
+    account = pwd.getpwnam(user)
+    groups = set(os.getgrouplist(user, account.pw_gid))
+    for folder in reversed(Path(os.path.realpath(path)).parents):
+        try:
+            if not _permits(os.stat(folder), account.pw_uid, groups, SEARCH):
+                return folder
+        except OSError:
+            return folder
+    return None
+
+
 def readable_copy(source: str, folder: Path, name: str, user: str | None) -> str:
     """``source`` itself when ``user`` (None: the node's own) can read it; else a copy, ``folder/name``
     (the workload's own dir), owned by ``user`` and 0400, made again only when the source changes."""

@@ -7,8 +7,20 @@ import os
 from typing import Any
 
 from cnetd.common.http_worker import DeadlineWorker
+from cnetd.core.api_socket import handover_path, serve_handover
 from cnetd.core.config import NodeConfig
 from cnetd.common.lifeline import die_with_parent
+
+
+def when_ready(server: Any) -> None:
+    """The master hands its listening socket to the next api program that asks (a reload's)."""
+    paths = NodeConfig.from_runtime_dir(os.environ["CNET_RUNTIME_DIR"]).paths
+    serve_handover(server.LISTENERS[0].sock, paths.api_handover_dir)
+
+
+def on_exit(server: Any) -> None:
+    paths = NodeConfig.from_runtime_dir(os.environ["CNET_RUNTIME_DIR"]).paths
+    handover_path(paths.api_handover_dir, os.getpid()).unlink(missing_ok=True)
 
 
 def post_fork(server: Any, worker: Any) -> None:
@@ -17,6 +29,11 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: DeadlineWorker) -> None:
+    """Deadlines from the config; a stop during a reload drains kept-alive connections rather than closing
+    them; and the worker says it serves (``ready/api.<master pid>``: what a reload waits for)."""
     config = NodeConfig.from_runtime_dir(os.environ["CNET_RUNTIME_DIR"])
     worker.timeout_s = config.api_client_timeout_s
     worker.min_rate_bytes_s = config.api_client_min_rate_bytes_s
+    paths = config.paths
+    worker.drain_on_stop = paths.reload_marker.exists
+    (paths.ready_dir / f"api.{os.getppid()}").touch()

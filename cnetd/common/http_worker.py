@@ -25,6 +25,7 @@ import socket
 import struct
 import time
 from functools import partial
+from typing import Callable
 
 import gunicorn.util
 import orjson
@@ -106,6 +107,7 @@ class DeadlineWorker(ThreadWorker):
 
     timeout_s: float = DEFAULT_TIMEOUT_S
     min_rate_bytes_s: float = DEFAULT_MIN_RATE_BYTES_S
+    drain_on_stop: Callable[[], bool] = staticmethod(lambda: False)  # see _cap_keepalive
 
     def init_process(self) -> None:
         gunicorn.util.write_error = json_error
@@ -211,7 +213,14 @@ class DeadlineWorker(ThreadWorker):
     def _cap_keepalive(self, deadline: float) -> None:
         """At a graceful stop, gunicorn keeps idle kept-alive connections up to 2 s more, to answer a request
         that might still come on one; a node or service stop waited on them every time. Idle ones, and
-        accepted ones whose request has not begun, are closed now; requests under way still finish."""
+        accepted ones whose request has not begun, are closed now; requests under way still finish.
+
+        When another server takes over the socket (a reload: ``drain_on_stop``), they are kept as gunicorn
+        keeps them: a client that sends on one gets its answer, with ``Connection: close``, where a close
+        now would race its request (a POST it cannot know was not taken)."""
+        if self.drain_on_stop():
+            super()._cap_keepalive(deadline)
+            return
         super()._cap_keepalive(time.monotonic())
         self.murder_keepalived()
         for conn in [conn for conn in self._waiting if not conn.buffered]:

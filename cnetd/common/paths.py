@@ -51,6 +51,23 @@ class RuntimePaths:
         return self.root / "metrics"
 
     @property
+    def api_handover_dir(self) -> Path:
+        """``<pid>.sock``: where api program ``pid`` hands its listening socket to the next one (a reload
+        starts a new one while the old drains: the socket, and what waits in its queue, outlive both)."""
+        return self.root / "api-handover"
+
+    @property
+    def ready_dir(self) -> Path:
+        """``api.<pid>`` appears here once that api program serves (a reload waits for it)."""
+        return self.root / "ready"
+
+    @property
+    def reload_marker(self) -> Path:
+        """Present while a reload runs: an api program that stops then drains its kept-alive connections
+        (each one's next request is answered, with ``Connection: close``) instead of closing them."""
+        return self.root / "reloading"
+
+    @property
     def bus_endpoint(self) -> str:
         return f"ipc://{self.root / 'bus.sock'}"
 
@@ -75,10 +92,12 @@ class RuntimePaths:
         return self.workload_dir(workload_id) / ".environment"
 
     def longest_socket_path(self) -> int:
-        return max(len(str(self.root / name)) for name in ("bus.sock", "scheduler.sock", "supervisor.sock"))
+        return max(len(str(self.root / name))
+                   for name in ("bus.sock", "scheduler.sock", "supervisor.sock", "api-handover/4194304.sock"))
 
     def create(self) -> None:
-        for folder in (self.root, self.ledger_dir, self.node_table_dir, self.logs_dir, self.metrics_dir):
+        for folder in (self.root, self.ledger_dir, self.node_table_dir, self.logs_dir, self.metrics_dir, self.ready_dir,
+                       self.api_handover_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
 

@@ -39,13 +39,19 @@ def _owner(uid: int) -> str:
         return f"uid {uid}"
 
 
+def make_traversable_parents(path: Path) -> None:
+    """Make the missing folders above ``path`` traversable (0711) rather than this process's umask's 0700: an
+    unprivileged workload must pass through them to its own dir, or to the data below ``path``."""
+    for parent in reversed([ancestor for ancestor in path.parents if not ancestor.exists()]):
+        parent.mkdir(exist_ok=True)
+        os.chmod(parent, TRAVERSE_ONLY_MODE)
+
+
 def make_private_dir(path: Path, mode: int = PRIVATE_DIR_MODE) -> None:
     """Create ``path`` or accept it only if it is a real directory owned by this user, then give it ``mode``
     (0700; 0711 for the dir that holds workloads' own dirs). Missing parents are made traversable (0711), so
     an unprivileged workload can reach its dir; nothing below ``path`` can be planted by anyone else."""
-    for parent in reversed([ancestor for ancestor in path.parents if not ancestor.exists()]):
-        parent.mkdir(exist_ok=True)
-        os.chmod(parent, TRAVERSE_ONLY_MODE)
+    make_traversable_parents(path)
     try:
         path.mkdir(mode=mode)
     except FileExistsError:

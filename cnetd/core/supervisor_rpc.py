@@ -61,9 +61,22 @@ class Supervisor:
             raise CnetError(f"supervisord could not start {process_name}: {fault['faultString']}")
         return info
 
-    def start(self, program: str) -> None:
-        """Start an existing program without waiting for it (used for restarts)."""
-        self._ignoring(self._proxy.supervisor.startProcess, program, False, ignored=(Faults.ALREADY_STARTED,))
+    def start(self, program: str, wait: bool = False) -> None:
+        """Start an existing program (``wait``: until it is RUNNING, past its startsecs)."""
+        self._ignoring(self._proxy.supervisor.startProcess, program, wait, ignored=(Faults.ALREADY_STARTED,))
+
+    def reread(self) -> set[str]:
+        """Read supervisord.conf again: the groups whose definition is new or changed (applied by
+        ``replace_group``). The workloads' group is never among them: its programs are not in the file."""
+        added, changed, _ = self._proxy.supervisor.reloadConfig()[0]
+        return {*added, *changed} - {WORKLOAD_GROUP}
+
+    def replace_group(self, group: str) -> None:
+        """Stop a group's programs, and add the group again as supervisord.conf now defines it (its
+        autostart programs start)."""
+        self._ignoring(self._proxy.supervisor.stopProcessGroup, group, True, ignored=(Faults.BAD_NAME,))
+        self._ignoring(self._proxy.supervisor.removeProcessGroup, group, ignored=(Faults.BAD_NAME,))
+        self._proxy.supervisor.addProcessGroup(group)
 
     def stop(self, program: str) -> None:
         """Stop a program and wait until it has stopped; a program that is not running is left as it is."""

@@ -1,7 +1,8 @@
 """``cnetd`` / ``cnet-agent``: validate the config, prepare the runtime dir, run the node under supervisord.
 
 The node runs in the foreground; Ctrl-C or SIGTERM stops supervisord, which stops every workload and
-node process before this command returns.
+node process before this command returns. SIGHUP, or ``cnetd reload -config FILE``, puts the node's own
+processes on the code installed now and leaves every workload running (``cnetd.launcher.reload``).
 """
 from __future__ import annotations
 
@@ -24,15 +25,16 @@ import psutil
 from cnetd import __version__
 from cnetd.core.capabilities import capabilities
 from cnetd.core.config import ConfigError, NodeConfig, load_config
+from cnetd.launcher.reload import Reload, ReloadRefused, clear_ready_markers
 from cnetd.launcher.supervisor_conf import render
 from cnetd.core.supervisor_rpc import Supervisor
 from cnetd.common.paths import RUNTIME_DIR_ENV
 from cnetd.common.private_files import (PRIVATE_UMASK, TRAVERSE_ONLY_MODE, UnsafeDirectory, make_private_dir,
-                                 write_private)
+                                        make_traversable_parents, write_private)
 from cnetd.launcher.sweep import end_processes_of
 from ledger.store import Ledger
 from mesh.curve import ClusterKeys
-from workers.workload_files import open_to_workloads
+from workers.workload_files import first_closed_folder, open_to_workloads
 
 READY_TIMEOUT_S = 60.0
 OPEN_FILES_WANTED = 65536  # a parent holds a TCP connection per child node
@@ -40,7 +42,9 @@ OPEN_FILES_WANTED = 65536  # a parent holds a TCP connection per child node
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cnetd", description="Run one CNET node in the foreground "
-                                     "(`cnetd keygen` prints a new CURVE key pair for mesh.curve).")
+                                     "(`cnetd keygen` prints a new CURVE key pair for mesh.curve; `cnetd reload "
+                                     "-config FILE` puts a running node's processes on the code installed now, "
+                                     "its workloads untouched).")
     parser.add_argument("-config", "--config", default="conf/config.yaml", help="node config (YAML)")
     parser.add_argument("--version", action="version", version=f"cnetd {__version__}")
     return parser.parse_args(argv)
@@ -54,6 +58,21 @@ def _port_in_use(address: str, port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def _closed_to_workloads(config: NodeConfig) -> str | None:
+    """Why the workloads' user could not reach its work dirs or the data path, or None: a folder above them
+    that it may not pass through (a 0700 home or ``mktemp -d``) fails every workload only once admitted."""
+    user = config.workloads_user
+    if user is None:
+        return None
+    for key, folder in (("agent.runtime_dir", config.paths.work_root), ("storage.sqlite.data_path",
+                                                                        Path(config.data_path))):
+        closed = first_closed_folder(folder, user)
+        if closed is not None:
+            return (f"{key}: {closed} does not let {user} (workloads.user) pass, so workloads could not reach "
+                    f"{folder}; give it o+x (chmod o+x {closed}) or choose a folder outside it")
+    return None
 
 
 def _running_supervisord(config: NodeConfig) -> int | None:
@@ -77,13 +96,18 @@ def _preflight(config: NodeConfig) -> str | None:
     except UnsafeDirectory as exc:
         return f"agent.runtime_dir: {exc}"
     try:  # uploads land here: workloads (a data gateway) must be able to reach them
-        Path(config.data_path).mkdir(parents=True, exist_ok=True)
+        make_traversable_parents(Path(config.data_path))
+        Path(config.data_path).mkdir(exist_ok=True)
         open_to_workloads(Path(config.data_path), config.workloads_user)
     except OSError as exc:
         return f"storage.sqlite.data_path: cannot make {config.data_path} ready: {exc.strerror}"
+    closed = _closed_to_workloads(config)
+    if closed is not None:
+        return closed
     pid = _running_supervisord(config)
     if pid is not None:
-        return f"a node already runs in {config.runtime_dir} (supervisord pid {pid})"
+        return f"a node already runs in {config.runtime_dir} (supervisord pid {pid}); `cnetd reload -config " \
+               "FILE` puts it on the code installed now"
     ended = end_processes_of(config.paths.root)
     if ended:
         print(f"cnetd: ended {ended} process(es) left by an earlier run of {config.runtime_dir}", flush=True)
@@ -106,6 +130,7 @@ def _raise_open_files_limit() -> None:
 def _prepare(config: NodeConfig) -> None:
     shutil.rmtree(config.paths.metrics_dir, ignore_errors=True)  # counters start at zero with the node
     config.paths.create()
+    clear_ready_markers(config.paths.ready_dir)
     config.save()
     ledger = Ledger(str(config.paths.ledger_dir))
     ledger.set_node({"node_id": config.node_id, "api_url": config.api_url,
@@ -145,10 +170,32 @@ def keygen() -> int:
     return 0
 
 
+def reload(argv: list[str]) -> int:
+    """`cnetd reload -config FILE`: the running node of that config on the code installed now."""
+    args = _parse_args(argv)
+    os.umask(PRIVATE_UMASK)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"cnetd: config error in {args.config}: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    try:
+        Reload(config, sys.executable, lambda line: print(f"cnetd: {line}", flush=True)).run()
+    except ReloadRefused as exc:
+        print(f"cnetd: cannot reload node {config.node_id}: {exc}", file=sys.stderr)
+        return 1
+    print(f"cnetd: node {config.node_id} reloaded on cnetd {__version__} in {time.monotonic() - started:.1f} s; "
+          "its workloads ran on", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keygen"]:
         return keygen()
+    if argv[:1] == ["reload"]:
+        return reload(argv[1:])
     args = _parse_args(argv)
     os.umask(PRIVATE_UMASK)  # the ledger, logs and sockets it and supervisord create: this user's only
     try:
@@ -167,11 +214,16 @@ def main(argv: list[str] | None = None) -> int:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                    env={**os.environ, RUNTIME_DIR_ENV: str(config.paths.root)})
 
-    def forward(signum: int, frame: FrameType | None) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
         if supervisord.poll() is None and not Supervisor(str(config.paths.supervisor_socket)).shutdown():
             supervisord.send_signal(signal.SIGTERM)
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, forward)
+
+    def reload_on_new_code(signum: int, frame: FrameType | None) -> None:
+        """The reload runs as a command of the code installed now, not of this process's."""
+        subprocess.Popen([sys.executable, "-m", "cnetd.launcher.main", "reload", "-config", args.config])
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+    signal.signal(signal.SIGHUP, reload_on_new_code)
 
     if _wait_ready(config, supervisord):
         print(f"cnetd: node {config.node_id} ready: api {config.api_url}, mesh {config.mesh_endpoint}\n"

@@ -9,21 +9,28 @@ from cnetd.common.paths import WORKLOAD_GROUP
 from cnetd.core.supervisor_rpc import DIE_WITH_SUPERVISORD, escape
 
 # Lower priority starts first and stops last: workloads (default 999) stop before the node processes.
-_NODE_PROGRAMS = (
-    ("register", ["-m", "cnetd.register"], 10),
-    ("scheduler", ["-m", "cnetd.scheduler"], 20),
-    ("api", None, 40),
-)
+# api-standby runs only during a reload: it serves while api is replaced (cnetd.launcher.reload).
+NODE_PROGRAMS = ("register", "scheduler", "api")
+API, API_STANDBY, MONITOR = "api", "api-standby", "monitor"
+_PRIORITIES = {"register": 10, "scheduler": 20, API: 40, API_STANDBY: 40}
 
 
 def _api_argv(config: NodeConfig) -> list[str]:
-    return ["-m", "gunicorn", "--worker-class", "cnetd.common.http_worker.DeadlineWorker",
-            "--workers", str(config.api_workers), "--threads", str(config.api_threads), "--bind", f"{config.address}:{config.port}",
-            "--timeout", "120", "--graceful-timeout", "5", "--log-level", config.log_level,
-            "--error-logfile", "-", "--no-control-socket", "--config", "python:cnetd.api.gunicorn_hooks", "cnetd.api.app:gunicorn_app()"]
+    """The api program: it takes the listening socket cnetd holds (``cnetd.api.server``), then is gunicorn."""
+    return ["-m", "cnetd.api.server", "--worker-class", "cnetd.common.http_worker.DeadlineWorker",
+            "--workers", str(config.api_workers), "--threads", str(config.api_threads),
+            "--bind", f"{config.address}:{config.port}", "--timeout", "120", "--graceful-timeout", "5",
+            "--log-level", config.log_level, "--error-logfile", "-", "--no-control-socket",
+            "--config", "python:cnetd.api.gunicorn_hooks", "cnetd.api.app:gunicorn_app()"]
+
+
+def _argv(name: str, config: NodeConfig) -> list[str]:
+    return _api_argv(config) if name in (API, API_STANDBY) else ["-m", f"cnetd.{name}"]
 
 
 def render(config: NodeConfig, python: str) -> str:
+    """The node programs run in the runtime dir: ``python -m`` puts the working directory first on the import
+    path, and cnetd's own (a checkout, say) must not decide which code they run."""
     paths = config.paths
     logs = paths.logs_dir
     environment = (f'CNET_RUNTIME_DIR="{escape(str(paths.root))}",PYTHONUNBUFFERED="1",'
@@ -40,16 +47,19 @@ def render(config: NodeConfig, python: str) -> str:
         "supervisor.rpcinterface_factory = supervisor_twiddler.rpcinterface:make_twiddler_rpcinterface",
         f"[supervisorctl]\nserverurl=unix://{escape(str(paths.supervisor_socket))}",
     ]
-    for name, args, priority in _NODE_PROGRAMS:
-        argv = [*DIE_WITH_SUPERVISORD, python, *(args if args is not None else _api_argv(config))]
+    for name in (*NODE_PROGRAMS, API_STANDBY):
+        argv = [*DIE_WITH_SUPERVISORD, python, *_argv(name, config)]
+        starts = "false" if name == API_STANDBY else "true"
         sections.append(
-            f"[program:{name}]\ncommand={escape(shlex.join(argv))}\npriority={priority}\n"
-            "autostart=true\nautorestart=true\nstartsecs=1\nstartretries=10\nstopasgroup=true\n"
+            f"[program:{name}]\ncommand={escape(shlex.join(argv))}\ndirectory={escape(str(paths.root))}\n"
+            f"priority={_PRIORITIES[name]}\n"
+            f"autostart={starts}\nautorestart={starts}\nstartsecs=1\nstartretries=10\nstopasgroup=true\n"
             f"killasgroup=true\nstopwaitsecs=10\nredirect_stderr=true\n"
             f"stdout_logfile={escape(str(logs / (name + '.log')))}\nenvironment={environment}")
     monitor_argv = [*DIE_WITH_SUPERVISORD, python, "-m", "cnetd.monitor"]
     sections.append(
-        f"[eventlistener:monitor]\ncommand={escape(shlex.join(monitor_argv))}\npriority=30\n"
+        f"[eventlistener:{MONITOR}]\ncommand={escape(shlex.join(monitor_argv))}\ndirectory={escape(str(paths.root))}\n"
+        "priority=30\n"
         "events=PROCESS_STATE,TICK_5\nbuffer_size=1024\nautorestart=true\nstartsecs=1\nstartretries=10\n"
         "stdout_logfile=NONE\n"
         f"stderr_logfile={escape(str(logs / 'monitor.log'))}\nenvironment={environment}")

@@ -1,7 +1,10 @@
 """Config validation: defaults, auto detection, and one clear line naming the key for every bad value."""
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -107,3 +110,35 @@ def test_resolved_config_round_trips_through_runtime_dir(tmp_path) -> None:
     config.paths.create()
     config.save()
     assert NodeConfig.from_runtime_dir(config.runtime_dir) == config
+
+
+@pytest.mark.parametrize("closed", ["runtime", "data"])
+def test_a_node_refuses_to_start_where_its_workloads_could_not_reach_their_dirs(closed: str) -> None:
+    """Under a 0700 folder (mktemp -d, a home) the workload user (nobody) could not pass: every workload would
+    fail once admitted. The node refuses to start, naming the folder and the user; the control, 0711, starts
+    far enough to find another problem."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="cnet-reach-", dir="/tmp"))  # pytest's own lie under a 0700 folder
+    tmp_path.chmod(0o711)
+    try:
+        _refuses_then_passes(tmp_path, closed)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _refuses_then_passes(tmp_path: Path, closed: str) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    outside = tmp_path / "outside"
+    runtime = (private if closed == "runtime" else outside) / "rt"
+    data = (private if closed == "data" else outside) / "data"
+    config = tmp_path / "node.yaml"
+    config.write_text(yaml.safe_dump({**BASE, "agent": {**BASE["agent"], "runtime_dir": str(runtime), "port": 1},
+                                      "storage": {"sqlite": {"db_path": str(tmp_path / "db"), "data_path": str(data)}}}))
+    result = subprocess.run([str(VENV_BIN / "cnetd"), "-config", str(config)], capture_output=True, text=True,
+                            timeout=60)
+    key = "agent.runtime_dir" if closed == "runtime" else "storage.sqlite.data_path"
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{key}: {private} does not let nobody (workloads.user) pass" in result.stderr, result.stderr
+    private.chmod(0o711)  # the control: passable, it gets past this check (and stops at the port it cannot bind)
+    again = subprocess.run([str(VENV_BIN / "cnetd"), "-config", str(config)], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "does not let" not in again.stderr and "agent.port" in again.stderr, again.stderr

@@ -97,6 +97,7 @@ class Node:
             self.http.headers["Authorization"] = f"Bearer {token}"
         self.process: subprocess.Popen | None = None
         self.environment: dict[str, str] = {}  # added to cnetd's environment
+        self.bin_dir = VENV_BIN  # whose cnet-agent runs it (another version's: tests.support.packaging)
         LIVE.add(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -107,8 +108,9 @@ class Node:
         seen_bytes = output_path.stat().st_size if output_path.exists() else 0
         self.output = open(output_path, "ab")
         launcher = self.host.launcher() if self.host is not None else []
-        self.process = subprocess.Popen([*launcher, str(VENV_BIN / "cnet-agent"), "-config", str(self.config_path)],
+        self.process = subprocess.Popen([*launcher, str(self.bin_dir / "cnet-agent"), "-config", str(self.config_path)],
                                         stdout=self.output, stderr=subprocess.STDOUT, start_new_session=True,
+                                        cwd=self.root,  # as a service would: not the checkout
                                         env={**os.environ, **self.environment})
         deadline = time.monotonic() + START_TIMEOUT_S
         while b"ready" not in output_path.read_bytes()[seen_bytes:]:
