@@ -84,6 +84,10 @@ class ModelStatistics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to nothing counted (after the service's warm-up)."""
         self._outcomes = {"success": Duration(), "fail": Duration()}
         self._phases = {phase: Duration() for phase in PHASES}
         self._batches: dict[int, Duration] = {}

@@ -123,6 +123,7 @@ class WorkloadRecord:
     retired_at: float | None = None  # a replica taken out of its deployment's rotation, to be stopped and deleted
     retired_because: str = ""
     constraints: dict[str, Any] | None = None  # what the node that runs it must carry: {"labels": {NAME: VALUE}}
+    revision: int | None = None  # a replica: the revision of its deployment that it runs
 
     @property
     def terminal(self) -> bool:
@@ -147,4 +148,9 @@ class WorkloadRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkloadRecord:
-        return cls(**{**data, "requirements": Resources.from_dict(data["requirements"])})
+        """A stored or sent record; fields this version does not know (written by a newer one) are left out."""
+        return cls(**{**{name: value for name, value in data.items() if name in _RECORD_FIELDS},
+                      "requirements": Resources.from_dict(data["requirements"])})
+
+
+_RECORD_FIELDS = frozenset(item.name for item in dataclasses.fields(WorkloadRecord))

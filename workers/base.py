@@ -79,6 +79,10 @@ class Executor(Protocol):
         """Return the normalized config, or raise ``Invalid`` (the shape is wrong) or ``Unprocessable`` (this
         node cannot act on it), naming the field."""
 
+    def check(self, config: dict[str, Any]) -> None:
+        """A deeper look at a validated config than ``validate``'s, where its type has one (its model loads):
+        ``Unprocessable`` when it would not run. A deployment's new revision is checked so before it rolls out."""
+
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         """The program that runs ``record`` (its config already validated) on this node."""
 
@@ -109,6 +113,9 @@ class PlainProgram:
 
     def features(self, node: NodeContext) -> dict[str, str | None]:
         return {self.type_name: None}
+
+    def check(self, config: dict[str, Any]) -> None:
+        return None
 
     def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:
         return None

@@ -144,6 +144,9 @@ class ContainerExecutor:
     def feature(self, config: dict[str, Any]) -> str:
         return self.type_name
 
+    def check(self, config: dict[str, Any]) -> None:
+        return None  # validate asked the engine for the image already
+
     def features(self, node: NodeContext) -> dict[str, str | None]:
         answers = engine_answers(node.container_engine)
         return {self.type_name: None if answers else

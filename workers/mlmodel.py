@@ -19,7 +19,9 @@ from cnetd.common.errors import Invalid, Unprocessable
 from ledger.records import WorkloadRecord
 from workers.base import NodeContext, PlainProgram, ProgramSpec, config_schema, reject_unknown_fields
 from cnetd.common.model_sources import SHA256_PATTERN, check_sha256, parse_source
-from workers.service_program import SERVICE_FIELDS, SERVICE_SCHEMAS, service_home, service_spec, service_user, validate_service_fields
+from workers.service_program import (SERVICE_FIELDS, SERVICE_SCHEMAS, WARMUP_FIELDS, WARMUP_SCHEMAS, service_home,
+                                     service_spec, service_user, validate_service_fields, validate_warmup,
+                                     warmup_arguments)
 from workers.workload_files import readable_copy
 
 SUPPORTED_MODEL_TYPES = ("yolo", "pytorch", "tflite", "tensorflow")
@@ -46,7 +48,7 @@ class YoloExecutor(PlainProgram):
                                  "the first, up to max_size, run as one batch",
                   "properties": {"max_size": {"type": "integer", "minimum": 2, "maximum": MAX_BATCH},
                                  "max_delay_ms": {"type": "number", "minimum": 0, "maximum": MAX_BATCH_DELAY_MS}}},
-        **SERVICE_SCHEMAS}, required=("model_type", "model_path"))
+        **SERVICE_SCHEMAS, **WARMUP_SCHEMAS}, required=("model_type", "model_path"))
 
     def feature(self, config: dict[str, Any]) -> str:
         """``mlmodel/<model_type>``: a node runs a model type when it has its runtime."""
@@ -64,7 +66,8 @@ class YoloExecutor(PlainProgram):
         return offered
 
     def validate(self, config: dict[str, Any], node: NodeContext) -> dict[str, Any]:
-        reject_unknown_fields(config, ("model_type", "model_path", "model_sha256", "batch", *SERVICE_FIELDS))
+        reject_unknown_fields(config, ("model_type", "model_path", "model_sha256", "batch", *SERVICE_FIELDS,
+                                       *WARMUP_FIELDS))
         model_type = config.get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise Invalid(f"config.model_type: {model_type!r} is not supported (supported: "
@@ -79,11 +82,15 @@ class YoloExecutor(PlainProgram):
         parse_source(path)
         batch = _batch(config.get("batch"))
         return {"model_type": model_type, "model_path": path, "model_sha256": check_sha256(config.get("model_sha256")),
-                **({"batch": batch} if batch else {}), **validate_service_fields(config, node)}
+                **({"batch": batch} if batch else {}), **validate_warmup(config), **validate_service_fields(config, node)}
+
+    def check(self, config: dict[str, Any]) -> None:
+        """The model loads (``python -m inference.yolo_model``, a short subprocess)."""
+        _check_model(config["model_file"], config["model_type"], config["model_path"])
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         path = record.config["model_file"]
-        _check_model(path, record.config["model_type"], record.config["model_path"])
+        self.check(record.config)
         suffix = Path(path).suffix or Path(parse_source(record.config["model_path"]).name).suffix
         model = readable_copy(path, service_home(record, node), "model" + suffix, service_user(record, node))
         batch = record.config.get("batch")
@@ -91,7 +98,7 @@ class YoloExecutor(PlainProgram):
             if batch else []
         return service_spec(record, node, "inference.yolo_service",
                              ["--model", model, "--model-type", record.config["model_type"], f"--name={record.name}",
-                              *batching])
+                              *batching, *warmup_arguments(record, node)])
 
 
 def _batch(raw: Any) -> dict[str, Any] | None:

@@ -21,9 +21,13 @@ from cnetd.common.errors import Conflict, Invalid, Unprocessable
 from cnetd.common.private_files import make_workload_dir
 from ledger.records import WorkloadRecord
 from workers.base import HOST_PATTERN, USER_SCHEMA, NodeContext, ProgramSpec, choose_user, port_number
-from workers.workload_files import READ, SEARCH, readable_by
+from workers.workload_files import READ, SEARCH, readable_by, readable_copy
 
 SERVICE_FIELDS = ("service_port", "service_host", "user")
+WARMUP_FIELDS = ("warmup_image",)  # a model service's: what it predicts on before it takes traffic
+WARMUP_SCHEMAS = {"warmup_image": {"type": ["string", "null"], "minLength": 1, "description":
+                                   "an image on this node the service predicts on before it takes traffic "
+                                   "(default: a synthetic one)"}}
 SERVICE_SCHEMAS = {"service_host": {"type": "string", "pattern": HOST_PATTERN, "description": "default 127.0.0.1"},
                    "service_port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535,
                                     "description": "default: a free port"},
@@ -105,3 +109,24 @@ def service_spec(record: WorkloadRecord, node: NodeContext, module: str, argumen
     return ProgramSpec(argv=argv, env={"CNET_WORKLOAD_ID": record.id, "CNET_NODE_ID": node.node_id},
                        cwd=home, restart_policy="always", endpoint=endpoint, health_url=f"{endpoint}/health",
                        user=service_user(record, node))
+
+
+def validate_warmup(config: dict[str, Any]) -> dict[str, Any]:
+    """``warmup_image``, when given: a file on this node (whether it decodes is the service's to find out)."""
+    path = config.get("warmup_image")
+    if path is None:
+        return {}
+    if not isinstance(path, str) or not path:
+        raise Invalid("config.warmup_image: expected the path of an image on this node")
+    if not os.path.isfile(path):
+        raise Unprocessable(f"config.warmup_image: {path!r} is not a file on this node")
+    return {"warmup_image": path}
+
+
+def warmup_arguments(record: WorkloadRecord, node: NodeContext) -> list[str]:
+    """The service's warm-up image, copied where its user can read it, as its command line takes it."""
+    path = record.config.get("warmup_image")
+    if path is None:
+        return []
+    return ["--warmup-image", readable_copy(path, service_home(record, node), "warmup" + Path(path).suffix,
+                                            service_user(record, node))]

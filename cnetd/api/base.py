@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from cnetd.api.remote import RemoteWorkloads
+from cnetd.core.remote import RemoteWorkloads
 from cnetd.common.errors import DelegationPending, NotFound
 from cnetd.core.config import NodeConfig
 from cnetd.core.model_records import MODEL_TYPE

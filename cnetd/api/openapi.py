@@ -9,7 +9,7 @@ from typing import Any
 
 from cnetd import __version__
 from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_MAX, PREDICT_MAX_BYTES
-from cnetd.core.deployment_spec import MAX_DEPLOYMENT_ID, MAX_REPLICAS, PLACEMENTS, SPREADS
+from cnetd.core.deployment_spec import MAX_DEPLOYMENT_ID, MAX_REPLICAS, PLACEMENTS, REVISION_STATES, SPREADS
 from cnetd.core.submission import MAX_CONSTRAINT_LABELS, MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN
 from inference.request_limits import BASE64_IMAGE_PATTERN, MAX_DETECTIONS, V2_DATATYPES
 from ledger.records import RESOURCE_KINDS
@@ -100,18 +100,35 @@ def _submission(workload_type: str, config: dict[str, Any], replicable: bool) ->
                                "then": {"required": ["attempt"], "properties": {"attempt": {"type": "string"}}}}}}
     if replicable:
         schema["properties"].update(_DEPLOYMENT_FIELDS)
-        schema["dependentRequired"] = {"spread": ["replicas"], "placement": ["replicas"]}
+        schema["dependentRequired"] = {name: ["replicas"] for name in ("spread", "placement", "update", "reschedule")}
         schema["if"] = {"required": ["replicas"]}  # its replicas' ids add "-rN" to its own
         schema["then"] = {"properties": {"id": {"maxLength": MAX_DEPLOYMENT_ID}}}
     return schema
 
 
 _REPLICAS = {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS}
+_SECONDS = {"type": "number", "minimum": 0}
+_UPDATE = {"type": ["object", "null"], "additionalProperties": False, "description":
+           "how a new revision rolls out (defaults: one replica at a time, each healthy 2 s before an old one "
+           "drains; rolled back when a new one fails)", "properties": {
+               "max_parallel": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS},
+               "min_healthy_s": {**_SECONDS, "maximum": 3600},
+               "healthy_deadline_s": {"type": "number", "minimum": 1, "maximum": 86400},
+               "progress_deadline_s": {"type": "number", "minimum": 1, "maximum": 7 * 86400},
+               "canary": {"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS},
+               "auto_promote": {"type": "boolean"}, "auto_revert": {"type": "boolean"}}}
+_RESCHEDULE = {"type": ["object", "null"], "additionalProperties": False, "description":
+               "how a replica that failed after its restarts is replaced on another node: at most attempts within "
+               "interval_s, after delay_s doubling up to max_delay_s", "properties": {
+                   "attempts": {"type": "integer", "minimum": 0, "maximum": 1000},
+                   "interval_s": {"type": "number", "minimum": 1, "maximum": 30 * 86400},
+                   "delay_s": {**_SECONDS, "maximum": 86400}, "max_delay_s": {**_SECONDS, "maximum": 86400}}}
 _DEPLOYMENT_FIELDS = {
     "replicas": {**_REPLICAS, "description": "a deployment of this many instances behind one endpoint"},
     "spread": {"enum": list(SPREADS), "description": "node (default): replicas on distinct nodes when possible"},
     "placement": {"enum": list(PLACEMENTS), "description": "all-or-nothing (default): refuse when not all fit; "
-                  "best-effort: run what fits"}}
+                  "best-effort: run what fits"},
+    "update": _UPDATE, "reschedule": _RESCHEDULE}
 
 
 _PATH_ID = {"name": "workload_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -176,8 +193,12 @@ SCHEMAS: dict[str, Any] = {
     "Submission": {"oneOf": [_ref(f"Submission-{name}") for name in sorted(EXECUTORS)]},
     **{f"Submission-{name}": _submission(name, executor.config_schema, executor.replicable)
        for name, executor in EXECUTORS.items()},
-    "Scale": {"type": "object", "required": ["replicas"], "additionalProperties": False,
-              "properties": {"replicas": _REPLICAS}},
+    "DeploymentChange": {"oneOf": [
+        {"type": "object", "required": ["replicas"], "additionalProperties": False, "properties": {"replicas": _REPLICAS},
+         "description": "scale"},
+        {"type": "object", "minProperties": 1, "additionalProperties": False, "description":
+         "the next revision: a new config and/or requirements (checked first), rolled out by the update policy",
+         "properties": {"config": {"type": "object"}, "requirements": _RESOURCES, "update": _UPDATE}}]},
     "Deployment": {"type": "object", "required": ["replicas", "healthy", "instances", "summary"], "properties": {
         **_DEPLOYMENT_FIELDS, "reschedules": {"type": "integer", "description": "replicas replaced after they "
                                               "failed or their node was lost"},
@@ -185,8 +206,15 @@ SCHEMAS: dict[str, Any] = {
         "instances": {"type": "array", "items": {"type": "object", "required": ["id", "status"], "properties": {
             "id": {"type": "string"}, "node": {"type": "string"}, "endpoint": _NULLABLE_STRING,
             "status": {"type": "string"}, "restarts": {"type": "integer"}, "health_failures": {"type": "integer"},
+            "revision": {"type": "integer", "description": "the deployment's revision it runs"},
             "retired_because": {**_NULLABLE_STRING, "description": "taken out of rotation: why (it is stopped "
-                                "and deleted once drained)"}}}}}},
+                                "and deleted once drained)"}}}},
+        "revision": {"type": "integer", "description": "the active revision"},
+        "revisions": {"type": "array", "items": {"type": "object", "required": ["revision", "state"], "properties": {
+            "revision": {"type": "integer"}, "state": {"enum": list(REVISION_STATES)},
+            "created_at": {"type": "number"}, "config": {"type": "object"}, "requirements": _RESOURCES,
+            "reason": {"type": "string"}}}},
+        "rollout": {"type": ["object", "null"], "description": "under way: the revision it rolls out"}}},
     "Upload": {"type": "object", "required": ["file"], "additionalProperties": False, "properties": {
         "type": {"const": "data"}, "name": {"type": "string"},
         "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1,
@@ -327,11 +355,20 @@ def document() -> dict[str, Any]:
         "/api/workloads/{workload_id}": {
             "parameters": [_PATH_ID],
             "get": _operation("One workload", _ok("Workload"), "404", "503", **_SECURED),
-            "patch": _operation("Scale a deployment to `replicas` (extra ones drain, then stop)", _ok("Workload"),
+            "patch": _operation("A deployment's desired state: scale it to `replicas` (extra ones drain, then "
+                                "stop), or make its next revision (`config`, `requirements`, `update`), which rolls "
+                                "out; 409 while another rollout is under way", _ok("Workload"),
                                 "400", "401", "404", "408", "409", "411", "413", "422", "503",
-                                requestBody={"required": True, "content": _json(_ref("Scale"))}, **_SECURED),
+                                requestBody={"required": True, "content": _json(_ref("DeploymentChange"))},
+                                **_SECURED),
             "delete": _operation("Stop (if needed) and remove a workload (a deployment: all its replicas)",
                                  _ok("Deleted"), "401", "404", "409", "503", **_SECURED)},
+        "/api/workloads/{workload_id}/promote": {"parameters": [_PATH_ID], "post": _operation(
+            "A rollout waiting on its canaries goes on", _ok("Workload"), "401", "404", "409", "422", "503",
+            **_SECURED)},
+        "/api/workloads/{workload_id}/rollback": {"parameters": [_PATH_ID], "post": _operation(
+            "A rollout under way goes back; without one, the previous revision rolls out again", _ok("Workload"),
+            "401", "404", "409", "422", "503", **_SECURED)},
         "/api/workloads/{workload_id}/stop": {"parameters": [_PATH_ID], "post": _operation(
             "Stop a workload; its resources are released", _ok("Workload"), "401", "404", "409", "503",
             **_SECURED)},

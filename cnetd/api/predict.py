@@ -1,7 +1,7 @@
 """The predict relay: POST /api/workloads/{id}/predict goes to the service (or its next hop) as sent, and
 its answer comes back as it is; for a deployment, to one of its replicas in rotation (the balancer's
 choice), and once more to another when that one cannot be reached. ``X-Cnet-Replica`` names the replica
-that answered."""
+that answered, ``X-CNET-Revision`` the deployment's revision it runs."""
 from __future__ import annotations
 
 import falcon
@@ -19,7 +19,7 @@ from ledger.records import Status, WorkloadRecord
 
 PREDICT_TIMEOUT_S = 60.0
 SERVICE_TYPES = ("mlmodel", "opencv")
-REPLICA_HEADER, REPLICA_NODE_HEADER = "X-Cnet-Replica", "X-Cnet-Replica-Node"
+REPLICA_HEADER, REPLICA_NODE_HEADER, REVISION_HEADER = "X-Cnet-Replica", "X-Cnet-Replica-Node", "X-CNET-Revision"
 UNAVAILABLE_STATUSES = (502, 503, 504)  # a hop that could not reach its service: another replica may
 
 
@@ -43,6 +43,7 @@ class ServiceRelay(Resource):
             replica, answer = self._balanced(record, req.method, path, body, headers)
             resp.set_header(REPLICA_HEADER, replica.id)
             resp.set_header(REPLICA_NODE_HEADER, replica.node)
+            resp.set_header(REVISION_HEADER, str(replica.revision or 1))
         resp.status = answer.status
         for name, value in answer.headers.items():
             resp.set_header(name, value)

@@ -1,7 +1,6 @@
 """The workload API: list, submit (following a service to readiness), show, stop, delete, logs."""
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any, Callable
 
@@ -10,9 +9,9 @@ import falcon
 from cnetd.api import uploads
 from cnetd.api.base import Resource, settled
 from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_DEFAULT, LOG_TAIL_MAX
-from cnetd.common.errors import CnetError, Invalid, NotFound
+from cnetd.common.errors import Invalid, NotFound
 from cnetd.common.web import read_json, send
-from cnetd.core.deployment_spec import replica_count
+from cnetd.core.deployment_spec import REVISION_FIELDS, replica_count
 from cnetd.core.deployment_state import starting_replicas
 from cnetd.core.channel import DELEGATION_BUDGET_S
 from cnetd.api.logtail import read_from, tail_lines
@@ -22,6 +21,7 @@ from ledger.records import Status, WorkloadRecord
 
 READY_POLL_S, REMOTE_READY_POLL_S = 0.05, 0.05
 READY_MARGIN_S = 5.0  # past health.start_timeout_s the health checks have failed it: its status is final
+DEPLOYMENT_ACTION_WAIT_S = 30.0  # a deployment's stop or delete is answered once done, or after this
 
 
 class Workloads(Resource):
@@ -109,13 +109,25 @@ class Workload(Resource):
         send(resp, self.view(self.workload(workload_id)))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        """Scale a deployment: ``{"replicas": N}``; its controller adds replicas or drains the extra ones."""
+        """A deployment's desired state: ``{"replicas": N}`` scales it; a new ``config`` and/or
+        ``requirements`` (with an ``update`` policy, if wanted) make its next revision, which its controller
+        rolls out. Answered once recorded (a revision: once checked); the rollout goes on behind it."""
         body = read_json(req, self.deps.config.api_max_body_bytes)
-        if not isinstance(body, dict) or set(body) != {"replicas"}:
-            raise Invalid('expected {"replicas": N}: the one field a deployment changes')
+        if not isinstance(body, dict) or not body:
+            raise Invalid('expected {"replicas": N}, or a new revision: {"config": ..., "requirements": ..., '
+                          '"update": ...}')
+        unknown = sorted(set(body) - {"replicas", *REVISION_FIELDS})
+        if unknown:
+            raise Invalid(f"unknown field(s) {', '.join(unknown)} (a deployment changes replicas, or config, "
+                          "requirements and update)")
+        if "replicas" in body and set(body) - {"replicas"}:
+            raise Invalid("replicas: change the count and the revision in two requests")
         self.workload(workload_id)
-        record = WorkloadRecord.from_dict(self.schedule("scale", id=workload_id, replicas=replica_count(body["replicas"])))
-        send(resp, self.view(record))
+        if "replicas" in body:
+            changed = self.schedule("scale", id=workload_id, replicas=replica_count(body["replicas"]))
+        else:
+            changed = self.schedule("revise", id=workload_id, change=body)
+        send(resp, self.view(WorkloadRecord.from_dict(changed)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         record = settled(self.workload(workload_id))
@@ -137,18 +149,18 @@ class Workload(Resource):
         return 200, self.schedule("forget", id=record.id)
 
     def _delete_deployment(self, record: WorkloadRecord) -> dict[str, Any]:
-        """Stop the deployment (no replica is replaced any more), delete its replicas, then its record; a
-        replica that cannot be deleted now (its node is offline) is deleted by the controller later."""
-        self.schedule("stop", id=record.id)
-        pending = []
-        for member in self.members(record):
+        """Record that the deployment goes; its controller deletes its replicas, then its record. Answered
+        once it is gone, or when the wait runs out (a replica whose node is offline is deleted when the node
+        is back: it is named in ``replicas_pending``)."""
+        self.schedule("delete_deployment", id=record.id)
+        deadline = time.monotonic() + DEPLOYMENT_ACTION_WAIT_S
+        while time.monotonic() < deadline:
             try:
-                status, _ = self.delete_one(settled(member))
-            except CnetError:
-                status = 503
-            if status != 200:
-                pending.append(member.id)
-        self.schedule("forget", id=record.id)
+                self.deps.ledger.get(record.id)
+            except NotFound:
+                break
+            time.sleep(READY_POLL_S)
+        pending = [member.id for member in self.members(record)]
         return {"id": record.id, "deleted": True, "replicas_pending": pending}
 
 
@@ -159,17 +171,42 @@ class WorkloadStop(Resource):
             status, body = self.stop_one(record)
             send(resp, body, status)
             return
-        self.schedule("stop", id=record.id)  # first: its controller replaces no replica now
-        for member in self.members(record):
-            if not member.retired and not member.settling:
-                with contextlib.suppress(CnetError):  # its node is offline: the controller stops it later
-                    self.stop_one(member)
-        send(resp, self.view(self.deps.ledger.get(record.id)))
+        self.schedule("stop", id=record.id)  # recorded: its controller stops the replicas, and replaces none
+        deadline = time.monotonic() + DEPLOYMENT_ACTION_WAIT_S
+        view = self.view(self.deps.ledger.get(record.id))
+        while _serving(view) and time.monotonic() < deadline:
+            time.sleep(READY_POLL_S)
+            view = self.view(self.deps.ledger.get(record.id))
+        send(resp, view)
 
     def stop_one(self, record: WorkloadRecord) -> tuple[int, Any]:
         if record.remote:
             return self.deps.remote.act(record, "POST", "/stop")
         return 200, self.schedule("stop", id=record.id)
+
+
+class WorkloadPromote(Resource):
+    """POST /api/workloads/{id}/promote: a rollout waiting on its canaries goes on (recorded; carried out by
+    the deployment's controller)."""
+
+    op = "promote"
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
+        self.workload(workload_id)
+        send(resp, self.view(WorkloadRecord.from_dict(self.schedule(self.op, id=workload_id))))
+
+
+class WorkloadRollback(WorkloadPromote):
+    """POST /api/workloads/{id}/rollback: a rollout under way goes back (its new replicas go); without one,
+    the previous revision rolls out again."""
+
+    op = "rollback"
+
+
+def _serving(view: dict[str, Any]) -> bool:
+    """A stopped deployment's view in which a replica still runs (or is still stopping)."""
+    return any(instance["status"] not in (Status.STOPPED, Status.FAILED, Status.COMPLETED, Status.LOST)
+               and not instance["retired_because"] for instance in view["deployment"]["instances"])
 
 
 class WorkloadLogs(Resource):

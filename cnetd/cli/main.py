@@ -195,6 +195,51 @@ def predict(node: NodeClient, workload_id: str, image: Path, confidence: float |
 
 
 @cli.group()
+def rollout() -> None:
+    """A deployment's revisions: how its rollout stands, its history, promote a canary, go back."""
+
+
+@rollout.command("status")
+@click.argument("workload_id")
+@output_option
+@click.pass_obj
+def rollout_status(node: NodeClient, workload_id: str, output: str) -> None:
+    """The active revision, the rollout under way (if any), and which revision each replica runs."""
+    record = node.get(f"/api/workloads/{workload_id}")
+    views.as_json(record["deployment"]) if output == "json" else views.out.print(views.rollout(record))
+
+
+@rollout.command("history")
+@click.argument("workload_id")
+@output_option
+@click.pass_obj
+def rollout_history(node: NodeClient, workload_id: str, output: str) -> None:
+    """Every revision kept: its state, when it was made, why it ended as it did."""
+    revisions = node.get(f"/api/workloads/{workload_id}")["deployment"]["revisions"]
+    views.as_json(revisions) if output == "json" else views.out.print(views.revisions(revisions))
+
+
+@rollout.command("promote")
+@click.argument("workload_id")
+@click.pass_obj
+def rollout_promote(node: NodeClient, workload_id: str) -> None:
+    """The rollout waiting on its canaries goes on."""
+    record = node.post(f"/api/workloads/{workload_id}/promote")
+    click.echo(f"{workload_id}: revision {record['deployment']['rollout']['revision']} promoted")
+
+
+@rollout.command("undo")
+@click.argument("workload_id")
+@click.pass_obj
+def rollout_undo(node: NodeClient, workload_id: str) -> None:
+    """Go back: the rollout under way is rolled back; without one, the previous revision rolls out again."""
+    record = node.post(f"/api/workloads/{workload_id}/rollback")
+    going = record["deployment"].get("rollout")
+    click.echo(f"{workload_id}: rolling back to revision {going['revision']}" if going and going.get("undo")
+               else f"{workload_id}: rollout of revision {going['revision'] if going else '?'} rolled back")
+
+
+@cli.group()
 def data() -> None:
     """Files stored on the node (data workloads)."""
 

@@ -92,6 +92,26 @@ def models(items: list[dict[str, Any]]) -> Table:
                   for item in items))
 
 
+def rollout(record: dict[str, Any]) -> Table:
+    """A deployment's revision, its rollout under way, and its replicas with the revision each runs."""
+    deployment = record["deployment"]
+    going = deployment.get("rollout")
+    state = (f"revision {deployment['revision']} active; rolling out {going['revision']}"
+             + ("" if going.get("promoted") else " (canary: waiting for a promote)")) if going \
+        else f"revision {deployment['revision']} active, no rollout under way"
+    grid = table(("REPLICA", "REVISION", "STATUS", "NODE", "NOTE"),
+                 ((item["id"], item.get("revision"), item["status"], item.get("node"), item.get("retired_because"))
+                  for item in deployment["instances"]))
+    grid.title = f"{record['id']}: {state} ({deployment['summary']})"
+    return grid
+
+
+def revisions(items: list[dict[str, Any]]) -> Table:
+    return table(("REVISION", "STATE", "CREATED", "REASON"),
+                 ((item["revision"], item["state"], since(item.get("created_at")), item.get("reason"))
+                  for item in items))
+
+
 def detections(found: list[dict[str, Any]]) -> Table:
     return table(("CLASS", "CONFIDENCE", "BOX (x1, y1, x2, y2)"),
                  ((item["class"], f"{item['confidence']:.3f}", ", ".join(f"{v:.0f}" for v in item["bbox"]))

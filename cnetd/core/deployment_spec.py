@@ -1,24 +1,143 @@
-"""What a deployment of replicas asks for (``replicas``, ``spread``, ``placement`` of a submission), and the
-names of its replicas.
+"""What a deployment of replicas asks for: its desired state, as recorded in its ledger record.
 
-A deployment's record runs no program and holds nothing; each replica is a workload of its own (an id
-``<deployment>-r<N>``), placed, delegated, restarted and deleted as any other, and marked ``replica_of``.
+A submission's ``replicas``, ``spread``, ``placement``, ``update`` (how a new revision rolls out) and
+``reschedule`` (how a failed replica is replaced) make it a deployment. Its record runs no program and holds
+nothing; each replica is a workload of its own (an id ``<deployment>-r<N>``), placed, delegated, restarted
+and deleted as any other, marked ``replica_of`` and the ``revision`` it runs.
+
+Revisions are numbered from 1 (the submission); ``PATCH`` with a new ``config`` and/or ``requirements``
+makes the next one, which the deployment's controller rolls out (``rollout``). The record's own ``config``
+and ``requirements`` are the active revision's.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from cnetd.common.errors import Invalid
-from ledger.records import WorkloadRecord
+from ledger.records import Resources, WorkloadRecord
 
 SPREAD_NODE, SPREAD_ANY = "node", "any"
 ALL_OR_NOTHING, BEST_EFFORT = "all-or-nothing", "best-effort"
 SPREADS, PLACEMENTS = (SPREAD_NODE, SPREAD_ANY), (ALL_OR_NOTHING, BEST_EFFORT)
 MAX_REPLICAS = 64
 MAX_DEPLOYMENT_ID = 56  # room for "-r" and a replica's number within a workload id's 63 characters
-FIELDS = ("replicas", "spread", "placement")  # a submission's top-level fields that make it a deployment
+FIELDS = ("replicas", "spread", "placement", "update", "reschedule")  # a submission's fields of a deployment
+REVISION_FIELDS = ("config", "requirements", "update")  # what a PATCH that makes a new revision may hold
+
+# A revision's states (the names clients rely on).
+ACTIVE, ROLLING_OUT, PENDING, ROLLED_BACK, FAILED, SUPERSEDED = (
+    "active", "rolling out", "pending", "rolled back", "failed", "superseded")
+REVISION_STATES = (ACTIVE, ROLLING_OUT, PENDING, ROLLED_BACK, FAILED, SUPERSEDED)
+MAX_KEPT_REVISIONS = 20  # history shown; older ones (never the active one) are dropped
+
+
+def _number(section: str, raw: dict[str, Any], name: str, default: float, low: float, high: float,
+            whole: bool = False) -> float:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and float(value) != int(value)) \
+            or not low <= value <= high:
+        kind = "a whole number" if whole else "a number"
+        raise Invalid(f"{section}.{name}: expected {kind} from {low:g} to {high:g}, got {value!r}")
+    return int(value) if whole else float(value)
+
+
+def _flag(section: str, raw: dict[str, Any], name: str, default: bool) -> bool:
+    value = raw.get(name, default)
+    if not isinstance(value, bool):
+        raise Invalid(f"{section}.{name}: expected true or false, got {value!r}")
+    return value
+
+
+def _section(name: str, raw: Any, known: tuple[str, ...]) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise Invalid(f"{name}: expected an object")
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise Invalid(f"{name}: unknown field(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    return raw
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    """How a new revision replaces the running one (Nomad's ``update`` block, in seconds)."""
+
+    max_parallel: int = 1  # new replicas starting at once (each beside the old ones: a surge)
+    min_healthy_s: float = 2.0  # a new replica healthy this long counts as healthy (then an old one drains)
+    healthy_deadline_s: float = 120.0  # a new replica not healthy this long after its placement fails the rollout
+    progress_deadline_s: float = 600.0  # the whole rollout
+    canary: int = 0  # new replicas first, beside all the old ones; the rollout then waits for a promote
+    auto_promote: bool = False  # ... or goes on once the canaries are healthy
+    auto_revert: bool = True  # a failed rollout goes back to the revision before it (else: stops and says so)
+
+    FIELDS = ("max_parallel", "min_healthy_s", "healthy_deadline_s", "progress_deadline_s", "canary",
+              "auto_promote", "auto_revert")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def parse(cls, raw: Any, base: UpdatePolicy | None = None) -> UpdatePolicy:
+        """``update:`` of a submission or a PATCH (over ``base``, the deployment's policy so far)."""
+        given, base = _section("update", raw, cls.FIELDS), base or cls()
+        return cls(max_parallel=_number("update", given, "max_parallel", base.max_parallel, 1, MAX_REPLICAS, True),
+                   min_healthy_s=_number("update", given, "min_healthy_s", base.min_healthy_s, 0, 3600),
+                   healthy_deadline_s=_number("update", given, "healthy_deadline_s", base.healthy_deadline_s, 1, 86400),
+                   progress_deadline_s=_number("update", given, "progress_deadline_s", base.progress_deadline_s, 1,
+                                               7 * 86400),
+                   canary=_number("update", given, "canary", base.canary, 0, MAX_REPLICAS, True),
+                   auto_promote=_flag("update", given, "auto_promote", base.auto_promote),
+                   auto_revert=_flag("update", given, "auto_revert", base.auto_revert))
+
+
+@dataclass(frozen=True)
+class ReschedulePolicy:
+    """How a replica that failed after its restarts is replaced on another node (Nomad's ``reschedule``):
+    at most ``attempts`` within ``interval_s``, the first after ``delay_s``, each next one twice as late, up
+    to ``max_delay_s``."""
+
+    attempts: int = 5
+    interval_s: float = 3600.0
+    delay_s: float = 5.0
+    max_delay_s: float = 60.0
+
+    FIELDS = ("attempts", "interval_s", "delay_s", "max_delay_s")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def parse(cls, raw: Any) -> ReschedulePolicy:
+        given = _section("reschedule", raw, cls.FIELDS)
+        base = cls()
+        policy = cls(attempts=_number("reschedule", given, "attempts", base.attempts, 0, 1000, True),
+                     interval_s=_number("reschedule", given, "interval_s", base.interval_s, 1, 30 * 86400),
+                     delay_s=_number("reschedule", given, "delay_s", base.delay_s, 0, 86400),
+                     max_delay_s=_number("reschedule", given, "max_delay_s", base.max_delay_s, 0, 86400))
+        if policy.max_delay_s < policy.delay_s:
+            raise Invalid("reschedule.max_delay_s: expected at least reschedule.delay_s")
+        return policy
+
+    def delay_after(self, recent: int) -> float:
+        """The wait before the next replacement, when ``recent`` were made within the interval already."""
+        return min(self.max_delay_s, self.delay_s * 2 ** recent)
+
+
+@dataclass(frozen=True)
+class Revision:
+    revision: int
+    state: str
+    created_at: float
+    config: dict[str, Any]
+    requirements: dict[str, Any]
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -28,6 +147,13 @@ class DeploymentSpec:
     placement: str = ALL_OR_NOTHING  # when not all fit at submission: refuse all, or run what fits
     reschedules: int = 0  # replicas replaced after they failed or their node was lost
     next_index: int = 0  # the number the next replica's id takes
+    revision: int = 1  # the active revision
+    revisions: list[dict[str, Any]] = field(default_factory=list)  # Revision.to_dict(), oldest first
+    update: dict[str, Any] = field(default_factory=lambda: UpdatePolicy().to_dict())
+    reschedule: dict[str, Any] = field(default_factory=lambda: ReschedulePolicy().to_dict())
+    rollout: dict[str, Any] | None = None  # under way: {revision, started_at, promoted, undo}
+    rescheduled_at: list[float] = field(default_factory=list)  # recent reschedules (within the policy's interval)
+    deleting: bool = False  # DELETE asked: the controller deletes its replicas, then the record
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -35,7 +161,33 @@ class DeploymentSpec:
     @classmethod
     def of(cls, record: WorkloadRecord) -> DeploymentSpec:
         assert record.deployment is not None
-        return cls(**record.deployment)
+        known = {item.name for item in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in record.deployment.items() if name in known})
+
+    @property
+    def update_policy(self) -> UpdatePolicy:
+        return UpdatePolicy(**self.update)
+
+    @property
+    def reschedule_policy(self) -> ReschedulePolicy:
+        return ReschedulePolicy(**self.reschedule)
+
+    @property
+    def target(self) -> int:
+        """The revision replicas are placed with now: the rollout's, or the active one."""
+        return self.rollout["revision"] if self.rollout else self.revision
+
+    def revision_of(self, number: int, record: WorkloadRecord) -> Revision:
+        """Revision ``number``; a record from before revisions were kept is its own revision 1."""
+        for item in self.revisions:
+            if item["revision"] == number:
+                return Revision(**item)
+        return Revision(number, ACTIVE, record.created_at, record.config, record.requirements.to_dict())
+
+    def with_revision_state(self, number: int, state: str, reason: str = "") -> DeploymentSpec:
+        return dataclasses.replace(self, revisions=[
+            {**item, "state": state, "reason": reason} if item["revision"] == number else item
+            for item in self.revisions])
 
 
 def replica_count(raw: Any) -> int:
@@ -46,7 +198,8 @@ def replica_count(raw: Any) -> int:
     return int(raw)
 
 
-def parse_spec(body: dict[str, Any], workload_id: str) -> DeploymentSpec | None:
+def parse_spec(body: dict[str, Any], workload_id: str, config: dict[str, Any],
+               requirements: Resources) -> DeploymentSpec | None:
     """The deployment a submission asks for, or None for a single workload (no ``replicas`` field)."""
     if "replicas" not in body:
         extra = [name for name in FIELDS if name in body]
@@ -60,7 +213,10 @@ def parse_spec(body: dict[str, Any], workload_id: str) -> DeploymentSpec | None:
         raise Invalid(f"placement: expected one of {', '.join(PLACEMENTS)}, got {placement!r}")
     if len(workload_id) > MAX_DEPLOYMENT_ID:
         raise Invalid(f"id: a deployment's id has at most {MAX_DEPLOYMENT_ID} characters (its replicas add theirs)")
-    return DeploymentSpec(replica_count(body["replicas"]), spread, placement)
+    first = Revision(1, ACTIVE, time.time(), config, requirements.to_dict())
+    return DeploymentSpec(replica_count(body["replicas"]), spread, placement, revisions=[first.to_dict()],
+                          update=UpdatePolicy.parse(body.get("update")).to_dict(),
+                          reschedule=ReschedulePolicy.parse(body.get("reschedule")).to_dict())
 
 
 def replica_prefix(deployment_id: str) -> str:
@@ -68,9 +224,12 @@ def replica_prefix(deployment_id: str) -> str:
     return f"{deployment_id}-r"
 
 
-def replica_record(deployment: WorkloadRecord, index: int) -> WorkloadRecord:
-    """Replica number ``index`` of ``deployment``: its request as the user sent it, under its own id."""
+def replica_record(deployment: WorkloadRecord, index: int, revision: int | None = None) -> WorkloadRecord:
+    """Replica number ``index`` of ``deployment``, of ``revision`` (the one it places with now when not
+    given): that revision's request as the user sent it, under its own id."""
+    spec = DeploymentSpec.of(deployment)
+    chosen = spec.revision_of(revision or spec.target, deployment)
     return WorkloadRecord(id=f"{replica_prefix(deployment.id)}{index}", type=deployment.type, name=deployment.name,
-                          config=deployment.config, requirements=deployment.requirements,
+                          config=chosen.config, requirements=Resources.from_dict(chosen.requirements),
                           fingerprint=deployment.fingerprint, replica_of=deployment.id,
-                          constraints=deployment.constraints)
+                          constraints=deployment.constraints, revision=chosen.revision)

@@ -8,7 +8,7 @@ from cnetd.core.deployment_spec import DeploymentSpec
 from ledger.records import Desired, Status, WorkloadRecord
 
 STARTING_STATUSES = (Status.PENDING, Status.STARTING, Status.DELEGATING, Status.UNKNOWN)
-SHOWN_FIELDS = ("id", "node", "endpoint", "status", "restarts", "health_failures")
+SHOWN_FIELDS = ("id", "node", "endpoint", "status", "restarts", "health_failures", "revision")
 
 
 def in_rotation(status: str, health_failures: int, retired: bool) -> bool:
@@ -41,7 +41,7 @@ def deployment_view(record: WorkloadRecord, members: list[WorkloadRecord], views
     stopped = record.desired == Desired.STOP
     healthy = healthy_count(active)
     instances = [{name: view.get(name) for name in SHOWN_FIELDS}
-                 | {"retired_because": member.retired_because or None}
+                 | {"revision": member.revision or 1, "retired_because": member.retired_because or None}
                  for member, view in zip(members, views)]
     return {"status": deployment_status(spec.replicas, stopped, active),
             "deployment": {**spec.to_dict(), "healthy": healthy, "instances": instances,

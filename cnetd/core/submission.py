@@ -48,7 +48,7 @@ def parse_submission(body: Any) -> WorkloadRecord:
         raise Invalid("config: expected an object")
     requirements = parse_requirements(body.get("requirements", {}))
     constraints = parse_constraints(body.get("constraints"))
-    deployment = parse_spec(body, workload_id)
+    deployment = parse_spec(body, workload_id, config, requirements)
     if deployment is not None and not executor.replicable:
         raise Invalid(f"replicas: a {workload_type} workload has no replicas (services of a model have)")
     sent = {"type": workload_type, "name": body.get("name"), "config": config, "requirements": requirements.to_dict(),

@@ -2,6 +2,8 @@
 workload on each TICK_5 (which repairs whatever events were missed)."""
 from __future__ import annotations
 
+import contextlib
+
 from cnetd.common.errors import NotFound
 from cnetd.common.paths import WORKLOAD_GROUP, workload_id_of
 from cnetd.core.supervisor_rpc import STOPPED_STATES, Supervisor
@@ -19,7 +21,8 @@ def settle_all(ledger: Ledger, supervisor: Supervisor) -> None:
         if record.remote or not record.program:
             continue  # delegated (managed where it runs), or data (no program)
         if not record.terminal or record.program in infos:
-            settle(ledger, supervisor, record, infos.pop(record.program, None))
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                settle(ledger, supervisor, record, infos.pop(record.program, None))
     for program, info in infos.items():  # programs whose record was deleted
         if info["statename"] in STOPPED_STATES:
             supervisor.remove(program)
@@ -36,6 +39,6 @@ def on_event(event: Event, ledger: Ledger, supervisor: Supervisor) -> None:
         return
     try:
         record = ledger.get(workload_id)
+        settle(ledger, supervisor, record, supervisor.info(record.program))
     except NotFound:
-        return
-    settle(ledger, supervisor, record, supervisor.info(record.program))
+        return  # deleted (meanwhile): nothing to settle

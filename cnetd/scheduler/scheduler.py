@@ -31,15 +31,17 @@ from cnetd.core.deployment_state import members_of
 from cnetd.core.lifecycle import desire, finish
 from cnetd.core.metrics import DELEGATIONS
 from cnetd.core.node_process import NodeProcess
+from cnetd.core.remote import RemoteWorkloads
 from cnetd.core.submission import constraint_labels
 from cnetd.core.supervisor_rpc import Supervisor
 from cnetd.scheduler.delegation import SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error
 from cnetd.scheduler.launching import Launcher
 from cnetd.scheduler.models.deploy import ModelDeployments
 from cnetd.scheduler.models.store import ModelStore
+from cnetd.scheduler.revisions import Revisions
 from cnetd.scheduler.placement import Candidate, Need, Placement, plan
 from cnetd.scheduler.refusals import Refusal, refusal_error, refusal_of
-from cnetd.scheduler.replicas import ReplicaController
+from cnetd.scheduler.deployments.controller import DeploymentController
 from ledger.nodetable import Role
 from ledger.records import Desired, Resources, Status, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
@@ -83,21 +85,26 @@ class Scheduler:
                                              node_headers(config.auth_token), self._neighbour_urls, config.models_s3)
         self._launcher = Launcher(node.ledger, supervisor, self._context, self._deployments, self._models.undo_fetch)
         self._supervisor = supervisor
-        self._replicas = ReplicaController(node.ledger, self._submit_replica, config.api_url,
-                                           node_headers(config.auth_token), config.replicas_lost_after_s)
+        remote = RemoteWorkloads(node.nodes, config.heartbeat_period_s, config.auth_token)
+        self._deployments_controller = DeploymentController(node.ledger, self._submit_replica, self._launcher, remote,
+                                                            config.replicas_lost_after_s)
+        self._revisions = Revisions(node.ledger, self._context, self._deployments)
 
     def serve(self) -> None:
         """Settle what the last run left, then answer requests and settle unknown forwards, forever (and keep
         deployments at their count of replicas, in the controller's thread)."""
         self.reconcile()
-        self._replicas.start()
+        self._deployments_controller.start()
         self._server.run(self.settle_unknown, SETTLE_INTERVAL_S)
 
     @property
     def handlers(self) -> dict[str, Any]:
         return {"submit": self.submit, "confirm": self.confirm, "forget": self.forget, "reserve": self.reserve,
                 "data_stored": self.data_stored, "stop": self.stop, "delete": self.delete,
-                "evict_model": self.evict_model, "scale": self.scale}
+                "evict_model": self.evict_model, "scale": self.scale, "delete_deployment": self.delete_deployment,
+                "revise": lambda args: self._revisions.revise(args["id"], args["change"]),
+                "promote": lambda args: self._revisions.promote(args["id"]),
+                "rollback": lambda args: self._revisions.rollback(args["id"])}
 
     # -- submissions ----------------------------------------------------------------------------
 
@@ -139,8 +146,9 @@ class Scheduler:
             return self._deploy(record)
         usage = self._ledger.usage()
         need = Need(record.requirements, executor_for(record.type).feature(record.config), constraint_labels(record))
-        placements = plan(need, self._candidates(record, usage.available, usage.capacity, exclude=set(visited)),
-                          self._node.config.strategy)
+        candidates = self._candidates(record, usage.available, usage.capacity, exclude=set(visited),
+                                      avoid=set(args.get("avoid", ())))
+        placements = plan(need, candidates, self._node.config.strategy)
         budget_s = min(DELEGATION_BUDGET_S, args.get("budget_s") or DELEGATION_BUDGET_S)
         return self._try(Attempt(record, placements.ranked, visited, args.get("attempt"), budget_s,
                                  list(placements.passed_over), usage.available))
@@ -222,10 +230,12 @@ class Scheduler:
         return Deferred(forward, then)
 
     def _candidates(self, record: WorkloadRecord, available: Resources, capacity: Resources,
-                    exclude: set[str]) -> list[Candidate]:
+                    exclude: set[str], avoid: set[str]) -> list[Candidate]:
         """This node, then its online children, then online peers, as their heartbeats describe their subtrees;
-        a node that holds another replica of the same deployment is marked (the spread rule)."""
-        capabilities, siblings = self._ledger.capabilities(), self._nodes_with_replicas(record)
+        a node that holds another replica of the same deployment is marked (the spread rule), and so is one
+        a replacement is to avoid (where the replica it replaces failed)."""
+        capabilities = self._ledger.capabilities()
+        siblings = self._nodes_with_replicas(record) | avoid
         candidates = [Candidate(self._node.config.node_id, available, capacity, local=True,
                                 features=_features(capabilities.get("features")),
                                 labels={name: frozenset([value]) for name, value in capabilities.get("labels", {}).items()},
@@ -247,8 +257,8 @@ class Scheduler:
         return candidates
 
     def _nodes_with_replicas(self, record: WorkloadRecord) -> set[str]:
-        """Where the other replicas of ``record``'s deployment run (or are delegated to), when it spreads by
-        node."""
+        """Where the other replicas of ``record``'s deployment and revision run (or are delegated to), when it
+        spreads by node: a rollout's new replicas spread among themselves, beside the old ones they replace."""
         if record.replica_of is None:
             return set()
         with contextlib.suppress(NotFound):
@@ -256,6 +266,7 @@ class Scheduler:
                 members = members_of(self._ledger.workloads(replica_prefix(record.replica_of)), record.replica_of)
                 return {node for member in members
                         if not member.retired and not member.terminal and member.id != record.id
+                        and (member.revision or 1) == (record.revision or 1)
                         for node in (member.node, member.delegated_to) if node}
         return set()
 
@@ -266,10 +277,14 @@ class Scheduler:
         back through this scheduler's own socket, one submission each."""
         deployment = self._ledger.record_holding_nothing(dataclasses.replace(
             record, status=Status.PENDING, node=self._node.config.node_id))
-        return Deferred(lambda: self._replicas.deploy(deployment), lambda placed: {"placed": placed.to_dict()})
+        return Deferred(lambda: self._deployments_controller.deploy(deployment),
+                        lambda placed: {"placed": placed.to_dict()})
 
-    def _submit_replica(self, replica: WorkloadRecord) -> WorkloadRecord:
-        placed = request(self._paths.scheduler_endpoint, "submit", {"workload": replica.to_dict()},
+    def _submit_replica(self, replica: WorkloadRecord, avoid: frozenset[str]) -> WorkloadRecord:
+        """A replica goes through this serial thread's placement as any submission (its controller's thread
+        asks over the scheduler's own socket); ``avoid``: nodes ranked last (where its predecessor failed)."""
+        placed = request(self._paths.scheduler_endpoint, "submit",
+                         {"workload": replica.to_dict(), "avoid": sorted(avoid)},
                          submit_timeout_s(self._node.config.health_start_timeout_s))
         return WorkloadRecord.from_dict(placed["placed"])
 
@@ -284,6 +299,15 @@ class Scheduler:
         self._check_replicas(replicas)
         return self._ledger.update(record.id, lambda current: dataclasses.replace(
             current, deployment={**DeploymentSpec.of(current).to_dict(), "replicas": replicas})).to_dict()
+
+    def delete_deployment(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Record that a deployment goes: its controller stops and deletes its replicas, then its record."""
+        record = self._ledger.get(args["id"])
+        if record.deployment is None:
+            raise Conflict(f"workload {record.id} is not a deployment")
+        return self._ledger.update(record.id, lambda current: dataclasses.replace(
+            current, desired=Desired.STOP, deployment={**DeploymentSpec.of(current).to_dict(), "deleting": True}
+        )).to_dict()
 
     def _check_replicas(self, replicas: int) -> None:
         if replicas > self._node.config.replicas_max:

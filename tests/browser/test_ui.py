@@ -326,9 +326,9 @@ def test_a_deployment_of_replicas_is_submitted_and_shown_with_its_instances(cons
     expect(console.locator("#submit-result")).to_contain_text("ui-replicas")
     deployment = row(console, "ui-replicas")
     expect(deployment.locator(".badge")).to_have_text("running")
-    expect(deployment.locator(".replicas .summary")).to_have_text("running 2/2")
+    expect(deployment.locator(".replicas .summary")).to_have_text("running 2/2 · revision 1")
     expect(deployment.locator(".replica")).to_have_count(2)
-    expect(deployment.locator(".replica").first).to_contain_text("r0")
+    expect(deployment.locator(".replica").first).to_contain_text("0 · r1 · ")
     screenshot(deployment, "deployment-row")
     workload_id = deployment.get_attribute("data-id")
     assert node.workload(workload_id)["deployment"]["replicas"] == 2

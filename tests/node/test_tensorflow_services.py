@@ -5,7 +5,9 @@ extra; files that are no such model, and archives that would write outside their
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Iterator
@@ -133,3 +135,35 @@ def test_what_is_no_such_model_is_422(shared_node: Node, tf_models: TensorFlowMo
         assert answer.status_code == 422 and says in answer.json()["message"], (model_type, path, answer.text)
     assert shared_node.resources() == before
     assert not list(Path("/tmp").glob("cnet-escaped.txt")) and not list(Path("/").glob("cnet-escaped.txt"))
+
+
+def test_a_savedmodel_directory_is_packed_into_the_cache_and_served(shared_node: Node, tf_models: TensorFlowModels,
+                                                                     reference: YoloModel) -> None:
+    """model_path names a SavedModel directory, as TF Serving and Triton take one: the node packs it (a tar,
+    the same bytes for the same files) into its cache, serves it, and a second deployment reuses the pack."""
+    folder = Path(tempfile.mkdtemp(prefix="cnet-savedmodel-", dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        with zipfile.ZipFile(tf_models.saved_model_zip) as archive:
+            archive.extractall(folder)
+        model_dir = next(path.parent for path in folder.rglob("saved_model.pb"))
+        records = []
+        for _ in range(2):
+            answer = shared_node.submit({"model_type": "tensorflow", "model_path": str(model_dir)}, {"cpu": 1},
+                                        workload_type="mlmodel")
+            assert answer.status_code == 201 and answer.json()["status"] == "running", answer.text
+            records.append(answer.json())
+        assert records[0]["config"]["model_sha256"] == records[1]["config"]["model_sha256"]
+        packed = [model for model in shared_node.api("GET", "/api/models").json()["models"]
+                  if model["source"] == str(model_dir)]
+        assert len(packed) == 1 and packed[0]["kind"] == "cached" and packed[0]["users"] == sorted(
+            record["id"] for record in records), packed
+        expected, _ = reference.predict(cv2.imread(IMAGES[0]), confidence=CONFIDENCE)
+        answer = shared_node.api("POST", f"/api/workloads/{records[0]['id']}/predict", params={"confidence": CONFIDENCE},
+                                 data=Path(IMAGES[0]).read_bytes(), headers={"Content-Type": "image/png"})
+        assert sorted(item["class"] for item in answer.json()["detections"]) == sorted(
+            wanted.class_name for wanted in expected)
+        for record in records:
+            assert shared_node.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

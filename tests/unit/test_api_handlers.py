@@ -12,7 +12,7 @@ from falcon import testing
 
 from cnetd.api.app import create_app
 from cnetd.api.base import ApiDeps
-from cnetd.api.remote import RemoteWorkloads
+from cnetd.core.remote import RemoteWorkloads
 from cnetd.common.errors import InsufficientResources
 from cnetd.core.config import parse_config
 from ledger.catalog import Catalog

@@ -17,7 +17,11 @@ FACES = {"type": "opencv", "config": {"cascade_type": "face"}, "requirements": {
 
 def test_a_submission_with_replicas_is_a_deployment_with_its_defaults() -> None:
     record = parse_submission({**FACES, "id": "faces", "replicas": 3})
-    assert DeploymentSpec.of(record) == DeploymentSpec(3, "node", "all-or-nothing")
+    spec = DeploymentSpec.of(record)
+    assert (spec.replicas, spec.spread, spec.placement, spec.revision, spec.rollout) == (3, "node", "all-or-nothing", 1, None)
+    assert [(item["revision"], item["state"], item["config"]) for item in spec.revisions] == [(1, "active", FACES["config"])]
+    assert spec.update_policy.max_parallel == 1 and spec.update_policy.auto_revert
+    assert spec.reschedule_policy.delay_after(0) == 5.0 and spec.reschedule_policy.delay_after(10) == 60.0
     assert parse_submission(FACES).deployment is None
     assert DeploymentSpec.of(parse_submission({**FACES, "replicas": 2.0})).replicas == 2  # JSON Schema's integer
     spread = parse_submission({**FACES, "replicas": 2, "spread": "any", "placement": "best-effort"})
@@ -34,6 +38,11 @@ def test_a_submission_with_replicas_is_a_deployment_with_its_defaults() -> None:
     ({"replicas": 2, "spread": "rack"}, "spread: expected one of node, any"),
     ({"replicas": 2, "placement": "some"}, "placement: expected one of all-or-nothing, best-effort"),
     ({"replicas": 2, "id": "d" * 57}, "at most 56 characters"),
+    ({"update": {"canary": 1}}, "update: only with replicas"),
+    ({"replicas": 2, "update": {"max_parallel": 0}}, "update.max_parallel: expected a whole number from 1"),
+    ({"replicas": 2, "update": {"speed": 3}}, "update: unknown field"),
+    ({"replicas": 2, "update": {"auto_revert": "yes"}}, "update.auto_revert: expected true or false"),
+    ({"replicas": 2, "reschedule": {"delay_s": 10, "max_delay_s": 5}}, "reschedule.max_delay_s"),
 ])
 def test_a_deployment_asks_only_for_what_can_be(fields: dict, says: str) -> None:
     with pytest.raises(Invalid, match=says):
@@ -52,7 +61,7 @@ def test_the_fingerprint_tells_a_deployment_from_the_same_single_workload() -> N
 def test_a_replica_is_its_deployment_under_its_own_id() -> None:
     deployment = parse_submission({**FACES, "id": "faces", "replicas": 2})
     replica = replica_record(deployment, 7)
-    assert (replica.id, replica.replica_of, replica.deployment) == ("faces-r7", "faces", None)
+    assert (replica.id, replica.replica_of, replica.deployment, replica.revision) == ("faces-r7", "faces", None, 1)
     assert (replica.config, replica.requirements, replica.type) == (deployment.config, Resources(cpu=1), "opencv")
 
 

@@ -22,6 +22,7 @@ import logging
 import os
 import pwd
 import shutil
+import tarfile
 import threading
 import time
 import uuid
@@ -106,6 +107,8 @@ class ModelStore:
         """The artifact ``source`` names when it is on this node already (a file, data uploaded here, or a
         cached copy of the expected hash); None when it must be fetched."""
         if source.kind == FILE:
+            if os.path.isdir(source.text):  # a SavedModel directory, as TF Serving and Triton take one
+                return self._packed(source.text, expected)
             return self._local(source.text, source.text, expected)
         if source.kind == DATA:
             path = self._data_file(source)
@@ -144,6 +147,38 @@ class ModelStore:
         artifact = Artifact(sha256, os.path.realpath(path), os.path.getsize(path), source, LOCAL)
         self._put_record(artifact, Status.STORED)
         return artifact
+
+    def _packed(self, folder: str, expected: str | None) -> Artifact:
+        """A model directory packed as a tar (entries sorted, times and owners zeroed: the same files give the
+        same bytes) into the cache, holding its size; packed again only when a file in it changed."""
+        key = _folder_key(folder)
+        sha256 = self._hashes.get(key)
+        known = self.known(sha256) if sha256 else None
+        if known is None:
+            self._partial.mkdir(parents=True, exist_ok=True)
+            partial = self._partial / f"{uuid.uuid4().hex}.tar"
+            try:
+                size = _pack(Path(folder), partial, self._cache_bytes)
+                sha256 = file_sha256(str(partial))
+                self._hashes[key] = sha256
+                known = self.known(sha256)
+                if known is None:
+                    artifact = Artifact(sha256, str(self._root / sha256), size, folder, CACHED, fetched=True)
+                    self._group_readable(partial)
+                    os.replace(partial, artifact.path)
+                    try:
+                        self._put_record(artifact, Status.STORED)
+                    except CnetError:
+                        Path(artifact.path).unlink(missing_ok=True)
+                        raise
+                    known = artifact
+            finally:
+                partial.unlink(missing_ok=True)
+        if expected is not None and known.sha256 != expected:
+            raise Unprocessable(f"config.model_sha256: {folder} packs to sha256 {known.sha256}, not {expected}",
+                                artifact=folder)
+        self.touch(known.sha256)
+        return known
 
     def _hash_of(self, path: str) -> str:
         """A local file's SHA-256, read again only when the file changed (as git's index does)."""
@@ -371,6 +406,36 @@ class ModelStore:
                 log.info("removed the interrupted fetch of %s", record.config.get("source"))
         shutil.rmtree(self._partial, ignore_errors=True)
 
+
+
+def _folder_key(folder: str) -> tuple[str, int, int, int]:
+    """What changes when any file of a model directory does: its path, and its files' count, bytes and latest
+    change."""
+    files = [entry for entry in Path(folder).rglob("*") if entry.is_file()]
+    infos = [entry.stat() for entry in files]
+    return (os.path.realpath(folder), len(files), sum(info.st_size for info in infos),
+            max((info.st_mtime_ns for info in infos), default=0))
+
+
+def _pack(folder: Path, into: Path, most_bytes: int) -> int:
+    """Tar ``folder``'s files (sorted, times and owners zeroed) into ``into``; its size. A folder larger than
+    the cache may hold is refused."""
+    def normalized(member: tarfile.TarInfo) -> tarfile.TarInfo:
+        member.mtime, member.uid, member.gid, member.uname, member.gname = 0, 0, 0, "", ""
+        member.mode = 0o755 if member.isdir() else 0o644
+        return member
+    entries = sorted(folder.rglob("*"))
+    total = sum(entry.stat().st_size for entry in entries if entry.is_file())
+    if total > most_bytes:
+        raise Unprocessable(f"config.model_path: {folder} holds {total} bytes, more than the model cache's "
+                            f"{most_bytes} (models.cache_bytes)", artifact=str(folder))
+    with tarfile.open(into, "w", format=tarfile.PAX_FORMAT) as archive:
+        for entry in entries:
+            if entry.is_symlink():
+                raise Unprocessable(f"config.model_path: {entry} is a link: a model directory holds files only",
+                                    artifact=str(folder))
+            archive.add(entry, arcname=str(entry.relative_to(folder)), recursive=False, filter=normalized)
+    return into.stat().st_size
 
 
 def _reason(exc: requests.RequestException) -> str:

@@ -99,13 +99,17 @@ function endpointLink(record) {
 }
 
 // A deployment runs on its replicas' nodes: its count, then one line per replica.
+// Its revision (and a rollout under way), its count, then one line per replica with the revision it runs.
 function replicasOn(deployment) {
+  const rollout = deployment.rollout;
+  const revision = `revision ${deployment.revision || 1}` + (rollout
+    ? ` → ${rollout.revision}${rollout.promoted ? "" : " (canary: promote to go on)"}` : "");
   return el("div", { class: "replicas" },
-    el("div", { class: "summary" }, deployment.summary),
+    el("div", { class: "summary" }, `${deployment.summary} · ${revision}`),
     deployment.instances.map((instance) => el("small", {
       class: `replica ${instance.retired_because ? "retired" : ""}`, dataset: { replica: instance.id },
       title: instance.retired_because || `${instance.restarts || 0} restart(s)`,
-    }, `${instance.id.split("-").pop()} · ${instance.node || "–"} · ${instance.retired_because ? "draining" : instance.status}`)));
+    }, `${instance.id.split("-").pop()} · r${instance.revision || 1} · ${instance.node || "–"} · ${instance.retired_because ? "draining" : instance.status}`)));
 }
 
 // Where it runs; for a delegated workload that went further than the node it was handed to, the hop too.

@@ -93,7 +93,7 @@ class RemoteWorkloads:
         self._last_seen[record.id] = (time.time(), remote)
         return {**remote, "delegated_to": record.delegated_to, "remote_api": record.remote_api,
                 "placement": record.placement, "replica_of": record.replica_of, "retired_at": record.retired_at,
-                "retired_because": record.retired_because}
+                "retired_because": record.retired_because, "revision": record.revision}
 
     def _lost(self, record: WorkloadRecord) -> dict[str, Any]:
         at, known = self._last_seen.get(record.id, (record.started_at or record.created_at, record.to_dict()))

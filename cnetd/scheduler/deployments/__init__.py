@@ -1,0 +1,1 @@
+"""Deployments of replicas: the decisions (``decide``, pure) and their owner (``controller``)."""
