@@ -49,7 +49,7 @@ test: venv system-deps container-engine
 bench: venv system-deps
 	@(command -v nginx && command -v wrk) >/dev/null || ($(APT_INSTALL) nginx-light wrk)
 	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput metrics_overhead \
-		partition_recovery cluster_faults tensorflow_predict node_stop idle_penalty agent_upgrade rollout; do \
+		partition_recovery cluster_faults tensorflow_predict node_stop idle_penalty agent_upgrade rollout autoscale; do \
 		$(BIN)/python bench/$$script.py || exit 1; done
 
 # A wheel and an sdist of CNET (the version: cnetd/__init__.py), then the offline bundle for this platform:

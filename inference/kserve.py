@@ -33,6 +33,7 @@ IMAGE_INPUT = TensorSpec("image", "BYTES", (1,))
 DETECTION_OUTPUTS = (TensorSpec("boxes", "FP32", (-1, 4)), TensorSpec("scores", "FP32", (-1,)),
                      TensorSpec("class_ids", "INT64", (-1,)), TensorSpec("classes", "BYTES", (-1,)))
 HEADER_LENGTH = "Inference-Header-Content-Length"
+INFER_ROUTE = "/v2/models/{model}/infer"
 
 
 class _Server:
@@ -178,6 +179,6 @@ def add_v2_routes(app: falcon.App, detector: Detector, max_image_bytes: int) -> 
     app.add_route("/v2/health/ready", _Ready())
     app.add_route("/v2/models/{model}", _ModelMetadata(detector))
     app.add_route("/v2/models/{model}/ready", _ModelReady(detector))
-    app.add_route("/v2/models/{model}/infer", _Infer(detector, max_image_bytes))
+    app.add_route(INFER_ROUTE, _Infer(detector, max_image_bytes))
     app.add_route("/v2/models/{model}/stats", _ModelStatistics(detector))
     app.add_route("/v2/models/stats", _ModelStatistics(detector))

@@ -4,6 +4,9 @@ over any ``Detector``.
 /predict takes a JSON body with a base64 image (``data:`` prefix allowed), a multipart upload (part
 ``image`` or ``file``), or a raw ``image/*`` body; options come from the JSON body, multipart fields or
 the query string. Bad input answers 400/413 with a JSON error and the service keeps serving.
+
+``cnet_service_ongoing_requests`` (at /metrics) counts the inference requests (/predict and v2 infer) the
+service holds now, waiting for a lane or a batch and executing: its load, whoever sent them.
 """
 from __future__ import annotations
 
@@ -11,13 +14,14 @@ import time
 from typing import Any
 
 import falcon
+from prometheus_client import CollectorRegistry, Gauge
 
 from cnetd.common.web import install_error_rendering, json_of, read_body, send
 from cnetd.common.errors import Invalid, PayloadTooLarge, Unprocessable
 from cnetd.common.request_metrics import instrumented_app
 from inference.imaging import ImageTooLarge, InvalidImage, decode_base64, decode_image, looks_like_image
 from inference.detector import OPTION_NAMES, Detector, parse_options
-from inference.kserve import add_v2_routes
+from inference.kserve import INFER_ROUTE, add_v2_routes
 from inference.statistics import timed
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -108,8 +112,28 @@ class _Predict:
         return image_bytes
 
 
+class _OngoingRequests:
+    """Falcon middleware: the inference requests in the service now (from routing to the answer)."""
+
+    ROUTES = ("/predict", INFER_ROUTE)
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._gauge = Gauge("cnet_service_ongoing_requests", "Inference requests (/predict, v2 infer) in the "
+                            "service now: waiting for a lane or a batch, or executing", registry=registry)
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]) -> None:
+        if req.uri_template in self.ROUTES and req.method == "POST":
+            self._gauge.inc()
+            req.context.ongoing = True
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        if req.context.get("ongoing"):
+            self._gauge.dec()
+
+
 def create_service_app(detector: Detector, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> falcon.App:
-    app, _ = instrumented_app("cnet_service")
+    app, registry = instrumented_app("cnet_service")
+    app.add_middleware(_OngoingRequests(registry))
     app.add_route("/health", _Health(detector))
     app.add_route("/info", _Info(detector))
     app.add_route("/predict", _Predict(detector, max_image_bytes))

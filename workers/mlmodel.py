@@ -30,6 +30,7 @@ RUNTIMES = {"pytorch": ("torch", "PyTorch", "torch"), "tflite": ("ai_edge_litert
 DERIVED_FIELDS = ("model_file",)  # added by the node that runs it, never submitted
 MAX_BATCH, MAX_BATCH_DELAY_MS, DEFAULT_BATCH_DELAY_MS = 64, 1000, 2.0
 CHECK_TIMEOUT_S = 120
+_models_passed: set[tuple[str, str]] = set()  # (sha256, model type) of models that loaded, in this process
 
 
 class YoloExecutor(PlainProgram):
@@ -85,8 +86,15 @@ class YoloExecutor(PlainProgram):
                 **({"batch": batch} if batch else {}), **validate_warmup(config), **validate_service_fields(config, node)}
 
     def check(self, config: dict[str, Any]) -> None:
-        """The model loads (``python -m inference.yolo_model``, a short subprocess)."""
+        """The model loads (``python -m inference.yolo_model``, a short subprocess), once per model: a model
+        that passed is known by its sha256 (the node's cache verified it), so a replica of it, or a start
+        from zero, starts without checking it again."""
+        passed = (config.get("model_sha256"), config["model_type"])
+        if passed in _models_passed:
+            return
         _check_model(config["model_file"], config["model_type"], config["model_path"])
+        if passed[0]:
+            _models_passed.add(passed)
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         path = record.config["model_file"]

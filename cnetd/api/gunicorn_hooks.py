@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from prometheus_client import multiprocess
+
 from cnetd.common.http_worker import DeadlineWorker
 from cnetd.core.api_socket import handover_path, serve_handover
 from cnetd.core.config import NodeConfig
@@ -26,6 +28,11 @@ def on_exit(server: Any) -> None:
 def post_fork(server: Any, worker: Any) -> None:
     """A worker dies with its master: one left by a killed master would keep serving a dead node's port."""
     die_with_parent()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker that ended holds no requests: its live gauges (a deployment's ongoing requests) go."""
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker: DeadlineWorker) -> None:

@@ -100,8 +100,10 @@ def _submission(workload_type: str, config: dict[str, Any], replicable: bool) ->
                                "then": {"required": ["attempt"], "properties": {"attempt": {"type": "string"}}}}}}
     if replicable:
         schema["properties"].update(_DEPLOYMENT_FIELDS)
-        schema["dependentRequired"] = {name: ["replicas"] for name in ("spread", "placement", "update", "reschedule")}
-        schema["if"] = {"required": ["replicas"]}  # its replicas' ids add "-rN" to its own
+        a_deployment = {"anyOf": [{"required": ["replicas"]}, {"required": ["autoscale"]}]}
+        schema["dependentSchemas"] = {name: a_deployment for name in ("spread", "placement", "update", "reschedule")}
+        schema["not"] = {"required": ["replicas", "autoscale"]}  # autoscale sets the count
+        schema["if"] = a_deployment  # its replicas' ids add "-rN" to its own
         schema["then"] = {"properties": {"id": {"maxLength": MAX_DEPLOYMENT_ID}}}
     return schema
 
@@ -123,8 +125,33 @@ _RESCHEDULE = {"type": ["object", "null"], "additionalProperties": False, "descr
                    "attempts": {"type": "integer", "minimum": 0, "maximum": 1000},
                    "interval_s": {"type": "number", "minimum": 1, "maximum": 30 * 86400},
                    "delay_s": {**_SECONDS, "maximum": 86400}, "max_delay_s": {**_SECONDS, "maximum": 86400}}}
+_AUTOSCALE = {"type": "object", "additionalProperties": False, "description":
+              "a deployment whose count follows the load: the requests in flight through its endpoint, averaged "
+              "over metrics_window_s, against target_ongoing_requests per replica; up after upscale_delay_s of "
+              "more, down after downscale_delay_s of less (min_replicas 0: none when idle, the next request held "
+              "while one starts)", "properties": {
+                  "min_replicas": {"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS, "default": 1},
+                  "max_replicas": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS, "default": 4,
+                                   "description": "at least min_replicas (a 400 otherwise)"},
+                  "target_ongoing_requests": {"type": "number", "minimum": 0.01, "maximum": 10_000, "default": 2},
+                  "upscale_delay_s": {**_SECONDS, "maximum": 3600, "default": 5},
+                  "downscale_delay_s": {**_SECONDS, "maximum": 86400, "default": 60},
+                  "metrics_window_s": {"type": "number", "minimum": 0.5, "maximum": 3600, "default": 5}}}
+_DECISION = {"type": "object", "required": ["at", "from", "to", "reason"], "properties": {
+    "at": {"type": "number"}, "from": {"type": "integer"}, "to": {"type": "integer"}, "reason": {"type": "string"}}}
+_AUTOSCALE_STATE = {"type": ["object", "null"], "description": "an autoscaled deployment's policy, signal and "
+                    "decisions", "required": ["policy", "signal", "decision", "history", "limited"], "properties": {
+                        "policy": _AUTOSCALE,
+                        "signal": {"type": "number", "description": "ongoing requests, averaged over the window"},
+                        "decision": {"oneOf": [_DECISION, {"type": "null"}]},
+                        "history": {"type": "array", "items": _DECISION, "description": "the last 20 decisions"},
+                        "limited": {"type": ["object", "null"], "description": "no node had room for more: the "
+                                    "count it stays at (replicas), since (at) and why (reason)"},
+                        "cold_start_s": {"type": "number", "description": "the last start from zero: from the "
+                                         "decision to a replica serving"}}}
 _DEPLOYMENT_FIELDS = {
     "replicas": {**_REPLICAS, "description": "a deployment of this many instances behind one endpoint"},
+    "autoscale": _AUTOSCALE,
     "spread": {"enum": list(SPREADS), "description": "node (default): replicas on distinct nodes when possible"},
     "placement": {"enum": list(PLACEMENTS), "description": "all-or-nothing (default): refuse when not all fit; "
                   "best-effort: run what fits"},
@@ -196,12 +223,17 @@ SCHEMAS: dict[str, Any] = {
     "DeploymentChange": {"oneOf": [
         {"type": "object", "required": ["replicas"], "additionalProperties": False, "properties": {"replicas": _REPLICAS},
          "description": "scale"},
+        {"type": "object", "required": ["autoscale"], "additionalProperties": False,
+         "properties": {"autoscale": _AUTOSCALE}, "description": "an autoscaled deployment's bounds and policy "
+         "(the keys given; the others kept)"},
         {"type": "object", "minProperties": 1, "additionalProperties": False, "description":
          "the next revision: a new config and/or requirements (checked first), rolled out by the update policy",
          "properties": {"config": {"type": "object"}, "requirements": _RESOURCES, "update": _UPDATE}}]},
     "Deployment": {"type": "object", "required": ["replicas", "healthy", "instances", "summary"], "properties": {
         **_DEPLOYMENT_FIELDS, "reschedules": {"type": "integer", "description": "replicas replaced after they "
                                               "failed or their node was lost"},
+        "replicas": {"type": "integer", "minimum": 0, "description": "the count it wants now (autoscaled or not)"},
+        "autoscale": _AUTOSCALE_STATE,
         "healthy": {"type": "integer"}, "summary": {"type": "string", "description": "running H/N"},
         "instances": {"type": "array", "items": {"type": "object", "required": ["id", "status"], "properties": {
             "id": {"type": "string"}, "node": {"type": "string"}, "endpoint": _NULLABLE_STRING,

@@ -1,25 +1,35 @@
 """The predict relay: POST /api/workloads/{id}/predict goes to the service (or its next hop) as sent, and
 its answer comes back as it is; for a deployment, to one of its replicas in rotation (the balancer's
 choice), and once more to another when that one cannot be reached. ``X-Cnet-Replica`` names the replica
-that answered, ``X-CNET-Revision`` the deployment's revision it runs."""
+that answered, ``X-CNET-Revision`` the deployment's revision it runs.
+
+A request to an autoscaled deployment with no replica in rotation (at zero, say) is held, up to
+``replicas.cold_start_timeout_s``, while its controller (woken at once) starts one; ``X-CNET-Cold-Start-Ms``
+says how long it waited. Every request through a deployment's endpoint, held ones too, is counted in
+``cnet_deployment_ongoing_requests``: the autoscaler's signal."""
 from __future__ import annotations
+
+import contextlib
+import time
 
 import falcon
 import orjson
 
 from cnetd.api.base import Resource
 from cnetd.api.limits import PREDICT_MAX_BYTES
-from cnetd.common.errors import NotAService, NotRunning, Unavailable
+from cnetd.common.errors import CnetError, NotAService, NotRunning, Unavailable
 from cnetd.common.httpclient import TimedOut, Unreachable
 from cnetd.common.relay import Relayed, relay
 from cnetd.common.web import read_body
-from cnetd.core.metrics import BALANCED
+from cnetd.core.metrics import BALANCED, COLD_STARTS, DEPLOYMENT_ONGOING
 from cnetd.core.deployment_state import in_rotation
 from ledger.records import Status, WorkloadRecord
 
 PREDICT_TIMEOUT_S = 60.0
 SERVICE_TYPES = ("mlmodel", "opencv")
 REPLICA_HEADER, REPLICA_NODE_HEADER, REVISION_HEADER = "X-Cnet-Replica", "X-Cnet-Replica-Node", "X-CNET-Revision"
+COLD_START_HEADER = "X-CNET-Cold-Start-Ms"
+HOLD_POLL_S = 0.05  # how often a held request looks for a replica in rotation
 UNAVAILABLE_STATUSES = (502, 503, 504)  # a hop that could not reach its service: another replica may
 
 
@@ -40,7 +50,12 @@ class ServiceRelay(Resource):
         if record.deployment is None:
             answer = self._relay(record, req.method, path, body, headers)
         else:
-            replica, answer = self._balanced(record, req.method, path, body, headers)
+            with DEPLOYMENT_ONGOING.labels(record.id).track_inprogress():
+                rotation = self._rotation(record)
+                if not rotation and record.deployment.get("autoscale"):
+                    rotation, held_s = self._held(record)
+                    resp.set_header(COLD_START_HEADER, str(round(held_s * 1000)))
+                replica, answer = self._balanced(record, rotation, req.method, path, body, headers)
             resp.set_header(REPLICA_HEADER, replica.id)
             resp.set_header(REPLICA_NODE_HEADER, replica.node)
             resp.set_header(REVISION_HEADER, str(replica.revision or 1))
@@ -49,11 +64,29 @@ class ServiceRelay(Resource):
             resp.set_header(name, value)
         resp.data = answer.data
 
-    def _balanced(self, deployment: WorkloadRecord, method: str, path: str, body: bytes | None,
-                  headers: dict[str, str]) -> tuple[WorkloadRecord, Relayed]:
-        rotation = [member for member in self.members(deployment)
-                    if in_rotation(member.status, member.health_failures, member.retired)
-                    and (not member.remote or self.deps.remote.online(member.delegated_to))]
+    def _rotation(self, deployment: WorkloadRecord) -> list[WorkloadRecord]:
+        return [member for member in self.members(deployment)
+                if in_rotation(member.status, member.health_failures, member.retired)
+                and (not member.remote or self.deps.remote.online(member.delegated_to))]
+
+    def _held(self, deployment: WorkloadRecord) -> tuple[list[WorkloadRecord], float]:
+        """Wait for a replica of an autoscaled deployment to serve (its controller, woken now, sees this
+        request counted and starts one from zero at once): the rotation and how long it took."""
+        started, bound = time.monotonic(), self.deps.config.replicas_cold_start_timeout_s
+        with contextlib.suppress(CnetError):  # not woken: its next round comes within half a second anyway
+            self.schedule("wake_deployments")
+        while time.monotonic() - started < bound:
+            time.sleep(HOLD_POLL_S)
+            rotation = self._rotation(self.workload(deployment.id))
+            if rotation:
+                held_s = time.monotonic() - started
+                COLD_STARTS.observe(held_s)
+                return rotation, held_s
+        raise Unavailable(f"no replica of deployment {deployment.id} could serve within {bound:g} s "
+                          f"(replicas.cold_start_timeout_s): {self.workload(deployment.id).message or 'still starting'}")
+
+    def _balanced(self, deployment: WorkloadRecord, rotation: list[WorkloadRecord], method: str, path: str,
+                  body: bytes | None, headers: dict[str, str]) -> tuple[WorkloadRecord, Relayed]:
         failure: Unavailable | None = None
         for attempt, replica in enumerate(self.deps.balancer.order(rotation)):
             with self.deps.balancer.sending(replica.id):

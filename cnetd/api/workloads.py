@@ -109,22 +109,26 @@ class Workload(Resource):
         send(resp, self.view(self.workload(workload_id)))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
-        """A deployment's desired state: ``{"replicas": N}`` scales it; a new ``config`` and/or
-        ``requirements`` (with an ``update`` policy, if wanted) make its next revision, which its controller
-        rolls out. Answered once recorded (a revision: once checked); the rollout goes on behind it."""
+        """A deployment's desired state: ``{"replicas": N}`` scales it; ``{"autoscale": {...}}`` changes an
+        autoscaled one's bounds and policy (the keys given); a new ``config`` and/or ``requirements`` (with an
+        ``update`` policy, if wanted) make its next revision, which its controller rolls out. Answered once
+        recorded (a revision: once checked); the rollout goes on behind it."""
         body = read_json(req, self.deps.config.api_max_body_bytes)
         if not isinstance(body, dict) or not body:
-            raise Invalid('expected {"replicas": N}, or a new revision: {"config": ..., "requirements": ..., '
-                          '"update": ...}')
-        unknown = sorted(set(body) - {"replicas", *REVISION_FIELDS})
+            raise Invalid('expected {"replicas": N}, {"autoscale": {...}}, or a new revision: {"config": ..., '
+                          '"requirements": ..., "update": ...}')
+        unknown = sorted(set(body) - {"replicas", "autoscale", *REVISION_FIELDS})
         if unknown:
-            raise Invalid(f"unknown field(s) {', '.join(unknown)} (a deployment changes replicas, or config, "
-                          "requirements and update)")
-        if "replicas" in body and set(body) - {"replicas"}:
-            raise Invalid("replicas: change the count and the revision in two requests")
+            raise Invalid(f"unknown field(s) {', '.join(unknown)} (a deployment changes replicas, autoscale, or "
+                          "config, requirements and update)")
+        for alone in ("replicas", "autoscale"):
+            if alone in body and set(body) - {alone}:
+                raise Invalid(f"{alone}: change it alone (the count, the bounds and a revision in separate requests)")
         self.workload(workload_id)
         if "replicas" in body:
             changed = self.schedule("scale", id=workload_id, replicas=replica_count(body["replicas"]))
+        elif "autoscale" in body:
+            changed = self.schedule("autoscale", id=workload_id, autoscale=body["autoscale"])
         else:
             changed = self.schedule("revise", id=workload_id, change=body)
         send(resp, self.view(WorkloadRecord.from_dict(changed)))

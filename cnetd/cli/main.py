@@ -119,7 +119,12 @@ def _read(path: str) -> str:
 def show(node: NodeClient, workload_id: str, output: str) -> None:
     """One workload, whole."""
     record = node.get(f"/api/workloads/{workload_id}")
-    views.as_json(record) if output == "json" else print(yaml.safe_dump(record, sort_keys=False), end="")
+    if output == "json":
+        views.as_json(record)
+        return
+    if (record.get("deployment") or {}).get("autoscale"):
+        views.out.print(views.autoscaling(record["deployment"]))
+    print(yaml.safe_dump(record, sort_keys=False), end="")
 
 
 @cli.command()
@@ -163,6 +168,24 @@ def scale(node: NodeClient, workload_id: str, replicas: int) -> None:
     """Change a deployment's count of replicas (extra ones drain, then stop)."""
     record = node.patch(f"/api/workloads/{workload_id}", {"replicas": replicas})
     click.echo(f"{workload_id} scaled to {record['deployment']['replicas']} ({record['deployment']['summary']} now)")
+
+
+@cli.command()
+@click.argument("workload_id")
+@click.option("--min", "min_replicas", type=click.IntRange(0), help="fewest replicas (0: none when idle)")
+@click.option("--max", "max_replicas", type=click.IntRange(1), help="most replicas")
+@click.option("--target", "target_ongoing_requests", type=click.FloatRange(0, min_open=True),
+              help="ongoing requests per replica to aim for")
+@click.option("--upscale-delay", "upscale_delay_s", type=click.FloatRange(0), help="seconds of more load before more")
+@click.option("--downscale-delay", "downscale_delay_s", type=click.FloatRange(0), help="seconds of less before fewer")
+@click.pass_obj
+def autoscale(node: NodeClient, workload_id: str, **policy: Any) -> None:
+    """Change an autoscaled deployment's bounds and policy (the options given; the others are kept)."""
+    given = {name: value for name, value in policy.items() if value is not None}
+    if not given:
+        raise click.UsageError("give at least one of --min, --max, --target, --upscale-delay, --downscale-delay")
+    record = node.patch(f"/api/workloads/{workload_id}", {"autoscale": given})
+    views.out.print(views.autoscaling(record["deployment"]))
 
 
 @cli.command()

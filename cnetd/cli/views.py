@@ -106,6 +106,20 @@ def rollout(record: dict[str, Any]) -> Table:
     return grid
 
 
+def autoscaling(deployment: dict[str, Any]) -> Table:
+    """An autoscaled deployment: serving, wanted and bounds, the signal, and its last decisions."""
+    autoscale, policy = deployment["autoscale"], deployment["autoscale"]["policy"]
+    grid = table(("WHEN", "FROM", "TO", "REASON"),
+                 ((since(item["at"]), item["from"], item["to"], item["reason"])
+                  for item in reversed(autoscale["history"][-5:])))
+    limited = autoscale.get("limited")
+    grid.title = (f"{deployment['healthy']} serving, {deployment['replicas']} wanted "
+                  f"({policy['min_replicas']} to {policy['max_replicas']}); {autoscale['signal']:g} ongoing requests "
+                  f"(target {policy['target_ongoing_requests']:g} per replica)"
+                  + (f"; resource-limited at {limited['replicas']}: {limited['reason']}" if limited else ""))
+    return grid
+
+
 def revisions(items: list[dict[str, Any]]) -> Table:
     return table(("REVISION", "STATE", "CREATED", "REASON"),
                  ((item["revision"], item["state"], since(item.get("created_at")), item.get("reason"))

@@ -88,6 +88,7 @@ class NodeConfig:
     models_cache_bytes: int = DEFAULT_MODELS_CACHE_BYTES  # the model cache's most bytes (LRU eviction past it)
     models_s3: S3Endpoint | None = None  # where s3:// model sources are fetched from
     replicas_lost_after_s: float = 60.0  # a replica whose node is offline this long is replaced elsewhere
+    replicas_cold_start_timeout_s: float = 30.0  # a request held for an autoscaled deployment's first replica
     replicas_max: int = MAX_REPLICAS  # the most replicas one deployment submitted here may have
     labels: dict[str, str] = dataclasses.field(default_factory=dict)  # agent.labels: what constraints match
 
@@ -169,7 +170,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "gateway": ("allowed_roots",),
     "workloads": ("user", "allow_root", "allowed_users"),
     "models": ("cache_bytes", "s3_endpoint", "s3_region", "s3_access_key", "s3_secret_key"),
-    "replicas": ("lost_after_s", "max"),
+    "replicas": ("lost_after_s", "max", "cold_start_timeout_s"),
 }
 
 
@@ -233,6 +234,7 @@ def parse_config(raw: Any) -> NodeConfig:
         models_cache_bytes=get("models.cache_bytes", DEFAULT_MODELS_CACHE_BYTES, _positive_int),
         models_s3=_s3_endpoint(get),
         replicas_lost_after_s=float(get("replicas.lost_after_s", 60.0, _positive_number)),
+        replicas_cold_start_timeout_s=float(get("replicas.cold_start_timeout_s", 30.0, _positive_number)),
         replicas_max=get("replicas.max", MAX_REPLICAS, _positive_int),
         labels=get("agent.labels", {}, _labels),
     )

@@ -24,7 +24,7 @@ ALL_OR_NOTHING, BEST_EFFORT = "all-or-nothing", "best-effort"
 SPREADS, PLACEMENTS = (SPREAD_NODE, SPREAD_ANY), (ALL_OR_NOTHING, BEST_EFFORT)
 MAX_REPLICAS = 64
 MAX_DEPLOYMENT_ID = 56  # room for "-r" and a replica's number within a workload id's 63 characters
-FIELDS = ("replicas", "spread", "placement", "update", "reschedule")  # a submission's fields of a deployment
+FIELDS = ("replicas", "autoscale", "spread", "placement", "update", "reschedule")  # a deployment's fields
 REVISION_FIELDS = ("config", "requirements", "update")  # what a PATCH that makes a new revision may hold
 
 # A revision's states (the names clients rely on).
@@ -128,6 +128,49 @@ class ReschedulePolicy:
 
 
 @dataclass(frozen=True)
+class AutoscalePolicy:
+    """Replicas that follow the load (Ray Serve's keys, with defaults that react in seconds): the ongoing
+    requests per replica, averaged over ``metrics_window_s``, against ``target_ongoing_requests``; more
+    replicas once that asked for more for ``upscale_delay_s``, fewer once it asked for fewer for
+    ``downscale_delay_s``, within ``min_replicas`` (0: none when idle) and ``max_replicas``."""
+
+    min_replicas: int = 1
+    max_replicas: int = 4
+    target_ongoing_requests: float = 2.0
+    upscale_delay_s: float = 5.0
+    downscale_delay_s: float = 60.0
+    metrics_window_s: float = 5.0
+
+    FIELDS = ("min_replicas", "max_replicas", "target_ongoing_requests", "upscale_delay_s", "downscale_delay_s",
+              "metrics_window_s")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def parse(cls, raw: Any, base: AutoscalePolicy | None = None) -> AutoscalePolicy:
+        """``base``: the policy a change starts from (its max is kept: a min above it is refused); a new
+        policy's max is at least its min."""
+        given = _section("autoscale", raw if raw is not None else {}, cls.FIELDS)
+        low = _number("autoscale", given, "min_replicas", (base or cls()).min_replicas, 0, MAX_REPLICAS, True)
+        high = base.max_replicas if base is not None else max(cls.max_replicas, low)
+        base = base or cls()
+        policy = cls(min_replicas=low,
+                     max_replicas=_number("autoscale", given, "max_replicas", high, 1, MAX_REPLICAS, True),
+                     target_ongoing_requests=_number("autoscale", given, "target_ongoing_requests",
+                                                     base.target_ongoing_requests, 0.01, 10_000),
+                     upscale_delay_s=_number("autoscale", given, "upscale_delay_s", base.upscale_delay_s, 0, 3600),
+                     downscale_delay_s=_number("autoscale", given, "downscale_delay_s", base.downscale_delay_s, 0,
+                                               86400),
+                     metrics_window_s=_number("autoscale", given, "metrics_window_s", base.metrics_window_s, 0.5,
+                                              3600))
+        if policy.min_replicas > policy.max_replicas:
+            raise Invalid(f"autoscale.min_replicas: {policy.min_replicas} is more than autoscale.max_replicas "
+                          f"({policy.max_replicas})")
+        return policy
+
+
+@dataclass(frozen=True)
 class Revision:
     revision: int
     state: str
@@ -154,6 +197,7 @@ class DeploymentSpec:
     rollout: dict[str, Any] | None = None  # under way: {revision, started_at, promoted, undo}
     rescheduled_at: list[float] = field(default_factory=list)  # recent reschedules (within the policy's interval)
     deleting: bool = False  # DELETE asked: the controller deletes its replicas, then the record
+    autoscale: dict[str, Any] | None = None  # {policy: AutoscalePolicy, signal, decision, history, limited}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -171,6 +215,10 @@ class DeploymentSpec:
     @property
     def reschedule_policy(self) -> ReschedulePolicy:
         return ReschedulePolicy(**self.reschedule)
+
+    @property
+    def autoscale_policy(self) -> AutoscalePolicy | None:
+        return AutoscalePolicy(**self.autoscale["policy"]) if self.autoscale else None
 
     @property
     def target(self) -> int:
@@ -200,12 +248,16 @@ def replica_count(raw: Any) -> int:
 
 def parse_spec(body: dict[str, Any], workload_id: str, config: dict[str, Any],
                requirements: Resources) -> DeploymentSpec | None:
-    """The deployment a submission asks for, or None for a single workload (no ``replicas`` field)."""
-    if "replicas" not in body:
+    """The deployment a submission asks for, or None for a single workload (no ``replicas`` or ``autoscale``
+    field). An autoscaled one starts with ``min_replicas`` (at least one: its first start checks it)."""
+    if "replicas" not in body and "autoscale" not in body:
         extra = [name for name in FIELDS if name in body]
         if extra:
-            raise Invalid(f"{', '.join(extra)}: only with replicas")
+            raise Invalid(f"{', '.join(extra)}: only with replicas or autoscale")
         return None
+    if "replicas" in body and "autoscale" in body:
+        raise Invalid("replicas: not with autoscale, which sets the count (its min_replicas and max_replicas bound it)")
+    autoscale = AutoscalePolicy.parse(body["autoscale"]) if "autoscale" in body else None
     spread, placement = body.get("spread", SPREAD_NODE), body.get("placement", ALL_OR_NOTHING)
     if spread not in SPREADS:
         raise Invalid(f"spread: expected one of {', '.join(SPREADS)}, got {spread!r}")
@@ -214,9 +266,12 @@ def parse_spec(body: dict[str, Any], workload_id: str, config: dict[str, Any],
     if len(workload_id) > MAX_DEPLOYMENT_ID:
         raise Invalid(f"id: a deployment's id has at most {MAX_DEPLOYMENT_ID} characters (its replicas add theirs)")
     first = Revision(1, ACTIVE, time.time(), config, requirements.to_dict())
-    return DeploymentSpec(replica_count(body["replicas"]), spread, placement, revisions=[first.to_dict()],
+    replicas = max(1, autoscale.min_replicas) if autoscale else replica_count(body["replicas"])
+    return DeploymentSpec(replicas, spread, placement, revisions=[first.to_dict()],
                           update=UpdatePolicy.parse(body.get("update")).to_dict(),
-                          reschedule=ReschedulePolicy.parse(body.get("reschedule")).to_dict())
+                          reschedule=ReschedulePolicy.parse(body.get("reschedule")).to_dict(),
+                          autoscale={"policy": autoscale.to_dict(), "signal": 0.0, "decision": None, "history": [],
+                                     "limited": None} if autoscale else None)
 
 
 def replica_prefix(deployment_id: str) -> str:

@@ -45,7 +45,8 @@ def deployment_view(record: WorkloadRecord, members: list[WorkloadRecord], views
                  for member, view in zip(members, views)]
     return {"status": deployment_status(spec.replicas, stopped, active),
             "deployment": {**spec.to_dict(), "healthy": healthy, "instances": instances,
-                           "summary": f"running {healthy}/{spec.replicas}"}}
+                           "summary": f"running {healthy}/{spec.replicas}" if spec.replicas or healthy
+                           else "scaled to zero (a request starts a replica)"}}
 
 
 def starting_replicas(view: dict[str, Any]) -> bool:

@@ -11,10 +11,16 @@ from __future__ import annotations
 import collections
 from typing import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest, multiprocess
+import glob
+import os
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ledger.records import RESOURCE_KINDS
+from cnetd.core.deployment_spec import DeploymentSpec
+from cnetd.core.deployment_state import STARTING_STATUSES, in_rotation
+from ledger.records import RESOURCE_KINDS, WorkloadRecord
 from ledger.store import Ledger
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -41,6 +47,17 @@ MODEL_FETCHED_BYTES = Counter("cnet_model_fetched_bytes_total", "Bytes of models
 REPLICA_EVENTS = Counter("cnet_replica_events_total",
                          "Replicas of deployments: placed to fill a count, retired (scaled down or orphaned), "
                          "rescheduled (replaced after they failed or their node was lost)", ["event"])
+ONGOING_METRIC = "cnet_deployment_ongoing_requests"
+DEPLOYMENT_ONGOING = Gauge(ONGOING_METRIC,
+                           "Requests in flight through a deployment's endpoint now (held while it starts from zero "
+                           "included): the autoscaler's signal before its window's average", ["deployment"],
+                           multiprocess_mode="livesum")
+COLD_STARTS = Histogram("cnet_deployment_cold_start_seconds",
+                        "How long a request was held for a deployment at zero replicas (or none in rotation) "
+                        "until one could serve it", buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 20, 30, 60))
+AUTOSCALE_DECISIONS = Counter("cnet_autoscale_decisions_total",
+                              "Replica counts the autoscaler set: up, down, or limited (no node had room)",
+                              ["direction"])
 BALANCED = Counter("cnet_balanced_requests_total",
                    "Predictions the balancer relayed to a replica: answered, retried on another, or failed",
                    ["outcome"])
@@ -62,13 +79,61 @@ class _LedgerCollector:
             for kind in RESOURCE_KINDS:
                 family.add_metric([self._node_id, kind], getattr(amounts, kind))
             yield family
+        records = self._ledger.workloads()
         counts = collections.Counter((record.type, "delegated" if record.remote else record.status)
-                                     for record in self._ledger.workloads())
+                                     for record in records)
         family = GaugeMetricFamily("cnet_workloads", "Workloads in this node's ledger by type and state "
                                    "(delegated: running on another node)", labels=["type", "state"])
         for (workload_type, state), count in sorted(counts.items()):
             family.add_metric([workload_type, state], count)
         yield family
+        yield from _deployment_families(records)
+
+
+def _deployment_families(records: list[WorkloadRecord]) -> Iterator[Metric]:
+    """Each deployment's replicas by state (desired: the count it wants now, autoscaled or not; healthy: in
+    rotation; starting; draining), and an autoscaled one's signal and whether it is resource-limited."""
+    replicas = GaugeMetricFamily("cnet_deployment_replicas", "A deployment's replicas: desired (the count it "
+                                 "wants now), healthy (in rotation), starting, draining", labels=["deployment", "state"])
+    signal = GaugeMetricFamily("cnet_deployment_autoscale_signal", "An autoscaled deployment's ongoing requests, "
+                               "averaged over its metrics window", labels=["deployment"])
+    limited = GaugeMetricFamily("cnet_deployment_resource_limited", "1 while no node has room for the replicas an "
+                                "autoscaled deployment asks for (it stays at deployment.replicas)", labels=["deployment"])
+    for deployment in (record for record in records if record.deployment is not None):
+        spec = DeploymentSpec.of(deployment)
+        members = [record for record in records if record.replica_of == deployment.id]
+        states = collections.Counter(
+            "draining" if member.retired else "healthy" if in_rotation(member.status, member.health_failures, False)
+            else "starting" if member.status in STARTING_STATUSES else "other" for member in members)
+        replicas.add_metric([deployment.id, "desired"], spec.replicas)
+        for state in ("healthy", "starting", "draining"):
+            replicas.add_metric([deployment.id, state], states[state])
+        if spec.autoscale:
+            signal.add_metric([deployment.id], spec.autoscale["signal"])
+            limited.add_metric([deployment.id], 1.0 if spec.autoscale["limited"] else 0.0)
+    yield from (replicas, signal, limited)
+
+
+def ongoing_requests(multiprocess_dir: Path) -> dict[str, float]:
+    """``cnet_deployment_ongoing_requests`` now, by deployment, summed over the live API processes (a killed
+    worker's file is skipped: its pid is gone)."""
+    files = [path for path in glob.glob(str(multiprocess_dir / "gauge_livesum_*.db")) if _alive(path)]
+    ongoing: dict[str, float] = {}
+    for metric in multiprocess.MultiProcessCollector.merge(files, accumulate=True):
+        if metric.name == ONGOING_METRIC:
+            for sample in metric.samples:
+                ongoing[sample.labels["deployment"]] = ongoing.get(sample.labels["deployment"], 0.0) + sample.value
+    return ongoing
+
+
+def _alive(path: str) -> bool:
+    try:
+        os.kill(int(Path(path).stem.rsplit("_", 1)[1]), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def node_exposition(multiprocess_dir: str, node_id: str, ledger: Ledger) -> bytes:

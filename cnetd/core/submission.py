@@ -50,7 +50,8 @@ def parse_submission(body: Any) -> WorkloadRecord:
     constraints = parse_constraints(body.get("constraints"))
     deployment = parse_spec(body, workload_id, config, requirements)
     if deployment is not None and not executor.replicable:
-        raise Invalid(f"replicas: a {workload_type} workload has no replicas (services of a model have)")
+        field = "autoscale" if "autoscale" in body else "replicas"
+        raise Invalid(f"{field}: a {workload_type} workload has no replicas (services of a model have)")
     sent = {"type": workload_type, "name": body.get("name"), "config": config, "requirements": requirements.to_dict(),
             **{field: body[field] for field in ("constraints", *DEPLOYMENT_FIELDS) if field in body}}
     fingerprint = hashlib.sha256(json.dumps(sent, sort_keys=True).encode()).hexdigest()  # json: any int size

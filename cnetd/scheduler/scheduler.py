@@ -26,7 +26,7 @@ from cnetd.common.httpclient import node_headers
 from cnetd.common.logs import workload_fields
 from cnetd.common.paths import WORKLOAD_GROUP, program_name
 from cnetd.core.channel import DELEGATION_BUDGET_S, submit_timeout_s
-from cnetd.core.deployment_spec import SPREAD_NODE, DeploymentSpec, replica_count, replica_prefix
+from cnetd.core.deployment_spec import SPREAD_NODE, AutoscalePolicy, DeploymentSpec, replica_count, replica_prefix
 from cnetd.core.deployment_state import members_of
 from cnetd.core.lifecycle import desire, finish
 from cnetd.core.metrics import DELEGATIONS
@@ -39,11 +39,12 @@ from cnetd.scheduler.launching import Launcher
 from cnetd.scheduler.models.deploy import ModelDeployments
 from cnetd.scheduler.models.store import ModelStore
 from cnetd.scheduler.revisions import Revisions
-from cnetd.scheduler.placement import Candidate, Need, Placement, plan
+from cnetd.scheduler.placement import Candidate, Need, Placement, Plan, plan
 from cnetd.scheduler.refusals import Refusal, refusal_error, refusal_of
+from cnetd.scheduler.deployments.autoscaling import ScaleDecision, autoscaled
 from cnetd.scheduler.deployments.controller import DeploymentController
 from ledger.nodetable import Role
-from ledger.records import Desired, Resources, Status, WorkloadRecord
+from ledger.records import Desired, Resources, Status, Usage, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
 from mesh.rpc import Deferred, RpcServer, request
 from workers.registry import executor_for
@@ -87,7 +88,8 @@ class Scheduler:
         self._supervisor = supervisor
         remote = RemoteWorkloads(node.nodes, config.heartbeat_period_s, config.auth_token)
         self._deployments_controller = DeploymentController(node.ledger, self._submit_replica, self._launcher, remote,
-                                                            config.replicas_lost_after_s)
+                                                            config.replicas_lost_after_s, self._has_room,
+                                                            config.paths.metrics_dir)
         self._revisions = Revisions(node.ledger, self._context, self._deployments)
 
     def serve(self) -> None:
@@ -101,7 +103,9 @@ class Scheduler:
     def handlers(self) -> dict[str, Any]:
         return {"submit": self.submit, "confirm": self.confirm, "forget": self.forget, "reserve": self.reserve,
                 "data_stored": self.data_stored, "stop": self.stop, "delete": self.delete,
-                "evict_model": self.evict_model, "scale": self.scale, "delete_deployment": self.delete_deployment,
+                "evict_model": self.evict_model, "scale": self.scale, "autoscale": self.autoscale,
+                "wake_deployments": lambda args: self._deployments_controller.wake(),
+                "delete_deployment": self.delete_deployment,
                 "revise": lambda args: self._revisions.revise(args["id"], args["change"]),
                 "promote": lambda args: self._revisions.promote(args["id"]),
                 "rollback": lambda args: self._revisions.rollback(args["id"])}
@@ -142,16 +146,24 @@ class Scheduler:
             if visited:
                 raise Unprocessable("a deployment is not forwarded (its replicas are): submit it where it is to be "
                                     "kept")
-            self._check_replicas(DeploymentSpec.of(record).replicas)
+            spec = DeploymentSpec.of(record)
+            self._check_replicas(spec.autoscale_policy.max_replicas if spec.autoscale else spec.replicas)
             return self._deploy(record)
         usage = self._ledger.usage()
-        need = Need(record.requirements, executor_for(record.type).feature(record.config), constraint_labels(record))
-        candidates = self._candidates(record, usage.available, usage.capacity, exclude=set(visited),
-                                      avoid=set(args.get("avoid", ())))
-        placements = plan(need, candidates, self._node.config.strategy)
+        placements = self._plan(record, usage, exclude=set(visited), avoid=set(args.get("avoid", ())))
         budget_s = min(DELEGATION_BUDGET_S, args.get("budget_s") or DELEGATION_BUDGET_S)
         return self._try(Attempt(record, placements.ranked, visited, args.get("attempt"), budget_s,
                                  list(placements.passed_over), usage.available))
+
+    def _plan(self, record: WorkloadRecord, usage: Usage, exclude: set[str], avoid: set[str]) -> Plan:
+        need = Need(record.requirements, executor_for(record.type).feature(record.config), constraint_labels(record))
+        candidates = self._candidates(record, usage.available, usage.capacity, exclude=exclude, avoid=avoid)
+        return plan(need, candidates, self._node.config.strategy)
+
+    def _has_room(self, replica: WorkloadRecord) -> bool:
+        """Whether some node would take ``replica`` now, as its heartbeats say (asked by the controller before
+        it tries again a count no node had room for)."""
+        return bool(self._plan(replica, self._ledger.usage(), set(), set()).ranked)
 
     def _try(self, attempt: Attempt) -> Any:
         """Try the next node of the plan: here, or the neighbours that come next in it, in one forward."""
@@ -296,9 +308,34 @@ class Scheduler:
                            "to scale it)")
         if record.desired == Desired.STOP:
             raise Conflict(f"deployment {record.id} is stopped")
+        policy = DeploymentSpec.of(record).autoscale_policy
+        if policy is not None:
+            raise Conflict(f"deployment {record.id} is autoscaled ({policy.min_replicas} to {policy.max_replicas} "
+                           'replicas): change its bounds with PATCH {"autoscale": {"min_replicas": N, '
+                           '"max_replicas": M}}')
         self._check_replicas(replicas)
         return self._ledger.update(record.id, lambda current: dataclasses.replace(
             current, deployment={**DeploymentSpec.of(current).to_dict(), "replicas": replicas})).to_dict()
+
+    def autoscale(self, args: dict[str, Any]) -> dict[str, Any]:
+        """An autoscaled deployment's policy changes (the keys given; the others kept); its count is brought
+        within the new bounds at once, and a resource limit is forgotten (the next decisions try again)."""
+        record = self._ledger.get(args["id"])
+        if record.deployment is None or DeploymentSpec.of(record).autoscale is None:
+            raise Conflict(f"workload {record.id} is not an autoscaled deployment (submit it with \"autoscale\"; "
+                           'a deployment of a fixed count scales with PATCH {"replicas": N})')
+        if record.desired == Desired.STOP:
+            raise Conflict(f"deployment {record.id} is stopped")
+        policy = AutoscalePolicy.parse(args["autoscale"], DeploymentSpec.of(record).autoscale_policy)
+        self._check_replicas(policy.max_replicas)
+
+        def change(current: WorkloadRecord) -> WorkloadRecord:
+            replicas = DeploymentSpec.of(current).replicas
+            within = min(policy.max_replicas, max(policy.min_replicas, replicas))
+            clamped = None if within == replicas else ScaleDecision(
+                within, f"bounds changed to {policy.min_replicas}–{policy.max_replicas}")
+            return autoscaled({"policy": policy.to_dict(), "limited": None}, clamped)(current)
+        return self._ledger.update(record.id, change).to_dict()
 
     def delete_deployment(self, args: dict[str, Any]) -> dict[str, Any]:
         """Record that a deployment goes: its controller stops and deletes its replicas, then its record."""

@@ -338,6 +338,23 @@ def test_a_deployment_of_replicas_is_submitted_and_shown_with_its_instances(cons
     assert node.api("GET", f"/api/workloads/{workload_id}-r0").status_code == 404
 
 
+def test_an_autoscaled_deployment_shows_its_bounds_signal_and_count_over_time(console: Page, node: Node) -> None:
+    created = node.submit({"cascade_type": "face"}, {"cpu": 0.1}, workload_type="opencv", id="ui-auto",
+                          autoscale={"min_replicas": 1, "max_replicas": 2})
+    assert created.status_code == 201, created.text
+    try:
+        deployment = row(console, "ui-auto")
+        expect(deployment.locator(".autoscale small")).to_have_text("autoscale 1–2 · 0 ongoing (target 2 per replica)")
+        expect(deployment.locator("svg.replica-chart")).to_have_attribute("data-points", "1,1")  # no decision yet: created at 1, 1 now
+        assert node.api("PATCH", "/api/workloads/ui-auto", json={"autoscale": {"min_replicas": 2}}).status_code == 200
+        expect(deployment.locator("svg.replica-chart")).to_have_attribute("data-points", "1,1,2,2")
+        expect(deployment.locator("svg.replica-chart title")).to_contain_text("1 → 1 → 2 → 2")
+        expect(deployment.locator(".replicas .summary")).to_have_text("running 2/2 · revision 1")
+        screenshot(deployment, "autoscaled-deployment-row")
+    finally:
+        node.api("DELETE", "/api/workloads/ui-auto")
+
+
 def test_replicas_take_a_whole_number_and_only_for_services(console: Page) -> None:
     fill_workload(console, "opencv", {"#d-replicas": "1.5"})
     console.click("#submit-button")

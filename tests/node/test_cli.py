@@ -101,6 +101,23 @@ def test_run_a_deployment_ps_it_and_scale_it(node: Node, tmp_path: Path) -> None
     assert cnet(node, "rm", "cli-faces").returncode == 0
 
 
+def test_autoscale_a_deployment_and_show_its_decisions(node: Node, tmp_path: Path) -> None:
+    spec = tmp_path / "faces.yaml"
+    spec.write_text("type: opencv\nid: cli-auto\nautoscale: {min_replicas: 1, max_replicas: 3}\n"
+                    "config: {cascade_type: face}\nrequirements: {cpu: 0.1}\n")
+    assert json_of(node, "run", str(spec))["deployment"]["autoscale"]["policy"]["max_replicas"] == 3
+    changed = cnet(node, "autoscale", "cli-auto", "--min", "2")
+    assert changed.returncode == 0 and "2 wanted (2 to 3)" in changed.stdout, changed
+    assert "bounds changed to 2–3" in changed.stdout, changed.stdout
+    shown = cnet(node, "show", "cli-auto")
+    assert shown.returncode == 0 and "bounds changed to 2–3" in shown.stdout and "autoscale:" in shown.stdout
+    refused = cnet(node, "autoscale", "cli-auto", "--min", "4")
+    assert refused.returncode == 1 and "autoscale.min_replicas: 4 is more than" in refused.stderr, refused
+    assert cnet(node, "scale", "cli-auto", "2").returncode == 1  # autoscaled: its bounds change instead
+    assert cnet(node, "autoscale", "cli-auto").returncode == 2  # bad usage: nothing to change
+    assert cnet(node, "rm", "cli-auto").returncode == 0
+
+
 def test_models_ls_and_rm(node: Node) -> None:
     deployed = node.submit({"model_type": "yolo", "model_path": YOLO_MODEL}, {"cpu": 0.5}, workload_type="mlmodel")
     sha256 = deployed.json()["config"]["model_sha256"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -131,14 +132,19 @@ def _refuses_then_passes(tmp_path: Path, closed: str) -> None:
     outside = tmp_path / "outside"
     runtime = (private if closed == "runtime" else outside) / "rt"
     data = (private if closed == "data" else outside) / "data"
-    config = tmp_path / "node.yaml"
-    config.write_text(yaml.safe_dump({**BASE, "agent": {**BASE["agent"], "runtime_dir": str(runtime), "port": 1},
-                                      "storage": {"sqlite": {"db_path": str(tmp_path / "db"), "data_path": str(data)}}}))
-    result = subprocess.run([str(VENV_BIN / "cnetd"), "-config", str(config)], capture_output=True, text=True,
-                            timeout=60)
-    key = "agent.runtime_dir" if closed == "runtime" else "storage.sqlite.data_path"
-    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert f"{key}: {private} does not let nobody (workloads.user) pass" in result.stderr, result.stderr
-    private.chmod(0o711)  # the control: passable, it gets past this check (and stops at the port it cannot bind)
-    again = subprocess.run([str(VENV_BIN / "cnetd"), "-config", str(config)], capture_output=True, text=True, timeout=60)
+    with socket.socket() as taken:  # the control stops at a port held here (root could bind any free one)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = tmp_path / "node.yaml"
+        config.write_text(yaml.safe_dump({
+            **BASE, "agent": {**BASE["agent"], "runtime_dir": str(runtime), "port": taken.getsockname()[1]},
+            "storage": {"sqlite": {"db_path": str(tmp_path / "db"), "data_path": str(data)}}}))
+        result = subprocess.run([str(VENV_BIN / "cnetd"), "-config", str(config)], capture_output=True, text=True,
+                                timeout=60)
+        key = "agent.runtime_dir" if closed == "runtime" else "storage.sqlite.data_path"
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert f"{key}: {private} does not let nobody (workloads.user) pass" in result.stderr, result.stderr
+        private.chmod(0o711)  # the control: passable, it gets past this check (and stops at the port in use)
+        again = subprocess.run([str(VENV_BIN / "cnetd"), "-config", str(config)], capture_output=True, text=True,
+                               timeout=60)
     assert again.returncode == 1 and "does not let" not in again.stderr and "agent.port" in again.stderr, again.stderr

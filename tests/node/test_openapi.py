@@ -110,6 +110,14 @@ def real_ids(fuzz_node: Node, real_things: dict[str, str], request: pytest.Fixtu
     return ids
 
 
+def _breaks_a_rule_no_schema_states(body: Any) -> bool:
+    """autoscale.min_replicas above its max_replicas: JSON Schema cannot compare two fields, and the API
+    refuses it with a 400 naming the field (as it does what the schema refuses), so it is not valid data."""
+    autoscale = body.get("autoscale") if isinstance(body, dict) else None
+    return isinstance(autoscale, dict) and "min_replicas" in autoscale and "max_replicas" in autoscale and \
+        autoscale["min_replicas"] > autoscale["max_replicas"]
+
+
 @pytest.mark.parametrize("label, mode", CASES, ids=[f"{label} {mode.value}" for label, mode in CASES])
 def test_api_answers_as_documented(fuzz_node: Node, real_ids: dict[str, list[str]], label: str,
                                    mode: GenerationMode) -> None:
@@ -119,6 +127,8 @@ def test_api_answers_as_documented(fuzz_node: Node, real_ids: dict[str, list[str
     operation = OPERATIONS[label]
     cases = st.one_of([operation.as_strategy(mode)] + [operation.as_strategy(mode, path_parameters={name: value})
                                                        for name, values in real_ids.items() for value in values])
+    if mode == GenerationMode.POSITIVE:
+        cases = cases.filter(lambda case: not _breaks_a_rule_no_schema_states(case.body))
     if mode == GenerationMode.NEGATIVE and _has_json_body(label):
         # Multipart cannot carry most invalid values (an object field arrives as the text "{}", an empty
         # list as no field at all): invalid bodies are checked in JSON.

@@ -35,7 +35,7 @@ def test_what_a_deployment_change_may_not_be_is_refused_and_changes_nothing(node
     cases = [
         (f"/api/workloads/{single['id']}", {"config": {"command": "true"}}, 422, "is not a deployment"),
         (patch, {"configuration": {}}, 400, "unknown field"),
-        (patch, {"replicas": 3, "config": {}}, 400, "in two requests"),
+        (patch, {"replicas": 3, "config": {}}, 400, "in separate requests"),
         (patch, {"config": {"model_type": "yolo", "model_path": ASTRONAUT}}, 422, "not a loadable ONNX model"),
         (patch, {"config": {"model_type": "yolo", "model_path": "/nonexistent.onnx"}}, 422, "does not exist"),
         (patch, {"config": models["config"]}, 422, "nothing to roll out"),

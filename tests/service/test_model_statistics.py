@@ -120,3 +120,40 @@ def test_dynamic_batching_runs_requests_together_and_answers_each_its_own(yolo: 
         alone = statistics(url)
         assert alone["inference_count"] == alone["execution_count"] == 24, alone
         assert [entry["batch_size"] for entry in alone["batch_stats"]] == [1]
+
+
+def ongoing(url: str) -> float:
+    line = next(line for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines()
+                if line.startswith("cnet_service_ongoing_requests "))
+    return float(line.split()[1])
+
+
+def test_ongoing_requests_count_what_waits_for_a_batch_and_executes_and_fall_back_to_zero(tmp_path: Path) -> None:
+    """The per-service gauge: eight clients against four request threads that wait for a batch (one thread
+    answers /metrics) show more than one request in the service; refused requests (a broken image, a bad
+    tensor) leave nothing counted. Requests waiting for a request thread are the HTTP server's, not counted
+    here: the balancer's gauge of a deployment counts those (the autoscaler's signal)."""
+    for url in service(tmp_path, "--batch-max-size", "4", "--batch-max-delay-ms", "50"):
+        assert ongoing(url) == 0  # the control: idle
+        stop, seen = threading.Event(), []
+
+        def client() -> None:
+            with requests.Session() as session:
+                while not stop.is_set():
+                    detections(url, ASTRONAUT_PNG, session)
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for thread in clients:
+            thread.start()
+        try:
+            for _ in range(40):
+                seen.append(ongoing(url))
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join(timeout=60)
+        assert 1 < max(seen) <= 3, seen  # together in a batch: more than one at once, at most the threads left
+        assert requests.post(f"{url}/predict", data=b"no image", headers={"Content-Type": "image/png"},
+                             timeout=30).status_code == 422
+        assert requests.post(f"{url}/v2/models/faces/infer", json={"inputs": [{"name": "images"}]},
+                             timeout=30).status_code == 400
+        assert ongoing(url) == 0

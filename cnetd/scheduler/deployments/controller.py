@@ -6,6 +6,10 @@ delegated ones through their next hop, whose view it copies into the pointer the
 ``decide`` what to do, and does it: record first (a replica's number reserved, a replica retired, a
 revision's state), then act (a placement through the scheduler's own decision path, a stop or delete here
 or through the next hop). The API only records desired state (through the scheduler) and reads.
+
+An autoscaled deployment's count is this owner's too: each round it samples the requests in flight through
+the deployment's endpoint (the API processes' ``cnet_deployment_ongoing_requests``), asks ``autoscaling``
+whether the count should move, and records the decision before the rounds place or drain replicas for it.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable
 
 from cnetd.common.errors import CnetError, DelegationUnknown, NotFound
@@ -23,8 +28,9 @@ from cnetd.common.logs import workload_fields
 from cnetd.core.deployment_spec import ALL_OR_NOTHING, ROLLED_BACK, SUPERSEDED, DeploymentSpec, replica_record
 from cnetd.core.deployment_state import deployment_status, in_rotation, members_of
 from cnetd.core.lifecycle import desire
-from cnetd.core.metrics import REPLICA_EVENTS
+from cnetd.core.metrics import AUTOSCALE_DECISIONS, REPLICA_EVENTS, ongoing_requests
 from cnetd.core.remote import RemoteWorkloads
+from cnetd.scheduler.deployments.autoscaling import Sample, ScaleDecision, ScaleState, autoscaled, decide_scale
 from cnetd.scheduler.deployments.decide import Member, Place, Promote, Retire, SetRevision, decide
 from cnetd.scheduler.launching import Launcher
 from ledger.records import Desired, Status, WorkloadRecord
@@ -36,17 +42,22 @@ DRAIN_S = 1.0  # a replica taken out of rotation is stopped this long after (gun
 PLACE_RETRY_S = 5.0  # after a replica could not be placed, the next try
 PLACE_THREADS = 8
 Submit = Callable[[WorkloadRecord, frozenset[str]], WorkloadRecord]  # the scheduler's submit of a replica
+HasRoom = Callable[[WorkloadRecord], bool]  # whether some node would take this replica now
 
 
 class DeploymentController(threading.Thread):
     def __init__(self, ledger: Ledger, submit: Submit, launcher: Launcher, remote: RemoteWorkloads,
-                 lost_after_s: float) -> None:
+                 lost_after_s: float, has_room: HasRoom, metrics_dir: Path) -> None:
         super().__init__(name="deployments", daemon=True)
         self._ledger = ledger
         self._submit = submit
         self._launcher = launcher
         self._remote = remote
         self._lost_after_s = lost_after_s
+        self._has_room = has_room
+        self._metrics_dir = metrics_dir
+        self._woken = threading.Event()
+        self._scale_states: dict[str, ScaleState] = {}  # autoscaled deployment id → its window and delays
         self._pool = ThreadPoolExecutor(PLACE_THREADS, thread_name_prefix="deployments")
         self._lock = threading.Lock()  # the maps below are shared with the pool's threads
         self._placing: dict[str, set[str]] = {}  # deployment id → ids of replicas whose placement is under way
@@ -64,7 +75,13 @@ class DeploymentController(threading.Thread):
                 self.round()
             except Exception:
                 log.exception("deployment round failed")
-            time.sleep(ROUND_S)
+            self._woken.wait(ROUND_S)
+            self._woken.clear()
+
+    def wake(self) -> dict[str, bool]:
+        """The next round now (a request is held for a deployment at zero replicas)."""
+        self._woken.set()
+        return {"woken": True}
 
     # -- a new deployment ------------------------------------------------------------------------
 
@@ -124,11 +141,15 @@ class DeploymentController(threading.Thread):
                 self._retire(record, "its deployment was deleted")
         views = self._observe([record for record in records if record.replica_of in deployments
                                and not record.retired])
+        autoscaled = any(record.deployment.get("autoscale") for record in deployments.values())
+        ongoing = ongoing_requests(self._metrics_dir) if autoscaled else {}
         for deployment in deployments.values():
             if deployment.status == Status.PENDING:  # its first placement is still under way
                 continue
             with contextlib.suppress(NotFound):  # deleted meanwhile: its replicas are orphans next round
-                self._keep(deployment, members_of(records, deployment.id), views)
+                self._keep(deployment, members_of(records, deployment.id), views, ongoing.get(deployment.id, 0.0))
+        for gone in set(self._scale_states) - set(deployments):
+            del self._scale_states[gone]
         self._release_delayed()
         now = time.time()
         for record in self._ledger.workloads():
@@ -169,7 +190,8 @@ class DeploymentController(threading.Thread):
         if any(getattr(member, name) != value for name, value in seen.items()):
             self._ledger.update(member.id, lambda record: dataclasses.replace(record, **seen))
 
-    def _keep(self, deployment: WorkloadRecord, members: list[WorkloadRecord], views: dict[str, dict[str, Any]]) -> None:
+    def _keep(self, deployment: WorkloadRecord, members: list[WorkloadRecord], views: dict[str, dict[str, Any]],
+              ongoing: float) -> None:
         spec = DeploymentSpec.of(deployment)
         active = [member for member in members if not member.retired]
         if spec.deleting:
@@ -187,6 +209,8 @@ class DeploymentController(threading.Thread):
             return
         now = time.monotonic()
         seen_members = [self._member(member, views[member.id], now) for member in active]
+        if spec.autoscale:
+            spec = self._autoscale(deployment, spec, ongoing, any(member.healthy for member in seen_members))
         placing = self._pending_places(deployment.id, {member.id for member in members})
         actions = decide(spec, seen_members, placing, self._rollout_age(deployment.id, spec, now), self._lost_after_s,
                          _recent(spec))
@@ -195,6 +219,48 @@ class DeploymentController(threading.Thread):
         retired = {action.member_id for action in actions if isinstance(action, Retire)}
         shown = [views[member.id] for member in active if member.id not in retired]
         self._record_status(deployment.id, deployment_status(spec.replicas, False, shown))
+
+    def _autoscale(self, deployment: WorkloadRecord, spec: DeploymentSpec, ongoing: float,
+                   serving: bool) -> DeploymentSpec:
+        """This round's sample and, when the policy says so, a new count, recorded (with the signal shown, a
+        resource limit lifted once a node has room, and how long a start from zero took)."""
+        policy, state = spec.autoscale_policy, self._scale_states.setdefault(deployment.id, ScaleState())
+        limited = spec.autoscale["limited"]
+        if limited and self._has_room(replica_record(deployment, spec.next_index, spec.target)):
+            limited = None
+        decision = None if spec.rollout else decide_scale(policy, state, Sample(time.monotonic(), ongoing),
+                                                          spec.replicas, limited and limited["replicas"])
+        shown = {"signal": round(state.mean, 1), "limited": limited}
+        if decision and spec.replicas == 0:
+            state.from_zero_at = time.time()
+        if serving and state.from_zero_at is not None:
+            shown["cold_start_s"] = round(time.time() - state.from_zero_at, 3)
+            state.from_zero_at = None
+        if decision is None and all(spec.autoscale.get(name) == value for name, value in shown.items()):
+            return spec
+        if decision is not None:
+            log.info("autoscale %d → %d: %s", spec.replicas, decision.to, decision.reason,
+                     extra=workload_fields(deployment.id))
+            AUTOSCALE_DECISIONS.labels("up" if decision.to > spec.replicas else "down").inc()
+        return DeploymentSpec.of(self._ledger.update(deployment.id, autoscaled(shown, decision)))
+
+    def _limited(self, deployment_id: str, reason: str) -> None:
+        """No node had room for a replica an autoscaled deployment asked for: its count stays where resources
+        allow (its replicas and those still being placed), and the reason is recorded until a node has room."""
+        with self._lock:  # this placement is no longer among them
+            placing = len(self._placing.get(deployment_id, set()))
+        active = sum(not record.retired for record in self._ledger.workloads() if record.replica_of == deployment_id)
+        at = active + placing
+        if DeploymentSpec.of(self._ledger.get(deployment_id)).autoscale is None:
+            return
+
+        def limit(record: WorkloadRecord) -> WorkloadRecord | None:
+            if DeploymentSpec.of(record).replicas <= at:
+                return None
+            decision = ScaleDecision(at, f"resource-limited at {at}: {reason}")
+            return autoscaled({"limited": {"at": time.time(), "replicas": at, "reason": reason}}, decision)(record)
+        self._ledger.update(deployment_id, limit)
+        AUTOSCALE_DECISIONS.labels("limited").inc()
 
     def _member(self, record: WorkloadRecord, view: dict[str, Any], now: float) -> Member:
         healthy_since, lost_since = self._healthy_since.get(record.id), self._lost_since.get(record.id)
@@ -262,6 +328,7 @@ class DeploymentController(threading.Thread):
             self._refused_until[deployment_id] = time.monotonic() + PLACE_RETRY_S
             with contextlib.suppress(NotFound):
                 self._ledger.update(deployment_id, _with_message(f"a replica could not be placed: {exc.message}"))
+                self._limited(deployment_id, exc.message)
         except Exception:
             log.exception("placing a replica failed", extra=workload_fields(deployment_id))
         finally:

@@ -98,14 +98,62 @@ function endpointLink(record) {
     record.endpoint);
 }
 
-// A deployment runs on its replicas' nodes: its count, then one line per replica.
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  node.append(...children);
+  return node;
+}
+
+// The replica count over time as a step line, from the deployment's creation through the autoscaler's
+// decisions (its last 20) to now, drawn from 0 to its max_replicas.
+function replicaSteps(history, replicas, createdAt, now) {
+  const first = history.length ? history[0].from : replicas;
+  const steps = [[Math.min(createdAt, history.length ? history[0].at : now), first]];
+  for (const decision of history) steps.push([decision.at, steps[steps.length - 1][1]], [decision.at, decision.to]);
+  steps.push([now, replicas]);
+  return steps;
+}
+
+function replicaChart(deployment, createdAt, now) {
+  const { autoscale } = deployment;
+  const steps = replicaSteps(autoscale.history, deployment.replicas, createdAt, now);
+  const [width, height] = [160, 32];
+  const start = steps[0][0];
+  const span = Math.max(now - start, 1);
+  const top = Math.max(autoscale.policy.max_replicas, ...steps.map(([, count]) => count), 1);
+  const y = (count) => (height - 1 - count / top * (height - 3)).toFixed(1);
+  const points = steps.map(([at, count]) => `${((at - start) / span * width).toFixed(1)},${y(count)}`);
+  const counts = steps.map(([, count]) => count);
+  return svg("svg", { class: "replica-chart", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+    "data-points": counts.join(",") },
+  svg("title", {}, `replicas over the last ${duration(span)} (max ${top}): ${counts.join(" → ")}`),
+  svg("line", { x1: 0, x2: width, y1: y(top), y2: y(top), stroke: "#dde2e7", "stroke-dasharray": "3 3" }),
+  svg("polyline", { points: points.join(" "), fill: "none", stroke: "currentColor", "stroke-width": 1.5 }));
+}
+
+// What the autoscaler sees and did: bounds, the signal against its target, a resource limit, the count over time.
+function autoscaleOf(deployment, createdAt, now) {
+  const { autoscale } = deployment;
+  const policy = autoscale.policy;
+  const limited = autoscale.limited ? ` · limited at ${autoscale.limited.replicas}: ${autoscale.limited.reason}` : "";
+  return el("div", { class: "autoscale" },
+    el("small", {}, `autoscale ${policy.min_replicas}–${policy.max_replicas} · ${autoscale.signal ?? 0} ongoing `
+      + `(target ${policy.target_ongoing_requests} per replica)${limited}`),
+    replicaChart(deployment, createdAt, now));
+}
+
+// A deployment runs on its replicas' nodes.
 // Its revision (and a rollout under way), its count, then one line per replica with the revision it runs.
-function replicasOn(deployment) {
+function replicasOn(deployment, createdAt, now) {
   const rollout = deployment.rollout;
   const revision = `revision ${deployment.revision || 1}` + (rollout
     ? ` → ${rollout.revision}${rollout.promoted ? "" : " (canary: promote to go on)"}` : "");
   return el("div", { class: "replicas" },
     el("div", { class: "summary" }, `${deployment.summary} · ${revision}`),
+    deployment.autoscale ? autoscaleOf(deployment, createdAt, now) : null,
     deployment.instances.map((instance) => el("small", {
       class: `replica ${instance.retired_because ? "retired" : ""}`, dataset: { replica: instance.id },
       title: instance.retired_because || `${instance.restarts || 0} restart(s)`,
@@ -113,8 +161,8 @@ function replicasOn(deployment) {
 }
 
 // Where it runs; for a delegated workload that went further than the node it was handed to, the hop too.
-function runsOn(record) {
-  if (record.deployment) return replicasOn(record.deployment);
+function runsOn(record, now) {
+  if (record.deployment) return replicasOn(record.deployment, record.created_at, now);
   const node = record.node || record.delegated_to || "–";
   return record.delegated_to && record.delegated_to !== node ? `${node} (via ${record.delegated_to})` : node;
 }
@@ -125,7 +173,7 @@ function workloadRow(record, now, act) {
     el("td", {}, el("div", { class: "name" }, record.name), el("small", { class: "muted" }, record.id)),
     el("td", {}, record.type),
     el("td", {}, el("span", { class: `badge ${record.status}`, title: record.message || "" }, record.status)),
-    el("td", {}, runsOn(record)),
+    el("td", {}, runsOn(record, now)),
     el("td", { class: "endpoint" }, endpointLink(record)),
     el("td", {}, requirements(record)),
     el("td", { class: "num" }, record.restarts || 0),
