@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= conf/config.yaml
 
-.PHONY: venv system-deps container-engine build run test bench clean dist bundle
+.PHONY: venv system-deps container-engine build run test bench clean dist bundle image image-cluster image-cluster-down
 
 # Debian packages: curl for the tests' upload forms, chromium for the console's browser tests (Playwright
 # drives Debian's build: it cannot download its own here), iproute2 and iptables for the test hosts
@@ -49,7 +49,7 @@ test: venv system-deps container-engine
 bench: venv system-deps
 	@(command -v nginx && command -v wrk) >/dev/null || ($(APT_INSTALL) nginx-light wrk)
 	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput metrics_overhead \
-		partition_recovery cluster_faults tensorflow_predict node_stop idle_penalty agent_upgrade rollout autoscale; do \
+		partition_recovery cluster_faults tensorflow_predict node_stop idle_penalty agent_upgrade rollout autoscale image; do \
 		$(BIN)/python bench/$$script.py || exit 1; done
 
 # A wheel and an sdist of CNET (the version: cnetd/__init__.py), then the offline bundle for this platform:
@@ -63,6 +63,20 @@ dist: venv
 
 bundle: dist
 	$(BIN)/python tools/bundle.py --extras "$(EXTRAS)"
+
+# CNET's node image (localhost/cnet:<version> and :latest), offline: a Debian base made by debootstrap (cached
+# in ~/.cache/cnet), the bundle installed in it. Sets up Podman itself, as make test does.
+image: bundle
+	bash tools/podman-setup.sh >/dev/null
+	$(BIN)/python tools/image.py
+
+# The seed's four-node cluster as containers of that image (deploy/compose/cluster.yaml, podman-compose),
+# published on 127.0.0.1:8080-8083; down removes its containers, network and volumes.
+COMPOSE = $(BIN)/podman-compose -f deploy/compose/cluster.yaml -p cnet-cluster
+image-cluster: image
+	$(COMPOSE) up -d
+image-cluster-down: venv
+	$(COMPOSE) down -v
 
 clean:
 	rm -rf $(VENV) bin build dist *.egg-info

@@ -47,7 +47,9 @@ setup(
                  "tritonclient[http]==2.73.0",  # Triton's own client, against the v2 protocol
                  # TensorFlow's runtimes, and onnx2tf to convert the test model (its tf-keras: see the Makefile)
                  "tensorflow-cpu==2.21.0", "ai-edge-litert==2.3.0", "onnx2tf==1.28.8", "onnxslim==0.1.98",
-                 "onnx-graphsurgeon==0.6.1", "sng4onnx==2.0.1"],
+                 "onnx-graphsurgeon==0.6.1", "sng4onnx==2.0.1",
+                 # the image's cluster (make image-cluster) and its Kubernetes manifests, checked offline
+                 "podman-compose==1.6.0", "kubernetes-validate==1.37.0"],
         "torch": ["torch>=2.1"],
         "tflite": ["ai-edge-litert>=1.2"],
         "tensorflow": ["tensorflow-cpu>=2.16"],

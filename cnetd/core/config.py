@@ -7,7 +7,7 @@ import pwd
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import orjson
 import yaml
@@ -31,6 +31,8 @@ LOG_FORMATS = ("json", "text")
 DEFAULT_MODELS_CACHE_BYTES = 8 << 30
 DOCKER_SOCKET = "unix:///var/run/docker.sock"  # the usual engine address when neither config nor DOCKER_HOST say
 MESH_PORT_OFFSET = 1000  # default mesh port: API port + 1000 (8080 → 9080)
+DEFAULTS_ENV = "CNET_CONFIG_DEFAULTS"  # a YAML file of what a config leaves out (the container image sets it)
+OVERRIDE_PREFIX = "CNET__"  # CNET__AGENT__NODE_ID=jiangsu sets agent.node_id over the config file
 _HOST_PORT = re.compile(r"^[^:\s]+:\d{1,5}$")
 
 
@@ -141,7 +143,18 @@ class NodeConfig:
                       "models_s3": S3Endpoint(**raw["models_s3"]) if raw.get("models_s3") else None})
 
 
-def load_config(path: str) -> NodeConfig:
+def load_config(path: str, environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """The file at ``path``, over the defaults file that ``$CNET_CONFIG_DEFAULTS`` names (the container
+    image's: its state under /var/lib/cnet), under the ``CNET__SECTION__KEY`` variables (a YAML value each:
+    ``CNET__AGENT__NODE_ID=jiangsu``, ``CNET__PARENT__ENABLED=true``)."""
+    environ = os.environ if environ is None else environ
+    raw = _read_yaml(path)
+    if environ.get(DEFAULTS_ENV):
+        raw = _merged(_read_yaml(environ[DEFAULTS_ENV]), raw)
+    return parse_config(_merged(raw, _overrides(environ)))
+
+
+def _read_yaml(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
             raw = yaml.safe_load(handle)
@@ -149,7 +162,33 @@ def load_config(path: str) -> NodeConfig:
         raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
-    return parse_config({} if raw is None else raw)
+    return {} if raw is None else raw
+
+
+def _merged(under: Any, over: Any) -> Any:
+    """``over`` on ``under``, mapping by mapping (any other value of ``over`` replaces)."""
+    if not isinstance(under, dict) or not isinstance(over, dict):
+        return over
+    return {**under, **{key: _merged(under.get(key), value) for key, value in over.items()}}
+
+
+def _overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, text in sorted(environ.items()):
+        if not name.startswith(OVERRIDE_PREFIX) or name == OVERRIDE_PREFIX:
+            continue
+        keys = name[len(OVERRIDE_PREFIX):].lower().split("__")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(".".join(keys), f"{name} is not a YAML value") from None
+        section = found
+        for key in keys[:-1]:
+            section = section.setdefault(key, {})
+            if not isinstance(section, dict):
+                raise ConfigError(".".join(keys), f"{name} sets a key inside a value")
+        section[keys[-1]] = value
+    return found
 
 
 # -- validation --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import resource
 import shutil
 import signal
@@ -44,7 +45,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cnetd", description="Run one CNET node in the foreground "
                                      "(`cnetd keygen` prints a new CURVE key pair for mesh.curve; `cnetd reload "
                                      "-config FILE` puts a running node's processes on the code installed now, "
-                                     "its workloads untouched).")
+                                     "its workloads untouched; `cnetd health -config FILE` exits 0 when it "
+                                     "answers).")
     parser.add_argument("-config", "--config", default="conf/config.yaml", help="node config (YAML)")
     parser.add_argument("--version", action="version", version=f"cnetd {__version__}")
     return parser.parse_args(argv)
@@ -87,6 +89,13 @@ def _running_supervisord(config: NodeConfig) -> int | None:
     return pid if alive and ours else None
 
 
+def _owner_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
 def _preflight(config: NodeConfig) -> str | None:
     """Why this node cannot start, or None. What a previous boot of this runtime dir left running (its
     supervisord was killed) is ended first: the ledger says what to relaunch."""
@@ -95,6 +104,9 @@ def _preflight(config: NodeConfig) -> str | None:
         make_private_dir(config.paths.work_root, TRAVERSE_ONLY_MODE)
     except UnsafeDirectory as exc:
         return f"agent.runtime_dir: {exc}"
+    except OSError as exc:  # a folder above it this user cannot write (a volume of another user's)
+        return f"agent.runtime_dir: cannot make {exc.filename or config.paths.root}: {exc.strerror} (the node runs " \
+               f"as {_owner_name()})"
     try:  # uploads land here: workloads (a data gateway) must be able to reach them
         make_traversable_parents(Path(config.data_path))
         Path(config.data_path).mkdir(exist_ok=True)
@@ -190,12 +202,33 @@ def reload(argv: list[str]) -> int:
     return 0
 
 
+def health(argv: list[str]) -> int:
+    """`cnetd health -config FILE`: 0 when the node of that config answers /api/health on this machine (a
+    container's health check), else 1 with the reason."""
+    args = _parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"cnetd: config error in {args.config}: {exc}", file=sys.stderr)
+        return 2
+    address = "127.0.0.1" if config.address == "0.0.0.0" else config.address
+    try:
+        with urllib.request.urlopen(f"http://{address}:{config.port}/api/health", timeout=4) as answer:
+            print(answer.read().decode())
+    except OSError as exc:
+        print(f"cnetd: node {config.node_id} does not answer on {address}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keygen"]:
         return keygen()
     if argv[:1] == ["reload"]:
         return reload(argv[1:])
+    if argv[:1] == ["health"]:
+        return health(argv[1:])
     args = _parse_args(argv)
     os.umask(PRIVATE_UMASK)  # the ledger, logs and sockets it and supervisord create: this user's only
     try:

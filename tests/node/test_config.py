@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnetd.core.config import ConfigError, NodeConfig, parse_config
+from cnetd.core.config import ConfigError, NodeConfig, load_config, parse_config
 from cnetd.common.private_files import default_runtime_root
 from tests.support.nodes import VENV_BIN
 
@@ -111,6 +111,27 @@ def test_resolved_config_round_trips_through_runtime_dir(tmp_path) -> None:
     config.paths.create()
     config.save()
     assert NodeConfig.from_runtime_dir(config.runtime_dir) == config
+
+
+def test_defaults_file_then_config_then_environment(tmp_path: Path) -> None:
+    """The container image's layers: its defaults (state under one folder) under a mounted config, and
+    CNET__SECTION__KEY variables over both, each a YAML value."""
+    defaults = tmp_path / "defaults.yaml"
+    defaults.write_text(yaml.safe_dump({"agent": {"runtime_dir": str(tmp_path / "rt"), "port": 8080},
+                                        "storage": {"sqlite": {"data_path": str(tmp_path / "data")}}}))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"agent": {"node_id": "nanjing", "port": 8081}}))
+    environ = {"CNET_CONFIG_DEFAULTS": str(defaults), "CNET__PARENT__ENABLED": "true",
+               "CNET__PARENT__ADDRESS": "jiangsu:8080", "CNET__AGENT__LABELS": "{zone: east}"}
+    loaded = load_config(str(config), environ)
+    assert (loaded.runtime_dir, loaded.data_path, loaded.port) == (str(tmp_path / "rt"), str(tmp_path / "data"), 8081)
+    assert (loaded.parent_address, loaded.labels) == ("jiangsu:8080", {"zone": "east"})
+    assert load_config(str(config), {**environ, "CNET__AGENT__PORT": "9000"}).port == 9000
+    assert load_config(str(config), {}).runtime_dir != str(tmp_path / "rt")  # the control: no defaults file named
+    with pytest.raises(ConfigError, match="agent.port: expected a port number"):
+        load_config(str(config), {"CNET__AGENT__PORT": "high"})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(config), {"CNET_CONFIG_DEFAULTS": str(tmp_path / "missing.yaml")})
 
 
 @pytest.mark.parametrize("closed", ["runtime", "data"])
