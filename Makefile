@@ -12,7 +12,7 @@ CONFIG ?= conf/config.yaml
 # Debian packages: curl for the tests' upload forms, chromium for the console's browser tests (Playwright
 # drives Debian's build: it cannot download its own here), iproute2 and iptables for the test hosts
 # (tools/testhosts.sh: network namespaces, partitions), rclone and s3fs (the S3 clients the gateway is tested
-# with), nginx for the gateway benchmark's baseline, wrk for the model service benchmarks' load
+# with), debootstrap for the container image's base (make image), nginx for the gateway benchmark's baseline, wrk for the model service benchmarks' load
 # (bench/http_load.py).
 APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
@@ -36,7 +36,8 @@ run: build
 
 system-deps:
 	@(command -v curl && command -v chromium && command -v ip && command -v iptables && command -v rclone && \
-		command -v s3fs) >/dev/null || ($(APT_INSTALL) curl chromium iproute2 iptables rclone s3fs)
+		command -v s3fs && command -v debootstrap) >/dev/null || \
+		($(APT_INSTALL) curl chromium iproute2 iptables rclone s3fs debootstrap)
 
 # A real container engine for the container tests: rootful Podman with its Docker-compatible API.
 PODMAN_SOCKET ?= /run/podman/podman.sock
@@ -67,6 +68,7 @@ bundle: dist
 # CNET's node image (localhost/cnet:<version> and :latest), offline: a Debian base made by debootstrap (cached
 # in ~/.cache/cnet), the bundle installed in it. Sets up Podman itself, as make test does.
 image: bundle
+	@command -v debootstrap >/dev/null || ($(APT_INSTALL) debootstrap)
 	bash tools/podman-setup.sh >/dev/null
 	$(BIN)/python tools/image.py
 

@@ -58,8 +58,7 @@ def base_image(cache: Path) -> str:
     rootfs_tar = cache / f"rootfs-{SUITE}-{key}.tar"
     if not rootfs_tar.exists():
         if shutil.which("debootstrap") is None:
-            subprocess.run(["apt-get", "install", "-y", "-qq", "debootstrap"], check=True,
-                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            sys.exit("image: debootstrap is missing (apt-get install debootstrap; make image installs it)")
         root = Path(tempfile.mkdtemp(prefix="cnet-rootfs-", dir=cache))
         try:
             subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", SUITE,
