@@ -12,8 +12,8 @@ CONFIG ?= conf/config.yaml
 # Debian packages: curl for the tests' upload forms, chromium for the console's browser tests (Playwright
 # drives Debian's build: it cannot download its own here), iproute2 and iptables for the test hosts
 # (tools/testhosts.sh: network namespaces, partitions), rclone and s3fs (the S3 clients the gateway is tested
-# with), debootstrap for the container image's base (make image), nginx for the gateway benchmark's baseline, wrk for the model service benchmarks' load
-# (bench/http_load.py).
+# with), debootstrap for the container image's base (make image), nginx for the gateway benchmark's
+# baseline, wrk for the model service benchmarks' load (bench/http_load.py).
 APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
 $(STAMP): setup.py
