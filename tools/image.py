@@ -32,6 +32,7 @@ BASE_PACKAGES = ("python3", "python3-venv", "libglib2.0-0", "libgomp1")  # the i
 TRIMMED = ("var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale")
 CONTAINER_DIR = REPO / "deploy" / "container"
 IMAGE = "localhost/cnet"
+LABEL = "org.opencontainers.image.title=cnet"  # the Containerfile's: what this tool may prune
 
 
 def mirror() -> str:
@@ -68,9 +69,15 @@ def base_image(cache: Path) -> str:
             partial = rootfs_tar.with_suffix(".partial")
             subprocess.run(["tar", "-C", str(root), "-cf", str(partial), "."], check=True)
             partial.rename(rootfs_tar)
+            for stale in cache.glob(f"rootfs-{SUITE}-*.tar"):  # of other inputs: not used again
+                if stale != rootfs_tar:
+                    stale.unlink()
         finally:
             shutil.rmtree(root, ignore_errors=True)
     podman("import", "--quiet", str(rootfs_tar), tag, capture=True)
+    for stale in podman("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/cnet-base", capture=True).split():
+        if stale != tag:  # a base of other inputs; kept while an image still uses it
+            subprocess.run(["podman", "rmi", stale], capture_output=True)
     return tag
 
 
@@ -86,6 +93,7 @@ def build(base: str) -> list[str]:
         shutil.copy(archive, context)
         podman("build", "--quiet", "--format", "docker", "--build-arg", f"BASE={base}", "--build-arg",
                f"BUNDLE={name}", *(option for tag in tags for option in ("--tag", tag)), context, capture=True)
+    podman("image", "prune", "--force", "--filter", f"label={LABEL}", capture=True)  # the builds these replaced
     return tags
 
 

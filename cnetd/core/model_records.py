@@ -12,6 +12,6 @@ def record_id(sha256: str) -> str:
 
 
 def model_users(records: list[WorkloadRecord], sha256: str) -> list[str]:
-    """The workloads (of ``records``, a node's) that use the model: any not finished."""
-    return [record.id for record in records if record.type != MODEL_TYPE and not record.terminal
-            and not record.remote and record.config.get("model_sha256") == sha256]
+    """The workloads (of ``records``, a node's) that use the model: any not finished, by id."""
+    return sorted(record.id for record in records if record.type != MODEL_TYPE and not record.terminal
+                  and not record.remote and record.config.get("model_sha256") == sha256)

@@ -107,7 +107,7 @@ def test_a_load_step_brings_replicas_that_serve_and_they_go_once_it_stops(tree: 
         assert start_s > 0, start_s  # the new replica took traffic only once it had started
         before = per_second(answers, step_at + 0.5, step_at + decided_after_s)
         after = per_second(answers, end_at - MEASURED_S, end_at)
-        assert after >= 1.3 * before, (before, after)
+        assert after >= 1.25 * before, (before, after)  # measured here: 1.64x (30.8 -> 50.5/s)
         nodes = {instance["node"] for instance in deployment_of(parent, "stepped")["instances"]}
         assert len(nodes) == 3, nodes  # spread: one replica per node
         # The load stops: back to one after the downscale delay, the others drained and gone.
@@ -130,7 +130,7 @@ def test_the_control_a_fixed_replica_under_the_same_step_stays_flat(tree: list[N
         assert [answer for answer in answers if not answer.ok] == []
         early = per_second(answers, step_at + 0.5, step_at + 4)
         late = per_second(answers, end_at - MEASURED_S, end_at)
-        assert late < 1.3 * early, (early, late)  # what the autoscaled run's rise is measured against
+        assert late < 1.15 * early, (early, late)  # measured here: 0.96x (the autoscaled run: 1.64x)
     finally:
         remove(parent, "fixed")
 

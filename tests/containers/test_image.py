@@ -97,6 +97,8 @@ def test_a_node_container_runs_workloads_and_keeps_them_across_a_restart(image: 
     status = subprocess.run([str(VENV_BIN / "cnet"), "status"], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "CNET_ADDR": url, "CNET_TOKEN": token})
     assert status.returncode == 0 and "boxed" in status.stdout, status
+    console = requests.get(f"{url}/", timeout=10)  # the console, served by the node in the container
+    assert console.status_code == 200 and "text/html" in console.headers["Content-Type"], console.text[:200]
     with open(YOLO_MODEL, "rb") as handle:
         stored = requests.post(f"{url}/api/workloads", files=[("file", ("faces.onnx", handle))], headers=headers,
                                timeout=60).json()
