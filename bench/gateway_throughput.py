@@ -27,6 +27,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.goals import at_least, at_most  # noqa: E402
 from tests.support.nodes import VENV_BIN, Node, free_port, wait_until_answers  # noqa: E402
 
 MIB = 2**20
@@ -112,7 +113,7 @@ def upload_figures(scratch: Path) -> dict[str, float]:
     finally:
         node.cleanup()
     return {"upload_mib_s": round(1024 / upload_s, 1), "disk_copy_mib_s": round(copy_mib_s, 1),
-            "upload_over_copy": round(copy_mib_s / (1024 / upload_s), 2),
+            "upload_over_copy": round((1024 / upload_s) / copy_mib_s, 3),
             "api_worker_peak_rss_growth_mib": round(max(peak[pid] - baseline[pid] for pid in baseline) / MIB, 1)}
 
 
@@ -166,6 +167,15 @@ def main() -> None:
             gateway.wait(timeout=30)
             nginx.wait(timeout=30)
         results["upload_1_gib"] = upload_figures(scratch)
+    results["goals"] = {
+        "get_256_mib_object.gateway_over_nginx": at_least(big["gateway_over_nginx"], 0.95),
+        "get_1000_small_objects_8_clients.gateway_over_nginx": at_least(small["gateway_over_nginx"], 0.9),
+        "list_objects_v2_10000_keys.first_page_of_1000_ms_median": at_most(
+            results["list_objects_v2_10000_keys"]["first_page_of_1000_ms_median"], 20),
+        "upload_1_gib.upload_over_copy": at_least(results["upload_1_gib"]["upload_over_copy"], 0.5),
+        "upload_1_gib.api_worker_peak_rss_growth_mib": at_most(
+            results["upload_1_gib"]["api_worker_peak_rss_growth_mib"], 50),
+    }
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
 
 

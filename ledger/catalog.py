@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -36,15 +37,26 @@ class StoredFile:
 
 
 class Catalog:
-    """Metadata of stored data; opened per process (and per thread: sqlite3 connections are not shared)."""
+    """Metadata of stored data; opened per process, with a connection per thread: one connection shared by
+    the API's threads let two uploads' transactions meet ("cannot start a transaction within a
+    transaction", found by concurrent uploads)."""
 
     def __init__(self, db_path: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(db_path)), exist_ok=True)
-        self._db = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
+        self._db_path = db_path
+        self._threads = threading.local()
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        connection = getattr(self._threads, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self._db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._threads.connection = connection
+        return connection
 
     def add(self, data_key: str, name: str, kind: str, path: str, files: list[StoredFile]) -> dict[str, Any]:
         with self._db:  # one transaction: the upload is described whole or not at all

@@ -124,7 +124,9 @@ _RESCHEDULE = {"type": ["object", "null"], "additionalProperties": False, "descr
                "interval_s, after delay_s doubling up to max_delay_s", "properties": {
                    "attempts": {"type": "integer", "minimum": 0, "maximum": 1000},
                    "interval_s": {"type": "number", "minimum": 1, "maximum": 30 * 86400},
-                   "delay_s": {**_SECONDS, "maximum": 86400}, "max_delay_s": {**_SECONDS, "maximum": 86400}}}
+                   "delay_s": {**_SECONDS, "maximum": 86400}, "max_delay_s": {
+                   **_SECONDS, "maximum": 86400, "description": "at least delay_s (a 400 otherwise); default: 60, or "
+                   "delay_s when that is more"}}}
 _AUTOSCALE = {"type": "object", "additionalProperties": False, "description":
               "a deployment whose count follows the load: the requests in flight through its endpoint, averaged "
               "over metrics_window_s, against target_ongoing_requests per replica; up after upscale_delay_s of "

@@ -114,10 +114,11 @@ class ReschedulePolicy:
     def parse(cls, raw: Any) -> ReschedulePolicy:
         given = _section("reschedule", raw, cls.FIELDS)
         base = cls()
+        delay = _number("reschedule", given, "delay_s", base.delay_s, 0, 86400)
         policy = cls(attempts=_number("reschedule", given, "attempts", base.attempts, 0, 1000, True),
                      interval_s=_number("reschedule", given, "interval_s", base.interval_s, 1, 30 * 86400),
-                     delay_s=_number("reschedule", given, "delay_s", base.delay_s, 0, 86400),
-                     max_delay_s=_number("reschedule", given, "max_delay_s", base.max_delay_s, 0, 86400))
+                     delay_s=delay,  # its max, unless given, is at least the delay
+                     max_delay_s=_number("reschedule", given, "max_delay_s", max(base.max_delay_s, delay), 0, 86400))
         if policy.max_delay_s < policy.delay_s:
             raise Invalid("reschedule.max_delay_s: expected at least reschedule.delay_s")
         return policy

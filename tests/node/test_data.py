@@ -71,6 +71,33 @@ def test_curl_single_file_upload(node: Node, tmp_path) -> None:
     assert node.api("GET", f"/api/data/{record['data_key']}").status_code == 404
 
 
+def test_concurrent_uploads_are_byte_identical_with_their_sha256_and_md5(node: Node) -> None:
+    """Several MiB each (many reads and hashing chunks, the MD5 a chunk behind on its own thread), four at
+    once: every file as sent, its SHA-256 in the record, its MD5 where the gateway reads its ETag."""
+    blobs = [os.urandom(4 * 2**20 + 12_345 * index) for index in range(4)]
+    records: list[dict] = [{}] * len(blobs)
+
+    def upload(index: int) -> None:
+        records[index] = requests.post(f"{node.url}/api/workloads", data={"type": "data"}, timeout=120,
+                                       files=[("file", (f"blob{index}.bin", blobs[index]))]).json()
+    threads = [threading.Thread(target=upload, args=(index,)) for index in range(len(blobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    try:
+        for blob, record in zip(blobs, records):
+            assert record.get("status") == "stored", record
+            stored = Path(record["config"]["path"]) / record["files"][0]["rel_path"]
+            assert stored.read_bytes() == blob
+            assert record["config"]["sha256"] == hashlib.sha256(blob).hexdigest()
+            assert os.getxattr(stored, "user.cnet.md5").decode() == hashlib.md5(blob).hexdigest()
+    finally:
+        for record in records:
+            if record.get("id"):
+                node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
 def test_directory_round_trip(node: Node) -> None:
     tree = {f"photos/{folder}/img{index}.bin": os.urandom(1000 + index)
             for folder in ("a", "b/c") for index in range(40)}  # 80 parts: past Falcon's default of 64

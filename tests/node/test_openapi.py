@@ -110,12 +110,18 @@ def real_ids(fuzz_node: Node, real_things: dict[str, str], request: pytest.Fixtu
     return ids
 
 
+CROSS_FIELD_RULES = (("autoscale", "min_replicas", "max_replicas"), ("reschedule", "delay_s", "max_delay_s"))
+
+
 def _breaks_a_rule_no_schema_states(body: Any) -> bool:
-    """autoscale.min_replicas above its max_replicas: JSON Schema cannot compare two fields, and the API
-    refuses it with a 400 naming the field (as it does what the schema refuses), so it is not valid data."""
-    autoscale = body.get("autoscale") if isinstance(body, dict) else None
-    return isinstance(autoscale, dict) and "min_replicas" in autoscale and "max_replicas" in autoscale and \
-        autoscale["min_replicas"] > autoscale["max_replicas"]
+    """A bound above its maximum (autoscale.min_replicas over max_replicas, reschedule.delay_s over
+    max_delay_s): JSON Schema cannot compare two fields, and the API refuses it with a 400 naming the field
+    (as it does what the schema refuses), so it is not valid data."""
+    for section, low, high in CROSS_FIELD_RULES:
+        given = body.get(section) if isinstance(body, dict) else None
+        if isinstance(given, dict) and low in given and high in given and given[low] > given[high]:
+            return True
+    return False
 
 
 @pytest.mark.parametrize("label, mode", CASES, ids=[f"{label} {mode.value}" for label, mode in CASES])
