@@ -109,6 +109,9 @@ def test_kill_9_of_supervisord_ends_the_node_and_it_starts_again(pair: tuple[Nod
     child.output.close()
     child.start()
     wait_for(lambda: both_online(parent, child), timeout_s=20, diagnose=lambda: (nodes_view(parent), nodes_view(child)))
-    back = wait_for(lambda: (view := parent.workload(record["id"]))["status"] == "running" and view, timeout_s=30)
-    assert back["process_pid"] != record["process_pid"]  # relaunched from the child's ledger
+    # Relaunched from the child's ledger: running under another pid (the parent's copy of the child's view may
+    # say running with the old pid until the child answers again).
+    wait_for(lambda: (view := parent.workload(record["id"]))["status"] == "running"
+             and view["process_pid"] != record["process_pid"], timeout_s=30,
+             diagnose=lambda: parent.workload(record["id"]))
     delete_everything(parent, child)
