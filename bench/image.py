@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.assets import YOLO_MODEL  # noqa: E402
 from tests.support.load import PredictionLoad  # noqa: E402
-from tests.support.nodes import GIB, Node, free_port, running, wait_for  # noqa: E402
+from tests.support.nodes import GIB, Node, free_port, running, wait_until_answers  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path.home() / ".cache" / "cnet"
@@ -74,7 +74,7 @@ def in_container(clients: int, seconds: float) -> tuple[float, float]:
                     "CNET__AGENT__NODE_ID=bench", "-e", f"CNET__AUTH__TOKEN={token}", "-e", "CNET__RESOURCES__CPU=2",
                     "localhost/cnet:latest"], check=True, capture_output=True)
     try:
-        wait_for(lambda: _answers(url), timeout_s=120, interval_s=0.05)
+        wait_until_answers(f"{url}/api/health", timeout_s=120)
         start_s = round(time.monotonic() - started, 2)
         with open(YOLO_MODEL, "rb") as handle:
             stored = requests.post(f"{url}/api/workloads", files=[("file", ("m.onnx", handle))], headers=headers,
@@ -83,13 +83,6 @@ def in_container(clients: int, seconds: float) -> tuple[float, float]:
         return start_s, throughput(url, workload_id, clients, seconds, headers)
     finally:
         subprocess.run(["podman", "rm", "--force", "--volumes", name], capture_output=True)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/api/health", timeout=1).ok
-    except requests.RequestException:
-        return False
 
 
 def on_host(clients: int, seconds: float) -> float:

@@ -32,7 +32,7 @@ def default_runtime_root() -> Path:
     return Path(runtime) / "cnet" if runtime else Path.home() / ".local" / "state" / "cnet"
 
 
-def _owner(uid: int) -> str:
+def owner_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -60,7 +60,7 @@ def make_private_dir(path: Path, mode: int = PRIVATE_DIR_MODE) -> None:
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise UnsafeDirectory(f"{path} is not a directory (a link or a file is there)")
     if info.st_uid != os.geteuid():
-        raise UnsafeDirectory(f"{path} is owned by {_owner(info.st_uid)}, not by {_owner(os.geteuid())} "
+        raise UnsafeDirectory(f"{path} is owned by {owner_name(info.st_uid)}, not by {owner_name(os.geteuid())} "
                               "who runs this node")
     os.chmod(path, mode, follow_symlinks=False)
 

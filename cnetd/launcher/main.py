@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
 import resource
 import shutil
 import signal
@@ -31,7 +30,7 @@ from cnetd.launcher.supervisor_conf import render
 from cnetd.core.supervisor_rpc import Supervisor
 from cnetd.common.paths import RUNTIME_DIR_ENV
 from cnetd.common.private_files import (PRIVATE_UMASK, TRAVERSE_ONLY_MODE, UnsafeDirectory, make_private_dir,
-                                        make_traversable_parents, write_private)
+                                        make_traversable_parents, owner_name, write_private)
 from cnetd.launcher.sweep import end_processes_of
 from ledger.store import Ledger
 from mesh.curve import ClusterKeys
@@ -89,13 +88,6 @@ def _running_supervisord(config: NodeConfig) -> int | None:
     return pid if alive and ours else None
 
 
-def _owner_name() -> str:
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return f"uid {os.geteuid()}"
-
-
 def _preflight(config: NodeConfig) -> str | None:
     """Why this node cannot start, or None. What a previous boot of this runtime dir left running (its
     supervisord was killed) is ended first: the ledger says what to relaunch."""
@@ -106,7 +98,7 @@ def _preflight(config: NodeConfig) -> str | None:
         return f"agent.runtime_dir: {exc}"
     except OSError as exc:  # a folder above it this user cannot write (a volume of another user's)
         return f"agent.runtime_dir: cannot make {exc.filename or config.paths.root}: {exc.strerror} (the node runs " \
-               f"as {_owner_name()})"
+               f"as {owner_name(os.geteuid())})"
     try:  # uploads land here: workloads (a data gateway) must be able to reach them
         make_traversable_parents(Path(config.data_path))
         Path(config.data_path).mkdir(exist_ok=True)

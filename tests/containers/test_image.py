@@ -24,7 +24,7 @@ import requests
 from cnetd import __version__
 from inference.yolo_model import YoloModel
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
-from tests.support.nodes import VENV_BIN, free_port, wait_for
+from tests.support.nodes import VENV_BIN, free_port, wait_for, wait_until_answers
 from tests.support.packaging import REPO as REPO_ROOT
 
 IMAGE = "localhost/cnet:latest"
@@ -73,13 +73,6 @@ def containers() -> Iterator[list[Container]]:
         container.remove()
 
 
-def answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/api/health", timeout=2).ok
-    except requests.RequestException:
-        return False
-
-
 def test_a_node_container_runs_workloads_and_keeps_them_across_a_restart(image: str, containers: list) -> None:
     inspected = json.loads(podman("image", "inspect", image).stdout)[0]
     config = inspected["Config"]
@@ -92,7 +85,7 @@ def test_a_node_container_runs_workloads_and_keeps_them_across_a_restart(image: 
     containers.append(node)
     assert node.run().returncode == 0
     url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
-    wait_for(lambda: answers(url), timeout_s=90, diagnose=node.logs)
+    wait_until_answers(f"{url}/api/health", timeout_s=90)
     assert podman("healthcheck", "run", node.name, check=False).returncode == 0
     status = subprocess.run([str(VENV_BIN / "cnet"), "status"], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "CNET_ADDR": url, "CNET_TOKEN": token})
@@ -119,7 +112,7 @@ def test_a_node_container_runs_workloads_and_keeps_them_across_a_restart(image: 
                               headers={**headers, "Content-Type": "image/png"})
         assert found.status_code == 200 and found.json()["count"] >= 1, found.text
     assert podman("restart", "--time", "30", node.name, timeout=120).returncode == 0
-    wait_for(lambda: answers(url), timeout_s=90, diagnose=node.logs)
+    wait_until_answers(f"{url}/api/health", timeout_s=90)
 
     def relaunched() -> dict[str, Any] | None:
         views = {workload_id: requests.get(f"{url}/api/workloads/{workload_id}", headers=headers, timeout=10).json()
@@ -188,7 +181,7 @@ def test_the_seed_cluster_runs_as_four_containers_and_scenario_2_answers_as_the_
         urls = {name: f"http://127.0.0.1:{port}" for name, port in
                 (("jiangsu", 8080), ("nanjing", 8081), ("suqian", 8082), ("changzhou", 8083))}
         for url in urls.values():
-            wait_for(lambda: answers(url), timeout_s=120)
+            wait_until_answers(f"{url}/api/health", timeout_s=120)
 
         def tree() -> bool:
             nodes = requests.get(f"{urls['nanjing']}/api/nodes", timeout=5).json()
