@@ -38,6 +38,7 @@ setup(
         "docker>=7",
         "prometheus-client>=0.17",
         "botocore>=1.31",  # the gateway checks S3 signatures with its signers
+        "paho-mqtt>=2.0",  # a stream's events to an MQTT broker
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "build>=1",  # make dist, and the tests of the wheel and the bundle

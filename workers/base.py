@@ -83,6 +83,11 @@ class Executor(Protocol):
         """A deeper look at a validated config than ``validate``'s, where its type has one (its model loads):
         ``Unprocessable`` when it would not run. A deployment's new revision is checked so before it rolls out."""
 
+    def probe(self, config: dict[str, Any], node: NodeContext) -> None:
+        """A quick look at what the workload reads from outside (a stream's camera), on its first start here
+        only: ``Unprocessable`` when it surely cannot be reached. A relaunch does not probe, so a source down
+        for a while does not fail it."""
+
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         """The program that runs ``record`` (its config already validated) on this node."""
 
@@ -97,7 +102,6 @@ class Executor(Protocol):
         """The config as readers of the record see it: secrets (a gateway's secret key) hidden."""
 
 
-HIDDEN = "********"
 
 
 class PlainProgram:
@@ -115,6 +119,9 @@ class PlainProgram:
         return {self.type_name: None}
 
     def check(self, config: dict[str, Any]) -> None:
+        return None
+
+    def probe(self, config: dict[str, Any], node: NodeContext) -> None:
         return None
 
     def cleanup(self, record: WorkloadRecord, node: NodeContext) -> None:

@@ -147,6 +147,9 @@ class ContainerExecutor:
     def check(self, config: dict[str, Any]) -> None:
         return None  # validate asked the engine for the image already
 
+    def probe(self, config: dict[str, Any], node: NodeContext) -> None:
+        return None  # its image is pulled by the engine when the container starts
+
     def features(self, node: NodeContext) -> dict[str, str | None]:
         answers = engine_answers(node.container_engine)
         return {self.type_name: None if answers else

@@ -13,7 +13,8 @@ from cnetd.common.addresses import is_loopback
 from cnetd.common.errors import Invalid, Unprocessable
 from gateway import RESERVED_BUCKETS, SECRET_KEY_ENV
 from ledger.records import WorkloadRecord
-from workers.base import HIDDEN, NodeContext, PlainProgram, ProgramSpec, config_schema, reject_unknown_fields
+from cnetd.common.addresses import HIDDEN
+from workers.base import NodeContext, PlainProgram, ProgramSpec, config_schema, reject_unknown_fields
 from workers.service_program import SERVICE_FIELDS, SERVICE_SCHEMAS, service_spec, validate_service_fields
 from workers.workload_files import readable_by
 

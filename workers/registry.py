@@ -8,9 +8,10 @@ from workers.process import ProcessExecutor
 from workers.datagateway import DataGatewayExecutor
 from workers.mlmodel import YoloExecutor
 from workers.opencv import OpenCVExecutor
+from workers.stream import StreamExecutor
 
 EXECUTORS: dict[str, Executor] = {executor.type_name: executor for executor in (
-    ProcessExecutor(), YoloExecutor(), OpenCVExecutor(), DataGatewayExecutor(), ContainerExecutor(),
+    ProcessExecutor(), YoloExecutor(), OpenCVExecutor(), DataGatewayExecutor(), ContainerExecutor(), StreamExecutor(),
 )}
 
 

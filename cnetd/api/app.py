@@ -17,6 +17,7 @@ from cnetd.api.pages import Console, Metrics, OpenApi
 from cnetd.api.predict import WorkloadPredict
 from cnetd.api.protocol_check import ProtocolCheck
 from cnetd.api.v2 import V2_ROUTES
+from cnetd.api.events import WorkloadEvents, WorkloadSnapshot
 from cnetd.core.remote import RemoteWorkloads
 from cnetd.api.workloads import (Workload, WorkloadLogs, WorkloadLogStream, WorkloadPromote, WorkloadRollback,
                                  Workloads, WorkloadStop)
@@ -33,6 +34,7 @@ ROUTES: tuple[tuple[str, type[Resource]], ...] = (
     ("/api/workloads/{workload_id}", Workload), ("/api/workloads/{workload_id}/stop", WorkloadStop),
     ("/api/workloads/{workload_id}/logs", WorkloadLogs), ("/api/workloads/{workload_id}/logs/{stream}", WorkloadLogStream),
     ("/api/workloads/{workload_id}/predict", WorkloadPredict), *V2_ROUTES,
+    ("/api/workloads/{workload_id}/events", WorkloadEvents), ("/api/workloads/{workload_id}/snapshots/{name}", WorkloadSnapshot),
     ("/api/workloads/{workload_id}/promote", WorkloadPromote), ("/api/workloads/{workload_id}/rollback", WorkloadRollback),
     ("/api/data", DataList), ("/api/data/{data_key}", DataItem), ("/api/models", Models),
     ("/api/models/{sha256}", Model), ("/api/artifacts/{sha256}", ArtifactFile), ("/api/openapi.json", OpenApi),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnetd import __version__
+from cnetd.api.events import FOLLOW_MAX_S, MAX_FOLLOWERS
 from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_MAX, PREDICT_MAX_BYTES
 from cnetd.core.deployment_spec import MAX_DEPLOYMENT_ID, MAX_REPLICAS, PLACEMENTS, REVISION_STATES, SPREADS
 from cnetd.core.submission import MAX_CONSTRAINT_LABELS, MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN
@@ -15,6 +16,7 @@ from inference.request_limits import BASE64_IMAGE_PATTERN, MAX_DETECTIONS, V2_DA
 from ledger.records import RESOURCE_KINDS
 from mesh.messages import API_URL_PATTERN, LABEL_PATTERN, MESH_ENDPOINT_PATTERN, NODE_ID_PATTERN
 from workers.registry import EXECUTORS
+from workers.stream import MAX_KEEP_EVENTS
 
 _REF = "#/components/schemas/"
 
@@ -424,6 +426,24 @@ def document() -> dict[str, Any]:
             requestBody={"required": True, "description": f"at most {PREDICT_MAX_BYTES} bytes", "content": {
                 "application/json": {"schema": _ref("Prediction")},
                 "image/*": {"schema": {"type": "string", "format": "binary"}}}}, **_SECURED)},
+        "/api/workloads/{workload_id}/events": {"parameters": [_PATH_ID], "get": _operation(
+            "A stream's events as Server-Sent Events: the last `last` kept (or those after Last-Event-ID), then each "
+            f"as it comes (a connection lasts at most {int(FOLLOW_MAX_S)} s; {MAX_FOLLOWERS} followers per API "
+            "process, 503 beyond)",
+            ("200", "text/event-stream: `id:` the event's seq, `data:` the event (time, frame, latency_ms, "
+             "detections, snapshot)", {"text/event-stream": {"schema": {"type": "string"}}}),
+            "400", "404", "409", "503", parameters=[
+                {"name": "last", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_KEEP_EVENTS}},
+                {"name": "follow", "in": "query", "required": False, "schema": {"type": "boolean"}},
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}}], **_SECURED)},
+        "/api/workloads/{workload_id}/snapshots/{name}": {"parameters": [_PATH_ID, {
+            "name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern":
+                                                                      "^(latest|[0-9]{1,12}[.]jpg)$"}}],
+            "get": _operation("A stream's kept snapshot (an event's frame, its boxes drawn); `latest`: the newest",
+                              ("200", "the JPEG", {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}),
+                              "400", "404", "409", "503", **_SECURED)},
         **_v2_paths(),
         "/api/data": {"get": _operation("Data stored on this node", _ok("DataList"), **_SECURED)},
         "/api/data/{data_key}": {

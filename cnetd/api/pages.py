@@ -21,7 +21,7 @@ class Metrics(Resource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = node_exposition(str(self.deps.config.paths.metrics_dir), self.deps.config.node_id,
+        resp.data = node_exposition(self.deps.config.paths, self.deps.config.node_id,
                                     self.deps.ledger)
 
 

@@ -2,14 +2,31 @@
 carrying the node's own message."""
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import requests
 from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
 
 DEFAULT_ADDR = "http://127.0.0.1:8080"
 TIMEOUT_S = 120  # a submission waits for its service to be ready
+RECONNECT_S = 0.5
+
+
+def _server_sent_events(lines: Iterator[str]) -> Iterator[tuple[str | None, str]]:
+    """(id, data) of each event in a text/event-stream; comments and retry lines skipped."""
+    event_id, data = None, []
+    for line in lines:
+        if line == "":
+            if data:
+                yield event_id, "\n".join(data)
+            event_id, data = None, []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
 
 
 class Refused(Exception):
@@ -62,6 +79,22 @@ class NodeClient:
     def predict(self, workload_id: str, image: bytes, content_type: str, params: dict[str, Any]) -> Any:
         return self.call("POST", f"/api/workloads/{workload_id}/predict", data=image, params=params,
                          headers={"Content-Type": content_type}).json()
+
+    def events(self, workload_id: str, last: int, follow: bool) -> Iterator[dict[str, Any]]:
+        """A stream's events (Server-Sent Events): the last ``last`` kept, then, with ``follow``, each as it comes,
+        reconnecting after the last one seen whenever the node ends the connection."""
+        seen: str | None = None
+        while True:
+            headers = {"Accept": "text/event-stream", **({"Last-Event-ID": seen} if seen else {})}
+            answer = self.call("GET", f"/api/workloads/{workload_id}/events", stream=True, headers=headers,
+                               params={"last": last, "follow": str(follow).lower()}, timeout=(10, 60))
+            with answer:
+                for event_id, data in _server_sent_events(answer.iter_lines(decode_unicode=True)):
+                    seen = event_id or seen
+                    yield json.loads(data)
+            if not follow:
+                return
+            time.sleep(RECONNECT_S)
 
     def upload(self, path: Path, on_progress: Callable[[int, int], None]) -> Any:
         """Upload a file or a directory (its relative paths kept) as one data workload, streamed from disk;

@@ -3,6 +3,7 @@ http://127.0.0.1:8080), the token ``--token`` / ``CNET_TOKEN``. A refusal prints
 exits 1; bad usage exits 2. Reads take ``-o json`` for scripts."""
 from __future__ import annotations
 
+import json
 import mimetypes
 import sys
 import time
@@ -150,6 +151,18 @@ def logs(node: NodeClient, workload_id: str, follow: bool, stderr: bool, tail: i
             return
         if not chunk["data"]:
             time.sleep(FOLLOW_INTERVAL_S)
+
+
+@cli.command()
+@click.argument("workload_id")
+@click.option("-f", "--follow", is_flag=True, help="keep printing events as they come")
+@click.option("--last", type=click.IntRange(0, 10_000), default=20, show_default=True, help="kept events first")
+@click.option("--json", "as_json", is_flag=True, help="each event as one JSON line")
+@click.pass_obj
+def events(node: NodeClient, workload_id: str, follow: bool, last: int, as_json: bool) -> None:
+    """A stream's events: its last kept ones, and with -f each new one as it comes."""
+    for event in node.events(workload_id, last, follow):
+        click.echo(json.dumps(event) if as_json else views.event_line(event))
 
 
 @cli.command()

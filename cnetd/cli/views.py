@@ -130,3 +130,11 @@ def detections(found: list[dict[str, Any]]) -> Table:
     return table(("CLASS", "CONFIDENCE", "BOX (x1, y1, x2, y2)"),
                  ((item["class"], f"{item['confidence']:.3f}", ", ".join(f"{v:.0f}" for v in item["bbox"]))
                   for item in found))
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """One stream event on one line: when, which frame, how long after capture, and what was found."""
+    found = "; ".join(f"{item['class']} {item['confidence']:.2f} [{', '.join(f'{v:.0f}' for v in item['bbox'])}]"
+                      for item in event.get("detections", []))
+    when = time.strftime("%H:%M:%S", time.localtime(event.get("time", 0)))
+    return f"#{event.get('seq')} {when} frame {event.get('frame')} ({event.get('latency_ms')} ms): {found}"

@@ -23,6 +23,7 @@ import logging
 import selectors
 import socket
 import struct
+import threading
 import time
 from functools import partial
 from typing import Callable
@@ -100,6 +101,9 @@ class _SlowClientLines(logging.Filter):
             record.msg, record.args = "closed a connection whose client was too slow: %s", (record.exc_info[1],)
             record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
         return True
+
+
+STOPPING = threading.Event()  # set when this worker begins its graceful stop: long answers (event streams) end
 
 
 class DeadlineWorker(ThreadWorker):
@@ -218,6 +222,7 @@ class DeadlineWorker(ThreadWorker):
         When another server takes over the socket (a reload: ``drain_on_stop``), they are kept as gunicorn
         keeps them: a client that sends on one gets its answer, with ``Connection: close``, where a close
         now would race its request (a POST it cannot know was not taken)."""
+        STOPPING.set()
         if self.drain_on_stop():
             super()._cap_keepalive(deadline)
             return

@@ -1,6 +1,10 @@
 """Signed artifact links: ``/api/artifacts/SHA?expires=T&signature=HMAC`` lets the node a deployment was
 delegated to (any number of hops away) fetch the model without holding this node's token, for a while.
-The key is the node's ``auth.token``; a node without one serves artifacts to anyone, as it does the API."""
+The key is the node's ``auth.token``; a node without one serves artifacts to anyone, as it does the API.
+
+A stream's signature works the same way for its detector: ``POST /api/workloads/DETECTOR/predict`` with
+``X-CNET-Stream: ID`` and ``X-CNET-Stream-Signature: HMAC`` is let through for as long as the token is the same,
+and for nothing else."""
 from __future__ import annotations
 
 import hashlib
@@ -28,6 +32,19 @@ def link_is_valid(token: str, sha256: str, expires: str | None, signature: str |
     if not expires or not signature or not expires.isdigit() or int(expires) < time.time():
         return False
     return hmac.compare_digest(signature, _signature(token, sha256, int(expires)))
+
+
+def stream_signature(token: str | None, stream_id: str, detector: str) -> str:
+    """What lets stream ``stream_id`` send frames to ``detector`` through this node ('' without a token)."""
+    if token is None:
+        return ""
+    return hmac.new(token.encode(), f"stream:{stream_id}:{detector}".encode(), hashlib.sha256).hexdigest()
+
+
+def stream_signature_is_valid(token: str, stream_id: str | None, detector: str, signature: str | None) -> bool:
+    if not stream_id or not signature:
+        return False
+    return hmac.compare_digest(signature, stream_signature(token, stream_id, detector))
 
 
 def is_artifact_link(url: str) -> bool:

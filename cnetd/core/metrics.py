@@ -16,12 +16,15 @@ import os
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from cnetd.core.deployment_spec import DeploymentSpec
+from cnetd.common.paths import RuntimePaths
 from cnetd.core.deployment_state import STARTING_STATUSES, in_rotation
+from inference.stream.status import COUNTERS as STREAM_COUNTERS, LATENCY_BUCKETS_S, read_status
 from ledger.records import RESOURCE_KINDS, WorkloadRecord
 from ledger.store import Ledger
+from workers.stream import STREAM_TYPE
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -66,9 +69,10 @@ BALANCED = Counter("cnet_balanced_requests_total",
 class _LedgerCollector:
     """The node's resources and workloads as the ledger holds them, read when scraped."""
 
-    def __init__(self, node_id: str, ledger: Ledger) -> None:
+    def __init__(self, node_id: str, ledger: Ledger, paths: RuntimePaths) -> None:
         self._node_id = node_id
         self._ledger = ledger
+        self._paths = paths
 
     def collect(self) -> Iterator[Metric]:
         usage = self._ledger.usage()
@@ -88,6 +92,8 @@ class _LedgerCollector:
             family.add_metric([workload_type, state], count)
         yield family
         yield from _deployment_families(records)
+        yield from _stream_families([record for record in records if record.type == STREAM_TYPE and not record.remote
+                                     and not record.terminal], self._paths)
 
 
 def _deployment_families(records: list[WorkloadRecord]) -> Iterator[Metric]:
@@ -114,6 +120,35 @@ def _deployment_families(records: list[WorkloadRecord]) -> Iterator[Metric]:
     yield from (replicas, signal, limited)
 
 
+def _stream_families(streams: list[WorkloadRecord], paths: RuntimePaths) -> Iterator[Metric]:
+    """Each running stream's counters (frames read, sampled, skipped by motion, sent, failed, dropped; events;
+    reconnects), whether it is connected, and its capture-to-event latency, as its program last reported them."""
+    counters = CounterMetricFamily("cnet_stream_frames", "A stream's frames: read from its source, sampled, skipped "
+                                   "by motion gating, sent to its detector, failed there, dropped (due while the "
+                                   "detector was busy)", labels=["workload", "outcome"])
+    events = CounterMetricFamily("cnet_stream_events", "Frames with detections a stream kept and published",
+                                 labels=["workload"])
+    reconnects = CounterMetricFamily("cnet_stream_reconnects", "Times a stream's source failed to open or dropped",
+                                     labels=["workload"])
+    connected = GaugeMetricFamily("cnet_stream_connected", "1 while a stream reads its source", labels=["workload"])
+    latency = HistogramMetricFamily("cnet_stream_event_latency_seconds", "From a frame's capture to its event",
+                                    labels=["workload"])
+    for stream in streams:
+        status = read_status(paths.workload_dir(stream.id))
+        if status is None:
+            continue
+        for name in STREAM_COUNTERS:
+            if name.startswith("frames_"):
+                counters.add_metric([stream.id, name.removeprefix("frames_")], status.get(name, 0))
+        events.add_metric([stream.id], status.get("events", 0))
+        reconnects.add_metric([stream.id], status.get("reconnects", 0))
+        connected.add_metric([stream.id], 1.0 if status.get("state") == "running" else 0.0)
+        buckets = status["latency"]["buckets"]
+        latency.add_metric([stream.id], [*((str(bound), buckets.get(str(bound), 0)) for bound in LATENCY_BUCKETS_S),
+                                         ("+Inf", status["latency"]["count"])], status["latency"]["sum_s"])
+    yield from (counters, events, reconnects, connected, latency)
+
+
 def ongoing_requests(multiprocess_dir: Path) -> dict[str, float]:
     """``cnet_deployment_ongoing_requests`` now, by deployment, summed over the live API processes (a killed
     worker's file is skipped: its pid is gone)."""
@@ -136,8 +171,8 @@ def _alive(path: str) -> bool:
     return True
 
 
-def node_exposition(multiprocess_dir: str, node_id: str, ledger: Ledger) -> bytes:
+def node_exposition(paths: RuntimePaths, node_id: str, ledger: Ledger) -> bytes:
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
-    registry.register(_LedgerCollector(node_id, ledger))
+    multiprocess.MultiProcessCollector(registry, path=str(paths.metrics_dir))
+    registry.register(_LedgerCollector(node_id, ledger, paths))
     return generate_latest(registry)

@@ -50,16 +50,25 @@ class RemoteWorkloads:
                 seen.update({item["id"]: item for item in body["workloads"]})
         return [self.as_seen_here(record, seen.get(record.id)) for record in records]
 
-    def act(self, record: WorkloadRecord, method: str, path: str = "", raw: bytes | None = None,
-            content_type: str | None = None) -> tuple[int, Any]:
-        """Proxy a stop / delete / logs / predict request to the next hop."""
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a request to a next hop carries (its token)."""
+        return dict(self._headers)
+
+    def workload_url(self, record: WorkloadRecord, path: str) -> str:
+        """``path`` under ``record``'s URL at its next hop (Unavailable when that hop is offline)."""
         if not self.online(record.delegated_to):
             raise Unavailable(f"workload {record.id} runs on {record.delegated_to}, which is offline",
                               node=record.delegated_to)
+        return f"{record.remote_api}/api/workloads/{record.id}{path}"
+
+    def act(self, record: WorkloadRecord, method: str, path: str = "", raw: bytes | None = None,
+            content_type: str | None = None) -> tuple[int, Any]:
+        """Proxy a stop / delete / logs / predict request to the next hop."""
+        url = self.workload_url(record, path)
         try:
             headers = {**self._headers, **({"Content-Type": content_type} if content_type else {})}
-            return call(method, f"{record.remote_api}/api/workloads/{record.id}{path}", timeout_s=ACTION_TIMEOUT_S,
-                        headers=headers, raw=raw)
+            return call(method, url, timeout_s=ACTION_TIMEOUT_S, headers=headers, raw=raw)
         except (Unreachable, TimedOut) as exc:
             raise Unavailable(f"workload {record.id} runs on {record.delegated_to}: {exc}",
                               node=record.delegated_to) from None
@@ -67,12 +76,9 @@ class RemoteWorkloads:
     def relay(self, record: WorkloadRecord, method: str, path: str, body: bytes | None,
               headers: dict[str, str]) -> Relayed:
         """Relay a request to a service's path under the next hop's API, as it is (its answer too)."""
-        if not self.online(record.delegated_to):
-            raise Unavailable(f"workload {record.id} runs on {record.delegated_to}, which is offline",
-                              node=record.delegated_to)
+        url = self.workload_url(record, path)
         try:
-            return relay(method, f"{record.remote_api}/api/workloads/{record.id}{path}", body,
-                         {**self._headers, **headers}, ACTION_TIMEOUT_S)
+            return relay(method, url, body, {**self._headers, **headers}, ACTION_TIMEOUT_S)
         except (Unreachable, TimedOut) as exc:
             raise Unavailable(f"workload {record.id} runs on {record.delegated_to}: {exc}",
                               node=record.delegated_to) from None

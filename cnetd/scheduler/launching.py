@@ -72,7 +72,7 @@ class Launcher:
         forwarded workload, the forward ``attempt`` that brought it is fenced off with it."""
         fetched: list[Artifact] = []
         try:
-            record, spec = self._prepared(record, submitted, fetched)
+            record, spec = self._prepared(record, submitted, fetched, first_start=True)
             return self._start(record, spec)
         except Exception as exc:
             self._abandon(record.id, attempt)
@@ -94,12 +94,14 @@ class Launcher:
             self._ledger.update(record.id, finish(Status.FAILED, message=f"relaunch failed: {exc.message}"))
             self._undo(fetched, exc)
 
-    def _prepared(self, record: WorkloadRecord, submitted: dict[str, Any],
-                  fetched: list[Artifact]) -> tuple[WorkloadRecord, ProgramSpec]:
-        """``record`` with its config checked here (and its model here: one fetched for it is added to
-        ``fetched``), and the program that runs it."""
+    def _prepared(self, record: WorkloadRecord, submitted: dict[str, Any], fetched: list[Artifact],
+                  first_start: bool = False) -> tuple[WorkloadRecord, ProgramSpec]:
+        """``record`` with its config checked here (what it reads from outside probed, on its first start; its
+        model here: one fetched for it is added to ``fetched``), and the program that runs it."""
         executor = executor_for(record.type)
         config = executor.validate(submitted, self._context)
+        if first_start:
+            executor.probe(config, self._context)
         if executor.serves_a_model:
             artifact = self._deployments.artifact_here(config)
             if artifact is None:

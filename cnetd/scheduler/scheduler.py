@@ -40,6 +40,7 @@ from cnetd.scheduler.models.deploy import ModelDeployments
 from cnetd.scheduler.models.store import ModelStore
 from cnetd.scheduler.revisions import Revisions
 from cnetd.scheduler.placement import Candidate, Need, Placement, Plan, plan
+from cnetd.scheduler.streams import bind_detector
 from cnetd.scheduler.refusals import Refusal, refusal_error, refusal_of
 from cnetd.scheduler.deployments.autoscaling import ScaleDecision, autoscaled
 from cnetd.scheduler.deployments.controller import DeploymentController
@@ -142,6 +143,8 @@ class Scheduler:
         if len(visited) > self._node.config.max_hops:
             raise DelegationRefused(f"delegation exceeded {self._node.config.max_hops} hops ({' → '.join(visited)})",
                                     visited=visited)
+        if not visited:
+            record = bind_detector(record, self._ledger, self._node.config)
         if record.deployment is not None:
             if visited:
                 raise Unprocessable("a deployment is not forwarded (its replicas are): submit it where it is to be "
