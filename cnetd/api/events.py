@@ -8,17 +8,20 @@ and its ``data:`` one JSON object.
 A follower holds one of the API process's request threads, so they are bounded: at most ``MAX_FOLLOWERS`` per
 API process at once (one more is answered 503 with Retry-After), each connection ends after
 ``FOLLOW_MAX_S`` (an EventSource, or ``cnet events -f``, reconnects with Last-Event-ID and misses nothing the
-stream keeps), a comment line every ``KEEPALIVE_S`` finds a client that went away, and a stopping API ends
-them at once. ``GET /api/workloads/{id}/snapshots/{name}`` serves a kept snapshot (``latest``: the newest).
+stream keeps), a client that closes its end is seen within a poll (its socket reads end-of-file; a comment
+line every ``KEEPALIVE_S`` finds one that vanished), and a stopping API or a deleted stream ends them at once. ``GET /api/workloads/{id}/snapshots/{name}`` serves a kept snapshot (``latest``: the newest).
 A delegated stream's are read through its next hop.
 """
 from __future__ import annotations
 
 import http.client
 import re
+import select
+import socket
 import threading
 import time
 import urllib.parse
+from pathlib import Path
 from typing import Any, Iterator
 
 import falcon
@@ -79,7 +82,22 @@ class _Following:
             _followers.release()
 
 
-def _local_events(path: Any, last: int, after: int | None, follow: bool) -> Iterator[bytes]:
+def _client_gone(client: socket.socket | None) -> bool:
+    """Whether the client closed its end (it reads as end-of-file), seen without writing to it."""
+    if client is None:
+        return False
+    try:
+        if not select.select([client], [], [], 0)[0]:
+            return False
+        return client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except (OSError, ValueError):
+        return True
+
+
+def _local_events(path: Path, last: int, after: int | None, follow: bool,
+                  client: socket.socket | None) -> Iterator[bytes]:
     yield b"retry: %d\n\n" % RETRY_MS
     if after is None:
         replay = last_events(path, last)
@@ -90,7 +108,9 @@ def _local_events(path: Any, last: int, after: int | None, follow: bool) -> Iter
     if not follow:
         return
     ends, quiet_since = time.monotonic() + FOLLOW_MAX_S, time.monotonic()
-    while time.monotonic() < ends and not STOPPING.wait(POLL_S):
+    while time.monotonic() < ends and not STOPPING.wait(POLL_S) and not _client_gone(client):
+        if not path.parent.exists():  # the stream was deleted
+            return
         fresh = tail.poll()
         for event in fresh:
             yield _sse(event)
@@ -145,7 +165,8 @@ class WorkloadEvents(Resource):
                 query = urllib.parse.urlencode({"last": last, "follow": str(follow).lower()})
                 chunks = _remote_events(self.deps.remote, record, query, req.get_header("Last-Event-ID"))
             else:
-                chunks = _local_events(self.deps.config.paths.workload_dir(record.id) / EVENTS_FILE, last, after, follow)
+                chunks = _local_events(self.deps.config.paths.workload_dir(record.id) / EVENTS_FILE, last, after, follow,
+                                       req.env.get("gunicorn.socket"))
         except BaseException:
             _followers.release()
             raise
