@@ -47,8 +47,10 @@ class StreamExecutor(PlainProgram):
     config_schema = config_schema({
         "source": {"type": "string", "minLength": 1, "description":
                    "rtsp://…, an HTTP MJPEG URL, a video file on the node, or data://DATA_KEY/FILE"},
-        "detector": {"type": "string", "pattern": _WORKLOAD_ID, "description":
-                     "the id of a model service or deployment on the node the stream is submitted to"},
+        "detector": {"type": ["string", "object"], "pattern": _WORKLOAD_ID, "description":
+                     "the id of a model service or deployment on the node the stream is submitted to, or one to "
+                     "deploy with the stream (a submission of an mlmodel or opencv service, without an id: it is "
+                     "the stream's with -detector), deleted with it"},
         "fps": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_FPS, "description": "frames sampled a second"},
         "confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "classes": {"type": ["array", "null"], "items": {"type": ["string", "integer"]}},

@@ -78,6 +78,10 @@ class Resource:
         """A deployment's replicas (those taken out of rotation too, until they are deleted)."""
         return members_of(self.deps.ledger.workloads(replica_prefix(deployment.id)), deployment.id)
 
+    def owned(self, owner_id: str) -> list[WorkloadRecord]:
+        """What was deployed with ``owner_id`` (a stream's own detector)."""
+        return [record for record in self.deps.ledger.workloads() if record.owned_by == owner_id]
+
     def facts(self, record: WorkloadRecord) -> dict[str, Any]:
         executor = EXECUTORS.get(record.type)  # data records have no executor: uploads run no program
         return executor.facts(record, self.context) if executor else {}

@@ -1,6 +1,7 @@
 """The workload API: list, submit (following a service to readiness), show, stop, delete, logs."""
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Callable
 
@@ -9,14 +10,14 @@ import falcon
 from cnetd.api import uploads
 from cnetd.api.base import Resource, settled
 from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_DEFAULT, LOG_TAIL_MAX
-from cnetd.common.errors import Invalid, NotFound
+from cnetd.common.errors import CnetError, Invalid, NotFound
 from cnetd.common.web import read_json, send
 from cnetd.core.deployment_spec import REVISION_FIELDS, replica_count
 from cnetd.core.deployment_state import starting_replicas
 from cnetd.core.channel import DELEGATION_BUDGET_S
 from cnetd.api.logtail import read_from, tail_lines
 from cnetd.core.model_records import MODEL_TYPE
-from cnetd.core.submission import Delegation, parse_delegation, parse_submission
+from cnetd.core.submission import Delegation, inline_detector, parse_delegation, parse_submission, with_detector
 from ledger.records import Status, WorkloadRecord
 
 READY_POLL_S, REMOTE_READY_POLL_S = 0.05, 0.05
@@ -48,18 +49,33 @@ class Workloads(Resource):
         if delegation.settle:
             self._confirm(record.id, delegation.attempt, resp)
             return
+        detector = None if delegation.forwarded else inline_detector(record)
+        if detector is None:
+            send(resp, self._submitted(record, delegation), 201)
+            return
+        # A stream with its own detector: the detector first (recorded as the stream's), then the stream, whose
+        # refusal takes the detector with it. One left by an API that ended between the two, the scheduler deletes.
+        self._submitted(detector, delegation)
+        try:
+            view = self._submitted(with_detector(record, detector.id), delegation)
+        except CnetError:
+            Workload(self.deps).remove_owned(record.id)
+            raise
+        send(resp, view, 201)
+
+    def _submitted(self, record: WorkloadRecord, delegation: Delegation) -> dict[str, Any]:
+        """Placed (here or delegated), and followed to readiness where the submission entered the cluster."""
         placed = self.schedule("submit", workload=record.to_dict(), visited=delegation.visited,
                                attempt=delegation.attempt, budget_s=delegation.budget_s or DELEGATION_BUDGET_S)
         pointer = WorkloadRecord.from_dict(placed["placed"])
         if pointer.deployment is not None:  # answered once no replica is starting
-            view = self._follow(self.view(pointer), lambda: self.view(pointer), starting_replicas)
-        elif not pointer.remote:
-            view = self.view(pointer) if delegation.forwarded else self._wait_ready(pointer.id)
-        else:
-            view = self.deps.remote.as_seen_here(pointer, placed["answer"]) if "answer" in placed else self.view(pointer)
-            if not delegation.forwarded:  # a forward is answered at admission; the entry node follows readiness
-                view = self._follow_remote(pointer, view)
-        send(resp, view, 201)
+            return self._follow(self.view(pointer), lambda: self.view(pointer), starting_replicas)
+        if not pointer.remote:
+            return self.view(pointer) if delegation.forwarded else self._wait_ready(pointer.id)
+        view = self.deps.remote.as_seen_here(pointer, placed["answer"]) if "answer" in placed else self.view(pointer)
+        if not delegation.forwarded:  # a forward is answered at admission; the entry node follows readiness
+            view = self._follow_remote(pointer, view)
+        return view
 
     def _confirm(self, workload_id: str, attempt: str | None, resp: falcon.Response) -> None:
         """A delegating node asks what became of its forward ``attempt``: 201 with the record, 202 while this
@@ -135,11 +151,21 @@ class Workload(Resource):
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, workload_id: str) -> None:
         record = settled(self.workload(workload_id))
-        if record.deployment is not None:
-            send(resp, self._delete_deployment(record))
-            return
-        status, body = self.delete_one(record)
+        status, body = self.remove(record)
+        if status == 200:
+            self.remove_owned(record.id)
         send(resp, body, status)
+
+    def remove(self, record: WorkloadRecord) -> tuple[int, Any]:
+        if record.deployment is not None:
+            return 200, self._delete_deployment(record)
+        return self.delete_one(record)
+
+    def remove_owned(self, owner_id: str) -> None:
+        """Delete what was deployed with ``owner_id`` (a stream's own detector)."""
+        for owned in self.owned(owner_id):
+            with contextlib.suppress(CnetError):  # gone meanwhile, or settling: the scheduler deletes it later
+                self.remove(settled(owned))
 
     def delete_one(self, record: WorkloadRecord) -> tuple[int, Any]:
         if record.type == "data" and not record.remote:
@@ -184,9 +210,15 @@ class WorkloadStop(Resource):
         send(resp, view)
 
     def stop_one(self, record: WorkloadRecord) -> tuple[int, Any]:
-        if record.remote:
-            return self.deps.remote.act(record, "POST", "/stop")
-        return 200, self.schedule("stop", id=record.id)
+        answer = self.deps.remote.act(record, "POST", "/stop") if record.remote else \
+            (200, self.schedule("stop", id=record.id))
+        for owned in self.owned(record.id):  # what was deployed with it stops with it (a stream's detector)
+            with contextlib.suppress(CnetError):
+                if owned.remote:
+                    self.deps.remote.act(owned, "POST", "/stop")
+                else:
+                    self.schedule("stop", id=owned.id)
+        return answer
 
 
 class WorkloadPromote(Resource):

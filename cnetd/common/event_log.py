@@ -24,9 +24,13 @@ class EventWriter:
     def __init__(self, path: Path, keep: int = DEFAULT_KEEP) -> None:
         self._path = path
         self._keep = keep
-        kept = last_events(path, keep)
-        self._lines = len(kept)
-        self.next_seq = kept[-1]["seq"] + 1 if kept else 1
+        last = last_events(path, 1)
+        self.next_seq = last[-1]["seq"] + 1 if last else 1
+        try:
+            with open(path, "rb") as handle:
+                self._lines = sum(1 for _ in handle)
+        except FileNotFoundError:
+            self._lines = 0
 
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
         """Keep ``event`` with the next ``seq``; the event as kept."""

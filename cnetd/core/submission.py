@@ -1,6 +1,7 @@
 """Parses a POSTed workload into a ``WorkloadRecord``: shape, type, id and requirements, with clear errors."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -13,6 +14,9 @@ from cnetd.core.deployment_spec import FIELDS as DEPLOYMENT_FIELDS, parse_spec
 from ledger.records import RESOURCE_KINDS, Resources, WorkloadRecord
 from mesh.messages import LABEL
 from workers.registry import executor_for
+from workers.stream import STREAM_TYPE
+
+INLINE_DETECTOR_SUFFIX = "-detector"
 
 _FIELDS = ("id", "name", "type", "config", "requirements", "constraints", *DEPLOYMENT_FIELDS)
 MAX_CONSTRAINT_LABELS = 16
@@ -58,6 +62,32 @@ def parse_submission(body: Any) -> WorkloadRecord:
     return WorkloadRecord(id=workload_id, type=workload_type, name=name, config=config, requirements=requirements,
                           fingerprint=fingerprint, deployment=deployment.to_dict() if deployment else None,
                           constraints=constraints)
+
+
+def inline_detector(record: WorkloadRecord) -> WorkloadRecord | None:
+    """A stream's detector given whole (``config.detector``: a submission of an ``mlmodel`` or ``opencv`` service,
+    replicas or autoscale allowed): that workload, its id the stream's with ``-detector``, owned by the stream
+    (deleted with it). None for a stream that names its detector, and for any other workload."""
+    spec = record.config.get("detector") if record.type == STREAM_TYPE else None
+    if not isinstance(spec, dict):
+        return None
+    if "id" in spec:
+        raise Invalid(f"config.detector.id: an inline detector's id is the stream's with {INLINE_DETECTOR_SUFFIX}")
+    detector_id = record.id + INLINE_DETECTOR_SUFFIX
+    if len(detector_id) > 63:
+        raise Invalid(f"id: at most {63 - len(INLINE_DETECTOR_SUFFIX)} characters for a stream with an inline detector")
+    try:
+        detector = parse_submission({**spec, "id": detector_id, "name": spec.get("name", f"detector of {record.name}")})
+    except Invalid as exc:
+        raise Invalid(f"config.detector: {exc.message}") from None
+    if not executor_for(detector.type).replicable:
+        raise Invalid(f"config.detector.type: a {detector.type} workload is no model service (mlmodel, opencv)")
+    return dataclasses.replace(detector, owned_by=record.id)
+
+
+def with_detector(stream: WorkloadRecord, detector_id: str) -> WorkloadRecord:
+    """``stream`` naming the detector deployed for it."""
+    return dataclasses.replace(stream, config={**stream.config, "detector": detector_id})
 
 
 def parse_constraints(raw: Any) -> dict[str, Any] | None:

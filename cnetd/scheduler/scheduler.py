@@ -53,6 +53,7 @@ from workers.registry import executor_for
 log = logging.getLogger("scheduler")
 FENCE_KEPT_S = 3600.0  # a forward this old that still arrives is refused by its fence; older, it is long gone
 FENCE_PRUNE_INTERVAL_S = 60.0
+ORPHAN_MARGIN_S = 60.0  # beyond health.start_timeout_s: how long the API may take between a detector and its stream
 
 
 @dataclasses.dataclass
@@ -87,7 +88,7 @@ class Scheduler:
                                              node_headers(config.auth_token), self._neighbour_urls, config.models_s3)
         self._launcher = Launcher(node.ledger, supervisor, self._context, self._deployments, self._models.undo_fetch)
         self._supervisor = supervisor
-        remote = RemoteWorkloads(node.nodes, config.heartbeat_period_s, config.auth_token)
+        remote = self._remote = RemoteWorkloads(node.nodes, config.heartbeat_period_s, config.auth_token)
         self._deployments_controller = DeploymentController(node.ledger, self._submit_replica, self._launcher, remote,
                                                             config.replicas_lost_after_s, self._has_room,
                                                             config.paths.metrics_dir)
@@ -367,8 +368,12 @@ class Scheduler:
         return {"pending": True} if record.settling or record.id in self._preparing else {"placed": record.to_dict()}
 
     def settle_unknown(self) -> None:
-        """Each round: settle (in pool threads) every pointer whose forward has no known outcome."""
-        for record in self._ledger.workloads():
+        """Each round: settle (in pool threads) every pointer whose forward has no known outcome, and delete what
+        was deployed with a workload that is gone (``orphaned``)."""
+        records = self._ledger.workloads()
+        for record in orphaned(records, time.time() - self._node.config.health_start_timeout_s - ORPHAN_MARGIN_S):
+            self._delete_orphan(record)
+        for record in records:
             if record.status != Status.UNKNOWN:
                 continue
             with self._settling_lock:
@@ -379,6 +384,32 @@ class Scheduler:
         if time.monotonic() >= self._next_prune:
             self._ledger.prune_fences(time.time() - FENCE_KEPT_S)
             self._next_prune = time.monotonic() + FENCE_PRUNE_INTERVAL_S
+
+    def _delete_orphan(self, record: WorkloadRecord) -> None:
+        log.info("deleting %s: %s, which it was deployed with, is gone", record.id, record.owned_by,
+                 extra=workload_fields(record.id))
+        if record.deployment is not None:
+            self.delete_deployment({"id": record.id})
+            return
+        if not record.remote:
+            record = self._ledger.update(record.id, desire(Desired.STOP))
+            self._server.submit_background(lambda: self._launcher.delete(record))
+        else:  # its next hop deletes it, then it is forgotten here (tried each round)
+            with self._settling_lock:
+                if record.id in self._settling:
+                    return
+                self._settling.add(record.id)
+            self._server.submit_background(lambda: self._forget_when_deleted_there(record))
+
+    def _forget_when_deleted_there(self, record: WorkloadRecord) -> None:
+        try:
+            if self._remote.act(record, "DELETE")[0] in (200, 404):
+                self._ledger.remove(record.id)
+        except CnetError:
+            pass  # its next hop is offline: next round
+        finally:
+            with self._settling_lock:
+                self._settling.discard(record.id)
 
     def _settle(self, record: WorkloadRecord) -> None:
         try:
@@ -462,6 +493,15 @@ class Scheduler:
             record = self._ledger.update(record.id, lambda current: dataclasses.replace(
                 current, status=Status.STARTING, process_pid=None, message="relaunching after a restart"))
             self._server.submit_background(lambda record=record: self._launcher.relaunch(record))
+
+
+def orphaned(records: list[WorkloadRecord], created_before: float) -> list[WorkloadRecord]:
+    """Workloads deployed with another one that is gone (its submission was refused, or its API ended between
+    the two), created before ``created_before`` (the longest the API waits between them), not being deleted."""
+    ids = {record.id for record in records}
+    return [record for record in records if record.owned_by and record.owned_by not in ids
+            and record.created_at < created_before and (record.remote or record.desired != Desired.STOP)
+            and not (record.deployment or {}).get("deleting")]
 
 
 def _caught(work: Any) -> Any:

@@ -192,3 +192,23 @@ def test_bad_streams_are_refused_and_leave_nothing(node: Node, detector: str, cl
             node.workload("cam-truncated")), timeout_s=30)
         assert ended["status"] == "completed" and ended["restarts"] == 0, ended
         assert ended["stream"]["state"] == "ended"
+
+
+def test_a_stream_with_its_own_detector_takes_it_along(node: Node) -> None:
+    before = node.resources()
+    own = {"type": "opencv", "config": {"cascade_type": "face"}, "requirements": {"cpu": 1}}
+    refused = node.submit({"source": "rtsp://127.0.0.1:1/none", "detector": own}, STREAM, workload_type="stream",
+                          id="cam-refused")
+    assert refused.status_code == 422 and "cannot open" in refused.json()["message"]
+    wait_for(lambda: node.resources() == before, timeout_s=20)  # its detector went with it
+    assert node.api("GET", "/api/workloads/cam-refused-detector").status_code == 404
+    with mjpeg_server([jpeg(ASTRONAUT)]) as camera:
+        answer = node.submit({"source": camera, "detector": own, "fps": 5}, STREAM, workload_type="stream", id="cam-own")
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["config"]["detector"] == "cam-own-detector"
+        assert node.workload("cam-own-detector")["owned_by"] == "cam-own"
+        _, events = read_events(f"{node.url}/api/workloads/cam-own/events", 2, timeout_s=30, headers=AUTH)
+        assert len(events) == 2 and events[0]["detections"][0]["class"] == "face"
+        assert node.api("DELETE", "/api/workloads/cam-own").status_code == 200
+    assert node.api("GET", "/api/workloads/cam-own-detector").status_code == 404
+    assert node.resources() == before
