@@ -32,7 +32,6 @@ from cnetd.common.errors import Invalid, NotFound, Unavailable
 from cnetd.common.event_log import EVENTS_FILE, EventTail, last_events
 from cnetd.common.http_worker import STOPPING
 from cnetd.core.remote import RemoteWorkloads
-from inference.stream.status import read_status
 from ledger.records import WorkloadRecord
 from workers.stream import MAX_KEEP_EVENTS, STREAM_TYPE
 
@@ -188,9 +187,8 @@ class WorkloadSnapshot(Resource):
             resp.data = relayed.data
             return
         folder = self.deps.config.paths.workload_dir(record.id)
-        if name == "latest":
-            status = read_status(folder) or {}
-            name = (status.get("last_snapshot") or "/").rpartition("/")[2]
+        if name == "latest":  # the names count up
+            name = max((path.name for path in (folder / "snapshots").glob("*.jpg")), default="")
         try:
             data = (folder / "snapshots" / name).read_bytes() if name else None
         except OSError:

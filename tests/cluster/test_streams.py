@@ -1,6 +1,7 @@
 """A stream across real test hosts: a face detector deployment of 2 replicas on two children, an RTSP camera on the
 origin's host, the stream submitted to the origin. Its frames go through the origin's balancer to the replicas on
-the other hosts; one replica killed, the events keep flowing: a frame that meets the dead replica is retried on the
+the other hosts (a second stream, with no room left on the origin, runs on a child and is read through the
+origin); one replica killed, the events keep flowing: a frame that meets the dead replica is retried on the
 other by the balancer, and the origin takes the dead one out of rotation within a controller round."""
 from __future__ import annotations
 
@@ -55,6 +56,16 @@ def test_a_stream_keeps_its_events_when_a_detector_replica_dies(tree: tuple[list
         auth = {"Authorization": f"Bearer {TOKEN}"}
         _, first = read_events(events_url, 3, timeout_s=30, headers=auth)
         assert len(first) == 3 and all(event["detections"] for event in first)
+        # No room left on the origin: a second stream is delegated to a child; its frames still come back through the
+        # origin's balancer (with the signature the origin made for it), and its events and snapshots are read there.
+        far = origin.submit({"source": camera.url, "detector": "faces", "fps": 5, "snapshot": True}, {"cpu": 0.5},
+                            workload_type="stream", id="cam-far")
+        assert far.status_code == 201 and far.json()["delegated_to"] in [child.node_id for child in children], far.text
+        _, far_events = read_events(f"{origin.url}/api/workloads/cam-far/events", 2, timeout_s=30, headers=auth)
+        assert len(far_events) == 2 and all(event["detections"] for event in far_events)
+        snapshot = origin.api("GET", "/api/workloads/cam-far/snapshots/latest")
+        assert snapshot.status_code == 200 and snapshot.headers["Content-Type"] == "image/jpeg"
+        assert origin.api("DELETE", "/api/workloads/cam-far").status_code == 200
         victim = instances[0]
         os.kill(origin.workload(victim["id"])["process_pid"], signal.SIGKILL)
         before = stream_status(origin)

@@ -183,16 +183,17 @@ def test_bad_streams_are_refused_and_leave_nothing(node: Node, detector: str, cl
                        workload_type="stream").json()["error"] == "unprocessable"
     node.api("DELETE", "/api/workloads/not-a-detector")
     assert process.status_code == 201 and node.resources() == before
-    # A truncated video plays until it breaks off, then ends; never a crash.
-    truncated = open_dir / "truncated.mp4"
-    whole = make_clip(open_dir / "whole.mp4", [ASTRONAUT], 2.0).read_bytes()
-    truncated.write_bytes(whole[:len(whole) * 2 // 3])
-    with stream(node, "cam-truncated", source=str(truncated), fps=5):
+    # A video damaged in its middle and cut off at its end plays through its damage, then ends; never a crash.
+    whole = bytearray(make_clip(open_dir / "whole.mp4", [ASTRONAUT], 3.0).read_bytes())
+    whole[len(whole) // 2:len(whole) // 2 + 5000] = bytes(range(256)) * 19 + bytes(136)
+    damaged = open_dir / "damaged.mp4"
+    damaged.write_bytes(whole[:len(whole) * 5 // 6])
+    with stream(node, "cam-damaged", source=str(damaged), fps=5):
         ended = wait_for(lambda: (lambda record: record if record["status"] in ("completed", "failed") else None)(
-            node.workload("cam-truncated")), timeout_s=30)
+            node.workload("cam-damaged")), timeout_s=30)
         assert ended["status"] == "completed" and ended["restarts"] == 0, ended
-        assert ended["stream"]["state"] == "ended"
-
+        assert ended["stream"]["state"] == "ended" and ended["stream"]["frames_read"] >= 15, ended["stream"]
+        assert ended["stream"]["events"] >= 1
 
 def test_a_stream_with_its_own_detector_takes_it_along(node: Node) -> None:
     before = node.resources()
