@@ -8,12 +8,14 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
+import cv2
 import pytest
 import requests
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
 from tests.support.nodes import GIB, Node
+from tests.support.streams import mjpeg_server
 
 TOKEN = "ui-test-token"
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -361,3 +363,23 @@ def test_replicas_take_a_whole_number_and_only_for_services(console: Page) -> No
     expect(console.locator("[data-field=replicas] .field-error")).to_have_text("expected a whole number")
     console.select_option("#f-type", "process")
     expect(console.locator("#d-replicas")).to_have_count(0)
+
+
+def test_a_stream_shows_its_last_snapshot_rate_and_state(console: Page, node: Node) -> None:
+    jpeg = cv2.imencode(".jpg", cv2.resize(cv2.imread(ASTRONAUT), (640, 480)))[1].tobytes()
+    with mjpeg_server([jpeg]) as camera:
+        node.submit({"cascade_type": "face"}, {"cpu": 1}, workload_type="opencv", id="ui-faces")
+        answer = node.submit({"source": camera, "detector": "ui-faces", "fps": 2, "snapshot": True}, {"cpu": 1},
+                             workload_type="stream", id="ui-cam")
+        assert answer.status_code == 201, answer.text
+        try:
+            stream = row(console, "stream-ui-cam").locator(".stream")
+            expect(stream).to_have_attribute("data-state", "running")  # followed while it runs (no reload)
+            expect(stream.locator(".stream-state")).to_contain_text("events")
+            snapshot = stream.locator("img.snapshot")
+            expect(snapshot).to_be_visible()
+            console.wait_for_function("() => document.querySelector('#workload-rows img.snapshot').naturalWidth === 640")
+            screenshot(row(console, "stream-ui-cam"), "stream-row")
+        finally:
+            node.api("DELETE", "/api/workloads/ui-cam")
+            node.api("DELETE", "/api/workloads/ui-faces")

@@ -57,6 +57,15 @@ export function request(method, path, { json, body, contentType } = {}) {
 
 export const get = (path) => request("GET", path);
 
+// An image the API serves (a stream's snapshot), as a blob: an <img> cannot send the token itself.
+export function getImage(path) {
+  return withToken(async () => {
+    const response = await fetch(path, { headers: headers() });
+    if (!response.ok) throw new ApiError(response.status, parseAnswer(await response.text()));
+    return response.blob();
+  });
+}
+
 // A multipart upload through XMLHttpRequest, the one browser API that reports upload progress.
 export function upload(path, formData, onProgress) {
   return withToken(() => new Promise((resolve, reject) => {

@@ -1,7 +1,7 @@
 // The console's page: loads the node's state, keeps it fresh (a cheap revision poll every few seconds, a
 // full reload every 30 s and after every action) and wires the forms, filters and row actions.
 
-import { ApiError, get, onTokenNeeded, request, setToken, token, upload } from "./api.js";
+import { ApiError, get, getImage, onTokenNeeded, request, setToken, token, upload } from "./api.js";
 import { replaceChildren } from "./dom.js";
 import { readForm, renderFields, showErrors } from "./forms.js";
 import { predict, renderServiceOptions } from "./tryit.js";
@@ -12,7 +12,8 @@ const WATCH_PERIOD_MS = 2000;
 const REFRESH_PERIOD_MS = 30000;
 const $ = (id) => document.getElementById(id);
 
-const state = { workloads: [], revision: null };
+const state = { workloads: [], revision: null, snapshots: new Map() };  // snapshots: path → [version, blob URL]
+const TERMINAL = new Set(["completed", "failed", "stopped"]);
 
 function showBanner(message) {
   $("banner").textContent = message || "";
@@ -23,7 +24,30 @@ function renderTable() {
   const filter = { status: $("filter-status").value, type: $("filter-type").value };
   const shown = renderWorkloads($("workload-rows"), state.workloads, filter, act);
   $("workload-count").textContent = shown === state.workloads.length ? `(${shown})` : `(${shown} of ${state.workloads.length})`;
+  showSnapshots();
 }
+
+// Each stream's last snapshot, fetched with the token when it changed (its name counts up), kept as a blob URL.
+async function showSnapshots() {
+  for (const img of document.querySelectorAll("img[data-snapshot]")) {
+    const { snapshot: path, version } = img.dataset;
+    if (!version) continue;
+    let [shown, url] = state.snapshots.get(path) || [];
+    if (shown !== version) {
+      try {
+        url = URL.createObjectURL(await getImage(path));
+      } catch {
+        continue;
+      }
+      if (state.snapshots.has(path)) URL.revokeObjectURL(state.snapshots.get(path)[1]);
+      state.snapshots.set(path, [version, url]);
+    }
+    img.src = url;
+  }
+}
+
+// Streams change without the ledger changing (frames, events): while one runs, the page follows it.
+const streaming = () => state.workloads.some((record) => record.type === "stream" && !TERMINAL.has(record.status));
 
 async function refresh() {
   try {
@@ -55,7 +79,7 @@ async function refresh() {
 async function watch() {
   try {
     const health = await get("/api/health");
-    if (health.revision !== state.revision) await refresh();
+    if (health.revision !== state.revision || streaming()) await refresh();
   } catch (error) {
     showBanner(`Cannot reach this node's API: ${error.message}`);
   }

@@ -167,6 +167,19 @@ function runsOn(record, now) {
   return record.delegated_to && record.delegated_to !== node ? `${node} (via ${record.delegated_to})` : node;
 }
 
+// A stream: its last snapshot (boxes drawn; loaded by the page, which holds the token), state, rate and events.
+function streamOf(record) {
+  const stream = record.stream || {};
+  const state = stream.state || "starting";
+  const error = state === "reconnecting" && stream.last_error ? ` · ${stream.last_error}` : "";
+  return el("div", { class: "stream", dataset: { state } },
+    el("img", { class: "snapshot", alt: `last event of ${record.name}`, width: 160, hidden: !stream.last_snapshot,
+      dataset: { snapshot: `/api/workloads/${encodeURIComponent(record.id)}/snapshots/latest`,
+        version: stream.last_snapshot || "" } }),
+    el("small", { class: "stream-state" },
+      `${state} · ${stream.sampled_fps ?? 0} fps · ${stream.events ?? 0} events · ${stream.frames_dropped ?? 0} dropped${error}`));
+}
+
 function workloadRow(record, now, act) {
   const stoppable = !TERMINAL.has(record.status) && record.type !== "data";
   return el("tr", { dataset: { id: record.id, status: record.status, type: record.type } },
@@ -174,7 +187,7 @@ function workloadRow(record, now, act) {
     el("td", {}, record.type),
     el("td", {}, el("span", { class: `badge ${record.status}`, title: record.message || "" }, record.status)),
     el("td", {}, runsOn(record, now)),
-    el("td", { class: "endpoint" }, endpointLink(record)),
+    el("td", { class: "endpoint" }, record.type === "stream" && !record.remote ? streamOf(record) : endpointLink(record)),
     el("td", {}, requirements(record)),
     el("td", { class: "num" }, record.restarts || 0),
     el("td", {}, duration(now - record.created_at)),
