@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -38,6 +37,8 @@ DEFAULT_MOTION_THRESHOLD = 0.01
 PROBE_TIMEOUT_S = 8.0
 _WORKLOAD_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _TOPIC = r"^[^#+\x00]{1,256}$"
+SOURCE_PATTERN = r"^([Rr][Tt][Ss][Pp][Ss]?://|[Hh][Tt][Tt][Pp][Ss]?://|data://|/)"
+WEBHOOK_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://"
 _FIELDS = ("source", "detector", "fps", "confidence", "classes", "motion", "snapshot", "webhook", "mqtt",
            "keep_events", "user", *DETECTOR_FIELDS)
 
@@ -45,12 +46,11 @@ _FIELDS = ("source", "detector", "fps", "confidence", "classes", "motion", "snap
 class StreamExecutor(PlainProgram):
     type_name = STREAM_TYPE
     config_schema = config_schema({
-        "source": {"type": "string", "minLength": 1, "description":
+        "source": {"type": "string", "pattern": SOURCE_PATTERN, "description":
                    "rtsp://…, an HTTP MJPEG URL, a video file on the node, or data://DATA_KEY/FILE"},
-        "detector": {"type": ["string", "object"], "pattern": _WORKLOAD_ID, "description":
-                     "the id of a model service or deployment on the node the stream is submitted to, or one to "
-                     "deploy with the stream (a submission of an mlmodel or opencv service, without an id: it is "
-                     "the stream's with -detector), deleted with it"},
+        "detector": {"oneOf": [{"type": "string", "pattern": _WORKLOAD_ID, "description":
+                                "the id of a model service or deployment on the node the stream is submitted to"},
+                               {"$ref": "#/components/schemas/InlineDetector"}]},
         "fps": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_FPS, "description": "frames sampled a second"},
         "confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "classes": {"type": ["array", "null"], "items": {"type": ["string", "integer"]}},
@@ -58,7 +58,7 @@ class StreamExecutor(PlainProgram):
                    "send a frame only when this fraction of it changed since the last one sent",
                    "properties": {"threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}},
         "snapshot": {"type": "boolean", "description": "keep each event's frame, its boxes drawn"},
-        "webhook": {"type": ["string", "null"], "pattern": "^[hH][tT][tT][pP][sS]?://", "description":
+        "webhook": {"type": ["string", "null"], "pattern": WEBHOOK_PATTERN, "description":
                     "POST each event as JSON here"},
         "mqtt": {"type": ["object", "null"], "additionalProperties": False, "required": ["host", "topic"],
                  "properties": {"host": {"type": "string", "minLength": 1}, "topic": {"type": "string", "pattern": _TOPIC},
@@ -86,9 +86,7 @@ class StreamExecutor(PlainProgram):
         snapshot = config.get("snapshot", False)
         if not isinstance(snapshot, bool):
             raise Invalid("config.snapshot: expected true or false")
-        keep = config.get("keep_events", DEFAULT_KEEP_EVENTS)
-        if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= MAX_KEEP_EVENTS:
-            raise Invalid(f"config.keep_events: expected a whole number from 1 to {MAX_KEEP_EVENTS}")
+        keep = _whole(config.get("keep_events", DEFAULT_KEEP_EVENTS), "keep_events", 1, MAX_KEEP_EVENTS)
         validated = {"source": source, "detector": detector, "fps": fps, "confidence": confidence,
                      "classes": classes or None, "motion": _motion(config.get("motion")), "snapshot": snapshot,
                      "webhook": _webhook(config.get("webhook")), "mqtt": _mqtt(config.get("mqtt")),
@@ -107,6 +105,8 @@ class StreamExecutor(PlainProgram):
                                    capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             return
+        except ValueError:  # a NUL in the URL
+            raise Unprocessable("config.source: not a URL this node can open") from None
         if probe.returncode == 2:
             why = (probe.stderr.strip().splitlines() or ["it gave no frame"])[-1]
             raise Unprocessable(f"config.source: {why}")
@@ -137,24 +137,21 @@ class StreamExecutor(PlainProgram):
 
 def source_url(source: str, node: NodeContext) -> str:
     """What the program opens: a live URL as given; a file as its path on this node (Unprocessable when it is
-    not here)."""
-    scheme = urllib.parse.urlsplit(source).scheme.lower()
-    if scheme in LIVE_SCHEMES:
-        return source
-    if source.startswith("data://"):
-        try:
-            path = Path(node.gateway_roots[0]) / safe_relative(source.removeprefix("data://"))
-        except UnsafeKey as exc:
-            raise Invalid(f"config.source: {exc}") from None
-    elif scheme or not os.path.isabs(source):
+    not here, or cannot be named here)."""
+    if not re.match(SOURCE_PATTERN, source):
         raise Invalid(f"config.source: {source[:100]!r}: expected rtsp(s)://, http(s)://, data://DATA_KEY/FILE or "
                       "the absolute path of a video file")
-    else:
-        path = Path(source)
-    if not path.is_file():
+    if not source.startswith(("data://", "/")):
+        return source
+    try:
+        path = Path(node.gateway_roots[0]) / safe_relative(source.removeprefix("data://")) \
+            if source.startswith("data://") else Path(source)
+        here = path.is_file()
+    except (UnsafeKey, ValueError):  # a key that climbs out, a NUL
+        here = False
+    if not here:
         raise Unprocessable(f"config.source: {source[:200]!r} is not a file on this node")
     return str(path)
-
 
 
 def _number(value: Any, name: str, low: float, high: float, low_open: bool = False) -> float:
@@ -162,6 +159,14 @@ def _number(value: Any, name: str, low: float, high: float, low_open: bool = Fal
             or value < low or (low_open and value == low):
         raise Invalid(f"config.{name}: expected a number from {low} ({'not ' if low_open else ''}included) to {high}")
     return float(value)
+
+
+def _whole(value: Any, name: str, low: int, high: int) -> int:
+    """A whole number from ``low`` to ``high`` (JSON Schema's integers include 8.0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value) or not low <= value <= high:
+        raise Invalid(f"config.{name}: expected a whole number from {low} to {high}")
+    return int(value)
 
 
 def _motion(raw: Any) -> dict[str, float] | None:
@@ -176,9 +181,14 @@ def _motion(raw: Any) -> dict[str, float] | None:
 def _webhook(raw: Any) -> str | None:
     if raw is None:
         return None
-    parts = urllib.parse.urlsplit(raw) if isinstance(raw, str) else None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    if not isinstance(raw, str) or not re.match(WEBHOOK_PATTERN, raw):
         raise Invalid("config.webhook: expected an http:// or https:// URL")
+    try:
+        reachable = bool(urllib.parse.urlsplit(raw).hostname) and "\x00" not in raw
+    except ValueError:
+        reachable = False
+    if not reachable:
+        raise Unprocessable(f"config.webhook: {raw[:200]!r} names no host this node can post to")
     return raw
 
 
@@ -190,8 +200,7 @@ def _mqtt(raw: Any) -> dict[str, Any] | None:
     host, port, topic = raw.get("host"), raw.get("port", 1883), raw.get("topic")
     if not isinstance(host, str) or not host:
         raise Invalid("config.mqtt.host: expected the broker's host name or address")
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise Invalid("config.mqtt.port: expected a port number")
+    port = _whole(port, "mqtt.port", 1, 65535)
     if not isinstance(topic, str) or not re.fullmatch(_TOPIC, topic):
         raise Invalid("config.mqtt.topic: expected a topic name (no wildcards)")
     return {"host": host, "port": port, "topic": topic}

@@ -75,6 +75,10 @@ def _operation(summary: str, ok: tuple[str, str, dict[str, Any]], *errors: str,
             **extra}
 
 
+def _without(schema: dict[str, Any], *fields: str) -> dict[str, Any]:
+    return {**schema, "properties": {name: value for name, value in schema["properties"].items() if name not in fields}}
+
+
 def _submission(workload_type: str, config: dict[str, Any], replicable: bool) -> dict[str, Any]:
     """A submission of one workload type, its config as that type's executor checks it (with the fields of a
     deployment of replicas, for a type that has them)."""
@@ -222,6 +226,11 @@ SCHEMAS: dict[str, Any] = {
     "Registered": {"type": "object", "required": ["registered", "parent", "boot_id"], "properties": {
         "registered": {"type": "string"}, "parent": {"type": "string"}, "boot_id": {"type": "string"}}},
     "Submission": {"oneOf": [_ref(f"Submission-{name}") for name in sorted(EXECUTORS)]},
+    "InlineDetector": {"description": "a stream's own detector: a submission of a model service, without an id (its "
+                       "id is the stream's with -detector); deleted with the stream",
+                       "oneOf": [_ref(f"Detector-{name}") for name in sorted(EXECUTORS) if EXECUTORS[name].replicable]},
+    **{f"Detector-{name}": _without(_submission(name, executor.config_schema, executor.replicable), "id", "delegation")
+       for name, executor in EXECUTORS.items() if executor.replicable},
     **{f"Submission-{name}": _submission(name, executor.config_schema, executor.replicable)
        for name, executor in EXECUTORS.items()},
     "DeploymentChange": {"oneOf": [

@@ -156,7 +156,11 @@ class StreamRunner:
             "detections": detections, "snapshot": snapshot})
         self.status.event(latency_s, snapshot)
         for sink in self._sinks:
-            sink.publish({"stream": self.settings.stream_id, **event})
+            try:
+                sink.publish({"stream": self.settings.stream_id, **event})
+            except Exception as exc:  # a sink's trouble never stops the frames
+                sink.counts["failed"] += 1
+                log.warning("%s: %s", sink.name, exc)
 
     def _snapshot(self, frame: Frame, detections: list[dict[str, Any]]) -> str:
         """The frame with its boxes drawn, kept as ``snapshots/SEQ.jpg`` (the last SNAPSHOTS_KEPT of them)."""
