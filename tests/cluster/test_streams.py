@@ -1,7 +1,7 @@
 """A stream across real test hosts: a face detector deployment of 2 replicas on two children, an RTSP camera on the
 origin's host, the stream submitted to the origin. Its frames go through the origin's balancer to the replicas on
 the other hosts (a second stream, with no room left on the origin, runs on a child and is read through the
-origin); one replica killed, the events keep flowing: a frame that meets the dead replica is retried on the
+origin); one replica killed, the deployment scaled down and rolled out under it, the events keep flowing: a frame that meets the dead replica is retried on the
 other by the balancer, and the origin takes the dead one out of rotation within a controller round."""
 from __future__ import annotations
 
@@ -83,6 +83,14 @@ def test_a_stream_keeps_its_events_when_a_detector_replica_dies(tree: tuple[list
                  diagnose=lambda: origin.workload("faces")["deployment"])
         _, later = read_events(events_url, 5, timeout_s=30, headers={**auth, "Last-Event-ID": str(after[-1]["seq"])})
         assert len(later) == 5 and stream_status(origin)["frames_failed"] - now["frames_failed"] <= 2
+        # A rollout under it (a new revision, replaced replica by replica): the stream follows it the same way.
+        revised = origin.api("PATCH", "/api/workloads/faces", json={"requirements": {"cpu": 0.9}})
+        assert revised.status_code == 200, revised.text
+        wait_for(lambda: (lambda view: view["deployment"]["revision"] == 2 and not view["deployment"].get("rollout")
+                          and view["deployment"]["summary"] == "running 1/1")(origin.workload("faces")), timeout_s=60,
+                 diagnose=lambda: origin.workload("faces")["deployment"])
+        _, rolled = read_events(events_url, 5, timeout_s=30, headers={**auth, "Last-Event-ID": str(later[-1]["seq"])})
+        assert len(rolled) == 5 and stream_status(origin)["frames_failed"] - now["frames_failed"] <= 2
         origin.api("DELETE", "/api/workloads/cam")
     deleted = origin.api("DELETE", "/api/workloads/faces")
     assert deleted.status_code == 200, deleted.text

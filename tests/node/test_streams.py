@@ -98,6 +98,14 @@ def test_rtsp_events_name_the_face_in_its_frames_and_no_others(node: Node, detec
                                   "--last", "2", "--json"], capture_output=True, text=True, timeout=30)
         printed_seqs = [json.loads(line)["seq"] for line in printed.stdout.splitlines()]  # events go on meanwhile
         assert len(printed_seqs) == 2 and printed_seqs[1] == printed_seqs[0] + 1 and printed_seqs[0] >= replay[1]["seq"]
+        follower = subprocess.Popen([str(VENV_BIN / "cnet"), "--addr", node.url, "--token", TOKEN, "events", "cam-rtsp",
+                                     "-f", "--last", "0", "--json"], stdout=subprocess.PIPE, text=True)
+        try:  # -f prints what comes after it started
+            followed = [json.loads(follower.stdout.readline()) for _ in range(2)]
+            assert followed[0]["seq"] > printed_seqs[-1] and followed[1]["seq"] == followed[0]["seq"] + 1
+        finally:
+            follower.kill()
+            follower.wait()
         metrics = node.api("GET", "/metrics").text
         assert 'cnet_stream_frames_total{outcome="sent",workload="cam-rtsp"}' in metrics
         assert 'cnet_stream_event_latency_seconds_count{workload="cam-rtsp"}' in metrics
