@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= conf/config.yaml
 
-.PHONY: venv system-deps container-engine build run test bench clean dist bundle image image-cluster image-cluster-down
+.PHONY: venv system-deps container-engine build run test bench chaos clean dist bundle image image-cluster image-cluster-down
 
 # Debian packages: curl for the tests' upload forms, chromium for the console's browser tests (Playwright
 # drives Debian's build: it cannot download its own here), iproute2 and iptables for the test hosts
@@ -55,6 +55,13 @@ bench: venv system-deps
 	for script in ledger_bench submit_latency heartbeat_latency mesh_fanin predict_latency gateway_throughput metrics_overhead \
 		partition_recovery cluster_faults tensorflow_predict node_stop idle_penalty agent_upgrade rollout autoscale image; do \
 		$(BIN)/python bench/$$script.py || exit 1; done
+
+# A chaos run (tools/chaos.py): four nodes on test hosts under load, random faults from SEED, invariants checked
+# after each of ROUNDS rounds; its history in chaos-history.jsonl. Exits 1 on a violation.
+SEED ?= 1
+ROUNDS ?= 3
+chaos: venv system-deps
+	$(BIN)/python tools/chaos.py --seed $(SEED) --rounds $(ROUNDS)
 
 # A wheel and an sdist of CNET (the version: cnetd/__init__.py), then the offline bundle for this platform:
 # the wheel, a wheelhouse of its dependencies (made once, kept in ~/.cache/cnet), the systemd unit and

@@ -1,0 +1,59 @@
+"""The chaos run's history: every request, its answer and every fault, as JSON lines with times, and kept in
+memory so that a violation can be printed with the lines behind it; and what the cluster was told (``Told``)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class History:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file: TextIO | None = None
+        self._lock = threading.Lock()
+        self._entries: list[dict[str, Any]] = []
+        self.round = 0
+        self.requests = 0
+
+    def __enter__(self) -> History:
+        self._file = open(self._path, "w", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def add(self, kind: str, **fields: Any) -> dict[str, Any]:
+        entry = {"t": round(time.time(), 3), "round": self.round, "kind": kind, **fields}
+        with self._lock:
+            if kind == "request":
+                self.requests += 1
+            entry["line"] = len(self._entries) + 1
+            self._entries.append(entry)
+            if self._file is not None:
+                self._file.write(json.dumps(entry, default=str) + "\n")
+                self._file.flush()
+        return entry
+
+    def about(self, needle: str, limit: int = 6) -> list[str]:
+        """The last history lines that mention ``needle``, as written."""
+        with self._lock:
+            found = [entry for entry in self._entries if needle in json.dumps(entry, default=str)]
+        return [json.dumps(entry, default=str) for entry in found[-limit:]]
+
+
+@dataclass
+class Told:
+    """What the cluster answered, for the invariants: submissions answered 201 (id → origin), every id tried
+    (id → origin), ids deleted (200), uploads stored (key → (node, sha256, md5)), predictions answered wrong."""
+
+    admitted: dict[str, str] = field(default_factory=dict)
+    tried: dict[str, str] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    stored: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    wrong_answers: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
