@@ -48,7 +48,7 @@ container-engine:
 	bash tools/podman-setup.sh --service $(PODMAN_SOCKET) >/dev/null
 
 test: venv system-deps container-engine
-	CI=$${CI:-true} DOCKER_HOST=unix://$(PODMAN_SOCKET) $(BIN)/python -m pytest -q tests
+	CI=$${CI:-true} DOCKER_HOST=unix://$(PODMAN_SOCKET) $(BIN)/python -m pytest -q --durations=40 tests
 
 bench: venv system-deps
 	@(command -v nginx && command -v wrk) >/dev/null || ($(APT_INSTALL) nginx-light wrk)
