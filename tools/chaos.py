@@ -20,10 +20,12 @@ behind it. The last line is ``chaos: N rounds, F faults, Q requests, V violation
 from __future__ import annotations
 
 import argparse
+import collections
 import random
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -50,9 +52,21 @@ def plant_orphan(cluster: ChaosCluster, history: History) -> None:
     history.add("plant", what="orphan", node="child1", id=workload_id, status=answer.status_code)
 
 
+@dataclass
+class Totals:
+    rounds: int = 0
+    faults: collections.Counter[str] = field(default_factory=collections.Counter)  # by kind
+    requests: int = 0
+    violations: int = 0
+
+    def line(self, seed: int) -> str:
+        return (f"chaos: {self.rounds} rounds, {sum(self.faults.values())} faults, {self.requests} requests, "
+                f"{self.violations} violations (seed {seed})")
+
+
 def run_round(cluster: ChaosCluster, history: History, number: int, generator: random.Random,
-              round_s: float, plant: bool = False) -> tuple[int, int, int]:
-    """One round: load, faults at random times, heal, settle, check. (faults, requests, violations)."""
+              round_s: float, plant: bool = False) -> tuple[list[str], int, int]:
+    """One round: load, faults at random times, heal, settle, check. (fault kinds, requests, violations)."""
     history.round = number
     requests_before = history.requests
     faults = [(generator.uniform(0.1, 0.6) * round_s, generator.choice(FAULT_KINDS),
@@ -79,7 +93,34 @@ def run_round(cluster: ChaosCluster, history: History, number: int, generator: r
     else:
         print(f"round {number}: invariants: all hold")
     sys.stdout.flush()
-    return len(faults), requests, len(violations)
+    return [kind for _, kind, _, _ in faults], requests, len(violations)
+
+
+def run(seed: int, rounds: int, round_s: float, history_path: Path, plant_orphan: bool = False,
+        minutes: float | None = None) -> Totals:
+    """``rounds`` rounds (fewer when ``minutes`` run out first), printing each; what they came to."""
+    generator, totals, deadline = random.Random(seed), Totals(), time.monotonic() + (minutes or 0) * 60
+    with History(history_path) as history, ChaosCluster() as cluster:
+        length = f"rounds for {minutes:g} minutes" if minutes is not None else f"{rounds} rounds"
+        print(f"chaos: seed {seed}, {length} of {round_s:g} s, kinds: {', '.join(FAULT_KINDS)}; history in {history_path}")
+        for number in range(1, rounds + 1):
+            if minutes is not None and time.monotonic() > deadline:
+                break
+            kinds, requests, violations = run_round(cluster, history, number, generator, round_s,
+                                                    plant_orphan and number == rounds)
+            totals.rounds += 1
+            totals.faults.update(kinds)
+            totals.requests += requests
+            totals.violations += violations
+        stopped = cluster.stop_all()
+        totals.violations += len(stopped)
+        for violation in stopped:
+            print(f"stop: VIOLATION {violation}")
+    return totals
+
+
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt  # everything started is torn down on the way out, as for Ctrl-C
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,23 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plant-orphan", action="store_true",
                         help="the control: plant an orphan before the last round's check (it must be reported)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    generator = random.Random(args.seed)
-    totals = [0, 0, 0]
-    with History(args.history) as history, ChaosCluster() as cluster:
-        print(f"chaos: seed {args.seed}, {args.rounds} rounds of {args.round_s:g} s, kinds: {', '.join(FAULT_KINDS)}; "
-              f"history in {args.history}")
-        for number in range(1, args.rounds + 1):
-            planted = args.plant_orphan and number == args.rounds
-            for index, value in enumerate(run_round(cluster, history, number, generator, args.round_s, planted)):
-                totals[index] += value
-        stopped = cluster.stop_all()
-        totals[2] += len(stopped)
-        for violation in stopped:
-            print(f"stop: VIOLATION {violation}")
-    print(f"chaos: {args.rounds} rounds, {totals[0]} faults, {totals[1]} requests, {totals[2]} violations "
-          f"(seed {args.seed})")
-    return 1 if totals[2] else 0
+    signal.signal(signal.SIGTERM, _interrupted)
+    totals = run(args.seed, args.rounds, args.round_s, args.history, args.plant_orphan)
+    print(totals.line(args.seed))
+    return 1 if totals.violations else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import requests
 
 from tests.support.assets import ASTRONAUT, COFFEE
+from tests.support.load import LoadThreads
 from tools.chaos_cluster import NAMES, ChaosCluster
 from tools.chaos_history import History, Told
 
@@ -26,30 +27,20 @@ REQUEST_TIMEOUT_S = 20.0
 IMAGES = {"face": open(ASTRONAUT, "rb").read(), "none": open(COFFEE, "rb").read()}
 
 
-class Load:
+class Load(LoadThreads):
     def __init__(self, cluster: ChaosCluster, history: History, generator: random.Random) -> None:
-        self._cluster, self._history, self._generator = cluster, history, generator
-        self._done = threading.Event()
+        self._cluster, self._history = cluster, history
         self.statuses: collections.Counter[str] = collections.Counter()
         self.told: Told = cluster.told
-        self._threads = [threading.Thread(target=self._loop, args=(work, random.Random(generator.random())),
-                                          name=f"load-{work.__name__}", daemon=True)
-                         for work in (self._processes, self._processes, self._scale, self._predict, self._predict,
-                                      self._uploads)]
+        super().__init__([threading.Thread(target=self._loop, args=(work, random.Random(generator.random())),
+                                           name=f"load-{work.__name__}", daemon=True)
+                          for work in (self._processes, self._processes, self._scale, self._predict, self._predict,
+                                       self._uploads)], REQUEST_TIMEOUT_S + 5)
 
     def __enter__(self) -> Load:
         self._ensure_deployment()
-        for thread in self._threads:
-            thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._done.set()
-        for thread in self._threads:
-            thread.join(timeout=REQUEST_TIMEOUT_S + 5)
 
     def summary(self) -> str:
         return ", ".join(f"{name}: {count}" for name, count in sorted(self.statuses.items()))
@@ -73,9 +64,9 @@ class Load:
         return answer
 
     def _loop(self, work: Callable[[random.Random], None], generator: random.Random) -> None:
-        while not self._done.is_set():
+        while not self._stop.is_set():
             work(generator)
-            self._done.wait(generator.uniform(0.05, 0.4))
+            self._stop.wait(generator.uniform(0.05, 0.4))
 
     # -- kinds of load --------------------------------------------------------------------------
 

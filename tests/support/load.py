@@ -31,22 +31,15 @@ class Answer:
         return self.status == 200
 
 
-class PredictionLoad:
-    """``clients`` threads posting ``image`` (the astronaut) to ``url`` (a service's /predict, or a node's
-    predict relay)."""
+class LoadThreads:
+    """Client threads that run until stopped: started on entering, stopped and joined on leaving."""
 
-    def __init__(self, url: str, clients: int = 4, headers: dict[str, str] | None = None,
-                 timeout_s: float = 30.0, image: bytes = IMAGE) -> None:
-        self._url = url
-        self._image = image
-        self._headers = {"Content-Type": "image/png", **(headers or {})}
-        self._timeout_s = timeout_s
+    def __init__(self, threads: list[threading.Thread], join_timeout_s: float) -> None:
+        self._threads = threads
+        self._join_timeout_s = join_timeout_s
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self.answers: list[Answer] = []
-        self._threads = [threading.Thread(target=self._client, args=(index,), daemon=True) for index in range(clients)]
 
-    def __enter__(self) -> PredictionLoad:
+    def __enter__(self) -> LoadThreads:
         for thread in self._threads:
             thread.start()
         return self
@@ -57,7 +50,27 @@ class PredictionLoad:
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=self._timeout_s + 5)
+            thread.join(timeout=self._join_timeout_s)
+
+
+class PredictionLoad(LoadThreads):
+    """``clients`` threads posting ``image`` (the astronaut) to ``url`` (a service's /predict, or a node's
+    predict relay)."""
+
+    def __init__(self, url: str, clients: int = 4, headers: dict[str, str] | None = None,
+                 timeout_s: float = 30.0, image: bytes = IMAGE) -> None:
+        self._url = url
+        self._image = image
+        self._headers = {"Content-Type": "image/png", **(headers or {})}
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self.answers: list[Answer] = []
+        super().__init__([threading.Thread(target=self._client, args=(index,), daemon=True) for index in range(clients)],
+                         timeout_s + 5)
+
+    def __enter__(self) -> PredictionLoad:
+        super().__enter__()
+        return self
 
     def wait_for_answers(self, count: int, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
