@@ -14,7 +14,8 @@ setup(
     version=VERSION,
     description="Edge-cluster agent: runs processes, containers and model services across a tree of nodes",
     python_requires=">=3.10",
-    packages=find_packages(include=["cnetd", "cnetd.*", "mesh", "ledger", "workers", "inference", "gateway", "ui"]),
+    packages=find_packages(include=[name for top in ("cnetd", "mesh", "ledger", "workers", "inference", "gateway", "ui")
+                                    for name in (top, f"{top}.*")]),
     package_data={"ui": ["static/*.html", "static/*.css", "static/js/*.js"]},
     install_requires=[
         "pyzmq>=25",

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from cnetd.common.errors import Invalid
+from cnetd.common.errors import Invalid, Unprocessable
 from cnetd.core.deployment_spec import FIELDS as DEPLOYMENT_FIELDS, parse_spec
 from ledger.records import RESOURCE_KINDS, Resources, WorkloadRecord
 from mesh.messages import LABEL
@@ -74,8 +74,9 @@ def inline_detector(record: WorkloadRecord) -> WorkloadRecord | None:
     if "id" in spec:
         raise Invalid(f"config.detector.id: an inline detector's id is the stream's with {INLINE_DETECTOR_SUFFIX}")
     detector_id = record.id + INLINE_DETECTOR_SUFFIX
-    if len(detector_id) > 63:
-        raise Invalid(f"id: at most {63 - len(INLINE_DETECTOR_SUFFIX)} characters for a stream with an inline detector")
+    if len(detector_id) > 63:  # a valid id, too long to name its detector after: this cannot be acted on
+        raise Unprocessable(f"id: at most {63 - len(INLINE_DETECTOR_SUFFIX)} characters for a stream with an inline "
+                            "detector")
     try:
         detector = parse_submission({**spec, "id": detector_id, "name": spec.get("name", f"detector of {record.name}")})
     except Invalid as exc:

@@ -12,7 +12,7 @@ from tools.chaos import main
 
 
 def test_a_short_chaos_run_holds_and_reports_a_planted_orphan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--seed", "7", "--rounds", "2", "--round-s", "20", "--history", str(tmp_path / "history.jsonl"),
+    code = main(["--seed", "7", "--rounds", "2", "--round-s", "15", "--history", str(tmp_path / "history.jsonl"),
                  "--plant-orphan"])
     output = capsys.readouterr().out
     lines = output.strip().splitlines()

@@ -18,6 +18,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from cnetd.api import openapi
 from cnetd.api.app import ROUTES
+from cnetd.core.deployment_spec import AutoscalePolicy, ReschedulePolicy
 from tests.support.nodes import Node, held_by, running
 
 TOKEN = "fuzz-token"
@@ -110,18 +111,24 @@ def real_ids(fuzz_node: Node, real_things: dict[str, str], request: pytest.Fixtu
     return ids
 
 
-CROSS_FIELD_RULES = (("autoscale", "min_replicas", "max_replicas"), ("reschedule", "delay_s", "max_delay_s"))
+CROSS_FIELD_RULES = (("autoscale", "min_replicas", "max_replicas", AutoscalePolicy.min_replicas),
+                     ("reschedule", "delay_s", "max_delay_s", ReschedulePolicy.delay_s))
 
 
 def _breaks_a_rule_no_schema_states(body: Any) -> bool:
-    """A bound above its maximum (autoscale.min_replicas over max_replicas, reschedule.delay_s over
-    max_delay_s): JSON Schema cannot compare two fields, and the API refuses it with a 400 naming the field
-    (as it does what the schema refuses), so it is not valid data."""
-    for section, low, high in CROSS_FIELD_RULES:
-        given = body.get(section) if isinstance(body, dict) else None
-        if isinstance(given, dict) and low in given and high in given and given[low] > given[high]:
+    """A bound above its maximum (autoscale.min_replicas over max_replicas, reschedule.delay_s over max_delay_s,
+    the bound's default when only the maximum is given), also in a stream's inline detector: JSON Schema cannot
+    compare two fields, and the API refuses it with a 400 naming the field (as it does what the schema refuses),
+    so it is not valid data."""
+    if not isinstance(body, dict):
+        return False
+    for section, low, high, low_default in CROSS_FIELD_RULES:  # a maximum given alone meets the default bound
+        given = body.get(section)
+        if isinstance(given, dict) and high in given and given.get(low, low_default) > given[high]:
             return True
-    return False
+    config = body.get("config")
+    inline = config.get("detector") if isinstance(config, dict) else None
+    return isinstance(inline, dict) and _breaks_a_rule_no_schema_states(inline)  # a stream's own detector
 
 
 @pytest.mark.parametrize("label, mode", CASES, ids=[f"{label} {mode.value}" for label, mode in CASES])

@@ -133,11 +133,12 @@ def test_a_camera_that_goes_away_is_reconnected_and_its_events_resume(node: Node
         camera.stop()
 
 
-def test_mjpeg_camera_motion_gating_webhook_and_mqtt(node: Node, detector: str) -> None:
+def test_mjpeg_camera_motion_gating_classes_webhook_and_mqtt(node: Node, detector: str) -> None:
     still = [jpeg(ASTRONAUT)]  # a camera that sees the same picture: nothing moves
     with mjpeg_server(still) as camera, webhook_receiver() as (hook, posted), \
             mosquitto_with_subscriber("cnet/cam") as (broker_port, messages):
         with stream(node, "cam-gated", source=camera, fps=5, motion={"threshold": 0.02}), \
+                stream(node, "cam-cats", source=camera, fps=5, classes=["cat"]), \
                 stream(node, "cam-open", source=camera, fps=5, webhook=hook,
                        mqtt={"host": "127.0.0.1", "port": broker_port, "topic": "cnet/cam"}):
             wait_for(lambda: len(posted) >= 3 and len(messages) >= 3, timeout_s=40,
@@ -146,6 +147,8 @@ def test_mjpeg_camera_motion_gating_webhook_and_mqtt(node: Node, detector: str) 
                 status(node, "cam-gated")), timeout_s=30)
             assert gated["events"] == 1 and gated["frames_sent"] == 1  # the first frame only: nothing moved since
             assert status(node, "cam-open")["events"] >= 3  # the control: the same camera, no gating
+            cats = status(node, "cam-cats")  # the detector answers only the classes asked for: no cat, no event
+            assert cats["frames_sent"] >= 3 and cats["events"] == 0, cats
             for body in (posted[0], json.loads(messages[0])):
                 assert body["stream"] == "cam-open" and body["detections"][0]["class"] == "face"
             counts = status(node, "cam-open")["publishers"]
@@ -191,12 +194,14 @@ def test_bad_streams_are_refused_and_leave_nothing(node: Node, detector: str, cl
                        workload_type="stream").json()["error"] == "unprocessable"
     node.api("DELETE", "/api/workloads/not-a-detector")
     assert process.status_code == 201 and node.resources() == before
-    # A video damaged in its middle and cut off at its end plays through its damage, then ends; never a crash.
+    # A video damaged in its middle and cut off at its end (uploaded: a data:// source) plays through its damage,
+    # then ends; never a crash.
     whole = bytearray(make_clip(open_dir / "whole.mp4", [ASTRONAUT], 3.0).read_bytes())
     whole[len(whole) // 2:len(whole) // 2 + 5000] = bytes(range(256)) * 19 + bytes(136)
-    damaged = open_dir / "damaged.mp4"
-    damaged.write_bytes(whole[:len(whole) * 5 // 6])
-    with stream(node, "cam-damaged", source=str(damaged), fps=5):
+    uploaded = node.api("POST", "/api/workloads", data={"type": "data", "name": "damaged"},
+                        files=[("file", ("damaged.mp4", bytes(whole[:len(whole) * 5 // 6]), "video/mp4"))])
+    assert uploaded.status_code == 201, uploaded.text
+    with stream(node, "cam-damaged", source=f"data://{uploaded.json()['data_key']}/damaged.mp4", fps=5):
         ended = wait_for(lambda: (lambda record: record if record["status"] in ("completed", "failed") else None)(
             node.workload("cam-damaged")), timeout_s=30)
         assert ended["status"] == "completed" and ended["restarts"] == 0, ended

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnetd.common.errors import Invalid
+from cnetd.common.errors import Invalid, Unprocessable
 from cnetd.core.submission import inline_detector, parse_submission
 from cnetd.scheduler.scheduler import orphaned
 from ledger.records import Desired, Resources, WorkloadRecord
@@ -36,6 +36,6 @@ def test_an_inline_detector_is_the_streams_own() -> None:
                         ({"type": "opencv", "id": "mine"}, "id"), ({"type": "nope"}, "config.detector")):
         with pytest.raises(Invalid, match=words):
             inline_detector(parse_submission({"type": "stream", "id": "cam", "config": {"source": "x", "detector": spec}}))
-    with pytest.raises(Invalid, match="at most 54"):
+    with pytest.raises(Unprocessable, match="at most 54"):
         inline_detector(parse_submission({"type": "stream", "id": "c" * 60, "config": {"source": "x", "detector": {
             "type": "opencv"}}}))
