@@ -22,11 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = json.loads(args.config.read_text(encoding="utf-8"))
-    options = {name: str(config[name]) for name in ("confidence",) if config.get(name) is not None}
-    if config.get("classes"):
-        options["classes"] = ",".join(map(str, config["classes"]))
     detector = DetectorClient(config["detector_api"], config["detector"], config["id"],
-                              os.environ.get(SIGNATURE_ENV, ""), options)
+                              os.environ.get(SIGNATURE_ENV, ""), config.get("confidence"), config.get("classes") or [])
     sinks: list[Sink] = []
     if config.get("webhook"):
         sinks.append(Webhook(config["webhook"]))

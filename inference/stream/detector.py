@@ -15,10 +15,14 @@ class DetectorError(Exception):
 
 
 class DetectorClient:
-    def __init__(self, api_url: str, detector: str, stream_id: str, signature: str, options: dict[str, str]) -> None:
+    def __init__(self, api_url: str, detector: str, stream_id: str, signature: str, confidence: float | None,
+                 classes: list[str | int]) -> None:
         self._url = f"{api_url}/api/workloads/{detector}/predict"
         self._headers = {"Content-Type": "image/jpeg", "X-CNET-Stream": stream_id, "X-CNET-Stream-Signature": signature}
-        self._options = options
+        self._confidence = confidence
+        self._classes = {str(item) for item in classes}
+        self._options = {**({"confidence": str(confidence)} if confidence is not None else {}),
+                         **({"classes": ",".join(self._classes)} if classes else {})}
         self._session = requests.Session()
 
     def detect(self, jpeg: bytes) -> list[dict[str, Any]]:
@@ -33,4 +37,10 @@ class DetectorClient:
             except ValueError:
                 message = answer.text[:200]
             raise DetectorError(f"the detector answered {answer.status_code}: {message}")
-        return answer.json()["detections"]
+        return [found for found in answer.json()["detections"] if self._wanted(found)]
+
+    def _wanted(self, found: dict[str, Any]) -> bool:
+        """What the stream asked for, whatever the detector did with the options (a cascade has one class)."""
+        if self._confidence is not None and found.get("confidence", 1.0) < self._confidence:
+            return False
+        return not self._classes or str(found.get("class")) in self._classes or str(found.get("class_id")) in self._classes

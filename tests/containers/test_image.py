@@ -115,15 +115,18 @@ def test_a_node_container_runs_workloads_and_keeps_them_across_a_restart(image: 
     wait_until_answers(f"{url}/api/health", timeout_s=90)
 
     def relaunched() -> dict[str, Any] | None:
+        """Every record running, and its sleep's pid a sleep in the container now: the restart ended every process
+        of the container, so that sleep was started again by the node (a record read before the node's start
+        settled it still shows the old run's pid)."""
         views = {workload_id: requests.get(f"{url}/api/workloads/{workload_id}", headers=headers, timeout=10).json()
                  for workload_id in submitted}
-        return views if all(view["status"] == "running" for view in views.values()) else None
-    after = wait_for(relaunched, timeout_s=90, diagnose=node.logs)
+        if not all(view["status"] == "running" for view in views.values()):
+            return None
+        command = podman("exec", node.name, "cat", f"/proc/{views['sleeper']['process_pid']}/cmdline", check=False)
+        return views if command.stdout.split("\0")[:2] == ["/usr/bin/sleep", "600"] else None
+    after = wait_for(relaunched, timeout_s=90, interval_s=1.0, diagnose=node.logs)
     for workload_id in submitted:  # the same records, their programs started again
         assert after[workload_id]["created_at"] == before[workload_id]["created_at"]
-    # The restart ended every process of the container: a sleep running now was started again by the node.
-    command = podman("exec", node.name, "cat", f"/proc/{after['sleeper']['process_pid']}/cmdline").stdout
-    assert command.split("\0")[:2] == ["/usr/bin/sleep", "600"], command
     found = requests.post(f"{url}/api/workloads/yolo/predict", data=PNG, timeout=60,
                           headers={**headers, "Content-Type": "image/png"})
     assert found.status_code == 200 and found.json()["count"] >= 1, found.text
