@@ -12,6 +12,7 @@ import cv2
 import pytest
 import requests
 from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
 from tests.support.nodes import GIB, Node
@@ -61,8 +62,16 @@ def console(page: Page, node: Node) -> Iterator[Page]:
 
 
 def screenshot(target: Page | Locator, name: str, **options: Any) -> None:
+    """A picture for a person to look at. A row the page re-rendered meanwhile (its refresh replaces the table) is
+    found again by its locator and taken again."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    target.screenshot(path=str(SCREENSHOTS / f"{name}.png"), **options)
+    for attempt in range(3):
+        try:
+            target.screenshot(path=str(SCREENSHOTS / f"{name}.png"), **options)
+            return
+        except PlaywrightError as exc:
+            if "not attached" not in str(exc) or attempt == 2:
+                raise
 
 
 def fill_workload(page: Page, workload_type: str, fields: dict[str, str]) -> None:
