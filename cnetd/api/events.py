@@ -22,7 +22,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 import falcon
 import orjson
@@ -66,7 +66,7 @@ def _sse(event: dict[str, Any]) -> bytes:
 class _Following:
     """The response's body: holds a follower's place until the server closes it (also when never started)."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    def __init__(self, chunks: Generator[bytes, None, None]) -> None:
         self._chunks = chunks
 
     def __iter__(self) -> Iterator[bytes]:
@@ -74,9 +74,7 @@ class _Following:
 
     def close(self) -> None:
         try:
-            close = getattr(self._chunks, "close", None)
-            if close is not None:
-                close()
+            self._chunks.close()
         finally:
             _followers.release()
 
@@ -98,9 +96,9 @@ def _client_gone(client: socket.socket | None) -> bool:
 def _local_events(path: Path, last: int, after: int | None, follow: bool,
                   client: socket.socket | None) -> Iterator[bytes]:
     yield b"retry: %d\n\n" % RETRY_MS
-    if after is None:
-        replay = last_events(path, last)
-        after = replay[0]["seq"] - 1 if replay else max([0, *(event["seq"] for event in last_events(path, 1))])
+    if after is None:  # one read: the last ``last`` events, or the last one to follow from
+        kept = last_events(path, max(last, 1))
+        after = (kept[0]["seq"] - 1 if last else kept[-1]["seq"]) if kept else 0
     tail = EventTail(path, after)
     for event in tail.poll():
         yield _sse(event)

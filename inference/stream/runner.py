@@ -155,6 +155,7 @@ class StreamRunner:
             "captured_at": round(frame.captured_at, 3), "latency_ms": round(latency_s * 1000, 1),
             "detections": detections, "snapshot": snapshot})
         self.status.event(latency_s, snapshot)
+        self.status.write()  # counted before it goes out: a reader who saw the event sees it in the status
         for sink in self._sinks:
             try:
                 sink.publish({"stream": self.settings.stream_id, **event})

@@ -151,7 +151,9 @@ def test_mjpeg_camera_motion_gating_classes_webhook_and_mqtt(node: Node, detecto
             assert cats["frames_sent"] >= 3 and cats["events"] == 0, cats
             for body in (posted[0], json.loads(messages[0])):
                 assert body["stream"] == "cam-open" and body["detections"][0]["class"] == "face"
-            counts = status(node, "cam-open")["publishers"]
+            # the counts are in the status the stream writes each second: they follow what was received
+            counts = wait_for(lambda: (lambda now: now if now["webhook"]["sent"] >= 3 and now["mqtt"]["sent"] >= 3
+                                       else None)(status(node, "cam-open")["publishers"]), timeout_s=10)
             assert counts["webhook"]["sent"] >= 3 and counts["mqtt"]["sent"] >= 3
 
 
