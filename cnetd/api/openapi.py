@@ -51,6 +51,7 @@ _ERROR_MEANINGS = {
            "one upload naming a file twice",
     "503": "the scheduler is down (scheduler_unavailable), a forward's outcome is not known yet "
            "(delegation_unknown), or a container engine, a neighbour or a service does not answer",
+    "507": "the data disk filled up during an upload (insufficient_storage): nothing of it is kept",
 }
 
 
@@ -391,7 +392,7 @@ def document() -> dict[str, Any]:
             "post": _operation(
                 "Submit a workload (JSON) or upload data (multipart); run here or delegated",
                 _ok("Workload", "201", "Admitted: running here, or delegated (delegated_to)"),
-                "400", "401", "404", "408", "409", "411", "413", "422", "503",
+                "400", "401", "404", "408", "409", "411", "413", "422", "503", "507",
                 responses_extra={"202": _answer("delegation.settle: this node is settling its own onward "
                                                 "forward of that attempt; ask again", "Settling")},
                 requestBody={"required": True, "content": {

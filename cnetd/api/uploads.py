@@ -9,6 +9,7 @@ included, removes the staging files and the reservation.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -18,7 +19,7 @@ from typing import Any, Callable
 import falcon
 
 from cnetd.common.request_deadline import ClientTooSlow
-from cnetd.common.errors import CnetError, Invalid, LengthRequired, RequestTimeout, Unprocessable
+from cnetd.common.errors import CnetError, InsufficientStorage, Invalid, LengthRequired, RequestTimeout, Unprocessable
 from cnetd.core.submission import new_workload_id
 from gateway.etags import set_md5_attribute
 from gateway.keys import UnsafeKey, safe_relative
@@ -123,6 +124,8 @@ def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog
             raise
         if isinstance(exc, ClientTooSlow):
             raise RequestTimeout(f"the client was too slow sending the upload: {exc}") from None
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(f"upload failed: the data disk is full ({_without_paths(exc)})") from None
         raise Invalid(f"upload failed: {_without_paths(exc)}") from None
     return {**record, "data_key": data_key, "files": stored["files"]}
 

@@ -106,6 +106,13 @@ class PayloadTooLarge(CnetError):
     code = "payload_too_large"
 
 
+class InsufficientStorage(CnetError):
+    """The node's data disk filled up while it wrote (its storage ledger had room: other files used the disk)."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
 class Unavailable(CnetError):
     status = 503
     code = "unavailable"
