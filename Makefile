@@ -14,7 +14,8 @@ CONFIG ?= conf/config.yaml
 # (tools/testhosts.sh: network namespaces, partitions), rclone and s3fs (the S3 clients the gateway is tested
 # with), debootstrap for the container image's base (make image), nginx for the gateway benchmark's
 # baseline, wrk for the model service benchmarks' load (bench/http_load.py); for the stream tests, ffmpeg (their
-# clips), GStreamer's RTSP server with its Python bindings (a real camera) and mosquitto (a real MQTT broker).
+# clips), GStreamer's RTSP server with its Python bindings (a real camera) and mosquitto (a real MQTT broker);
+# gcc and make build libfaketime from Debian's source for the clock-step tests (tools/libfaketime.sh).
 APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
 $(STAMP): setup.py
@@ -37,10 +38,10 @@ run: build
 
 system-deps:
 	@(command -v curl && command -v chromium && command -v ip && command -v iptables && command -v rclone && \
-		command -v s3fs && command -v debootstrap && command -v ffmpeg && command -v mosquitto && \
-		dpkg -s gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-bad python3-gi) >/dev/null 2>&1 || \
+		command -v s3fs && command -v debootstrap && command -v ffmpeg && command -v mosquitto && command -v gcc && \
+		command -v make && dpkg -s gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-bad python3-gi) >/dev/null 2>&1 || \
 		($(APT_INSTALL) curl chromium iproute2 iptables rclone s3fs debootstrap ffmpeg mosquitto python3-gi \
-			gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+			gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gcc make)
 
 # A real container engine for the container tests: rootful Podman with its Docker-compatible API.
 PODMAN_SOCKET ?= /run/podman/podman.sock

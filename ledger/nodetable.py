@@ -1,21 +1,25 @@
 """The node table: this node's parent, children and peers with their last heartbeat.
 
 Soft state, rebuilt by heartbeats within one period after a crash, so it lives in its own LMDB
-environment without fsync (the ledger proper keeps synced commits).
+environment without fsync (the ledger proper keeps synced commits). Its times (a neighbour's last heartbeat,
+when it was added) are stamps of ``boot_clock``, which no clock step moves; after a reboot, the first process to
+open the table takes the old boot's stamps back (never seen since, added now).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import lmdb
 import orjson
 
+from ledger import boot_clock
+
 MAP_SIZE_BYTES = 1 << 28
 _REVISION = b"revision"
+_BOOT = b"boot_id"  # the boot the table's stamps were taken in
 _SHOWN = ("ledger_version", "subtree")  # what a heartbeat says that consoles show (seq and times are not)
 
 
@@ -33,13 +37,14 @@ class Neighbour:
     role: str
     api_url: str
     mesh_endpoint: str
-    last_seen: float | None = None
+    last_seen: float | None = None  # boot_clock's stamp of its last heartbeat's arrival
     heartbeat: dict[str, Any] | None = None
     added_at: float | None = None  # when this node first learnt of it (a child that never beats ages from here)
     incompatible: str | None = None  # why it cannot be worked with (another protocol major), when it cannot
 
     def online(self, heartbeat_period_s: float, liveness: int, now: float | None = None) -> bool:
-        return self.last_seen is not None and (now or time.time()) - self.last_seen < heartbeat_period_s * liveness
+        now = boot_clock.now() if now is None else now
+        return self.last_seen is not None and now - self.last_seen < heartbeat_period_s * liveness
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -54,6 +59,20 @@ class NodeTable:
         self._env.reader_check()
         self._db = self._env.open_db(b"neighbours")
         self._meta = self._env.open_db(b"meta")
+        self._since_boot()
+
+    def _since_boot(self) -> None:
+        """Take back the stamps of an earlier boot: they cannot be compared with this boot's clock."""
+        with self._env.begin(write=True) as txn:
+            if txn.get(_BOOT, db=self._meta) == boot_clock.BOOT_ID.encode():
+                return
+            now = boot_clock.now()
+            for key, raw in list(txn.cursor(db=self._db)):
+                known = _decode(raw)
+                if known is not None:
+                    txn.put(key, orjson.dumps(dataclasses.replace(known, last_seen=None, added_at=now).to_dict()),
+                            db=self._db)
+            txn.put(_BOOT, boot_clock.BOOT_ID.encode(), db=self._meta)
 
     def close(self) -> None:
         self._env.close()
@@ -68,13 +87,13 @@ class NodeTable:
                 neighbour = dataclasses.replace(neighbour, last_seen=known.last_seen, heartbeat=known.heartbeat,
                                                 added_at=known.added_at)
             else:
-                neighbour = dataclasses.replace(neighbour, added_at=neighbour.added_at or time.time())
+                neighbour = dataclasses.replace(neighbour, added_at=neighbour.added_at or boot_clock.now())
             txn.put(key, orjson.dumps(neighbour.to_dict()))
             self._bump(txn)
 
     def record_heartbeat(self, node_id: str, heartbeat: dict[str, Any], received_at: float,
                          stale_after_s: float) -> Neighbour | None:
-        """Store a neighbour's heartbeat; return what was known of it before (None: not a neighbour, nothing
+        """Store a neighbour's heartbeat (``received_at``: a ``boot_clock`` stamp); return what was known of it before (None: not a neighbour, nothing
         stored). The revision moves when the heartbeat changes what consoles show: the neighbour's ledger
         version or subtree, or the neighbour back after ``stale_after_s`` of silence."""
         key = node_id.encode()

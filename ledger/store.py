@@ -187,7 +187,8 @@ class Ledger:
 
     def confirm_or_fence(self, workload_id: str, attempt: str, now: float) -> WorkloadRecord | None:
         """The record of ``workload_id``; or, when there is none, fence ``attempt`` off (that forward, should
-        it still arrive, is refused) and return None. One transaction, so no admit can slip between."""
+        it still arrive, is refused) and return None. One transaction, so no admit can slip between. ``now``:
+        a ``boot_clock`` stamp, as for every fence."""
         key = workload_id.encode()
 
         def write(txn: lmdb.Transaction) -> WorkloadRecord | None:
@@ -215,10 +216,11 @@ class Ledger:
             raw = txn.get(workload_id.encode())
         return raw is not None and attempt is not None and orjson.loads(raw)["attempt"] == attempt
 
-    def prune_fences(self, older_than: float) -> None:
-        """Forget fences set before ``older_than``: a forward that late has long been abandoned."""
+    def prune_fences(self, now: float, kept_s: float) -> None:
+        """Forget fences set more than ``kept_s`` before ``now`` (a forward that late has long been abandoned), and
+        those stamped after ``now``: set in an earlier boot, whose forwards died with it."""
         with self._env.begin(db=self._fences_db) as txn:
-            stale = [key for key, raw in txn.cursor() if orjson.loads(raw)["at"] < older_than]
+            stale = [key for key, raw in txn.cursor() if not now - kept_s <= orjson.loads(raw)["at"] <= now]
         if stale:
             self._commit(lambda txn: [txn.delete(key, db=self._fences_db) for key in stale])
 

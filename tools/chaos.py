@@ -65,11 +65,11 @@ class Totals:
 
 
 def run_round(cluster: ChaosCluster, history: History, number: int, generator: random.Random,
-              round_s: float, plant: bool = False) -> tuple[list[str], int, int]:
+              round_s: float, kinds: tuple[str, ...], plant: bool = False) -> tuple[list[str], int, int]:
     """One round: load, faults at random times, heal, settle, check. (fault kinds, requests, violations)."""
     history.round = number
     requests_before = history.requests
-    faults = [(generator.uniform(0.1, 0.6) * round_s, generator.choice(FAULT_KINDS),
+    faults = [(generator.uniform(0.1, 0.6) * round_s, generator.choice(kinds),
                generator.uniform(*FAULT_S), generator.random()) for _ in range(generator.randint(1, MAX_FAULTS_PER_ROUND))]
     faults.sort()
     started = time.monotonic()
@@ -97,19 +97,19 @@ def run_round(cluster: ChaosCluster, history: History, number: int, generator: r
 
 
 def run(seed: int, rounds: int, round_s: float, history_path: Path, plant_orphan: bool = False,
-        minutes: float | None = None) -> Totals:
+        minutes: float | None = None, kinds: tuple[str, ...] = FAULT_KINDS) -> Totals:
     """``rounds`` rounds (fewer when ``minutes`` run out first), printing each; what they came to."""
     generator, totals, deadline = random.Random(seed), Totals(), time.monotonic() + (minutes or 0) * 60
     with History(history_path) as history, ChaosCluster() as cluster:
         length = f"rounds for {minutes:g} minutes" if minutes is not None else f"{rounds} rounds"
-        print(f"chaos: seed {seed}, {length} of {round_s:g} s, kinds: {', '.join(FAULT_KINDS)}; history in {history_path}")
+        print(f"chaos: seed {seed}, {length} of {round_s:g} s, kinds: {', '.join(kinds)}; history in {history_path}")
         for number in range(1, rounds + 1):
             if minutes is not None and time.monotonic() > deadline:
                 break
-            kinds, requests, violations = run_round(cluster, history, number, generator, round_s,
-                                                    plant_orphan and number == rounds)
+            injected, requests, violations = run_round(cluster, history, number, generator, round_s, kinds,
+                                                       plant_orphan and number == rounds)
             totals.rounds += 1
-            totals.faults.update(kinds)
+            totals.faults.update(injected)
             totals.requests += requests
             totals.violations += violations
         stopped = cluster.stop_all()
@@ -117,6 +117,14 @@ def run(seed: int, rounds: int, round_s: float, history_path: Path, plant_orphan
         for violation in stopped:
             print(f"stop: VIOLATION {violation}")
     return totals
+
+
+def _fault_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in FAULT_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"unknown fault kinds {unknown} (known: {', '.join(FAULT_KINDS)})")
+    return kinds
 
 
 def _interrupted(*_: object) -> None:
@@ -132,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", type=Path, default=Path("chaos-history.jsonl"))
     parser.add_argument("--plant-orphan", action="store_true",
                         help="the control: plant an orphan before the last round's check (it must be reported)")
+    parser.add_argument("--faults", type=_fault_kinds, default=FAULT_KINDS, metavar="KIND,…",
+                        help=f"only these kinds of fault (of {', '.join(FAULT_KINDS)})")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupted)
-    totals = run(args.seed, args.rounds, args.round_s, args.history, args.plant_orphan)
+    totals = run(args.seed, args.rounds, args.round_s, args.history, args.plant_orphan, kinds=args.faults)
     print(totals.line(args.seed))
     return 1 if totals.violations else 0
 

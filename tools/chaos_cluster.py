@@ -1,6 +1,7 @@
 """The chaos run's cluster: a parent, two children and a peer of the first child, each a real node on its own
-test host, with a token, its own runtime dir, and its data on a small tmpfs of its own (so a full disk is a
-fault that can be made and taken back). Always torn down: nodes, mounts, hosts, also on Ctrl-C."""
+test host, with a token, its own runtime dir, its data on a small tmpfs of its own (so a full disk is a fault
+that can be made and taken back), and a wall clock of its own (``tests/support/clocks.py``: libfaketime, so a
+clock step is a fault too). Always torn down: nodes, mounts, hosts, also on Ctrl-C."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tests.support.clocks import with_own_clock
 from tests.support.hosts import Host, make_hosts
 from tools.chaos_history import Told
 from tests.support.nodes import GIB, Node, kill_node, link, nodes_view, running, wait_for
@@ -40,7 +42,7 @@ class ChaosCluster:
             peer = link(Node(RESOURCES, token=TOKEN, host=self.hosts["peer"], **sections), peers=(child1,),
                         heartbeat_period_s=PERIOD_S)
             link(child1, peers=(peer,))
-            self.nodes = dict(zip(NAMES, (parent, child1, child2, peer)))
+            self.nodes = {name: with_own_clock(node) for name, node in zip(NAMES, (parent, child1, child2, peer))}
             mounts = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="cnet-chaos-")))
             mounts.chmod(0o711)  # workloads (nobody) pass through to their node's data
             for name, node in self.nodes.items():

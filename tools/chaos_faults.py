@@ -14,12 +14,16 @@ import subprocess
 import time
 from typing import Callable
 
+from tests.support.clocks import step_clock
 from tools.chaos_cluster import NAMES, ChaosCluster
 from tools.chaos_history import History
 
 NODE_PROGRAMS = ("register", "scheduler", "monitor", "api")
 LOSS_PROBABILITY = 0.3
 SLOW_RATE = "256kbit"
+# An edge machine's clock steps when NTP corrects it: minutes on a drifting one, hours across a time zone's
+# mistake, days and years on a board without a battery-backed clock that booted at its build date.
+CLOCK_STEPS_S = (-2 * 86400, -3600, -300, 300, 3600, 2 * 86400, 10 * 365 * 86400)
 
 
 def _in(cluster: ChaosCluster, name: str, *command: str) -> None:
@@ -142,10 +146,21 @@ def slow_neighbour(cluster: ChaosCluster, generator: random.Random, duration_s: 
     return f"SIGSTOP {program}@{name} for {duration_s:.1f} s, then SIGCONT"
 
 
+def clock_step(cluster: ChaosCluster, generator: random.Random, duration_s: float) -> str:
+    name, step_s = generator.choice(NAMES), generator.choice(CLOCK_STEPS_S)
+    step_clock(cluster.nodes[name], step_s)
+    try:
+        time.sleep(duration_s)
+    finally:
+        step_clock(cluster.nodes[name], 0)
+    return f"{name}'s wall clock stepped {step_s:+d} s for {duration_s:.1f} s, then back"
+
+
 FAULTS: dict[str, Callable[[ChaosCluster, random.Random, float], str]] = {
     "kill_process": kill_process, "kill_supervisord": kill_supervisord, "kill_node": kill_node,
     "partition_host": partition_host, "partition_link": partition_link, "packet_loss": packet_loss,
-    "slow_link": slow_link, "full_disk": full_disk, "crash_loop": crash_loop, "slow_neighbour": slow_neighbour}
+    "slow_link": slow_link, "full_disk": full_disk, "crash_loop": crash_loop, "slow_neighbour": slow_neighbour,
+    "clock_step": clock_step}
 FAULT_KINDS = tuple(FAULTS)
 
 

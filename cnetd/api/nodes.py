@@ -13,6 +13,7 @@ from cnetd.api.base import Resource
 from cnetd.api.protocol_check import INCOMPATIBLE_REQUESTS
 from cnetd.common.errors import Conflict, IncompatibleVersion, Invalid, NotFound
 from cnetd.common.web import read_json, send
+from ledger import boot_clock
 from ledger.nodetable import Neighbour, Role
 from mesh.messages import HEARTBEAT_LIVENESS, MalformedMessage, Registration
 
@@ -54,7 +55,7 @@ def _neighbour_view(neighbour: Neighbour, heartbeat_period_s: float, now: float)
 
 class Nodes(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        config, now = self.deps.config, time.time()
+        config, now = self.deps.config, boot_clock.now()
         this_node = {"id": config.node_id, "role": "self", "api_url": config.api_url,
                      "mesh_endpoint": config.mesh_endpoint, "status": "online", "last_seen_s": 0.0,
                      "resources": self.deps.ledger.usage().to_dict(), "gpus": self.deps.ledger.gpus()}

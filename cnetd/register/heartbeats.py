@@ -21,6 +21,7 @@ from cnetd.register.discovery import Discovery
 from cnetd.core.metrics import (HEARTBEATS_DROPPED, HEARTBEATS_RECEIVED, HEARTBEATS_SENT, NEIGHBOURS_FORGOTTEN,
                            NEIGHBOURS_SKIPPED)
 from cnetd.core.node_process import NodeProcess
+from ledger import boot_clock
 from ledger.nodetable import Role
 from mesh import curve
 from mesh.bus import bind_bus_subscriber, context
@@ -64,7 +65,7 @@ class Register:
         ledger, config = self._node.ledger, self._config
         usage = ledger.usage()
         counts = collections.Counter(record.status for record in ledger.workloads() if not record.remote)
-        now = time.time()
+        now = boot_clock.now()
         child_subtrees = [neighbour.heartbeat["subtree"] for neighbour in self._node.nodes.all()
                           if neighbour.role == Role.CHILD and neighbour.heartbeat
                           and neighbour.online(config.heartbeat_period_s, HEARTBEAT_LIVENESS, now)]
@@ -128,7 +129,7 @@ class Register:
                             beat.node_id[:100], endpoint, ", ".join(sorted(self._senders.get(endpoint, ()))) or "nobody")
                 continue
             previous = None if beat.node_id == self._config.node_id else \
-                self._node.nodes.record_heartbeat(beat.node_id, beat.to_dict(), time.time(), stale_after_s)
+                self._node.nodes.record_heartbeat(beat.node_id, beat.to_dict(), boot_clock.now(), stale_after_s)
             if previous is None:
                 HEARTBEATS_DROPPED.labels("unknown_sender").inc()
                 continue  # not a neighbour of ours (an old endpoint, or a misconfigured loop)
@@ -187,7 +188,7 @@ class Register:
 
     def _forget_silent_children(self) -> None:
         """Drop children offline for longer than ``mesh.forget_after_s`` (never heard of: since they registered)."""
-        now, forget_after_s = time.time(), self._config.mesh_forget_after_s
+        now, forget_after_s = boot_clock.now(), self._config.mesh_forget_after_s
         silent = [neighbour for neighbour in self._node.nodes.all() if neighbour.role == Role.CHILD
                   and now - (neighbour.last_seen or neighbour.added_at or now) > forget_after_s]
         for neighbour in silent:

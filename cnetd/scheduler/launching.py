@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import shutil
 import threading
-import time
 from typing import Any, Callable
 
 from cnetd.common.errors import CnetError, NotFound
@@ -26,6 +25,7 @@ from cnetd.core.lifecycle import desire, finish, mark_started, settle
 from cnetd.core.supervisor_rpc import Supervisor, environment_file, workload_environment, workload_program_options
 from cnetd.scheduler.models.deploy import ModelDeployments
 from cnetd.scheduler.models.store import Artifact
+from ledger import boot_clock
 from ledger.records import Desired, Status, WorkloadRecord
 from ledger.store import Ledger
 from workers.base import NodeContext, ProgramSpec
@@ -160,7 +160,7 @@ class Launcher:
         """A workload that will not run here: no record, no allocation, no files (and the forward that
         brought it fenced off)."""
         if attempt is not None:
-            self._ledger.remove_and_fence(workload_id, attempt, time.time())
+            self._ledger.remove_and_fence(workload_id, attempt, boot_clock.now())
         else:
             with contextlib.suppress(NotFound):
                 self._ledger.remove(workload_id)

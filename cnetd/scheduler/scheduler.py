@@ -44,6 +44,8 @@ from cnetd.scheduler.streams import bind_detector
 from cnetd.scheduler.refusals import Refusal, refusal_error, refusal_of
 from cnetd.scheduler.deployments.autoscaling import ScaleDecision, autoscaled
 from cnetd.scheduler.deployments.controller import DeploymentController
+from cnetd.scheduler.orphans import OrphanWatch
+from ledger import boot_clock
 from ledger.nodetable import Role
 from ledger.records import Desired, Resources, Status, Usage, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
@@ -79,6 +81,7 @@ class Scheduler:
         self._settling: set[str] = set()  # pointers whose settling is under way in a pool thread
         self._settling_lock = threading.Lock()
         self._next_prune = 0.0  # monotonic time of the next sweep of old fences
+        self._orphans = OrphanWatch(node.config.health_start_timeout_s + ORPHAN_MARGIN_S)
         self._preparing: set[str] = set()  # admitted here, being prepared in a pool thread (serial thread only)
         self._server = RpcServer(node.config.paths.scheduler_endpoint, self.handlers)
         config = node.config
@@ -361,7 +364,7 @@ class Scheduler:
         """A delegating node settles its forward ``attempt`` of workload ``id``: the record, ``pending``
         while this node prepares it or settles its own onward forward, or ``absent`` (the attempt is now
         fenced off)."""
-        record = self._ledger.confirm_or_fence(args["id"], args["attempt"], time.time())
+        record = self._ledger.confirm_or_fence(args["id"], args["attempt"], boot_clock.now())
         if record is None:
             return {"absent": True}
         # Still being prepared here (its model fetched, say): its outcome is not known yet either.
@@ -369,9 +372,9 @@ class Scheduler:
 
     def settle_unknown(self) -> None:
         """Each round: settle (in pool threads) every pointer whose forward has no known outcome, and delete what
-        was deployed with a workload that is gone (``orphaned``)."""
+        was deployed with a workload that is gone (``orphans``)."""
         records = self._ledger.workloads()
-        for record in orphaned(records, time.time() - self._node.config.health_start_timeout_s - ORPHAN_MARGIN_S):
+        for record in self._orphans.orphans(records, time.monotonic()):
             self._delete_orphan(record)
         for record in records:
             if record.status != Status.UNKNOWN:
@@ -382,7 +385,7 @@ class Scheduler:
                 self._settling.add(record.id)
             self._server.submit_background(lambda record=record: self._settle(record))
         if time.monotonic() >= self._next_prune:
-            self._ledger.prune_fences(time.time() - FENCE_KEPT_S)
+            self._ledger.prune_fences(boot_clock.now(), FENCE_KEPT_S)
             self._next_prune = time.monotonic() + FENCE_PRUNE_INTERVAL_S
 
     def _delete_orphan(self, record: WorkloadRecord) -> None:
@@ -493,15 +496,6 @@ class Scheduler:
             record = self._ledger.update(record.id, lambda current: dataclasses.replace(
                 current, status=Status.STARTING, process_pid=None, message="relaunching after a restart"))
             self._server.submit_background(lambda record=record: self._launcher.relaunch(record))
-
-
-def orphaned(records: list[WorkloadRecord], created_before: float) -> list[WorkloadRecord]:
-    """Workloads deployed with another one that is gone (its submission was refused, or its API ended between
-    the two), created before ``created_before`` (the longest the API waits between them), not being deleted."""
-    ids = {record.id for record in records}
-    return [record for record in records if record.owned_by and record.owned_by not in ids
-            and record.created_at < created_before and (record.remote or record.desired != Desired.STOP)
-            and not (record.deployment or {}).get("deleting")]
 
 
 def _caught(work: Any) -> Any:

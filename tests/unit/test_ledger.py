@@ -7,6 +7,7 @@ import multiprocessing
 import pytest
 
 from cnetd.common.errors import InsufficientResources, NotFound
+from ledger import boot_clock
 from ledger.nodetable import Neighbour, NodeTable, Role
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
@@ -140,6 +141,24 @@ def test_record_round_trips(ledger: Ledger) -> None:
     assert ledger.get("rt") == original
 
 
+def test_a_node_table_from_an_earlier_boot_has_its_stamps_taken_back(tmp_path, monkeypatch) -> None:
+    """Its stamps are of the boot clock, which restarts at each boot: an earlier boot's last heartbeat cannot say
+    whether a neighbour is online now (nor how long a child has been silent)."""
+    monkeypatch.setattr(boot_clock, "BOOT_ID", "an-earlier-boot")
+    table = NodeTable(str(tmp_path / "nodes"))
+    table.upsert(Neighbour("kid", Role.CHILD, "http://127.0.0.1:1", "tcp://127.0.0.1:2"))
+    table.record_heartbeat("kid", {"seq": 1}, boot_clock.now() + 10**6, stale_after_s=15)  # that boot ran longer
+    table.close()
+    table = NodeTable(str(tmp_path / "nodes"))  # the control: the same boot keeps them
+    assert table.get("kid").online(1.0, 3, boot_clock.now() + 10**6)
+    table.close()
+    monkeypatch.setattr(boot_clock, "BOOT_ID", "this-boot")
+    table = NodeTable(str(tmp_path / "nodes"))
+    kid = table.get("kid")
+    assert kid.last_seen is None and not kid.online(1.0, 3) and kid.heartbeat == {"seq": 1}
+    assert boot_clock.now() - 60 < kid.added_at <= boot_clock.now()  # a child never heard of ages from here
+
+
 def test_node_table_revision_moves_only_when_what_consoles_show_changes(tmp_path) -> None:
     table = NodeTable(str(tmp_path / "nodes"))
     beat = {"seq": 1, "ledger_version": 7, "subtree": {"nodes": 1}}
@@ -155,3 +174,15 @@ def test_node_table_revision_moves_only_when_what_consoles_show_changes(tmp_path
     table.record_heartbeat("kid", {**beat, "seq": 4, "ledger_version": 8}, 130.0, stale_after_s=15)  # back
     assert first < changed < table.revision()
     assert table.get("kid").heartbeat["seq"] == 4
+
+
+def test_fences_are_kept_for_their_time_on_the_boot_clock(ledger: Ledger) -> None:
+    assert ledger.confirm_or_fence("late", "attempt-1", 100.0) is None
+    ledger.confirm_or_fence("old-boot", "attempt-2", 5000.0)  # stamped by an earlier boot's clock, which ran longer
+    ledger.prune_fences(now=150.0, kept_s=3600.0)
+    assert ledger.fenced("late", "attempt-1") and not ledger.fenced("late", "attempt-2")
+    assert not ledger.fenced("old-boot", "attempt-2")  # its forwards died with that boot
+    ledger.prune_fences(now=3699.0, kept_s=3600.0)
+    assert ledger.fenced("late", "attempt-1")
+    ledger.prune_fences(now=3701.0, kept_s=3600.0)
+    assert not ledger.fenced("late", "attempt-1")

@@ -6,22 +6,29 @@ import pytest
 
 from cnetd.common.errors import Invalid, Unprocessable
 from cnetd.core.submission import inline_detector, parse_submission
-from cnetd.scheduler.scheduler import orphaned
+from cnetd.scheduler.orphans import OrphanWatch
 from ledger.records import Desired, Resources, WorkloadRecord
 
 
-def record(workload_id: str, owned_by: str | None = None, created_at: float = 0.0, **fields: object) -> WorkloadRecord:
+def record(workload_id: str, owned_by: str | None = None, **fields: object) -> WorkloadRecord:
     return WorkloadRecord(id=workload_id, type="opencv", name=workload_id, config={}, requirements=Resources(),
-                          owned_by=owned_by, created_at=created_at, **fields)
+                          owned_by=owned_by, **fields)
 
 
-def test_only_old_owned_workloads_whose_owner_is_gone_are_orphans() -> None:
+def test_owned_workloads_whose_owner_stays_gone_for_the_grace_are_orphans() -> None:
+    """Timed by the rounds that saw the owner missing, not by the record's wall-clock created_at (here 0: a
+    wall clock stepped far forward would make every record look that old)."""
+    watch = OrphanWatch(grace_s=60.0)
     records = [record("cam"), record("cam-detector", owned_by="cam"),  # its owner is there
-               record("gone-detector", owned_by="gone"),  # the control: an orphan
-               record("new-detector", owned_by="new", created_at=100.0),  # its stream may still be on its way
+               record("gone-detector", owned_by="gone"),  # the control: an orphan, once the grace is over
                record("stopping-detector", owned_by="gone", desired=Desired.STOP),  # being deleted already
                record("plain")]
-    assert [item.id for item in orphaned(records, created_before=50.0)] == ["gone-detector"]
+    assert watch.orphans(records, now=1000.0) == []  # its stream may still be on its way
+    new = record("new-detector", owned_by="new")
+    assert watch.orphans([*records, new], now=1059.0) == []
+    assert [item.id for item in watch.orphans([*records, new], now=1060.0)] == ["gone-detector"]
+    assert watch.orphans([*records, new, record("new")], now=1200.0)[0].id == "gone-detector"  # new's owner came
+    assert [item.id for item in watch.orphans([*records, new], now=1201.0)] == ["gone-detector"]  # new's clock restarts
 
 
 def test_an_inline_detector_is_the_streams_own() -> None:

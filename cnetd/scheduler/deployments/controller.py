@@ -68,6 +68,7 @@ class DeploymentController(threading.Thread):
         self._healthy_since: dict[str, float] = {}
         self._lost_since: dict[str, float] = {}
         self._rollout_seen: dict[str, tuple[int, float]] = {}  # deployment id → (revision, monotonic)
+        self._retired_since: dict[str, float] = {}  # retired replica id → when this process first saw it retired
 
     def run(self) -> None:
         while True:
@@ -151,9 +152,13 @@ class DeploymentController(threading.Thread):
         for gone in set(self._scale_states) - set(deployments):
             del self._scale_states[gone]
         self._release_delayed()
-        now = time.time()
-        for record in self._ledger.workloads():
-            if record.retired and now - record.retired_at >= DRAIN_S:
+        # Drained by this process's monotonic clock: ``retired_at`` is the wall clock's, which a step back would
+        # hold still for as long as the step (the replica keeping its resources meanwhile).
+        now = time.monotonic()
+        retired = [record for record in self._ledger.workloads() if record.retired]
+        self._retired_since = {record.id: self._retired_since.get(record.id, now) for record in retired}
+        for record in retired:
+            if now - self._retired_since[record.id] >= DRAIN_S:
                 self._start_delete(record)
 
     def _observe(self, members: list[WorkloadRecord]) -> dict[str, dict[str, Any]]:
