@@ -49,11 +49,15 @@ class History:
 @dataclass
 class Told:
     """What the cluster answered, for the invariants: submissions answered 201 (id → origin), every id tried
-    (id → origin), ids deleted (200), uploads stored (key → (node, sha256, md5)), predictions answered wrong."""
+    (id → origin), ids deleted (200) and those whose delete was sent, uploads stored (key → (node, sha256, md5)),
+    predictions answered wrong, gateway reads answered wrong; the key of the model uploaded at the parent."""
 
     admitted: dict[str, str] = field(default_factory=dict)
     tried: dict[str, str] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
+    deleting: set[str] = field(default_factory=set)
     stored: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     wrong_answers: list[str] = field(default_factory=list)
+    wrong_reads: list[str] = field(default_factory=list)
+    model_key: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -7,8 +7,9 @@ a line naming the invariant (the issue's numbering) with the history lines behin
    live record; allocated equals the sum over its live records, and allocated plus available is capacity.
 3. The parent's view of each child (and the first child's of its peer) equals that node's own resources.
 4. The deployment has its count of healthy replicas, or says why not.
-5. An upload answered 201 reads back byte-identical, its SHA-256 and MD5 (the ETag's attribute) included; no
-   upload left files without a record, or a staging directory.
+5. An upload answered 201 reads back byte-identical, its SHA-256 and MD5 (the ETag's attribute) included, from
+   disk and through its node's S3 gateway (checked as the reads came, ``Load``), and is not missing there until
+   it is deleted; no upload left files without a record, or a staging directory.
 6. (At the end) no process of a node survives its stop: ``ChaosCluster.stop_all``.
 7. No prediction answer carried another image's result (checked as the answers came, ``Load``).
 """
@@ -142,9 +143,10 @@ def _check_once(cluster: ChaosCluster, history: History) -> list[str]:
         for entry in os.listdir(cluster.data_path(name)):
             if entry.startswith(".uploading-") or (entry not in catalogued and entry not in ("models", ".chaos-filler")):
                 violations.append(f"5: {name}: {entry} in its data path belongs to no stored upload")
-    # 7. predictions
+    # 5 (through the gateways, as the reads came) and 7. predictions
     with told.lock:
-        violations += [f"7: {wrong}" for wrong in told.wrong_answers]
+        violations += [f"5: {wrong}" for wrong in told.wrong_reads] + [f"7: {wrong}" for wrong in told.wrong_answers]
+        told.wrong_reads.clear()
         told.wrong_answers.clear()
     return [f"{violation}\n    " + "\n    ".join(history.about(violation.split()[1].rstrip(":"), 4))
             for violation in violations]
