@@ -105,7 +105,9 @@ def run_round(cluster: ChaosCluster, history: History, number: int, generator: r
 
 def run(seed: int, rounds: int, round_s: float, history_path: Path, plant_orphan: bool = False,
         minutes: float | None = None, kinds: tuple[str, ...] = FAULT_KINDS) -> Totals:
-    """``rounds`` rounds (fewer when ``minutes`` run out first), printing each; what they came to."""
+    """``rounds`` rounds (fewer when ``minutes`` run out first), printing each; what they came to. A SIGTERM tears
+    the cluster down as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _interrupted)
     generator, totals, deadline = random.Random(seed), Totals(), time.monotonic() + (minutes or 0) * 60
     with History(history_path) as history, ChaosCluster() as cluster:
         length = f"rounds for {minutes:g} minutes" if minutes is not None else f"{rounds} rounds"
@@ -150,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", type=_fault_kinds, default=FAULT_KINDS, metavar="KIND,…",
                         help=f"only these kinds of fault (of {', '.join(FAULT_KINDS)})")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupted)
     totals = run(args.seed, args.rounds, args.round_s, args.history, args.plant_orphan, kinds=args.faults)
     print(totals.line(args.seed))
     return 1 if totals.violations else 0

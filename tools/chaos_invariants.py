@@ -4,7 +4,8 @@ a line naming the invariant (the issue's numbering) with the history lines behin
 1. A submission answered 201 exists at its origin, and runs on exactly one node; a deleted one nowhere; no node
    runs an id its origin has no record of (an orphan).
 2. Each node's ledger matches its supervisord: a running record has a running program and a running program a
-   live record; allocated equals the sum over its live records, and allocated plus available is capacity.
+   live record; allocated equals the sum over its live records (its model cache's included), and allocated plus
+   available is capacity.
 3. The parent's view of each child (and the first child's of its peer) equals that node's own resources.
 4. The deployment has its count of healthy replicas, or says why not.
 5. An upload answered 201 reads back byte-identical, its SHA-256 and MD5 (the ETag's attribute) included, from
@@ -110,6 +111,7 @@ def _check_once(cluster: ChaosCluster, history: History) -> list[str]:
                 violations.append(f"2: {name}: supervisord runs {program} with no live record")
         resources = cluster.nodes[name].api("GET", "/api/resources", fresh_connection=True).json()
         held = held_by([record for record in mine if not record.get("deployment")])  # a deployment holds nothing
+        held["storage"] += cluster.nodes[name].api("GET", "/api/models", fresh_connection=True).json()["cached_bytes"]
         for kind, amount in held.items():
             if abs(resources["allocated"][kind] - amount) > 1e-6:
                 violations.append(f"2: {name}: allocated {kind} {resources['allocated'][kind]} but its live records "
