@@ -140,6 +140,8 @@ def _check_once(cluster: ChaosCluster, history: History) -> list[str]:
             continue
         violations += _upload_violations(cluster, name, key, sha256, md5)
     for name in NAMES:
+        violations += [f"5: {name}: {record['id']} is still uploading after the cluster settled (its storage held)"
+                       for record in records[name] if record["status"] == "uploading"]
         catalogued = {item["data_key"] for item in cluster.nodes[name].api("GET", "/api/data",
                                                                             fresh_connection=True).json()["data"]}
         for entry in os.listdir(cluster.data_path(name)):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import shutil
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +20,7 @@ import falcon
 from cnetd.common.request_deadline import ClientTooSlow
 from cnetd.common.errors import CnetError, InsufficientStorage, Invalid, LengthRequired, RequestTimeout, Unprocessable
 from cnetd.core.submission import new_workload_id
+from cnetd.core.upload_files import receiver, remove_upload_files, staging_dir
 from gateway.etags import set_md5_attribute
 from gateway.keys import UnsafeKey, safe_relative
 from ledger.catalog import Catalog, StoredFile
@@ -95,11 +95,12 @@ def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog
     if req.content_length is None:
         raise LengthRequired("uploads need a Content-Length (the node reserves that much storage first)")
     data_key = new_workload_id()
-    reservation = WorkloadRecord(id=data_key, type="data", name=data_key, config={},
+    # Who receives it is recorded with it: should this process die mid-way, the scheduler undoes the upload.
+    reservation = WorkloadRecord(id=data_key, type="data", name=data_key, config={"receiver": receiver()},
                                  requirements=Resources(storage=req.content_length), status=Status.UPLOADING,
                                  node=node_id)
     schedule("reserve", workload=reservation.to_dict())  # 409 insufficient_resources when it cannot fit
-    staging, final = data_root / f".uploading-{data_key}", data_root / data_key
+    staging, final = staging_dir(data_root, data_key), data_root / data_key
     try:
         fields, files = _stream_parts(req, staging)
         share_with_workloads(staging, workload_user)  # workloads (a data gateway) read it; other users do not
@@ -116,9 +117,7 @@ def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog
             summary["sha256"] = files[0].sha256
         record = schedule("data_stored", id=data_key, name=name, config=summary, storage=stored["size_bytes"])
     except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(final, ignore_errors=True)
-        catalog.remove(data_key)
+        remove_upload_files(data_root, data_key, catalog)
         schedule("forget", id=data_key)
         if isinstance(exc, (CnetError, KeyboardInterrupt, SystemExit)):
             raise
@@ -169,7 +168,6 @@ def _take_part(part: Any, staging: Path, fields: dict[str, str], files: list[Sto
 
 
 def delete(data_key: str, data_root: Path, catalog: Catalog, schedule: Schedule) -> dict[str, Any]:
-    catalog.remove(data_key)
-    shutil.rmtree(data_root / data_key, ignore_errors=True)
+    remove_upload_files(data_root, data_key, catalog)
     return schedule("forget", id=data_key)
 

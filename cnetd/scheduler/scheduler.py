@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from cnetd.common.errors import CnetError, Conflict, DataNotStoppable, DelegationRefused, Invalid, NotFound, Unprocessable
@@ -45,6 +46,8 @@ from cnetd.scheduler.refusals import Refusal, refusal_error, refusal_of
 from cnetd.scheduler.deployments.autoscaling import ScaleDecision, autoscaled
 from cnetd.scheduler.deployments.controller import DeploymentController
 from cnetd.scheduler.orphans import OrphanWatch
+from cnetd.core.upload_files import abandoned, remove_upload_files
+from ledger.catalog import Catalog
 from ledger import boot_clock
 from ledger.nodetable import Role
 from ledger.records import Desired, Resources, Status, Usage, WorkloadRecord
@@ -82,6 +85,7 @@ class Scheduler:
         self._settling_lock = threading.Lock()
         self._next_prune = 0.0  # monotonic time of the next sweep of old fences
         self._orphans = OrphanWatch(node.config.health_start_timeout_s + ORPHAN_MARGIN_S)
+        self._catalog = Catalog(node.config.db_path)  # for what an abandoned upload catalogued
         self._preparing: set[str] = set()  # admitted here, being prepared in a pool thread (serial thread only)
         self._server = RpcServer(node.config.paths.scheduler_endpoint, self.handlers)
         config = node.config
@@ -372,10 +376,15 @@ class Scheduler:
 
     def settle_unknown(self) -> None:
         """Each round: settle (in pool threads) every pointer whose forward has no known outcome, and delete what
-        was deployed with a workload that is gone (``orphans``)."""
+        was deployed with a workload that is gone (``orphans``), and undo uploads whose receiving API died."""
         records = self._ledger.workloads()
         for record in self._orphans.orphans(records, time.monotonic()):
             self._delete_orphan(record)
+        for record in abandoned(records):
+            log.info("undoing upload %s: the API process receiving it is gone", record.id,
+                     extra=workload_fields(record.id))
+            remove_upload_files(Path(self._node.config.data_path), record.id, self._catalog)
+            self._ledger.remove(record.id)
         for record in records:
             if record.status != Status.UNKNOWN:
                 continue

@@ -4,9 +4,11 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from typing import Iterator
@@ -18,7 +20,7 @@ import requests
 
 from ledger.records import Resources, WorkloadRecord
 from ledger.store import Ledger
-from tests.support.nodes import VENV_BIN, Node, running, wait_for
+from tests.support.nodes import VENV_BIN, Node, running, wait_for, wait_until_answers
 from tests.support.services import standalone_service
 
 STORAGE = 20_000_000
@@ -163,6 +165,25 @@ def test_interrupted_upload_leaves_nothing(node: Node) -> None:
                        b"Content-Length: 5000000\r\n\r\n" + head + b"\1" * 1_000_000)
         wait_for(lambda: node.resources()["allocated"]["storage"] == before + 5_000_000)  # reserved meanwhile
     wait_for(lambda: nothing_left_behind(node, before, data_before), timeout_s=30)
+
+
+def test_an_upload_whose_api_is_killed_mid_way_leaves_nothing(node: Node) -> None:
+    """What a chaos round found: supervisord killed during an upload took the API with it, and the upload's
+    reservation (its storage) and staging directory stayed for good. The scheduler now undoes an upload whose
+    receiving process is gone."""
+    before = node.resources()["allocated"]["storage"]
+    data_before = node.api("GET", "/api/data").json()["count"]
+    head = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", node.port)) as client:
+        client.sendall(b"POST /api/workloads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
+                       b"Content-Length: 5000000\r\n\r\n" + head + b"\1" * 1_000_000)
+        wait_for(lambda: any(entry.startswith(".uploading-") for entry in os.listdir(data_root(node))))
+        os.killpg(os.getpgid(node.program_pid("api")), signal.SIGKILL)  # its workers with it; supervisord restarts it
+    time.sleep(1)  # supervisord sees it gone and starts it again
+    wait_until_answers(f"{node.url}/api/health")
+    wait_for(lambda: nothing_left_behind(node, before, data_before), timeout_s=30,
+             diagnose=lambda: (node.resources()["allocated"], os.listdir(data_root(node))))
 
 
 def test_gateway_serves_uploads_to_boto3(node: Node, tmp_path) -> None:

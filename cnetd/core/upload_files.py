@@ -1,0 +1,46 @@
+"""What an upload leaves on disk and in the data catalog, and its removal: the staging directory its parts stream
+into, the directory they are renamed to, and the catalog entry. Removed by the API when an upload fails or data is
+deleted, and by the scheduler for an upload whose receiving API process died mid-way (``abandoned``)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psutil
+
+from ledger.catalog import Catalog
+from ledger.records import Status, WorkloadRecord
+
+
+def staging_dir(data_root: Path, data_key: str) -> Path:
+    return data_root / f".uploading-{data_key}"
+
+
+def remove_upload_files(data_root: Path, data_key: str, catalog: Catalog) -> None:
+    catalog.remove(data_key)
+    shutil.rmtree(staging_dir(data_root, data_key), ignore_errors=True)
+    shutil.rmtree(data_root / data_key, ignore_errors=True)
+
+
+def receiver() -> dict[str, float]:
+    """Who receives an upload, for its reservation: this process, by pid and start time (a pid alone may be
+    reused)."""
+    me = psutil.Process()
+    return {"pid": me.pid, "started": me.create_time()}
+
+
+def abandoned(records: list[WorkloadRecord]) -> list[WorkloadRecord]:
+    """Uploads in progress whose receiving process is gone (killed with its API, say): nothing will finish or
+    undo them but the scheduler."""
+    return [record for record in records if record.status == Status.UPLOADING and not _alive(record.config)]
+
+
+def _alive(config: dict[str, object]) -> bool:
+    held_by = config.get("receiver")
+    if not isinstance(held_by, dict):
+        return True  # a reservation that does not say who holds it is left to whoever made it
+    try:
+        process = psutil.Process(int(held_by["pid"]))
+        return process.create_time() == held_by["started"] and process.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, TypeError, ValueError):
+        return False
