@@ -1,8 +1,9 @@
 """What must hold in the chaos run's cluster once a round's faults are healed and it has settled, each violation
 a line naming the invariant (the issue's numbering) with the history lines behind it.
 
-1. A submission answered 201 exists at its origin, and runs on exactly one node; a deleted one nowhere; no node
-   runs an id its origin has no record of (an orphan).
+1. A submission answered 201 exists at its origin (unless a delete of it was sent: one whose answer was lost may
+   have been done), and runs on exactly one node; a deleted one nowhere; no node runs an id its origin has no
+   record of (an orphan).
 2. Each node's ledger matches its supervisord: a running record has a running program and a running program a
    live record; allocated equals the sum over its live records (its model cache's included), and allocated plus
    available is capacity.
@@ -90,7 +91,7 @@ def _check_once(cluster: ChaosCluster, history: History) -> list[str]:
             if workload_id in known_at:
                 violations.append(f"1: {workload_id} was deleted (200) but {sorted(known_at[workload_id])} still hold it")
             continue
-        if workload_id in told.admitted and origin not in known_at[workload_id]:
+        if workload_id in told.admitted and workload_id not in told.deleting and origin not in known_at[workload_id]:
             violations.append(f"1: {workload_id} was admitted (201) at {origin}, which has no record of it")
         if len(local_on[workload_id]) > 1:
             violations.append(f"1: {workload_id} runs on {len(local_on[workload_id])} nodes: {local_on[workload_id]}")

@@ -90,6 +90,8 @@ class Load(LoadThreads):
         if mine and generator.random() < 0.4:
             workload_id = generator.choice(mine)
             origin = told.admitted[workload_id]
+            with told.lock:
+                told.deleting.add(workload_id)  # from now on it may be gone, answered or not
             answer = self._call(origin, "DELETE", f"/api/workloads/{workload_id}", "delete")
             if answer is not None and answer.status_code == 200:
                 with told.lock:
