@@ -155,14 +155,20 @@ def test_traversal_on_upload_is_refused(node: Node, filename: str) -> None:
     assert nothing_left_behind(node, before, data_before)
 
 
+def half_sent_upload(node: Node) -> socket.socket:
+    """A connection that has sent a fifth of a 5,000,000-byte upload, and sends no more."""
+    head = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"half.bin\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n")
+    client = socket.create_connection(("127.0.0.1", node.port))
+    client.sendall(b"POST /api/workloads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
+                   b"Content-Length: 5000000\r\n\r\n" + head + b"\1" * 1_000_000)
+    return client
+
+
 def test_interrupted_upload_leaves_nothing(node: Node) -> None:
     before = node.resources()["allocated"]["storage"]
     data_before = node.api("GET", "/api/data").json()["count"]
-    head = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"half.bin\"\r\n"
-            b"Content-Type: application/octet-stream\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", node.port)) as client:
-        client.sendall(b"POST /api/workloads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
-                       b"Content-Length: 5000000\r\n\r\n" + head + b"\1" * 1_000_000)
+    with half_sent_upload(node):
         wait_for(lambda: node.resources()["allocated"]["storage"] == before + 5_000_000)  # reserved meanwhile
     wait_for(lambda: nothing_left_behind(node, before, data_before), timeout_s=30)
 
@@ -173,11 +179,7 @@ def test_an_upload_whose_api_is_killed_mid_way_leaves_nothing(node: Node) -> Non
     receiving process is gone."""
     before = node.resources()["allocated"]["storage"]
     data_before = node.api("GET", "/api/data").json()["count"]
-    head = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"\r\n"
-            b"Content-Type: application/octet-stream\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", node.port)) as client:
-        client.sendall(b"POST /api/workloads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
-                       b"Content-Length: 5000000\r\n\r\n" + head + b"\1" * 1_000_000)
+    with half_sent_upload(node):
         wait_for(lambda: any(entry.startswith(".uploading-") for entry in os.listdir(data_root(node))))
         os.killpg(os.getpgid(node.program_pid("api")), signal.SIGKILL)  # its workers with it; supervisord restarts it
     time.sleep(1)  # supervisord sees it gone and starts it again
