@@ -32,13 +32,14 @@ def receiver() -> dict[str, float]:
 def abandoned(records: list[WorkloadRecord]) -> list[WorkloadRecord]:
     """Uploads in progress whose receiving process is gone (killed with its API, say): nothing will finish or
     undo them but the scheduler."""
-    return [record for record in records if record.status == Status.UPLOADING and not _alive(record.config)]
+    return [record for record in records if record.type == "data" and record.status == Status.UPLOADING
+            and not _alive(record.config)]
 
 
 def _alive(config: dict[str, object]) -> bool:
     held_by = config.get("receiver")
     if not isinstance(held_by, dict):
-        return True  # a reservation that does not say who holds it is left to whoever made it
+        return True  # a reservation from before receivers were recorded is left to whoever made it
     try:
         process = psutil.Process(int(held_by["pid"]))
         return process.create_time() == held_by["started"] and process.status() != psutil.STATUS_ZOMBIE

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -85,7 +86,6 @@ class Scheduler:
         self._settling_lock = threading.Lock()
         self._next_prune = 0.0  # monotonic time of the next sweep of old fences
         self._orphans = OrphanWatch(node.config.health_start_timeout_s + ORPHAN_MARGIN_S)
-        self._catalog = Catalog(node.config.db_path)  # for what an abandoned upload catalogued
         self._preparing: set[str] = set()  # admitted here, being prepared in a pool thread (serial thread only)
         self._server = RpcServer(node.config.paths.scheduler_endpoint, self.handlers)
         config = node.config
@@ -396,6 +396,11 @@ class Scheduler:
         if time.monotonic() >= self._next_prune:
             self._ledger.prune_fences(boot_clock.now(), FENCE_KEPT_S)
             self._next_prune = time.monotonic() + FENCE_PRUNE_INTERVAL_S
+
+    @functools.cached_property
+    def _catalog(self) -> Catalog:
+        """The data catalog, for what an abandoned upload catalogued: opened only once one is found."""
+        return Catalog(self._node.config.db_path)
 
     def _delete_orphan(self, record: WorkloadRecord) -> None:
         log.info("deleting %s: %s, which it was deployed with, is gone", record.id, record.owned_by,
