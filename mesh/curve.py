@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 
 Z85_KEY_LENGTH = 40
 
@@ -56,6 +55,8 @@ class ClusterAuthenticator:
     """ZAP handler of this process's context: a CURVE client is admitted only with the cluster's key."""
 
     def __init__(self, context: zmq.Context, keys: ClusterKeys) -> None:
+        # Imported here: it brings asyncio, which a node without CURVE never needs (a few MiB in each process).
+        from zmq.auth.thread import ThreadAuthenticator
         self._keys = keys
         self._thread = ThreadAuthenticator(context)
         self._thread.start()

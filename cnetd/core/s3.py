@@ -6,10 +6,6 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass
 
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-
 
 @dataclass(frozen=True)
 class S3Endpoint:
@@ -27,6 +23,10 @@ class S3Endpoint:
         """The headers of a GET of ``url``: signed now, when there are keys."""
         if not self.access_key or not self.secret_key:
             return {}
+        # Imported here: botocore costs each node process about 12 MiB, and only a signed fetch needs it.
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
         request = AWSRequest(method="GET", url=url)
         S3SigV4Auth(Credentials(self.access_key, self.secret_key), "s3", self.region).add_auth(request)
         return dict(request.headers.items())

@@ -37,7 +37,8 @@ NODE_PROGRAMS = ("cnetd.launcher.main", "cnetd.api.app", "cnetd.register.__main_
                  "cnetd.monitor.__main__")
 SERVICE_PROGRAMS = ("inference.yolo_service", "inference.opencv_service", "gateway.server")
 CLI_PROGRAMS = ("cnetd.cli.main",)
-NOT_IN_NODE_PROCESSES = ("onnxruntime", "cv2", "torch", "tensorflow", "ai_edge_litert", "docker")
+NOT_IN_NODE_PROCESSES = ("onnxruntime", "cv2", "torch", "tensorflow", "ai_edge_litert", "docker",
+                         "botocore", "requests", "zmq.auth")  # the last three: memory an idle node need not hold
 NOT_IN_SERVICES = ("lmdb", "zmq", "supervisor", "docker")
 NOT_IN_THE_CLI = ("lmdb", "zmq", "supervisor", "docker", "falcon", "cv2", "onnxruntime", "torch", "tensorflow")  # cv2: --draw only
 
