@@ -4,13 +4,19 @@ Soft state, rebuilt by heartbeats within one period after a crash, so it lives i
 environment without fsync (the ledger proper keeps synced commits). Its times (a neighbour's last heartbeat,
 when it was added) are stamps of ``boot_clock``, which no clock step moves; after a reboot, the first process to
 open the table takes the old boot's stamps back (never seen since, added now).
+
+Neighbours are kept by node id, with an index by role (one LMDB database per role, kept in the same write
+transactions), so that a page of children, the parent or the peers, and how many children there are, are read
+without scanning thousands of children. The table also keeps the fan-in secret (``mesh.fanin``) and the
+register's count of children online.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import lmdb
 import orjson
@@ -21,6 +27,9 @@ MAP_SIZE_BYTES = 1 << 28
 _REVISION = b"revision"
 _BOOT = b"boot_id"  # the boot the table's stamps were taken in
 _SHOWN = ("ledger_version", "subtree")  # what a heartbeat says that consoles show (seq and times are not)
+_INDEXED = b"index"  # present once the role index covers every entry (a table of an older version has none)
+_FAN_IN_SECRET = b"fan_in_secret"
+_CHILDREN_ONLINE = b"children_online"
 
 
 class Role:
@@ -41,6 +50,7 @@ class Neighbour:
     heartbeat: dict[str, Any] | None = None
     added_at: float | None = None  # when this node first learnt of it (a child that never beats ages from here)
     incompatible: str | None = None  # why it cannot be worked with (another protocol major), when it cannot
+    fan_in: bool = False  # a child that sends its heartbeats up (``mesh.fanin``) rather than being subscribed to
 
     def online(self, heartbeat_period_s: float, liveness: int, now: float | None = None) -> bool:
         now = boot_clock.now() if now is None else now
@@ -55,11 +65,24 @@ class NodeTable:
 
     def __init__(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
-        self._env = lmdb.open(path, map_size=MAP_SIZE_BYTES, max_dbs=2, sync=False, metasync=False)
+        self._env = lmdb.open(path, map_size=MAP_SIZE_BYTES, max_dbs=5, sync=False, metasync=False)
         self._env.reader_check()
         self._db = self._env.open_db(b"neighbours")
         self._meta = self._env.open_db(b"meta")
+        self._by_role = {role: self._env.open_db(f"role:{role}".encode()) for role in (Role.PARENT, Role.CHILD, Role.PEER)}
         self._since_boot()
+        self._index()
+
+    def _index(self) -> None:
+        """Index by role the entries of a table written before the index was kept."""
+        with self._env.begin(write=True) as txn:
+            if txn.get(_INDEXED, db=self._meta):
+                return
+            for key, raw in txn.cursor(db=self._db):
+                known = _decode(raw)
+                if known is not None and known.role in self._by_role:
+                    txn.put(key, b"", db=self._by_role[known.role])
+            txn.put(_INDEXED, b"1", db=self._meta)
 
     def _since_boot(self) -> None:
         """Take back the stamps of an earlier boot: they cannot be compared with this boot's clock."""
@@ -82,42 +105,115 @@ class NodeTable:
         key = neighbour.node_id.encode()
         with self._env.begin(write=True, db=self._db) as txn:
             raw = txn.get(key)
-            if raw is not None:
-                known = _decode(raw) or neighbour
+            known = _decode(raw) if raw is not None else None
+            if known is not None:
                 neighbour = dataclasses.replace(neighbour, last_seen=known.last_seen, heartbeat=known.heartbeat,
                                                 added_at=known.added_at)
+                self._unindex(txn, key, known.role)
             else:
                 neighbour = dataclasses.replace(neighbour, added_at=neighbour.added_at or boot_clock.now())
             txn.put(key, orjson.dumps(neighbour.to_dict()))
+            if neighbour.role in self._by_role:
+                txn.put(key, b"", db=self._by_role[neighbour.role])
             self._bump(txn)
+
+    def _unindex(self, txn: lmdb.Transaction, key: bytes, role: str) -> None:
+        if role in self._by_role:
+            txn.delete(key, db=self._by_role[role])
+
+    def record_heartbeats(self, heartbeats: Iterable[tuple[str, dict[str, Any]]], received_at: float,
+                          stale_after_s: float, accept: Callable[[Neighbour], bool] | None = None
+                          ) -> list[Neighbour | None]:
+        """Store neighbours' heartbeats (node id, heartbeat) in one transaction (``received_at``: a
+        ``boot_clock`` stamp); return what was known of each before (None: not a neighbour, or not one that
+        ``accept`` takes a heartbeat from; nothing stored).
+        The revision moves when a heartbeat changes what consoles show: the neighbour's ledger version or
+        subtree, or the neighbour back after ``stale_after_s`` of silence."""
+        known_before: list[Neighbour | None] = []
+        with self._env.begin(write=True, db=self._db) as txn:
+            changed = False
+            for node_id, heartbeat in heartbeats:
+                key = node_id.encode()
+                raw = txn.get(key)
+                fields = _fields(raw) if raw is not None else None
+                previous = _neighbour(fields) if fields is not None else None
+                if previous is not None and accept is not None and not accept(previous):
+                    previous = None
+                known_before.append(previous)
+                if previous is None:
+                    continue
+                # From the stored fields, not dataclasses.asdict: that deep-copies, and a parent does this
+                # for every heartbeat of thousands of children.
+                txn.put(key, orjson.dumps({**fields, "last_seen": received_at, "heartbeat": heartbeat}))
+                last = previous.heartbeat or {}
+                changed |= (any(last.get(name) != heartbeat.get(name) for name in _SHOWN)
+                            or previous.last_seen is None or received_at - previous.last_seen >= stale_after_s)
+            if changed:
+                self._bump(txn)
+        return known_before
 
     def record_heartbeat(self, node_id: str, heartbeat: dict[str, Any], received_at: float,
                          stale_after_s: float) -> Neighbour | None:
-        """Store a neighbour's heartbeat (``received_at``: a ``boot_clock`` stamp); return what was known of it before (None: not a neighbour, nothing
-        stored). The revision moves when the heartbeat changes what consoles show: the neighbour's ledger
-        version or subtree, or the neighbour back after ``stale_after_s`` of silence."""
-        key = node_id.encode()
-        with self._env.begin(write=True, db=self._db) as txn:
-            raw = txn.get(key)
-            if raw is None:
-                return None
-            previous = _decode(raw)
-            if previous is None:
-                return None
-            txn.put(key, orjson.dumps(dataclasses.replace(previous, last_seen=received_at, heartbeat=heartbeat)))
-            last = previous.heartbeat or {}
-            if any(last.get(name) != heartbeat.get(name) for name in _SHOWN) or previous.last_seen is None \
-                    or received_at - previous.last_seen >= stale_after_s:
-                self._bump(txn)
-        return previous
+        """``record_heartbeats`` for one."""
+        return self.record_heartbeats([(node_id, heartbeat)], received_at, stale_after_s)[0]
 
     def remove(self, node_id: str) -> bool:
         """Forget a neighbour; False if it was not known."""
+        key = node_id.encode()
         with self._env.begin(write=True, db=self._db) as txn:
-            removed = txn.delete(node_id.encode())
+            raw = txn.get(key)
+            removed = txn.delete(key)
             if removed:
+                known = _decode(raw) if raw is not None else None
+                for role in self._by_role if known is None else (known.role,):
+                    self._unindex(txn, key, role)
                 self._bump(txn)
         return removed
+
+    def with_role(self, role: str, after: str = "", limit: int | None = None) -> list[Neighbour]:
+        """The neighbours of ``role`` by node id, from the first after ``after``, at most ``limit``: read
+        from the role's index, so a page costs its own size, not the table's."""
+        found: list[Neighbour] = []
+        with self._env.begin() as txn:
+            cursor = txn.cursor(db=self._by_role[role])
+            if not (cursor.set_range(after.encode() + b"\0") if after else cursor.first()):
+                return found
+            for key in cursor.iternext(values=False):
+                if limit is not None and len(found) >= limit:
+                    break
+                raw = txn.get(key, db=self._db)
+                neighbour = _decode(raw) if raw is not None else None
+                if neighbour is not None:
+                    found.append(neighbour)
+        return found
+
+    def count(self, role: str) -> int:
+        """How many neighbours of ``role`` there are, in constant time (LMDB keeps each database's size)."""
+        with self._env.begin() as txn:
+            return txn.stat(self._by_role[role])["entries"]
+
+    def fan_in_secret(self) -> bytes:
+        """This node's fan-in secret (``mesh.fanin``), made by the first process that asks."""
+        with self._env.begin(db=self._meta) as txn:
+            secret = txn.get(_FAN_IN_SECRET)
+        if secret is None:
+            with self._env.begin(write=True, db=self._meta) as txn:
+                secret = txn.get(_FAN_IN_SECRET)
+                if secret is None:
+                    secret = secrets.token_bytes(32)
+                    txn.put(_FAN_IN_SECRET, secret)
+        return bytes(secret)
+
+    def set_children_online(self, online: int) -> None:
+        """The register's count of children online (as of its last heartbeat), for readers of a summary."""
+        with self._env.begin(write=True, db=self._meta) as txn:
+            txn.put(_CHILDREN_ONLINE, str(online).encode())
+
+    def children_online(self) -> int | None:
+        """The register's last count of children online (None: it has not counted yet)."""
+        with self._env.begin(db=self._meta) as txn:
+            raw = txn.get(_CHILDREN_ONLINE)
+        return int(raw) if raw else None
 
     def revision(self) -> int:
         """A counter of changes to what the table shows; a neighbour going silent does not move it."""
@@ -144,9 +240,21 @@ _FIELDS = frozenset(field.name for field in dataclasses.fields(Neighbour))
 def _decode(raw: bytes) -> Neighbour | None:
     """A stored entry, or None for one that is not a neighbour (written by something else): skipped. Fields
     it does not know (written by a newer version) are left out."""
+    fields = _fields(raw)
+    return _neighbour(fields) if fields is not None else None
+
+
+def _fields(raw: bytes) -> dict[str, Any] | None:
     try:
         fields = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return fields if isinstance(fields, dict) else None
+
+
+def _neighbour(fields: dict[str, Any]) -> Neighbour | None:
+    try:
         neighbour = Neighbour(**{name: value for name, value in fields.items() if name in _FIELDS})
-    except (orjson.JSONDecodeError, TypeError, AttributeError):
+    except TypeError:
         return None
     return neighbour if isinstance(neighbour.node_id, str) and isinstance(neighbour.mesh_endpoint, str) else None

@@ -3,27 +3,36 @@
 A partition leaves TCP connections half-open: with no RST, a side that sent meanwhile waits out TCP's
 retransmission back-off (seen: 8–25 s after a 20–30 s cut), and a connect sent into the partition waits
 for the kernel's connect timeout (minutes). ZMTP heartbeats end a connection that stops answering after
-``ZMTP_TIMEOUT_PERIODS``; a connect attempt gives up after one period; reconnects are tried at most
-``RECONNECT_MAX_PERIODS`` apart; so each side is connected again within a period of the heal, and the
+``ZMTP_TIMEOUT_INTERVALS`` intervals; a connect attempt gives up after one period; reconnects are tried at
+most ``RECONNECT_MAX_PERIODS`` apart; so each side is connected again within a period of the heal, and the
 publisher's XPUB sends a heartbeat as soon as the subscription arrives.
 """
 from __future__ import annotations
 
 import zmq
 
-ZMTP_INTERVAL_PERIODS = 0.5  # a ZMTP PING this often (in heartbeat periods) on an idle connection
-ZMTP_TIMEOUT_PERIODS = 1.5  # no traffic for this long after a PING: the connection is dead
+ZMTP_INTERVAL_PERIODS = 0.5  # a ZMTP PING this often (in heartbeat periods) on a subscriber's connection
+UPLINK_INTERVAL_PERIODS = None  # a child's connection to its parent: no PINGs (the parent would answer each of
+# thousands); the parent's own heartbeats prove it, and the register connects again after a silence
+PUBLISHER_INTERVAL_PERIODS = 5.0  # the mesh endpoint's own PINGs, to every child of a parent: only to end the dead
+ZMTP_TIMEOUT_INTERVALS = 3  # no traffic for this many intervals after a PING: the connection is dead
 RECONNECT_MS = 100
 RECONNECT_MAX_PERIODS = 0.5
 CONNECT_TIMEOUT_PERIODS = 1.0
 TCP_KEEPALIVE_IDLE_S, TCP_KEEPALIVE_INTERVAL_S, TCP_KEEPALIVE_COUNT = 5, 2, 3  # the kernel's own backstop
 
 
-def keep_mesh_socket_alive(socket: zmq.Socket, heartbeat_period_s: float) -> None:
-    """Set the liveness options of a mesh socket (before it binds or connects)."""
+def keep_mesh_socket_alive(socket: zmq.Socket, heartbeat_period_s: float,
+                           interval_periods: float | None = ZMTP_INTERVAL_PERIODS) -> None:
+    """Set the liveness options of a mesh socket (before it binds or connects): a PING each
+    ``interval_periods`` (None: none). A parent pays for its children's PINGs and its own to them, so it
+    gets none from them and sends few; a partition longer than the timeout still ends the connection during
+    the partition."""
     period_ms = heartbeat_period_s * 1000
-    socket.setsockopt(zmq.HEARTBEAT_IVL, max(100, int(period_ms * ZMTP_INTERVAL_PERIODS)))
-    socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(300, int(period_ms * ZMTP_TIMEOUT_PERIODS)))
+    if interval_periods is not None:
+        interval_ms = max(100, int(period_ms * interval_periods))
+        socket.setsockopt(zmq.HEARTBEAT_IVL, interval_ms)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, interval_ms * ZMTP_TIMEOUT_INTERVALS)
     socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
     socket.setsockopt(zmq.RECONNECT_IVL_MAX, max(RECONNECT_MS, int(period_ms * RECONNECT_MAX_PERIODS)))
     socket.setsockopt(zmq.CONNECT_TIMEOUT, max(500, int(period_ms * CONNECT_TIMEOUT_PERIODS)))

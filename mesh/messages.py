@@ -198,16 +198,21 @@ class Registration:
     node_id: str
     api_url: str
     mesh_endpoint: str
+    fan_in: bool = False  # the child sends its heartbeats up (mesh.fanin; protocol 1.2): it wants a key
+
+    _STRINGS = ("node_id", "api_url", "mesh_endpoint")
 
     @classmethod
     def decode(cls, body: Any) -> Registration:
         if not isinstance(body, dict):
             raise MalformedMessage("registration must be a JSON object")
-        values = {name: body.get(name) for name in cls.__dataclass_fields__}
+        if not isinstance(body.get("fan_in", False), bool):
+            raise MalformedMessage("registration fan_in must be true or false")
+        values = {name: body.get(name) for name in cls._STRINGS}
         missing = [name for name, value in values.items() if not isinstance(value, str) or not value]
         if missing:
             raise MalformedMessage(f"registration needs string field(s) {', '.join(missing)}")
         _check(values["node_id"], NODE_ID_PATTERN, "node_id", "letters, digits, '.', '_' or '-' (at most 63)")
         _check(values["api_url"], API_URL_PATTERN, "api_url", "http://HOST:PORT or https://HOST:PORT")
         _check(values["mesh_endpoint"], MESH_ENDPOINT_PATTERN, "mesh_endpoint", "tcp://HOST:PORT")
-        return cls(values["node_id"], values["api_url"].rstrip("/"), values["mesh_endpoint"])
+        return cls(values["node_id"], values["api_url"].rstrip("/"), values["mesh_endpoint"], body.get("fan_in", False))

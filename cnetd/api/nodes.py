@@ -10,11 +10,13 @@ from cnetd import __version__
 from cnetd.common.protocol import AGENT_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION, compatible, incompatibility
 from cnetd.core import hostinfo
 from cnetd.api.base import Resource
+from cnetd.api.limits import CHILDREN_PAGE_DEFAULT, CHILDREN_PAGE_MAX
 from cnetd.api.protocol_check import INCOMPATIBLE_REQUESTS
 from cnetd.common.errors import Conflict, IncompatibleVersion, Invalid, NotFound
 from cnetd.common.web import read_json, send
 from ledger import boot_clock
 from ledger.nodetable import Neighbour, Role
+from mesh.fanin import child_key
 from mesh.messages import HEARTBEAT_LIVENESS, MalformedMessage, Registration
 
 
@@ -54,17 +56,36 @@ def _neighbour_view(neighbour: Neighbour, heartbeat_period_s: float, now: float)
 
 
 class Nodes(Resource):
+    """GET /api/nodes: this node, its parent and peers, and one page of its children by id (``limit``, after
+    the id ``after``; ``next`` names the page after). ``summary`` counts the children first. Read from the
+    node table's index by role: a page costs its own size, however many children there are."""
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        config, now = self.deps.config, boot_clock.now()
+        config, now, nodes = self.deps.config, boot_clock.now(), self.deps.nodes
+        limit, after = _page_param(req, "limit", CHILDREN_PAGE_DEFAULT), req.params.get("after", "")
+        if not isinstance(after, str) or len(after) > 200:
+            raise Invalid("after: expected one node id (the last of the page before)")
         this_node = {"id": config.node_id, "role": "self", "api_url": config.api_url,
                      "mesh_endpoint": config.mesh_endpoint, "status": "online", "last_seen_s": 0.0,
                      "resources": self.deps.ledger.usage().to_dict(), "gpus": self.deps.ledger.gpus()}
-        views: dict[str, list[dict[str, Any]]] = {Role.PARENT: [], Role.CHILD: [], Role.PEER: []}
-        for neighbour in sorted(self.deps.nodes.all(), key=lambda neighbour: neighbour.node_id):
-            if neighbour.node_id != config.node_id:
-                views[neighbour.role].append(_neighbour_view(neighbour, config.heartbeat_period_s, now))
-        send(resp, {"self": this_node, "parent": (views[Role.PARENT] or [None])[0],
-                    "children": views[Role.CHILD], "peers": views[Role.PEER]})
+        views = {role: [_neighbour_view(neighbour, config.heartbeat_period_s, now)
+                        for neighbour in nodes.with_role(role, after if role == Role.CHILD else "",
+                                                         limit + 1 if role == Role.CHILD else None)
+                        if neighbour.node_id != config.node_id]
+                 for role in (Role.PARENT, Role.CHILD, Role.PEER)}
+        children = views[Role.CHILD][:limit]
+        more = len(views[Role.CHILD]) > limit
+        send(resp, {"self": this_node, "parent": (views[Role.PARENT] or [None])[0], "children": children,
+                    "peers": views[Role.PEER], "next": children[-1]["id"] if more else None,
+                    "summary": {"children": nodes.count(Role.CHILD), "children_online": nodes.children_online(),
+                                "peers": len(views[Role.PEER])}})
+
+
+def _page_param(req: falcon.Request, name: str, default: int) -> int:
+    raw = req.params.get(name, str(default))  # a list when repeated
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= CHILDREN_PAGE_MAX):
+        raise Invalid(f"{name}: expected one whole number, 1 to {CHILDREN_PAGE_MAX}")
+    return int(raw)
 
 
 class NodeRegistration(Resource):
@@ -87,13 +108,17 @@ class NodeRegistration(Resource):
         reason = None if compatible(version) else incompatibility(version, req.get_header(AGENT_HEADER))
         # Kept either way, so that cnet nodes and the console show a child of another major as such.
         self.deps.nodes.upsert(Neighbour(registration.node_id, Role.CHILD, registration.api_url,
-                                         registration.mesh_endpoint, incompatible=reason))
+                                         registration.mesh_endpoint, incompatible=reason,
+                                         fan_in=registration.fan_in and reason is None))
         self.deps.announce_neighbours()
         if reason is not None:
             INCOMPATIBLE_REQUESTS.inc()
             raise IncompatibleVersion(reason, protocol=(version or "")[:20])
-        send(resp, {"registered": registration.node_id, "parent": self.deps.config.node_id,
-                    "boot_id": self.deps.ledger.identity()["boot_id"]})
+        answer = {"registered": registration.node_id, "parent": self.deps.config.node_id,
+                  "boot_id": self.deps.ledger.identity()["boot_id"]}
+        if registration.fan_in:  # the child's own key: it signs the heartbeats it sends up with it
+            answer["heartbeat_key"] = child_key(self.deps.nodes.fan_in_secret(), registration.node_id).hex()
+        send(resp, answer)
 
 
 class NodeEntry(Resource):

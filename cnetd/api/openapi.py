@@ -9,7 +9,8 @@ from typing import Any
 
 from cnetd import __version__
 from cnetd.api.events import FOLLOW_MAX_S, MAX_FOLLOWERS
-from cnetd.api.limits import LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_MAX, PREDICT_MAX_BYTES
+from cnetd.api.limits import (CHILDREN_PAGE_DEFAULT, CHILDREN_PAGE_MAX, LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS,
+                              LOG_TAIL_MAX, PREDICT_MAX_BYTES)
 from cnetd.core.deployment_spec import MAX_DEPLOYMENT_ID, MAX_REPLICAS, PLACEMENTS, REVISION_STATES, SPREADS
 from cnetd.core.submission import MAX_CONSTRAINT_LABELS, MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN
 from inference.request_limits import BASE64_IMAGE_PATTERN, MAX_DETECTIONS, V2_DATATYPES
@@ -214,18 +215,26 @@ SCHEMAS: dict[str, Any] = {
         "agent": {"type": ["string", "null"]}, "protocol": {"type": ["string", "null"]},
         "mesh_endpoint": {"type": "string"}, "last_seen_s": {"type": ["number", "null"]},
         "resources": {"oneOf": [_ref("Usage"), {"type": "null"}]}}},
-    "Nodes": {"type": "object", "required": ["self", "parent", "children", "peers"], "properties": {
+    "Nodes": {"type": "object", "required": ["self", "parent", "children", "peers", "next", "summary"], "properties": {
         "self": _ref("Neighbour"), "parent": {"oneOf": [_ref("Neighbour"), {"type": "null"}]},
-        "children": {"type": "array", "items": _ref("Neighbour")},
-        "peers": {"type": "array", "items": _ref("Neighbour")}}},
+        "children": {"type": "array", "items": _ref("Neighbour"), "description": "one page, by node id"},
+        "peers": {"type": "array", "items": _ref("Neighbour")},
+        "next": {"type": ["string", "null"], "description": "the page after: ?after= this (null: the last page)"},
+        "summary": {"type": "object", "required": ["children", "children_online", "peers"], "properties": {
+            "children": {"type": "integer"}, "peers": {"type": "integer"},
+            "children_online": {"type": ["integer", "null"],
+                                "description": "as the register last counted (null: not yet)"}}}}},
     "Registration": {"type": "object", "required": ["node_id", "api_url", "mesh_endpoint"], "properties": {
         "node_id": {"type": "string", "pattern": NODE_ID_PATTERN},
         "api_url": {"type": "string", "pattern": API_URL_PATTERN, "description": "scheme://host:port, nothing else"},
-        "mesh_endpoint": {"type": "string", "pattern": MESH_ENDPOINT_PATTERN, "description": "tcp://host:port"}}},
+        "mesh_endpoint": {"type": "string", "pattern": MESH_ENDPOINT_PATTERN, "description": "tcp://host:port"},
+        "fan_in": {"type": "boolean", "description": "the child sends its heartbeats up, signed (protocol 1.2)"}}},
     "Settling": {"type": "object", "required": ["id", "status"], "properties": {
         "id": {"type": "string"}, "status": {"const": "unknown"}}},
     "Registered": {"type": "object", "required": ["registered", "parent", "boot_id"], "properties": {
-        "registered": {"type": "string"}, "parent": {"type": "string"}, "boot_id": {"type": "string"}}},
+        "registered": {"type": "string"}, "parent": {"type": "string"}, "boot_id": {"type": "string"},
+        "heartbeat_key": {"type": "string", "description": "to a child that asked for fan_in: the key (hex) it "
+                          "signs its heartbeats sent up with"}}},
     "Submission": {"oneOf": [_ref(f"Submission-{name}") for name in sorted(EXECUTORS)]},
     "InlineDetector": {"description": "a stream's own detector: a submission of a model service, without an id (its "
                        "id is the stream's with -detector); deleted with the stream",
@@ -380,7 +389,12 @@ def document() -> dict[str, Any]:
     paths = {
         "/api/health": {"get": _operation("Liveness and identity of this node", _ok("Health"))},
         "/api/resources": {"get": _operation("Capacity, allocated and available here", _ok("NodeResources"), **_SECURED)},
-        "/api/nodes": {"get": _operation("This node, its parent, children and peers", _ok("Nodes"), **_SECURED)},
+        "/api/nodes": {"get": _operation(
+            "This node, its parent and peers, a page of its children, and how many", _ok("Nodes"), "400", parameters=[
+                {"name": "limit", "in": "query", "required": False, "schema": {
+                    "type": "integer", "minimum": 1, "maximum": CHILDREN_PAGE_MAX, "default": CHILDREN_PAGE_DEFAULT}},
+                {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "the last child id of the page before (its next)"}], **_SECURED)},
         "/api/nodes/register": {"post": _operation(
             "A child registers with this node (its parent)", _ok("Registered"), "400", "401", "408", "409", "413",
             requestBody={"required": True, "content": _json(_ref("Registration"))}, **_SECURED)},

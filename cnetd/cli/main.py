@@ -62,13 +62,28 @@ def status(node: NodeClient, output: str) -> None:
         views.out.print("  neighbours none")
 
 
+NODES_PAGE = 1000  # children per request of cnet nodes --all (the API's most)
+
+
 @cli.command()
+@click.option("-a", "--all", "every_child", is_flag=True, help="every child, page by page (the first page alone "
+              "is shown otherwise)")
 @output_option
 @click.pass_obj
-def nodes(node: NodeClient, output: str) -> None:
+def nodes(node: NodeClient, every_child: bool, output: str) -> None:
     """This node's parent, children and peers."""
     view = node.get("/api/nodes")
-    views.as_json(view) if output == "json" else views.out.print(views.neighbours(view))
+    while every_child and view["next"]:
+        page = node.get(f"/api/nodes?limit={NODES_PAGE}&after={view['next']}")
+        view = {**view, "children": view["children"] + page["children"], "next": page["next"]}
+    if output == "json":
+        views.as_json(view)
+        return
+    views.out.print(views.neighbours(view))
+    if view["next"]:
+        summary = view["summary"]
+        views.out.print(f"{summary['children'] - len(view['children'])} more children ({summary['children']} in all, "
+                        f"{summary['children_online']} online): cnet nodes --all")
 
 
 @cli.command()

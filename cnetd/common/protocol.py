@@ -15,7 +15,9 @@ import re
 from cnetd import __version__
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 1  # 1.0: the protocol before it was versioned (it carried v: 1 alone); 1.1: minor, agent
+# 1.0: the protocol before it was versioned (it carried v: 1 alone); 1.1: minor, agent; 1.2: heartbeat fan-in
+# (a child that says fan_in at registration gets a key and sends its heartbeats up: mesh/fanin.py)
+PROTOCOL_MINOR = 2
 PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
 AGENT_VERSION = __version__
 PROTOCOL_HEADER, AGENT_HEADER = "X-CNET-Protocol", "X-CNET-Agent"

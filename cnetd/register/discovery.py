@@ -28,6 +28,7 @@ class Discovery(threading.Thread):
         self._table = table  # the process's one environment; LMDB environments are shared across threads
         self._reregister = threading.Event()
         self.parent_boot_id: str | None = None  # the parent boot we are registered with
+        self.heartbeat_key: bytes | None = None  # what the parent gave to sign our heartbeats sent up (mesh.fanin)
         self._resolved_peers: set[str] = set()
         self._incompatible: dict[str, str] = {}  # API address → why (another protocol major), told once
 
@@ -88,7 +89,7 @@ class Discovery(threading.Thread):
         if not self._compatible(table, Role.PARENT, api_url, health):
             return True
         registration = {"node_id": self._config.node_id, "api_url": self._config.api_url,
-                        "mesh_endpoint": self._config.mesh_endpoint}
+                        "mesh_endpoint": self._config.mesh_endpoint, "fan_in": True}
         try:
             status, body = call("POST", f"{api_url}/api/nodes/register", registration, timeout_s=TIMEOUT_S,
                                 headers=node_headers(self._config.auth_token))
@@ -98,6 +99,8 @@ class Discovery(threading.Thread):
         if status != 200:
             log.warning("parent refused registration: %s %s", status, body)
             return False
+        # A parent of protocol 1.1 gives no key: it subscribes to our mesh endpoint instead.
+        self.heartbeat_key = _key(body.get("heartbeat_key") if isinstance(body, dict) else None)
         self.parent_boot_id = health["boot_id"]  # before the register can see the parent's heartbeats
         table.upsert(Neighbour(health["node"], Role.PARENT, api_url, health["mesh_endpoint"]))
         log.info("registered with parent %s at %s", health["node"], api_url)
@@ -118,3 +121,12 @@ class Discovery(threading.Thread):
         table.upsert(Neighbour(health["node"], Role.PEER, api_url, health["mesh_endpoint"]))
         log.info("peer %s at %s", health["node"], api_url)
         return True
+
+
+def _key(value: Any) -> bytes | None:
+    """The heartbeat key a registration's answer carries (hex), or None when it carries none."""
+    try:
+        return bytes.fromhex(value) if isinstance(value, str) else None
+    except ValueError:
+        log.warning("the parent's heartbeat key is not hex; sending no heartbeats up")
+        return None

@@ -1,10 +1,19 @@
 """The register process: this node's heartbeats out, its neighbours' heartbeats in.
 
 Publishes a heartbeat on the mesh endpoint at once on every ledger change, whenever a child's subtree
-changes, and every ``heartbeat_period_s``; subscribes to the parent, children and peers in the node table
-and records what they announce. Malformed messages are dropped and counted. Each neighbour endpoint has
-its own SUB socket, so a heartbeat's sender is known: it counts only for a node registered at the
-endpoint it came from (a publisher cannot speak for another node).
+changes, and every ``heartbeat_period_s``, and records what its neighbours announce. Malformed messages are
+dropped and counted. Heartbeats come in two ways, and each way knows its sender:
+
+- Children send theirs up (``mesh.fanin``), over the connection each holds to this node's mesh endpoint:
+  they all arrive on the one XPUB socket, each signed with its sender's key. This node connects one XSUB
+  socket to its own parent the same way: the parent's heartbeats come down it, and ours go up.
+- Peers, and children of protocol 1.1 (which send nothing up), are subscribed to: a SUB socket per mesh
+  endpoint, whose heartbeats count only for a node registered at that endpoint.
+
+A parent's work per period grows with its children's heartbeats, not with a pass over its node table: they
+are recorded in one transaction per burst, the subtree summary is made from what this process keeps of
+them, and the table is read again only when neighbours change (at most every ``RESCAN_S``) or to forget
+the silent.
 """
 from __future__ import annotations
 
@@ -25,13 +34,20 @@ from ledger import boot_clock
 from ledger.nodetable import Role
 from mesh import curve
 from mesh.bus import bind_bus_subscriber, context
-from mesh.liveness import keep_mesh_socket_alive
+from mesh.fanin import SUBSCRIBE, WrongSender, is_subscription, signed, verified
+from mesh.liveness import (PUBLISHER_INTERVAL_PERIODS, UPLINK_INTERVAL_PERIODS, ZMTP_INTERVAL_PERIODS,
+                           keep_mesh_socket_alive)
 from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent,
                            Heartbeat, IncompatibleMessage, MalformedMessage)
 from mesh.summary import subtree_summary
 
 log = logging.getLogger("register")
 T = TypeVar("T")
+RESCAN_S = 0.5  # the node table is read again at most this often while registrations arrive
+CALM_FACTOR = 10  # after a heartbeat that took t, the next triggered one waits 10 t (small trees: microseconds)
+MESH_BACKLOG = 4096  # connections waiting to be accepted: thousands of children reconnect at once after a restart
+DRAIN_MAX = 10_000  # messages taken from one socket per turn of the loop
+FORGET_CHECKS = 20  # silent children are looked for this many times per mesh.forget_after_s (at most each period)
 
 
 class Register:
@@ -39,12 +55,15 @@ class Register:
         self._node = node
         self._config = node.config
         self._boot_id = node.ledger.identity()["boot_id"]
+        self._secret = node.nodes.fan_in_secret()
         self._bus = bind_bus_subscriber(node.config.paths.bus_endpoint)
-        # XPUB, verbose: every new subscriber is seen, and gets a heartbeat at once (no slow-joiner wait).
+        # XPUB, verbose: every new subscriber is seen, and gets a heartbeat at once (no slow-joiner wait);
+        # children's heartbeats sent up arrive here too.
         self._mesh = context().socket(zmq.XPUB)
         self._mesh.setsockopt(zmq.LINGER, 0)
         self._mesh.setsockopt(zmq.XPUB_VERBOSE, 1)
-        keep_mesh_socket_alive(self._mesh, node.config.heartbeat_period_s)
+        self._mesh.setsockopt(zmq.BACKLOG, MESH_BACKLOG)
+        keep_mesh_socket_alive(self._mesh, node.config.heartbeat_period_s, PUBLISHER_INTERVAL_PERIODS)
         self._keys = node.config.curve_keys
         self._authenticator: curve.ClusterAuthenticator | None = None  # held: its ZAP thread lives with it
         if self._keys is not None:  # CURVE: only holders of the cluster key read or feed heartbeats
@@ -52,23 +71,27 @@ class Register:
             curve.serve(self._mesh, self._keys)
         self._mesh.bind(node.config.mesh_bind_endpoint)
         self._poller = zmq.Poller()
-        self._subscriptions: dict[str, zmq.Socket] = {}  # neighbour mesh endpoint → its SUB socket
+        self._subscriptions: dict[str, zmq.Socket] = {}  # neighbour mesh endpoint → its SUB (the parent's: XSUB)
         self._senders: dict[str, set[str]] = {}  # endpoint → the node ids registered there
+        self._uplink: str | None = None  # the parent's mesh endpoint, where our heartbeats go up
+        self._uplink_events: zmq.Socket | None = None  # its monitor: each (re)connection sends a heartbeat up
+        self._uplink_heard = time.monotonic()  # the parent's last heartbeat (or the uplink's making)
         self._refused_endpoints: set[str] = set()  # entries zmq cannot connect to: skipped, counted once
+        self._children: dict[str, tuple[float, dict]] = {}  # child id → (boot_clock stamp of its last beat, subtree)
+        self._rescan_due, self._rescanned_at = False, 0.0
+        self._online_told: int | None = None
+        self._forget_every_s = max(self._config.heartbeat_period_s, self._config.mesh_forget_after_s / FORGET_CHECKS)
         self._discovery = Discovery(node.config, node.nodes)
         self._seq = 0
         self.malformed = 0
 
     # -- outgoing -------------------------------------------------------------------------------
 
-    def heartbeat(self) -> Heartbeat:
+    def heartbeat(self, child_subtrees: list[dict]) -> Heartbeat:
+        """This node's heartbeat, its subtree summed over ``child_subtrees`` (its online children's)."""
         ledger, config = self._node.ledger, self._config
         usage = ledger.usage()
         counts = collections.Counter(record.status for record in ledger.workloads() if not record.remote)
-        now = boot_clock.now()
-        child_subtrees = [neighbour.heartbeat["subtree"] for neighbour in self._node.nodes.all()
-                          if neighbour.role == Role.CHILD and neighbour.heartbeat
-                          and neighbour.online(config.heartbeat_period_s, HEARTBEAT_LIVENESS, now)]
         self._seq += 1
         capabilities = ledger.capabilities()
         return Heartbeat(node_id=config.node_id, seq=self._seq, boot_id=self._boot_id, api_url=config.api_url,
@@ -77,6 +100,25 @@ class Register:
                          workloads=dict(counts), subtree=subtree_summary(usage, child_subtrees, capabilities),
                          ledger_version=ledger.version(), gpus=ledger.gpus(),
                          features=capabilities.get("features"), labels=capabilities.get("labels"))
+
+    def _send(self) -> None:
+        """Publish a heartbeat to subscribers, and send it up to the parent when it gave us a key."""
+        fresh = self._fresh_subtrees()
+        frames = self.heartbeat(fresh).encode()
+        self._mesh.send_multipart(frames)
+        key, uplink = self._discovery.heartbeat_key, self._subscriptions.get(self._uplink or "")
+        if key is not None and uplink is not None:
+            uplink.send_multipart(signed(frames, key), flags=zmq.NOBLOCK)  # XSUB drops, never blocks, when full
+        HEARTBEATS_SENT.inc()
+        online = len(fresh)
+        if online != self._online_told:  # for /api/nodes' summary, which reads no heartbeat
+            self._node.nodes.set_children_online(online)
+            self._online_told = online
+
+    def _fresh_subtrees(self) -> list[dict]:
+        """The subtrees of the children heard from within the liveness window."""
+        fresh_since = boot_clock.now() - self._config.heartbeat_period_s * HEARTBEAT_LIVENESS
+        return [subtree for last_seen, subtree in self._children.values() if last_seen > fresh_since]
 
     # -- loop -----------------------------------------------------------------------------------
 
@@ -87,84 +129,135 @@ class Register:
         self._poller.register(self._bus, zmq.POLLIN)
         self._poller.register(self._mesh, zmq.POLLIN)
         period_s = self._config.heartbeat_period_s
-        next_beat = time.monotonic()
+        next_beat = next_forget = calm_until = time.monotonic()
+        triggered = False  # a change to announce: sent once the last heartbeat's calm has passed
         while True:
-            ready = dict(self._poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
-            triggered = False
+            wake_at = min(next_beat, calm_until) if triggered else next_beat
+            wake_at = min(wake_at, self._rescanned_at + RESCAN_S) if self._rescan_due else wake_at
+            ready = dict(self._poller.poll(max(0.0, wake_at - time.monotonic()) * 1000))
             if self._bus in ready:
                 triggered |= self._drain_bus()
             for endpoint, socket in list(self._subscriptions.items()):
                 if socket in ready:
                     triggered |= self._drain_neighbour(endpoint, socket)
             if self._mesh in ready:
-                triggered |= self._drain_subscriptions()
-            if triggered or time.monotonic() >= next_beat:
-                if time.monotonic() >= next_beat:
-                    self._forget_silent_children()
-                self._mesh.send_multipart(self.heartbeat().encode())
-                HEARTBEATS_SENT.inc()
-                next_beat = time.monotonic() + period_s
+                triggered |= self._drain_mesh()
+            if self._uplink_events is not None and self._uplink_events in ready:
+                triggered |= self._drain_uplink_events()
+            if self._uplink_silent():
+                self._close_subscription(self._uplink or "")  # connected again by the rescan below
+                self._rescan_due, self._rescanned_at = True, 0.0
+            if self._rescan_due and time.monotonic() >= self._rescanned_at + RESCAN_S:
+                self._subscribe_known()
+                triggered = True  # registered again (a new key, a parent that forgot us): tell it at once
+            if time.monotonic() >= next_forget:
+                self._forget_silent_children()
+                next_forget = time.monotonic() + self._forget_every_s
+            if (triggered and time.monotonic() >= calm_until) or time.monotonic() >= next_beat:
+                started = time.monotonic()
+                self._send()
+                # A heartbeat costs more with more children (their summary, a send to each): triggered ones
+                # wait CALM_FACTOR times that, so they take at most about a tenth of the process's time.
+                calm_until = time.monotonic() + CALM_FACTOR * (time.monotonic() - started)
+                next_beat, triggered = time.monotonic() + period_s, False
 
     def _drain_bus(self) -> bool:
-        """Consume waiting bus events; True if the ledger changed (one heartbeat answers a burst)."""
-        ledger_changed = neighbours_changed = False
+        """Consume waiting bus events; True if the ledger changed (one heartbeat answers a burst). Neighbours
+        changed: the table is read again (once for a burst of registrations, at most every RESCAN_S)."""
+        ledger_changed = False
         for event in self._waiting(self._bus, BusEvent.decode, "bus"):
             if event.topic == LEDGER_CHANGED:
                 ledger_changed = True
             elif event.topic == NEIGHBOURS_CHANGED:
-                neighbours_changed = True
-        if neighbours_changed:  # one re-read of the table for a burst of registrations
-            self._subscribe_known()
+                self._rescan_due = True
         return ledger_changed
 
     def _drain_neighbour(self, endpoint: str, socket: zmq.Socket) -> bool:
-        """Record the heartbeats waiting from ``endpoint``; True if a child's subtree changed (ours changes
-        with it)."""
-        subtree_changed = False
-        stale_after_s = self._config.heartbeat_period_s * HEARTBEAT_LIVENESS
+        """Record the heartbeats waiting from ``endpoint``, each from a node registered there; True if a
+        child's subtree changed (ours changes with it)."""
+        accepted = []
         for beat in self._waiting(socket, Heartbeat.decode, "mesh", HEARTBEATS_DROPPED):
-            if beat.node_id not in self._senders.get(endpoint, ()):
-                HEARTBEATS_DROPPED.labels("wrong_sender").inc()
-                log.warning("dropped a heartbeat in the name of %r from %s, where %s is registered",
-                            beat.node_id[:100], endpoint, ", ".join(sorted(self._senders.get(endpoint, ()))) or "nobody")
+            if beat.node_id in self._senders.get(endpoint, ()):
+                accepted.append(beat)
                 continue
-            previous = None if beat.node_id == self._config.node_id else \
-                self._node.nodes.record_heartbeat(beat.node_id, beat.to_dict(), boot_clock.now(), stale_after_s)
+            HEARTBEATS_DROPPED.labels("wrong_sender").inc()
+            log.warning("dropped a heartbeat in the name of %r from %s, where %s is registered",
+                        beat.node_id[:100], endpoint, ", ".join(sorted(self._senders.get(endpoint, ()))) or "nobody")
+        return self._record(accepted, sent_up=False)
+
+    def _drain_mesh(self) -> bool:
+        """Take what waits on the mesh socket: new subscribers (True: they get a heartbeat now), and
+        children's heartbeats sent up, each signed with its sender's key (True if a child's subtree changed)."""
+        subscribed, sent_up = False, []
+        for frames in self._waiting(self._mesh, lambda frames: frames, "mesh"):
+            if is_subscription(frames):
+                subscribed |= frames[0][:1] == SUBSCRIBE
+                continue
+            try:
+                sent_up.append(verified(frames, self._secret))
+            except WrongSender as exc:
+                HEARTBEATS_DROPPED.labels("wrong_sender").inc()
+                log.warning("dropped a heartbeat sent up: %s", exc)
+            except MalformedMessage as exc:
+                self.malformed += 1
+                HEARTBEATS_DROPPED.labels("incompatible" if isinstance(exc, IncompatibleMessage) else "malformed").inc()
+                log.warning("dropped a malformed message sent up (%d so far): %s", self.malformed, exc)
+        return self._record(sent_up, sent_up=True) or subscribed
+
+    def _record(self, beats: list[Heartbeat], sent_up: bool) -> bool:
+        """Store accepted heartbeats in one transaction; True if a child's subtree changed. One sent up counts
+        only for a child that registered to send up (a node of another role has no business sending up)."""
+        if not beats:
+            return False
+        now = boot_clock.now()
+        beats = [beat for beat in beats if beat.node_id != self._config.node_id]
+        known_before = self._node.nodes.record_heartbeats(
+            [(beat.node_id, beat.to_dict()) for beat in beats], now, self._config.heartbeat_period_s * HEARTBEAT_LIVENESS,
+            accept=(lambda known: known.role == Role.CHILD and known.fan_in) if sent_up else None)
+        subtree_changed, received = False, 0
+        for beat, previous in zip(beats, known_before):
             if previous is None:
                 HEARTBEATS_DROPPED.labels("unknown_sender").inc()
                 continue  # not a neighbour of ours (an old endpoint, or a misconfigured loop)
-            HEARTBEATS_RECEIVED.inc()
+            received += 1
             last = previous.heartbeat
             if last is not None and last["boot_id"] == beat.boot_id and beat.seq > last["seq"] + 1:
                 HEARTBEATS_DROPPED.labels("lost").inc(beat.seq - last["seq"] - 1)  # PUB/SUB dropped them
-            was_online = previous.online(self._config.heartbeat_period_s, HEARTBEAT_LIVENESS)
-            if previous.role == Role.CHILD and (not was_online or previous.heartbeat is None
-                                                or previous.heartbeat["subtree"] != beat.subtree):
-                subtree_changed = True
+            if previous.role == Role.CHILD:
+                was_online = previous.online(self._config.heartbeat_period_s, HEARTBEAT_LIVENESS, now)
+                subtree_changed |= not was_online or last is None or last["subtree"] != beat.subtree
+                self._children[beat.node_id] = (now, beat.subtree)
             registered_with = self._discovery.parent_boot_id
-            if previous.role == Role.PARENT and registered_with is not None and beat.boot_id != registered_with:
-                self._discovery.reregister()  # the parent restarted: make sure it knows us
+            if previous.role == Role.PARENT:
+                self._uplink_heard = time.monotonic()
+                if registered_with is not None and beat.boot_id != registered_with:
+                    self._discovery.reregister()  # the parent restarted: make sure it knows us
+        HEARTBEATS_RECEIVED.inc(received)  # once for a burst: each inc writes the metrics file
         return subtree_changed
 
-    def _drain_subscriptions(self) -> bool:
-        """True if someone new subscribed to our heartbeats (XPUB hands us b"\\x01" + topic)."""
-        subscribed = False
-        while self._mesh.poll(0):
-            subscribed |= self._mesh.recv()[:1] == b"\x01"
-        return subscribed
-
     def _subscribe_known(self) -> None:
+        """Read the node table: subscribe to the neighbours that do not send up (closing what is gone), and
+        take the children's last heartbeats (after a restart of this process, the summary needs them)."""
+        self._rescan_due, self._rescanned_at = False, time.monotonic()
         senders: dict[str, set[str]] = collections.defaultdict(set)
+        children: dict[str, tuple[float, dict]] = {}
+        self._uplink = None
         for neighbour in self._node.nodes.all():
-            if neighbour.mesh_endpoint != self._config.mesh_endpoint and not neighbour.incompatible:
-                senders[neighbour.mesh_endpoint].add(neighbour.node_id)
+            if neighbour.role == Role.CHILD and neighbour.last_seen is not None and neighbour.heartbeat:
+                children[neighbour.node_id] = (neighbour.last_seen, neighbour.heartbeat["subtree"])
+            if neighbour.mesh_endpoint == self._config.mesh_endpoint or neighbour.incompatible or neighbour.fan_in:
+                continue
+            senders[neighbour.mesh_endpoint].add(neighbour.node_id)
+            if neighbour.role == Role.PARENT:
+                self._uplink = neighbour.mesh_endpoint
+        self._children = children
         self._senders = dict(senders)
         for endpoint in set(self._subscriptions) - set(senders):
-            socket = self._subscriptions.pop(endpoint)
-            self._poller.unregister(socket)
-            socket.close()
+            self._close_subscription(endpoint)
         for endpoint in set(senders) - set(self._subscriptions) - self._refused_endpoints:
-            socket = self._subscriber()
+            socket = self._subscriber(zmq.XSUB if endpoint == self._uplink else zmq.SUB)
+            if socket.type == zmq.XSUB:
+                self._watch_uplink(socket)
             try:
                 socket.connect(endpoint)
             except zmq.ZMQError as exc:  # one bad entry must not stop every heartbeat
@@ -176,23 +269,67 @@ class Register:
             self._subscriptions[endpoint] = socket
             self._poller.register(socket, zmq.POLLIN)
 
-    def _subscriber(self) -> zmq.Socket:
-        socket = context().socket(zmq.SUB)
+    def _close_subscription(self, endpoint: str) -> None:
+        socket = self._subscriptions.pop(endpoint, None)
+        if socket is None:
+            return
+        self._poller.unregister(socket)
+        if socket.type == zmq.XSUB:
+            self._unwatch_uplink(socket)
+        socket.close()
+
+    def _uplink_silent(self) -> bool:
+        """The parent has not been heard for the liveness window: its connection may be half-open (a
+        partition), which the uplink's lack of ZMTP pings would not notice; it is made anew."""
+        silent_for = time.monotonic() - self._uplink_heard
+        return self._uplink in self._subscriptions and silent_for > self._config.heartbeat_period_s * HEARTBEAT_LIVENESS
+
+    def _watch_uplink(self, socket: zmq.Socket) -> None:
+        """Watch the parent connection: a heartbeat goes up on each handshake, as the parent's XPUB sends
+        one down on each subscription (a parent back from a restart or a partition hears from us at once)."""
+        self._uplink_events = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self._uplink_heard = time.monotonic()
+        self._poller.register(self._uplink_events, zmq.POLLIN)
+
+    def _unwatch_uplink(self, socket: zmq.Socket) -> None:
+        if self._uplink_events is not None:
+            self._poller.unregister(self._uplink_events)
+            socket.disable_monitor()
+            self._uplink_events.close()
+            self._uplink_events = None
+
+    def _drain_uplink_events(self) -> bool:
+        """True if the parent connection was (re)made since the last look."""
+        events = self._uplink_events
+        made = False
+        while events is not None and events.poll(0):
+            events.recv_multipart()
+            made = True
+        return made
+
+    def _subscriber(self, kind: int) -> zmq.Socket:
+        """A SUB socket for a neighbour's heartbeats; XSUB for the parent's, which also carries ours up."""
+        socket = context().socket(kind)
         socket.setsockopt(zmq.LINGER, 0)
-        keep_mesh_socket_alive(socket, self._config.heartbeat_period_s)
+        keep_mesh_socket_alive(socket, self._config.heartbeat_period_s,
+                               UPLINK_INTERVAL_PERIODS if kind == zmq.XSUB else ZMTP_INTERVAL_PERIODS)
         if self._keys is not None:
             curve.join(socket, self._keys)
-        socket.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
         socket.setsockopt(zmq.RCVHWM, 10_000)
+        if kind == zmq.XSUB:
+            socket.send(SUBSCRIBE + HEARTBEAT_TOPIC)  # kept by the socket, sent again on each reconnect
+        else:
+            socket.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
         return socket
 
     def _forget_silent_children(self) -> None:
         """Drop children offline for longer than ``mesh.forget_after_s`` (never heard of: since they registered)."""
         now, forget_after_s = boot_clock.now(), self._config.mesh_forget_after_s
-        silent = [neighbour for neighbour in self._node.nodes.all() if neighbour.role == Role.CHILD
-                  and now - (neighbour.last_seen or neighbour.added_at or now) > forget_after_s]
+        silent = [neighbour for neighbour in self._node.nodes.with_role(Role.CHILD)
+                  if now - (neighbour.last_seen or neighbour.added_at or now) > forget_after_s]
         for neighbour in silent:
             self._node.nodes.remove(neighbour.node_id)
+            self._children.pop(neighbour.node_id, None)
             NEIGHBOURS_FORGOTTEN.inc()
             log.info("forgot child %s: offline for more than %g s (mesh.forget_after_s)", neighbour.node_id,
                      forget_after_s)
@@ -203,9 +340,13 @@ class Register:
                  dropped_metric: Counter | None = None) -> Iterator[T]:
         """Every message waiting on ``socket``, decoded; malformed ones are dropped, logged and counted (in
         ``dropped_metric`` too, when given: ``incompatible`` for another protocol major, else ``malformed``)."""
-        while socket.poll(0):
+        for _ in range(DRAIN_MAX):  # then the loop goes round: our own heartbeats wait for no flood
             try:
-                yield decode(socket.recv_multipart())
+                frames = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                yield decode(frames)
             except MalformedMessage as exc:
                 self.malformed += 1
                 if dropped_metric is not None:

@@ -77,9 +77,19 @@ function neighbourRow(neighbour) {
     KINDS.map((kind) => el("td", { class: "num", dataset: { kind } }, free ? amountOf(kind, free[kind]) : "–")));
 }
 
+// A large tree's children come a page at a time: the first page is shown, and how many more there are.
+function moreChildren(nodes) {
+  const summary = nodes.summary;
+  if (!nodes.next || !summary) return [];
+  const online = summary.children_online === null ? "" : `, ${summary.children_online} of all online`;
+  return [el("tr", { id: "more-children" }, el("td", { colspan: 8, class: "muted" },
+    `${summary.children - nodes.children.length} more children not shown (${summary.children} in all${online}): ` +
+    `GET /api/nodes?after=${nodes.next} pages through them`))];
+}
+
 export function renderNeighbours(target, nodes) {
   const rows = [nodes.parent, ...nodes.peers, ...nodes.children].filter(Boolean).map(neighbourRow);
-  replaceChildren(target, rows.length ? rows
+  replaceChildren(target, rows.length ? [...rows, ...moreChildren(nodes)]
     : el("tr", {}, el("td", { colspan: 8, class: "empty" }, "no parent, peers or children")));
 }
 
