@@ -25,7 +25,7 @@ from cnetd.common.byte_ranges import NotSatisfiable, byte_range
 from cnetd.common.request_metrics import instrumented_app
 from gateway.etags import ETags, version_of
 from gateway.keys import NotAFile, UnsafeKey, open_inside
-from gateway.listing import MAX_KEYS, BadToken, ObjectInfo, decode_token, encode_token, list_page, walk
+from gateway.listing import MAX_KEYS, BadToken, ListingIndex, ObjectInfo, decode_token, encode_token, list_page
 from gateway.sigv4 import GatewayKeys, SignatureRejected, verify
 
 MAX_NUMBER_DIGITS = 18  # past any file's size, and far below what int() refuses to parse
@@ -69,8 +69,8 @@ def _iso(mtime: float) -> str:
 
 
 class _Bucket:
-    def __init__(self, root: Path, bucket: str, etags: ETags) -> None:
-        self.root, self.bucket, self.etags = root, bucket, etags
+    def __init__(self, root: Path, bucket: str, etags: ETags, index: ListingIndex) -> None:
+        self.root, self.bucket, self.etags, self.index = root, bucket, etags, index
 
     def check(self, bucket: str) -> None:
         if bucket != self.bucket:
@@ -104,7 +104,7 @@ class _Bucket:
                 after, after_is_prefix = decode_token(token) if token else (start_after, False)
             except BadToken as exc:
                 raise S3Error(400, "InvalidArgument", str(exc)) from None
-            page = list_page(walk(self.root), prefix, delimiter, max_keys, after, after_is_prefix)
+            page = list_page(self.index.objects(), prefix, delimiter, max_keys, after, after_is_prefix)
             head.append(f"<KeyCount>{page.key_count}</KeyCount>")
             if start_after:
                 head.append(f"<StartAfter>{enc(start_after)}</StartAfter>")
@@ -114,15 +114,16 @@ class _Bucket:
                 head.append(f"<NextContinuationToken>{escape(encode_token(*page.next_after))}</NextContinuationToken>")
         else:  # ListObjects v1: a marker is a key, or a common prefix returned before (all of it is past)
             marker = req.get_param("marker") or ""
-            page = list_page(walk(self.root), prefix, delimiter, max_keys, marker,
+            page = list_page(self.index.objects(), prefix, delimiter, max_keys, marker,
                              bool(delimiter) and marker.endswith(delimiter))
             head.append(f"<Marker>{enc(marker)}</Marker>")
             if page.next_after and delimiter:
                 head.append(f"<NextMarker>{enc(page.next_after[0])}</NextMarker>")
         head.append(f"<IsTruncated>{'true' if page.next_after else 'false'}</IsTruncated>")
+        current = [info for info in map(self.index.current, page.contents) if info is not None]
         entries = [f"<Contents><Key>{enc(info.key)}</Key><LastModified>{_iso(info.mtime)}</LastModified>"
                    f"<ETag>{escape(self.etag_of(info))}</ETag><Size>{info.size}</Size>"
-                   "<StorageClass>STANDARD</StorageClass></Contents>" for info in page.contents]
+                   "<StorageClass>STANDARD</StorageClass></Contents>" for info in current]
         entries += [f"<CommonPrefixes><Prefix>{enc(common)}</Prefix></CommonPrefixes>" for common in page.common_prefixes]
         resp.text = "".join([*head, *entries, "</ListBucketResult>"])
 
@@ -158,8 +159,8 @@ class _Buckets:
 
 
 class _Object(_Bucket):
-    def __init__(self, root: Path, bucket: str, etags: ETags, bytes_served: Counter) -> None:
-        super().__init__(root, bucket, etags)
+    def __init__(self, root: Path, bucket: str, etags: ETags, index: ListingIndex, bytes_served: Counter) -> None:
+        super().__init__(root, bucket, etags, index)
         self.bytes_served = bytes_served
 
     def _open(self, bucket: str, key: str) -> tuple[int, ObjectInfo]:
@@ -249,10 +250,10 @@ def create_gateway_app(base_path: str, bucket: str, keys: GatewayKeys | None = N
 
     app.req_options.strip_url_path_trailing_slash = True  # /cnet/ is the bucket; /cnet/photos/ no object
     app.add_route("/health", Health())
-    etags, buckets = ETags(), _Buckets(bucket, os.stat(root).st_mtime)
+    etags, index, buckets = ETags(), ListingIndex(root), _Buckets(bucket, os.stat(root).st_mtime)
     for mount in ("", MOUNT):  # path-style at the root, and under /s3 as before
         app.add_route(mount or "/", buckets)
-        app.add_route(mount + "/{bucket}", _Bucket(root, bucket, etags))
-        app.add_route(mount + "/{bucket}/{key:path}", _Object(root, bucket, etags, bytes_served))
+        app.add_route(mount + "/{bucket}", _Bucket(root, bucket, etags, index))
+        app.add_route(mount + "/{bucket}/{key:path}", _Object(root, bucket, etags, index, bytes_served))
     app.add_error_handler(S3Error, _render_error)
     return app

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from gateway.keys import NotAFile, UnsafeKey, open_inside, safe_relative
-from gateway.listing import BadToken, ObjectInfo, decode_token, encode_token, list_page, walk
+from gateway.listing import BadToken, ListingIndex, ObjectInfo, decode_token, encode_token, list_page, walk
 
 KEYS = ["a/1", "a/2", "a/b/3", "a/b/4", "a/c/5", "b", "c/6"]
 OBJECTS = [ObjectInfo(key, 1, 0.0) for key in KEYS]
@@ -64,6 +64,35 @@ def test_walk_skips_symlinks_and_staging(tmp_path) -> None:
     (tmp_path / ".uploading-123" / "partial").write_text("p")
     (tmp_path / "link").symlink_to("/etc")
     assert [info.key for info in walk(tmp_path)] == ["d/x"]
+
+
+def aged(*directories) -> None:
+    """Give directories an mtime well in the past (and a new one each call), as if changed long ago."""
+    aged.calls = getattr(aged, "calls", 0) + 1
+    for directory in directories:
+        os.utime(directory, (1_000_000 + aged.calls, 1_000_000 + aged.calls))
+
+
+def test_the_index_walks_again_only_when_a_directory_changed(tmp_path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_text("x")
+    index = ListingIndex(tmp_path)
+    assert [info.key for info in index.objects()] == ["d/x"]
+    racy = index.objects()
+    assert index.objects() is not racy  # changed just now: walked each time until it has settled
+    aged(tmp_path, tmp_path / "d")
+    first = index.objects()
+    assert [info.key for info in first] == ["d/x"] and index.objects() is first  # unchanged: not walked again
+    (tmp_path / "d" / "y").write_text("y")  # in a subdirectory: its mtime moves
+    assert [info.key for info in index.objects()] == ["d/x", "d/y"]
+    os.rename(tmp_path / "d" / "x", tmp_path / "z")
+    assert [info.key for info in index.objects()] == ["d/y", "z"]
+    aged(tmp_path, tmp_path / "d")
+    listed = index.objects()[0]
+    (tmp_path / "d" / "y").write_text("rewritten in place")  # no directory moves: the page's own stat shows it
+    assert index.objects()[0] is listed and index.current(listed).size == len("rewritten in place")
+    (tmp_path / "d" / "y").unlink()
+    assert index.current(listed) is None
 
 
 @pytest.mark.parametrize("name", ["", "/abs", "../x", "a/../b", "a/./b", "a//b", "a\\b", "nul\x00"])
