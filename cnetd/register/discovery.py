@@ -29,6 +29,9 @@ class Discovery(threading.Thread):
         self._reregister = threading.Event()
         self.parent_boot_id: str | None = None  # the parent boot we are registered with
         self.heartbeat_key: bytes | None = None  # what the parent gave to sign our heartbeats sent up (mesh.fanin)
+        # Moves on each change this thread writes to the table. The register reads it each turn too: the
+        # bus event alone can be lost (a PUB's first messages go before its connection is made).
+        self.changes = 0
         self._resolved_peers: set[str] = set()
         self._incompatible: dict[str, str] = {}  # API address → why (another protocol major), told once
 
@@ -48,6 +51,7 @@ class Discovery(threading.Thread):
                 if address not in self._resolved_peers:
                     changed |= self._resolve_peer(table, address)
             if changed:
+                self.changes += 1
                 publisher.neighbours_changed()
             # Not reached yet: asked again soon. Of another protocol major: asked each period (it may be upgraded).
             unresolved = ((self._config.parent_address and self.parent_boot_id is None)

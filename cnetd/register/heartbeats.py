@@ -82,6 +82,7 @@ class Register:
         self._online_told: int | None = None
         self._forget_every_s = max(self._config.heartbeat_period_s, self._config.mesh_forget_after_s / FORGET_CHECKS)
         self._discovery = Discovery(node.config, node.nodes)
+        self._discovery_changes = 0
         self._seq = 0
         self.malformed = 0
 
@@ -144,6 +145,8 @@ class Register:
                 triggered |= self._drain_mesh()
             if self._uplink_events is not None and self._uplink_events in ready:
                 triggered |= self._drain_uplink_events()
+            if self._discovery.changes != self._discovery_changes:  # registered, or a peer found
+                self._discovery_changes, self._rescan_due = self._discovery.changes, True
             if self._uplink_silent():
                 self._close_subscription(self._uplink or "")  # connected again by the rescan below
                 self._rescan_due, self._rescanned_at = True, 0.0

@@ -82,8 +82,12 @@ def removed_after(tree: list[Node]) -> Iterator[None]:
     parent = tree[0]
     for record in parent.api("GET", "/api/workloads").json()["workloads"]:
         parent.api("DELETE", f"/api/workloads/{record['id']}")
-    wait_for(lambda: all(node.resources()["available"]["cpu"] == 2 for node in tree), timeout_s=60,
-             diagnose=lambda: [node.resources() for node in tree])
+    # Fresh connections: one kept alive across a test's partition would be reset after it.
+    wait_for(lambda: all(free_cpu(node) == 2 for node in tree), timeout_s=60, diagnose=lambda: [free_cpu(n) for n in tree])
+
+
+def free_cpu(node: Node) -> float:
+    return node.api("GET", "/api/resources", fresh_connection=True).json()["available"]["cpu"]
 
 
 def deploy(parent: Node, models: dict[str, Path], **fields: Any) -> dict[str, Any]:
@@ -243,7 +247,8 @@ def test_a_node_cut_off_during_a_rollout_is_pending_and_updated_after_the_heal(t
     assert [instance["revision"] for instance in instances] == [2, 2, 2]
     assert sorted(instance["node"] for instance in instances) == sorted(node.node_id for node in tree)
     held = [record["id"] for node in tree for record in node.api("GET", "/api/workloads?ids=" + ",".join(
-        instance["id"] for instance in instances)).json()["workloads"] if not record.get("delegated_to")]
+        instance["id"] for instance in instances), fresh_connection=True).json()["workloads"]
+        if not record.get("delegated_to")]
     assert sorted(held) == sorted(instance["id"] for instance in instances)  # each replica runs once, somewhere
     remove(parent, deployment)
 
