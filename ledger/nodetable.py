@@ -152,11 +152,6 @@ class NodeTable:
                 self._bump(txn)
         return known_before
 
-    def record_heartbeat(self, node_id: str, heartbeat: dict[str, Any], received_at: float,
-                         stale_after_s: float) -> Neighbour | None:
-        """``record_heartbeats`` for one."""
-        return self.record_heartbeats([(node_id, heartbeat)], received_at, stale_after_s)[0]
-
     def remove(self, node_id: str) -> bool:
         """Forget a neighbour; False if it was not known."""
         key = node_id.encode()

@@ -26,6 +26,8 @@ UNSUBSCRIBE = b"\x00"
 class WrongSender(MalformedMessage):
     """A heartbeat sent up whose signature is not that of the node it names."""
 
+    reason = "wrong_sender"
+
 
 @functools.lru_cache(maxsize=65536)  # a parent checks each child's heartbeats every period: derived once each
 def child_key(secret: bytes, node_id: str) -> bytes:

@@ -19,11 +19,16 @@ HEARTBEAT_TOPIC = b"hb"
 
 
 class MalformedMessage(ValueError):
-    """A frame set that is not a valid message of the expected kind; the receiver drops and counts it."""
+    """A frame set that is not a valid message of the expected kind; the receiver drops and counts it (under
+    ``reason``)."""
+
+    reason = "malformed"
 
 
 class IncompatibleMessage(MalformedMessage):
     """A message of another protocol major (``cnetd.common.protocol``): dropped and counted apart."""
+
+    reason = "incompatible"
 
     def __init__(self, version: str, agent: str | None) -> None:
         super().__init__(incompatibility(version, agent))

@@ -68,17 +68,16 @@ class Nodes(Resource):
         this_node = {"id": config.node_id, "role": "self", "api_url": config.api_url,
                      "mesh_endpoint": config.mesh_endpoint, "status": "online", "last_seen_s": 0.0,
                      "resources": self.deps.ledger.usage().to_dict(), "gpus": self.deps.ledger.gpus()}
-        views = {role: [_neighbour_view(neighbour, config.heartbeat_period_s, now)
-                        for neighbour in nodes.with_role(role, after if role == Role.CHILD else "",
-                                                         limit + 1 if role == Role.CHILD else None)
-                        if neighbour.node_id != config.node_id]
-                 for role in (Role.PARENT, Role.CHILD, Role.PEER)}
-        children = views[Role.CHILD][:limit]
-        more = len(views[Role.CHILD]) > limit
-        send(resp, {"self": this_node, "parent": (views[Role.PARENT] or [None])[0], "children": children,
-                    "peers": views[Role.PEER], "next": children[-1]["id"] if more else None,
+        def views(neighbours: list[Neighbour]) -> list[dict[str, Any]]:
+            return [_neighbour_view(neighbour, config.heartbeat_period_s, now) for neighbour in neighbours
+                    if neighbour.node_id != config.node_id]
+        parent, peers = views(nodes.with_role(Role.PARENT)), views(nodes.with_role(Role.PEER))
+        page = views(nodes.with_role(Role.CHILD, after, limit + 1))  # one more: whether a next page exists
+        children = page[:limit]
+        send(resp, {"self": this_node, "parent": (parent or [None])[0], "children": children, "peers": peers,
+                    "next": children[-1]["id"] if len(page) > limit else None,
                     "summary": {"children": nodes.count(Role.CHILD), "children_online": nodes.children_online(),
-                                "peers": len(views[Role.PEER])}})
+                                "peers": len(peers)}})
 
 
 def _page_param(req: falcon.Request, name: str, default: int) -> int:

@@ -34,11 +34,11 @@ from ledger import boot_clock
 from ledger.nodetable import Role
 from mesh import curve
 from mesh.bus import bind_bus_subscriber, context
-from mesh.fanin import SUBSCRIBE, WrongSender, is_subscription, signed, verified
+from mesh.fanin import SUBSCRIBE, is_subscription, signed, verified
 from mesh.liveness import (PUBLISHER_INTERVAL_PERIODS, UPLINK_INTERVAL_PERIODS, ZMTP_INTERVAL_PERIODS,
                            keep_mesh_socket_alive)
 from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent,
-                           Heartbeat, IncompatibleMessage, MalformedMessage)
+                           Heartbeat, MalformedMessage)
 from mesh.summary import subtree_summary
 
 log = logging.getLogger("register")
@@ -192,20 +192,19 @@ class Register:
         """Take what waits on the mesh socket: new subscribers (True: they get a heartbeat now), and
         children's heartbeats sent up, each signed with its sender's key (True if a child's subtree changed)."""
         subscribed, sent_up = False, []
-        for frames in self._waiting(self._mesh, lambda frames: frames, "mesh"):
-            if is_subscription(frames):
-                subscribed |= frames[0][:1] == SUBSCRIBE
-                continue
-            try:
-                sent_up.append(verified(frames, self._secret))
-            except WrongSender as exc:
-                HEARTBEATS_DROPPED.labels("wrong_sender").inc()
-                log.warning("dropped a heartbeat sent up: %s", exc)
-            except MalformedMessage as exc:
-                self.malformed += 1
-                HEARTBEATS_DROPPED.labels("incompatible" if isinstance(exc, IncompatibleMessage) else "malformed").inc()
-                log.warning("dropped a malformed message sent up (%d so far): %s", self.malformed, exc)
+        for taken in self._waiting(self._mesh, self._sent_up, "mesh", HEARTBEATS_DROPPED):
+            if isinstance(taken, Heartbeat):
+                sent_up.append(taken)
+            else:
+                subscribed |= taken
         return self._record(sent_up, sent_up=True) or subscribed
+
+    def _sent_up(self, frames: list[bytes]) -> Heartbeat | bool:
+        """What came on the mesh socket: a subscription (True: a new subscriber), or a child's heartbeat,
+        verified (``WrongSender``, a ``MalformedMessage``, otherwise)."""
+        if is_subscription(frames):
+            return frames[0][:1] == SUBSCRIBE
+        return verified(frames, self._secret)
 
     def _record(self, beats: list[Heartbeat], sent_up: bool) -> bool:
         """Store accepted heartbeats in one transaction; True if a child's subtree changed. One sent up counts
@@ -230,9 +229,9 @@ class Register:
                 was_online = previous.online(self._config.heartbeat_period_s, HEARTBEAT_LIVENESS, now)
                 subtree_changed |= not was_online or last is None or last["subtree"] != beat.subtree
                 self._children[beat.node_id] = (now, beat.subtree)
-            registered_with = self._discovery.parent_boot_id
             if previous.role == Role.PARENT:
                 self._uplink_heard = time.monotonic()
+                registered_with = self._discovery.parent_boot_id
                 if registered_with is not None and beat.boot_id != registered_with:
                     self._discovery.reregister()  # the parent restarted: make sure it knows us
         HEARTBEATS_RECEIVED.inc(received)  # once for a burst: each inc writes the metrics file
@@ -342,7 +341,8 @@ class Register:
     def _waiting(self, socket: zmq.Socket, decode: Callable[[list[bytes]], T], source: str,
                  dropped_metric: Counter | None = None) -> Iterator[T]:
         """Every message waiting on ``socket``, decoded; malformed ones are dropped, logged and counted (in
-        ``dropped_metric`` too, when given: ``incompatible`` for another protocol major, else ``malformed``)."""
+        ``dropped_metric`` too, when given, under the exception's ``reason``: ``incompatible`` for another
+        protocol major, ``wrong_sender`` for a heartbeat sent up in another's name, else ``malformed``)."""
         for _ in range(DRAIN_MAX):  # then the loop goes round: our own heartbeats wait for no flood
             try:
                 frames = socket.recv_multipart(zmq.NOBLOCK)
@@ -353,5 +353,6 @@ class Register:
             except MalformedMessage as exc:
                 self.malformed += 1
                 if dropped_metric is not None:
-                    dropped_metric.labels("incompatible" if isinstance(exc, IncompatibleMessage) else "malformed").inc()
-                log.warning("dropped malformed %s message (%d so far): %s", source, self.malformed, exc)
+                    dropped_metric.labels(exc.reason).inc()
+                log.warning("dropped %s %s message (%d so far): %s", exc.reason.replace("_", " "), source,
+                            self.malformed, exc)

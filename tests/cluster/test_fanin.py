@@ -20,6 +20,7 @@ import zmq
 from cnetd.common.httpclient import call, node_headers
 from mesh.fanin import SUBSCRIBE, signed
 from mesh.messages import HEARTBEAT_TOPIC, Heartbeat
+from tests.support.heartbeats import heartbeat
 from tests.support.nodes import Node, free_port, link, running, wait_for
 from tests.support.simulated_children import SimulatedChildren
 
@@ -81,11 +82,7 @@ def test_a_bad_page_is_a_400(parent: Node) -> None:
 
 
 def beat(node_id: str, cpu: float, seq: int) -> Heartbeat:
-    free = {"cpu": cpu}
-    return Heartbeat(node_id=node_id, seq=seq, boot_id="b", api_url="http://127.0.0.1:9",
-                     mesh_endpoint="tcp://127.0.0.1:9", capacity=free, allocated={"cpu": 0.0}, available=free,
-                     workloads={}, ledger_version=1, subtree={"nodes": 1, "online": 1, "capacity": free,
-                                                              "allocated": {"cpu": 0.0}, "available_max": free})
+    return heartbeat(node_id, {"cpu": cpu}, seq)
 
 
 def register(parent: Node, node_id: str, fan_in: bool) -> bytes | None:

@@ -10,6 +10,7 @@ import zmq
 
 from ledger.nodetable import Neighbour, NodeTable, Role
 from mesh.messages import Heartbeat
+from tests.support.heartbeats import heartbeat as well_formed
 from tests.support.nodes import GIB, Node, free_port, kill_node, link, nodes_view, running, wait_for
 
 SLOW_PERIOD_S = 30.0  # only triggered heartbeats can make the cluster tests pass quickly
@@ -185,11 +186,8 @@ def test_nothing_fits_anywhere(clean: dict[str, Node]) -> None:
 
 def heartbeat(node_id: str, registration: dict[str, str], cpu: float) -> Heartbeat:
     """A well-formed heartbeat in ``node_id``'s name announcing ``cpu`` free, sent from ``registration``."""
-    free = {"cpu": cpu}
-    return Heartbeat(node_id=node_id, seq=1, boot_id="b", api_url=registration["api_url"],
-                     mesh_endpoint=registration["mesh_endpoint"], capacity=free, allocated={"cpu": 0.0},
-                     available=free, workloads={}, ledger_version=1,
-                     subtree={"nodes": 1, "online": 1, "capacity": free, "allocated": {"cpu": 0.0}, "available_max": free})
+    return well_formed(node_id, {"cpu": cpu}, api_url=registration["api_url"],
+                       mesh_endpoint=registration["mesh_endpoint"])
 
 
 @contextlib.contextmanager

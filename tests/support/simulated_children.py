@@ -13,26 +13,18 @@ import multiprocessing
 import multiprocessing.synchronize
 import resource
 import time
-from typing import Any
 
 import zmq
 
 from cnetd.common.httpclient import call, node_headers
 from mesh.fanin import SUBSCRIBE, signed
 from mesh.liveness import UPLINK_INTERVAL_PERIODS, keep_mesh_socket_alive
-from mesh.messages import HEARTBEAT_TOPIC, Heartbeat
+from mesh.messages import HEARTBEAT_TOPIC
+from tests.support.heartbeats import heartbeat
 
 PER_HELPER = 1000
 GIB = 2**30
 RESOURCES = {"cpu": 4.0, "memory": 8 * GIB, "gpu": 0, "storage": 0}
-
-
-def _beat(node_id: str, port: int) -> dict[str, Any]:
-    idle = {**RESOURCES, "cpu": 0.0, "memory": 0}
-    return dict(node_id=node_id, boot_id="simulated", api_url=f"http://127.0.0.1:{port}",
-                mesh_endpoint=f"tcp://127.0.0.1:{port}", capacity=RESOURCES, allocated=idle, available=RESOURCES,
-                workloads={}, ledger_version=1, subtree={"nodes": 1, "online": 1, "capacity": RESOURCES,
-                                                         "allocated": idle, "available_max": RESOURCES})
 
 
 def _helper(first: int, count: int, parent_url: str, token: str | None, period_s: float,
@@ -89,7 +81,8 @@ def _register(first: int, count: int, parent_url: str, token: str | None,
         socket.send(SUBSCRIBE + HEARTBEAT_TOPIC)
         socket.connect(health["mesh_endpoint"])
         key = bytes.fromhex(answer["heartbeat_key"])
-        children.append((socket, signed(Heartbeat(seq=1, **_beat(node_id, port)).encode(), key)))
+        children.append((socket, signed(heartbeat(node_id, RESOURCES, api_url=registration["api_url"],
+                                                    mesh_endpoint=registration["mesh_endpoint"]).encode(), key)))
     return children, context
 
 

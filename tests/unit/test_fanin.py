@@ -8,15 +8,13 @@ import pytest
 from ledger.nodetable import Neighbour, NodeTable, Role
 from mesh.fanin import WrongSender, child_key, is_subscription, signed, verified
 from mesh.messages import Heartbeat, MalformedMessage
+from tests.support.heartbeats import heartbeat
 
 SECRET = b"s" * 32
 
 
 def beat(node_id: str) -> Heartbeat:
-    free = {"cpu": 1.0}
-    return Heartbeat(node_id=node_id, seq=1, boot_id="b", api_url="http://x:1", mesh_endpoint="tcp://x:2",
-                     capacity=free, allocated={"cpu": 0.0}, available=free, workloads={}, ledger_version=1,
-                     subtree={"nodes": 1, "online": 1, "capacity": free, "allocated": {"cpu": 0.0}, "available_max": free})
+    return heartbeat(node_id, {"cpu": 1.0})
 
 
 def test_a_heartbeat_signed_with_its_senders_key_is_taken() -> None:

@@ -147,7 +147,7 @@ def test_a_node_table_from_an_earlier_boot_has_its_stamps_taken_back(tmp_path, m
     monkeypatch.setattr(boot_clock, "BOOT_ID", "an-earlier-boot")
     table = NodeTable(str(tmp_path / "nodes"))
     table.upsert(Neighbour("kid", Role.CHILD, "http://127.0.0.1:1", "tcp://127.0.0.1:2"))
-    table.record_heartbeat("kid", {"seq": 1}, boot_clock.now() + 10**6, stale_after_s=15)  # that boot ran longer
+    table.record_heartbeats([("kid", {"seq": 1})], boot_clock.now() + 10**6, stale_after_s=15)  # that boot ran longer
     table.close()
     table = NodeTable(str(tmp_path / "nodes"))  # the control: the same boot keeps them
     assert table.get("kid").online(1.0, 3, boot_clock.now() + 10**6)
@@ -162,16 +162,16 @@ def test_a_node_table_from_an_earlier_boot_has_its_stamps_taken_back(tmp_path, m
 def test_node_table_revision_moves_only_when_what_consoles_show_changes(tmp_path) -> None:
     table = NodeTable(str(tmp_path / "nodes"))
     beat = {"seq": 1, "ledger_version": 7, "subtree": {"nodes": 1}}
-    assert table.record_heartbeat("stranger", beat, 100.0, stale_after_s=15) is None and table.revision() == 0
+    assert table.record_heartbeats([("stranger", beat)], 100.0, stale_after_s=15)[0] is None and table.revision() == 0
     table.upsert(Neighbour("kid", Role.CHILD, "http://127.0.0.1:1", "tcp://127.0.0.1:2"))
     registered = table.revision()
-    assert table.record_heartbeat("kid", beat, 100.0, stale_after_s=15).heartbeat is None  # first word
+    assert table.record_heartbeats([("kid", beat)], 100.0, stale_after_s=15)[0].heartbeat is None  # first word
     first = table.revision()
-    table.record_heartbeat("kid", {**beat, "seq": 2}, 105.0, stale_after_s=15)  # only seq and time moved
+    table.record_heartbeats([("kid", {**beat, "seq": 2})], 105.0, stale_after_s=15)  # only seq and time moved
     assert table.revision() == first > registered
-    table.record_heartbeat("kid", {**beat, "seq": 3, "ledger_version": 8}, 110.0, stale_after_s=15)
+    table.record_heartbeats([("kid", {**beat, "seq": 3, "ledger_version": 8})], 110.0, stale_after_s=15)
     changed = table.revision()
-    table.record_heartbeat("kid", {**beat, "seq": 4, "ledger_version": 8}, 130.0, stale_after_s=15)  # back
+    table.record_heartbeats([("kid", {**beat, "seq": 4, "ledger_version": 8})], 130.0, stale_after_s=15)  # back
     assert first < changed < table.revision()
     assert table.get("kid").heartbeat["seq"] == 4
 
