@@ -39,6 +39,8 @@ SERVICE_PROGRAMS = ("inference.yolo_service", "inference.opencv_service", "gatew
 CLI_PROGRAMS = ("cnetd.cli.main",)
 NOT_IN_NODE_PROCESSES = ("onnxruntime", "cv2", "torch", "tensorflow", "ai_edge_litert", "docker",
                          "botocore", "requests", "zmq.auth")  # the last three: memory an idle node need not hold
+NOT_IN_THE_REGISTER = ("supervisor",)  # it never talks to supervisord: xmlrpc is idle memory there
+NOT_IN_THE_API_MASTER = ("prometheus_client",)  # gunicorn's master serves no metrics
 NOT_IN_SERVICES = ("lmdb", "zmq", "supervisor", "docker")
 NOT_IN_THE_CLI = ("lmdb", "zmq", "supervisor", "docker", "falcon", "cv2", "onnxruntime", "torch", "tensorflow")  # cv2: --draw only
 
@@ -143,7 +145,8 @@ def loaded_at_start(program: str, sources: dict[str, str]) -> set[str]:
 def heavy_violations(sources: dict[str, str]) -> list[str]:
     violations = []
     for programs, forbidden in ((NODE_PROGRAMS, NOT_IN_NODE_PROCESSES), (SERVICE_PROGRAMS, NOT_IN_SERVICES),
-                                (CLI_PROGRAMS, NOT_IN_THE_CLI)):
+                                (CLI_PROGRAMS, NOT_IN_THE_CLI), (("cnetd.register.__main__",), NOT_IN_THE_REGISTER),
+                                (("cnetd.api.gunicorn_hooks",), NOT_IN_THE_API_MASTER)):
         for program in programs:
             loaded = loaded_at_start(program, sources)
             violations += [f"{program} loads {name} at start" for name in forbidden
@@ -197,6 +200,8 @@ def test_the_layering_check_follows_imports_through_other_modules() -> None:
     ("workers.registry", "import onnxruntime"),  # the scheduler imports the registry
     ("inference.service", "from ledger.store import Ledger"),  # lmdb in a service
     ("cnetd.cli.views", "import cv2"),  # OpenCV at the CLI's every start
+    ("cnetd.core.node_process", "from cnetd.core.supervisor_rpc import Supervisor"),  # xmlrpc in the register
+    ("cnetd.api.gunicorn_hooks", "from prometheus_client import multiprocess"),  # metrics in the master
 ])
 def test_the_heavy_library_check_finds_a_planted_violation(module: str, planted: str) -> None:
     assert heavy_violations({**SOURCES, module: SOURCES[module] + "\n" + planted + "\n"}) != []
