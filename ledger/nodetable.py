@@ -5,7 +5,10 @@ environment without fsync (the ledger proper keeps synced commits). Its times (a
 when it was added) are stamps of ``boot_clock``, which no clock step moves; after a reboot, the first process to
 open the table takes the old boot's stamps back (never seen since, added now).
 
-Neighbours are kept by node id, with an index by role (one LMDB database per role, kept in the same write
+Neighbours are kept by node id, what each is (role, addresses) apart from what it last said: its heartbeat is
+kept as it came (the JSON message, after the stamp of its arrival) in a database of its own, written only by
+the register, so that a parent records thousands of children's heartbeats a second without reading or
+rewriting their entries. They are kept with an index by role (one LMDB database per role, kept in the same write
 transactions), so that a page of children, the parent or the peers, and how many children there are, are read
 without scanning thousands of children. The table also keeps the fan-in secret (``mesh.fanin``) and the
 register's count of children online.
@@ -13,10 +16,12 @@ register's count of children online.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
+import struct
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 import lmdb
 import orjson
@@ -26,10 +31,12 @@ from ledger import boot_clock
 MAP_SIZE_BYTES = 1 << 28
 _REVISION = b"revision"
 _BOOT = b"boot_id"  # the boot the table's stamps were taken in
-_SHOWN = ("ledger_version", "subtree")  # what a heartbeat says that consoles show (seq and times are not)
 _INDEXED = b"index"  # present once the role index covers every entry (a table of an older version has none)
 _FAN_IN_SECRET = b"fan_in_secret"
 _CHILDREN_ONLINE = b"children_online"
+_APART = b"heartbeats_apart"  # present once no entry of the neighbours database holds a heartbeat (older tables did)
+_STAMP = struct.Struct("<d")  # a heartbeat's arrival (boot_clock; NaN: before this boot), ahead of its JSON
+_HEARD = ("last_seen", "heartbeat")  # what the heartbeats database holds of a neighbour
 
 
 class Role:
@@ -65,13 +72,30 @@ class NodeTable:
 
     def __init__(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
-        self._env = lmdb.open(path, map_size=MAP_SIZE_BYTES, max_dbs=5, sync=False, metasync=False)
+        self._env = lmdb.open(path, map_size=MAP_SIZE_BYTES, max_dbs=6, sync=False, metasync=False)
         self._env.reader_check()
         self._db = self._env.open_db(b"neighbours")
+        self._beats = self._env.open_db(b"heartbeats")
         self._meta = self._env.open_db(b"meta")
         self._by_role = {role: self._env.open_db(f"role:{role}".encode()) for role in (Role.PARENT, Role.CHILD, Role.PEER)}
+        self._apart()
         self._since_boot()
         self._index()
+
+    def _apart(self) -> None:
+        """Move the heartbeats of a table written before they were kept apart to their own database."""
+        with self._env.begin(write=True) as txn:
+            if txn.get(_APART, db=self._meta):
+                return
+            for key, raw in list(txn.cursor(db=self._db)):
+                fields = _fields(raw)
+                if fields is None or not any(name in fields for name in _HEARD):
+                    continue
+                last_seen, heartbeat = fields.pop("last_seen", None), fields.pop("heartbeat", None)
+                txn.put(key, orjson.dumps(fields), db=self._db)
+                if heartbeat is not None:
+                    txn.put(key, _heard(last_seen, orjson.dumps(heartbeat)), db=self._beats)
+            txn.put(_APART, b"1", db=self._meta)
 
     def _index(self) -> None:
         """Index by role the entries of a table written before the index was kept."""
@@ -91,10 +115,11 @@ class NodeTable:
                 return
             now = boot_clock.now()
             for key, raw in list(txn.cursor(db=self._db)):
-                known = _decode(raw)
-                if known is not None:
-                    txn.put(key, orjson.dumps(dataclasses.replace(known, last_seen=None, added_at=now).to_dict()),
-                            db=self._db)
+                fields = _fields(raw)
+                if fields is not None:
+                    txn.put(key, orjson.dumps({**fields, "added_at": now}), db=self._db)
+            for key, heard in list(txn.cursor(db=self._beats)):
+                txn.put(key, _heard(None, heard[_STAMP.size:]), db=self._beats)
             txn.put(_BOOT, boot_clock.BOOT_ID.encode(), db=self._meta)
 
     def close(self) -> None:
@@ -107,12 +132,11 @@ class NodeTable:
             raw = txn.get(key)
             known = _decode(raw) if raw is not None else None
             if known is not None:
-                neighbour = dataclasses.replace(neighbour, last_seen=known.last_seen, heartbeat=known.heartbeat,
-                                                added_at=known.added_at)
+                neighbour = dataclasses.replace(neighbour, added_at=known.added_at)
                 self._unindex(txn, key, known.role)
             else:
                 neighbour = dataclasses.replace(neighbour, added_at=neighbour.added_at or boot_clock.now())
-            txn.put(key, orjson.dumps(neighbour.to_dict()))
+            txn.put(key, orjson.dumps({name: value for name, value in neighbour.to_dict().items() if name not in _HEARD}))
             if neighbour.role in self._by_role:
                 txn.put(key, b"", db=self._by_role[neighbour.role])
             self._bump(txn)
@@ -121,36 +145,30 @@ class NodeTable:
         if role in self._by_role:
             txn.delete(key, db=self._by_role[role])
 
-    def record_heartbeats(self, heartbeats: Iterable[tuple[str, dict[str, Any]]], received_at: float,
-                          stale_after_s: float, accept: Callable[[Neighbour], bool] | None = None
-                          ) -> list[Neighbour | None]:
-        """Store neighbours' heartbeats (node id, heartbeat) in one transaction (``received_at``: a
-        ``boot_clock`` stamp); return what was known of each before (None: not a neighbour, or not one that
-        ``accept`` takes a heartbeat from; nothing stored).
-        The revision moves when a heartbeat changes what consoles show: the neighbour's ledger version or
-        subtree, or the neighbour back after ``stale_after_s`` of silence."""
-        known_before: list[Neighbour | None] = []
-        with self._env.begin(write=True, db=self._db) as txn:
+    def record_heartbeats(self, heartbeats: Iterable[tuple[str, bytes]], received_at: float,
+                          news: Collection[str] = (), accept: Callable[[dict[str, Any]], bool] | None = None
+                          ) -> list[str | None]:
+        """Store neighbours' heartbeats (node id, the message's JSON as received) in one transaction
+        (``received_at``: a ``boot_clock`` stamp); return each one's role (None: not a neighbour, or not one
+        whose stored fields ``accept`` takes a heartbeat from; nothing stored). The revision moves when one of
+        ``news`` is stored: the heartbeats the caller found to change what consoles show."""
+        roles: list[str | None] = []
+        with self._env.begin(write=True) as txn:
             changed = False
-            for node_id, heartbeat in heartbeats:
+            for node_id, payload in heartbeats:
                 key = node_id.encode()
-                raw = txn.get(key)
+                raw = txn.get(key, db=self._db)
                 fields = _fields(raw) if raw is not None else None
-                previous = _neighbour(fields) if fields is not None else None
-                if previous is not None and accept is not None and not accept(previous):
-                    previous = None
-                known_before.append(previous)
-                if previous is None:
+                role = fields.get("role") if fields is not None else None
+                if not isinstance(role, str) or (accept is not None and not accept(fields)):
+                    roles.append(None)
                     continue
-                # From the stored fields, not dataclasses.asdict: that deep-copies, and a parent does this
-                # for every heartbeat of thousands of children.
-                txn.put(key, orjson.dumps({**fields, "last_seen": received_at, "heartbeat": heartbeat}))
-                last = previous.heartbeat or {}
-                changed |= (any(last.get(name) != heartbeat.get(name) for name in _SHOWN)
-                            or previous.last_seen is None or received_at - previous.last_seen >= stale_after_s)
+                roles.append(role)
+                txn.put(key, _heard(received_at, payload), db=self._beats)
+                changed |= node_id in news
             if changed:
                 self._bump(txn)
-        return known_before
+        return roles
 
     def remove(self, node_id: str) -> bool:
         """Forget a neighbour; False if it was not known."""
@@ -158,6 +176,7 @@ class NodeTable:
         with self._env.begin(write=True, db=self._db) as txn:
             raw = txn.get(key)
             removed = txn.delete(key)
+            txn.delete(key, db=self._beats)
             if removed:
                 known = _decode(raw) if raw is not None else None
                 for role in self._by_role if known is None else (known.role,):
@@ -177,9 +196,24 @@ class NodeTable:
                 if limit is not None and len(found) >= limit:
                     break
                 raw = txn.get(key, db=self._db)
-                neighbour = _decode(raw) if raw is not None else None
+                neighbour = self._read(txn, key, raw) if raw is not None else None
                 if neighbour is not None:
                     found.append(neighbour)
+        return found
+
+    def silent(self, role: str, since: float) -> list[str]:
+        """The ids of neighbours of ``role`` last heard before ``since`` (never heard in this boot: added
+        before it), from the stamps alone: no heartbeat is read."""
+        found = []
+        with self._env.begin() as txn:
+            for key in txn.cursor(db=self._by_role[role]).iternext(values=False):
+                heard = txn.get(key, db=self._beats)
+                last_seen = _STAMP.unpack_from(heard)[0] if heard is not None else math.nan
+                if math.isnan(last_seen):
+                    fields = _fields(txn.get(key, db=self._db) or b"")
+                    last_seen = (fields or {}).get("added_at") or since
+                if last_seen < since:
+                    found.append(key.decode())
         return found
 
     def count(self, role: str) -> int:
@@ -219,14 +253,27 @@ class NodeTable:
         txn.put(_REVISION, str(int(txn.get(_REVISION, db=self._meta) or 0) + 1).encode(), db=self._meta)
 
     def get(self, node_id: str) -> Neighbour | None:
-        with self._env.begin(db=self._db) as txn:
-            raw = txn.get(node_id.encode())
-        return _decode(raw) if raw else None
+        key = node_id.encode()
+        with self._env.begin() as txn:
+            raw = txn.get(key, db=self._db)
+            return self._read(txn, key, raw) if raw else None
 
     def all(self) -> list[Neighbour]:
-        with self._env.begin(db=self._db) as txn:
-            found = [_decode(raw) for _, raw in txn.cursor()]
+        with self._env.begin() as txn:
+            found = [self._read(txn, key, raw) for key, raw in txn.cursor(db=self._db)]
         return [neighbour for neighbour in found if neighbour is not None]
+
+    def _read(self, txn: lmdb.Transaction, key: bytes, raw: bytes) -> Neighbour | None:
+        """An entry with its last heartbeat (a field the message did not carry takes its default)."""
+        fields = _fields(raw)
+        if fields is None:
+            return None
+        heard = txn.get(key, db=self._beats)
+        if heard is not None:
+            last_seen = _STAMP.unpack_from(heard)[0]
+            fields = {**fields, "last_seen": None if math.isnan(last_seen) else last_seen,
+                      "heartbeat": _as_received(heard[_STAMP.size:])}
+        return _neighbour(fields)
 
 
 _FIELDS = frozenset(field.name for field in dataclasses.fields(Neighbour))
@@ -237,6 +284,19 @@ def _decode(raw: bytes) -> Neighbour | None:
     it does not know (written by a newer version) are left out."""
     fields = _fields(raw)
     return _neighbour(fields) if fields is not None else None
+
+
+def _heard(last_seen: float | None, payload: bytes) -> bytes:
+    return _STAMP.pack(math.nan if last_seen is None else last_seen) + bytes(payload)
+
+
+def _as_received(payload: bytes) -> dict[str, Any] | None:
+    """A stored heartbeat: the message's fields, its protocol as ``"major.minor"`` (from the envelope's
+    ``v`` and ``minor``, or as an older table stored it)."""
+    heartbeat = _fields(payload)
+    if heartbeat is not None and "v" in heartbeat:
+        heartbeat["protocol"] = f"{heartbeat.pop('v')}.{heartbeat.pop('minor', 0)}"
+    return heartbeat
 
 
 def _fields(raw: bytes) -> dict[str, Any] | None:

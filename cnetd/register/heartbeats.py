@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator, NamedTuple, TypeVar
 
 import zmq
 from prometheus_client import Counter
@@ -35,8 +35,8 @@ from ledger.nodetable import Role
 from mesh import curve
 from mesh.bus import bind_bus_subscriber, context
 from mesh.fanin import SUBSCRIBE, is_subscription, signed, verified
-from mesh.liveness import (PUBLISHER_INTERVAL_PERIODS, UPLINK_INTERVAL_PERIODS, ZMTP_INTERVAL_PERIODS,
-                           keep_mesh_socket_alive)
+from mesh.liveness import (PUBLISHER_INTERVAL_PERIODS, PUBLISHER_UNACKNOWLEDGED_PERIODS, UPLINK_INTERVAL_PERIODS,
+                           ZMTP_INTERVAL_PERIODS, keep_mesh_socket_alive)
 from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent,
                            Heartbeat, MalformedMessage)
 from mesh.summary import subtree_summary
@@ -48,6 +48,30 @@ CALM_FACTOR = 10  # after a heartbeat that took t, the next triggered one waits 
 MESH_BACKLOG = 4096  # connections waiting to be accepted: thousands of children reconnect at once after a restart
 DRAIN_MAX = 10_000  # messages taken from one socket per turn of the loop
 FORGET_CHECKS = 20  # silent children are looked for this many times per mesh.forget_after_s (at most each period)
+Received = tuple[Heartbeat, bytes]  # a heartbeat, and its message's JSON as it came (what the node table keeps)
+
+
+class Heard(NamedTuple):
+    """What this process keeps of a neighbour's last heartbeat: enough to tell lost ones, a changed subtree,
+    and what consoles show, without reading the node table per heartbeat."""
+
+    at: float  # boot_clock stamp of its arrival
+    role: str
+    boot_id: str
+    seq: int
+    ledger_version: int
+    subtree: dict
+
+    @classmethod
+    def of(cls, beat: Heartbeat, role: str, at: float) -> Heard:
+        return cls(at, role, beat.boot_id, beat.seq, beat.ledger_version, beat.subtree)
+
+
+def shows_change(last: Heard | None, beat: Heartbeat, now: float, stale_after_s: float) -> bool:
+    """Whether ``beat`` changes what consoles show of its sender: its ledger version or subtree, or the
+    sender back after ``stale_after_s`` of silence (or heard for the first time). Seq and times do not."""
+    return (last is None or now - last.at >= stale_after_s or last.ledger_version != beat.ledger_version
+            or last.subtree != beat.subtree)
 
 
 class Register:
@@ -63,7 +87,8 @@ class Register:
         self._mesh.setsockopt(zmq.LINGER, 0)
         self._mesh.setsockopt(zmq.XPUB_VERBOSE, 1)
         self._mesh.setsockopt(zmq.BACKLOG, MESH_BACKLOG)
-        keep_mesh_socket_alive(self._mesh, node.config.heartbeat_period_s, PUBLISHER_INTERVAL_PERIODS)
+        keep_mesh_socket_alive(self._mesh, node.config.heartbeat_period_s, PUBLISHER_INTERVAL_PERIODS,
+                               PUBLISHER_UNACKNOWLEDGED_PERIODS)
         self._keys = node.config.curve_keys
         self._authenticator: curve.ClusterAuthenticator | None = None  # held: its ZAP thread lives with it
         if self._keys is not None:  # CURVE: only holders of the cluster key read or feed heartbeats
@@ -77,7 +102,7 @@ class Register:
         self._uplink_events: zmq.Socket | None = None  # its monitor: each (re)connection sends a heartbeat up
         self._uplink_heard = time.monotonic()  # the parent's last heartbeat (or the uplink's making)
         self._refused_endpoints: set[str] = set()  # entries zmq cannot connect to: skipped, counted once
-        self._children: dict[str, tuple[float, dict]] = {}  # child id → (boot_clock stamp of its last beat, subtree)
+        self._heard: dict[str, Heard] = {}  # neighbour id → its last heartbeat, as far as this process needs it
         self._rescan_due, self._rescanned_at = False, 0.0
         self._online_told: int | None = None
         self._forget_every_s = max(self._config.heartbeat_period_s, self._config.mesh_forget_after_s / FORGET_CHECKS)
@@ -119,7 +144,7 @@ class Register:
     def _fresh_subtrees(self) -> list[dict]:
         """The subtrees of the children heard from within the liveness window."""
         fresh_since = boot_clock.now() - self._config.heartbeat_period_s * HEARTBEAT_LIVENESS
-        return [subtree for last_seen, subtree in self._children.values() if last_seen > fresh_since]
+        return [heard.subtree for heard in self._heard.values() if heard.role == Role.CHILD and heard.at > fresh_since]
 
     # -- loop -----------------------------------------------------------------------------------
 
@@ -178,10 +203,10 @@ class Register:
     def _drain_neighbour(self, endpoint: str, socket: zmq.Socket) -> bool:
         """Record the heartbeats waiting from ``endpoint``, each from a node registered there; True if a
         child's subtree changed (ours changes with it)."""
-        accepted = []
-        for beat in self._waiting(socket, Heartbeat.decode, "mesh", HEARTBEATS_DROPPED):
+        accepted: list[Received] = []
+        for beat, payload in self._waiting(socket, _received, "mesh", HEARTBEATS_DROPPED):
             if beat.node_id in self._senders.get(endpoint, ()):
-                accepted.append(beat)
+                accepted.append((beat, payload))
                 continue
             HEARTBEATS_DROPPED.labels("wrong_sender").inc()
             log.warning("dropped a heartbeat in the name of %r from %s, where %s is registered",
@@ -193,48 +218,49 @@ class Register:
         children's heartbeats sent up, each signed with its sender's key (True if a child's subtree changed)."""
         subscribed, sent_up = False, []
         for taken in self._waiting(self._mesh, self._sent_up, "mesh", HEARTBEATS_DROPPED):
-            if isinstance(taken, Heartbeat):
-                sent_up.append(taken)
-            else:
+            if isinstance(taken, bool):
                 subscribed |= taken
+            else:
+                sent_up.append(taken)
         return self._record(sent_up, sent_up=True) or subscribed
 
-    def _sent_up(self, frames: list[bytes]) -> Heartbeat | bool:
+    def _sent_up(self, frames: list[bytes]) -> Received | bool:
         """What came on the mesh socket: a subscription (True: a new subscriber), or a child's heartbeat,
         verified (``WrongSender``, a ``MalformedMessage``, otherwise)."""
         if is_subscription(frames):
             return frames[0][:1] == SUBSCRIBE
-        return verified(frames, self._secret)
+        return verified(frames, self._secret), frames[1]
 
-    def _record(self, beats: list[Heartbeat], sent_up: bool) -> bool:
+    def _record(self, received: list[Received], sent_up: bool) -> bool:
         """Store accepted heartbeats in one transaction; True if a child's subtree changed. One sent up counts
         only for a child that registered to send up (a node of another role has no business sending up)."""
-        if not beats:
+        if not received:
             return False
-        now = boot_clock.now()
-        beats = [beat for beat in beats if beat.node_id != self._config.node_id]
-        known_before = self._node.nodes.record_heartbeats(
-            [(beat.node_id, beat.to_dict()) for beat in beats], now, self._config.heartbeat_period_s * HEARTBEAT_LIVENESS,
-            accept=(lambda known: known.role == Role.CHILD and known.fan_in) if sent_up else None)
-        subtree_changed, received = False, 0
-        for beat, previous in zip(beats, known_before):
-            if previous is None:
+        now, stale_after_s = boot_clock.now(), self._config.heartbeat_period_s * HEARTBEAT_LIVENESS
+        received = [(beat, payload) for beat, payload in received if beat.node_id != self._config.node_id]
+        news = {beat.node_id for beat, _ in received
+                if shows_change(self._heard.get(beat.node_id), beat, now, stale_after_s)}
+        roles = self._node.nodes.record_heartbeats(
+            [(beat.node_id, payload) for beat, payload in received], now, news,
+            accept=(lambda known: known.get("role") == Role.CHILD and known.get("fan_in") is True) if sent_up else None)
+        subtree_changed, counted = False, 0
+        for (beat, _), role in zip(received, roles):
+            if role is None:
                 HEARTBEATS_DROPPED.labels("unknown_sender").inc()
                 continue  # not a neighbour of ours (an old endpoint, or a misconfigured loop)
-            received += 1
-            last = previous.heartbeat
-            if last is not None and last["boot_id"] == beat.boot_id and beat.seq > last["seq"] + 1:
-                HEARTBEATS_DROPPED.labels("lost").inc(beat.seq - last["seq"] - 1)  # PUB/SUB dropped them
-            if previous.role == Role.CHILD:
-                was_online = previous.online(self._config.heartbeat_period_s, HEARTBEAT_LIVENESS, now)
-                subtree_changed |= not was_online or last is None or last["subtree"] != beat.subtree
-                self._children[beat.node_id] = (now, beat.subtree)
-            if previous.role == Role.PARENT:
+            counted += 1
+            last = self._heard.get(beat.node_id)
+            if last is not None and last.boot_id == beat.boot_id and beat.seq > last.seq + 1:
+                HEARTBEATS_DROPPED.labels("lost").inc(beat.seq - last.seq - 1)  # PUB/SUB dropped them
+            if role == Role.CHILD:
+                subtree_changed |= last is None or now - last.at >= stale_after_s or last.subtree != beat.subtree
+            self._heard[beat.node_id] = Heard.of(beat, role, now)
+            if role == Role.PARENT:
                 self._uplink_heard = time.monotonic()
                 registered_with = self._discovery.parent_boot_id
                 if registered_with is not None and beat.boot_id != registered_with:
                     self._discovery.reregister()  # the parent restarted: make sure it knows us
-        HEARTBEATS_RECEIVED.inc(received)  # once for a burst: each inc writes the metrics file
+        HEARTBEATS_RECEIVED.inc(counted)  # once for a burst: each inc writes the metrics file
         return subtree_changed
 
     def _subscribe_known(self) -> None:
@@ -242,17 +268,19 @@ class Register:
         take the children's last heartbeats (after a restart of this process, the summary needs them)."""
         self._rescan_due, self._rescanned_at = False, time.monotonic()
         senders: dict[str, set[str]] = collections.defaultdict(set)
-        children: dict[str, tuple[float, dict]] = {}
+        heard: dict[str, Heard] = {}
         self._uplink = None
         for neighbour in self._node.nodes.all():
-            if neighbour.role == Role.CHILD and neighbour.last_seen is not None and neighbour.heartbeat:
-                children[neighbour.node_id] = (neighbour.last_seen, neighbour.heartbeat["subtree"])
+            beat = neighbour.heartbeat
+            if neighbour.last_seen is not None and beat:
+                heard[neighbour.node_id] = Heard(neighbour.last_seen, neighbour.role, beat["boot_id"], beat["seq"],
+                                                 beat["ledger_version"], beat["subtree"])
             if neighbour.mesh_endpoint == self._config.mesh_endpoint or neighbour.incompatible or neighbour.fan_in:
                 continue
             senders[neighbour.mesh_endpoint].add(neighbour.node_id)
             if neighbour.role == Role.PARENT:
                 self._uplink = neighbour.mesh_endpoint
-        self._children = children
+        self._heard = heard
         self._senders = dict(senders)
         for endpoint in set(self._subscriptions) - set(senders):
             self._close_subscription(endpoint)
@@ -326,15 +354,13 @@ class Register:
 
     def _forget_silent_children(self) -> None:
         """Drop children offline for longer than ``mesh.forget_after_s`` (never heard of: since they registered)."""
-        now, forget_after_s = boot_clock.now(), self._config.mesh_forget_after_s
-        silent = [neighbour for neighbour in self._node.nodes.with_role(Role.CHILD)
-                  if now - (neighbour.last_seen or neighbour.added_at or now) > forget_after_s]
-        for neighbour in silent:
-            self._node.nodes.remove(neighbour.node_id)
-            self._children.pop(neighbour.node_id, None)
+        forget_after_s = self._config.mesh_forget_after_s
+        silent = self._node.nodes.silent(Role.CHILD, since=boot_clock.now() - forget_after_s)
+        for node_id in silent:
+            self._node.nodes.remove(node_id)
+            self._heard.pop(node_id, None)
             NEIGHBOURS_FORGOTTEN.inc()
-            log.info("forgot child %s: offline for more than %g s (mesh.forget_after_s)", neighbour.node_id,
-                     forget_after_s)
+            log.info("forgot child %s: offline for more than %g s (mesh.forget_after_s)", node_id, forget_after_s)
         if silent:
             self._subscribe_known()
 
@@ -356,3 +382,7 @@ class Register:
                     dropped_metric.labels(exc.reason).inc()
                 log.warning("dropped %s %s message (%d so far): %s", exc.reason.replace("_", " "), source,
                             self.malformed, exc)
+
+
+def _received(frames: list[bytes]) -> Received:
+    return Heartbeat.decode(frames), frames[1]

@@ -1,10 +1,13 @@
 """Heartbeat fan-in's sender check (mesh/fanin.py) and the node table's index by role (ledger/nodetable.py)."""
 from __future__ import annotations
 
+import dataclasses
+
 import lmdb
 import orjson
 import pytest
 
+from cnetd.register.heartbeats import Heard, shows_change
 from ledger.nodetable import Neighbour, NodeTable, Role
 from mesh.fanin import WrongSender, child_key, is_subscription, signed, verified
 from mesh.messages import Heartbeat, MalformedMessage
@@ -81,9 +84,19 @@ def test_heartbeats_are_recorded_together_and_only_from_whom_they_may_come(tmp_p
     table = NodeTable(str(tmp_path / "nodes"))
     table.upsert(Neighbour("up", Role.CHILD, "http://x:1", "tcp://x:2", fan_in=True))
     table.upsert(Neighbour("old", Role.CHILD, "http://x:1", "tcp://x:3"))
-    before = table.record_heartbeats([("up", {"seq": 1}), ("old", {"seq": 1}), ("stranger", {"seq": 1})], 5.0, 3.0,
-                                     accept=lambda known: known.fan_in)
-    assert [known and known.node_id for known in before] == ["up", None, None]
+    roles = table.record_heartbeats([("up", b'{"seq": 1}'), ("old", b'{"seq": 1}'), ("stranger", b'{"seq": 1}')], 5.0,
+                                    accept=lambda known: known["fan_in"])
+    assert roles == [Role.CHILD, None, None]
     assert table.get("up").last_seen == 5.0 and table.get("old").last_seen is None
     assert len(table.fan_in_secret()) == 32 and table.fan_in_secret() == table.fan_in_secret()
     table.close()
+
+
+def test_a_heartbeat_shows_a_change_only_in_what_consoles_show() -> None:
+    beat = Heartbeat.decode(heartbeat("kid", free={"cpu": 1}, seq=1).encode())
+    last = Heard.of(beat, Role.CHILD, at=100.0)
+    assert shows_change(None, beat, 100.0, stale_after_s=3.0)  # first word
+    assert not shows_change(last, dataclasses.replace(beat, seq=2), 101.0, stale_after_s=3.0)  # the control
+    assert shows_change(last, dataclasses.replace(beat, seq=2, ledger_version=beat.ledger_version + 1), 101.0, 3.0)
+    assert shows_change(last, dataclasses.replace(beat, seq=2, subtree={**beat.subtree, "online": 9}), 101.0, 3.0)
+    assert shows_change(last, dataclasses.replace(beat, seq=2), 104.0, stale_after_s=3.0)  # back after silence

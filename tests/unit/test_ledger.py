@@ -4,6 +4,9 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 
+import lmdb
+import orjson
+
 import pytest
 
 from cnetd.common.errors import InsufficientResources, NotFound
@@ -147,7 +150,7 @@ def test_a_node_table_from_an_earlier_boot_has_its_stamps_taken_back(tmp_path, m
     monkeypatch.setattr(boot_clock, "BOOT_ID", "an-earlier-boot")
     table = NodeTable(str(tmp_path / "nodes"))
     table.upsert(Neighbour("kid", Role.CHILD, "http://127.0.0.1:1", "tcp://127.0.0.1:2"))
-    table.record_heartbeats([("kid", {"seq": 1})], boot_clock.now() + 10**6, stale_after_s=15)  # that boot ran longer
+    table.record_heartbeats([("kid", b'{"seq": 1}')], boot_clock.now() + 10**6)  # that boot ran longer
     table.close()
     table = NodeTable(str(tmp_path / "nodes"))  # the control: the same boot keeps them
     assert table.get("kid").online(1.0, 3, boot_clock.now() + 10**6)
@@ -159,21 +162,38 @@ def test_a_node_table_from_an_earlier_boot_has_its_stamps_taken_back(tmp_path, m
     assert boot_clock.now() - 60 < kid.added_at <= boot_clock.now()  # a child never heard of ages from here
 
 
-def test_node_table_revision_moves_only_when_what_consoles_show_changes(tmp_path) -> None:
+def test_node_table_revision_moves_only_when_a_heartbeat_that_changes_what_consoles_show_is_stored(tmp_path) -> None:
     table = NodeTable(str(tmp_path / "nodes"))
-    beat = {"seq": 1, "ledger_version": 7, "subtree": {"nodes": 1}}
-    assert table.record_heartbeats([("stranger", beat)], 100.0, stale_after_s=15)[0] is None and table.revision() == 0
+    beat = b'{"seq": 1, "ledger_version": 7, "v": 1, "minor": 2}'
+    assert table.record_heartbeats([("stranger", beat)], 100.0, news={"stranger"}) == [None]
+    assert table.revision() == 0  # nothing stored
     table.upsert(Neighbour("kid", Role.CHILD, "http://127.0.0.1:1", "tcp://127.0.0.1:2"))
     registered = table.revision()
-    assert table.record_heartbeats([("kid", beat)], 100.0, stale_after_s=15)[0].heartbeat is None  # first word
-    first = table.revision()
-    table.record_heartbeats([("kid", {**beat, "seq": 2})], 105.0, stale_after_s=15)  # only seq and time moved
-    assert table.revision() == first > registered
-    table.record_heartbeats([("kid", {**beat, "seq": 3, "ledger_version": 8})], 110.0, stale_after_s=15)
-    changed = table.revision()
-    table.record_heartbeats([("kid", {**beat, "seq": 4, "ledger_version": 8})], 130.0, stale_after_s=15)  # back
-    assert first < changed < table.revision()
-    assert table.get("kid").heartbeat["seq"] == 4
+    assert table.record_heartbeats([("kid", beat)], 100.0) == [Role.CHILD]
+    assert table.revision() == registered  # the control: the same store, not news
+    table.record_heartbeats([("kid", beat)], 105.0, news={"kid"})
+    assert table.revision() == registered + 1
+    kid = table.get("kid")
+    assert kid.last_seen == 105.0 and kid.heartbeat == {"seq": 1, "ledger_version": 7, "protocol": "1.2"}
+
+
+def test_a_node_table_that_kept_heartbeats_in_its_entries_moves_them_apart(tmp_path) -> None:
+    """A table of the version before keeps each heartbeat inside its neighbour's entry: opened now, it reads
+    the same, and a heartbeat recorded later is the one read."""
+    env = lmdb.open(str(tmp_path / "nodes"), max_dbs=5)
+    with env.begin(write=True, db=env.open_db(b"neighbours")) as txn:
+        txn.put(b"kid", orjson.dumps({**Neighbour("kid", Role.CHILD, "http://x:1", "tcp://x:2", fan_in=True).to_dict(),
+                                      "last_seen": 50.0, "heartbeat": {"seq": 3, "protocol": "1.2"}}))
+    with env.begin(write=True, db=env.open_db(b"meta")) as txn:
+        txn.put(b"boot_id", boot_clock.BOOT_ID.encode())  # written in this boot: its stamps hold
+    env.close()
+    table = NodeTable(str(tmp_path / "nodes"))
+    kid = table.get("kid")
+    assert (kid.last_seen, kid.heartbeat, kid.fan_in) == (50.0, {"seq": 3, "protocol": "1.2"}, True)
+    table.record_heartbeats([("kid", b'{"seq": 4, "v": 1, "minor": 3}')], 60.0)
+    assert table.get("kid").heartbeat == {"seq": 4, "protocol": "1.3"} and table.silent(Role.CHILD, since=55.0) == []
+    assert table.silent(Role.CHILD, since=61.0) == ["kid"]
+    table.close()
 
 
 def test_fences_are_kept_for_their_time_on_the_boot_clock(ledger: Ledger) -> None:
