@@ -23,6 +23,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.goals import at_most  # noqa: E402
 from tests.support.cluster import (NEEDS_THE_CHILD, SLEEP, both_online, delete_everything, parent_and_child,  # noqa: E402
                            submit_during_a_kill, tally)
 from tests.support.hosts import make_hosts  # noqa: E402
@@ -55,7 +56,9 @@ def main() -> None:
                                  "seconds_to_settled": round(time.monotonic() - started, 3),
                                  **summarise(tally(parent, child, answers), answers)})
                     delete_everything(parent, child)
-    print(orjson.dumps({"rows": rows}, option=orjson.OPT_INDENT_2).decode())
+    goals = {f"rows.*.{figure}": at_most(sum(row[figure] for row in rows), 0)
+             for figure in ("orphaned", "dangling", "twice", "leaked_cpu")}
+    print(orjson.dumps({"rows": rows, "goals": goals}, option=orjson.OPT_INDENT_2).decode())
 
 
 def summarise(counts: dict, answers: dict[str, int]) -> dict:

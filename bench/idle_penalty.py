@@ -20,6 +20,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.goals import measured  # noqa: E402
 from bench.predict_latency import PAUSE_S, pipeline_medians, the_jpeg  # noqa: E402
 from inference.yolo_model import YoloModel  # noqa: E402
 from tests.support.assets import YOLO_MODEL  # noqa: E402
@@ -37,6 +38,9 @@ def main() -> None:
         medians = pipeline_medians(YoloModel(YOLO_MODEL, threads=threads), jpeg, args.runs)
         results[f"session_of_{threads}_threads"] = {
             **medians, "sleep_over_back_to_back": round(medians["after_sleep"] / medians["back_to_back"], 3)}
+    results["goals"] = {f"{name}.sleep_over_back_to_back": measured(entry["sleep_over_back_to_back"],
+                                                                     "the machine's wake-up cost, a baseline")
+                        for name, entry in results.items() if isinstance(entry, dict)}
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
 
 

@@ -19,6 +19,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.goals import at_most  # noqa: E402
 from ledger.records import Resources, Status, WorkloadRecord  # noqa: E402
 from ledger.store import MAP_SIZE_BYTES, Ledger  # noqa: E402
 from cnetd.core.lifecycle import finish  # noqa: E402
@@ -68,6 +69,9 @@ def main() -> None:
             median = statistics.median(pairs)
             results[f"pairs_per_s_median_with_{background}_held"] = round(median)
             results[f"bare_txns_per_pair_with_{background}_held"] = round(statistics.median(bare) / median, 2)
+    # A pair is two write transactions: the goal is what the running total reached (3.5-4.1; 14.3 before it)
+    results["goals"] = {f"bare_txns_per_pair_with_{background}_held":
+                        at_most(results[f"bare_txns_per_pair_with_{background}_held"], 4.1) for background in (0, 200)}
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
 
 

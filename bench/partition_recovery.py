@@ -22,6 +22,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.goals import at_most  # noqa: E402
 from ledger.nodetable import NodeTable  # noqa: E402
 from mesh.messages import HEARTBEAT_LIVENESS  # noqa: E402
 from tests.support.cluster import both_online, parent_and_child  # noqa: E402
@@ -96,9 +97,13 @@ def main() -> None:
             for table in tables.values():
                 table.close()
     keys = ("parent_marks_child_offline_s", "child_marks_parent_offline_s", "parent_sees_child_s", "child_sees_parent_s")
+    summaries = {key: summary(runs, key, args.period) for key in keys}
+    # Offline once the liveness window has passed (and the next look at the table); back within 2 periods
+    goals = {f"summary.{key}.max_periods": at_most(summaries[key]["max_periods"] or float("inf"),
+                                                   HEARTBEAT_LIVENESS + 1 if "offline" in key else 2) for key in keys}
     print(orjson.dumps({"period_s": args.period, "liveness_window_s": args.period * HEARTBEAT_LIVENESS,
-                        "partitions": runs, "summary": {key: summary(runs, key, args.period) for key in keys},
-                        "child_restarted_during_partition": restarted},
+                        "partitions": runs, "summary": summaries, "child_restarted_during_partition": restarted,
+                        "goals": goals},
                        option=orjson.OPT_INDENT_2).decode())
 
 

@@ -18,6 +18,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.goals import at_most  # noqa: E402
 from tests.support.nodes import Node, running  # noqa: E402  (the same real-node harness the tests use)
 from tests.support.trickle import Tricklers, p99, probe  # noqa: E402
 
@@ -49,9 +50,11 @@ def main() -> None:
             trickled = measure(node.url, record["endpoint"], args.seconds)
         after = node.workload(record["id"])
     ratios = {name: round(trickled[name]["median_ms"] / idle[name]["median_ms"], 2) for name in idle}
+    goals = {f"trickled.{name}.p99_ms": at_most(trickled[name]["p99_ms"], 1000) for name in trickled}
+    goals["service_restarts"] = at_most(after["restarts"], 0)
     print(orjson.dumps({"clients_per_server": args.clients, "idle": idle, "trickled": trickled,
                         "median_ratio_trickled_to_idle": ratios, "service_restarts": after["restarts"],
-                        "service_status": after["status"]}, option=orjson.OPT_INDENT_2).decode())
+                        "service_status": after["status"], "goals": goals}, option=orjson.OPT_INDENT_2).decode())
 
 
 if __name__ == "__main__":
