@@ -23,6 +23,7 @@ from prometheus_client import Counter
 
 from cnetd.common.byte_ranges import NotSatisfiable, byte_range
 from cnetd.common.request_metrics import instrumented_app
+from gateway.etag_warmer import EtagWarmer
 from gateway.etags import ETags, version_of
 from gateway.keys import NotAFile, UnsafeKey, open_inside
 from gateway.listing import MAX_KEYS, BadToken, ListingIndex, ObjectInfo, decode_token, encode_token, list_page
@@ -251,6 +252,7 @@ def create_gateway_app(base_path: str, bucket: str, keys: GatewayKeys | None = N
     app.req_options.strip_url_path_trailing_slash = True  # /cnet/ is the bucket; /cnet/photos/ no object
     app.add_route("/health", Health())
     etags, index, buckets = ETags(), ListingIndex(root), _Buckets(bucket, os.stat(root).st_mtime)
+    EtagWarmer(root, etags, index).start()  # ETags made before GETs need them
     for mount in ("", MOUNT):  # path-style at the root, and under /s3 as before
         app.add_route(mount or "/", buckets)
         app.add_route(mount + "/{bucket}", _Bucket(root, bucket, etags, index))

@@ -1,10 +1,14 @@
 """Listing pages (v2 tokens, v1 markers) and key safety as pure functions."""
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 
 import pytest
 
+from gateway.etag_warmer import EtagWarmer
+from gateway.etags import ETags, version_of
 from gateway.keys import NotAFile, UnsafeKey, open_inside, safe_relative
 from gateway.listing import BadToken, ListingIndex, ObjectInfo, decode_token, encode_token, list_page, walk
 
@@ -124,3 +128,18 @@ def test_no_link_is_followed_and_only_regular_files_open(tmp_path) -> None:
     with pytest.raises(UnsafeKey):
         open_inside(root, "../outside/secret")
     assert read_inside(root, "fine/name.txt") == b"inside"  # control
+
+
+def test_the_etag_warmer_hashes_each_object_before_any_request_and_again_after_a_change(tmp_path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name, body in (("a.bin", b"a" * 5000), ("sub/b.bin", b"b" * 7)):
+        (tmp_path / name).write_bytes(body)
+    etags, index = ETags(), ListingIndex(tmp_path)
+    known = lambda name: etags.known(version_of(os.stat(tmp_path / name)))  # noqa: E731
+    assert known("a.bin") is None and known("sub/b.bin") is None  # the control: nothing hashed yet
+    warmer = EtagWarmer(tmp_path, etags, index)
+    assert warmer.warm() == 2
+    assert known("a.bin") == f'"{hashlib.md5(b"a" * 5000).hexdigest()}"' and known("sub/b.bin")
+    time.sleep(0.01)
+    (tmp_path / "sub" / "c.bin").write_bytes(b"c")
+    assert warmer.warm() == 1 and known("sub/c.bin") == f'"{hashlib.md5(b"c").hexdigest()}"'
