@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite3
 
 BUSY_TIMEOUT_S = 10.0
 _SCHEMA = """
@@ -39,23 +41,28 @@ class StoredFile:
 class Catalog:
     """Metadata of stored data; opened per process, with a connection per thread: one connection shared by
     the API's threads let two uploads' transactions meet ("cannot start a transaction within a
-    transaction", found by concurrent uploads)."""
+    transaction", found by concurrent uploads). Opened on first use: sqlite3 is then imported, and the schema
+    made, so that a node's processes hold neither while no data is stored or read (about 1 MiB each)."""
 
     def __init__(self, db_path: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(db_path)), exist_ok=True)
         self._db_path = db_path
         self._threads = threading.local()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._schema_made = False
 
     @property
     def _db(self) -> sqlite3.Connection:
         connection = getattr(self._threads, "connection", None)
         if connection is None:
+            import sqlite3
             connection = sqlite3.connect(self._db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             connection.row_factory = sqlite3.Row
             connection.execute("PRAGMA foreign_keys=ON")
             self._threads.connection = connection
+            if not self._schema_made:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.executescript(_SCHEMA)
+                self._schema_made = True
         return connection
 
     def add(self, data_key: str, name: str, kind: str, path: str, files: list[StoredFile]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import orjson
-import yaml
 
 from cnetd.core import hostinfo
 from cnetd.common.addresses import is_loopback
@@ -155,6 +154,7 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> NodeConf
 
 
 def _read_yaml(path: str) -> Any:
+    import yaml  # here: only the launcher and the CLI read YAML; the node's processes read node.json
     try:
         with open(path, encoding="utf-8") as handle:
             raw = yaml.safe_load(handle)
@@ -173,6 +173,7 @@ def _merged(under: Any, over: Any) -> Any:
 
 
 def _overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    import yaml
     found: dict[str, Any] = {}
     for name, text in sorted(environ.items()):
         if not name.startswith(OVERRIDE_PREFIX) or name == OVERRIDE_PREFIX:

@@ -39,6 +39,9 @@ SERVICE_PROGRAMS = ("inference.yolo_service", "inference.opencv_service", "gatew
 CLI_PROGRAMS = ("cnetd.cli.main",)
 NOT_IN_NODE_PROCESSES = ("onnxruntime", "cv2", "torch", "tensorflow", "ai_edge_litert", "docker",
                          "botocore", "requests", "zmq.auth")  # the last three: memory an idle node need not hold
+SUPERVISED_PROGRAMS = ("cnetd.api.app", "cnetd.register.__main__", "cnetd.scheduler.__main__", "cnetd.monitor.__main__")
+NOT_UNDER_SUPERVISORD = ("yaml", "sqlite3")  # the config is read as the JSON the launcher wrote (node.json);
+# the data catalogue opens on its first use
 NOT_IN_THE_REGISTER = ("supervisor",)  # it never talks to supervisord: xmlrpc is idle memory there
 NOT_IN_THE_API_MASTER = ("prometheus_client",)  # gunicorn's master serves no metrics
 NOT_IN_SERVICES = ("lmdb", "zmq", "supervisor", "docker")
@@ -146,6 +149,7 @@ def heavy_violations(sources: dict[str, str]) -> list[str]:
     violations = []
     for programs, forbidden in ((NODE_PROGRAMS, NOT_IN_NODE_PROCESSES), (SERVICE_PROGRAMS, NOT_IN_SERVICES),
                                 (CLI_PROGRAMS, NOT_IN_THE_CLI), (("cnetd.register.__main__",), NOT_IN_THE_REGISTER),
+                                (SUPERVISED_PROGRAMS, NOT_UNDER_SUPERVISORD),
                                 (("cnetd.api.gunicorn_hooks",), NOT_IN_THE_API_MASTER)):
         for program in programs:
             loaded = loaded_at_start(program, sources)
@@ -202,6 +206,8 @@ def test_the_layering_check_follows_imports_through_other_modules() -> None:
     ("cnetd.cli.views", "import cv2"),  # OpenCV at the CLI's every start
     ("cnetd.core.node_process", "from cnetd.core.supervisor_rpc import Supervisor"),  # xmlrpc in the register
     ("cnetd.api.gunicorn_hooks", "from prometheus_client import multiprocess"),  # metrics in the master
+    ("cnetd.core.config", "import yaml"),  # YAML in every process under supervisord
+    ("ledger.catalog", "import sqlite3"),  # SQLite in the scheduler and the API before any data
 ])
 def test_the_heavy_library_check_finds_a_planted_violation(module: str, planted: str) -> None:
     assert heavy_violations({**SOURCES, module: SOURCES[module] + "\n" + planted + "\n"}) != []
