@@ -312,7 +312,8 @@ def test_offline_child_then_lost_then_back(start_node) -> None:
     child = link(Node(), parent=parent, heartbeat_period_s=period_s)
     with running(parent, child):
         wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=10,
-                 diagnose=lambda: nodes_view(parent))
+                 diagnose=lambda: (nodes_view(parent), child.log("register.log")[-2000:],
+                                   parent.log("register.log")[-2000:]))
         record = parent.submit(SLEEP, {"cpu": 2}).json()
         assert record["node"] == child.node_id
 
