@@ -5,6 +5,9 @@
   them with a summary first. The parent holds one connection per child and no socket of its own per child:
   its register's descriptors grow by about one per child while they are connected, and come back down when
   they leave.
+- Children that vanish without closing their connections (the parent's host cut off) are not held for
+  ever: the parent sends no PINGs (at thousands of children their timers cost its IO thread most of its
+  time), and the kernel ends each connection whose heartbeats go unacknowledged for 15 periods.
 - A heartbeat sent up in another child's name (signed with the sender's own key) is refused and counted; the
   control: the same sender in its own name is heard. A correctly signed heartbeat of a node that did not
   register to send up is not taken either.
@@ -20,7 +23,9 @@ import zmq
 from cnetd.common.httpclient import call, node_headers
 from mesh.fanin import SUBSCRIBE, signed
 from mesh.messages import HEARTBEAT_TOPIC, Heartbeat
+from mesh.liveness import PUBLISHER_UNACKNOWLEDGED_PERIODS
 from tests.support.heartbeats import heartbeat
+from tests.support.hosts import make_hosts
 from tests.support.nodes import Node, free_port, link, running, wait_for
 from tests.support.simulated_children import SimulatedChildren
 
@@ -73,6 +78,26 @@ def test_2000_children_are_all_online_paged_and_leave_no_descriptor_behind(paren
     for child in all_children(parent):
         parent.api("DELETE", f"/api/nodes/{child['id']}")
     assert parent.api("GET", "/api/nodes").json()["summary"]["children"] == 0
+
+
+def test_connections_of_children_cut_off_end_at_the_parent_without_pings() -> None:
+    period_s, count = 0.3, 40
+    with make_hosts(1) as hosts, running(link(Node(token=TOKEN, host=hosts[0]), heartbeat_period_s=period_s)) as parent:
+        before = register_fds(parent)
+        with SimulatedChildren(parent.url, count, period_s, token=TOKEN) as children:
+            assert children.wait_registered() == count
+            wait_for(lambda: parent.api("GET", "/api/nodes").json()["summary"]["children_online"] == count,
+                     timeout_s=30, diagnose=lambda: parent.api("GET", "/api/nodes").json()["summary"])
+            connected = register_fds(parent)
+            assert connected - before >= count * 0.9, (before, connected)
+            hosts[0].cut()  # nothing in or out: no FIN or RST reaches the parent, its sends go unanswered
+            try:
+                # Ended after 15 periods unacknowledged (4.5 s here): the bound leaves room for a loaded machine.
+                wait_for(lambda: register_fds(parent) <= before + 5,
+                         timeout_s=PUBLISHER_UNACKNOWLEDGED_PERIODS * period_s + 20,
+                         diagnose=lambda: (before, connected, register_fds(parent)))
+            finally:
+                hosts[0].heal()
 
 
 def test_a_bad_page_is_a_400(parent: Node) -> None:
