@@ -1,6 +1,8 @@
 """MD5 ETags, as S3 clients compare them (``rclone check``, ``aws s3 sync``): read from the file's
 ``user.cnet.md5`` attribute, which CNET's uploads set, or computed once per file version (device, inode,
-size, mtime) and kept in memory."""
+size, mtime) and kept in memory. Beside the MD5, ``user.cnet.md5_of`` names the size and mtime it was taken
+at: a file rewritten in place keeps its attributes, and its old MD5 is then not used (an attribute without
+it, from an older upload, is taken as it is)."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +11,7 @@ import threading
 from collections import OrderedDict
 
 XATTR = "user.cnet.md5"
+VERSION_XATTR = "user.cnet.md5_of"  # "SIZE MTIME_NS" of the content XATTR is the MD5 of
 KEPT_VERSIONS = 200_000
 _READ_BYTES = 1 << 20
 
@@ -20,12 +23,17 @@ def version_of(stat: os.stat_result) -> Version:
 
 
 def set_md5_attribute(descriptor: int, md5_hex: str) -> None:
-    """Record a file's MD5 where the gateway finds it (best effort: a filesystem without user attributes
-    only makes the gateway compute it once)."""
+    """Record the MD5 of a file written in full (no write follows) where the gateway finds it (best effort:
+    a filesystem without user attributes only makes the gateway compute it once)."""
     try:
+        os.setxattr(descriptor, VERSION_XATTR, _content_version(os.fstat(descriptor)))
         os.setxattr(descriptor, XATTR, md5_hex.encode())
     except OSError:
         pass
+
+
+def _content_version(stat: os.stat_result) -> bytes:
+    return f"{stat.st_size} {stat.st_mtime_ns}".encode()
 
 
 class ETags:
@@ -57,7 +65,7 @@ class ETags:
     def _md5(descriptor: int) -> str:
         try:
             recorded = os.getxattr(descriptor, XATTR).decode()
-            if len(recorded) == 32:
+            if len(recorded) == 32 and _recorded_for_this_content(descriptor):
                 return recorded
         except OSError:
             pass
@@ -66,3 +74,11 @@ class ETags:
             digest.update(chunk)
             offset += len(chunk)
         return digest.hexdigest()
+
+
+def _recorded_for_this_content(descriptor: int) -> bool:
+    try:
+        taken_at = os.getxattr(descriptor, VERSION_XATTR)
+    except OSError:
+        return True  # an upload of an older version recorded no version: its MD5 is taken as it is
+    return taken_at == _content_version(os.fstat(descriptor))

@@ -82,6 +82,7 @@ def _write_part(stream: Any, staging: Path, relative: Path, md5_thread: ThreadPo
                 size += len(chunk)
             if behind is not None:
                 behind.result()
+            handle.flush()  # written in full: the attribute records the size and mtime its MD5 is of
             set_md5_attribute(handle.fileno(), md5.hexdigest())  # the gateway's ETag, without reading it again
     finally:
         if behind is not None:

@@ -94,6 +94,8 @@ def test_concurrent_uploads_are_byte_identical_with_their_sha256_and_md5(node: N
             assert stored.read_bytes() == blob
             assert record["config"]["sha256"] == hashlib.sha256(blob).hexdigest()
             assert os.getxattr(stored, "user.cnet.md5").decode() == hashlib.md5(blob).hexdigest()
+            stat = stored.stat()  # and the content it is the MD5 of, so that the gateway takes it
+            assert os.getxattr(stored, "user.cnet.md5_of").decode() == f"{stat.st_size} {stat.st_mtime_ns}"
     finally:
         for record in records:
             if record.get("id"):

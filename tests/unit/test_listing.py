@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gateway.etag_warmer import EtagWarmer
-from gateway.etags import ETags, version_of
+from gateway.etags import ETags, set_md5_attribute, version_of
 from gateway.keys import NotAFile, UnsafeKey, open_inside, safe_relative
 from gateway.listing import BadToken, ListingIndex, ObjectInfo, decode_token, encode_token, list_page, walk
 
@@ -143,3 +143,17 @@ def test_the_etag_warmer_hashes_each_object_before_any_request_and_again_after_a
     time.sleep(0.01)
     (tmp_path / "sub" / "c.bin").write_bytes(b"c")
     assert warmer.warm() == 1 and known("sub/c.bin") == f'"{hashlib.md5(b"c").hexdigest()}"'
+
+
+def test_a_recorded_md5_is_not_used_once_the_file_is_rewritten_in_place(tmp_path) -> None:
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"first")
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        set_md5_attribute(descriptor, "0" * 32)  # not the content's: shows the attribute is what is read
+        assert ETags().of(descriptor) == f'"{"0" * 32}"'  # the control
+        time.sleep(0.01)
+        os.pwrite(descriptor, b"other", 0)  # in place: the attributes stay
+        assert ETags().of(descriptor) == f'"{hashlib.md5(b"other").hexdigest()}"'
+    finally:
+        os.close(descriptor)
