@@ -129,19 +129,10 @@ class _Bucket:
         resp.text = "".join([*head, *entries, "</ListBucketResult>"])
 
     def etag_of(self, info: ObjectInfo) -> str:
-        """A listed object's MD5 ETag: kept since it was last computed, or read through a descriptor opened
-        as GetObject opens it (a link swapped in meanwhile is never followed)."""
+        """A listed object's MD5 ETag: kept since it was last computed, or computed now ('""': gone since the
+        walk)."""
         known = self.etags.known(info.version)
-        if known is not None:
-            return known
-        try:
-            descriptor = open_inside(self.root, info.key)
-        except (UnsafeKey, NotAFile):
-            return '""'  # gone since the walk
-        try:
-            return self.etags.of(descriptor)
-        finally:
-            os.close(descriptor)
+        return known if known is not None else self.etags.of_key(self.root, info.key) or '""'
 
     on_put = on_post = on_delete = _not_allowed
 

@@ -5,12 +5,10 @@ rewritten in place, which no directory change announces) is still hashed by the 
 once: what either computes is kept for both."""
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 from gateway.etags import ETags
-from gateway.keys import NotAFile, UnsafeKey, open_inside
 from gateway.listing import ListingIndex, ObjectInfo
 
 INTERVAL_S = 2.0  # how often the tree's directories are looked at for changes
@@ -47,13 +45,6 @@ class EtagWarmer(threading.Thread):
 
     def _hash(self, key: str) -> bool:
         try:
-            descriptor = open_inside(self._root, key)
-        except (UnsafeKey, NotAFile, OSError):
-            return False  # gone since the walk, or not a file any more
-        try:
-            self._etags.of(descriptor)
-            return True
+            return self._etags.of_key(self._root, key) is not None  # None: gone since the walk
         except OSError:
             return False
-        finally:
-            os.close(descriptor)

@@ -9,6 +9,9 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
+
+from gateway.keys import NotAFile, UnsafeKey, open_inside
 
 XATTR = "user.cnet.md5"
 VERSION_XATTR = "user.cnet.md5_of"  # "SIZE MTIME_NS" of the content XATTR is the MD5 of
@@ -60,6 +63,18 @@ class ETags:
                 while len(self._known) > self._kept:
                     self._known.popitem(last=False)
         return etag
+
+    def of_key(self, root: Path, key: str) -> str | None:
+        """The ETag of the object ``key`` under ``root``, read through a descriptor opened as GetObject opens
+        it (a link swapped in meanwhile is never followed); None if it is no file there now."""
+        try:
+            descriptor = open_inside(root, key)
+        except (UnsafeKey, NotAFile):
+            return None
+        try:
+            return self.of(descriptor)
+        finally:
+            os.close(descriptor)
 
     @staticmethod
     def _md5(descriptor: int) -> str:

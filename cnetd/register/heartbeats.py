@@ -67,11 +67,16 @@ class Heard(NamedTuple):
         return cls(at, role, beat.boot_id, beat.seq, beat.ledger_version, beat.subtree)
 
 
+def subtree_moved(last: Heard | None, beat: Heartbeat, now: float, stale_after_s: float) -> bool:
+    """Whether ``beat`` changes its sender's part of a summary: a new subtree, or the sender back after
+    ``stale_after_s`` of silence (or heard for the first time)."""
+    return last is None or now - last.at >= stale_after_s or last.subtree != beat.subtree
+
+
 def shows_change(last: Heard | None, beat: Heartbeat, now: float, stale_after_s: float) -> bool:
-    """Whether ``beat`` changes what consoles show of its sender: its ledger version or subtree, or the
-    sender back after ``stale_after_s`` of silence (or heard for the first time). Seq and times do not."""
-    return (last is None or now - last.at >= stale_after_s or last.ledger_version != beat.ledger_version
-            or last.subtree != beat.subtree)
+    """Whether ``beat`` changes what consoles show of its sender: its subtree as above, or its ledger version.
+    Seq and times do not."""
+    return subtree_moved(last, beat, now, stale_after_s) or (last is not None and last.ledger_version != beat.ledger_version)
 
 
 class Register:
@@ -253,7 +258,7 @@ class Register:
             if last is not None and last.boot_id == beat.boot_id and beat.seq > last.seq + 1:
                 HEARTBEATS_DROPPED.labels("lost").inc(beat.seq - last.seq - 1)  # PUB/SUB dropped them
             if role == Role.CHILD:
-                subtree_changed |= last is None or now - last.at >= stale_after_s or last.subtree != beat.subtree
+                subtree_changed |= subtree_moved(last, beat, now, stale_after_s)
             self._heard[beat.node_id] = Heard.of(beat, role, now)
             if role == Role.PARENT:
                 self._uplink_heard = time.monotonic()
