@@ -61,16 +61,20 @@ def console(page: Page, node: Node) -> Iterator[Page]:
     assert not script_errors, script_errors
 
 
+DETACHED_MID_SHOT = ("not attached", "not visible or not an HTMLElement")
+
+
 def screenshot(target: Page | Locator, name: str, **options: Any) -> None:
     """A picture for a person to look at. A row the page re-rendered meanwhile (its refresh replaces the table) is
-    found again by its locator and taken again."""
+    found again by its locator and taken again. Playwright names a node detached mid-shot in one of two ways: "not
+    attached", or "not visible or not an HTMLElement" when it went while being scrolled into view."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for attempt in range(3):
+    for attempt in range(5):
         try:
             target.screenshot(path=str(SCREENSHOTS / f"{name}.png"), **options)
             return
         except PlaywrightError as exc:
-            if "not attached" not in str(exc) or attempt == 2:
+            if not any(sign in str(exc) for sign in DETACHED_MID_SHOT) or attempt == 4:
                 raise
 
 
