@@ -16,11 +16,13 @@ import botocore
 import pytest
 from boto3.s3.transfer import TransferConfig
 
+from gateway.app import IN_MEMORY_BYTES
 from tests.support.nodes import MIB, VENV_BIN
 from tests.support.services import standalone_service
 
 ACCESS_KEY, SECRET_KEY = "AKCNETCLIENTS", "clients-secret-key"
 KEYS = 1500
+EDGE_SIZES = (0, IN_MEMORY_BYTES, IN_MEMORY_BYTES + 1)  # read and sent with the headers / sendfiled
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +33,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"object {index}\n".encode())
     (root / "big.bin").write_bytes(os.urandom(20 * MIB))
+    for size in EDGE_SIZES:
+        (root / f"edge-{size}.bin").write_bytes(os.urandom(size))
     (root / "sub").mkdir()
     for name in ("a.txt", "b.txt"):
         (root / "sub" / name).write_bytes(name.encode() * 100)
@@ -81,6 +85,20 @@ def test_boto3_parallel_ranged_download(gateway: str, tree: Path, tmp_path: Path
     client(gateway).download_file("cnet", "big.bin", str(target), Config=TransferConfig(
         multipart_threshold=4 * MIB, multipart_chunksize=2 * MIB, max_concurrency=6))
     assert md5(target) == md5(tree / "big.bin")
+
+
+@pytest.mark.parametrize("size", EDGE_SIZES)
+def test_objects_and_ranges_on_both_sides_of_the_in_memory_size_read_back_whole(gateway: str, tree: Path,
+                                                                               size: int) -> None:
+    s3, content = client(gateway), (tree / f"edge-{size}.bin").read_bytes()
+    whole = s3.get_object(Bucket="cnet", Key=f"edge-{size}.bin")
+    assert whole["Body"].read() == content and whole["ContentLength"] == size
+    assert whole["ETag"] == f'"{hashlib.md5(content).hexdigest()}"'
+    for first, last in ((0, size - 1), (1, size - 2), (size // 2, size - 1)):
+        if 0 <= first <= last:
+            part = s3.get_object(Bucket="cnet", Key=f"edge-{size}.bin", Range=f"bytes={first}-{last}")
+            assert part["Body"].read() == content[first:last + 1]
+            assert part["ContentRange"] == f"bytes {first}-{last}/{size}"
 
 
 def aws(gateway: str, *argv: str) -> subprocess.CompletedProcess:
