@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/gateway_throughput.py        # needs nginx (Debian: apt-get install nginx-light)
 
-- GET of one 256 MiB object (curl, 5 each, taking turns; a Python client's figures beside) and of 1,000
-  objects of 4 KiB (8 concurrent clients), through the gateway and through nginx serving the same
-  directory on loopback in the same run: MiB/s, requests/s, ratios. The gateway is measured once it has
-  settled (it hashes the tree's ETags at start, in the background).
+- GET of one 256 MiB object (curl, 11 each, taking turns; a Python client's figures beside) and of 1,000
+  objects of 4 KiB (8 concurrent clients; wrk's figures for one of them beside), through the gateway and
+  through nginx serving the same directory on loopback in the same run: MiB/s, requests/s, ratios. The
+  gateway is measured once it has settled (it hashes the tree's ETags at start, in the background).
 - ListObjectsV2 over 10,000 keys: median latency of a 1,000-key page, and of listing all 10 pages.
 - A 1 GiB upload through a real node's API: MiB/s against copying the same file on the same disk (page
   cache to page cache) and against dd writing 1 GiB around the page cache, and the API worker's peak RSS
@@ -32,6 +32,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.goals import at_least, at_most  # noqa: E402
+from bench.http_load import load  # noqa: E402
 from tests.support.nodes import VENV_BIN, Node, free_port, wait_until_answers  # noqa: E402
 
 MIB = 2**20
@@ -59,7 +60,7 @@ def get_big_with_requests_mib_s(url: str, size: int) -> float:
     return size / MIB / (time.perf_counter() - started)
 
 
-def compare_big(gateway_url: str, nginx_url: str, size: int, runs: int = 5) -> dict[str, Any]:
+def compare_big(gateway_url: str, nginx_url: str, size: int, runs: int = 11) -> dict[str, Any]:
     """Medians of ``runs`` GETs each, the two servers taking turns (the machine's noise falls on both)."""
     figures: dict[str, dict[str, list[float]]] = {"curl": {"gateway": [], "nginx": []},
                                                    "requests": {"gateway": [], "nginx": []}}
@@ -96,6 +97,17 @@ def get_small_rps(base: str, names: list[str]) -> float:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(fetch, names))
     return round(len(names) / (time.perf_counter() - started), 1)
+
+
+def small_with_wrk(gateway: subprocess.Popen, nginx: subprocess.Popen, gateway_url: str,
+                   nginx_url: str) -> dict[str, float]:
+    """One 4 KiB object by wrk (C, 8 connections): each server's own pace, which the Python client above
+    hides (it is the slower side against either)."""
+    gateway_load, nginx_load = load(gateway_url, 8, 5, gateway.pid), load(nginx_url, 8, 5, nginx.pid)
+    return {"gateway_rps": gateway_load["rps"], "nginx_rps": nginx_load["rps"],
+            "gateway_over_nginx": round(gateway_load["rps"] / nginx_load["rps"], 3),
+            "gateway_cpu_ms_per_request": round(gateway_load["cores_busy"] / gateway_load["rps"] * 1000, 3),
+            "nginx_cpu_ms_per_request": round(nginx_load["cores_busy"] / nginx_load["rps"] * 1000, 3)}
 
 
 def serve_both(root: Path, scratch: Path) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
@@ -188,6 +200,7 @@ def main() -> None:
             big = compare_big(f"{gateway_url}/big.bin", f"{nginx_url}/big.bin", 256 * MIB)
             small = {"gateway_rps": get_small_rps(gateway_url, names), "nginx_rps": get_small_rps(nginx_url, names)}
             small["gateway_over_nginx"] = round(small["gateway_rps"] / small["nginx_rps"], 2)
+            small["with_wrk"] = small_with_wrk(gateway, nginx, f"{gateway_url}/{names[0]}", f"{nginx_url}/{names[0]}")
             results["get_256_mib_object"] = big
             results["get_1000_small_objects_8_clients"] = small
             session = requests.Session()
