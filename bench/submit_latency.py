@@ -2,16 +2,18 @@
 
     .venv/bin/python bench/submit_latency.py [--samples N]
 
-Prints JSON: for 1, 50 and 200 workloads already running on the node, the median, p90 and p99 of
-POST /api/workloads (which answers once supervisord reports the program RUNNING, with its pid), and the
-ratio of the median to the median of starting the same command with subprocess.Popen; then the same
-submission while model deployments run one after another in the background (each one's model checked in a
-subprocess by the scheduler), against the same submission alone just before. Each figure has its goal and
-whether it was met.
+Prints JSON: the same command started straight through the node's supervisord (one XML-RPC multicall, the
+floor under supervised workloads); for 1, 50 and 200 workloads already running on the node, the median,
+p90 and p99 of POST /api/workloads (which answers once supervisord reports the program RUNNING, with its
+pid), and the ratio of the median to the median of starting the same command with subprocess.Popen; then
+the same submission while model deployments run one after another in the background (each one's model
+checked in a subprocess by the scheduler), against the same submission alone just before. Each figure has
+its goal and whether it was met.
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
 import subprocess
 import sys
@@ -23,6 +25,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cnetd.common.paths import WORKLOAD_GROUP, RuntimePaths  # noqa: E402
+from cnetd.core.supervisor_rpc import Supervisor  # noqa: E402
 from tests.support.assets import YOLO_MODEL  # noqa: E402
 from tests.support.nodes import Node, running  # noqa: E402  (the same real-node harness the tests use)
 
@@ -40,6 +44,22 @@ def popen_ms(samples: int) -> list[float]:
         timings.append((time.perf_counter() - started) * 1000)
         process.kill()
         process.wait()
+    return timings
+
+
+def supervisord_ms(node: Node, samples: int) -> list[float]:
+    """The same command added to the workload group and started straight through the node's supervisord, in
+    the one XML-RPC multicall a submission makes: what running workloads as supervised programs (the design
+    card's choice) costs before CNET does anything."""
+    supervisor, timings = Supervisor(str(RuntimePaths(node.runtime_dir).supervisor_socket)), []
+    options = {"command": shlex.join(COMMAND), "autostart": "false", "autorestart": "false", "startsecs": "0"}
+    for index in range(samples):
+        started = time.perf_counter()
+        info = supervisor.add_and_start(f"bench-{index}", options)
+        timings.append((time.perf_counter() - started) * 1000)
+        assert info["statename"] == "RUNNING", info
+        supervisor.stop(f"{WORKLOAD_GROUP}:bench-{index}")
+        supervisor.remove(f"{WORKLOAD_GROUP}:bench-{index}")
     return timings
 
 
@@ -105,6 +125,11 @@ def main() -> None:
     with running(node):
         baseline = summary(popen_ms(args.samples))
         results["popen"] = baseline
+        floor = summary(supervisord_ms(node, args.samples))
+        results["supervisord_add_and_start"] = {
+            **floor, "ratio_to_popen_median": round(floor["median_ms"] / baseline["median_ms"], 1),
+            "goal": "none: the floor under supervised programs (the design card's); a submission adds the API, "
+                    "the scheduler and the ledger to it", "met": None}
         results["submit_during_model_checks"] = during_model_checks(node, args.samples)
         background = 0
         for level in BACKGROUND_LEVELS:
