@@ -66,15 +66,18 @@ def test_a_filesystem_that_refuses_o_direct_gets_the_same_bytes_through_the_page
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs")
 def test_a_disk_that_fills_up_mid_buffer_raises_enospc(tmp_path: Path) -> None:
-    """A short O_DIRECT write (the disk full mid-buffer) is finished through the page cache, which then says
-    ENOSPC, as a buffered write would; nothing is silently dropped."""
+    """A disk with half a buffer left: the O_DIRECT write comes back short, the rest is tried through the page
+    cache (a short count need not be a whole block), which says ENOSPC, as a buffered write would: nothing
+    is silently dropped, and the error names the full disk rather than a misaligned write."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "cnet-direct-full", str(disk)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={4 * BUFFER + BUFFER // 2}", "cnet-direct-full", str(disk)],
+                   check=True)
     try:
         with new_buffer(BUFFER) as buffer, DirectFile(disk / "f", buffer) as written:
             with pytest.raises(OSError) as raised:
                 written.write(os.urandom(8 * BUFFER))
+            assert not written.direct  # the short write was taken up through the page cache
         assert raised.value.errno == errno.ENOSPC
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)
