@@ -11,6 +11,7 @@ import falcon
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from cnetd.common.access_log import BatchedAccessLog
 from cnetd.common.http_worker import DeadlineWorker
 from cnetd.common.lifeline import die_with_parent
 
@@ -40,11 +41,6 @@ class _ServiceApplication(BaseApplication):
             os._exit(Arbiter.WORKER_BOOT_ERROR)
 
 
-# gunicorn's default, but bytes as the answer's Content-Length: gunicorn counts 0 for a body it sendfiles
-# (every GetObject of the gateway).
-ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %({content-length}o)s "%(f)s" "%(a)s"'
-
-
 def service_log_path(log_dir: str, kind: str, port: int) -> str:
     """Where a service of ``kind`` (yolo, opencv, gateway) on ``port`` logs: one file per service."""
     return os.path.join(log_dir, f"{kind}_service_{port}.log")
@@ -64,7 +60,7 @@ def run_service(load_app: Callable[[], falcon.App], host: str, port: int, thread
     _ServiceApplication(load_app, {
         "bind": f"{host}:{port}", "workers": 1, "worker_class": DeadlineWorker, "threads": threads,
         "timeout": 120, "graceful_timeout": 5, "errorlog": log_file, "loglevel": "info",
-        "accesslog": log_file if access_log else None, "access_log_format": ACCESS_LOG_FORMAT,
+        "accesslog": log_file if access_log else None, "logger_class": BatchedAccessLog,
         "control_socket_disable": True,  # gunicorn's default control socket is one path per user, shared by all
         "post_fork": _worker_dies_with_master,
     }).run()
