@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from cnetd.common.byte_ranges import NotSatisfiable, byte_range
 from cnetd.common.request_metrics import instrumented_app
 from gateway.etag_warmer import EtagWarmer
-from gateway.etags import ETags, version_of
+from gateway.etags import ETags
 from gateway.keys import NotAFile, UnsafeKey, open_inside
 from gateway.listing import MAX_KEYS, BadToken, ListingIndex, ObjectInfo, decode_token, encode_token, list_page
 from gateway.sigv4 import GatewayKeys, SignatureRejected, verify
@@ -156,7 +156,7 @@ class _Object(_Bucket):
         super().__init__(root, bucket, etags, index)
         self.bytes_served = bytes_served
 
-    def _open(self, bucket: str, key: str) -> tuple[int, ObjectInfo]:
+    def _open(self, bucket: str, key: str) -> tuple[int, os.stat_result]:
         """The object's open descriptor (links never followed) and what fstat says of it; the caller closes it."""
         self.check(bucket)
         try:
@@ -165,27 +165,26 @@ class _Object(_Bucket):
             raise S3Error(400, "InvalidArgument", f"invalid key: {exc}", f"/{bucket}/{key}") from None
         except NotAFile:
             raise S3Error(404, "NoSuchKey", "the specified key does not exist", f"/{bucket}/{key}") from None
-        stat = os.fstat(descriptor)
-        return descriptor, ObjectInfo(key, stat.st_size, stat.st_mtime, version_of(stat))
+        return descriptor, os.fstat(descriptor)
 
-    def _headers(self, resp: falcon.Response, key: str, info: ObjectInfo, descriptor: int) -> None:
+    def _headers(self, resp: falcon.Response, key: str, stat: os.stat_result, descriptor: int) -> None:
         resp.content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        resp.set_header("ETag", self.etags.of(descriptor))
-        resp.set_header("Last-Modified", email.utils.formatdate(info.mtime, usegmt=True))
+        resp.set_header("ETag", self.etags.of(descriptor, stat))
+        resp.set_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
         resp.set_header("Accept-Ranges", "bytes")
 
     def on_head(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
-        descriptor, info = self._open(bucket, key)
+        descriptor, stat = self._open(bucket, key)
         try:
-            self._headers(resp, key, info, descriptor)
+            self._headers(resp, key, stat, descriptor)
         finally:
             os.close(descriptor)
-        resp.content_length = info.size
+        resp.content_length = stat.st_size
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:
-        descriptor, info = self._open(bucket, key)
+        descriptor, stat = self._open(bucket, key)
         try:
-            start, length = self._range(req, resp, bucket, key, info, descriptor)
+            start, length = self._range(req, resp, bucket, key, stat, descriptor)
             if length <= IN_MEMORY_BYTES:
                 resp.data = os.pread(descriptor, length, start)
             else:
@@ -197,18 +196,18 @@ class _Object(_Bucket):
                 os.close(descriptor)
         self.bytes_served.inc(length)
 
-    def _range(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str, info: ObjectInfo,
+    def _range(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str, stat: os.stat_result,
                descriptor: int) -> tuple[int, int]:
         """The headers of a GET, and the first byte and length it sends (the whole object, or its Range)."""
-        self._headers(resp, key, info, descriptor)
+        self._headers(resp, key, stat, descriptor)
         try:
-            start, end, partial = byte_range(req.get_header("Range"), info.size)
+            start, end, partial = byte_range(req.get_header("Range"), stat.st_size)
         except NotSatisfiable as unsatisfiable:
             resp.set_header("Content-Range", str(unsatisfiable))
             raise S3Error(416, "InvalidRange", "the requested range is not satisfiable", f"/{bucket}/{key}") from None
         if partial:
             resp.status = 206
-            resp.set_header("Content-Range", f"bytes {start}-{end}/{info.size}")
+            resp.set_header("Content-Range", f"bytes {start}-{end}/{stat.st_size}")
         return start, end - start + 1
 
 

@@ -52,12 +52,12 @@ class ETags:
                 self._known.move_to_end(version)
             return etag
 
-    def of(self, descriptor: int) -> str:
-        """The ETag of an open file (its offset is left at 0)."""
-        version = version_of(os.fstat(descriptor))
+    def of(self, descriptor: int, stat: os.stat_result) -> str:
+        """The ETag of an open file, of which ``stat`` is what fstat said (its offset is left at 0)."""
+        version = version_of(stat)
         etag = self.known(version)
         if etag is None:
-            etag = f'"{self._md5(descriptor)}"'
+            etag = f'"{self._md5(descriptor, stat)}"'
             with self._lock:
                 self._known[version] = etag
                 while len(self._known) > self._kept:
@@ -72,15 +72,15 @@ class ETags:
         except (UnsafeKey, NotAFile):
             return None
         try:
-            return self.of(descriptor)
+            return self.of(descriptor, os.fstat(descriptor))
         finally:
             os.close(descriptor)
 
     @staticmethod
-    def _md5(descriptor: int) -> str:
+    def _md5(descriptor: int, stat: os.stat_result) -> str:
         try:
             recorded = os.getxattr(descriptor, XATTR).decode()
-            if len(recorded) == 32 and _recorded_for_this_content(descriptor):
+            if len(recorded) == 32 and _recorded_for_this_content(descriptor, stat):
                 return recorded
         except OSError:
             pass
@@ -91,9 +91,9 @@ class ETags:
         return digest.hexdigest()
 
 
-def _recorded_for_this_content(descriptor: int) -> bool:
+def _recorded_for_this_content(descriptor: int, stat: os.stat_result) -> bool:
     try:
         taken_at = os.getxattr(descriptor, VERSION_XATTR)
     except OSError:
         return True  # an upload of an older version recorded no version: its MD5 is taken as it is
-    return taken_at == _content_version(os.fstat(descriptor))
+    return taken_at == _content_version(stat)
