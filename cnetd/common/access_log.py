@@ -10,13 +10,12 @@ every request and response header for each line, escapes every value, and writes
 through Python logging. A writer thread woken for each line did not help: the wake-up cost what the write
 had.
 
-The size is the answer's Content-Length (gunicorn counts 0 for a sendfiled body). Lines still in a batch
-when the worker exits are written by an ``atexit`` hook.
+The size is the answer's Content-Length (gunicorn counts 0 for a sendfiled body). The worker starts the
+flusher once forked; lines still in a batch when it exits are written by an ``atexit`` hook.
 """
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 import time
 import traceback
@@ -40,7 +39,6 @@ class BatchedAccessLog(Logger):
     def __init__(self, cfg: Any) -> None:
         self._batch: list[str] = []
         self._batching = threading.Lock()
-        self._flusher_pid = 0  # the process whose flusher runs: threads do not cross the worker's fork
         self._stamp: tuple[int, str] = (0, "")
         super().__init__(cfg)
 
@@ -55,8 +53,6 @@ class BatchedAccessLog(Logger):
         with self._batching:
             self._batch.append(line)
             full = len(self._batch) >= BATCH_LINES
-            if self._flusher_pid != os.getpid():
-                self._start_flusher()
         if full:
             self.write_batch()
 
@@ -80,8 +76,8 @@ class BatchedAccessLog(Logger):
             self._stamp = (second, self.now())
         return self._stamp[1]
 
-    def _start_flusher(self) -> None:
-        self._flusher_pid = os.getpid()
+    def start_flusher(self) -> None:
+        """In the worker, once forked (``service_runner``'s post_fork hook): threads do not cross a fork."""
         threading.Thread(target=self._flush_forever, name="access-log", daemon=True).start()
         atexit.register(self.write_batch)
 

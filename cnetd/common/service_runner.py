@@ -46,9 +46,12 @@ def service_log_path(log_dir: str, kind: str, port: int) -> str:
     return os.path.join(log_dir, f"{kind}_service_{port}.log")
 
 
-def _worker_dies_with_master(arbiter: Arbiter, worker: Any) -> None:
-    """A killed master must not leave its worker holding the port (a restart could not bind it)."""
+def _after_fork(arbiter: Arbiter, worker: Any) -> None:
+    """A killed master must not leave its worker holding the port (a restart could not bind it); the
+    worker's access lines are written out each second."""
     die_with_parent()
+    if isinstance(worker.log, BatchedAccessLog):
+        worker.log.start_flusher()
 
 
 def run_service(load_app: Callable[[], falcon.App], host: str, port: int, threads: int, log_file: str,
@@ -62,5 +65,5 @@ def run_service(load_app: Callable[[], falcon.App], host: str, port: int, thread
         "timeout": 120, "graceful_timeout": 5, "errorlog": log_file, "loglevel": "info",
         "accesslog": log_file if access_log else None, "logger_class": BatchedAccessLog,
         "control_socket_disable": True,  # gunicorn's default control socket is one path per user, shared by all
-        "post_fork": _worker_dies_with_master,
+        "post_fork": _after_fork,
     }).run()
