@@ -19,7 +19,10 @@ from tools.chaos_cluster import NAMES, ChaosCluster
 from tools.chaos_history import History
 
 NODE_PROGRAMS = ("register", "scheduler", "monitor", "api")
-LOSS_PROBABILITY = 0.3
+# Each dropped share applies twice on a link's way (the sender's OUTPUT and the receiver's INPUT): 0.3 drops about
+# half a direction's packets (a poor radio link), 0.6 about 84 % (a link that is all but gone, where a request's
+# segments are retransmitted for longer than a forward waits, and may arrive after a newer connection's).
+LOSS_PROBABILITIES = (0.3, 0.6)
 SLOW_RATE = "256kbit"
 # An edge machine's clock steps when NTP corrects it: minutes on a drifting one, hours across a time zone's
 # mistake, days and years on a board without a battery-backed clock that booted at its build date.
@@ -93,9 +96,10 @@ def partition_link(cluster: ChaosCluster, generator: random.Random, duration_s: 
 
 def packet_loss(cluster: ChaosCluster, generator: random.Random, duration_s: float) -> str:
     first, second = generator.sample(NAMES, 2)
-    _held(cluster, first, second, ("-m", "statistic", "--mode", "random", "--probability", str(LOSS_PROBABILITY)),
+    probability = generator.choice(LOSS_PROBABILITIES)
+    _held(cluster, first, second, ("-m", "statistic", "--mode", "random", "--probability", str(probability)),
           duration_s)
-    return f"{LOSS_PROBABILITY:.0%} packet loss {first}↔{second} for {duration_s:.1f} s"
+    return f"{probability:.0%} packet loss (each way, twice) {first}↔{second} for {duration_s:.1f} s"
 
 
 def slow_link(cluster: ChaosCluster, generator: random.Random, duration_s: float) -> str:
