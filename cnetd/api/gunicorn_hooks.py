@@ -4,23 +4,30 @@ see ``cnetd.common.http_worker``)."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cnetd.common.http_worker import DeadlineWorker
-from cnetd.core.api_socket import handover_path, serve_handover
-from cnetd.core.config import NodeConfig
 from cnetd.common.lifeline import die_with_parent
+from cnetd.common.paths import RUNTIME_DIR_ENV, RuntimePaths
+from cnetd.core.api_socket import handover_path, serve_handover
+
+if TYPE_CHECKING:
+    from cnetd.common.http_worker import DeadlineWorker
+
+
+def _paths() -> RuntimePaths:
+    """The master reads only its runtime dir's paths: the node's config (and what it imports, psutil and zmq
+    among them, about 2.5 MiB) is the worker's, which serves the app."""
+    return RuntimePaths(Path(os.environ[RUNTIME_DIR_ENV]))
 
 
 def when_ready(server: Any) -> None:
     """The master hands its listening socket to the next api program that asks (a reload's)."""
-    paths = NodeConfig.from_runtime_dir(os.environ["CNET_RUNTIME_DIR"]).paths
-    serve_handover(server.LISTENERS[0].sock, paths.api_handover_dir)
+    serve_handover(server.LISTENERS[0].sock, _paths().api_handover_dir)
 
 
 def on_exit(server: Any) -> None:
-    paths = NodeConfig.from_runtime_dir(os.environ["CNET_RUNTIME_DIR"]).paths
-    handover_path(paths.api_handover_dir, os.getpid()).unlink(missing_ok=True)
+    handover_path(_paths().api_handover_dir, os.getpid()).unlink(missing_ok=True)
 
 
 def post_fork(server: Any, worker: Any) -> None:
@@ -38,7 +45,8 @@ def child_exit(server: Any, worker: Any) -> None:
 def post_worker_init(worker: DeadlineWorker) -> None:
     """Deadlines from the config; a stop during a reload drains kept-alive connections rather than closing
     them; and the worker says it serves (``ready/api.<master pid>``: what a reload waits for)."""
-    config = NodeConfig.from_runtime_dir(os.environ["CNET_RUNTIME_DIR"])
+    from cnetd.core.config import NodeConfig
+    config = NodeConfig.from_runtime_dir(os.environ[RUNTIME_DIR_ENV])
     worker.timeout_s = config.api_client_timeout_s
     worker.min_rate_bytes_s = config.api_client_min_rate_bytes_s
     paths = config.paths

@@ -6,8 +6,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import psutil
-
 from ledger.catalog import Catalog
 from ledger.records import Status, WorkloadRecord
 
@@ -25,6 +23,7 @@ def remove_upload_files(data_root: Path, data_key: str, catalog: Catalog) -> Non
 def receiver() -> dict[str, float]:
     """Who receives an upload, for its reservation: this process, by pid and start time (a pid alone may be
     reused)."""
+    import psutil  # where used, as in _alive
     me = psutil.Process()
     return {"pid": me.pid, "started": me.create_time()}
 
@@ -40,6 +39,7 @@ def _alive(config: dict[str, object]) -> bool:
     held_by = config.get("receiver")
     if not isinstance(held_by, dict):
         return True  # a reservation from before receivers were recorded is left to whoever made it
+    import psutil  # loaded when an upload in progress is checked: an idle scheduler holds none (0.9 MiB)
     try:
         process = psutil.Process(int(held_by["pid"]))
         return process.create_time() == held_by["started"] and process.status() != psutil.STATUS_ZOMBIE

@@ -39,11 +39,13 @@ SERVICE_PROGRAMS = ("inference.yolo_service", "inference.opencv_service", "gatew
 CLI_PROGRAMS = ("cnetd.cli.main",)
 NOT_IN_NODE_PROCESSES = ("onnxruntime", "cv2", "torch", "tensorflow", "ai_edge_litert", "docker",
                          "botocore", "requests", "zmq.auth")  # the last three: memory an idle node need not hold
-SUPERVISED_PROGRAMS = ("cnetd.api.app", "cnetd.register.__main__", "cnetd.scheduler.__main__", "cnetd.monitor.__main__")
-NOT_UNDER_SUPERVISORD = ("yaml", "sqlite3")  # the config is read as the JSON the launcher wrote (node.json);
-# the data catalogue opens on its first use
-NOT_IN_THE_REGISTER = ("supervisor",)  # it never talks to supervisord: xmlrpc is idle memory there
-NOT_IN_THE_API_MASTER = ("prometheus_client",)  # gunicorn's master serves no metrics
+BEHIND_THE_API = ("cnetd.register.__main__", "cnetd.scheduler.__main__", "cnetd.monitor.__main__")
+SUPERVISED_PROGRAMS = ("cnetd.api.app", *BEHIND_THE_API)
+NOT_UNDER_SUPERVISORD = ("yaml", "sqlite3", "supervisor")  # the config is read as the JSON the launcher wrote
+# (node.json); the data catalogue opens on its first use; supervisord is spoken to with xmlrpc.client alone
+NOT_BEHIND_THE_API = ("psutil",)  # the register, scheduler and monitor: host facts come from os and shutil
+NOT_IN_THE_API_MASTER = ("prometheus_client", "psutil", "zmq")  # gunicorn's master serves no metrics, and reads
+# only its runtime dir's paths
 NOT_IN_SERVICES = ("lmdb", "zmq", "supervisor", "docker")
 NOT_IN_THE_CLI = ("lmdb", "zmq", "supervisor", "docker", "falcon", "cv2", "onnxruntime", "torch", "tensorflow")  # cv2: --draw only
 
@@ -148,8 +150,8 @@ def loaded_at_start(program: str, sources: dict[str, str]) -> set[str]:
 def heavy_violations(sources: dict[str, str]) -> list[str]:
     violations = []
     for programs, forbidden in ((NODE_PROGRAMS, NOT_IN_NODE_PROCESSES), (SERVICE_PROGRAMS, NOT_IN_SERVICES),
-                                (CLI_PROGRAMS, NOT_IN_THE_CLI), (("cnetd.register.__main__",), NOT_IN_THE_REGISTER),
-                                (SUPERVISED_PROGRAMS, NOT_UNDER_SUPERVISORD),
+                                (CLI_PROGRAMS, NOT_IN_THE_CLI), (SUPERVISED_PROGRAMS, NOT_UNDER_SUPERVISORD),
+                                (BEHIND_THE_API, NOT_BEHIND_THE_API),
                                 (("cnetd.api.gunicorn_hooks",), NOT_IN_THE_API_MASTER)):
         for program in programs:
             loaded = loaded_at_start(program, sources)
@@ -204,8 +206,10 @@ def test_the_layering_check_follows_imports_through_other_modules() -> None:
     ("workers.registry", "import onnxruntime"),  # the scheduler imports the registry
     ("inference.service", "from ledger.store import Ledger"),  # lmdb in a service
     ("cnetd.cli.views", "import cv2"),  # OpenCV at the CLI's every start
-    ("cnetd.core.node_process", "from cnetd.core.supervisor_rpc import Supervisor"),  # xmlrpc in the register
+    ("cnetd.core.supervisor_rpc", "from supervisor.xmlrpc import Faults"),  # supervisor's xmlrpc, idle memory
     ("cnetd.api.gunicorn_hooks", "from prometheus_client import multiprocess"),  # metrics in the master
+    ("cnetd.api.gunicorn_hooks", "from cnetd.core.config import NodeConfig"),  # psutil and zmq in the master
+    ("cnetd.core.hostinfo", "import psutil"),  # psutil in every process that reads the config
     ("cnetd.core.config", "import yaml"),  # YAML in every process under supervisord
     ("ledger.catalog", "import sqlite3"),  # SQLite in the scheduler and the API before any data
 ])
