@@ -1,6 +1,6 @@
 """MD5 ETags, as S3 clients compare them (``rclone check``, ``aws s3 sync``): read from the file's
-``user.cnet.md5`` attribute, which CNET's uploads set, or computed once per file version (device, inode,
-size, mtime) and kept in memory. Beside the MD5, ``user.cnet.md5_of`` names the size and mtime it was taken
+``user.cnet.md5`` attribute, which CNET's uploads set once they are recorded (``record_md5``), or computed
+once per file version (device, inode, size, mtime) and kept in memory. Beside the MD5, ``user.cnet.md5_of`` names the size and mtime it was taken
 at: a file rewritten in place keeps its attributes, and its old MD5 is then not used (an attribute without
 it, from an older upload, is taken as it is)."""
 from __future__ import annotations
@@ -33,6 +33,33 @@ def set_md5_attribute(descriptor: int, md5_hex: str) -> None:
         os.setxattr(descriptor, XATTR, md5_hex.encode())
     except OSError:
         pass
+
+
+def record_md5(path: Path) -> None:
+    """Compute and record the MD5 of a file written in full (an upload's, once it is recorded): best effort.
+    A file gone or rewritten meanwhile is left as it is, and the gateway computes what it misses at its first
+    read, so an ETag is right from the first GET either way."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        before = version_of(os.fstat(descriptor))
+        md5 = _md5_of_content(descriptor)
+        if version_of(os.fstat(descriptor)) == before:
+            set_md5_attribute(descriptor, md5)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _md5_of_content(descriptor: int) -> str:
+    digest, offset = hashlib.md5(), 0
+    while chunk := os.pread(descriptor, _READ_BYTES, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
 
 
 def _content_version(stat: os.stat_result) -> bytes:
@@ -84,11 +111,7 @@ class ETags:
                 return recorded
         except OSError:
             pass
-        digest, offset = hashlib.md5(), 0
-        while chunk := os.pread(descriptor, _READ_BYTES, offset):
-            digest.update(chunk)
-            offset += len(chunk)
-        return digest.hexdigest()
+        return _md5_of_content(descriptor)
 
 
 def _recorded_for_this_content(descriptor: int, stat: os.stat_result) -> bool:

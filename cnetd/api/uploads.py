@@ -3,9 +3,13 @@ against the node's storage.
 
 The request's Content-Length is reserved in the ledger before any byte is written (an upload that cannot
 fit is refused before it fills the disk); parts stream into a staging directory (around the page cache)
-with their SHA-256 and MD5; the finished tree is shared with workloads' group (``workloads.user``'s; other
-users get nothing), renamed into place, catalogued, and its allocation shrunk to the bytes stored. Any
-failure, a client that disconnects included, removes the staging files and the reservation.
+with their SHA-256; the finished tree is shared with workloads' group (``workloads.user``'s; other users get
+nothing), renamed into place, catalogued, and its allocation shrunk to the bytes stored. Any failure, a
+client that disconnects included, removes the staging files and the reservation.
+
+Each file's MD5 (the gateway's ETag) is computed once the upload is recorded, on one thread of this process,
+and kept in the file's attributes: it is not on the upload's path. Until it is there (or if this process dies
+first), the gateway computes it at its first read, so the ETag is right from the first GET.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from cnetd.common.request_deadline import ClientTooSlow
 from cnetd.common.errors import CnetError, InsufficientStorage, Invalid, LengthRequired, RequestTimeout, Unprocessable
 from cnetd.core.submission import new_workload_id
 from cnetd.core.upload_files import receiver, remove_upload_files, staging_dir
-from gateway.etags import set_md5_attribute
+from gateway.etags import record_md5
 from gateway.keys import UnsafeKey, safe_relative
 from ledger.catalog import Catalog, StoredFile
 from ledger.records import Resources, Status, WorkloadRecord
@@ -32,7 +36,8 @@ from workers.workload_files import share_with_workloads
 CHUNK_BYTES = 1 << 20
 LARGE_READ_BYTES = 1 << 20  # what one read asks of the server
 UPLOAD_PARTS = ("type", "name", "file")  # "file" once per file
-PART_HELPERS = 3  # a part's file write, SHA-256 and MD5
+PART_HELPERS = 2  # a part's file write and SHA-256
+MD5_RECORDER = ThreadPoolExecutor(1, thread_name_prefix="md5")  # uploaded files' MD5s, one after another
 MAX_PARTS = 100_000  # Falcon's default of 64 would refuse a directory
 Schedule = Callable[..., Any]
 
@@ -65,12 +70,12 @@ class _LargeReads:
 def _write_part(stream: Any, staging: Path, relative: Path, helpers: ThreadPoolExecutor,
                 buffer: mmap.mmap) -> tuple[int, str]:
     """Stream one part to ``relative`` under ``staging``; its size and SHA-256. Writing the file (around the
-    page cache, ``DirectFile``), its SHA-256 and its MD5 (the gateway's ETag) each run on one of ``helpers``,
-    a chunk behind the receiving of the next one: hashlib and writes let go of the GIL, so receiving is the
-    only step taken one after another. Profiled with py-spy before: the write alone was 71 % of the
-    receiving thread's samples of a 1 GiB upload. At most one chunk waits: memory stays bounded."""
+    page cache, ``DirectFile``) and its SHA-256 each run on one of ``helpers``, a chunk behind the receiving
+    of the next one: hashlib and writes let go of the GIL, so receiving is the only step taken one after
+    another. Profiled with py-spy before: the write alone was 71 % of the receiving thread's samples of a
+    1 GiB upload. At most one chunk waits: memory stays bounded."""
     target = staging / relative
-    digest, md5, size = hashlib.sha256(), hashlib.md5(), 0
+    digest, size = hashlib.sha256(), 0
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         written = DirectFile(target, buffer)  # exclusive: never follows or overwrites anything already there
@@ -82,7 +87,7 @@ def _write_part(stream: Any, staging: Path, relative: Path, helpers: ThreadPoolE
             while chunk := stream.read(CHUNK_BYTES):
                 for step in behind:
                     step.result()
-                behind = [helpers.submit(consume, chunk) for consume in (written.write, digest.update, md5.update)]
+                behind = [helpers.submit(consume, chunk) for consume in (written.write, digest.update)]
                 size += len(chunk)
             for step in behind:
                 step.result()
@@ -90,8 +95,7 @@ def _write_part(stream: Any, staging: Path, relative: Path, helpers: ThreadPoolE
             for step in behind:
                 step.cancel()
             wait(behind)
-        written.finish()  # in full: the attribute records the size and mtime its MD5 is of
-        set_md5_attribute(written.fileno(), md5.hexdigest())  # the gateway's ETag, without reading it again
+        written.finish()
     return size, digest.hexdigest()
 
 
@@ -131,6 +135,8 @@ def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise InsufficientStorage(f"upload failed: the data disk is full ({_without_paths(exc)})") from None
         raise Invalid(f"upload failed: {_without_paths(exc)}") from None
+    for stored_file in files:
+        MD5_RECORDER.submit(record_md5, final / stored_file.rel_path)
     return {**record, "data_key": data_key, "files": stored["files"]}
 
 

@@ -74,8 +74,9 @@ def test_curl_single_file_upload(node: Node, tmp_path) -> None:
 
 
 def test_concurrent_uploads_are_byte_identical_with_their_sha256_and_md5(node: Node) -> None:
-    """Several MiB each (many reads and hashing chunks, the MD5 a chunk behind on its own thread), four at
-    once: every file as sent, its SHA-256 in the record, its MD5 where the gateway reads its ETag."""
+    """Several MiB each (many reads and hashing chunks, the SHA-256 a chunk behind on its own thread), four at
+    once: every file as sent, its SHA-256 in the record, and its MD5, computed once the upload is recorded,
+    where the gateway reads its ETag."""
     blobs = [os.urandom(4 * 2**20 + 12_345 * index) for index in range(4)]
     records: list[dict] = [{}] * len(blobs)
 
@@ -93,6 +94,7 @@ def test_concurrent_uploads_are_byte_identical_with_their_sha256_and_md5(node: N
             stored = Path(record["config"]["path"]) / record["files"][0]["rel_path"]
             assert stored.read_bytes() == blob
             assert record["config"]["sha256"] == hashlib.sha256(blob).hexdigest()
+            wait_for(lambda: "user.cnet.md5" in os.listxattr(stored), timeout_s=30)
             assert os.getxattr(stored, "user.cnet.md5").decode() == hashlib.md5(blob).hexdigest()
             stat = stored.stat()  # and the content it is the MD5 of, so that the gateway takes it
             assert os.getxattr(stored, "user.cnet.md5_of").decode() == f"{stat.st_size} {stat.st_mtime_ns}"

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gateway.etag_warmer import EtagWarmer
-from gateway.etags import ETags, set_md5_attribute, version_of
+from gateway.etags import XATTR, ETags, record_md5, set_md5_attribute, version_of
 from gateway.keys import NotAFile, UnsafeKey, open_inside, safe_relative
 from gateway.listing import BadToken, ListingIndex, ObjectInfo, decode_token, encode_token, list_page, walk
 
@@ -157,3 +157,23 @@ def test_a_recorded_md5_is_not_used_once_the_file_is_rewritten_in_place(tmp_path
         assert ETags().of(descriptor, os.fstat(descriptor)) == f'"{hashlib.md5(b"other").hexdigest()}"'
     finally:
         os.close(descriptor)
+
+
+def test_an_uploads_md5_is_right_before_it_is_recorded_and_read_from_its_attribute_after(tmp_path) -> None:
+    """An upload's MD5 is recorded once the upload is answered: a GET before that computes it, one after reads
+    it, and a file deleted before its turn comes is passed over."""
+    path, content = tmp_path / "blob.bin", os.urandom((3 << 20) + 5)
+    path.write_bytes(content)
+    expected = hashlib.md5(content).hexdigest()
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        assert XATTR not in os.listxattr(path)
+        assert ETags().of(descriptor, os.fstat(descriptor)) == f'"{expected}"'  # computed: nothing recorded yet
+        record_md5(path)
+        assert os.getxattr(path, XATTR).decode() == expected
+        set_md5_attribute(descriptor, "0" * 32)  # the control: what is recorded is what a later GET answers
+        assert ETags().of(descriptor, os.fstat(descriptor)) == f'"{"0" * 32}"'
+    finally:
+        os.close(descriptor)
+    record_md5(tmp_path / "deleted.bin")
+    assert not (tmp_path / "deleted.bin").exists()
