@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import socket
 import sys
 import urllib.parse
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from cnetd.common.errors import Invalid, Unavailable, Unprocessable
+from cnetd.common.unix_http import UnixHTTPConnection
 from ledger.records import WorkloadRecord
 from workers.base import RESTART_POLICIES, NodeContext, ProgramSpec, config_schema, port_number, reject_unknown_fields
 from workers.process import ENV_NAME_PATTERN, ENV_SCHEMA
@@ -65,10 +65,7 @@ def engine_answers(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
     without docker-py (which a node's processes do not load)."""
     try:
         if address.startswith("unix://"):
-            connection = http.client.HTTPConnection("localhost", timeout=timeout_s)
-            connection.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            connection.sock.settimeout(timeout_s)
-            connection.sock.connect(address.removeprefix("unix://"))
+            connection: http.client.HTTPConnection = UnixHTTPConnection(address.removeprefix("unix://"), timeout_s)
         else:
             parsed = urllib.parse.urlsplit(address.replace("tcp://", "http://", 1))
             connection = http.client.HTTPConnection(parsed.hostname or "", parsed.port or 2375, timeout=timeout_s)

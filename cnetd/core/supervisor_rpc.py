@@ -4,13 +4,13 @@ from __future__ import annotations
 import http.client
 import shlex
 import shutil
-import socket
 import threading
 import xmlrpc.client
 from enum import IntEnum
 from typing import Any
 
 from cnetd.common.errors import CnetError
+from cnetd.common.unix_http import UnixHTTPConnection
 from cnetd.common.paths import RUNTIME_DIR_ENV, WORKLOAD_GROUP
 
 STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL"})
@@ -30,28 +30,19 @@ class Faults(IntEnum):
     STILL_RUNNING = 91
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path: str) -> None:
-        super().__init__("localhost")
-        self._socket_path = socket_path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # the default timeout, as any socket's
-        self.sock.connect(self._socket_path)
-
-
 class UnixTransport(xmlrpc.client.Transport):
-    """xmlrpc.client's transport (one kept connection) to supervisord's unix socket. supervisor's own
-    ``SupervisorTransport`` does the same, but importing ``supervisor.xmlrpc`` costs each node process that
-    talks to supervisord 1.2 to 2.1 MiB (it brings importlib.metadata, among others)."""
+    """xmlrpc.client's transport (one kept connection) to supervisord's unix socket, each socket operation
+    bounded by ``timeout_s`` (None: blocking). supervisor's own ``SupervisorTransport`` also reaches the
+    socket, but takes no timeout, and importing ``supervisor.xmlrpc`` costs each node process that talks to
+    supervisord 1.2 to 2.1 MiB (it brings importlib.metadata, among others)."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, timeout_s: float | None = None) -> None:
         super().__init__()
-        self._socket_path = socket_path
+        self._socket_path, self._timeout_s = socket_path, timeout_s
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         if self._connection[1] is None:
-            self._connection = host, _UnixConnection(self._socket_path)
+            self._connection = host, UnixHTTPConnection(self._socket_path, self._timeout_s)
         return self._connection[1]
 
 
@@ -136,16 +127,14 @@ class Supervisor:
 
     def shutdown(self, timeout_s: float = 2.0) -> bool:
         """Ask supervisord to stop everything and exit; whether it took the request within ``timeout_s``.
-        Through its socket it acts at once: a signal waits for its event loop's next second. (The transport
-        takes no timeout: the socket it makes gets the default one, set for this call.)"""
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(timeout_s)
+        Through its socket it acts at once: a signal waits for its event loop's next second."""
+        timed = xmlrpc.client.ServerProxy("http://localhost", transport=UnixTransport(self._socket_path, timeout_s))
         try:
-            self._proxy.supervisor.shutdown()
+            timed.supervisor.shutdown()
         except (OSError, xmlrpc.client.Error):
             return False
         finally:
-            socket.setdefaulttimeout(previous)
+            timed("close")()
         return True
 
     def shutting_down(self) -> bool:
