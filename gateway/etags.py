@@ -1,8 +1,8 @@
 """MD5 ETags, as S3 clients compare them (``rclone check``, ``aws s3 sync``): read from the file's
 ``user.cnet.md5`` attribute, which CNET's uploads set once they are recorded (``record_md5``), or computed
-once per file version (device, inode, size, mtime) and kept in memory. Beside the MD5, ``user.cnet.md5_of`` names the size and mtime it was taken
-at: a file rewritten in place keeps its attributes, and its old MD5 is then not used (an attribute without
-it, from an older upload, is taken as it is)."""
+once per file version (device, inode, size, mtime) and kept in memory. Beside the MD5, ``user.cnet.md5_of``
+names the size and mtime it was taken at: a file rewritten in place keeps its attributes, and its old MD5 is
+then not used (an attribute without it, from an older upload, is taken as it is)."""
 from __future__ import annotations
 
 import hashlib
@@ -25,11 +25,11 @@ def version_of(stat: os.stat_result) -> Version:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def set_md5_attribute(descriptor: int, md5_hex: str) -> None:
-    """Record the MD5 of a file written in full (no write follows) where the gateway finds it (best effort:
-    a filesystem without user attributes only makes the gateway compute it once)."""
+def set_md5_attribute(descriptor: int, md5_hex: str, stat: os.stat_result) -> None:
+    """Record the MD5 of a file's content as ``stat`` found it, where the gateway finds it (best effort: a
+    filesystem without user attributes only makes the gateway compute it once)."""
     try:
-        os.setxattr(descriptor, VERSION_XATTR, _content_version(os.fstat(descriptor)))
+        os.setxattr(descriptor, VERSION_XATTR, _content_version(stat))
         os.setxattr(descriptor, XATTR, md5_hex.encode())
     except OSError:
         pass
@@ -44,10 +44,10 @@ def record_md5(path: Path) -> None:
     except OSError:
         return
     try:
-        before = version_of(os.fstat(descriptor))
+        before = os.fstat(descriptor)
         md5 = _md5_of_content(descriptor)
-        if version_of(os.fstat(descriptor)) == before:
-            set_md5_attribute(descriptor, md5)
+        if version_of(os.fstat(descriptor)) == version_of(before):
+            set_md5_attribute(descriptor, md5, before)
     except OSError:
         pass
     finally:

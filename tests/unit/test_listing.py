@@ -150,7 +150,8 @@ def test_a_recorded_md5_is_not_used_once_the_file_is_rewritten_in_place(tmp_path
     path.write_bytes(b"first")
     descriptor = os.open(path, os.O_RDWR)
     try:
-        set_md5_attribute(descriptor, "0" * 32)  # not the content's: shows the attribute is what is read
+        # not the content's: shows the attribute is what is read
+        set_md5_attribute(descriptor, "0" * 32, os.fstat(descriptor))
         assert ETags().of(descriptor, os.fstat(descriptor)) == f'"{"0" * 32}"'  # the control
         time.sleep(0.01)
         os.pwrite(descriptor, b"other", 0)  # in place: the attributes stay
@@ -171,7 +172,8 @@ def test_an_uploads_md5_is_right_before_it_is_recorded_and_read_from_its_attribu
         assert ETags().of(descriptor, os.fstat(descriptor)) == f'"{expected}"'  # computed: nothing recorded yet
         record_md5(path)
         assert os.getxattr(path, XATTR).decode() == expected
-        set_md5_attribute(descriptor, "0" * 32)  # the control: what is recorded is what a later GET answers
+        # the control: what is recorded is what a later GET answers
+        set_md5_attribute(descriptor, "0" * 32, os.fstat(descriptor))
         assert ETags().of(descriptor, os.fstat(descriptor)) == f'"{"0" * 32}"'
     finally:
         os.close(descriptor)
