@@ -1,10 +1,12 @@
 """gunicorn settings for the API (``--config python:cnetd.api.gunicorn_hooks``): workers die with their
 master, and slow clients meet the node's deadline (``api.client_timeout_s``, ``api.client_min_rate_bytes_s``;
-see ``cnetd.common.http_worker``)."""
+see ``cnetd.common.http_worker``).
+
+The master reads only its runtime dir's paths: the node's config (and what it imports, psutil and zmq among
+them, about 2.5 MiB) is the worker's, which serves the app."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnetd.common.lifeline import die_with_parent
@@ -15,19 +17,13 @@ if TYPE_CHECKING:
     from cnetd.common.http_worker import DeadlineWorker
 
 
-def _paths() -> RuntimePaths:
-    """The master reads only its runtime dir's paths: the node's config (and what it imports, psutil and zmq
-    among them, about 2.5 MiB) is the worker's, which serves the app."""
-    return RuntimePaths(Path(os.environ[RUNTIME_DIR_ENV]))
-
-
 def when_ready(server: Any) -> None:
     """The master hands its listening socket to the next api program that asks (a reload's)."""
-    serve_handover(server.LISTENERS[0].sock, _paths().api_handover_dir)
+    serve_handover(server.LISTENERS[0].sock, RuntimePaths.of_this_node().api_handover_dir)
 
 
 def on_exit(server: Any) -> None:
-    handover_path(_paths().api_handover_dir, os.getpid()).unlink(missing_ok=True)
+    handover_path(RuntimePaths.of_this_node().api_handover_dir, os.getpid()).unlink(missing_ok=True)
 
 
 def post_fork(server: Any, worker: Any) -> None:

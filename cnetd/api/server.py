@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-from cnetd.common.paths import RUNTIME_DIR_ENV, RuntimePaths
+from cnetd.common.paths import RuntimePaths
 from cnetd.core.api_socket import take_over
 
 BIND_FLAG = "--bind"
@@ -16,7 +15,7 @@ BIND_FLAG = "--bind"
 
 def main() -> None:
     arguments = sys.argv[1:]
-    descriptor = take_over(RuntimePaths(Path(os.environ[RUNTIME_DIR_ENV])).api_handover_dir)
+    descriptor = take_over(RuntimePaths.of_this_node().api_handover_dir)
     if descriptor is not None:
         at = arguments.index(BIND_FLAG)
         arguments[at + 1] = f"fd://{descriptor}"

@@ -1,6 +1,7 @@
 """Layout of a node's runtime directory: supervisord files, sockets, ledger, logs, workload dirs."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,11 @@ class RuntimePaths:
     """Every path a node's processes share, derived from one root directory."""
 
     root: Path
+
+    @classmethod
+    def of_this_node(cls) -> RuntimePaths:
+        """The paths of the node this process runs under (``CNET_RUNTIME_DIR``, set by its supervisord)."""
+        return cls(Path(os.environ[RUNTIME_DIR_ENV]))
 
     @property
     def node_config(self) -> Path:
