@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import orjson
 import zmq
-from prometheus_client import Counter
 
+from cnetd.common.metric_files import Counter
 from cnetd.common.errors import CnetError, Invalid, SchedulerUnavailable, error_from_dict
 from mesh.bus import context
 

@@ -1,8 +1,9 @@
-"""Prometheus metrics of a node: its processes' counters and the ledger's gauges.
+"""Prometheus metrics of a node, served by the API: its processes' counters and the ledger's gauges.
 
-Node processes (api workers, register, scheduler) write counters and histograms into prometheus_client's
-multiprocess files under the runtime dir (``PROMETHEUS_MULTIPROC_DIR``, set by supervisord for them only),
-so /metrics sums every gunicorn worker and process; the ledger's gauges are read at scrape time. Request
+Node processes write counters and histograms into prometheus_client's multiprocess files under the runtime
+dir (``PROMETHEUS_MULTIPROC_DIR``, set by supervisord for them only): the API's workers through
+prometheus_client (the metrics below), the register and the scheduler through ``cnetd.common.metric_files``
+(``cnetd.core.counters``). /metrics sums every file; the ledger's gauges are read at scrape time. Request
 metrics, shared with the services (one process each, with their own registry), are in
 ``cnetd.common.request_metrics``.
 """
@@ -11,13 +12,10 @@ from __future__ import annotations
 import collections
 from typing import Iterator
 
-import glob
-import os
-from pathlib import Path
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from cnetd.core.counters import ONGOING_METRIC
 from cnetd.core.deployment_spec import DeploymentSpec
 from cnetd.common.paths import RuntimePaths
 from cnetd.core.deployment_state import STARTING_STATUSES, in_rotation
@@ -26,31 +24,6 @@ from ledger.records import RESOURCE_KINDS, WorkloadRecord
 from ledger.store import Ledger
 from workers.stream import STREAM_TYPE
 
-MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
-
-HEARTBEATS_SENT = Counter("cnet_heartbeats_sent_total", "Heartbeats this node published on its mesh endpoint")
-HEARTBEATS_RECEIVED = Counter("cnet_heartbeats_received_total", "Neighbour heartbeats recorded in the node table")
-HEARTBEATS_DROPPED = Counter("cnet_heartbeats_dropped_total",
-                             "Heartbeats not recorded: malformed, from an unknown sender, or lost in transit (seq gaps)",
-                             ["reason"])
-NEIGHBOURS_SKIPPED = Counter("cnet_neighbour_entries_skipped_total",
-                             "Node-table entries the register could not subscribe to (a bad mesh endpoint)")
-NEIGHBOURS_INCOMPATIBLE = Counter("cnet_neighbours_incompatible_total",
-                                  "Parents and peers found to speak another protocol major (marked, not used)",
-                                  ["role"])
-NEIGHBOURS_FORGOTTEN = Counter("cnet_neighbours_forgotten_total",
-                               "Children dropped from the node table after mesh.forget_after_s offline")
-DELEGATIONS = Counter("cnet_delegations_total",
-                      "Forwards of a workload to a neighbour, and submissions that fell back or found no node",
-                      ["outcome"])
-
-MODEL_CACHE = Counter("cnet_model_cache_total",
-                      "Deployments whose model was in the cache already (hit), and models fetched into it", ["outcome"])
-MODEL_FETCHED_BYTES = Counter("cnet_model_fetched_bytes_total", "Bytes of models fetched into the cache")
-REPLICA_EVENTS = Counter("cnet_replica_events_total",
-                         "Replicas of deployments: placed to fill a count, retired (scaled down or orphaned), "
-                         "rescheduled (replaced after they failed or their node was lost)", ["event"])
-ONGOING_METRIC = "cnet_deployment_ongoing_requests"
 DEPLOYMENT_ONGOING = Gauge(ONGOING_METRIC,
                            "Requests in flight through a deployment's endpoint now (held while it starts from zero "
                            "included): the autoscaler's signal before its window's average", ["deployment"],
@@ -58,9 +31,6 @@ DEPLOYMENT_ONGOING = Gauge(ONGOING_METRIC,
 COLD_STARTS = Histogram("cnet_deployment_cold_start_seconds",
                         "How long a request was held for a deployment at zero replicas (or none in rotation) "
                         "until one could serve it", buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 20, 30, 60))
-AUTOSCALE_DECISIONS = Counter("cnet_autoscale_decisions_total",
-                              "Replica counts the autoscaler set: up, down, or limited (no node had room)",
-                              ["direction"])
 BALANCED = Counter("cnet_balanced_requests_total",
                    "Predictions the balancer relayed to a replica: answered, retried on another, or failed",
                    ["outcome"])
@@ -147,28 +117,6 @@ def _stream_families(streams: list[WorkloadRecord], paths: RuntimePaths) -> Iter
         latency.add_metric([stream.id], [*((str(bound), buckets.get(str(bound), 0)) for bound in LATENCY_BUCKETS_S),
                                          ("+Inf", status["latency"]["count"])], status["latency"]["sum_s"])
     yield from (counters, events, reconnects, connected, latency)
-
-
-def ongoing_requests(multiprocess_dir: Path) -> dict[str, float]:
-    """``cnet_deployment_ongoing_requests`` now, by deployment, summed over the live API processes (a killed
-    worker's file is skipped: its pid is gone)."""
-    files = [path for path in glob.glob(str(multiprocess_dir / "gauge_livesum_*.db")) if _alive(path)]
-    ongoing: dict[str, float] = {}
-    for metric in multiprocess.MultiProcessCollector.merge(files, accumulate=True):
-        if metric.name == ONGOING_METRIC:
-            for sample in metric.samples:
-                ongoing[sample.labels["deployment"]] = ongoing.get(sample.labels["deployment"], 0.0) + sample.value
-    return ongoing
-
-
-def _alive(path: str) -> bool:
-    try:
-        os.kill(int(Path(path).stem.rsplit("_", 1)[1]), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def node_exposition(paths: RuntimePaths, node_id: str, ledger: Ledger) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shlex
 
 from cnetd.core.config import NodeConfig
-from cnetd.core.metrics import MULTIPROCESS_ENV
+from cnetd.common.metric_files import MULTIPROCESS_ENV
 from cnetd.common.paths import WORKLOAD_GROUP
 from cnetd.core.supervisor_rpc import DIE_WITH_SUPERVISORD, escape
 

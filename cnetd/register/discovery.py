@@ -11,7 +11,7 @@ from typing import Any
 
 from cnetd.common.protocol import compatible, incompatibility
 from cnetd.core.config import NodeConfig
-from cnetd.core.metrics import NEIGHBOURS_INCOMPATIBLE
+from cnetd.core.counters import NEIGHBOURS_INCOMPATIBLE
 from cnetd.common.httpclient import TimedOut, Unreachable, node_headers, call
 from ledger.nodetable import Neighbour, NodeTable, Role
 from mesh.bus import BusPublisher

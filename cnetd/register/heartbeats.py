@@ -23,12 +23,12 @@ import time
 from typing import Callable, Iterator, NamedTuple, TypeVar
 
 import zmq
-from prometheus_client import Counter
 
+from cnetd.common.metric_files import Counter
 from cnetd.register.capabilities import CapabilityProbe
 from cnetd.register.discovery import Discovery
-from cnetd.core.metrics import (HEARTBEATS_DROPPED, HEARTBEATS_RECEIVED, HEARTBEATS_SENT, NEIGHBOURS_FORGOTTEN,
-                           NEIGHBOURS_SKIPPED)
+from cnetd.core.counters import (HEARTBEATS_DROPPED, HEARTBEATS_RECEIVED, HEARTBEATS_SENT, NEIGHBOURS_FORGOTTEN,
+                            NEIGHBOURS_SKIPPED)
 from cnetd.core.node_process import NodeProcess
 from ledger import boot_clock
 from ledger.nodetable import Role

@@ -26,7 +26,7 @@ from typing import Any
 from cnetd.common.errors import DelegationUnknown
 from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.logs import workload_fields
-from cnetd.core.metrics import DELEGATIONS
+from cnetd.core.counters import DELEGATIONS
 from cnetd.scheduler.refusals import UNREACHABLE, Refusal, kind_of_code
 from ledger.records import Status, WorkloadRecord
 from ledger.store import Ledger

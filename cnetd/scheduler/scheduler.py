@@ -31,7 +31,7 @@ from cnetd.core.channel import DELEGATION_BUDGET_S, submit_timeout_s
 from cnetd.core.deployment_spec import SPREAD_NODE, AutoscalePolicy, DeploymentSpec, replica_count, replica_prefix
 from cnetd.core.deployment_state import members_of
 from cnetd.core.lifecycle import desire, finish
-from cnetd.core.metrics import DELEGATIONS
+from cnetd.core.counters import DELEGATIONS
 from cnetd.core.node_process import NodeProcess
 from cnetd.core.remote import RemoteWorkloads
 from cnetd.core.submission import constraint_labels

@@ -43,7 +43,8 @@ BEHIND_THE_API = ("cnetd.register.__main__", "cnetd.scheduler.__main__", "cnetd.
 SUPERVISED_PROGRAMS = ("cnetd.api.app", *BEHIND_THE_API)
 NOT_UNDER_SUPERVISORD = ("yaml", "sqlite3", "supervisor")  # the config is read as the JSON the launcher wrote
 # (node.json); the data catalogue opens on its first use; supervisord is spoken to with xmlrpc.client alone
-NOT_BEHIND_THE_API = ("psutil",)  # the register, scheduler and monitor: host facts come from os and shutil
+NOT_BEHIND_THE_API = ("psutil", "prometheus_client")  # the register, scheduler and monitor: host facts come from
+# os and shutil, and counters are written with cnetd.common.metric_files
 NOT_IN_THE_API_MASTER = ("prometheus_client", "psutil", "zmq")  # gunicorn's master serves no metrics, and reads
 # only its runtime dir's paths
 NOT_IN_SERVICES = ("lmdb", "zmq", "supervisor", "docker")
@@ -210,6 +211,7 @@ def test_the_layering_check_follows_imports_through_other_modules() -> None:
     ("cnetd.api.gunicorn_hooks", "from prometheus_client import multiprocess"),  # metrics in the master
     ("cnetd.api.gunicorn_hooks", "from cnetd.core.config import NodeConfig"),  # psutil and zmq in the master
     ("cnetd.core.hostinfo", "import psutil"),  # psutil in every process that reads the config
+    ("mesh.rpc", "from prometheus_client import Counter"),  # prometheus_client in the scheduler
     ("cnetd.core.config", "import yaml"),  # YAML in every process under supervisord
     ("ledger.catalog", "import sqlite3"),  # SQLite in the scheduler and the API before any data
 ])

@@ -28,7 +28,7 @@ from cnetd.common.logs import workload_fields
 from cnetd.core.deployment_spec import ALL_OR_NOTHING, ROLLED_BACK, SUPERSEDED, DeploymentSpec, replica_record
 from cnetd.core.deployment_state import deployment_status, in_rotation, members_of
 from cnetd.core.lifecycle import desire
-from cnetd.core.metrics import AUTOSCALE_DECISIONS, REPLICA_EVENTS, ongoing_requests
+from cnetd.core.counters import AUTOSCALE_DECISIONS, REPLICA_EVENTS, ongoing_requests
 from cnetd.core.remote import RemoteWorkloads
 from cnetd.scheduler.deployments.autoscaling import Sample, ScaleDecision, ScaleState, autoscaled, decide_scale
 from cnetd.scheduler.deployments.decide import Member, Place, Promote, Retire, SetRevision, decide

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from cnetd.common.errors import CnetError, Conflict, InsufficientResources, NotFound, Unprocessable
 from cnetd.core.model_records import MODEL_TYPE, model_users, record_id
-from cnetd.core.metrics import MODEL_CACHE, MODEL_FETCHED_BYTES
+from cnetd.core.counters import MODEL_CACHE, MODEL_FETCHED_BYTES
 from cnetd.common.model_sources import DATA, FILE, Source
 from ledger.catalog import Catalog
 from ledger.records import Resources, Status, WorkloadRecord
