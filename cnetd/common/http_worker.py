@@ -7,6 +7,12 @@ few dozen such clients starve the server. Here the worker's event loop reads eac
 body small enough to hold in memory, without blocking; only then does a thread take it. A larger body (or
 a chunked one, or one behind ``Expect: 100-continue``) is read by the thread under the same deadline.
 
+A thread that has answered on a kept-alive connection waits up to ``linger_s`` (10 ms) for the client's next
+request, and serves it too if it arrives whole and no other request waits for a thread: a client sending
+requests back to back skips the event loop's round trip (two thread hand-offs, four epoll calls, a pipe
+write and read), about a fifth of a small GET's CPU. A next request that arrives only in part goes to the
+event loop, under its deadline, as any other.
+
 The deadline is Apache mod_reqtimeout's rule: ``timeout_s`` from the request's start (a new connection's
 accept, a kept-alive connection's next byte), extended by one second per ``min_rate`` bytes received, so a
 large upload at a steady pace goes on and a trickle does not. A request still arriving at its deadline is
@@ -20,23 +26,29 @@ from __future__ import annotations
 
 import errno
 import logging
+import select
 import selectors
 import socket
 import struct
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from functools import partial
 from typing import Callable
 
+import gunicorn.http.wsgi
 import gunicorn.util
 import orjson
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import ThreadWorker, TConn
 
+from cnetd.common.http_response import HeadWithFirstBytes
 from cnetd.common.request_deadline import (DEFAULT_MIN_RATE_BYTES_S, DEFAULT_TIMEOUT_S, HEAD_END, Arrival,
                                            ClientTooSlow, bytes_for_a_thread)
 
 RECV_BYTES = 64 * 1024
+_PARTLY_ARRIVED = object()  # what a thread answers when a connection's next request began but is not all in
 
 
 class DeadlineUnreader(SocketUnreader):
@@ -112,10 +124,13 @@ class DeadlineWorker(ThreadWorker):
     timeout_s: float = DEFAULT_TIMEOUT_S
     min_rate_bytes_s: float = DEFAULT_MIN_RATE_BYTES_S
     drain_on_stop: Callable[[], bool] = staticmethod(lambda: False)  # see _cap_keepalive
+    linger_s: float = 0.01
 
     def init_process(self) -> None:
         gunicorn.util.write_error = json_error
+        gunicorn.http.wsgi.Response = HeadWithFirstBytes  # what gunicorn's wsgi.create makes for HTTP/1
         self._waiting: set[_Conn] = set()
+        self._queued: deque[None] = deque()  # one entry per request handed to the pool and not yet taken
         self.log.error_log.addFilter(_SlowClientLines())
         super().init_process()
 
@@ -184,7 +199,17 @@ class DeadlineWorker(ThreadWorker):
     def _dispatch(self, conn: _Conn) -> None:
         conn.data_ready = True
         conn.dispatched_at = time.monotonic()
+        self._queued.append(None)
         super().enqueue_req(conn)
+
+    def finish_request(self, conn: _Conn, fs: Future) -> None:
+        """On the event loop: a next request a thread found begun waits here for the rest of it."""
+        if fs.cancelled() or fs.result() is not _PARTLY_ARRIVED:
+            super().finish_request(conn, fs)
+            return
+        conn.sock.setblocking(False)
+        self._waiting.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_request_bytes, conn))
 
     def murder_pending(self) -> None:
         """Called by gunicorn's loop about once a second: also end the requests past their deadline."""
@@ -234,7 +259,39 @@ class DeadlineWorker(ThreadWorker):
             conn.close()
 
     def handle(self, conn: _Conn) -> object:
-        """In a thread: hand the parser what the event loop read, under the request's deadline."""
+        """In a thread: serve the request, then the connection's next ones while they follow (see the module's
+        docstring)."""
+        self._queued.popleft()
+        outcome = self._serve(conn)
+        while outcome is True and self._next_request_begins(conn):
+            if not self._has_arrived(conn):
+                return _PARTLY_ARRIVED
+            conn.dispatched_at = time.monotonic()
+            outcome = self._serve(conn)
+        return outcome
+
+    def _next_request_begins(self, conn: _Conn) -> bool:
+        """Bytes of the connection's next request came within ``linger_s`` (now in its buffer, their deadline
+        started), while no request waits for a thread and the worker is not stopping."""
+        if self._queued or not self.alive or conn.parser.unreader.buf.getvalue():  # the last: pipelined, read already
+            return False
+        readable = select.poll()
+        readable.register(conn.sock, select.POLLIN)
+        if not readable.poll(self.linger_s * 1000):
+            return False
+        try:
+            data = conn.sock.recv(RECV_BYTES, socket.MSG_DONTWAIT)
+        except OSError:  # a reset: the event loop finds it closed
+            return False
+        if not data:
+            return False
+        conn.buffered += data
+        conn.arrival = Arrival(time.monotonic(), self.timeout_s, self.min_rate_bytes_s, len(data))
+        conn.needed = None
+        return True
+
+    def _serve(self, conn: _Conn) -> object:
+        """Hand the parser what was read ahead of it, under the request's deadline."""
         conn.arrival.started += time.monotonic() - conn.dispatched_at  # queued for a thread: not the client's time
         conn.sock.setblocking(True)
         conn.init()

@@ -70,6 +70,17 @@ def test_trickling_clients_cannot_take_the_threads(worker_class: str, answers: b
     assert (max(latencies) < 5) == answers, latencies
 
 
+@pytest.mark.parametrize("worker_class, answers", [(DEADLINE_WORKER, True), ("gthread", False)])
+def test_next_requests_trickled_on_kept_alive_connections_cannot_take_the_threads(worker_class: str,
+                                                                                  answers: bool) -> None:
+    """A thread that has answered waits a moment on its connection for the next request; one that then only
+    begins goes to the event loop to arrive, and does not keep the thread."""
+    with slow_app(worker_class) as port, Tricklers(port, count=20, interval_s=0.5, kept_alive=True):
+        time.sleep(1)
+        latencies = probe(f"http://127.0.0.1:{port}/health", duration_s=2, interval_s=0.5)
+    assert (max(latencies) < 5) == answers, latencies
+
+
 def test_a_graceful_stop_closes_idle_connections_and_finishes_a_request_under_way() -> None:
     with slow_app_process(DEADLINE_WORKER) as (port, server):
         idle = socket.create_connection(("127.0.0.1", port))  # kept alive after one answer
