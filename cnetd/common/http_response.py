@@ -1,7 +1,7 @@
 """gunicorn's HTTP/1 response, whose head goes out with the body's first bytes: one send where gunicorn makes
 two (``Response.send_headers``, then each body write). A small answer then reaches its client in one
-segment, and both sides wake once for it: about a sixth of a small GET's CPU in the gateway
-(``bench/gateway_throughput.py``). ``DeadlineWorker`` installs it for every response its process makes."""
+segment, and both sides wake once for it: 7 % of a small GET's CPU in the gateway (0.295 to 0.275 ms, with
+the worker's linger). ``DeadlineWorker`` installs it for every response its process makes."""
 from __future__ import annotations
 
 from typing import Any
