@@ -160,12 +160,11 @@ class _Object(_Bucket):
         """The object's open descriptor (links never followed) and what fstat says of it; the caller closes it."""
         self.check(bucket)
         try:
-            descriptor = open_inside(self.root, key)
+            return open_inside(self.root, key)
         except UnsafeKey as exc:
             raise S3Error(400, "InvalidArgument", f"invalid key: {exc}", f"/{bucket}/{key}") from None
         except NotAFile:
             raise S3Error(404, "NoSuchKey", "the specified key does not exist", f"/{bucket}/{key}") from None
-        return descriptor, os.fstat(descriptor)
 
     def _headers(self, resp: falcon.Response, key: str, stat: os.stat_result, descriptor: int) -> None:
         resp.content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"

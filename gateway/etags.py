@@ -95,11 +95,11 @@ class ETags:
         """The ETag of the object ``key`` under ``root``, read through a descriptor opened as GetObject opens
         it (a link swapped in meanwhile is never followed); None if it is no file there now."""
         try:
-            descriptor = open_inside(root, key)
+            descriptor, stat = open_inside(root, key)
         except (UnsafeKey, NotAFile):
             return None
         try:
-            return self.of(descriptor, os.fstat(descriptor))
+            return self.of(descriptor, stat)
         finally:
             os.close(descriptor)
 

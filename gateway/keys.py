@@ -24,11 +24,11 @@ class NotAFile(LookupError):
     """No regular file at that key (absent, a directory, a link, a device …)."""
 
 
-def open_inside(root: Path, name: str) -> int:
-    """A read-only descriptor of the regular file ``root / name``, opened one path component at a time
-    below ``root`` without following any symlink: a link anywhere on the way (even one swapped in while
-    the walk runs) fails the open, so nothing outside ``root`` can be reached. Raises ``UnsafeKey`` for
-    a malformed name, ``NotAFile`` when no regular file is there."""
+def open_inside(root: Path, name: str) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of the regular file ``root / name``, and its stat, opened one path component at
+    a time below ``root`` without following any symlink: a link anywhere on the way (even one swapped in
+    while the walk runs) fails the open, so nothing outside ``root`` can be reached. Raises ``UnsafeKey``
+    for a malformed name, ``NotAFile`` when no regular file is there."""
     parts = safe_relative(name).parts
     directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -45,7 +45,8 @@ def open_inside(root: Path, name: str) -> int:
             raise NotAFile(name) from None
     finally:
         os.close(directory)
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+    found = os.fstat(descriptor)
+    if not stat.S_ISREG(found.st_mode):
         os.close(descriptor)
         raise NotAFile(name)
-    return descriptor
+    return descriptor, found

@@ -293,8 +293,7 @@ class DeadlineWorker(ThreadWorker):
     def _serve(self, conn: _Conn) -> object:
         """Hand the parser what was read ahead of it, under the request's deadline."""
         conn.arrival.started += time.monotonic() - conn.dispatched_at  # queued for a thread: not the client's time
-        conn.sock.setblocking(True)
-        conn.init()
+        conn.init()  # gunicorn's handle makes the socket blocking
         if isinstance(conn.parser.unreader, DeadlineUnreader):
             conn.parser.unreader.arrival = conn.arrival
         else:

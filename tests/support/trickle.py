@@ -29,7 +29,7 @@ class Tricklers:
         if self.kept_alive:
             for connection in self.connections:
                 connection.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        answers_by = time.monotonic() + 5  # a server whose threads the first tricklers took answers no more
+        answers_by = time.monotonic() + 2  # a server whose threads the first tricklers took answers no more
         for connection in self.connections:
             if self.kept_alive:
                 _read_answer(connection, until=answers_by)

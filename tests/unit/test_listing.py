@@ -106,8 +106,9 @@ def test_unsafe_names(name: str) -> None:
 
 
 def read_inside(root, name: str) -> bytes:
-    descriptor = open_inside(root, name)
+    descriptor, stat = open_inside(root, name)
     with os.fdopen(descriptor, "rb") as handle:
+        assert os.fstat(handle.fileno()).st_ino == stat.st_ino
         return handle.read()
 
 
