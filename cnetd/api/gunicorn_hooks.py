@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from cnetd.common.heap import keep_freed_blocks
 from cnetd.common.lifeline import die_with_parent
 from cnetd.common.paths import RUNTIME_DIR_ENV, RuntimePaths
 from cnetd.core.api_socket import handover_path, serve_handover
@@ -40,11 +41,12 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def post_worker_init(worker: DeadlineWorker) -> None:
     """Deadlines from the config; a stop during a reload drains kept-alive connections rather than closing
-    them; and the worker says it serves (``ready/api.<master pid>``: what a reload waits for)."""
+    them; freed blocks kept for reuse (``cnetd.common.heap``); and the worker says it serves (``ready/api.<master pid>``: what a reload waits for)."""
     from cnetd.core.config import NodeConfig
     config = NodeConfig.from_runtime_dir(os.environ[RUNTIME_DIR_ENV])
     worker.timeout_s = config.api_client_timeout_s
     worker.min_rate_bytes_s = config.api_client_min_rate_bytes_s
     paths = config.paths
     worker.drain_on_stop = paths.reload_marker.exists
+    keep_freed_blocks()  # uploads move their bodies in 1 MiB pieces; each upload hands them back at its end
     (paths.ready_dir / f"api.{os.getppid()}").touch()

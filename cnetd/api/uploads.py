@@ -23,6 +23,7 @@ from typing import Any, Callable
 import falcon
 
 from cnetd.common.direct_file import DirectFile, new_buffer
+from cnetd.common.heap import release_free_heap
 from cnetd.common.request_deadline import ClientTooSlow
 from cnetd.common.errors import CnetError, InsufficientStorage, Invalid, LengthRequired, RequestTimeout, Unprocessable
 from cnetd.core.submission import new_workload_id
@@ -153,9 +154,12 @@ def _stream_parts(req: falcon.Request, staging: Path) -> tuple[dict[str, str], l
     staging.mkdir(parents=True)
     form = req.options.media_handlers[falcon.MEDIA_MULTIPART].deserialize(
         _LargeReads(req.bounded_stream.read), req.content_type, req.content_length)
-    with ThreadPoolExecutor(PART_HELPERS, thread_name_prefix="upload") as helpers, new_buffer() as buffer:
-        for part in form:
-            _take_part(part, staging, fields, files, helpers, buffer)
+    try:
+        with ThreadPoolExecutor(PART_HELPERS, thread_name_prefix="upload") as helpers, new_buffer() as buffer:
+            for part in form:
+                _take_part(part, staging, fields, files, helpers, buffer)
+    finally:
+        release_free_heap()  # the body's pieces, kept for reuse while it arrived (cnetd.common.heap)
     return fields, files
 
 
