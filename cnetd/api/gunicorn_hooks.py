@@ -41,7 +41,8 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def post_worker_init(worker: DeadlineWorker) -> None:
     """Deadlines from the config; a stop during a reload drains kept-alive connections rather than closing
-    them; freed blocks kept for reuse (``cnetd.common.heap``); and the worker says it serves (``ready/api.<master pid>``: what a reload waits for)."""
+    them; freed blocks kept for reuse (``cnetd.common.heap``); and the worker says it serves
+    (``ready/api.<master pid>``: what a reload waits for)."""
     from cnetd.core.config import NodeConfig
     config = NodeConfig.from_runtime_dir(os.environ[RUNTIME_DIR_ENV])
     worker.timeout_s = config.api_client_timeout_s

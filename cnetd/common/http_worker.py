@@ -158,11 +158,19 @@ class DeadlineWorker(ThreadWorker):
         self._await_request(conn)
 
     def _await_request(self, conn: _Conn) -> None:
-        conn.arrival = Arrival(time.monotonic(), self.timeout_s, self.min_rate_bytes_s, len(conn.buffered))
-        conn.needed = None
+        self._begin_request(conn)
         if self._has_arrived(conn):
             self._dispatch(conn)
             return
+        self._wait_for_rest(conn)
+
+    def _begin_request(self, conn: _Conn) -> None:
+        """The request whose bytes the connection's buffer holds begins now: its deadline starts."""
+        conn.arrival = Arrival(time.monotonic(), self.timeout_s, self.min_rate_bytes_s, len(conn.buffered))
+        conn.needed = None
+
+    def _wait_for_rest(self, conn: _Conn) -> None:
+        """On the event loop: the request arrives here, read without blocking, until a thread can take it."""
         conn.sock.setblocking(False)
         self._waiting.add(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_request_bytes, conn))
@@ -207,9 +215,7 @@ class DeadlineWorker(ThreadWorker):
         if fs.cancelled() or fs.result() is not _PARTLY_ARRIVED:
             super().finish_request(conn, fs)
             return
-        conn.sock.setblocking(False)
-        self._waiting.add(conn)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_request_bytes, conn))
+        self._wait_for_rest(conn)
 
     def murder_pending(self) -> None:
         """Called by gunicorn's loop about once a second: also end the requests past their deadline."""
@@ -286,8 +292,7 @@ class DeadlineWorker(ThreadWorker):
         if not data:
             return False
         conn.buffered += data
-        conn.arrival = Arrival(time.monotonic(), self.timeout_s, self.min_rate_bytes_s, len(data))
-        conn.needed = None
+        self._begin_request(conn)
         return True
 
     def _serve(self, conn: _Conn) -> object:
