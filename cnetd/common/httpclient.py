@@ -1,11 +1,15 @@
-"""Minimal JSON-over-HTTP client (stdlib only) for node-to-node calls: registration, delegation, proxying."""
+"""Minimal JSON-over-HTTP client (stdlib only) for node-to-node and node-local calls: registration,
+delegation, proxying, health checks.
+
+These calls never go through the proxy an environment names (``http_proxy``, ``HTTPS_PROXY``...): a node's
+neighbours and its own services are reached directly, and the cluster's token never reaches a proxy.
+``urllib.request`` would honour those variables, even for 127.0.0.1; ``http.client`` does not read them."""
 from __future__ import annotations
 
 import http.client
 import socket
-import urllib.error
-import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -34,21 +38,34 @@ def node_headers(token: str | None) -> dict[str, str]:
 def call(method: str, url: str, body: Any = None, timeout_s: float = 5.0,
          headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any]:
     """Send one request with a JSON ``body`` (or ``raw`` bytes, typed by ``headers``); return (status, decoded
-    JSON answer or None). HTTP errors are returned, not raised."""
+    JSON answer or None). HTTP errors are returned, not raised. A URL that is not http(s) raises ValueError."""
     data = raw if raw is not None else orjson.dumps(body) if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    target = urlsplit(url)
+    connection = _connection(target.scheme, target.netloc, timeout_s)
+    path = (target.path or "/") + (f"?{target.query}" if target.query else "")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+        try:
+            connection.request(method, path, body=data,
+                               headers={"Content-Type": "application/json", **(headers or {})})
+        except OSError as exc:  # refused, unresolved, reset or timed out before the request was wholly sent
+            raise Unreachable(f"{method} {url}: {exc}", delivered=False) from exc
+        try:
+            answer = connection.getresponse()
             return answer.status, _decode(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, _decode(error.read())
-    except urllib.error.URLError as exc:  # urllib wraps what fails while connecting and sending
-        raise Unreachable(f"{method} {url}: {exc.reason}", delivered=False) from exc
-    except (socket.timeout, TimeoutError) as exc:
-        raise TimedOut(f"{method} {url}: no answer within {timeout_s:g} s") from exc
-    except (ConnectionError, http.client.HTTPException, OSError) as exc:  # sent; the answer was lost
-        raise Unreachable(f"{method} {url}: {exc}", delivered=True) from exc
+        except (socket.timeout, TimeoutError) as exc:
+            raise TimedOut(f"{method} {url}: no answer within {timeout_s:g} s") from exc
+        except (http.client.HTTPException, OSError) as exc:  # sent; the answer was lost
+            raise Unreachable(f"{method} {url}: {exc}", delivered=True) from exc
+    finally:
+        connection.close()
+
+
+def _connection(scheme: str, netloc: str, timeout_s: float) -> http.client.HTTPConnection:
+    if scheme == "http":
+        return http.client.HTTPConnection(netloc, timeout=timeout_s)
+    if scheme == "https":
+        return http.client.HTTPSConnection(netloc, timeout=timeout_s)
+    raise ValueError(f"not an http(s) URL: {scheme}://{netloc}")
 
 
 def _decode(raw: bytes) -> Any:

@@ -15,11 +15,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from types import FrameType
 
+import orjson
 import psutil
 
 from cnetd import __version__
@@ -28,6 +28,7 @@ from cnetd.core.config import ConfigError, NodeConfig, load_config
 from cnetd.launcher.reload import Reload, ReloadRefused, clear_ready_markers
 from cnetd.launcher.supervisor_conf import render
 from cnetd.core.supervisor_rpc import Supervisor
+from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.paths import RUNTIME_DIR_ENV
 from cnetd.common.private_files import (PRIVATE_UMASK, TRAVERSE_ONLY_MODE, UnsafeDirectory, make_private_dir,
                                         make_traversable_parents, owner_name, write_private)
@@ -149,11 +150,11 @@ def _wait_ready(config: NodeConfig, supervisord: subprocess.Popen) -> bool:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline and supervisord.poll() is None:
         try:
-            with urllib.request.urlopen(f"{config.api_url}/api/health", timeout=1) as answer:
-                if answer.status == 200:
-                    return True
-        except OSError:
-            time.sleep(0.1)
+            if call("GET", f"{config.api_url}/api/health", timeout_s=1)[0] == 200:
+                return True
+        except (Unreachable, TimedOut):
+            pass
+        time.sleep(0.1)
     return False
 
 
@@ -205,11 +206,14 @@ def health(argv: list[str]) -> int:
         return 2
     address = "127.0.0.1" if config.address == "0.0.0.0" else config.address
     try:
-        with urllib.request.urlopen(f"http://{address}:{config.port}/api/health", timeout=4) as answer:
-            print(answer.read().decode())
-    except OSError as exc:
+        status, answer = call("GET", f"http://{address}:{config.port}/api/health", timeout_s=4)
+    except (Unreachable, TimedOut) as exc:
         print(f"cnetd: node {config.node_id} does not answer on {address}:{config.port}: {exc}", file=sys.stderr)
         return 1
+    if status != 200:
+        print(f"cnetd: node {config.node_id} answers /api/health with HTTP {status}: {answer}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(answer).decode())
     return 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.http_recorder import PROXY_VARIABLES, HttpRecorder
 from tests.support.nodes import VENV_BIN, Node, running, wait_for
 
 TOKEN = "private-state-token"
@@ -83,3 +84,21 @@ def test_a_workload_gets_its_own_environment_not_the_nodes() -> None:
         assert variables["MINE"] == "mine" and variables["CNET_WORKLOAD_ID"] == record["id"]  # control
         assert set(variables) <= {"PATH", "HOME", "LANG", "MINE", "CNET_WORKLOAD_ID", "CNET_NODE_ID",
                                   "CNET_RUNTIME_DIR", "CUDA_VISIBLE_DEVICES", "PWD"}, variables
+
+
+def test_a_site_proxy_in_the_nodes_environment_gets_none_of_its_calls() -> None:
+    """An operator behind a site's proxy starts the node with http_proxy and its kin set. The node's calls to
+    itself (the launcher's wait for its API, ``cnetd health``) and to its services (the monitor's health
+    checks) go straight: a proxy cannot reach 127.0.0.1 of this machine, and would get the cluster's token.
+    The unit tests (tests/unit/test_no_env_proxy.py) show this recorder sees calls that do go through it."""
+    with HttpRecorder(status=502, body=b"proxy cannot reach it") as proxy:
+        node = Node(token=TOKEN, health={"interval_s": 0.5})
+        proxies = {variable: proxy.url for variable in PROXY_VARIABLES}
+        node.environment = proxies
+        with running(node):
+            record = node.submit({"cascade_type": "face"}, {"cpu": 1}, workload_type="opencv").json()
+            assert record["status"] == "running", record  # it passed the monitor's health check
+            health = subprocess.run([str(VENV_BIN / "cnetd"), "health", "-config", str(node.config_path)],
+                                    env={**os.environ, **proxies}, capture_output=True, text=True, timeout=30)
+            assert health.returncode == 0 and node.node_id in health.stdout, health
+        assert proxy.seen == []

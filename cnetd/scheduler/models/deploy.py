@@ -40,7 +40,8 @@ class ModelDeployments:
             if expected is not None and sha256 != expected:
                 raise Unprocessable(f"config.model_sha256: {source.text} has sha256 {sha256}, not {expected}",
                                     artifact=source.text)
-            return self._store.fetch(url, sha256, source.text, headers_of=lambda _: self._headers)
+            return self._store.fetch(url, sha256, source.text, headers_of=lambda _: self._headers,
+                                     from_neighbour=True)
         if source.kind == S3:
             if self._s3 is None:
                 raise Unprocessable(f"config.model_path: {source.text}: this node has no models.s3_endpoint",
@@ -48,8 +49,10 @@ class ModelDeployments:
             url = self._s3.object_url(source.text)
             return self._store.fetch(url, expected, source.text, headers_of=self._s3.headers)
         # A neighbour's signed artifact link is a node-to-node request: it says its protocol, as every one does.
+        neighbours_link = is_artifact_link(source.text)
         return self._store.fetch(source.text, expected, source.text.split("?", 1)[0],
-                                 headers_of=lambda url: protocol_headers() if is_artifact_link(url) else {})
+                                 headers_of=lambda _: protocol_headers() if neighbours_link else {},
+                                 from_neighbour=neighbours_link)
 
     def _find_data(self, source: Source) -> tuple[str, str]:
         """Where a neighbour serves the data file ``source`` names, and its hash."""

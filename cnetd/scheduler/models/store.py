@@ -191,10 +191,12 @@ class ModelStore:
     # -- fetching ----------------------------------------------------------------------------------
 
     def fetch(self, url: str, expected: str | None, label: str,
-              headers_of: Callable[[str], dict[str, str]] = lambda _: {}) -> Artifact:
+              headers_of: Callable[[str], dict[str, str]] = lambda _: {}, from_neighbour: bool = False) -> Artifact:
         """Bring the artifact at ``url`` into the cache (or join the fetch already under way); in a pool
         thread. ``label`` names it in errors and in the cache (the config's source, not a signed link);
-        ``headers_of(url)`` gives the request's headers (a token, a signature made at the time of sending)."""
+        ``headers_of(url)`` gives the request's headers (a token, a signature made at the time of sending).
+        A fetch ``from_neighbour`` (a node of the cluster) goes to it directly; any other follows the proxy
+        the environment names, as downloads from outside the cluster must where a site has one."""
         with self._lock:
             hit = self._cached(expected, label)
             if hit is not None:
@@ -210,7 +212,7 @@ class ModelStore:
                                     artifact=label)
             return dataclasses.replace(artifact, fetched=False)
         try:
-            artifact = self._fetch(url, expected, label, headers_of(url))
+            artifact = self._fetch(url, expected, label, headers_of(url), from_neighbour)
             future.set_result(artifact)
             return artifact
         except BaseException as exc:
@@ -220,31 +222,34 @@ class ModelStore:
             with self._lock:
                 del self._fetches[url]
 
-    def _fetch(self, url: str, expected: str | None, label: str, headers: dict[str, str]) -> Artifact:
+    def _fetch(self, url: str, expected: str | None, label: str, headers: dict[str, str],
+               from_neighbour: bool) -> Artifact:
         import requests  # here: an idle node's scheduler is about 6 MiB smaller without it
-        try:
-            answer = requests.get(url, stream=True, headers=headers, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
-        except requests.RequestException as exc:
-            raise Unprocessable(f"config.model_path: {label} could not be fetched: {_reason(exc)}",
-                                artifact=label) from None
-        with answer:
-            if answer.status_code != 200:
-                raise Unprocessable(f"config.model_path: {label} answered HTTP {answer.status_code}",
-                                    artifact=label)
-            length = answer.headers.get("Content-Length")
-            if length is None or not length.isdigit():
-                raise Unprocessable(f"config.model_path: {label} sends no Content-Length (the cache reserves "
-                                    "a model's size before its first byte)", artifact=label)
-            size = int(length)
-            pending = WorkloadRecord(id=f"model-fetch-{uuid.uuid4().hex}", type=MODEL_TYPE, name=label,
-                                     config={"source": label, "size_bytes": size, "received_bytes": 0},
-                                     requirements=Resources(storage=size), status=Status.UPLOADING)
-            self._reserve(pending, label)
+        with requests.Session() as session:
+            session.trust_env = not from_neighbour  # the environment's proxy (and netrc) only for the outside
             try:
-                return self._receive(answer, pending, label, expected)
-            finally:
-                with contextlib.suppress(NotFound):
-                    self._ledger.remove(pending.id)
+                answer = session.get(url, stream=True, headers=headers, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+            except requests.RequestException as exc:
+                raise Unprocessable(f"config.model_path: {label} could not be fetched: {_reason(exc)}",
+                                    artifact=label) from None
+            with answer:
+                if answer.status_code != 200:
+                    raise Unprocessable(f"config.model_path: {label} answered HTTP {answer.status_code}",
+                                        artifact=label)
+                length = answer.headers.get("Content-Length")
+                if length is None or not length.isdigit():
+                    raise Unprocessable(f"config.model_path: {label} sends no Content-Length (the cache reserves "
+                                        "a model's size before its first byte)", artifact=label)
+                size = int(length)
+                pending = WorkloadRecord(id=f"model-fetch-{uuid.uuid4().hex}", type=MODEL_TYPE, name=label,
+                                         config={"source": label, "size_bytes": size, "received_bytes": 0},
+                                         requirements=Resources(storage=size), status=Status.UPLOADING)
+                self._reserve(pending, label)
+                try:
+                    return self._receive(answer, pending, label, expected)
+                finally:
+                    with contextlib.suppress(NotFound):
+                        self._ledger.remove(pending.id)
 
     def _reserve(self, pending: WorkloadRecord, label: str) -> None:
         """Admit ``pending`` with its size, evicting unused cached models first when the cache or the
