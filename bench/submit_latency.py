@@ -1,18 +1,21 @@
 """Submit→running latency of a process workload through a real node, against subprocess.Popen in the same run.
 
-    .venv/bin/python bench/submit_latency.py [--samples N]
+    .venv/bin/python bench/submit_latency.py [--samples N] [--tail-samples N]
 
 Prints JSON: the same command started straight through the node's supervisord (one XML-RPC multicall, the
 floor under supervised workloads); for 1, 50 and 200 workloads already running on the node, the median,
 p90 and p99 of POST /api/workloads (which answers once supervisord reports the program RUNNING, with its
 pid), and the ratio of the median to the median of starting the same command with subprocess.Popen; then
 the same submission while model deployments run one after another in the background (each one's model
-checked in a subprocess by the scheduler), against the same submission alone just before. Each figure has
-its goal and whether it was met.
+checked in a subprocess by the scheduler), against the same submission alone just before; and, as its
+reference, the same submission while one busy loop per core runs (CPU contention and nothing of CNET's).
+Each figure has its goal and whether it was met. The background phases judge a p99, which needs over 100
+samples to be other than the slowest one: they take ``--tail-samples`` (200) each. About 7 minutes here.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import statistics
 import subprocess
@@ -34,6 +37,7 @@ COMMAND = ["sleep", "600"]
 BACKGROUND_LEVELS = (1, 50, 200)
 GOAL_RATIO_TO_POPEN = 20.0  # submit→running at most this many times a bare Popen
 GOAL_DURING_CHECKS = 2.0  # p99 of a submission while models are checked: at most this many times alone
+BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
 
 
 def popen_ms(samples: int) -> list[float]:
@@ -116,12 +120,30 @@ def during_model_checks(node: Node, samples: int) -> dict[str, object]:
             "p99_during_over_alone": ratio, "goal": f"<= {GOAL_DURING_CHECKS}", "met": ratio <= GOAL_DURING_CHECKS}
 
 
+def during_busy_loops(node: Node, samples: int) -> dict[str, object]:
+    """The reference for ``during_model_checks``: what taking every core away, and nothing else, does to a
+    submission (model services load and warm up on all cores)."""
+    alone = summary(submit_ms(node, samples))
+    loops = [subprocess.Popen(BUSY_LOOP) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)
+        during = summary(submit_ms(node, samples))
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+    return {"alone": alone, "during": during, "busy_loops": len(loops),
+            "p99_during_over_alone": round(during["p99_ms"] / alone["p99_ms"], 2),
+            "goal": "none: the reference for submit_during_model_checks", "met": None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--samples", type=int, default=50, help="per figure judged by its median")
+    parser.add_argument("--tail-samples", type=int, default=200, help="per figure judged by its p99")
     args = parser.parse_args()
     node = Node({"cpu": 1000, "memory": 2**40, "gpu": 0, "storage": 0})
-    results: dict[str, object] = {"samples": args.samples, "command": COMMAND}
+    results: dict[str, object] = {"samples": args.samples, "tail_samples": args.tail_samples, "command": COMMAND}
     with running(node):
         baseline = summary(popen_ms(args.samples))
         results["popen"] = baseline
@@ -130,7 +152,8 @@ def main() -> None:
             **floor, "ratio_to_popen_median": round(floor["median_ms"] / baseline["median_ms"], 1),
             "goal": "none: the floor under supervised programs (the design card's); a submission adds the API, "
                     "the scheduler and the ledger to it", "met": None}
-        results["submit_during_model_checks"] = during_model_checks(node, args.samples)
+        results["submit_during_model_checks"] = during_model_checks(node, args.tail_samples)
+        results["submit_during_busy_loops"] = during_busy_loops(node, args.tail_samples)
         background = 0
         for level in BACKGROUND_LEVELS:
             while background < level:
