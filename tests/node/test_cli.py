@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
+from tests.support.http_recorder import PROXY_VARIABLES, HttpRecorder
 from tests.support.nodes import MIB, VENV_BIN, Node
 
 TOKEN = "cli-token"
@@ -157,3 +158,19 @@ def test_predict_prints_detections_and_draws_them(node: Node, tmp_path: Path) ->
         assert boxed.shape == original.shape and (boxed != original).any()  # the same picture, boxes on it
     finally:
         node.api("DELETE", f"/api/workloads/{service['id']}")
+
+
+def test_a_node_on_this_machine_is_reached_past_the_shells_proxy(node: Node) -> None:
+    """An operator's shell behind a site's proxy names it in http_proxy and its kin: ``cnet`` still reaches
+    the node on this machine. Control: a node at another name goes through the proxy, which sees it."""
+    with HttpRecorder(status=502, body=b"proxy") as proxy:
+        proxied = {**os.environ, **{variable: proxy.url for variable in PROXY_VARIABLES}, "CNET_TOKEN": TOKEN}
+        proxied.pop("no_proxy", None), proxied.pop("NO_PROXY", None)
+        here = subprocess.run([str(VENV_BIN / "cnet"), "--addr", node.url, "status"], env=proxied,
+                              capture_output=True, text=True, timeout=60)
+        assert here.returncode == 0 and node.node_id in here.stdout, here.stderr
+        assert proxy.seen == []
+        elsewhere = subprocess.run([str(VENV_BIN / "cnet"), "--addr", "http://node.example.invalid:8080", "status"],
+                                   env=proxied, capture_output=True, text=True, timeout=60)
+        assert elsewhere.returncode == 1
+        assert [url for url, _ in proxy.seen][:1] == ["http://node.example.invalid:8080/api/health"], proxy.seen
