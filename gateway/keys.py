@@ -12,12 +12,17 @@ class UnsafeKey(ValueError):
 
 def safe_relative(name: str) -> PurePosixPath:
     """A relative path of plain segments, as uploaded file names and S3 keys must be."""
+    return PurePosixPath(*_segments(name))
+
+
+def _segments(name: str) -> list[str]:
+    """``name``'s segments, when it is a relative path of plain ones (an absolute path's first is empty)."""
     if not name or "\x00" in name or "\\" in name:
         raise UnsafeKey(f"{name!r}: empty, or contains NUL or a backslash")
-    path = PurePosixPath(name)
-    if path.is_absolute() or any(part in ("..", ".", "") for part in name.split("/")):
+    segments = name.split("/")
+    if any(segment in ("..", ".", "") for segment in segments):
         raise UnsafeKey(f"{name!r}: must be a relative path without '.' or '..' segments")
-    return path
+    return segments
 
 
 class NotAFile(LookupError):
@@ -29,7 +34,7 @@ def open_inside(root: Path, name: str) -> tuple[int, os.stat_result]:
     a time below ``root`` without following any symlink: a link anywhere on the way (even one swapped in
     while the walk runs) fails the open, so nothing outside ``root`` can be reached. Raises ``UnsafeKey``
     for a malformed name, ``NotAFile`` when no regular file is there."""
-    parts = safe_relative(name).parts
+    parts = _segments(name)  # no PurePosixPath on a GET's path (2.6 % of the gateway's Python under small GETs)
     directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for part in parts[:-1]:

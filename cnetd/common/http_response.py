@@ -1,14 +1,35 @@
 """gunicorn's HTTP/1 response, whose head goes out with the body's first bytes: one send where gunicorn makes
 two (``Response.send_headers``, then each body write). A small answer then reaches its client in one
 segment, and both sides wake once for it: 7 % of a small GET's CPU in the gateway (0.295 to 0.275 ms, with
-the worker's linger). ``DeadlineWorker`` installs it for every response its process makes."""
+the worker's linger). ``DeadlineWorker`` installs it for every response its process makes, and with it
+``http_date_once_a_second`` for the Date header every response carries."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from gunicorn import util
 from gunicorn.http.wsgi import Response
 
 WITH_HEAD_BYTES = 64 * 1024  # first body bytes up to this size are copied behind the head; larger ones follow it
+
+
+_format_http_date = util.http_date  # gunicorn's own
+_this_second: tuple[int, str] = (0, "")
+
+
+def http_date_once_a_second(timestamp: float | None = None) -> str:
+    """gunicorn's ``util.http_date``, with the current time's made once a second: formatting each response's
+    Date took 6 % of the data gateway's Python time under small GETs (py-spy --gil)."""
+    global _this_second
+    if timestamp is not None:
+        return _format_http_date(timestamp)
+    second, formatted = _this_second
+    now = int(time.time())
+    if second != now:
+        formatted = _format_http_date(now)
+        _this_second = (now, formatted)
+    return formatted
 
 
 class HeadWithFirstBytes(Response):

@@ -43,7 +43,7 @@ import orjson
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import ThreadWorker, TConn
 
-from cnetd.common.http_response import HeadWithFirstBytes
+from cnetd.common.http_response import HeadWithFirstBytes, http_date_once_a_second
 from cnetd.common.request_deadline import (DEFAULT_MIN_RATE_BYTES_S, DEFAULT_TIMEOUT_S, HEAD_END, Arrival,
                                            ClientTooSlow, bytes_for_a_thread)
 
@@ -129,6 +129,7 @@ class DeadlineWorker(ThreadWorker):
     def init_process(self) -> None:
         gunicorn.util.write_error = json_error
         gunicorn.http.wsgi.Response = HeadWithFirstBytes  # what gunicorn's wsgi.create makes for HTTP/1
+        gunicorn.util.http_date = http_date_once_a_second
         self._waiting: set[_Conn] = set()
         self._queued: deque[None] = deque()  # one entry per request handed to the pool and not yet taken
         self.log.error_log.addFilter(_SlowClientLines())

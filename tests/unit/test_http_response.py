@@ -90,3 +90,22 @@ def test_a_sendfiled_body_follows_its_head(tmp_path: Any) -> None:
     stock = answered(Response, "GET", [("Content-Length", str(len(data)))], file=SeekableFile(data, tmp_path / "stock"))
     assert b"".join(ours) == b"".join(stock)
     assert ours[-1] == data and ours[0].endswith(b"\r\n\r\n")
+
+
+def test_the_date_is_gunicorns_and_made_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``http_date_once_a_second`` (gunicorn's Date header in our workers) says what gunicorn's own does, and
+    formats the current time once per second."""
+    import time
+    from cnetd.common import http_response
+    gunicorns = http_response._format_http_date
+    monkeypatch.setattr(http_response, "_this_second", (0, ""))
+    monkeypatch.setattr(time, "time", lambda: 1_764_880_000.7)
+    assert http_response.http_date_once_a_second() == gunicorns() == "Thu, 04 Dec 2025 20:26:40 GMT"
+    assert http_response.http_date_once_a_second(86_400.5) == gunicorns(86_400.5)  # a given time: as given
+
+    made: list[float] = []
+    monkeypatch.setattr(http_response, "_format_http_date", lambda at: made.append(at) or f"second {at}")
+    for now, expected in ((2_000.1, "second 2000"), (2_000.9, "second 2000"), (2_001.0, "second 2001")):
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        assert http_response.http_date_once_a_second() == expected
+    assert made == [2_000, 2_001]
