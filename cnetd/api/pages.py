@@ -4,7 +4,6 @@ from __future__ import annotations
 import falcon
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from cnetd.api import openapi
 from cnetd.api.base import Resource
 from cnetd.common.web import send
 from cnetd.core.metrics import node_exposition
@@ -13,6 +12,7 @@ from ui import STATIC_DIR
 
 class OpenApi(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        from cnetd.api import openapi  # here: the document's code is 0.5 MiB that an idle API worker never needs
         send(resp, openapi.document())
 
 
