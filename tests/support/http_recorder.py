@@ -40,7 +40,5 @@ class _Recording(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(self.server.body)
 
-    do_POST = do_GET
-
     def log_message(self, *args: object) -> None:
         pass
