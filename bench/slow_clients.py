@@ -28,9 +28,12 @@ def summary(latencies: list[float]) -> dict[str, float | bool]:
             "all_answered": max(latencies) != float("inf"), "probes": len(latencies)}
 
 
+ROUND_S = 4  # each round probes each server for 2 s
+
+
 def measure(api_url: str, service_url: str, seconds: float) -> dict[str, dict]:
     api, service = [], []
-    for _ in range(int(seconds // 4)):
+    for _ in range(int(seconds // ROUND_S)):
         api += probe(f"{api_url}/api/health", duration_s=2, interval_s=0.1)
         service += probe(f"{service_url}/health", duration_s=2, interval_s=0.1)
     return {"api_health": summary(api), "service_health": summary(service)}
@@ -41,6 +44,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=150)
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
+    if args.seconds < ROUND_S:
+        parser.error(f"--seconds: at least {ROUND_S} (one round of probes of each server)")
     node = Node(health={"interval_s": 2})
     with running(node):
         record = node.submit({"cascade_type": "face"}, {"cpu": 1}, workload_type="opencv").json()
