@@ -7,8 +7,6 @@ path. Anything that would write answers MethodNotAllowed.
 """
 from __future__ import annotations
 
-import email.utils
-import functools
 import mimetypes
 import os
 import re
@@ -22,6 +20,7 @@ import falcon
 from prometheus_client import Counter
 
 from cnetd.common.byte_ranges import NotSatisfiable, byte_range
+from cnetd.common.http_response import http_date
 from cnetd.common.request_metrics import instrumented_app
 from gateway.etag_warmer import EtagWarmer
 from gateway.etags import ETags
@@ -152,13 +151,6 @@ class _Buckets:
                      f"<CreationDate>{_iso(self.created)}</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>")
 
 
-@functools.lru_cache(maxsize=4096)
-def _http_date(seconds: int) -> str:
-    """An HTTP date (Last-Modified), made once per second of mtime: email.utils' formatting took about 7 % of
-    the gateway's Python time under small GETs (py-spy --gil)."""
-    return email.utils.formatdate(seconds, usegmt=True)
-
-
 class _Object(_Bucket):
     def __init__(self, root: Path, bucket: str, etags: ETags, index: ListingIndex, bytes_served: Counter) -> None:
         super().__init__(root, bucket, etags, index)
@@ -177,7 +169,7 @@ class _Object(_Bucket):
     def _headers(self, resp: falcon.Response, key: str, stat: os.stat_result, descriptor: int) -> None:
         resp.content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
         resp.set_header("ETag", self.etags.of(descriptor, stat))
-        resp.set_header("Last-Modified", _http_date(stat.st_mtime_ns // 1_000_000_000))
+        resp.set_header("Last-Modified", http_date(stat.st_mtime_ns // 1_000_000_000))
         resp.set_header("Accept-Ranges", "bytes")
 
     def on_head(self, req: falcon.Request, resp: falcon.Response, bucket: str, key: str) -> None:

@@ -98,7 +98,7 @@ def test_the_date_is_gunicorns_and_made_once_a_second(monkeypatch: pytest.Monkey
     import time
     from cnetd.common import http_response
     gunicorns = http_response._format_http_date
-    monkeypatch.setattr(http_response, "_this_second", (0, ""))
+    http_response.http_date.cache_clear()
     monkeypatch.setattr(time, "time", lambda: 1_764_880_000.7)
     assert http_response.http_date_once_a_second() == gunicorns() == "Thu, 04 Dec 2025 20:26:40 GMT"
     assert http_response.http_date_once_a_second(86_400.5) == gunicorns(86_400.5)  # a given time: as given
