@@ -225,32 +225,24 @@ class ModelStore:
 
     def _fetch(self, url: str, expected: str | None, label: str, headers: dict[str, str],
                from_neighbour: bool) -> Artifact:
-        import requests  # here: an idle node's scheduler is about 6 MiB smaller without it
-        with requests.Session() as session:
-            session.trust_env = not from_neighbour  # the environment's proxy (and netrc) only for the outside
+        with _get(url, headers, label, from_neighbour) as answer:
+            if answer.status_code != 200:
+                raise Unprocessable(f"config.model_path: {label} answered HTTP {answer.status_code}",
+                                    artifact=label)
+            length = answer.headers.get("Content-Length")
+            if length is None or not length.isdigit():
+                raise Unprocessable(f"config.model_path: {label} sends no Content-Length (the cache reserves "
+                                    "a model's size before its first byte)", artifact=label)
+            size = int(length)
+            pending = WorkloadRecord(id=f"model-fetch-{uuid.uuid4().hex}", type=MODEL_TYPE, name=label,
+                                     config={"source": label, "size_bytes": size, "received_bytes": 0},
+                                     requirements=Resources(storage=size), status=Status.UPLOADING)
+            self._reserve(pending, label)
             try:
-                answer = session.get(url, stream=True, headers=headers, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
-            except requests.RequestException as exc:
-                raise Unprocessable(f"config.model_path: {label} could not be fetched: {_reason(exc)}",
-                                    artifact=label) from None
-            with answer:
-                if answer.status_code != 200:
-                    raise Unprocessable(f"config.model_path: {label} answered HTTP {answer.status_code}",
-                                        artifact=label)
-                length = answer.headers.get("Content-Length")
-                if length is None or not length.isdigit():
-                    raise Unprocessable(f"config.model_path: {label} sends no Content-Length (the cache reserves "
-                                        "a model's size before its first byte)", artifact=label)
-                size = int(length)
-                pending = WorkloadRecord(id=f"model-fetch-{uuid.uuid4().hex}", type=MODEL_TYPE, name=label,
-                                         config={"source": label, "size_bytes": size, "received_bytes": 0},
-                                         requirements=Resources(storage=size), status=Status.UPLOADING)
-                self._reserve(pending, label)
-                try:
-                    return self._receive(answer, pending, label, expected)
-                finally:
-                    with contextlib.suppress(NotFound):
-                        self._ledger.remove(pending.id)
+                return self._receive(answer, pending, label, expected)
+            finally:
+                with contextlib.suppress(NotFound):
+                    self._ledger.remove(pending.id)
 
     def _reserve(self, pending: WorkloadRecord, label: str) -> None:
         """Admit ``pending`` with its size, evicting unused cached models first when the cache or the
@@ -446,6 +438,19 @@ def _pack(folder: Path, into: Path, most_bytes: int) -> int:
                                     artifact=str(folder))
             archive.add(entry, arcname=str(entry.relative_to(folder)), recursive=False, filter=normalized)
     return into.stat().st_size
+
+
+def _get(url: str, headers: dict[str, str], label: str, from_neighbour: bool) -> requests.Response:
+    """The streamed answer to a GET of ``url``. Only a fetch from outside the cluster reads the environment (its
+    proxy, netrc): a neighbour is reached straight. Its session closes here, as ``requests.get``'s does."""
+    import requests  # here: an idle node's scheduler is about 6 MiB smaller without it
+    with requests.Session() as session:
+        session.trust_env = not from_neighbour
+        try:
+            return session.get(url, stream=True, headers=headers, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+        except requests.RequestException as exc:
+            raise Unprocessable(f"config.model_path: {label} could not be fetched: {_reason(exc)}",
+                                artifact=label) from None
 
 
 def _reason(exc: requests.RequestException) -> str:
