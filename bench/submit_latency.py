@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ContextManager
 
 import orjson
 
@@ -87,13 +88,23 @@ def summary(timings: list[float]) -> dict[str, float]:
 
 
 class ModelDeployments(threading.Thread):
-    """Deploys and deletes the YOLO model one after another: a model check is under way most of the time."""
+    """Deploys and deletes the YOLO model one after another while inside: a model check is under way most of the
+    time."""
 
     def __init__(self, node: Node) -> None:
         super().__init__(daemon=True)
         self._node = node
         self.done = threading.Event()
         self.deployed = 0
+
+    def __enter__(self) -> ModelDeployments:
+        self.start()
+        time.sleep(1.0)  # the first check is under way
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.join()
 
     def run(self) -> None:
         body = {"type": "mlmodel", "config": {"model_type": "yolo", "model_path": YOLO_MODEL},
@@ -105,35 +116,45 @@ class ModelDeployments(threading.Thread):
             self._node.api("DELETE", f"/api/workloads/{record['id']}", fresh_connection=True)
 
 
-def during_model_checks(node: Node, samples: int) -> dict[str, object]:
+class BusyLoops:
+    """One busy loop per core while inside: CPU contention and nothing of CNET's."""
+
+    def __init__(self) -> None:
+        self.count = os.cpu_count() or 1
+        self._loops: list[subprocess.Popen] = []
+
+    def __enter__(self) -> BusyLoops:
+        self._loops = [subprocess.Popen(BUSY_LOOP) for _ in range(self.count)]
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for loop in self._loops:
+            loop.kill()
+            loop.wait()
+
+
+def alone_then_during(node: Node, samples: int, background: ContextManager[object]) -> dict[str, object]:
+    """The submission alone, then while ``background`` runs, and the ratio of their p99s."""
     alone = summary(submit_ms(node, samples))
-    deployments = ModelDeployments(node)
-    deployments.start()
-    time.sleep(1.0)  # the first check is under way
-    try:
+    with background:
         during = summary(submit_ms(node, samples))
-    finally:
-        deployments.done.set()
-        deployments.join()
-    ratio = round(during["p99_ms"] / alone["p99_ms"], 2)
-    return {"alone": alone, "during": during, "models_deployed_meanwhile": deployments.deployed,
-            "p99_during_over_alone": ratio, "goal": f"<= {GOAL_DURING_CHECKS}", "met": ratio <= GOAL_DURING_CHECKS}
+    return {"alone": alone, "during": during, "p99_during_over_alone": round(during["p99_ms"] / alone["p99_ms"], 2)}
+
+
+def during_model_checks(node: Node, samples: int) -> dict[str, object]:
+    deployments = ModelDeployments(node)
+    measured = alone_then_during(node, samples, deployments)
+    ratio = measured["p99_during_over_alone"]
+    return {**measured, "models_deployed_meanwhile": deployments.deployed, "goal": f"<= {GOAL_DURING_CHECKS}",
+            "met": ratio <= GOAL_DURING_CHECKS}
 
 
 def during_busy_loops(node: Node, samples: int) -> dict[str, object]:
     """The reference for ``during_model_checks``: what taking every core away, and nothing else, does to a
     submission (model services load and warm up on all cores)."""
-    alone = summary(submit_ms(node, samples))
-    loops = [subprocess.Popen(BUSY_LOOP) for _ in range(os.cpu_count() or 1)]
-    try:
-        time.sleep(0.5)
-        during = summary(submit_ms(node, samples))
-    finally:
-        for loop in loops:
-            loop.kill()
-            loop.wait()
-    return {"alone": alone, "during": during, "busy_loops": len(loops),
-            "p99_during_over_alone": round(during["p99_ms"] / alone["p99_ms"], 2),
+    loops = BusyLoops()
+    return {**alone_then_during(node, samples, loops), "busy_loops": loops.count,
             "goal": "none: the reference for submit_during_model_checks", "met": None}
 
 
