@@ -67,8 +67,10 @@ def test_a_process_submission_answers_while_a_model_check_is_under_way(node: Nod
 
 def test_a_submission_answers_while_a_stop_waits_for_its_program(node: Node) -> None:
     # sh ignores SIGTERM here, and so does its sleep: the stop waits out the stop timeout, then kills.
-    stubborn = node.submit({"command": "sh", "args": ["-c", "trap '' TERM; sleep 600 & wait"]}).json()
+    stubborn = node.submit({"command": "sh", "args": ["-c", "trap '' TERM; echo deaf; sleep 600 & wait"]}).json()
     assert stubborn["status"] == "running", stubborn
+    # Running is said once it is spawned: on a loaded machine a stop sent at once beat sh to its trap.
+    wait_for(lambda: "deaf" in node.api("GET", f"/api/workloads/{stubborn['id']}/logs").json()["stdout"])
     with ThreadPoolExecutor(1) as pool:
         stopping = pool.submit(node.api, "POST", f"/api/workloads/{stubborn['id']}/stop", fresh_connection=True)
         wait_for(lambda: node.api("GET", f"/api/workloads/{stubborn['id']}").json()["desired"] == "stop")
