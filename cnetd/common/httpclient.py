@@ -60,11 +60,23 @@ def call(method: str, url: str, body: Any = None, timeout_s: float = 5.0,
         connection.close()
 
 
+class TLSConnection(http.client.HTTPConnection):
+    """HTTPS with the system's CAs and host name checks, as ``http.client.HTTPSConnection`` with its default
+    context, which the node's daemons lack (``cnetd.common.http_without_tls``): ``ssl`` loads on first use."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def connect(self) -> None:
+        import ssl
+        super().connect()
+        self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
+
+
 def _connection(scheme: str, netloc: str, timeout_s: float) -> http.client.HTTPConnection:
     if scheme == "http":
         return http.client.HTTPConnection(netloc, timeout=timeout_s)
     if scheme == "https":
-        return http.client.HTTPSConnection(netloc, timeout=timeout_s)
+        return TLSConnection(netloc, timeout=timeout_s)
     raise ValueError(f"not an http(s) URL: {scheme}://{netloc}")
 
 

@@ -1,11 +1,15 @@
 """``python -m cnetd.monitor``: supervisord's event listener, with the health checks in a thread of its own."""
-import logging
-import sys
+from cnetd.common.http_without_tls import load_http_client_without_tls
 
-from cnetd.core.node_process import open_node_process
-from cnetd.monitor.eventlistener import events
-from cnetd.monitor.health import HealthChecker
-from cnetd.monitor.settling import on_event, settle_all
+load_http_client_without_tls()  # before the imports below bring http.client
+
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from cnetd.core.node_process import open_node_process  # noqa: E402
+from cnetd.monitor.eventlistener import events  # noqa: E402
+from cnetd.monitor.health import HealthChecker  # noqa: E402
+from cnetd.monitor.settling import on_event, settle_all  # noqa: E402
 
 log = logging.getLogger("monitor")
 
