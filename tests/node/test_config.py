@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cnetd.api.guard import known_hosts
 from cnetd.core.config import ConfigError, NodeConfig, load_config, parse_config
 from cnetd.common.private_files import default_runtime_root
 from tests.support.nodes import VENV_BIN
@@ -169,3 +170,14 @@ def _refuses_then_passes(tmp_path: Path, closed: str) -> None:
         again = subprocess.run([str(VENV_BIN / "cnetd"), "-config", str(config)], capture_output=True, text=True,
                                timeout=60)
     assert again.returncode == 1 and "does not let" not in again.stderr and "agent.port" in again.stderr, again.stderr
+
+
+def test_a_node_on_every_interface_answers_to_each_of_the_machines_addresses() -> None:
+    """``known_hosts`` lists the machine's addresses (psutil, loaded for this case only) and its names."""
+    import psutil
+    config = parse_config({**with_("agent", address="0.0.0.0"), "auth": {"insecure": True}})
+    names = known_hosts(config)
+    addresses = {address.address.split("%")[0] for addresses in psutil.net_if_addrs().values()
+                 for address in addresses if address.family in (socket.AF_INET, socket.AF_INET6)}
+    assert addresses and addresses <= names and socket.gethostname() in names
+    assert known_hosts(parse_config(with_("agent", address="127.0.0.1"))) == {"127.0.0.1"}

@@ -47,6 +47,7 @@ NOT_BEHIND_THE_API = ("psutil", "prometheus_client")  # the register, scheduler 
 # os and shutil, and counters are written with cnetd.common.metric_files
 NOT_IN_THE_API_MASTER = ("prometheus_client", "psutil", "zmq")  # gunicorn's master serves no metrics, and reads
 # only its runtime dir's paths
+NOT_IN_THE_API_WORKER = ("psutil",)  # only a node bound to every interface lists the machine's addresses
 NOT_IN_SERVICES = ("lmdb", "zmq", "supervisor", "docker")
 NOT_IN_THE_CLI = ("lmdb", "zmq", "supervisor", "docker", "falcon", "cv2", "onnxruntime", "torch", "tensorflow")  # cv2: --draw only
 
@@ -153,7 +154,8 @@ def heavy_violations(sources: dict[str, str]) -> list[str]:
     for programs, forbidden in ((NODE_PROGRAMS, NOT_IN_NODE_PROCESSES), (SERVICE_PROGRAMS, NOT_IN_SERVICES),
                                 (CLI_PROGRAMS, NOT_IN_THE_CLI), (SUPERVISED_PROGRAMS, NOT_UNDER_SUPERVISORD),
                                 (BEHIND_THE_API, NOT_BEHIND_THE_API),
-                                (("cnetd.api.gunicorn_hooks",), NOT_IN_THE_API_MASTER)):
+                                (("cnetd.api.gunicorn_hooks",), NOT_IN_THE_API_MASTER),
+                                (("cnetd.api.app",), NOT_IN_THE_API_WORKER)):
         for program in programs:
             loaded = loaded_at_start(program, sources)
             violations += [f"{program} loads {name} at start" for name in forbidden
@@ -211,6 +213,7 @@ def test_the_layering_check_follows_imports_through_other_modules() -> None:
     ("cnetd.api.gunicorn_hooks", "from prometheus_client import multiprocess"),  # metrics in the master
     ("cnetd.api.gunicorn_hooks", "from cnetd.core.config import NodeConfig"),  # psutil and zmq in the master
     ("cnetd.core.hostinfo", "import psutil"),  # psutil in every process that reads the config
+    ("cnetd.api.guard", "import psutil"),  # psutil in the API worker of a node on one address
     ("mesh.rpc", "from prometheus_client import Counter"),  # prometheus_client in the scheduler
     ("cnetd.core.config", "import yaml"),  # YAML in every process under supervisord
     ("ledger.catalog", "import sqlite3"),  # SQLite in the scheduler and the API before any data
