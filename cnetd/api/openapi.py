@@ -11,7 +11,8 @@ from cnetd import __version__
 from cnetd.api.events import FOLLOW_MAX_S, MAX_FOLLOWERS
 from cnetd.api.limits import (CHILDREN_PAGE_DEFAULT, CHILDREN_PAGE_MAX, LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS,
                               LOG_TAIL_MAX, PREDICT_MAX_BYTES)
-from cnetd.core.deployment_spec import MAX_DEPLOYMENT_ID, MAX_REPLICAS, PLACEMENTS, REVISION_STATES, SPREADS
+from cnetd.core.config import MAX_REPLICAS
+from cnetd.core.deployment_spec import MAX_DEPLOYMENT_ID, PLACEMENTS, REVISION_STATES, SPREADS
 from cnetd.core.submission import MAX_CONSTRAINT_LABELS, MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN
 from inference.request_limits import BASE64_IMAGE_PATTERN, MAX_DETECTIONS, V2_DATATYPES
 from ledger.records import RESOURCE_KINDS

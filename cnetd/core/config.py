@@ -18,12 +18,12 @@ from cnetd.common.paths import IPC_PATH_MAX, RuntimePaths
 from cnetd.common.private_files import default_runtime_root, write_private
 from ledger.records import Resources
 from cnetd.core.s3 import S3Endpoint
-from cnetd.core.deployment_spec import MAX_REPLICAS
 from mesh.curve import ClusterKeys
 from mesh.messages import LABEL, NODE_ID
 from workers.base import NodeContext
 
 AUTO = "auto"
+MAX_REPLICAS = 64  # the most replicas one deployment may have (here; the deployments' spec checks it)
 STRATEGIES = ("local-first", "best-fit", "spread")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnetd.common.errors import Invalid
+from cnetd.core.config import MAX_REPLICAS
 from ledger.records import Resources, WorkloadRecord
 
 SPREAD_NODE, SPREAD_ANY = "node", "any"
 ALL_OR_NOTHING, BEST_EFFORT = "all-or-nothing", "best-effort"
 SPREADS, PLACEMENTS = (SPREAD_NODE, SPREAD_ANY), (ALL_OR_NOTHING, BEST_EFFORT)
-MAX_REPLICAS = 64
 MAX_DEPLOYMENT_ID = 56  # room for "-r" and a replica's number within a workload id's 63 characters
 FIELDS = ("replicas", "autoscale", "spread", "placement", "update", "reschedule")  # a deployment's fields
 REVISION_FIELDS = ("config", "requirements", "update")  # what a PATCH that makes a new revision may hold

@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     _prepare(config)
     _raise_open_files_limit()
     conf = str(config.paths.supervisord_conf)
-    supervisord = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-n", "-c", conf],
+    supervisord = subprocess.Popen([sys.executable, "-m", "cnetd.launcher.supervisord", "-n", "-c", conf],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                    env={**os.environ, RUNTIME_DIR_ENV: str(config.paths.root)})
 

@@ -216,10 +216,13 @@ def test_a_stop_sent_as_a_program_starts_reaches_it(shared_node: Node) -> None:
     assert [name for name in names if f"stopped: {name} (terminated by SIGTERM)" not in log] == []
 
 
-def test_the_daemons_run_without_openssl(shared_node: Node) -> None:
-    """The register, the scheduler and the monitor speak TLS only to an https neighbour: OpenSSL's TLS library
-    is not loaded at their start (0.7 MiB of PSS each; ``cnetd.common.http_without_tls``). Control: before, each had
-    ``_ssl`` mapped, from ``http.client``'s import."""
-    for program in ("register", "scheduler", "monitor"):
-        maps = Path(f"/proc/{shared_node.program_pid(program)}/maps").read_text()
+def test_supervisord_and_the_daemons_run_without_openssl(shared_node: Node) -> None:
+    """supervisord, the register, the scheduler and the monitor never speak TLS at start (the three speak it
+    only to an https neighbour): OpenSSL's TLS library is not loaded (0.7 MiB of PSS each;
+    ``cnetd.common.http_without_tls``). Control: before, each had ``_ssl`` mapped, from ``http.client``'s
+    import."""
+    pids = {"supervisord": int((shared_node.runtime_dir / "supervisord.pid").read_text()),
+            **{program: shared_node.program_pid(program) for program in ("register", "scheduler", "monitor")}}
+    for program, pid in pids.items():
+        maps = Path(f"/proc/{pid}/maps").read_text()
         assert "/_ssl." not in maps and "/libssl." not in maps, program
