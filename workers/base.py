@@ -1,6 +1,7 @@
 """The executor interface: turn a workload's config into a supervised program, one class per workload type."""
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -9,6 +10,7 @@ from cnetd.common.paths import RuntimePaths
 from ledger.records import WorkloadRecord
 
 RESTART_POLICIES = ("never", "on-failure", "always")
+NICE = shutil.which("nice") or "/usr/bin/nice"
 HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"  # a DNS name or an IPv4 address
 USER_SCHEMA = {"type": ["string", "null"], "description": "who it runs as (default workloads.user)"}
 
@@ -58,6 +60,13 @@ class NodeContext:
     gateway_roots: tuple[str, ...] = ()  # where a data gateway may serve from: the data path and allowed roots
     workload_user: str | None = None  # who process workloads run as by default (None: the node's user)
     workload_users: frozenset[str] = frozenset()  # every user a workload may ask for
+    workload_nice: int = 0  # how far below the node's own processes workloads run for CPU (``nice``)
+
+
+def at_workload_priority(argv: list[str], node: NodeContext) -> list[str]:
+    """``argv`` run ``node.workload_nice`` below the node's own processes (``workloads.nice``): a workload, or
+    a model's check, that takes every core leaves the API, the scheduler and the heartbeats theirs."""
+    return [NICE, "-n", str(node.workload_nice), *argv] if node.workload_nice else argv
 
 
 class Executor(Protocol):
@@ -79,7 +88,7 @@ class Executor(Protocol):
         """Return the normalized config, or raise ``Invalid`` (the shape is wrong) or ``Unprocessable`` (this
         node cannot act on it), naming the field."""
 
-    def check(self, config: dict[str, Any]) -> None:
+    def check(self, config: dict[str, Any], node: NodeContext) -> None:
         """A deeper look at a validated config than ``validate``'s, where its type has one (its model loads):
         ``Unprocessable`` when it would not run. A deployment's new revision is checked so before it rolls out."""
 
@@ -118,7 +127,7 @@ class PlainProgram:
     def features(self, node: NodeContext) -> dict[str, str | None]:
         return {self.type_name: None}
 
-    def check(self, config: dict[str, Any]) -> None:
+    def check(self, config: dict[str, Any], node: NodeContext) -> None:
         return None
 
     def probe(self, config: dict[str, Any], node: NodeContext) -> None:

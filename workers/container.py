@@ -141,7 +141,7 @@ class ContainerExecutor:
     def feature(self, config: dict[str, Any]) -> str:
         return self.type_name
 
-    def check(self, config: dict[str, Any]) -> None:
+    def check(self, config: dict[str, Any], node: NodeContext) -> None:
         return None  # validate asked the engine for the image already
 
     def probe(self, config: dict[str, Any], node: NodeContext) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from cnetd.common.errors import Invalid, Unprocessable
 from ledger.records import WorkloadRecord
-from workers.base import NodeContext, PlainProgram, ProgramSpec, config_schema, reject_unknown_fields
+from workers.base import NodeContext, PlainProgram, ProgramSpec, at_workload_priority, config_schema, reject_unknown_fields
 from cnetd.common.model_sources import SHA256_PATTERN, check_sha256, parse_source
 from workers.service_program import (SERVICE_FIELDS, SERVICE_SCHEMAS, WARMUP_FIELDS, WARMUP_SCHEMAS, service_home,
                                      service_spec, service_user, validate_service_fields, validate_warmup,
@@ -85,20 +85,20 @@ class YoloExecutor(PlainProgram):
         return {"model_type": model_type, "model_path": path, "model_sha256": check_sha256(config.get("model_sha256")),
                 **({"batch": batch} if batch else {}), **validate_warmup(config), **validate_service_fields(config, node)}
 
-    def check(self, config: dict[str, Any]) -> None:
+    def check(self, config: dict[str, Any], node: NodeContext) -> None:
         """The model loads (``python -m inference.yolo_model``, a short subprocess), once per model: a model
         that passed is known by its sha256 (the node's cache verified it), so a replica of it, or a start
         from zero, starts without checking it again."""
         passed = (config.get("model_sha256"), config["model_type"])
         if passed in _models_passed:
             return
-        _check_model(config["model_file"], config["model_type"], config["model_path"])
+        _check_model(config["model_file"], config["model_type"], config["model_path"], node)
         if passed[0]:
             _models_passed.add(passed)
 
     def program(self, record: WorkloadRecord, node: NodeContext) -> ProgramSpec:
         path = record.config["model_file"]
-        self.check(record.config)
+        self.check(record.config, node)
         suffix = Path(path).suffix or Path(parse_source(record.config["model_path"]).name).suffix
         model = readable_copy(path, service_home(record, node), "model" + suffix, service_user(record, node))
         batch = record.config.get("batch")
@@ -123,11 +123,12 @@ def _batch(raw: Any) -> dict[str, Any] | None:
     return {"max_size": int(size), "max_delay_ms": float(delay)}
 
 
-def _check_model(path: str, model_type: str, source: str) -> None:
-    """Load the model once in a short subprocess; 422 naming ``source`` and why it is not a YOLO model."""
+def _check_model(path: str, model_type: str, source: str, node: NodeContext) -> None:
+    """Load the model once in a short subprocess, at the workloads' priority; 422 naming ``source`` and why it
+    is not a YOLO model."""
     try:
-        check = subprocess.run([sys.executable, "-m", "inference.yolo_model", path, model_type],
-                               capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+        command = at_workload_priority([sys.executable, "-m", "inference.yolo_model", path, model_type], node)
+        check = subprocess.run(command, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise Unprocessable(f"config.model_path: loading {source} took over {CHECK_TIMEOUT_S} s") from None
     except ValueError:  # a NUL in the path

@@ -23,6 +23,7 @@ from mesh.messages import LABEL, NODE_ID
 from workers.base import NodeContext
 
 AUTO = "auto"
+DEFAULT_WORKLOADS_NICE = 10
 MAX_REPLICAS = 64  # the most replicas one deployment may have (here; the deployments' spec checks it)
 STRATEGIES = ("local-first", "best-fit", "spread")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -84,6 +85,7 @@ class NodeConfig:
     workloads_user: str | None = None  # process workloads run as this user (None: a node not run as root)
     workloads_allow_root: bool = False
     workloads_allowed_users: tuple[str, ...] = ()  # users a workload may ask for besides workloads_user
+    workloads_nice: int = DEFAULT_WORKLOADS_NICE  # workloads' CPU priority below the node's own processes
     health_start_timeout_s: float = 120.0  # a service not healthy this long after its start is failed
     mesh_forget_after_s: float = 86400.0  # a child silent this long is dropped from the node table
     models_cache_bytes: int = DEFAULT_MODELS_CACHE_BYTES  # the model cache's most bytes (LRU eviction past it)
@@ -106,7 +108,8 @@ class NodeConfig:
         if self.workloads_allow_root:
             users.add("root")
         return NodeContext(self.node_id, self.paths, self.container_engine,
-                           (self.data_path, *self.gateway_allowed_roots), self.workloads_user, frozenset(users))
+                           (self.data_path, *self.gateway_allowed_roots), self.workloads_user, frozenset(users),
+                           self.workloads_nice)
 
     @property
     def paths(self) -> RuntimePaths:
@@ -208,7 +211,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "container": ("engine",),
     "auth": ("token", "insecure", "open_reads"),
     "gateway": ("allowed_roots",),
-    "workloads": ("user", "allow_root", "allowed_users"),
+    "workloads": ("user", "allow_root", "allowed_users", "nice"),
     "models": ("cache_bytes", "s3_endpoint", "s3_region", "s3_access_key", "s3_secret_key"),
     "replicas": ("lost_after_s", "max", "cold_start_timeout_s"),
 }
@@ -269,6 +272,7 @@ def parse_config(raw: Any) -> NodeConfig:
         auth_open_reads=tuple(get("auth.open_reads", list(OPEN_READS), _string_list)),
         gateway_allowed_roots=tuple(get("gateway.allowed_roots", [], _string_list)),
         **_workload_users(get),
+        workloads_nice=get("workloads.nice", DEFAULT_WORKLOADS_NICE, _nice),
         health_start_timeout_s=float(get("health.start_timeout_s", 120.0, _positive_number)),
         mesh_forget_after_s=float(get("mesh.forget_after_s", 86400.0, _positive_number)),
         models_cache_bytes=get("models.cache_bytes", DEFAULT_MODELS_CACHE_BYTES, _positive_int),
@@ -424,6 +428,12 @@ def _positive_number(key: str, value: Any) -> float:
 def _positive_int(key: str, value: Any) -> int:
     if not _is_number(value) or value <= 0 or int(value) != value:
         raise _fail(key, "a whole number > 0", value)
+    return int(value)
+
+
+def _nice(key: str, value: Any) -> int:
+    if not _is_number(value) or not 0 <= value <= 19 or int(value) != value:
+        raise _fail(key, "a whole number from 0 (the node's own priority) to 19 (the lowest)", value)
     return int(value)
 
 

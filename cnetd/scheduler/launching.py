@@ -28,7 +28,7 @@ from cnetd.scheduler.models.store import Artifact
 from ledger import boot_clock
 from ledger.records import Desired, Status, WorkloadRecord
 from ledger.store import Ledger
-from workers.base import NodeContext, ProgramSpec
+from workers.base import NodeContext, ProgramSpec, at_workload_priority
 from workers.mlmodel import DERIVED_FIELDS
 from workers.registry import executor_for
 from workers.service_program import with_free_port
@@ -142,7 +142,7 @@ class Launcher:
         make_workload_dir(env_file.parent, spec.user)
         write_workload_file(env_file, environment_file(env), spec.user)
         options = workload_program_options(
-            spec.argv, str(env_file), spec.cwd,
+            at_workload_priority(spec.argv, self._context), str(env_file), spec.cwd,
             stdout_log=str(self._paths.workload_log(record.id, "stdout")),
             stderr_log=str(self._paths.workload_log(record.id, "stderr")),
             stop_timeout_s=spec.stop_timeout_s)

@@ -48,7 +48,7 @@ class Revisions:
                 raise Unprocessable(exc.message, **exc.details) from None
             if executor.serves_a_model:
                 artifact = self._models.artifact_here(checked) or self._models.fetch(checked)
-                executor.check(self._models.running_config(checked, artifact))
+                executor.check(self._models.running_config(checked, artifact), self._context)
 
         def record_it(_: Any) -> dict[str, Any]:
             return self._ledger.update(deployment_id, _new_revision(config, requirements, policy)).to_dict()

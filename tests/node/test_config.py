@@ -13,6 +13,7 @@ import yaml
 from cnetd.api.guard import known_hosts
 from cnetd.core.config import ConfigError, NodeConfig, load_config, parse_config
 from cnetd.common.private_files import default_runtime_root
+from workers.base import NICE, at_workload_priority
 from tests.support.nodes import VENV_BIN
 
 BASE = {"agent": {"node_id": "nanjing", "address": "127.0.0.1", "port": 8081}}
@@ -181,3 +182,14 @@ def test_a_node_on_every_interface_answers_to_each_of_the_machines_addresses() -
                  for address in addresses if address.family in (socket.AF_INET, socket.AF_INET6)}
     assert addresses and addresses <= names and socket.gethostname() in names
     assert known_hosts(parse_config(with_("agent", address="127.0.0.1"))) == {"127.0.0.1"}
+
+
+def test_workloads_nice_is_a_priority_below_the_nodes() -> None:
+    assert parse_config(with_("agent")).workloads_nice == 10
+    assert at_workload_priority(["sleep", "1"], parse_config(with_("agent")).workload_context) == \
+        [NICE, "-n", "10", "sleep", "1"]
+    assert at_workload_priority(["sleep", "1"], parse_config(with_("workloads", nice=0)).workload_context) == ["sleep", "1"]
+    for refused in (-1, 20, 2.5, True, "low"):
+        with pytest.raises(ConfigError) as error:
+            parse_config(with_("workloads", nice=refused))
+        assert error.value.key == "workloads.nice"

@@ -226,3 +226,14 @@ def test_supervisord_and_the_daemons_run_without_openssl(shared_node: Node) -> N
     for program, pid in pids.items():
         maps = Path(f"/proc/{pid}/maps").read_text()
         assert "/_ssl." not in maps and "/libssl." not in maps, program
+
+
+def test_workloads_run_below_the_nodes_own_processes(shared_node: Node) -> None:
+    """``workloads.nice`` (default 10): a workload that takes every core leaves the API, the scheduler and the
+    heartbeats their CPU. Control: before, workloads ran at the node's own priority, 0."""
+    record = shared_node.submit(SLEEP, {"cpu": 0.1}).json()
+    try:
+        assert wait_for(lambda: os.getpriority(os.PRIO_PROCESS, record["process_pid"]) == 10)
+        assert os.getpriority(os.PRIO_PROCESS, shared_node.program_pid("scheduler")) == 0
+    finally:
+        shared_node.api("DELETE", f"/api/workloads/{record['id']}")
