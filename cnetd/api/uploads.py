@@ -18,9 +18,8 @@ import hashlib
 import mmap
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import falcon
 
@@ -70,14 +69,13 @@ class _LargeReads:
         return piece
 
 
-class _PartHelpers:
+class _PartHelpers(NamedTuple):
     """Two threads behind the receiving one: one writes the part's file, the other hashes it. Each takes the
     chunks in the order received, on its own pace, so that neither waits for the other: hashlib and writes
     let go of the GIL, and receiving is the only step taken one after another."""
 
-    def __init__(self, stack: ExitStack) -> None:
-        self.writer = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="upload-write"))
-        self.hasher = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="upload-hash"))
+    writer: ThreadPoolExecutor
+    hasher: ThreadPoolExecutor
 
 
 def _write_part(stream: Any, staging: Path, relative: Path, helpers: _PartHelpers,
@@ -167,10 +165,10 @@ def _stream_parts(req: falcon.Request, staging: Path) -> tuple[dict[str, str], l
     form = req.options.media_handlers[falcon.MEDIA_MULTIPART].deserialize(
         _LargeReads(req.bounded_stream.read), req.content_type, req.content_length)
     try:
-        with ExitStack() as stack:
-            helpers, buffer = _PartHelpers(stack), stack.enter_context(new_buffer())
+        with ThreadPoolExecutor(1, thread_name_prefix="upload-write") as writer, \
+                ThreadPoolExecutor(1, thread_name_prefix="upload-hash") as hasher, new_buffer() as buffer:
             for part in form:
-                _take_part(part, staging, fields, files, helpers, buffer)
+                _take_part(part, staging, fields, files, _PartHelpers(writer, hasher), buffer)
     finally:
         release_free_heap()  # the body's pieces, kept for reuse while it arrived (cnetd.common.heap)
     return fields, files

@@ -1,11 +1,13 @@
 """Load ``http.client`` without starting OpenSSL: for the node's daemons (register, scheduler, monitor), which
-speak TLS only to a neighbour whose URL is https, if ever.
+speak TLS only to a neighbour whose URL is https, if ever, and for supervisord (``cnetd.launcher.supervisord``),
+which never does.
 
 ``http.client`` imports ``ssl`` as it is first imported, to define ``HTTPSConnection``, and ``ssl`` starts
 OpenSSL's TLS library: 1.6 MiB of a bare interpreter (6.3 against 7.9 MiB anonymous after ``import
-http.client``), and 0.7 MiB of each daemon's PSS, which loads libcrypto anyway for hashlib
-(``bench/idle_memory.py``: 104.4 → 102.2 MiB for the three). Imported here first, with ``ssl`` hidden for that moment, ``http.client`` lacks that one
-class, and ``cnetd.common.httpclient`` opens its TLS connections itself, importing ``ssl`` on first use."""
+http.client``), and 0.7 MiB of each of these processes' PSS, which load libcrypto anyway for hashlib
+(``bench/idle_memory.py``: 104.4 → 102.2 MiB for the three daemons). Imported here first, with ``ssl``
+hidden for that moment, ``http.client`` lacks that one class, and ``cnetd.common.httpclient`` opens its TLS
+connections itself, importing ``ssl`` on first use."""
 from __future__ import annotations
 
 import sys

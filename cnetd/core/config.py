@@ -432,7 +432,7 @@ def _positive_int(key: str, value: Any) -> int:
 
 
 def _nice(key: str, value: Any) -> int:
-    if not _is_number(value) or not 0 <= value <= 19 or int(value) != value:
+    if _non_negative_int(key, value) > 19:
         raise _fail(key, "a whole number from 0 (the node's own priority) to 19 (the lowest)", value)
     return int(value)
 

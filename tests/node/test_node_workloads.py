@@ -202,7 +202,8 @@ def test_a_stop_sent_as_a_program_starts_reaches_it(shared_node: Node) -> None:
     the program's process executes its command it is supervisord's forked copy, whose handler swallows a
     SIGTERM. Control: stopping without waiting for the exec, 32 of 60 such stops were lost, each program
     killed with SIGKILL once its stopwaitsecs ran out."""
-    supervisor = Supervisor(str(RuntimePaths(shared_node.runtime_dir).supervisor_socket))
+    paths = RuntimePaths(shared_node.runtime_dir)
+    supervisor = Supervisor(str(paths.supervisor_socket))
     options = {"command": "sleep 600", "autostart": "false", "autorestart": "false", "startsecs": "0",
                "stopwaitsecs": "3"}
     names = [f"quick-stop-{index}" for index in range(20)]
@@ -212,7 +213,7 @@ def test_a_stop_sent_as_a_program_starts_reaches_it(shared_node: Node) -> None:
             supervisor.stop(f"{WORKLOAD_GROUP}:{name}")
         finally:
             supervisor.remove(f"{WORKLOAD_GROUP}:{name}")
-    log = (RuntimePaths(shared_node.runtime_dir).logs_dir / "supervisord.log").read_text()
+    log = (paths.logs_dir / "supervisord.log").read_text()
     assert [name for name in names if f"stopped: {name} (terminated by SIGTERM)" not in log] == []
 
 
@@ -221,7 +222,7 @@ def test_supervisord_and_the_daemons_run_without_openssl(shared_node: Node) -> N
     only to an https neighbour): OpenSSL's TLS library is not loaded (0.7 MiB of PSS each;
     ``cnetd.common.http_without_tls``). Control: before, each had ``_ssl`` mapped, from ``http.client``'s
     import."""
-    pids = {"supervisord": int((shared_node.runtime_dir / "supervisord.pid").read_text()),
+    pids = {"supervisord": int(RuntimePaths(shared_node.runtime_dir).supervisord_pid.read_text()),
             **{program: shared_node.program_pid(program) for program in ("register", "scheduler", "monitor")}}
     for program, pid in pids.items():
         maps = Path(f"/proc/{pid}/maps").read_text()
