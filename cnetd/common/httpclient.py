@@ -41,7 +41,7 @@ def call(method: str, url: str, body: Any = None, timeout_s: float = 5.0,
     JSON answer or None). HTTP errors are returned, not raised. A URL that is not http(s) raises ValueError."""
     data = raw if raw is not None else orjson.dumps(body) if body is not None else None
     target = urlsplit(url)
-    connection = _connection(target.scheme, target.netloc, timeout_s)
+    connection = connection_to(target.scheme, target.netloc, timeout_s)
     path = (target.path or "/") + (f"?{target.query}" if target.query else "")
     try:
         try:
@@ -72,7 +72,9 @@ class TLSConnection(http.client.HTTPConnection):
         self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
 
 
-def _connection(scheme: str, netloc: str, timeout_s: float) -> http.client.HTTPConnection:
+def connection_to(scheme: str, netloc: str, timeout_s: float) -> http.client.HTTPConnection:
+    """A connection (not opened yet) to ``netloc`` over ``scheme``: http, or https with its certificate
+    checked; any other scheme raises ValueError."""
     if scheme == "http":
         return http.client.HTTPConnection(netloc, timeout=timeout_s)
     if scheme == "https":

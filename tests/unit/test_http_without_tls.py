@@ -4,7 +4,6 @@ runs in a fresh interpreter: what this one has imported already is beside the po
 from __future__ import annotations
 
 import os
-import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Iterator
 import pytest
 
 from tests.support.http_recorder import HttpRecorder
+from tests.support.tls import tls_recorder
 
 REPO = Path(__file__).resolve().parents[2]
 WITHOUT_TLS = "from cnetd.common.http_without_tls import load_http_client_without_tls; load_http_client_without_tls()\n"
@@ -25,16 +25,8 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[HttpRecorder, Path]]:
-    """An HTTPS server on loopback with a self-signed certificate for 127.0.0.1, and that certificate."""
-    key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(certificate), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certificate, key)
-    with HttpRecorder() as server:
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        yield server, certificate
+    with tls_recorder(tmp_path) as served:
+        yield served
 
 
 def test_the_daemons_modules_load_without_ssl() -> None:

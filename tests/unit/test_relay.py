@@ -1,0 +1,58 @@
+"""Relayed requests (a predict through the next hop) reach an https node over TLS with its certificate
+checked, and the cluster's token they carry never crosses the network in the clear."""
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from cnetd.common.httpclient import Unreachable
+from cnetd.common.relay import relay
+from tests.support.tls import tls_recorder
+
+TOKEN = {"Authorization": "Bearer cluster-secret"}
+
+
+def test_an_https_node_is_relayed_to_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with tls_recorder(tmp_path) as (server, certificate):
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate))
+        url = server.url.replace("http://", "https://")
+        first = relay("GET", f"{url}/v2/models/m", None, TOKEN, timeout_s=10)
+        again = relay("GET", f"{url}/v2/models/m", None, TOKEN, timeout_s=10)  # on the kept connection
+    assert (first.status, first.data) == (again.status, again.data) == (200, b'{"status": "ok"}')
+    assert server.seen == [("/v2/models/m", TOKEN["Authorization"])] * 2
+
+
+def test_an_untrusted_certificate_stops_the_relay_before_it_sends(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    with tls_recorder(tmp_path) as (server, _):
+        monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent")
+        with pytest.raises(Unreachable, match="CERTIFICATE_VERIFY_FAILED") as refused:
+            relay("GET", f"{server.url.replace('http://', 'https://')}/v2/models/m", None, TOKEN, timeout_s=10)
+    assert refused.value.delivered is False
+    assert server.seen == []
+
+
+def test_the_token_never_goes_in_the_clear_to_an_https_address() -> None:
+    """What an https URL's port receives is a TLS handshake, never the request (control: a relay that spoke
+    plain HTTP to it would hand the listener the token)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    received = bytearray()
+
+    def record_one() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(5)
+            received.extend(connection.recv(65536))
+    recorder = threading.Thread(target=record_one)
+    recorder.start()
+    try:
+        with pytest.raises(Unreachable):
+            relay("GET", f"https://127.0.0.1:{listener.getsockname()[1]}/v2/models/m", None, TOKEN, timeout_s=10)
+    finally:
+        recorder.join(10)
+        listener.close()
+    assert received[:1] == b"\x16"  # a TLS record: the handshake
+    assert b"cluster-secret" not in received and b"GET " not in received
