@@ -25,6 +25,10 @@ class DeferredModule(types.ModuleType):
 
 
 def defer_import(name: str) -> None:
-    """Call it before anything imports ``name`` (a program's first lines); later it changes nothing."""
+    """Call it before anything imports ``name`` (a program's first lines); later it changes nothing. The
+    stand-in is also its package's attribute, as an imported module is (``importlib.metadata.version``)."""
     if name not in sys.modules:
-        sys.modules[name] = DeferredModule(name)
+        package, _, attribute = name.rpartition(".")
+        sys.modules[name] = deferred = DeferredModule(name)
+        if package:
+            setattr(importlib.import_module(package), attribute, deferred)

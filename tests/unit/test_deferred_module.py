@@ -39,6 +39,12 @@ def test_gunicorn_reads_metadata_through_the_deferred_module() -> None:
     assert _python(code).splitlines() == ["True", "module gunicorn"]
 
 
+def test_the_package_attribute_reaches_the_module_too() -> None:
+    code = ("import cnetd.api.gunicorn_main, importlib, gunicorn\n"
+            "print(importlib.metadata.version('gunicorn') == gunicorn.__version__)\n")
+    assert _python(code) == "True"
+
+
 def test_a_module_imported_already_is_left_as_it_is() -> None:
     code = ("import importlib.metadata\nfrom cnetd.common.deferred_module import defer_import\n"
             "defer_import('importlib.metadata')\nprint(sys.modules['importlib.metadata'] is importlib.metadata)\n")
