@@ -101,7 +101,7 @@ class Ledger:
             if stored is not None:
                 return WorkloadRecord.from_dict(orjson.loads(stored))
             admitted = dataclasses.replace(record, gpu_devices=self._allocate(txn, key, record, "on this node"))
-            txn.put(key, orjson.dumps(admitted.to_dict()), db=self._workloads_db)
+            txn.put(key, orjson.dumps(admitted), db=self._workloads_db)
             return admitted
         return self._commit(write)
 
@@ -117,7 +117,7 @@ class Ledger:
                 return current  # not terminal, or holding already
             devices = self._allocate(txn, key, current, "on this node to run it again")
             revived = dataclasses.replace(changed, gpu_devices=devices)
-            txn.put(key, orjson.dumps(revived.to_dict()), db=self._workloads_db)
+            txn.put(key, orjson.dumps(revived), db=self._workloads_db)
             return revived
         return self._commit(write)
 
@@ -130,7 +130,7 @@ class Ledger:
             stored = txn.get(key, db=self._workloads_db)
             if stored is not None:
                 return WorkloadRecord.from_dict(orjson.loads(stored))
-            txn.put(key, orjson.dumps(record.to_dict()), db=self._workloads_db)
+            txn.put(key, orjson.dumps(record), db=self._workloads_db)
             return record
         return self._commit(write)
 
@@ -148,7 +148,7 @@ class Ledger:
             if changed is None:
                 unchanged.append(current)
                 raise _NoChange
-            txn.put(key, orjson.dumps(changed.to_dict()), db=self._workloads_db)
+            txn.put(key, orjson.dumps(changed), db=self._workloads_db)
             if changed.terminal:
                 self._release(txn, key)
             return changed
@@ -172,7 +172,7 @@ class Ledger:
             changed = dataclasses.replace(changed, requirements=requirements)
             self._release(txn, key)
             self._hold(txn, key, requirements)
-            txn.put(key, orjson.dumps(changed.to_dict()), db=self._workloads_db)
+            txn.put(key, orjson.dumps(changed), db=self._workloads_db)
             return changed
         return self._commit(write)
 
