@@ -268,26 +268,28 @@ def one_client_beside_the_pipeline(model: YoloModel, url: str, jpeg: bytes, pid:
                                    seconds: float) -> dict[str, Any]:
     """``rounds`` runs of one client's /predict, each between two windows of the in-process pipeline (back to
     back, and paced: ``pipeline_medians``), as ``interleaved`` does with the limit: measured minutes apart,
-    the machine's drift alone moved the ratio from 0.71 to 1.24 between runs of one build. Each run's p50
-    against the mean of the two windows beside it, and the medians."""
-    windows, runs = [pipeline_medians(model, jpeg, PIPELINE_WINDOW_RUNS, ("back_to_back", "after_sleep"))], []
+    the machine's drift alone moved the ratio from 0.71 to 1.24 between runs of one build. A service's entry:
+    the pipeline's medians, the runs' medians as ``predict[1]``, and each run's p50 against the mean of the
+    two windows beside it (``one_client``)."""
+    def window() -> dict[str, float]:
+        return pipeline_medians(model, jpeg, PIPELINE_WINDOW_RUNS, ("back_to_back", "after_sleep"))
+    windows, runs = [window()], []
     for _ in range(rounds):
         runs.append(predict_load(url, jpeg, pid, 1, seconds))
-        windows.append(pipeline_medians(model, jpeg, PIPELINE_WINDOW_RUNS, ("back_to_back", "after_sleep")))
+        windows.append(window())
 
-    def beside(pause: str) -> list[float]:
-        return [statistics.mean((before[pause], after[pause])) for before, after in zip(windows, windows[1:])]
-    back_to_back, paced = beside("back_to_back"), beside("after_sleep")
-    ratios = [run["p50_ms"] / around for run, around in zip(runs, back_to_back)]
-    return {"in_process_pipeline_ms": round(statistics.median(back_to_back), 2),
-            "in_process_pipeline_paced_ms": round(statistics.median(paced), 2),
-            "predict": {key: statistics.median(run[key] for run in runs)
-                        for key in ("rps", "p50_ms", "cpu_s_per_request", "cores_busy", "client_cores")}
-            | {"p99_ms": max(run["p99_ms"] for run in runs)},
-            "latency_over_pipeline": round(statistics.median(ratios), 2),
-            "latency_over_pipeline_each": [round(ratio, 2) for ratio in ratios],
-            "latency_over_paced_pipeline": round(statistics.median(
-                run["p50_ms"] / around for run, around in zip(runs, paced)), 2)}
+    def over(pause: str) -> list[float]:
+        return [run["p50_ms"] / statistics.mean((before[pause], after[pause]))
+                for run, before, after in zip(runs, windows, windows[1:])]
+    ratios = over("back_to_back")
+    return {"in_process_pipeline_ms": round(statistics.median(each["back_to_back"] for each in windows), 2),
+            "in_process_pipeline_paced_ms": round(statistics.median(each["after_sleep"] for each in windows), 2),
+            "predict": {1: {key: statistics.median(run[key] for run in runs)
+                            for key in ("rps", "p50_ms", "cpu_s_per_request", "cores_busy", "client_cores")}
+                        | {"p99_ms": max(run["p99_ms"] for run in runs)}},
+            "one_client": {"latency_over_pipeline": round(statistics.median(ratios), 2),
+                           "latency_over_pipeline_each": [round(ratio, 2) for ratio in ratios],
+                           "latency_over_paced_pipeline": round(statistics.median(over("after_sleep")), 2)}}
 
 
 def served_statistics(url: str) -> dict[str, float]:
@@ -348,15 +350,10 @@ def main() -> None:
                                                                         "--batch-max-delay-ms", "2"])):
                 process, url = service(args.cpu, extra, log_dir)
                 try:
-                    alone = one_client_beside_the_pipeline(model, url, jpeg, process.pid, args.rounds,
-                                                           args.seconds)
-                    results[name] = {"in_process_pipeline_ms": alone.pop("in_process_pipeline_ms"),
-                                     "in_process_pipeline_paced_ms": alone.pop("in_process_pipeline_paced_ms"),
-                                     "predict": {1: alone.pop("predict"),
-                                                 **predict_runs_beside_the_limit(url, jpeg, process.pid, limit,
-                                                                                 args.rounds, args.seconds)},
-                                     "one_client": alone,
-                                     "v2_statistics_of_predict": served_statistics(url)}
+                    entry = one_client_beside_the_pipeline(model, url, jpeg, process.pid, args.rounds, args.seconds)
+                    entry["predict"].update(predict_runs_beside_the_limit(url, jpeg, process.pid, limit, args.rounds,
+                                                                          args.seconds))
+                    results[name] = {**entry, "v2_statistics_of_predict": served_statistics(url)}
                     if name == "service":
                         results["tritonclient_v2_infer"] = triton_runs(url, process.pid, args.seconds)
                 finally:

@@ -152,8 +152,9 @@ def _stream_parts(req: falcon.Request, staging: Path) -> tuple[dict[str, str], l
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="upload-write") as writer, \
                 ThreadPoolExecutor(1, thread_name_prefix="upload-hash") as hasher, new_buffer() as buffer:
+            helpers = _PartHelpers(writer, hasher)
             for part in form:
-                _take_part(part, staging, fields, files, _PartHelpers(writer, hasher), buffer)
+                _take_part(part, staging, fields, files, helpers, buffer)
     finally:
         release_free_heap()  # the body's pieces, kept for reuse while it arrived (cnetd.common.heap)
     return fields, files
