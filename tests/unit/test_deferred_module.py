@@ -3,19 +3,15 @@ it is used, and gunicorn's use of it still works. Each case runs in a fresh inte
 imported already is beside the point."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+from tests.support.fresh_python import fresh_python
 
-REPO = Path(__file__).resolve().parents[2]
 # What the api master imports: gunicorn's app and arbiter, its gthread worker, and the node's hooks.
 MASTER_IMPORTS = "import gunicorn.app.wsgiapp, gunicorn.arbiter, gunicorn.workers.gthread, cnetd.api.gunicorn_hooks\n"
 LOADED = "print('zipfile' in sys.modules, 'csv' in sys.modules, 'email.message' in sys.modules)\n"
 
 
 def _python(code: str) -> str:
-    checked = subprocess.run([sys.executable, "-c", "import sys\n" + code], cwd=REPO, capture_output=True, text=True,
-                             timeout=60)
+    checked = fresh_python("import sys\n" + code)
     assert checked.returncode == 0, checked.stderr
     return checked.stdout.strip()
 

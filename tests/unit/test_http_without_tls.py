@@ -3,24 +3,21 @@ and still reach an https neighbour, with its certificate checked, loading ssl on
 runs in a fresh interpreter: what this one has imported already is beside the point."""
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from tests.support.fresh_python import fresh_python
 from tests.support.http_recorder import HttpRecorder
 from tests.support.tls import tls_recorder
 
-REPO = Path(__file__).resolve().parents[2]
 WITHOUT_TLS = "from cnetd.common.http_without_tls import load_http_client_without_tls; load_http_client_without_tls()\n"
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", WITHOUT_TLS + code], cwd=REPO, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **env})
+    return fresh_python(WITHOUT_TLS + code, **env)
 
 
 @pytest.fixture
