@@ -124,6 +124,13 @@ class SchedulerUnavailable(Unavailable):
     code = "scheduler_unavailable"
 
 
+class NodeStopping(Unavailable):
+    """supervisord is shutting down (the node is stopping, or restarting): it starts nothing more. Not the
+    workload's failure: what was to start then is started by the node's next run."""
+
+    code = "node_stopping"
+
+
 class DelegationUnknown(Unavailable):
     """A forward got no clear answer: the workload may run on the target. The origin keeps an ``unknown``
     pointer and settles it with the target; it is never started anywhere else meanwhile."""

@@ -11,7 +11,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from cnetd.common.errors import CnetError
+from cnetd.common.errors import CnetError, NodeStopping
 from cnetd.common.unix_http import UnixHTTPConnection
 from cnetd.common.paths import RUNTIME_DIR_ENV, WORKLOAD_GROUP
 
@@ -86,6 +86,8 @@ class Supervisor:
         if fault is not None:
             if added is True:
                 self.remove(program)
+            if fault["faultCode"] == Faults.SHUTDOWN_STATE:
+                raise NodeStopping(f"the node is stopping: supervisord starts nothing more ({process_name} not started)")
             raise CnetError(f"supervisord could not start {process_name}: {fault['faultString']}")
         return info
 
@@ -132,9 +134,15 @@ class Supervisor:
             raise
 
     def workload_infos(self) -> dict[str, dict[str, Any]]:
-        """Process info of every workload program, keyed by ``group:name``."""
-        return {f"{info['group']}:{info['name']}": info for info in self._proxy.supervisor.getAllProcessInfo()
-                if info["group"] == WORKLOAD_GROUP}
+        """Process info of every workload program, keyed by ``group:name`` (``NodeStopping`` once supervisord
+        shuts down: it answers no more)."""
+        try:
+            infos = self._proxy.supervisor.getAllProcessInfo()
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode == Faults.SHUTDOWN_STATE:
+                raise NodeStopping("the node is stopping: supervisord lists no programs") from None
+            raise
+        return {f"{info['group']}:{info['name']}": info for info in infos if info["group"] == WORKLOAD_GROUP}
 
     def shutdown(self, timeout_s: float = 2.0) -> bool:
         """Ask supervisord to stop everything and exit; whether it took the request within ``timeout_s``.

@@ -17,7 +17,7 @@ import shutil
 import threading
 from typing import Any, Callable
 
-from cnetd.common.errors import CnetError, NotFound
+from cnetd.common.errors import CnetError, NodeStopping, NotFound
 from cnetd.common.logs import workload_fields
 from cnetd.common.paths import RuntimePaths
 from cnetd.common.private_files import make_workload_dir, write_workload_file
@@ -89,6 +89,8 @@ class Launcher:
             record, spec = self._prepared(record, submitted, fetched)
             self._start(record, spec)
             log.info("relaunched after a restart", extra=workload_fields(record.id))
+        except NodeStopping as exc:  # its record stays 'starting': the node's next run relaunches it
+            log.info("relaunch left to the node's next run: %s", exc.message, extra=workload_fields(record.id))
         except CnetError as exc:
             log.warning("relaunch failed: %s", exc.message, extra=workload_fields(record.id))
             self._ledger.update(record.id, finish(Status.FAILED, message=f"relaunch failed: {exc.message}"))

@@ -23,7 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cnetd.common.errors import CnetError, Conflict, DataNotStoppable, DelegationRefused, Invalid, NotFound, Unprocessable
+from cnetd.common.errors import (CnetError, Conflict, DataNotStoppable, DelegationRefused, Invalid, NodeStopping, NotFound,
+                                 Unprocessable)
 from cnetd.common.httpclient import node_headers
 from cnetd.common.logs import workload_fields
 from cnetd.common.paths import WORKLOAD_GROUP, program_name
@@ -103,8 +104,13 @@ class Scheduler:
 
     def serve(self) -> None:
         """Settle what the last run left, then answer requests and settle unknown forwards, forever (and keep
-        deployments at their count of replicas, in the controller's thread)."""
-        self.reconcile()
+        deployments at their count of replicas, in the controller's thread). A node stopping before that is
+        settled ends the process quietly: the records are as they were, for the node's next run."""
+        try:
+            self.reconcile()
+        except NodeStopping as exc:
+            log.info("%s; what the last run left is settled at the next", exc.message)
+            return
         self._deployments_controller.start()
         self._server.run(self.settle_unknown, SETTLE_INTERVAL_S)
 
