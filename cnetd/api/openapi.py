@@ -51,8 +51,9 @@ _ERROR_MEANINGS = {
     "416": "a range that starts past the end",
     "422": "well-formed but not something to act on: bytes that are not an image, a class the model lacks, "
            "one upload naming a file twice",
-    "503": "the scheduler is down (scheduler_unavailable), a forward's outcome is not known yet "
-           "(delegation_unknown), or a container engine, a neighbour or a service does not answer",
+    "503": "the scheduler is down (scheduler_unavailable), the node is stopping (node_stopping), a forward's "
+           "outcome is not known yet (delegation_unknown), or a container engine, a neighbour or a service does "
+           "not answer",
     "507": "the data disk filled up during an upload (insufficient_storage): nothing of it is kept",
 }
 
