@@ -156,6 +156,14 @@ class Supervisor:
             timed("close")()
         return True
 
+    def answers(self) -> bool:
+        """Whether supervisord takes requests on its socket (a request also ends the wait of its loop's poll)."""
+        try:
+            self._proxy.supervisor.getState()
+        except (OSError, xmlrpc.client.Error):
+            return False
+        return True
+
     def shutting_down(self) -> bool:
         try:
             return self._proxy.supervisor.getState()["statename"] == "SHUTDOWN"

@@ -148,6 +148,12 @@ def _prepare(config: NodeConfig) -> None:
 
 def _wait_ready(config: NodeConfig, supervisord: subprocess.Popen) -> bool:
     deadline = time.monotonic() + READY_TIMEOUT_S
+    supervisor = Supervisor(str(config.paths.supervisor_socket))
+    # supervisord spawns its autostart programs in the first turn of its loop, after a poll that waits up to
+    # a second for requests: the node's programs spawned 1.0 s after "supervisord started" on every start.
+    # A request as soon as its socket takes one ends that wait.
+    while time.monotonic() < deadline and supervisord.poll() is None and not supervisor.answers():
+        time.sleep(0.01)
     while time.monotonic() < deadline and supervisord.poll() is None:
         try:
             if call("GET", f"{config.api_url}/api/health", timeout_s=1)[0] == 200:

@@ -1,13 +1,97 @@
-"""``python -m cnetd.launcher.supervisord``: supervisor's own supervisord, started without OpenSSL's TLS library.
+"""``python -m cnetd.launcher.supervisord``: supervisor's own supervisord, started without OpenSSL's TLS library,
+and woken by the signals it receives.
 
 supervisord serves XML-RPC on the node's unix socket and never speaks TLS, but its XML-RPC module imports
 ``http.client``, which loads ``ssl``: 0.7 MiB of an idle node (``bench/idle_memory.py``), here as in the
-node's daemons (``cnetd.common.http_without_tls``). Everything else is supervisord's ``main``."""
+node's daemons (``cnetd.common.http_without_tls``).
+
+supervisord notices that a program ended when its loop next turns: the loop polls its sockets and the
+programs' output pipes for up to a second, and a SIGCHLD does not end that wait (Python retries an
+interrupted poll). A program's output pipe reads as closed a moment before the program can be reaped, so the
+turn that the close brings often finds nothing to reap, and the exit waited for the next second: a node stop
+took 1.3 or 2.3 s where 0.3 sufficed. Here every signal also writes to a pipe in the poll
+(``signal.set_wakeup_fd``): the turn comes as the program ends. And the events of a program reaped in a turn
+(its EXITED, which the monitor settles) reach the event listeners in the next turn; a reap writes to the same
+pipe, so that turn follows at once: a process workload's end took its record 1.03 s beyond the run (the
+median of 8; 0.03 with the wakeups alone, three of the eight still 1.03), now 0.03 every time. Everything
+else is supervisord's ``main``."""
+import os
+import signal
+
 from cnetd.common.http_without_tls import load_http_client_without_tls
 
 load_http_client_without_tls()
 
+from supervisor.medusa import asyncore_25 as asyncore  # noqa: E402
+from supervisor.options import ServerOptions  # noqa: E402
 from supervisor.supervisord import main  # noqa: E402
+
+
+class SignalWakeup:
+    """A pipe that Python writes each signal's number to, in supervisord's poll as a dispatcher of its socket
+    map (the interface its loop calls: readable, writable, handle_read_event, handle_error)."""
+
+    def __init__(self) -> None:
+        self.read_end, self.write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def handle_read_event(self) -> None:
+        try:
+            while os.read(self.read_end, 4096):
+                pass
+        except BlockingIOError:  # drained
+            pass
+
+    def handle_error(self) -> None:
+        pass
+
+    def wake(self) -> None:
+        try:
+            os.write(self.write_end, b"\0")
+        except BlockingIOError:  # full: the loop will turn anyway
+            pass
+
+    def close(self) -> None:
+        for end in (self.read_end, self.write_end):
+            try:
+                os.close(end)
+            except OSError:  # closed already: supervisord's restart closes every descriptor from 5 up
+                pass
+
+
+_set_handlers = ServerOptions.setsignals
+_wakeups: list[SignalWakeup] = []
+
+
+def _setsignals_with_wakeup(options: ServerOptions) -> None:
+    """supervisord sets its handlers on each (re)start; the last start's wakeup pipe goes with it."""
+    _set_handlers(options)
+    for stale in _wakeups:
+        asyncore.socket_map.pop(stale.read_end, None)
+        stale.close()
+    _wakeups[:] = [SignalWakeup()]
+    asyncore.socket_map[_wakeups[0].read_end] = _wakeups[0]
+    signal.set_wakeup_fd(_wakeups[0].write_end)
+
+
+_waitpid = ServerOptions.waitpid
+
+
+def _waitpid_turning_again(options: ServerOptions) -> tuple[int | None, int | None]:
+    """supervisord's ``waitpid``; a program reaped makes its loop turn again at once."""
+    pid, status = _waitpid(options)
+    if pid and _wakeups:
+        _wakeups[0].wake()
+    return pid, status
+
+
+ServerOptions.setsignals = _setsignals_with_wakeup
+ServerOptions.waitpid = _waitpid_turning_again
 
 if __name__ == "__main__":
     main()
