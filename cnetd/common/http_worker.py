@@ -212,9 +212,13 @@ class DeadlineWorker(ThreadWorker):
         super().enqueue_req(conn)
 
     def finish_request(self, conn: _Conn, fs: Future) -> None:
-        """On the event loop: a next request a thread found begun waits here for the rest of it."""
+        """On the event loop: a next request a thread found begun waits here for the rest of it. A connection
+        a thread hands back to be kept alive once the worker stops goes as the idle ones did at the stop
+        (``_cap_keepalive``): gunicorn kept it 2 s, and a node stopped just after a request waited for that."""
         if fs.cancelled() or fs.result() is not _PARTLY_ARRIVED:
             super().finish_request(conn, fs)
+            if not self.alive and not self.drain_on_stop():
+                self._close_idle_kept_alive()
             return
         self._wait_for_rest(conn)
 
@@ -258,12 +262,16 @@ class DeadlineWorker(ThreadWorker):
         if self.drain_on_stop():
             super()._cap_keepalive(deadline)
             return
-        super()._cap_keepalive(time.monotonic())
-        self.murder_keepalived()
+        self._close_idle_kept_alive()
         for conn in [conn for conn in self._waiting if not conn.buffered]:
             self._stop_waiting(conn)
             self.nr_conns -= 1
             conn.close()
+
+    def _close_idle_kept_alive(self) -> None:
+        """Kept-alive connections whose next request has begun are served; the others are closed now."""
+        super()._cap_keepalive(time.monotonic())
+        self.murder_keepalived()
 
     def handle(self, conn: _Conn) -> object:
         """In a thread: serve the request, then the connection's next ones while they follow (see the module's
