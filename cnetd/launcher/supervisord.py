@@ -56,24 +56,19 @@ class SignalWakeup:
         except BlockingIOError:  # full: the loop will turn anyway
             pass
 
-    def close(self) -> None:
-        for end in (self.read_end, self.write_end):
-            try:
-                os.close(end)
-            except OSError:  # closed already: supervisord's restart closes every descriptor from 5 up
-                pass
-
 
 _set_handlers = ServerOptions.setsignals
 _wakeups: list[SignalWakeup] = []
 
 
 def _setsignals_with_wakeup(options: ServerOptions) -> None:
-    """supervisord sets its handlers on each (re)start; the last start's wakeup pipe goes with it."""
+    """supervisord sets its handlers on each (re)start. A restart (``supervisorctl reload``) has closed every
+    descriptor from 5 up, the last start's pipe among them, and may have given its numbers to new files or
+    sockets: its entry leaves the socket map only if it is still there under that number."""
     _set_handlers(options)
     for stale in _wakeups:
-        asyncore.socket_map.pop(stale.read_end, None)
-        stale.close()
+        if asyncore.socket_map.get(stale.read_end) is stale:
+            del asyncore.socket_map[stale.read_end]
     _wakeups[:] = [SignalWakeup()]
     asyncore.socket_map[_wakeups[0].read_end] = _wakeups[0]
     signal.set_wakeup_fd(_wakeups[0].write_end)

@@ -19,15 +19,15 @@ options = ServerOptions()
 options.setsignals()
 options.setsignals()  # supervisord's restart sets them again: one wakeup pipe stays in the poll, the new one
 wakeups = [each for each in asyncore.socket_map.values() if isinstance(each, launcher.SignalWakeup)]
-wakeup = wakeups[0]
 
 def readable(wait_s):
-    return bool(select.select([wakeup.read_end], [], [], wait_s)[0])
+    return bool(select.select([launcher._wakeups[0].read_end], [], [], wait_s)[0])
 
 def child_ends(setsignals, waitpid):
     setsignals(options)
     if setsignals is launcher._set_handlers:
         signal.set_wakeup_fd(-1)
+    wakeup = launcher._wakeups[0]  # the pipe in the poll now
     wakeup.handle_read_event()
     child = os.fork()
     if child == 0:
