@@ -271,7 +271,7 @@ def test_console_asks_for_the_token_once(browser: Browser, node: Node) -> None:
         assert page.evaluate("sessionStorage.getItem('cnet-token')") == TOKEN
     finally:
         context.close()
-        for workload in node.api("GET", "/api/workloads").json()["workloads"]:
+        for workload in node.workloads():
             if workload["name"].startswith("ui-token"):
                 node.api("DELETE", f"/api/workloads/{workload['id']}")
 

@@ -37,7 +37,7 @@ def clean(four_nodes: dict[str, Node]) -> Iterator[dict[str, Node]]:
     """Delete every workload on every node after the test."""
     yield four_nodes
     for member in four_nodes.values():
-        for workload in member.api("GET", "/api/workloads").json()["workloads"]:
+        for workload in member.workloads():
             member.api("DELETE", f"/api/workloads/{workload['id']}")
 
 

@@ -119,7 +119,7 @@ def test_three_replicas_spread_over_three_nodes_and_share_the_requests(tree: lis
     answered = collections.Counter(predict(tree[0]) for _ in range(30))
     assert answered == {(200, f"faces-r{index}"): 10 for index in range(3)}, answered
     # The replicas are within the deployment, not beside it; each is still there by its id.
-    listed = tree[0].api("GET", "/api/workloads").json()["workloads"]
+    listed = tree[0].workloads()
     assert [view["id"] for view in listed] == ["faces"]
     assert tree[0].workload("faces-r1")["replica_of"] == "faces"
 
@@ -185,7 +185,7 @@ def test_a_partitioned_replica_is_replaced_and_deleted_after_the_heal(tree: list
         lost_node.host.heal()
         lost_node.http.close()  # its keep-alive connection died in the partition
     # Back online: its old replica is stopped and deleted there, and counted nowhere.
-    wait_for(lambda: not lost_node.api("GET", "/api/workloads").json()["workloads"], timeout_s=40,
+    wait_for(lambda: not lost_node.workloads(), timeout_s=40,
              diagnose=lambda: (deployment(origin), lost_node.api("GET", "/api/workloads").json()))
     wait_for(lambda: healthy_and_settled(origin, 3), timeout_s=20, diagnose=lambda: deployment(origin))
     view = deployment(origin)
@@ -199,7 +199,7 @@ def test_all_or_nothing_refuses_leaving_nothing_and_best_effort_runs_what_fits(t
     refused = origin.submit({"cascade_type": "face"}, {"cpu": 1.5}, workload_type="opencv", replicas=4, id="many")
     assert refused.status_code == 409 and refused.json()["error"] == "insufficient_resources", refused.text
     assert "replica 4 of 4" in refused.json()["message"]
-    assert cpu_held(tree) == [0, 0, 0] and not origin.api("GET", "/api/workloads").json()["workloads"]
+    assert cpu_held(tree) == [0, 0, 0] and not origin.workloads()
     partial = origin.submit({"cascade_type": "face"}, {"cpu": 1.5}, workload_type="opencv", replicas=4, id="many",
                             placement="best-effort")
     try:

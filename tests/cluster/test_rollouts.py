@@ -80,7 +80,7 @@ def removed_after(tree: list[Node]) -> Iterator[None]:
     """Each test's deployments are deleted when it ends, also when it fails: the next test needs the cores."""
     yield
     parent = tree[0]
-    for record in parent.api("GET", "/api/workloads").json()["workloads"]:
+    for record in parent.workloads():
         parent.api("DELETE", f"/api/workloads/{record['id']}")
     # Fresh connections: one kept alive across a test's partition would be reset after it.
     wait_for(lambda: all(free_cpu(node) == 2 for node in tree), timeout_s=60, diagnose=lambda: [free_cpu(n) for n in tree])

@@ -68,7 +68,7 @@ def test_what_an_autoscaled_deployment_cannot_be_is_refused_and_leaves_nothing(n
         for answer, status, code, says in refusals:
             assert (answer.status_code, answer.json()["error"]) == (status, code), answer.text
             assert says in answer.json()["message"], answer.text
-        assert sorted(view["id"] for view in node.api("GET", "/api/workloads").json()["workloads"]
+        assert sorted(view["id"] for view in node.workloads()
                       if not view.get("replica_of")) == ["fixed", "scaled"]
         assert node.resources()["allocated"]["cpu"] == 1.0
         policy = node.workload("scaled")["deployment"]["autoscale"]["policy"]

@@ -83,10 +83,10 @@ def test_refusals_exit_1_with_the_reason_and_bad_usage_exits_2(node: Node, argv:
 
 
 def test_a_wrong_token_is_refused_and_nothing_runs(node: Node) -> None:
-    before = len(node.api("GET", "/api/workloads").json()["workloads"])
+    before = len(node.workloads())
     done = cnet(node, "run", "process", "--", "true", token="wrong")
     assert done.returncode == 1 and "unauthorized" in done.stderr
-    assert len(node.api("GET", "/api/workloads").json()["workloads"]) == before
+    assert len(node.workloads()) == before
 
 
 def test_run_a_deployment_ps_it_and_scale_it(node: Node, tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def test_what_a_deployment_cannot_be_is_refused_and_leaves_nothing(node: Node) -
         ]
         for answer, status, code in refusals:
             assert (answer.status_code, answer.json()["error"]) == (status, code), answer.text
-        assert [view["id"] for view in node.api("GET", "/api/workloads").json()["workloads"]] == ["single"]
+        assert [view["id"] for view in node.workloads()] == ["single"]
         assert node.resources()["allocated"]["cpu"] == 0.5
     finally:
         node.api("DELETE", "/api/workloads/single")

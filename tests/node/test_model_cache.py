@@ -165,7 +165,7 @@ def test_a_fetch_shows_its_progress_and_a_restart_settles_an_interrupted_one(nod
     assert node.resources()["allocated"]["storage"] == 0 and model_files(node) == []
 
     def settled() -> bool:  # the restarted scheduler relaunches the admitted service, whose fetch then fails
-        workloads = node.api("GET", "/api/workloads").json()["workloads"]
+        workloads = node.workloads()
         return all(workload["status"] not in ("starting", "pending") for workload in workloads) and \
             node.resources()["allocated"] == pytest.approx(held_by(workloads))
     wait_for(settled, timeout_s=30, diagnose=lambda: (node.resources(), node.api("GET", "/api/workloads").json()))

@@ -15,12 +15,12 @@ SLEEP = {"command": "sleep", "args": ["120"]}
 
 def allocated_matches_running(node: Node) -> bool:
     """The ledger's allocated total equals the sum of the requirements of what runs (or starts) here."""
-    workloads = node.api("GET", "/api/workloads").json()["workloads"]
+    workloads = node.workloads()
     return node.resources()["allocated"] == pytest.approx(held_by(workloads))
 
 
 def statuses(node: Node) -> dict[str, str]:
-    return {view["id"]: view["status"] for view in node.api("GET", "/api/workloads").json()["workloads"]}
+    return {view["id"]: view["status"] for view in node.workloads()}
 
 
 def running_programs(node: Node) -> set[str]:
@@ -93,8 +93,7 @@ def test_a_stop_during_the_relaunch_after_a_restart_loses_no_workload(start_node
     assert "starting" in statuses(node).values(), "every workload ran again before the stop: it must come during the relaunch"
     node.restart()
     wait_for(lambda: statuses(node) == dict.fromkeys(ids, "running"), timeout_s=60,
-             diagnose=lambda: [view["message"] for view in node.api("GET", "/api/workloads").json()["workloads"]
-                               if view["status"] != "running"][:3])
+             diagnose=lambda: [view["message"] for view in node.workloads() if view["status"] != "running"][:3])
     assert len(running_programs(node)) == 100
 
 

@@ -161,7 +161,7 @@ def test_api_answers_as_documented(fuzz_node: Node, real_ids: dict[str, list[str
 
 
 def test_ledger_is_consistent_after_fuzzing(fuzz_node: Node) -> None:
-    workloads = fuzz_node.api("GET", "/api/workloads").json()["workloads"]
+    workloads = fuzz_node.workloads()
     allocated = fuzz_node.resources()["allocated"]
     assert allocated == pytest.approx(held_by(workloads)), (allocated, workloads)
     programs = fuzz_node.supervisorctl("status").splitlines()

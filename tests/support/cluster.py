@@ -39,7 +39,7 @@ def both_online(parent: Node, child: Node) -> bool:
 
 
 def records(node: Node) -> dict[str, dict[str, Any]]:
-    return {item["id"]: item for item in node.api("GET", "/api/workloads").json()["workloads"]}
+    return {item["id"]: item for item in node.workloads()}
 
 
 def settled(parent: Node) -> bool:

@@ -189,6 +189,9 @@ class Node:
     def workload(self, workload_id: str) -> dict[str, Any]:
         return self.api("GET", f"/api/workloads/{workload_id}").json()
 
+    def workloads(self) -> list[dict[str, Any]]:
+        return self.api("GET", "/api/workloads").json()["workloads"]
+
     def workload_dir(self, workload_id: str) -> Path:
         """A workload's own dir on this node (its cwd, a service's log)."""
         return RuntimePaths(self.runtime_dir).workload_dir(workload_id)
