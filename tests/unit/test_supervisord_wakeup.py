@@ -21,13 +21,13 @@ options.setsignals()  # supervisord's restart sets them again: one wakeup pipe s
 wakeups = [each for each in asyncore.socket_map.values() if isinstance(each, launcher.SignalWakeup)]
 
 def readable(wait_s):
-    return bool(select.select([launcher._wakeups[0].read_end], [], [], wait_s)[0])
+    return bool(select.select([launcher._wakeup.read_end], [], [], wait_s)[0])
 
 def child_ends(setsignals, waitpid):
     setsignals(options)
     if setsignals is launcher._set_handlers:
         signal.set_wakeup_fd(-1)
-    wakeup = launcher._wakeups[0]  # the pipe in the poll now
+    wakeup = launcher._wakeup  # the pipe in the poll now
     wakeup.handle_read_event()
     child = os.fork()
     if child == 0:
