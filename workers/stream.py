@@ -30,7 +30,6 @@ from workers.base import (USER_SCHEMA, NodeContext, PlainProgram, ProgramSpec, c
 STREAM_TYPE = "stream"
 DETECTOR_FIELDS = ("detector_api", "detector_signature")  # added by the origin, never submitted
 SIGNATURE_ENV = "CNET_STREAM_SIGNATURE"
-LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https")
 MAX_FPS, DEFAULT_FPS = 30.0, 5.0
 MAX_KEEP_EVENTS, DEFAULT_KEEP_EVENTS = 10_000, 1000
 DEFAULT_MOTION_THRESHOLD = 0.01
