@@ -496,7 +496,8 @@ class Scheduler:
 
     def reconcile(self) -> None:
         """After a restart of the scheduler or the whole node: launch (in pool threads) what should run but has
-        no program; a forward that was under way when the scheduler ended has no known outcome."""
+        no program, and stop what was to stop but still runs (its stop recorded, the scheduler ended before it was
+        carried out); a forward that was under way when the scheduler ended has no known outcome."""
         self._models.settle()
         programs = self._supervisor.workload_infos()
         for record in self._ledger.workloads():
@@ -507,7 +508,11 @@ class Scheduler:
                 self._ledger.update(record.id, lambda pointer: dataclasses.replace(
                     pointer, status=Status.UNKNOWN, message="the scheduler ended during its forward; settling it"))
                 continue
-            if record.terminal or record.remote or not record.program or record.program in programs:
+            if record.terminal or record.remote or not record.program:
+                continue
+            if record.program in programs:
+                if record.desired == Desired.STOP:  # its stop was recorded, and the scheduler ended before it stopped
+                    self._server.submit_background(lambda record=record: self._launcher.stop(record))
                 continue
             if record.desired == Desired.STOP:
                 self._ledger.update(record.id, finish(Status.STOPPED, message="stopped"))

@@ -8,6 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from cnetd.core.lifecycle import desire
+from ledger.records import Desired
+from ledger.store import Ledger
 from tests.support.nodes import GIB, VENV_BIN, Node, held_by, wait_for, wait_until_answers
 
 SLEEP = {"command": "sleep", "args": ["120"]}
@@ -95,6 +98,26 @@ def test_a_stop_during_the_relaunch_after_a_restart_loses_no_workload(start_node
     wait_for(lambda: statuses(node) == dict.fromkeys(ids, "running"), timeout_s=60,
              diagnose=lambda: [view["message"] for view in node.workloads() if view["status"] != "running"][:3])
     assert len(running_programs(node)) == 100
+
+
+def test_a_stop_recorded_when_the_scheduler_ended_is_carried_out_when_it_starts(start_node) -> None:
+    """A stop or delete records the stop, then stops the program; a scheduler that ends between the two (kill -9
+    during a burst of DELETEs left 5 of 40 so) leaves a record to stop whose program runs. Its next start stops
+    it: the record is not left ``running`` while it says ``desired: stop``."""
+    node = start_node()
+    to_stop, kept = (node.submit(SLEEP, {"cpu": 1}).json() for _ in range(2))
+    node.supervisorctl("stop", "scheduler")
+    ledger = Ledger(str(node.runtime_dir / "ledger"))  # as the scheduler left it: the stop recorded, not carried out
+    try:
+        ledger.update(to_stop["id"], desire(Desired.STOP))
+    finally:
+        ledger.close()
+    node.supervisorctl("start", "scheduler")
+    wait_for(lambda: node.workload(to_stop["id"])["status"] == "stopped", timeout_s=30,
+             diagnose=lambda: node.workload(to_stop["id"]))
+    assert running_programs(node) == {kept["program"]}
+    assert node.workload(kept["id"])["status"] == "running"
+    assert allocated_matches_running(node)
 
 
 def test_sigterm_stops_every_workload(start_node) -> None:
