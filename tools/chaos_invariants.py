@@ -5,8 +5,8 @@ a line naming the invariant (the issue's numbering) with the history lines behin
    have been done), and runs on exactly one node; a deleted one nowhere; no node runs an id its origin has no
    record of (an orphan).
 2. Each node's ledger matches its supervisord: a running record has a running program and a running program a
-   live record; allocated equals the sum over its live records (its model cache's included), and allocated plus
-   available is capacity.
+   live record; a record to stop (``desired: stop``) does not run; allocated equals the sum over its live records
+   (its model cache's included), and allocated plus available is capacity.
 3. The parent's view of each child (and the first child's of its peer) equals that node's own resources.
 4. The deployment has its count of healthy replicas, or says why not.
 5. An upload answered 201 reads back byte-identical, its SHA-256 and MD5 (the ETag's attribute) included, from
@@ -106,6 +106,8 @@ def _check_once(cluster: ChaosCluster, history: History) -> list[str]:
             if record["status"] == "running" and program and programs.get(program) != "RUNNING":
                 violations.append(f"2: {name}: {record['id']} is running in the ledger, its program is "
                                   f"{programs.get(program, 'absent')}")
+            if record["status"] == "running" and record.get("desired") == "stop":
+                violations.append(f"2: {name}: {record['id']} still runs, its stop recorded but not carried out")
         live = {record.get("program") for record in mine if record["status"] in ("running", "starting")}
         for program, state in programs.items():
             if state == "RUNNING" and program not in live:
