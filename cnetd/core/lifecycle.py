@@ -78,8 +78,10 @@ def desire(desired: str) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
 
 
 def _count_restart(exit_code: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
+    """A restart counted, unless the record as stored now no longer wants one (a stop recorded since it was read,
+    say): decided in the ledger's write, so that a stop and a restart never both win."""
     def change(record: WorkloadRecord) -> WorkloadRecord | None:
-        if record.terminal:
+        if record.terminal or not _wants_restart(record, exit_code):
             return None
         return dataclasses.replace(record, status=Status.STARTING, restarts=record.restarts + 1,
                                    exit_code=exit_code, process_pid=None, health_failures=0)
@@ -133,9 +135,11 @@ def settle(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
 def _settle_exit(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord, exit_code: int) -> WorkloadRecord:
     if _wants_restart(record, exit_code):
         restarted = ledger.update(record.id, _count_restart(exit_code))
-        log.info("restarting (restart %d of %d)", restarted.restarts, RESTART_CAP, extra=workload_fields(record.id))
-        supervisor.start(record.program)
-        return restarted
+        if restarted.restarts > record.restarts:
+            log.info("restarting (restart %d of %d)", restarted.restarts, RESTART_CAP, extra=workload_fields(record.id))
+            supervisor.start(record.program)
+            return restarted
+        record = restarted  # as it is now: its stop recorded since it was read (or it settled meanwhile)
     status = Status.COMPLETED if exit_code == 0 else Status.FAILED
     settled = ledger.update(record.id, finish(status, exit_code, _exit_message(record, exit_code)))
     supervisor.remove(record.program)

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from cnetd.core.lifecycle import finish, mark_started, settle
-from ledger.records import Resources, Status, WorkloadRecord
+from cnetd.core.lifecycle import desire, finish, mark_started, settle
+from ledger.records import Desired, Resources, Status, WorkloadRecord
 from ledger.store import Ledger
 
 
@@ -57,3 +57,28 @@ def test_a_process_started_after_it_ended_runs_again_and_holds_its_resources(led
     revived = settle(ledger, Programs(), record, info)
     assert revived.status == Status.STARTING and revived.process_pid == 5555
     assert ledger.usage().allocated == Resources(cpu=1.0)
+
+
+def crashing_service(ledger: Ledger) -> WorkloadRecord:
+    """A program restarted always, running, as the monitor reads it when its exit comes."""
+    ledger.admit(WorkloadRecord(id="c", type="process", name="c", config={}, requirements=Resources(cpu=1.0),
+                                program="workloads:wl-c", restart_policy="always"))
+    return ledger.update("c", mark_started(4321))
+
+
+def test_a_stop_recorded_after_the_exit_was_read_is_not_undone_by_a_restart(ledger: Ledger) -> None:
+    read = crashing_service(ledger)  # the monitor has read the record (desired run), then the stop is recorded
+    ledger.update("c", desire(Desired.STOP))
+    programs = Programs()
+    settled = settle(ledger, programs, read, {"statename": "EXITED", "exitstatus": 3})
+    assert programs.calls == [("remove", "workloads:wl-c")]  # not started again
+    assert settled.status == Status.FAILED and settled.desired == Desired.STOP and settled.restarts == 0
+    assert ledger.usage().allocated == Resources()
+
+
+def test_the_control_an_exit_with_no_stop_is_restarted(ledger: Ledger) -> None:
+    read = crashing_service(ledger)
+    programs = Programs()
+    settled = settle(ledger, programs, read, {"statename": "EXITED", "exitstatus": 3})
+    assert programs.calls == [("start", "workloads:wl-c")]
+    assert settled.status == Status.STARTING and settled.restarts == 1
