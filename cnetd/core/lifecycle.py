@@ -13,7 +13,7 @@ import math
 import time
 from typing import Any, Callable
 
-from cnetd.common.errors import InsufficientResources
+from cnetd.common.errors import InsufficientResources, NotFound
 from cnetd.common.logs import workload_fields
 from cnetd.core.supervisor_rpc import STOPPED_STATES, Supervisor
 from ledger.records import Desired, Status, WorkloadRecord
@@ -138,12 +138,21 @@ def _settle_exit(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
         if restarted.restarts > record.restarts:
             log.info("restarting (restart %d of %d)", restarted.restarts, RESTART_CAP, extra=workload_fields(record.id))
             supervisor.start(record.program)
+            if not _still_wanted(ledger, record.id):  # a stop or delete came while it started, and found it exited
+                supervisor.stop(record.program)  # that wins; the program's STOPPED settles (or removes) it
             return restarted
         record = restarted  # as it is now: its stop recorded since it was read (or it settled meanwhile)
     status = Status.COMPLETED if exit_code == 0 else Status.FAILED
     settled = ledger.update(record.id, finish(status, exit_code, _exit_message(record, exit_code)))
     supervisor.remove(record.program)
     return settled
+
+
+def _still_wanted(ledger: Ledger, workload_id: str) -> bool:
+    try:
+        return ledger.get(workload_id).desired == Desired.RUN
+    except NotFound:
+        return False
 
 
 def _started_after_it_ended(record: WorkloadRecord, info: dict[str, Any]) -> bool:

@@ -1,4 +1,5 @@
-"""Settling a record against its program's process info: which running program is a start by hand."""
+"""Settling a record against its program's process info: which running program is a start by hand, and which exit
+is restarted when a stop is recorded meanwhile."""
 from __future__ import annotations
 
 import time
@@ -82,3 +83,26 @@ def test_the_control_an_exit_with_no_stop_is_restarted(ledger: Ledger) -> None:
     settled = settle(ledger, programs, read, {"statename": "EXITED", "exitstatus": 3})
     assert programs.calls == [("start", "workloads:wl-c")]
     assert settled.status == Status.STARTING and settled.restarts == 1
+
+
+class StoppedAsItStarts(Programs):
+    """A restart during which the user's stop (or delete) is recorded: it found the program exited, not running."""
+
+    def __init__(self, ledger: Ledger, deleted: bool) -> None:
+        super().__init__()
+        self._ledger, self._deleted = ledger, deleted
+
+    def start(self, program: str) -> None:
+        super().start(program)
+        if self._deleted:
+            self._ledger.remove("c")
+        else:
+            self._ledger.update("c", desire(Desired.STOP))
+
+
+@pytest.mark.parametrize("deleted", [False, True], ids=["stopped", "deleted"])
+def test_a_stop_recorded_while_the_restart_starts_stops_the_program_again(ledger: Ledger, deleted: bool) -> None:
+    read = crashing_service(ledger)
+    programs = StoppedAsItStarts(ledger, deleted)
+    settle(ledger, programs, read, {"statename": "EXITED", "exitstatus": 3})
+    assert programs.calls == [("start", "workloads:wl-c"), ("stop", "workloads:wl-c")]
