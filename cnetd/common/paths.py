@@ -53,7 +53,8 @@ class RuntimePaths:
 
     @property
     def metrics_dir(self) -> Path:
-        """prometheus_client's multiprocess files: one per node process, summed by /metrics."""
+        """prometheus_client's multiprocess files: one per node process, summed by /metrics (a link to a
+        directory in memory, ``cnetd.launcher.metrics_dir``)."""
         return self.root / "metrics"
 
     @property
@@ -102,7 +103,8 @@ class RuntimePaths:
                    for name in ("bus.sock", "scheduler.sock", "supervisor.sock", "api-handover/4194304.sock"))
 
     def create(self) -> None:
-        for folder in (self.root, self.ledger_dir, self.node_table_dir, self.logs_dir, self.metrics_dir, self.ready_dir,
+        """The runtime dir's folders (the metrics directory is the launcher's: ``cnetd.launcher.metrics_dir``)."""
+        for folder in (self.root, self.ledger_dir, self.node_table_dir, self.logs_dir, self.ready_dir,
                        self.api_handover_dir):
             folder.mkdir(parents=True, exist_ok=True)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.paths import RUNTIME_DIR_ENV
 from cnetd.common.private_files import (PRIVATE_UMASK, TRAVERSE_ONLY_MODE, UnsafeDirectory, make_private_dir,
                                         make_traversable_parents, owner_name, write_private)
+from cnetd.launcher.metrics_dir import fresh_metrics_dir, remove_metrics_dir
 from cnetd.launcher.sweep import end_processes_of
 from ledger.store import Ledger
 from mesh.curve import ClusterKeys
@@ -133,8 +133,8 @@ def _raise_open_files_limit() -> None:
 
 
 def _prepare(config: NodeConfig) -> None:
-    shutil.rmtree(config.paths.metrics_dir, ignore_errors=True)  # counters start at zero with the node
     config.paths.create()
+    fresh_metrics_dir(config.paths.metrics_dir)  # counters start at zero with the node
     clear_ready_markers(config.paths.ready_dir)
     config.save()
     ledger = Ledger(str(config.paths.ledger_dir))
@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
               f"see {config.paths.logs_dir}", file=sys.stderr, flush=True)
     code = supervisord.wait()
     ended = end_processes_of(config.paths.root)  # none after a clean stop; everything if supervisord was killed
+    remove_metrics_dir(config.paths.metrics_dir)  # they held the memory of this run's counters
     if ended:
         print(f"cnetd: supervisord ended (code {code}); ended the {ended} process(es) it left", flush=True)
     print(f"cnetd: node {config.node_id} stopped", flush=True)

@@ -20,6 +20,7 @@ import requests
 import yaml
 
 from cnetd.common.paths import RuntimePaths
+from cnetd.launcher.metrics_dir import remove_metrics_dir
 from workers.container import remove_labelled
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ class Node:
         try:
             self._remove_containers()
         finally:
+            remove_metrics_dir(RuntimePaths(self.runtime_dir).metrics_dir)  # in memory: what a killed cnetd left
             shutil.rmtree(self.root, ignore_errors=True)
 
     def _remove_containers(self) -> None:
