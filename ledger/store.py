@@ -6,6 +6,7 @@ a version counter and, after commit, calls ``on_change(version)`` so the process
 from __future__ import annotations
 
 import dataclasses
+import errno
 import itertools
 import os
 from typing import Any, Callable, Sequence
@@ -13,7 +14,7 @@ from typing import Any, Callable, Sequence
 import lmdb
 import orjson
 
-from cnetd.common.errors import InsufficientResources, NotFound
+from cnetd.common.errors import InsufficientResources, InsufficientStorage, NotFound
 from ledger.records import Resources, Usage, WorkloadRecord
 
 MAP_SIZE_BYTES = 1 << 30  # sparse file: costs nothing until used; py-lmdb's 10 MiB default is far too small
@@ -303,10 +304,16 @@ class Ledger:
         return taken
 
     def _commit(self, write: Callable[[lmdb.Transaction], Any]) -> Any:
-        with self._env.begin(write=True) as txn:
-            result = write(txn)
-            version = _read_version(txn, self._node_db) + 1
-            txn.put(_VERSION, str(version).encode(), db=self._node_db)
+        try:
+            with self._env.begin(write=True) as txn:
+                result = write(txn)
+                version = _read_version(txn, self._node_db) + 1
+                txn.put(_VERSION, str(version).encode(), db=self._node_db)
+        except lmdb.DiskError as exc:
+            if os.strerror(errno.ENOSPC) not in str(exc):
+                raise
+            raise InsufficientStorage("the node's disk is full: its ledger could not record the change, so nothing "
+                                      "was done; free some space and try again") from None
         if self._on_change is not None:
             self._on_change(version)
         return result

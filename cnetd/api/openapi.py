@@ -54,7 +54,8 @@ _ERROR_MEANINGS = {
     "503": "the scheduler is down (scheduler_unavailable), the node is stopping (node_stopping), a forward's "
            "outcome is not known yet (delegation_unknown), or a container engine, a neighbour or a service does "
            "not answer",
-    "507": "the data disk filled up during an upload (insufficient_storage): nothing of it is kept",
+    "507": "a disk filled up (insufficient_storage): the data disk during an upload (nothing of it is kept), or the "
+           "ledger's, which could not record the change (nothing was done)",
 }
 
 
@@ -420,11 +421,11 @@ def document() -> dict[str, Any]:
             "patch": _operation("A deployment's desired state: scale it to `replicas` (extra ones drain, then "
                                 "stop), or make its next revision (`config`, `requirements`, `update`), which rolls "
                                 "out; 409 while another rollout is under way", _ok("Workload"),
-                                "400", "401", "404", "408", "409", "411", "413", "422", "503",
+                                "400", "401", "404", "408", "409", "411", "413", "422", "503", "507",
                                 requestBody={"required": True, "content": _json(_ref("DeploymentChange"))},
                                 **_SECURED),
             "delete": _operation("Stop (if needed) and remove a workload (a deployment: all its replicas)",
-                                 _ok("Deleted"), "401", "404", "409", "503", **_SECURED)},
+                                 _ok("Deleted"), "401", "404", "409", "503", "507", **_SECURED)},
         "/api/workloads/{workload_id}/promote": {"parameters": [_PATH_ID], "post": _operation(
             "A rollout waiting on its canaries goes on", _ok("Workload"), "401", "404", "409", "422", "503",
             **_SECURED)},
@@ -432,7 +433,7 @@ def document() -> dict[str, Any]:
             "A rollout under way goes back; without one, the previous revision rolls out again", _ok("Workload"),
             "401", "404", "409", "422", "503", **_SECURED)},
         "/api/workloads/{workload_id}/stop": {"parameters": [_PATH_ID], "post": _operation(
-            "Stop a workload; its resources are released", _ok("Workload"), "401", "404", "409", "503",
+            "Stop a workload; its resources are released", _ok("Workload"), "401", "404", "409", "503", "507",
             **_SECURED)},
         "/api/workloads/{workload_id}/logs": {"parameters": [_PATH_ID], "get": _operation(
             "The last lines of its stdout and stderr", _ok("Logs"), "400", "404", "503", parameters=[

@@ -107,7 +107,8 @@ class PayloadTooLarge(CnetError):
 
 
 class InsufficientStorage(CnetError):
-    """The node's data disk filled up while it wrote (its storage ledger had room: other files used the disk)."""
+    """The node's disk filled up while it wrote: its data disk (its storage ledger had room: other files used the
+    disk), or the one its ledger is on."""
 
     status = 507
     code = "insufficient_storage"

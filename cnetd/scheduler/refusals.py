@@ -7,15 +7,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from cnetd.common.errors import (CnetError, DelegationRefused, InsufficientResources, Invalid, Unavailable,
-                                 Unprocessable)
+from cnetd.common.errors import (CnetError, DelegationRefused, InsufficientResources, InsufficientStorage, Invalid,
+                                 Unavailable, Unprocessable)
 from ledger.records import Resources
 
 # Kinds of refusal, from placement (infeasible, no room) and from trying (the rest).
-INFEASIBLE, NO_ROOM, INVALID, UNPROCESSABLE, UNREACHABLE, REFUSED = (
-    "infeasible", "no_room", "invalid", "unprocessable", "unreachable", "refused")
+INFEASIBLE, NO_ROOM, INVALID, UNPROCESSABLE, UNREACHABLE, DISK_FULL, REFUSED = (
+    "infeasible", "no_room", "invalid", "unprocessable", "unreachable", "disk_full", "refused")
 _KIND_OF_CODE = {"insufficient_resources": NO_ROOM, "invalid_request": INVALID, "unprocessable": UNPROCESSABLE,
-                 "delegation_refused": REFUSED}
+                 "insufficient_storage": DISK_FULL, "delegation_refused": REFUSED}
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,9 @@ def kind_of_code(code: str) -> str:
 
 def refusal_error(refusals: list[Refusal], requested: Resources, available: Resources | None = None) -> CnetError:
     """The submission's answer when every node considered refused: 503 if one could not be reached (trying
-    again may find it), else 409 if one had no room, else 400 / 422 (every node refused the config itself:
-    its shape, or what it names, or could not run it at all), else 409."""
+    again may find it), else 409 if one had no room, else 507 if every one asked found its disk full, else
+    400 / 422 (every node refused the config itself: its shape, or what it names, or could not run it at
+    all), else 409."""
     reasons = "; ".join(f"{refusal.node_id}: {refusal.message}" for refusal in refusals) or "no node was considered"
     details: dict[str, Any] = {"requested": requested.to_dict(), "refused": [refusal.to_dict() for refusal in refusals]}
     if available is not None:
@@ -55,6 +56,9 @@ def refusal_error(refusals: list[Refusal], requested: Resources, available: Reso
         return Unavailable(f"no node could be reached that might take this workload ({reasons})", **details)
     if NO_ROOM in kinds or not kinds:
         return InsufficientResources(f"no node has room for this workload ({count}: {reasons})", **details)
+    if kinds == {DISK_FULL}:
+        return InsufficientStorage(f"no node could record this workload: its disk is full ({count}: {reasons})",
+                                   **details)
     if kinds == {INVALID}:
         return Invalid(f"every node refused this workload's config ({reasons})", **details)
     if kinds <= {INVALID, UNPROCESSABLE, INFEASIBLE}:

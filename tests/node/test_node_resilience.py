@@ -11,7 +11,7 @@ import pytest
 from cnetd.core.lifecycle import desire
 from ledger.records import Desired
 from ledger.store import Ledger
-from tests.support.nodes import GIB, VENV_BIN, Node, held_by, wait_for, wait_until_answers
+from tests.support.nodes import GIB, VENV_BIN, Node, held_by, running, wait_for, wait_until_answers
 
 SLEEP = {"command": "sleep", "args": ["120"]}
 
@@ -118,6 +118,37 @@ def test_a_stop_recorded_when_the_scheduler_ended_is_carried_out_when_it_starts(
     assert running_programs(node) == {kept["program"]}
     assert node.workload(kept["id"])["status"] == "running"
     assert allocated_matches_running(node)
+
+
+def test_a_full_disk_under_the_runtime_dir_is_507_and_kills_no_node_process() -> None:
+    """The node's own disk full (logs, models, anything): each node process's metric files were grown sparse on
+    it, so the first page written into the full disk killed the process with SIGBUS, over and over (the
+    scheduler at every submission); the ledger's own error was a 500. The control: with its space back, the
+    same submission runs."""
+    node = Node({"cpu": 8, "memory": 16 * GIB, "gpu": 0, "storage": 0})
+    node.runtime_dir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "cnet-full-runtime", str(node.runtime_dir)],
+                   check=True)
+    try:
+        with running(node):
+            kept = node.submit(SLEEP, {"cpu": 1}).json()
+            pids = {name: node.program_pid(name) for name in ("api", "scheduler", "monitor", "register")}
+            filler = node.runtime_dir / "filler"
+            free = os.statvfs(node.runtime_dir)
+            subprocess.run(["fallocate", "-l", str(free.f_bavail * free.f_frsize), str(filler)], check=True)
+            for _ in range(3):
+                answer = node.submit(SLEEP, {"cpu": 1})
+                assert answer.status_code == 507, answer.text
+                assert answer.json()["error"] == "insufficient_storage"
+                assert [refusal["kind"] for refusal in answer.json()["refused"]] == ["disk_full"]
+            assert node.workload(kept["id"])["status"] == "running"
+            assert {name: node.program_pid(name) for name in pids} == pids, node.supervisorctl("status")
+            assert node.resources()["allocated"]["cpu"] == 1.0  # the refused ones hold nothing
+            filler.unlink()
+            assert node.submit(SLEEP, {"cpu": 1}).json()["status"] == "running"
+    finally:
+        subprocess.run(["umount", "-l", str(node.runtime_dir)], check=False)
+        node.cleanup()
 
 
 def test_sigterm_stops_every_workload(start_node) -> None:
