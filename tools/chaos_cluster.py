@@ -33,7 +33,8 @@ class ChaosCluster:
         try:
             hosts = self._stack.enter_context(make_hosts(len(NAMES)))
             self.hosts = dict(zip(NAMES, hosts))
-            sections: dict[str, Any] = {"health": {"interval_s": 0.5}}
+            # Invariant 1 looks for every workload ever admitted: none is deleted for being old.
+            sections: dict[str, Any] = {"health": {"interval_s": 0.5}, "workloads": {"keep_finished": 10**9}}
             parent = link(Node(RESOURCES, token=TOKEN, host=self.hosts["parent"], **sections), heartbeat_period_s=PERIOD_S)
             child1 = link(Node(RESOURCES, token=TOKEN, host=self.hosts["child1"], **sections), parent=parent,
                           heartbeat_period_s=PERIOD_S)

@@ -24,6 +24,7 @@ from workers.base import NodeContext
 
 AUTO = "auto"
 DEFAULT_WORKLOADS_NICE = 10
+DEFAULT_KEEP_FINISHED = 1000
 MAX_REPLICAS = 64  # the most replicas one deployment may have (here; the deployments' spec checks it)
 STRATEGIES = ("local-first", "best-fit", "spread")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -86,6 +87,7 @@ class NodeConfig:
     workloads_allow_root: bool = False
     workloads_allowed_users: tuple[str, ...] = ()  # users a workload may ask for besides workloads_user
     workloads_nice: int = DEFAULT_WORKLOADS_NICE  # workloads' CPU priority below the node's own processes
+    workloads_keep_finished: int = DEFAULT_KEEP_FINISHED  # finished workloads kept; older ones are deleted
     health_start_timeout_s: float = 120.0  # a service not healthy this long after its start is failed
     mesh_forget_after_s: float = 86400.0  # a child silent this long is dropped from the node table
     models_cache_bytes: int = DEFAULT_MODELS_CACHE_BYTES  # the model cache's most bytes (LRU eviction past it)
@@ -211,7 +213,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "container": ("engine",),
     "auth": ("token", "insecure", "open_reads"),
     "gateway": ("allowed_roots",),
-    "workloads": ("user", "allow_root", "allowed_users", "nice"),
+    "workloads": ("user", "allow_root", "allowed_users", "nice", "keep_finished"),
     "models": ("cache_bytes", "s3_endpoint", "s3_region", "s3_access_key", "s3_secret_key"),
     "replicas": ("lost_after_s", "max", "cold_start_timeout_s"),
 }
@@ -273,6 +275,7 @@ def parse_config(raw: Any) -> NodeConfig:
         gateway_allowed_roots=tuple(get("gateway.allowed_roots", [], _string_list)),
         **_workload_users(get),
         workloads_nice=get("workloads.nice", DEFAULT_WORKLOADS_NICE, _nice),
+        workloads_keep_finished=get("workloads.keep_finished", DEFAULT_KEEP_FINISHED, _non_negative_int),
         health_start_timeout_s=float(get("health.start_timeout_s", 120.0, _positive_number)),
         mesh_forget_after_s=float(get("mesh.forget_after_s", 86400.0, _positive_number)),
         models_cache_bytes=get("models.cache_bytes", DEFAULT_MODELS_CACHE_BYTES, _positive_int),

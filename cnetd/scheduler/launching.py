@@ -186,21 +186,39 @@ class Launcher:
     def delete(self, record: WorkloadRecord) -> dict[str, Any]:
         """Stop a workload, remove its program, what its type leaves behind, its logs, files and record."""
         with self._locks(record.id):
-            if not record.terminal:
-                self._ledger.update(record.id, desire(Desired.STOP))
-            if record.program:
-                self._supervisor.stop(record.program)
-                with contextlib.suppress(NotFound):
-                    settle(self._ledger, self._supervisor, self._ledger.get(record.id),
-                           self._supervisor.info(record.program))
-                self._supervisor.remove(record.program)
-            executor_for(record.type).cleanup(record, self._context)
-            with contextlib.suppress(NotFound):
-                self._ledger.remove(record.id)
-            for stream in ("stdout", "stderr"):
-                for log_file in self._paths.logs_dir.glob(self._paths.workload_log(record.id, stream).name + "*"):
-                    log_file.unlink(missing_ok=True)
-            shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
+            self._delete(record)
         self._locks.forget(record.id)
         log.info("deleted %s %s", record.type, record.name, extra=workload_fields(record.id))
         return {"id": record.id, "deleted": True}
+
+    def delete_finished(self, workload_id: str) -> None:
+        """Delete a finished workload as ``delete`` does, unless it was deleted or runs again meanwhile (an
+        operator started its program by hand)."""
+        with self._locks(workload_id):
+            try:
+                record = self._ledger.get(workload_id)
+            except NotFound:
+                return
+            if not record.terminal:
+                return
+            self._delete(record)
+        self._locks.forget(workload_id)
+        log.info("deleted %s %s: finished, beyond workloads.keep_finished", record.type, record.name,
+                 extra=workload_fields(workload_id))
+
+    def _delete(self, record: WorkloadRecord) -> None:
+        if not record.terminal:
+            self._ledger.update(record.id, desire(Desired.STOP))
+        if record.program:
+            self._supervisor.stop(record.program)
+            with contextlib.suppress(NotFound):
+                settle(self._ledger, self._supervisor, self._ledger.get(record.id),
+                       self._supervisor.info(record.program))
+            self._supervisor.remove(record.program)
+        executor_for(record.type).cleanup(record, self._context)
+        with contextlib.suppress(NotFound):
+            self._ledger.remove(record.id)
+        for stream in ("stdout", "stderr"):
+            for log_file in self._paths.logs_dir.glob(self._paths.workload_log(record.id, stream).name + "*"):
+                log_file.unlink(missing_ok=True)
+        shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)

@@ -38,6 +38,7 @@ from cnetd.core.remote import RemoteWorkloads
 from cnetd.core.submission import constraint_labels
 from cnetd.core.supervisor_rpc import Supervisor
 from cnetd.scheduler.delegation import SETTLE_INTERVAL_S, Delegator, Outcome, Target, pending_error
+from cnetd.scheduler.history import HistorySweep
 from cnetd.scheduler.launching import Launcher
 from cnetd.scheduler.models.deploy import ModelDeployments
 from cnetd.scheduler.models.store import ModelStore
@@ -101,6 +102,8 @@ class Scheduler:
                                                             config.replicas_lost_after_s, self._has_room,
                                                             config.paths.metrics_dir)
         self._revisions = Revisions(node.ledger, self._context, self._deployments)
+        self._history = HistorySweep(config.workloads_keep_finished, self._launcher.delete_finished,
+                                     self._server.submit_background)
 
     def serve(self) -> None:
         """Settle what the last run left, then answer requests and settle unknown forwards, forever (and keep
@@ -382,8 +385,10 @@ class Scheduler:
 
     def settle_unknown(self) -> None:
         """Each round: settle (in pool threads) every pointer whose forward has no known outcome, and delete what
-        was deployed with a workload that is gone (``orphans``), and undo uploads whose receiving API died."""
+        was deployed with a workload that is gone (``orphans``), undo uploads whose receiving API died, and
+        delete the finished workloads beyond those the node keeps (``history``)."""
         records = self._ledger.workloads()
+        self._history(records)
         for record in self._orphans.orphans(records, time.monotonic()):
             self._delete_orphan(record)
         for record in abandoned(records):

@@ -238,3 +238,25 @@ def test_workloads_run_below_the_nodes_own_processes(shared_node: Node) -> None:
         assert os.getpriority(os.PRIO_PROCESS, shared_node.program_pid("scheduler")) == 0
     finally:
         shared_node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+def test_finished_workloads_beyond_keep_finished_are_deleted_oldest_first(start_node) -> None:
+    """A node kept every finished workload (record, logs, files) for good: its history grew with its age and
+    with it every full read of the ledger. The control is in the same node: what runs, and the two it keeps."""
+    node = start_node(workloads={"keep_finished": 2})
+    running = node.submit(SLEEP).json()
+    finished = []
+    for index in range(5):
+        record = node.submit({"command": "sh", "args": ["-c", f"echo run-{index}"]}).json()
+        finished.append(settled(node, record["id"], "completed"))
+    paths = RuntimePaths(node.runtime_dir)
+    kept = {record["id"] for record in finished[-2:]}
+    wait_for(lambda: {view["id"] for view in node.workloads()} == kept | {running["id"]}, timeout_s=15,
+             diagnose=lambda: [(view["id"], view["status"]) for view in node.workloads()])
+    for record in finished[:3]:
+        assert node.api("GET", f"/api/workloads/{record['id']}").status_code == 404
+        assert not paths.workload_log(record["id"], "stdout").exists()
+        assert not paths.workload_dir(record["id"]).exists()
+    for record in finished[-2:]:
+        assert node.api("GET", f"/api/workloads/{record['id']}/logs").json()["stdout"].startswith("run-")
+    assert node.workload(running["id"])["status"] == "running"
