@@ -24,7 +24,7 @@ from workers.base import NodeContext
 
 AUTO = "auto"
 DEFAULT_WORKLOADS_NICE = 10
-DEFAULT_KEEP_FINISHED = 1000
+DEFAULT_KEEP_FINISHED = 100
 MAX_REPLICAS = 64  # the most replicas one deployment may have (here; the deployments' spec checks it)
 STRATEGIES = ("local-first", "best-fit", "spread")
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -4,6 +4,8 @@ Nomad's client collects terminal allocations beyond ``gc_max_allocs``.
 
 Without a bound, every finished workload stayed in the ledger for good, and each full read of it grew with the
 node's age: the register's heartbeats, the monitor's settling, the scheduler's rounds, ``GET /api/workloads``.
+Measured (``bench/history.py``): with 20,000 finished, an idle node used 133 % of a core, a submission and its
+delete took 943 ms (19 ms with none) and the listing 1,009 ms; bounded at the default 100, 1.1 %, 22 ms, 3 ms.
 Deployments and their replicas are their controller's to delete, what was deployed with another workload goes
 with it, pointers are their next hop's; data is kept until it is deleted.
 """
