@@ -12,12 +12,11 @@ an upgrade, goes at about 100 a second here). Prints JSON. About 7 minutes here.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -25,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.goals import measured  # noqa: E402
 from bench.idle_memory import label, node_processes  # noqa: E402
+from bench.timing import median_ms  # noqa: E402
 from cnetd.core.config import DEFAULT_KEEP_FINISHED  # noqa: E402
 from ledger.store import Ledger  # noqa: E402
 from tests.support.nodes import Node, running, wait_for  # noqa: E402
@@ -44,15 +44,6 @@ def idle_cpu_percent(node: Node) -> dict[str, float]:
         first, last = before[name], process.cpu_times()
         used[name] = round(100 * (last.user + last.system - first.user - first.system) / CPU_WINDOW_S, 1)
     return used
-
-
-def median_ms(action: Callable[[], Any], samples: int) -> float:
-    timings = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        action()
-        timings.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(timings), 2)
 
 
 def add_finished(ledger: Ledger, template: dict[str, Any], count: int) -> None:

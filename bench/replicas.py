@@ -26,19 +26,11 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.goals import at_least, at_most, measured  # noqa: E402
+from bench.timing import median_ms  # noqa: E402
 from tests.support.assets import ASTRONAUT, YOLO_MODEL  # noqa: E402
 from tests.support.nodes import GIB, Node, running, wait_for  # noqa: E402
 
 JPEG = {"Content-Type": "image/jpeg"}
-
-
-def median_ms(send, count: int) -> float:
-    timings = []
-    for _ in range(count):
-        started = time.perf_counter()
-        send()
-        timings.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(timings), 3)
 
 
 def throughput(url: str, body: bytes, headers: dict[str, str], clients: int, total: int) -> dict[str, object]:
