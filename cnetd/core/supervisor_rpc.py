@@ -17,6 +17,7 @@ from cnetd.common.paths import RUNTIME_DIR_ENV, WORKLOAD_GROUP
 
 STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL"})
 LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 1  # a workload log rotated at LOG_MAX_BYTES keeps this many older files: <log>.1, ...
 # Every program supervisord runs gets SIGKILL from the kernel when supervisord dies (util-linux setpriv sets
 # the parent-death signal, which survives the exec): a node never outlives its supervisord.
 DIE_WITH_SUPERVISORD = [shutil.which("setpriv") or "/usr/bin/setpriv", "--pdeathsig", "KILL", "--"]
@@ -208,6 +209,11 @@ def environment_file(env: dict[str, str]) -> bytes:
     return "".join(f"{key}={shlex.quote(value)}\n" for key, value in env.items()).encode()
 
 
+def rotated_log_files(log: Path) -> list[Path]:
+    """A workload log and the older files its rotation may have left (``LOG_BACKUPS``)."""
+    return [log, *(log.with_name(f"{log.name}.{number}") for number in range(1, LOG_BACKUPS + 1))]
+
+
 def workload_program_options(argv: list[str], env_file: str, cwd: str,
                              stdout_log: str, stderr_log: str, stop_timeout_s: int) -> dict[str, str]:
     """supervisord options of one workload program; ``env_file`` (``environment_file``) holds its whole
@@ -234,6 +240,6 @@ def workload_program_options(argv: list[str], env_file: str, cwd: str,
         "stderr_logfile": escape(stderr_log),
         "stdout_logfile_maxbytes": str(LOG_MAX_BYTES),
         "stderr_logfile_maxbytes": str(LOG_MAX_BYTES),
-        "stdout_logfile_backups": "1",
-        "stderr_logfile_backups": "1",
+        "stdout_logfile_backups": str(LOG_BACKUPS),
+        "stderr_logfile_backups": str(LOG_BACKUPS),
     }

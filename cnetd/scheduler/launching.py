@@ -22,7 +22,8 @@ from cnetd.common.logs import workload_fields
 from cnetd.common.paths import RuntimePaths
 from cnetd.common.private_files import make_workload_dir, write_workload_file
 from cnetd.core.lifecycle import desire, finish, mark_started, settle
-from cnetd.core.supervisor_rpc import Supervisor, environment_file, workload_environment, workload_program_options
+from cnetd.core.supervisor_rpc import (Supervisor, environment_file, rotated_log_files, workload_environment,
+                                      workload_program_options)
 from cnetd.scheduler.models.deploy import ModelDeployments
 from cnetd.scheduler.models.store import Artifact
 from ledger import boot_clock
@@ -218,7 +219,7 @@ class Launcher:
         executor_for(record.type).cleanup(record, self._context)
         with contextlib.suppress(NotFound):
             self._ledger.remove(record.id)
-        for stream in ("stdout", "stderr"):
-            for log_file in self._paths.logs_dir.glob(self._paths.workload_log(record.id, stream).name + "*"):
+        for stream in ("stdout", "stderr"):  # by name: a glob read the whole logs directory for each delete
+            for log_file in rotated_log_files(self._paths.workload_log(record.id, stream)):
                 log_file.unlink(missing_ok=True)
         shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
