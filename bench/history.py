@@ -4,14 +4,15 @@ workloads listing, with 0, 5,000 and 20,000 finished records in its ledger, once
 
     .venv/bin/python bench/history.py [--counts 0,5000,20000]
 
-The finished records are written straight into the ledger in one transaction (copies of one real completed
-workload's record, each with its own id), as a node that has run that many would hold them. The bounded node's
+The finished records are written straight into the ledger (copies of one real completed workload's record, each
+with its own id), as a node that has run that many would hold them. The bounded node's
 figures are taken once its sweep has brought the count back to what it keeps (``sweep_s``: a backlog, as after
 an upgrade, goes at about 100 a second here). Prints JSON. About 7 minutes here.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import uuid
@@ -26,6 +27,7 @@ from bench.goals import measured  # noqa: E402
 from bench.idle_memory import label, node_processes  # noqa: E402
 from bench.timing import median_ms  # noqa: E402
 from cnetd.core.config import DEFAULT_KEEP_FINISHED  # noqa: E402
+from ledger.records import WorkloadRecord  # noqa: E402
 from ledger.store import Ledger  # noqa: E402
 from tests.support.nodes import Node, running, wait_for  # noqa: E402
 
@@ -46,13 +48,12 @@ def idle_cpu_percent(node: Node) -> dict[str, float]:
     return used
 
 
-def add_finished(ledger: Ledger, template: dict[str, Any], count: int) -> None:
-    with ledger._env.begin(write=True) as txn:  # one transaction: as many commits would take minutes
-        for _ in range(count):
-            workload_id = uuid.uuid4().hex[:16]
-            txn.put(workload_id.encode(), orjson.dumps({**template, "id": workload_id,
-                                                        "program": f"workloads:wl-{workload_id}"}),
-                    db=ledger._workloads_db)
+def add_finished(ledger: Ledger, template: WorkloadRecord, count: int) -> None:
+    """``count`` copies of a finished record, each with its own id (a finished workload holds nothing)."""
+    for _ in range(count):
+        workload_id = uuid.uuid4().hex[:16]
+        ledger.record_holding_nothing(dataclasses.replace(template, id=workload_id,
+                                                          program=f"workloads:wl-{workload_id}"))
 
 
 def figures(node: Node, records: int) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def run(counts: list[int], keep: int) -> list[dict[str, Any]]:
         wait_for(lambda: node.workload(done["id"])["status"] == "completed")
         ledger = Ledger(str(node.runtime_dir / "ledger"))
         try:
-            template = orjson.loads(orjson.dumps(ledger.get(done["id"])))
+            template = ledger.get(done["id"])
             held = 1
             for count in counts:
                 add_finished(ledger, template, max(0, count - held))
