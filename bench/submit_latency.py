@@ -62,16 +62,14 @@ def supervisord_ms(node: Node, samples: int, as_submitted: bool) -> list[float]:
     wrapper); else the command alone, with supervisord's defaults."""
     paths = RuntimePaths(node.runtime_dir)
     supervisor, timings = Supervisor(str(paths.supervisor_socket)), []
+    env_file = paths.root / "bench.env"
+    env_file.write_bytes(environment_file(workload_environment({}, "/tmp", str(paths.root))))
     for index in range(samples):
         name = f"bench-{'submitted' if as_submitted else 'bare'}-{index}"
-        if as_submitted:
-            env_file = paths.root / f"{name}.env"
-            env_file.write_bytes(environment_file(workload_environment({}, "/tmp", str(paths.root))))
-            options = workload_program_options(COMMAND, str(env_file), "/tmp", stop_timeout_s=5,
-                                               stdout_log=str(paths.workload_log(name, "stdout")),
-                                               stderr_log=str(paths.workload_log(name, "stderr")))
-        else:
-            options = {"command": shlex.join(COMMAND), "autostart": "false", "autorestart": "false", "startsecs": "0"}
+        options = workload_program_options(COMMAND, str(env_file), "/tmp", stop_timeout_s=5,
+                                           stdout_log=str(paths.workload_log(name, "stdout")),
+                                           stderr_log=str(paths.workload_log(name, "stderr"))) if as_submitted \
+            else {"command": shlex.join(COMMAND), "autostart": "false", "autorestart": "false", "startsecs": "0"}
         started = time.perf_counter()
         info = supervisor.add_and_start(name, options)
         timings.append((time.perf_counter() - started) * 1000)
