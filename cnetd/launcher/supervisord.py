@@ -15,7 +15,8 @@ took 1.3 or 2.3 s where 0.3 sufficed. Here every signal also writes to a pipe in
 pipe, so that turn follows at once: a process workload's end took its record 1.03 s beyond the run (the
 median of 8; 0.03 with the wakeups alone, three of the eight still 1.03), now 0.02. Not in a node's first
 second: supervisord hands events only to a listener past its startsecs (the monitor's is 1 s), so a workload
-that ends then is recorded once that second is over. Everything else is supervisord's ``main``."""
+that ends then is recorded once that second is over. Its programs start by ``subprocess`` rather than by a fork
+of supervisord (``cnetd.launcher.program_spawn``). Everything else is supervisord's ``main``."""
 from __future__ import annotations
 
 import os
@@ -28,6 +29,8 @@ load_http_client_without_tls()
 from supervisor.medusa import asyncore_25 as asyncore  # noqa: E402
 from supervisor.options import ServerOptions  # noqa: E402
 from supervisor.supervisord import main  # noqa: E402
+
+from cnetd.launcher import program_spawn  # noqa: E402
 
 
 class SignalWakeup:
@@ -88,6 +91,7 @@ def _waitpid_turning_again(options: ServerOptions) -> tuple[int | None, int | No
 
 ServerOptions.setsignals = _setsignals_with_wakeup
 ServerOptions.waitpid = _waitpid_turning_again
+program_spawn.install()
 
 if __name__ == "__main__":
     main()
