@@ -31,6 +31,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cnetd.common.paths import WORKLOAD_GROUP, RuntimePaths  # noqa: E402
+from cnetd.common.private_files import make_workload_dir, write_workload_file  # noqa: E402
 from cnetd.core.supervisor_rpc import (Supervisor, environment_file, workload_environment,  # noqa: E402
                                       workload_program_options)
 from tests.support.assets import YOLO_MODEL  # noqa: E402
@@ -41,6 +42,7 @@ BACKGROUND_LEVELS = (1, 50, 200)
 GOAL_RATIO_TO_POPEN = 20.0  # submit→running at most this many times a bare Popen
 GOAL_DURING_CHECKS = 2.0  # p99 of a submission while models are checked: at most this many times alone
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
+WORKLOAD_USER = "nobody" if os.geteuid() == 0 else None  # workloads.user's default (a node as root)
 
 
 def popen_ms(samples: int) -> list[float]:
@@ -59,14 +61,16 @@ def supervisord_ms(node: Node, samples: int, as_submitted: bool) -> list[float]:
     the one XML-RPC multicall a submission makes: what running workloads as supervised programs (the design
     card's choice) costs before CNET does anything. ``as_submitted``: with the options a submission gives its
     program (``workload_program_options``: its environment file, its two rotated log files, the parent-death
-    wrapper); else the command alone, with supervisord's defaults."""
+    wrapper, and as root the node's default ``workloads.user``); else the command alone, with supervisord's
+    defaults."""
     paths = RuntimePaths(node.runtime_dir)
     supervisor, timings = Supervisor(str(paths.supervisor_socket)), []
-    env_file = paths.root / "bench.env"
-    env_file.write_bytes(environment_file(workload_environment({}, "/tmp", str(paths.root))))
+    env_file = paths.workload_environment_file("bench")  # where a submission's goes, readable by its user
+    make_workload_dir(env_file.parent, WORKLOAD_USER)
+    write_workload_file(env_file, environment_file(workload_environment({}, "/tmp", str(paths.root))), WORKLOAD_USER)
     for index in range(samples):
         name = f"bench-{'submitted' if as_submitted else 'bare'}-{index}"
-        options = workload_program_options(COMMAND, str(env_file), "/tmp", stop_timeout_s=5,
+        options = workload_program_options(COMMAND, str(env_file), "/tmp", stop_timeout_s=5, user=WORKLOAD_USER,
                                            stdout_log=str(paths.workload_log(name, "stdout")),
                                            stderr_log=str(paths.workload_log(name, "stderr"))) if as_submitted \
             else {"command": shlex.join(COMMAND), "autostart": "false", "autorestart": "false", "startsecs": "0"}

@@ -148,9 +148,7 @@ class Launcher:
             at_workload_priority(spec.argv, self._context), str(env_file), spec.cwd,
             stdout_log=str(self._paths.workload_log(record.id, "stdout")),
             stderr_log=str(self._paths.workload_log(record.id, "stderr")),
-            stop_timeout_s=spec.stop_timeout_s)
-        if spec.user is not None:
-            options["user"] = spec.user  # supervisord (root) switches to it before the exec
+            stop_timeout_s=spec.stop_timeout_s, user=spec.user)
         info = self._supervisor.add_and_start(record.program.partition(":")[2], options)
         log.info("started %s %s as %s (pid %s, cpu %g, memory %d, gpus %s)", record.type, record.name,
                  record.program, info["pid"], record.requirements.cpu, record.requirements.memory,
