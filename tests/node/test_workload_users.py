@@ -30,8 +30,13 @@ def output_of(node: Node, config: dict) -> tuple[str, dict]:
 
 
 def test_a_process_runs_as_nobody_and_cannot_read_the_node(shared_node: Node) -> None:
-    stdout, final = output_of(shared_node, {"command": "sh", "args": ["-c", "id -u; echo ok > here; cat here"]})
-    assert final["status"] == "completed" and stdout.split() == [str(NOBODY.pw_uid), "ok"], stdout  # its own dir
+    stdout, final = output_of(shared_node, {"command": "sh", "args": [
+        "-c", "grep -E '^(Uid|Gid|Groups):' /proc/self/status; echo ok > here; cat here"]})
+    # Real, effective, saved and filesystem ids all nobody's, with its groups only; and it writes its own dir.
+    groups = " ".join(map(str, os.getgrouplist(NOBODY.pw_name, NOBODY.pw_gid)))
+    assert final["status"] == "completed" and stdout.split("\n")[:4] == [
+        "Uid:\t" + "\t".join([str(NOBODY.pw_uid)] * 4), "Gid:\t" + "\t".join([str(NOBODY.pw_gid)] * 4),
+        f"Groups:\t{groups} ", "ok"], stdout
     _, peek = output_of(shared_node, {"command": "cat", "args": [str(shared_node.runtime_dir / "node.json")]})
     assert peek["status"] == "failed" and peek["exit_code"] == 1  # the node's private state is not its
 
