@@ -17,6 +17,11 @@ from cnetd.common.unix_http import UnixHTTPConnection
 from cnetd.common.paths import RUNTIME_DIR_ENV, WORKLOAD_GROUP
 
 STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL"})
+# The events the monitor settles workloads on (its subscription): a program coming to rest, and TICK_5 for a
+# settlement of every workload. A passing state (STARTING, BACKOFF, STOPPING) settles nothing, and its own
+# next state (RUNNING, FATAL, STOPPED, EXITED) follows with its event; supervisord need not send it.
+SETTLING_EVENTS = ("PROCESS_STATE_RUNNING", "PROCESS_STATE_EXITED", "PROCESS_STATE_STOPPED", "PROCESS_STATE_FATAL")
+SETTLE_ALL_EVENT = "TICK_5"
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 1  # a workload log rotated at LOG_MAX_BYTES keeps this many older files: <log>.1, ...
 # Every program supervisord runs gets SIGKILL from the kernel when supervisord dies (util-linux setpriv sets

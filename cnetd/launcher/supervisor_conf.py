@@ -6,7 +6,7 @@ import shlex
 from cnetd.core.config import NodeConfig
 from cnetd.common.metric_files import MULTIPROCESS_ENV
 from cnetd.common.paths import WORKLOAD_GROUP
-from cnetd.core.supervisor_rpc import DIE_WITH_SUPERVISORD, escape
+from cnetd.core.supervisor_rpc import DIE_WITH_SUPERVISORD, SETTLE_ALL_EVENT, SETTLING_EVENTS, escape
 
 # Lower priority starts first and stops last: workloads (default 999) stop before the node processes.
 # api-standby runs only during a reload: it serves while api is replaced (cnetd.launcher.reload).
@@ -60,7 +60,8 @@ def render(config: NodeConfig, python: str) -> str:
     sections.append(
         f"[eventlistener:{MONITOR}]\ncommand={escape(shlex.join(monitor_argv))}\ndirectory={escape(str(paths.root))}\n"
         "priority=30\n"
-        "events=PROCESS_STATE,TICK_5\nbuffer_size=1024\nautorestart=true\nstartsecs=1\nstartretries=10\n"
+        f"events={','.join((*SETTLING_EVENTS, SETTLE_ALL_EVENT))}\nbuffer_size=1024\nautorestart=true\nstartsecs=1\n"
+        "startretries=10\n"
         "stdout_logfile=NONE\n"
         f"stderr_logfile={escape(str(logs / 'monitor.log'))}\nenvironment={environment}")
     sections.append(f"[group:{WORKLOAD_GROUP}]\nprograms=")

@@ -1,17 +1,16 @@
-"""What the monitor does with supervisord's events: settle the workload a PROCESS_STATE event names, and every
-workload on each TICK_5 (which repairs whatever events were missed)."""
+"""What the monitor does with supervisord's events: settle the workload that an event of a program coming to
+rest names (its subscription, ``SETTLING_EVENTS``), and every workload on each TICK_5 (which repairs whatever
+events were missed)."""
 from __future__ import annotations
 
 import contextlib
 
 from cnetd.common.errors import NotFound
 from cnetd.common.paths import WORKLOAD_GROUP, workload_id_of
-from cnetd.core.supervisor_rpc import STOPPED_STATES, Supervisor
+from cnetd.core.supervisor_rpc import SETTLE_ALL_EVENT, STOPPED_STATES, Supervisor
 from ledger.store import Ledger
 from cnetd.monitor.eventlistener import Event
 from cnetd.core.lifecycle import settle
-
-SETTLE_ALL_EVENT = "TICK_5"
 
 
 def settle_all(ledger: Ledger, supervisor: Supervisor) -> None:
