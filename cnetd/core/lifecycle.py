@@ -137,7 +137,7 @@ def _settle_exit(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
         restarted = ledger.update(record.id, _count_restart(exit_code))
         if restarted.restarts > record.restarts:
             log.info("restarting (restart %d of %d)", restarted.restarts, RESTART_CAP, extra=workload_fields(record.id))
-            supervisor.start(record.program)
+            supervisor.restart(record.program)
             if not _still_wanted(ledger, record.id):  # a stop or delete came while it started, and found it exited
                 supervisor.stop(record.program)  # that wins; the program's STOPPED settles (or removes) it
             return restarted

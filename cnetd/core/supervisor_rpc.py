@@ -35,6 +35,7 @@ class Faults(IntEnum):
     """The fault codes of supervisord's XML-RPC interface that CNET tells apart (``supervisor.xmlrpc.Faults``)."""
     SHUTDOWN_STATE = 6
     BAD_NAME = 10
+    SPAWN_ERROR = 50
     ALREADY_STARTED = 60
     NOT_RUNNING = 70
     STILL_RUNNING = 91
@@ -101,6 +102,12 @@ class Supervisor:
     def start(self, program: str, wait: bool = False) -> None:
         """Start an existing program (``wait``: until it is RUNNING, past its startsecs)."""
         self._ignoring(self._proxy.supervisor.startProcess, program, wait, ignored=(Faults.ALREADY_STARTED,))
+
+    def restart(self, program: str) -> None:
+        """Start a workload's program again after it ended. One that cannot be started (its directory gone,
+        say) is FATAL a moment later, and the monitor settles that event."""
+        self._ignoring(self._proxy.supervisor.startProcess, program, False,
+                       ignored=(Faults.ALREADY_STARTED, Faults.SPAWN_ERROR))
 
     def reread(self) -> set[str]:
         """Read supervisord.conf again: the groups whose definition is new or changed (applied by

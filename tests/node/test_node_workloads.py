@@ -95,6 +95,24 @@ def test_restart_policy_is_capped_at_three(shared_node: Node) -> None:
     assert shared_node.resources()["allocated"] == before
 
 
+def test_a_restart_that_cannot_start_fails_the_workload_and_the_monitor_goes_on(shared_node: Node, tmp_path) -> None:
+    working_dir = tmp_path / "gone-before-the-restart"
+    working_dir.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(working_dir, 0o777)
+    before = shared_node.resources()["allocated"]
+    record = shared_node.submit({"command": "sh", "args": ["-c", "sleep 1; exit 7"], "restart": "on-failure",
+                                 "working_dir": str(working_dir)}, {"cpu": 1}).json()
+    assert record["status"] == "running", record
+    working_dir.rmdir()  # its restart cannot enter it
+    final = settled(shared_node, record["id"], "failed")
+    assert final["restarts"] == 1 and "could not start" in final["message"], final
+    assert "handling PROCESS_STATE_EXITED failed" not in shared_node.log("monitor.log")  # an outcome, not a bug
+    assert shared_node.resources()["allocated"] == before
+    after = shared_node.submit({"command": "true"}).json()  # the monitor still settles what ends
+    assert settled(shared_node, after["id"], "completed")["exit_code"] == 0
+
+
 def test_supervisorctl_lists_node_processes_and_workloads(shared_node: Node) -> None:
     record = shared_node.submit(SLEEP).json()
     status = shared_node.supervisorctl("status")

@@ -17,8 +17,8 @@ class Programs:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
 
-    def start(self, program: str) -> None:
-        self.calls.append(("start", program))
+    def restart(self, program: str) -> None:
+        self.calls.append(("restart", program))
 
     def stop(self, program: str) -> None:
         self.calls.append(("stop", program))
@@ -81,7 +81,7 @@ def test_the_control_an_exit_with_no_stop_is_restarted(ledger: Ledger) -> None:
     read = crashing_service(ledger)
     programs = Programs()
     settled = settle(ledger, programs, read, {"statename": "EXITED", "exitstatus": 3})
-    assert programs.calls == [("start", "workloads:wl-c")]
+    assert programs.calls == [("restart", "workloads:wl-c")]
     assert settled.status == Status.STARTING and settled.restarts == 1
 
 
@@ -92,8 +92,8 @@ class StoppedAsItStarts(Programs):
         super().__init__()
         self._ledger, self._deleted = ledger, deleted
 
-    def start(self, program: str) -> None:
-        super().start(program)
+    def restart(self, program: str) -> None:
+        super().restart(program)
         if self._deleted:
             self._ledger.remove("c")
         else:
@@ -105,4 +105,4 @@ def test_a_stop_recorded_while_the_restart_starts_stops_the_program_again(ledger
     read = crashing_service(ledger)
     programs = StoppedAsItStarts(ledger, deleted)
     settle(ledger, programs, read, {"statename": "EXITED", "exitstatus": 3})
-    assert programs.calls == [("start", "workloads:wl-c"), ("stop", "workloads:wl-c")]
+    assert programs.calls == [("restart", "workloads:wl-c"), ("stop", "workloads:wl-c")]
