@@ -80,7 +80,7 @@ class Resource:
 
     def owned(self, owner_id: str) -> list[WorkloadRecord]:
         """What was deployed with ``owner_id`` (a stream's own detector)."""
-        return [record for record in self.deps.ledger.workloads() if record.owned_by == owner_id]
+        return self.deps.ledger.workloads(where=lambda stored: stored.get("owned_by") == owner_id)
 
     def facts(self, record: WorkloadRecord) -> dict[str, Any]:
         executor = EXECUTORS.get(record.type)  # data records have no executor: uploads run no program

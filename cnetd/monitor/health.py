@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 from cnetd.common.httpclient import TimedOut, Unreachable, call
@@ -39,6 +40,11 @@ def healthy(url: str) -> bool:
     except (Unreachable, TimedOut):
         return False
     return status == 200
+
+
+def _health_checked(stored: dict[str, Any]) -> bool:
+    """A stored record of a program here (not ``remote``) with a health URL and a process: a service's."""
+    return bool(stored.get("health_url")) and stored.get("process_pid") is not None and stored.get("delegated_to") is None
 
 
 class HealthChecker(threading.Thread):
@@ -72,8 +78,8 @@ class HealthChecker(threading.Thread):
     def check_due(self) -> float:
         """Start the checks that are due; how long until the next one is."""
         now, next_due = time.monotonic(), IDLE_WAKE_S
-        for record in self._ledger.workloads():
-            if record.terminal or record.remote or not record.health_url or record.process_pid is None:
+        for record in self._ledger.workloads(where=_health_checked):
+            if record.terminal:
                 continue
             period = STARTING_CHECK_S if record.status == Status.STARTING else self._interval_s
             with self._lock:

@@ -77,6 +77,17 @@ def test_records_by_id_prefix_are_a_range_of_the_keys(ledger: Ledger) -> None:
     assert len(ledger.workloads()) == 6 and ledger.workloads("nothing") == []
 
 
+def test_records_chosen_by_their_stored_fields_are_made_only_when_chosen(ledger: Ledger, monkeypatch) -> None:
+    for workload_id in ("a", "b", "c"):
+        ledger.admit(record(workload_id))
+    ledger.update("b", mark_started(1234))
+    seen, made = [], []
+    monkeypatch.setattr(WorkloadRecord, "from_dict", classmethod(lambda cls, data: made.append(data["id"]) or
+                                                                 cls(**{**data, "requirements": Resources()})))
+    chosen = ledger.workloads(where=lambda stored: seen.append(stored["id"]) or stored["process_pid"] == 1234)
+    assert [found.id for found in chosen] == ["b"] and sorted(seen) == ["a", "b", "c"] and made == ["b"]
+
+
 def test_unknown_ids_raise_not_found(ledger: Ledger) -> None:
     with pytest.raises(NotFound):
         ledger.get("nope")
