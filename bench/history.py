@@ -24,7 +24,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.goals import measured  # noqa: E402
-from bench.idle_memory import label, node_processes  # noqa: E402
+from bench.node_cpu import cpu_ms_while  # noqa: E402
 from bench.timing import median_ms  # noqa: E402
 from cnetd.core.config import DEFAULT_KEEP_FINISHED  # noqa: E402
 from ledger.records import WorkloadRecord  # noqa: E402
@@ -37,15 +37,8 @@ CPU_WINDOW_S = 10.0
 
 def idle_cpu_percent(node: Node) -> dict[str, float]:
     """Each node process's CPU over ``CPU_WINDOW_S`` with nothing asked of the node."""
-    supervisord, *programs = node_processes(node)
-    processes = {label(process, supervisord): process for process in (supervisord, *programs)}
-    before = {name: process.cpu_times() for name, process in processes.items()}
-    time.sleep(CPU_WINDOW_S)
-    used = {}
-    for name, process in processes.items():
-        first, last = before[name], process.cpu_times()
-        used[name] = round(100 * (last.user + last.system - first.user - first.system) / CPU_WINDOW_S, 1)
-    return used
+    _, used_ms = cpu_ms_while(node, lambda: time.sleep(CPU_WINDOW_S))
+    return {name: round(ms / 10 / CPU_WINDOW_S, 1) for name, ms in used_ms.items()}
 
 
 def add_finished(ledger: Ledger, template: WorkloadRecord, count: int) -> None:
