@@ -21,5 +21,5 @@ def cpu_ms_while(node: Node, work: Callable[[], Result]) -> tuple[Result, dict[s
     used = {}
     for name, process in processes.items():
         first, last = before[name], process.cpu_times()
-        used[name] = (last.user + last.system - first.user - first.system) * 1000
+        used[name] = max(0.0, (last.user + last.system - first.user - first.system) * 1000)  # not -0.0 from float sums
     return result, used
