@@ -4,9 +4,8 @@ supervisor forks supervisord, a Python process of about 23 MiB, and the copy pre
 (process group, standard descriptors, a close of every descriptor up to ``minfds``, user, environment,
 directory, umask) before it executes the command. Measured here (strace of supervisord): the fork took
 0.6 ms, and supervisord's next Python line ran 1.25 ms after it returned, its pages copied one by one as
-both copies wrote to them; ``startProcess`` took 2.2 ms where ``subprocess.Popen`` of the same command takes
-0.13 to 0.19. Until the copy executed, a SIGTERM sent to the program reached supervisord's own handler in the
-copy and was lost.
+both copies wrote to them. Until the copy executed, a SIGTERM sent to the program reached supervisord's own
+handler in the copy and was lost.
 
 Here ``Subprocess.spawn`` runs as before up to its fork, and the fork is ``subprocess.Popen`` with the same
 preparation: Python's C child code, vfork where no user change is asked, and ``close_range``. Popen returns
@@ -14,6 +13,11 @@ once the command has executed, so a program's pid is never supervisord's copy, a
 directory or user that cannot be taken) is supervisord's spawn error for that program at once, where the copy
 wrote it to the program's log and exited 127. One thing differs on purpose: Popen gives a program the default
 action of SIGPIPE and SIGXFSZ, which supervisord's copy left ignored as Python sets them.
+
+``startProcess`` of a workload's command, 100 starts one after another: median 2.28 to 2.97 ms with stock
+supervisord, 1.21 to 1.29 with this; supervisord's CPU per start and stop 5.1 to 6.4 ms, 3.4 to 4.4 with this.
+(A workload's user is switched by its setpriv wrapper, not by ``user=``: Python does not vfork a child that
+changes user.)
 """
 from __future__ import annotations
 
