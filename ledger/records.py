@@ -127,6 +127,7 @@ class WorkloadRecord:
     constraints: dict[str, Any] | None = None  # what the node that runs it must carry: {"labels": {NAME: VALUE}}
     revision: int | None = None  # a replica: the revision of its deployment that it runs
     owned_by: str | None = None  # deployed with another workload (a stream's inline detector), and deleted with it
+    deleting: bool = False  # its delete is recorded: program, files and record go (the scheduler's start finishes it)
 
     @property
     def terminal(self) -> bool:

@@ -77,6 +77,14 @@ def desire(desired: str) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
     return change
 
 
+def mark_deleting(record: WorkloadRecord) -> WorkloadRecord | None:
+    """Its delete recorded, before anything of it goes: a stop for one still running, and ``deleting``, which a
+    scheduler that ends during the delete finishes when it starts."""
+    if record.deleting:
+        return None
+    return dataclasses.replace(record, deleting=True, desired=record.desired if record.terminal else Desired.STOP)
+
+
 def _count_restart(exit_code: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
     """A restart counted, unless the record as stored now no longer wants one (a stop recorded since it was read,
     say): decided in the ledger's write, so that a stop and a restart never both win."""

@@ -31,7 +31,7 @@ from cnetd.common.paths import WORKLOAD_GROUP, program_name
 from cnetd.core.channel import DELEGATION_BUDGET_S, submit_timeout_s
 from cnetd.core.deployment_spec import SPREAD_NODE, AutoscalePolicy, DeploymentSpec, replica_count, replica_prefix
 from cnetd.core.deployment_state import members_of
-from cnetd.core.lifecycle import desire, finish
+from cnetd.core.lifecycle import desire, finish, mark_deleting
 from cnetd.core.counters import DELEGATIONS
 from cnetd.core.node_process import NodeProcess
 from cnetd.core.remote import RemoteWorkloads
@@ -420,7 +420,7 @@ class Scheduler:
             self.delete_deployment({"id": record.id})
             return
         if not record.remote:
-            record = self._ledger.update(record.id, desire(Desired.STOP))
+            record = self._ledger.update(record.id, mark_deleting)
             self._server.submit_background(lambda: self._launcher.delete(record))
         else:  # its next hop deletes it, then it is forgotten here (tried each round)
             with self._settling_lock:
@@ -493,8 +493,7 @@ class Scheduler:
         record = self._ledger.get(args["id"])
         if record.type == "data":
             raise DataNotStoppable(f"workload {record.id} is data: its upload is deleted through the API")
-        if not record.terminal:
-            record = self._ledger.update(record.id, desire(Desired.STOP))
+        record = self._ledger.update(record.id, mark_deleting)
         return Deferred(lambda: self._launcher.delete(record), lambda deleted: deleted)
 
     # -- start ----------------------------------------------------------------------------------
@@ -502,10 +501,14 @@ class Scheduler:
     def reconcile(self) -> None:
         """After a restart of the scheduler or the whole node: launch (in pool threads) what should run but has
         no program, and stop what was to stop but still runs (its stop recorded, the scheduler ended before it was
-        carried out); a forward that was under way when the scheduler ended has no known outcome."""
+        carried out), and finish the deletes it was carrying out; a forward that was under way when the scheduler
+        ended has no known outcome."""
         self._models.settle()
         programs = self._supervisor.workload_infos()
         for record in self._ledger.workloads():
+            if record.deleting:
+                self._server.submit_background(lambda record=record: self._launcher.delete(record))
+                continue
             if record.deployment is not None and record.status == Status.PENDING:  # its controller places the rest
                 self._ledger.update(record.id, lambda current: dataclasses.replace(current, status=Status.STARTING))
                 continue

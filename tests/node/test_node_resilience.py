@@ -120,6 +120,25 @@ def test_a_stop_recorded_when_the_scheduler_ended_is_carried_out_when_it_starts(
     assert allocated_matches_running(node)
 
 
+def test_a_delete_cut_short_by_the_schedulers_end_is_finished_when_it_starts(start_node) -> None:
+    """A delete records itself, then stops the program (here for its whole stop timeout: it ignores SIGTERM),
+    removes it and the record. A scheduler killed meanwhile answers the client 503; its next start finishes the
+    delete rather than leaving the record ``stopped``."""
+    node = start_node()
+    stubborn = node.submit({"command": "sh", "args": ["-c", "trap '' TERM; sleep 600"]}, {"cpu": 1}).json()
+    kept = node.submit(SLEEP, {"cpu": 1}).json()
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(node.api, "DELETE", f"/api/workloads/{stubborn['id']}", fresh_connection=True)
+        wait_for(lambda: node.workload(stubborn["id"])["desired"] == "stop", timeout_s=10)
+        scheduler = node.program_pid("scheduler")
+        os.kill(scheduler, signal.SIGKILL)  # during the stop's wait
+        assert answer.result(timeout=30).status_code == 503
+    wait_for(lambda: node.api("GET", f"/api/workloads/{stubborn['id']}").status_code == 404, timeout_s=30,
+             diagnose=lambda: node.api("GET", f"/api/workloads/{stubborn['id']}").json())
+    assert running_programs(node) == {kept["program"]} and allocated_matches_running(node)
+    assert not (node.runtime_dir / "logs" / f"wl-{stubborn['id']}.stdout.log").exists()
+
+
 def test_a_full_disk_under_the_runtime_dir_is_507_and_kills_no_node_process() -> None:
     """The node's own disk full (logs, models, anything): each node process's metric files were grown sparse on
     it, so the first page written into the full disk killed the process with SIGBUS, over and over (the
