@@ -105,9 +105,10 @@ class Supervisor:
 
     def restart(self, program: str) -> None:
         """Start a workload's program again after it ended. One that cannot be started (its directory gone,
-        say) is FATAL a moment later, and the monitor settles that event."""
+        say) is FATAL a moment later, and the monitor settles that event; one removed meanwhile (its workload
+        deleted) has nothing to start."""
         self._ignoring(self._proxy.supervisor.startProcess, program, False,
-                       ignored=(Faults.ALREADY_STARTED, Faults.SPAWN_ERROR))
+                       ignored=(Faults.ALREADY_STARTED, Faults.SPAWN_ERROR, Faults.BAD_NAME))
 
     def reread(self) -> set[str]:
         """Read supervisord.conf again: the groups whose definition is new or changed (applied by

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -151,3 +152,18 @@ def test_a_directory_that_cannot_be_entered_is_a_spawn_error_at_once(config: Pat
         with pytest.raises(Exception, match="SPAWN_ERROR"):
             supervisord.client._proxy.supervisor.startProcess("probe", False)
         assert "couldn't start probe" in (config.parent / "supervisord.log").read_text()
+
+
+def test_a_restart_of_a_program_that_cannot_start_or_is_gone_is_an_outcome_not_an_error(config: Path) -> None:
+    config.write_text(config.read_text().replace("user=nobody\n", "startretries=0\n").replace(  # as a workload's
+        "directory=/\n", f"directory={config.parent}/gone\n"))
+    with running_supervisord(CNETD, config) as supervisord:
+        for program in ("probe", "removed-meanwhile"):  # the control: a plain start raises for both
+            with pytest.raises(xmlrpc.client.Fault):
+                supervisord.client.start(program)
+        supervisord.client.restart("probe")
+        supervisord.client.restart("removed-meanwhile")
+        deadline = time.monotonic() + 10
+        while supervisord.client.info("probe")["statename"] != "FATAL":  # whose event the monitor settles
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
