@@ -291,7 +291,9 @@ SCHEMAS: dict[str, Any] = {
         "deployment": {"oneOf": [_ref("Deployment"), {"type": "null"}],
                        "description": "a deployment of replicas: its count, state and instances"},
         "replica_of": {**_NULLABLE_STRING, "description": "a replica: its deployment's id"},
-        "health_failures": {"type": "integer", "description": "failed health checks in a row"}}},
+        "health_failures": {"type": "integer", "description": "failed health checks in a row"},
+        "deleting": {"type": "boolean", "description": "its delete is recorded and under way (a scheduler that "
+                     "ends meanwhile finishes it when it starts)"}}},
     "Forgotten": {"type": "object", "required": ["id", "forgotten"], "properties": {
         "id": {"type": "string"}, "forgotten": {"const": True}}},
     "WorkloadList": {"type": "object", "required": ["workloads", "count"], "properties": {
