@@ -21,7 +21,7 @@ from cnetd.common.errors import CnetError, NodeStopping, NotFound
 from cnetd.common.logs import workload_fields
 from cnetd.common.paths import RuntimePaths
 from cnetd.common.private_files import make_workload_dir, write_workload_file
-from cnetd.core.lifecycle import desire, finish, mark_started, settle
+from cnetd.core.lifecycle import finish, mark_deleting, mark_started, settle
 from cnetd.core.supervisor_rpc import (Supervisor, environment_file, rotated_log_files, workload_environment,
                                       workload_program_options)
 from cnetd.scheduler.models.deploy import ModelDeployments
@@ -206,8 +206,8 @@ class Launcher:
                  extra=workload_fields(workload_id))
 
     def _delete(self, record: WorkloadRecord) -> None:
-        if not record.terminal:
-            self._ledger.update(record.id, desire(Desired.STOP))
+        if not record.terminal:  # recorded first (the API's delete has, on the serial thread): a scheduler that
+            self._ledger.update(record.id, mark_deleting)  # ends during it finishes it when it starts
         if record.program:
             self._supervisor.stop(record.program)
             with contextlib.suppress(NotFound):

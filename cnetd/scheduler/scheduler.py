@@ -420,7 +420,6 @@ class Scheduler:
             self.delete_deployment({"id": record.id})
             return
         if not record.remote:
-            record = self._ledger.update(record.id, mark_deleting)
             self._server.submit_background(lambda: self._launcher.delete(record))
         else:  # its next hop deletes it, then it is forgotten here (tried each round)
             with self._settling_lock:
