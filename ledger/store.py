@@ -232,7 +232,8 @@ class Ledger:
             raise NotFound(f"no workload with id {workload_id!r}")
         return WorkloadRecord.from_dict(orjson.loads(raw))
 
-    def workloads(self, id_prefix: str = "", where: Callable[[dict[str, Any]], bool] | None = None) -> list[WorkloadRecord]:
+    def workloads(self, id_prefix: str = "",
+                  where: Callable[[dict[str, Any]], bool] | None = None) -> list[WorkloadRecord]:
         """Every record (those whose id starts with ``id_prefix``: a range of the sorted keys), oldest first;
         with ``where``, those whose stored JSON object it accepts. A record is made only for what ``where``
         accepts: of a scan's 10 µs a record, making it takes 8 (orjson, then the dataclass)."""
@@ -240,7 +241,8 @@ class Ledger:
         with self._env.begin(db=self._workloads_db) as txn:
             cursor = txn.cursor()
             cursor.set_range(prefix)
-            stored = (orjson.loads(raw) for key, raw in itertools.takewhile(lambda item: item[0].startswith(prefix), cursor))
+            in_range = itertools.takewhile(lambda item: item[0].startswith(prefix), cursor)
+            stored = (orjson.loads(raw) for _, raw in in_range)
             records = [WorkloadRecord.from_dict(data) for data in stored if where is None or where(data)]
         return sorted(records, key=lambda record: record.created_at)
 

@@ -17,13 +17,13 @@ import os
 import signal
 import threading
 import time
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from cnetd.common.httpclient import TimedOut, Unreachable, call
 from cnetd.common.logs import workload_fields
 from cnetd.core.lifecycle import failed_health_checks, finish, mark_healthy
-from ledger.records import Status, WorkloadRecord
+from ledger.records import TERMINAL_STATUSES, Status, WorkloadRecord
 from ledger.store import Ledger
 
 log = logging.getLogger("health")
@@ -43,8 +43,9 @@ def healthy(url: str) -> bool:
 
 
 def _health_checked(stored: dict[str, Any]) -> bool:
-    """A stored record of a program here (not ``remote``) with a health URL and a process: a service's."""
-    return bool(stored.get("health_url")) and stored.get("process_pid") is not None and stored.get("delegated_to") is None
+    """A stored record of a service's live process here: a health URL and a pid, not terminal, not ``remote``."""
+    return (bool(stored.get("health_url")) and stored.get("process_pid") is not None
+            and stored.get("status") not in TERMINAL_STATUSES and stored.get("delegated_to") is None)
 
 
 class HealthChecker(threading.Thread):
@@ -79,8 +80,6 @@ class HealthChecker(threading.Thread):
         """Start the checks that are due; how long until the next one is."""
         now, next_due = time.monotonic(), IDLE_WAKE_S
         for record in self._ledger.workloads(where=_health_checked):
-            if record.terminal:
-                continue
             period = STARTING_CHECK_S if record.status == Status.STARTING else self._interval_s
             with self._lock:
                 if record.id in self._in_flight:
