@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.node_cpu import cpu_ms_while  # noqa: E402
 from cnetd.common.paths import WORKLOAD_GROUP, RuntimePaths  # noqa: E402
 from cnetd.common.private_files import make_workload_dir, write_workload_file  # noqa: E402
+from cnetd.core.config import DEFAULT_WORKLOADS_USER  # noqa: E402
 from cnetd.core.supervisor_rpc import (Supervisor, environment_file, workload_environment,  # noqa: E402
                                       workload_program_options)
 from tests.support.assets import YOLO_MODEL  # noqa: E402
@@ -44,7 +45,7 @@ BACKGROUND_LEVELS = (1, 50, 200)
 GOAL_RATIO_TO_POPEN = 20.0  # submit→running at most this many times a bare Popen
 GOAL_DURING_CHECKS = 2.0  # p99 of a submission while models are checked: at most this many times alone
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
-WORKLOAD_USER = "nobody" if os.geteuid() == 0 else None  # workloads.user's default (a node as root)
+WORKLOAD_USER = DEFAULT_WORKLOADS_USER if os.geteuid() == 0 else None  # workloads.user's default here
 
 
 def popen_ms(samples: int) -> list[float]:

@@ -24,6 +24,7 @@ from workers.base import NodeContext
 
 AUTO = "auto"
 DEFAULT_WORKLOADS_NICE = 10
+DEFAULT_WORKLOADS_USER = "nobody"  # as root; a node not run as root runs workloads as itself
 DEFAULT_KEEP_FINISHED = 100
 MAX_REPLICAS = 64  # the most replicas one deployment may have (here; the deployments' spec checks it)
 STRATEGIES = ("local-first", "best-fit", "spread")
@@ -338,7 +339,7 @@ def _workload_users(get: "_Getter") -> dict[str, Any]:
     allow_root = get("workloads.allow_root", False, _bool)
     allowed = tuple(get("workloads.allowed_users", [], lambda key, value: [
         _account(f"{key}[{index}]", item) for index, item in enumerate(_string_list(key, value))]))
-    user = get("workloads.user", "nobody", _account) if os.geteuid() == 0 else None
+    user = get("workloads.user", DEFAULT_WORKLOADS_USER, _account) if os.geteuid() == 0 else None
     for key, name in (("workloads.user", user), *(("workloads.allowed_users", name) for name in allowed)):
         if name is not None and pwd.getpwnam(name).pw_uid == 0 and not allow_root:
             raise ConfigError(key, f"{name} is root: workloads run as root only with workloads.allow_root: true")
