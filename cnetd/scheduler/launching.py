@@ -66,17 +66,16 @@ class Launcher:
 
     # -- start ----------------------------------------------------------------------------------
 
-    def prepare_and_start(self, record: WorkloadRecord, submitted: dict[str, Any],
-                          attempt: str | None = None) -> WorkloadRecord:
+    def prepare_and_start(self, record: WorkloadRecord, submitted: dict[str, Any]) -> WorkloadRecord:
         """Check ``submitted`` here, bring its model, make its program and start it, for a record admitted
-        with its resources held. A refusal removes the record (nothing stays allocated) and is raised; for a
-        forwarded workload, the forward ``attempt`` that brought it is fenced off with it."""
+        with its resources held. A refusal is raised with nothing of it left here but its record, which the
+        scheduler removes as it decides where the submission goes next (``abandon``)."""
         fetched: list[Artifact] = []
         try:
             record, spec = self._prepared(record, submitted, fetched, first_start=True)
             return self._start(record, spec)
         except Exception as exc:
-            self._abandon(record.id, attempt)
+            shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
             self._undo(fetched, exc)
             raise
 
@@ -157,15 +156,14 @@ class Launcher:
             return self._ledger.update(record.id, mark_started(info["pid"]))
         return settle(self._ledger, self._supervisor, record, info)  # spawn failed: the monitor ends it
 
-    def _abandon(self, workload_id: str, attempt: str | None) -> None:
-        """A workload that will not run here: no record, no allocation, no files (and the forward that
-        brought it fenced off)."""
-        if attempt is not None:
-            self._ledger.remove_and_fence(workload_id, attempt, boot_clock.now())
+    def abandon(self, workload_id: str, fence: str | None) -> None:
+        """The record of a workload refused here goes, and its allocation with it; ``fence``, the forward that
+        brought it, is fenced off in the same commit when this node's refusal is its answer."""
+        if fence is not None:
+            self._ledger.remove_and_fence(workload_id, fence, boot_clock.now())
         else:
             with contextlib.suppress(NotFound):
                 self._ledger.remove(workload_id)
-        shutil.rmtree(self._paths.workload_dir(workload_id), ignore_errors=True)
 
     # -- stop and delete ------------------------------------------------------------------------
 

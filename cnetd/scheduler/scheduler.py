@@ -214,10 +214,16 @@ class Scheduler:
 
         self._preparing.add(record.id)
 
-        def started(outcome: WorkloadRecord | CnetError) -> Any:
+        def started(outcome: WorkloadRecord | Exception) -> Any:
             self._preparing.discard(record.id)
             if isinstance(outcome, WorkloadRecord):
                 return {"placed": outcome.to_dict()}
+            # Refused here. Its record goes in this turn of the serial thread, which answers a forwarder's
+            # settling too, so that never finds it absent while it is passed on (the pointer comes in this turn).
+            final = not isinstance(outcome, CnetError) or isinstance(outcome, Invalid) or not attempt.ranked
+            self._launcher.abandon(record.id, attempt.attempt if final else None)
+            if not isinstance(outcome, CnetError):
+                raise outcome  # a bug: answered as one (500, logged), with nothing of it left allocated
             if isinstance(outcome, Invalid) or not attempt.ranked and not attempt.refusals:
                 raise outcome  # its shape is wrong everywhere, or this node was the only one: its own answer
             attempt.refusals.append(refusal_of(placement.node_id, outcome))
@@ -225,8 +231,7 @@ class Scheduler:
                      ", ".join(next_one.node_id for next_one in attempt.ranked) or "no other node",
                      extra=workload_fields(record.id))
             return self._try(attempt)
-        return Deferred(lambda: _caught(lambda: self._launcher.prepare_and_start(admitted, record.config,
-                                                                                  attempt.attempt)), started)
+        return Deferred(lambda: _caught(lambda: self._launcher.prepare_and_start(admitted, record.config)), started)
 
     def _delegate(self, attempt: Attempt, placements: list[Placement]) -> Deferred:
         """Forward to ``placements`` in order (a pointer recorded first); what they all refuse goes on along
@@ -531,10 +536,10 @@ class Scheduler:
 
 
 def _caught(work: Any) -> Any:
-    """``work()``'s result, or the CnetError it raised (handed to a continuation that decides what next)."""
+    """``work()``'s result, or what it raised (handed to a continuation that decides what next)."""
     try:
         return work()
-    except CnetError as exc:
+    except Exception as exc:
         return exc
 
 
