@@ -73,7 +73,8 @@ class Delegator:
         self._headers = headers
 
     def forward(self, pointer: WorkloadRecord, targets: list[Target], visited: list[str], budget_s: float) -> Outcome:
-        """Try ``targets`` in order; ``pointer`` is already recorded, pointing at the first."""
+        """Try ``targets`` in order; ``pointer`` is already recorded, pointing at the first. Refused by all, the
+        pointer stays for the scheduler's serial thread to remove as it decides what comes next."""
         deadline = time.monotonic() + budget_s
         refusals: list[Refusal] = []
         for index, target in enumerate(targets):
@@ -98,8 +99,7 @@ class Delegator:
                 return Outcome(unknown=f"{target.node_id}: {answered}", refusals=refusals)
             DELEGATIONS.labels("delegated").inc()
             return Outcome(pointer=self._ledger.update(pointer.id, _admitted(answered)), answer=answered)
-        self._ledger.remove(pointer.id)  # refused everywhere: nothing is left of it here
-        return Outcome(refusals=refusals)
+        return Outcome(refusals=refusals)  # refused everywhere: its pointer goes as the scheduler goes on
 
     def settle(self, pointer: WorkloadRecord) -> None:
         """Ask the target of an ``unknown`` pointer what became of its forward, and record the answer."""

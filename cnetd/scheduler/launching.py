@@ -26,7 +26,6 @@ from cnetd.core.supervisor_rpc import (Supervisor, environment_file, rotated_log
                                       workload_program_options)
 from cnetd.scheduler.models.deploy import ModelDeployments
 from cnetd.scheduler.models.store import Artifact
-from ledger import boot_clock
 from ledger.records import Desired, Status, WorkloadRecord
 from ledger.store import Ledger
 from workers.base import NodeContext, ProgramSpec, at_workload_priority
@@ -69,7 +68,7 @@ class Launcher:
     def prepare_and_start(self, record: WorkloadRecord, submitted: dict[str, Any]) -> WorkloadRecord:
         """Check ``submitted`` here, bring its model, make its program and start it, for a record admitted
         with its resources held. A refusal is raised with nothing of it left here but its record, which the
-        scheduler removes as it decides where the submission goes next (``abandon``)."""
+        scheduler removes as it decides where the submission goes next."""
         fetched: list[Artifact] = []
         try:
             record, spec = self._prepared(record, submitted, fetched, first_start=True)
@@ -155,15 +154,6 @@ class Launcher:
         if info["pid"]:
             return self._ledger.update(record.id, mark_started(info["pid"]))
         return settle(self._ledger, self._supervisor, record, info)  # spawn failed: the monitor ends it
-
-    def abandon(self, workload_id: str, fence: str | None) -> None:
-        """The record of a workload refused here goes, and its allocation with it; ``fence``, the forward that
-        brought it, is fenced off in the same commit when this node's refusal is its answer."""
-        if fence is not None:
-            self._ledger.remove_and_fence(workload_id, fence, boot_clock.now())
-        else:
-            with contextlib.suppress(NotFound):
-                self._ledger.remove(workload_id)
 
     # -- stop and delete ------------------------------------------------------------------------
 

@@ -218,10 +218,7 @@ class Scheduler:
             self._preparing.discard(record.id)
             if isinstance(outcome, WorkloadRecord):
                 return {"placed": outcome.to_dict()}
-            # Refused here. Its record goes in this turn of the serial thread, which answers a forwarder's
-            # settling too, so that never finds it absent while it is passed on (the pointer comes in this turn).
-            final = not isinstance(outcome, CnetError) or isinstance(outcome, Invalid) or not attempt.ranked
-            self._launcher.abandon(record.id, attempt.attempt if final else None)
+            self._let_go(record.id, attempt, final=not isinstance(outcome, CnetError) or isinstance(outcome, Invalid))
             if not isinstance(outcome, CnetError):
                 raise outcome  # a bug: answered as one (500, logged), with nothing of it left allocated
             if isinstance(outcome, Invalid) or not attempt.ranked and not attempt.refusals:
@@ -232,6 +229,18 @@ class Scheduler:
                      extra=workload_fields(record.id))
             return self._try(attempt)
         return Deferred(lambda: _caught(lambda: self._launcher.prepare_and_start(admitted, record.config)), started)
+
+    def _let_go(self, workload_id: str, attempt: Attempt, final: bool = False) -> None:
+        """A submission refused here or by the neighbours it went to: its record (or pointer) goes, and its
+        allocation with it. Removed on the serial thread, in the turn that decides what comes next and records
+        that, since a sender's settling is answered on this thread too: it never finds the submission absent while
+        it is passed on. Refused for good (``final``, or nothing left to try), the forward that brought it is
+        fenced off in the same commit."""
+        if attempt.attempt is not None and (final or not attempt.ranked):
+            self._ledger.remove_and_fence(workload_id, attempt.attempt, boot_clock.now())
+        else:
+            with contextlib.suppress(NotFound):
+                self._ledger.remove(workload_id)
 
     def _delegate(self, attempt: Attempt, placements: list[Placement]) -> Deferred:
         """Forward to ``placements`` in order (a pointer recorded first); what they all refuse goes on along
@@ -260,6 +269,7 @@ class Scheduler:
             if outcome.unknown is not None:
                 raise pending_error(self._ledger.get(record.id))
             attempt.refusals.extend(outcome.refusals)
+            self._let_go(record.id, attempt)
             attempt.budget_s = max(0.0, attempt.budget_s - (time.monotonic() - started_at))
             if attempt.ranked:
                 DELEGATIONS.labels("fell_back_local").inc()  # another strategy ranked neighbours first
