@@ -11,7 +11,8 @@ import zmq
 from ledger.nodetable import Neighbour, NodeTable, Role
 from mesh.messages import Heartbeat
 from tests.support.heartbeats import heartbeat as well_formed
-from tests.support.nodes import GIB, Node, free_port, kill_node, link, nodes_view, running, wait_for
+from tests.support.nodes import (GIB, Node, free_port, kill_node, link, neighbours_holding, nodes_view, running,
+                                 wait_for)
 
 SLOW_PERIOD_S = 30.0  # only triggered heartbeats can make the cluster tests pass quickly
 SLEEP = {"command": "sleep", "args": ["120"]}
@@ -43,13 +44,6 @@ def clean(four_nodes: dict[str, Node]) -> Iterator[dict[str, Node]]:
             member.api("DELETE", f"/api/workloads/{workload['id']}")
     for member in four_nodes.values():
         wait_for(lambda: not neighbours_holding(member), timeout_s=10, diagnose=lambda: neighbours_holding(member))
-
-
-def neighbours_holding(member: Node) -> list[str]:
-    """The neighbours that ``member`` last heard holding some CPU."""
-    view = member.api("GET", "/api/nodes").json()
-    return [neighbour["id"] for neighbour in [view["parent"], *view["children"], *view["peers"]]
-            if neighbour and neighbour["resources"]["allocated"]["cpu"] > 0]
 
 
 def ids(four_nodes: dict[str, Node]) -> dict[str, str]:

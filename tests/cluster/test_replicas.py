@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.assets import ASTRONAUT
 from tests.support.hosts import make_hosts
-from tests.support.nodes import GIB, Node, link, nodes_view, running, wait_for
+from tests.support.nodes import GIB, Node, link, neighbours_holding, nodes_view, running, wait_for
 
 TOKEN = "replicas-across-hosts"
 LOST_AFTER_S = 4.0
@@ -200,6 +200,9 @@ def test_all_or_nothing_refuses_leaving_nothing_and_best_effort_runs_what_fits(t
     assert refused.status_code == 409 and refused.json()["error"] == "insufficient_resources", refused.text
     assert "replica 4 of 4" in refused.json()["message"]
     assert cpu_held(tree) == [0, 0, 0] and not origin.workloads()
+    # The best-effort plan reads what the children's heartbeats said: wait until they say the refusal freed it
+    # (one planned first saw a child still holding its deleted replica, and placed 2 of 4).
+    wait_for(lambda: not neighbours_holding(origin), timeout_s=10, diagnose=lambda: neighbours_holding(origin))
     partial = origin.submit({"cascade_type": "face"}, {"cpu": 1.5}, workload_type="opencv", replicas=4, id="many",
                             placement="best-effort")
     try:

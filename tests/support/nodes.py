@@ -276,3 +276,10 @@ def kill_node(node: Node) -> None:
     if node.process is not None:
         node.process.wait(timeout=30)
     node.output.close()
+
+
+def neighbours_holding(member: Node) -> list[str]:
+    """The neighbours that ``member`` last heard holding some CPU."""
+    view = member.api("GET", "/api/nodes").json()
+    return [neighbour["id"] for neighbour in [view["parent"], *view["children"], *view["peers"]]
+            if neighbour and neighbour["resources"]["allocated"]["cpu"] > 0]
