@@ -194,8 +194,10 @@ class Launcher:
                  extra=workload_fields(workload_id))
 
     def _delete(self, record: WorkloadRecord) -> None:
-        if not record.terminal:  # recorded first (the API's delete has, on the serial thread): a scheduler that
-            self._ledger.update(record.id, mark_deleting)  # ends during it finishes it when it starts
+        # Recorded first (a no-op after the API's delete, which recorded it on the serial thread): a scheduler
+        # that ends during the delete finishes it when it starts.
+        if not record.terminal:
+            self._ledger.update(record.id, mark_deleting)
         if record.program:
             self._supervisor.stop(record.program)
             with contextlib.suppress(NotFound):

@@ -218,11 +218,10 @@ class Scheduler:
             self._preparing.discard(record.id)
             if isinstance(outcome, WorkloadRecord):
                 return {"placed": outcome.to_dict()}
-            self._let_go(record.id, attempt, final=not isinstance(outcome, CnetError) or isinstance(outcome, Invalid))
-            if not isinstance(outcome, CnetError):
-                raise outcome  # a bug: answered as one (500, logged), with nothing of it left allocated
-            if isinstance(outcome, Invalid) or not attempt.ranked and not attempt.refusals:
-                raise outcome  # its shape is wrong everywhere, or this node was the only one: its own answer
+            final = not isinstance(outcome, CnetError) or isinstance(outcome, Invalid)  # a bug, or wrong everywhere
+            self._let_go(record.id, attempt, final)
+            if final or not attempt.ranked and not attempt.refusals:
+                raise outcome  # a bug (a logged 500), a shape wrong everywhere, or this node was the only one
             attempt.refusals.append(refusal_of(placement.node_id, outcome))
             log.info("refused here (%s): trying %s", outcome.message,
                      ", ".join(next_one.node_id for next_one in attempt.ranked) or "no other node",
