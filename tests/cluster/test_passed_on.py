@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.support.hosts import make_hosts
-from tests.support.nodes import GIB, Node, link, nodes_view, running, wait_for
+from tests.support.nodes import GIB, Node, link, metric, nodes_view, running, wait_for
 
 TOKEN = "passed-on"
 SETTLERS = 4  # threads asking, back to back, while each submission is refused and passed on
@@ -105,9 +105,8 @@ def test_a_forward_refused_and_passed_on_is_never_settled_as_absent(
                             if "refused here (config.working_dir" in line and "passed-on-" in line]
             assert len(refused_here) == TRIES, node.log("scheduler.log")[-3000:]
         else:
-            fell_back = [line for line in node.api("GET", "/metrics").text.splitlines()
-                         if line.startswith('cnet_delegations_total{outcome="fell_back_local"}')]
-            assert fell_back and float(fell_back[0].split()[-1]) == TRIES, fell_back
+            fell_back = metric(node, "cnet_delegations_total", outcome="fell_back_local")
+            assert fell_back == TRIES, fell_back
     finally:
         for workload_id in placed:
             node.api("DELETE", f"/api/workloads/{workload_id}")

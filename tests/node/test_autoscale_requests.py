@@ -10,7 +10,7 @@ import requests
 
 from tests.support.assets import ASTRONAUT
 from tests.support.load import PredictionLoad
-from tests.support.nodes import GIB, Node, wait_for
+from tests.support.nodes import GIB, Node, metric, wait_for
 
 FACE = {"cascade_type": "face"}
 IMAGE = open(ASTRONAUT, "rb").read()
@@ -30,15 +30,6 @@ def gone(node: Node, *workload_ids: str) -> None:
     for workload_id in workload_ids:
         node.api("DELETE", f"/api/workloads/{workload_id}")
     wait_for(lambda: node.resources()["allocated"]["cpu"] == 0, timeout_s=30, diagnose=node.resources)
-
-
-def metric(node: Node, name: str, **labels: str) -> float | None:
-    """A sample of /metrics whose labels include ``labels`` (None: not there)."""
-    for line in node.api("GET", "/metrics").text.splitlines():
-        if line.startswith((f"{name}{{", f"{name} ")) and all(f'{key}="{value}"' in line
-                                                              for key, value in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 def test_what_an_autoscaled_deployment_cannot_be_is_refused_and_leaves_nothing(node: Node) -> None:

@@ -283,3 +283,12 @@ def neighbours_holding(member: Node) -> list[str]:
     view = member.api("GET", "/api/nodes").json()
     return [neighbour["id"] for neighbour in [view["parent"], *view["children"], *view["peers"]]
             if neighbour and neighbour["resources"]["allocated"]["cpu"] > 0]
+
+
+def metric(node: Node, name: str, **labels: str) -> float | None:
+    """A sample of /metrics whose labels include ``labels`` (None: not there)."""
+    for line in node.api("GET", "/metrics").text.splitlines():
+        if line.startswith((f"{name}{{", f"{name} ")) and all(f'{key}="{value}"' in line
+                                                              for key, value in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
