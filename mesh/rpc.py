@@ -55,9 +55,19 @@ class _Channel:
             self.monitor.recv_multipart()
 
     def close(self) -> None:
+        """The monitor stops before either socket closes. A socket whose monitor's reader is gone, and whose
+        connection then drops (a closed socket still being reaped counts), blocks ZeroMQ's I/O thread for good
+        on that event: every socket of the process would then stall."""
+        if self.socket.closed:
+            return
         self.socket.disable_monitor()
         self.monitor.close()
         self.socket.close()
+
+    def __del__(self) -> None:
+        """A thread that ends with its channels open (its thread-local ones go with it) closes them in order."""
+        if "monitor" in self.__dict__:  # else making it failed before it had a monitor to stop
+            self.close()
 
 
 _CHANNELS = threading.local()  # this thread's channels, by endpoint
