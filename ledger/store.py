@@ -145,18 +145,24 @@ class Ledger:
 
         def write(txn: lmdb.Transaction) -> WorkloadRecord:
             current = self._read(txn, key)
-            changed = change(current)
+            changed = self._apply(txn, key, current, change)
             if changed is None:
                 unchanged.append(current)
                 raise _NoChange
-            txn.put(key, orjson.dumps(changed), db=self._workloads_db)
-            if changed.terminal:
-                self._release(txn, key)
             return changed
         try:
             return self._commit(write)
         except _NoChange:
             return unchanged[0]
+
+    def update_every(self, change: RecordChange) -> int:
+        """Apply ``change`` to every record in one transaction (None: that one unchanged), as ``update`` does to
+        one; how many changed."""
+        def write(txn: lmdb.Transaction) -> int:
+            stored = [(key, WorkloadRecord.from_dict(orjson.loads(raw)))
+                      for key, raw in txn.cursor(db=self._workloads_db)]
+            return sum(self._apply(txn, key, record, change) is not None for key, record in stored)
+        return self._commit(write)
 
     def resize(self, workload_id: str, change: RecordChange, requirements: Resources) -> WorkloadRecord:
         """Change a record and set its allocation to ``requirements`` (never more than it holds) in one transaction."""
@@ -251,6 +257,17 @@ class Ledger:
             return {key.decode(): Resources.from_dict(orjson.loads(raw)) for key, raw in txn.cursor()}
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _apply(self, txn: lmdb.Transaction, key: bytes, current: WorkloadRecord,
+               change: RecordChange) -> WorkloadRecord | None:
+        """Store what ``change`` makes of ``current`` (a record that becomes terminal gives its allocation back);
+        None when it changed nothing."""
+        changed = change(current)
+        if changed is not None:
+            txn.put(key, orjson.dumps(changed), db=self._workloads_db)
+            if changed.terminal:
+                self._release(txn, key)
+        return changed
 
     def _read(self, txn: lmdb.Transaction, key: bytes) -> WorkloadRecord:
         raw = txn.get(key, db=self._workloads_db)

@@ -21,6 +21,7 @@ from ledger.store import Ledger
 
 log = logging.getLogger(__name__)
 RESTART_CAP = 3
+RELAUNCHING = "relaunching after a restart"
 
 
 def mark_started(pid: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
@@ -83,6 +84,24 @@ def mark_deleting(record: WorkloadRecord) -> WorkloadRecord | None:
     if record.deleting:
         return None
     return dataclasses.replace(record, deleting=True, desired=record.desired if record.terminal else Desired.STOP)
+
+
+def needs_a_program_here(record: WorkloadRecord) -> bool:
+    """A record that a program of this node's supervisord stands for, or should: what a restart relaunches (or
+    ends, its stop recorded). Not one being deleted, finished, elsewhere, on its way there, or a deployment (its
+    controller places its replicas)."""
+    return not (record.deleting or record.terminal or record.remote or not record.program
+                or record.status == Status.DELEGATING or record.deployment is not None and record.status == Status.PENDING)
+
+
+def without_its_program(record: WorkloadRecord) -> WorkloadRecord | None:
+    """Its program runs nowhere now (the node started again, its supervisord with it): stopped if its stop was
+    recorded, else starting, which its relaunch makes true. Recorded before anyone can read it as running."""
+    if record.desired == Desired.STOP:
+        return finish(Status.STOPPED, message="stopped")(record)
+    if record.status == Status.STARTING and record.process_pid is None and record.message == RELAUNCHING:
+        return None
+    return dataclasses.replace(record, status=Status.STARTING, process_pid=None, message=RELAUNCHING)
 
 
 def _count_restart(exit_code: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:

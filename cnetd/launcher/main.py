@@ -24,6 +24,7 @@ import psutil
 from cnetd import __version__
 from cnetd.core.capabilities import capabilities
 from cnetd.core.config import ConfigError, NodeConfig, load_config
+from cnetd.core.lifecycle import needs_a_program_here, without_its_program
 from cnetd.launcher.reload import Reload, ReloadRefused, clear_ready_markers
 from cnetd.launcher.supervisor_conf import render
 from cnetd.core.supervisor_rpc import Supervisor
@@ -142,6 +143,9 @@ def _prepare(config: NodeConfig) -> None:
                      "mesh_endpoint": config.mesh_endpoint, "started_at": time.time(),
                      "boot_id": uuid.uuid4().hex}, config.capacity, list(config.gpu_devices))
     ledger.set_capabilities(capabilities(config))
+    # supervisord starts afresh, so no workload's program runs: recorded before the API can read the records
+    # (the scheduler's reconcile then relaunches them), not the last run's "running" and pids until it does.
+    ledger.update_every(lambda record: without_its_program(record) if needs_a_program_here(record) else None)
     ledger.close()
     write_private(config.paths.supervisord_conf, render(config, sys.executable).encode())
 

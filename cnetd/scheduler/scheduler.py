@@ -31,7 +31,7 @@ from cnetd.common.paths import WORKLOAD_GROUP, program_name
 from cnetd.core.channel import DELEGATION_BUDGET_S, submit_timeout_s
 from cnetd.core.deployment_spec import SPREAD_NODE, AutoscalePolicy, DeploymentSpec, replica_count, replica_prefix
 from cnetd.core.deployment_state import members_of
-from cnetd.core.lifecycle import desire, finish, mark_deleting
+from cnetd.core.lifecycle import desire, mark_deleting, needs_a_program_here, without_its_program
 from cnetd.core.counters import DELEGATIONS
 from cnetd.core.node_process import NodeProcess
 from cnetd.core.remote import RemoteWorkloads
@@ -529,19 +529,16 @@ class Scheduler:
                 self._ledger.update(record.id, lambda pointer: dataclasses.replace(
                     pointer, status=Status.UNKNOWN, message="the scheduler ended during its forward; settling it"))
                 continue
-            if record.terminal or record.remote or not record.program:
+            if not needs_a_program_here(record):
                 continue
             if record.program in programs:
                 if record.desired == Desired.STOP:  # its stop was recorded, and the scheduler ended before it stopped
                     self._server.submit_background(lambda record=record: self._launcher.stop(record))
                 continue
-            if record.desired == Desired.STOP:
-                self._ledger.update(record.id, finish(Status.STOPPED, message="stopped"))
-                continue
-            # Recorded first: it runs nowhere now, and readers see it starting until it runs again.
-            record = self._ledger.update(record.id, lambda current: dataclasses.replace(
-                current, status=Status.STARTING, process_pid=None, message="relaunching after a restart"))
-            self._server.submit_background(lambda record=record: self._launcher.relaunch(record))
+            # Recorded first (after a whole node's restart, by its launcher already): it runs nowhere now.
+            record = self._ledger.update(record.id, without_its_program)
+            if not record.terminal:
+                self._server.submit_background(lambda record=record: self._launcher.relaunch(record))
 
 
 def _caught(work: Any) -> Any:
