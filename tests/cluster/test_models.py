@@ -20,7 +20,7 @@ import pytest
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
 from tests.support.file_server import FileServer, copy_of
 from tests.support.hosts import make_hosts
-from tests.support.nodes import GIB, Node, link, nodes_view, running, wait_for
+from tests.support.nodes import GIB, Node, link, nodes_view, running, samples, wait_for
 
 TOKEN = "models-across-hosts"
 SHA256 = hashlib.sha256(Path(YOLO_MODEL).read_bytes()).hexdigest()
@@ -71,11 +71,6 @@ def relayed(node: Node, workload_id: str) -> list[dict[str, Any]]:
     return answer.json()["detections"]
 
 
-def metric(node: Node, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in node.api("GET", "/metrics").text.splitlines()
-               if line.startswith(name))
-
-
 def cached(node: Node) -> list[dict[str, Any]]:
     return node.api("GET", "/api/models").json()["models"]
 
@@ -97,13 +92,13 @@ def test_a_model_only_the_origin_has_runs_on_a_child_and_a_grandchild(tree: dict
         [entry] = cached(node)
         assert (entry["sha256"], entry["kind"], entry["size_bytes"]) == (SHA256, "cached", Path(path).stat().st_size)
         assert f"{origin.url}/api/artifacts/{SHA256}" == entry["source"]
-        assert metric(node, "cnet_model_fetched_bytes_total") == Path(path).stat().st_size
+        assert sum(samples(node, "cnet_model_fetched_bytes_total")) == Path(path).stat().st_size
     # A second deployment on the child: a cache hit, nothing transferred.
     again = deploy(origin, 0.3, model_path=path)
     assert again["node"] == child.node_id
-    assert metric(child, 'cnet_model_cache_total{outcome="hit"') == 1
-    assert metric(child, 'cnet_model_cache_total{outcome="fetched"') == 1
-    assert metric(child, "cnet_model_fetched_bytes_total") == Path(path).stat().st_size
+    assert sum(samples(child, "cnet_model_cache_total", outcome="hit")) == 1
+    assert sum(samples(child, "cnet_model_cache_total", outcome="fetched")) == 1
+    assert sum(samples(child, "cnet_model_fetched_bytes_total")) == Path(path).stat().st_size
     for record in (here, on_child, on_grandchild, again):
         assert origin.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
 

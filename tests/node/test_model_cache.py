@@ -17,7 +17,7 @@ import requests
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
 from tests.support.file_server import FileServer, copy_of
-from tests.support.nodes import GIB, Node, free_port, held_by, running, wait_for
+from tests.support.nodes import GIB, Node, free_port, held_by, running, samples, wait_for
 from tests.support.services import predict
 
 TOKEN = "model-cache-token"
@@ -60,11 +60,6 @@ def cached(node: Node) -> dict[str, dict[str, Any]]:
     return {model["sha256"]: model for model in node.api("GET", "/api/models").json()["models"]}
 
 
-def metric(node: Node, name: str) -> float:
-    lines = [line for line in node.api("GET", "/metrics").text.splitlines() if line.startswith(name)]
-    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
-
-
 def model_files(node: Node) -> list[str]:
     root = Path(node.config["storage"]["sqlite"]["data_path"]) / "models"
     return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()) if root.exists() else []
@@ -86,11 +81,11 @@ def test_an_http_model_is_fetched_once_for_concurrent_deployments(node: Node, se
     assert model_files(node) == [SHA256]
     assert predict(records[0]["endpoint"])["count"] >= 1
     # A later deployment naming the hash is a cache hit: no transfer.
-    hits = metric(node, "cnet_model_cache_total{outcome=\"hit\"")
+    hits = sum(samples(node, "cnet_model_cache_total", outcome="hit"))
     again = deploy(node, url, model_sha256=SHA256)
     assert again.status_code == 201 and server.gets["/faces.onnx"] - before == 1
-    assert metric(node, "cnet_model_cache_total{outcome=\"hit\"") == hits + 1
-    assert metric(node, "cnet_model_fetched_bytes_total") == SIZE
+    assert sum(samples(node, "cnet_model_cache_total", outcome="hit")) == hits + 1
+    assert sum(samples(node, "cnet_model_fetched_bytes_total")) == SIZE
 
 
 def test_least_recently_used_unused_models_are_evicted(node: Node, server: FileServer) -> None:

@@ -285,10 +285,13 @@ def neighbours_holding(member: Node) -> list[str]:
             if neighbour and neighbour["resources"]["allocated"]["cpu"] > 0]
 
 
+def samples(node: Node, name: str, **labels: str) -> list[float]:
+    """The values of /metrics' samples of ``name`` whose labels include ``labels``."""
+    return [float(line.rsplit(" ", 1)[1]) for line in node.api("GET", "/metrics").text.splitlines()
+            if line.startswith((f"{name}{{", f"{name} ")) and all(f'{key}="{value}"' in line
+                                                                  for key, value in labels.items())]
+
+
 def metric(node: Node, name: str, **labels: str) -> float | None:
     """A sample of /metrics whose labels include ``labels`` (None: not there)."""
-    for line in node.api("GET", "/metrics").text.splitlines():
-        if line.startswith((f"{name}{{", f"{name} ")) and all(f'{key}="{value}"' in line
-                                                              for key, value in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    return next(iter(samples(node, name, **labels)), None)
