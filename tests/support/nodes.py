@@ -103,7 +103,9 @@ class Node:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> Node:
+    def start(self, until: Callable[[], bool] | None = None) -> Node:
+        """Start cnetd and return once it says it is ready; with ``until``, as soon as that holds instead (a test's
+        stop then comes at the point of the start it chose)."""
         self.config_path.write_text(yaml.safe_dump(self.config))
         output_path = self.root / "cnetd.out"
         seen_bytes = output_path.stat().st_size if output_path.exists() else 0
@@ -114,10 +116,11 @@ class Node:
                                         cwd=self.root,  # as a service would: not the checkout
                                         env={**os.environ, **self.environment})
         deadline = time.monotonic() + START_TIMEOUT_S
-        while b"ready" not in output_path.read_bytes()[seen_bytes:]:
+        started = until or (lambda: b"ready" in output_path.read_bytes()[seen_bytes:])
+        while not started():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"node did not start:\n{self.log('cnetd.out')}")
-            time.sleep(0.05)
+            time.sleep(0.005 if until else 0.05)
         return self
 
     def stop(self) -> None:
