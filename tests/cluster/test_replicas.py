@@ -56,6 +56,9 @@ def faces(tree: list[Node]) -> Iterator[dict[str, Any]]:
         for node in tree:
             wait_for(lambda node=node: node.resources()["allocated"]["cpu"] == 0, timeout_s=20,
                      diagnose=lambda node=node: node.api("GET", "/api/workloads").json())
+        # and the origin has heard so: the next test's plan reads the children's heartbeats (one planned while a
+        # child still said it held 1 cpu, and refused replica 3 of 4 where replica 4 was meant to be refused)
+        wait_for(lambda: not neighbours_holding(origin), timeout_s=10, diagnose=lambda: neighbours_holding(origin))
 
 
 def predict(node: Node, workload_id: str = "faces") -> tuple[int, str | None]:
