@@ -155,14 +155,15 @@ class Ledger:
         except _NoChange:
             return unchanged[0]
 
-    def update_every(self, change: RecordChange) -> int:
+    def update_every(self, change: RecordChange) -> None:
         """Apply ``change`` to every record in one transaction (None: that one unchanged), as ``update`` does to
-        one; how many changed."""
-        def write(txn: lmdb.Transaction) -> int:
+        one."""
+        def write(txn: lmdb.Transaction) -> None:
             stored = [(key, WorkloadRecord.from_dict(orjson.loads(raw)))
                       for key, raw in txn.cursor(db=self._workloads_db)]
-            return sum(self._apply(txn, key, record, change) is not None for key, record in stored)
-        return self._commit(write)
+            for key, record in stored:
+                self._apply(txn, key, record, change)
+        self._commit(write)
 
     def resize(self, workload_id: str, change: RecordChange, requirements: Resources) -> WorkloadRecord:
         """Change a record and set its allocation to ``requirements`` (never more than it holds) in one transaction."""

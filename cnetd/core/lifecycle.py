@@ -21,7 +21,6 @@ from ledger.store import Ledger
 
 log = logging.getLogger(__name__)
 RESTART_CAP = 3
-RELAUNCHING = "relaunching after a restart"
 
 
 def mark_started(pid: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
@@ -99,9 +98,9 @@ def without_its_program(record: WorkloadRecord) -> WorkloadRecord | None:
     recorded, else starting, which its relaunch makes true. Recorded before anyone can read it as running."""
     if record.desired == Desired.STOP:
         return finish(Status.STOPPED, message="stopped")(record)
-    if record.status == Status.STARTING and record.process_pid is None and record.message == RELAUNCHING:
-        return None
-    return dataclasses.replace(record, status=Status.STARTING, process_pid=None, message=RELAUNCHING)
+    relaunching = dataclasses.replace(record, status=Status.STARTING, process_pid=None,
+                                      message="relaunching after a restart")
+    return None if relaunching == record else relaunching  # marked so already (by the launcher, at a node's start)
 
 
 def _count_restart(exit_code: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
