@@ -4,7 +4,9 @@ one inference thread, and the hosts share this machine's 2 cores), under predict
 - A load step from 1 to 12 clients on a YOLO deployment (min 1, max 3, upscale_delay_s 2): the autoscaler
   decides within the delay (plus its rounds), a second replica serves after one start, throughput rises,
   and once the load stops the count comes back to 1 after the downscale delay; no request fails. The
-  control, the same load on a fixed single replica, stays flat.
+  control, the same load on a fixed single replica, stays flat: counted in the model's run time, since
+  this machine's cores change speed by a third for seconds at a time (a bare onnxruntime loop of this
+  model: 57 runs/s, then 43 for a few seconds), and a fixed replica's raw rate follows them.
 - No room anywhere for a second replica: the count stays at 1, the record says why, and under steady load
   the autoscaler makes no decision at all for half a minute. The control: freeing a node lifts the limit
   and the deployment grows onto it.
@@ -64,6 +66,12 @@ def deployment_of(parent: Node, workload_id: str) -> dict[str, Any]:
 
 def per_second(answers: list[Answer], start: float, end: float) -> float:
     return sum(start <= answer.answered_at < end for answer in answers) / (end - start)
+
+
+def model_seconds_per_second(answers: list[Answer], start: float, end: float) -> float:
+    """How long the model ran, as the service timed it, for the answers between ``start`` and ``end``
+    (monotonic), per second: the answers per second, each counted in the model's run time at the time."""
+    return sum(answer.inference_ms for answer in answers if start <= answer.answered_at < end) / 1000 / (end - start)
 
 
 def remove(parent: Node, *workload_ids: str) -> None:
@@ -128,9 +136,10 @@ def test_the_control_a_fixed_replica_under_the_same_step_stays_flat(tree: list[N
     try:
         answers, step_at, end_at = step_load(parent, "fixed", lambda step_at: time.monotonic() - step_at > 8)
         assert [answer for answer in answers if not answer.ok] == []
-        early = per_second(answers, step_at + 0.5, step_at + 4)
-        late = per_second(answers, end_at - MEASURED_S, end_at)
-        assert late < 1.15 * early, (early, late)  # measured here: 0.96x (the autoscaled run: 1.64x)
+        windows = {"early": (step_at + 0.5, step_at + 4), "late": (end_at - MEASURED_S, end_at)}
+        rates = {name: per_second(answers, *window) for name, window in windows.items()}
+        work = {name: model_seconds_per_second(answers, *window) for name, window in windows.items()}
+        assert work["late"] < 1.15 * work["early"], (work, rates)  # measured: 0.98-1.02x (raw: 0.99-1.43x; 3 replicas: 2.9x)
     finally:
         remove(parent, "fixed")
 

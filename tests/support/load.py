@@ -25,6 +25,7 @@ class Answer:
     error: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     detections: tuple[str, ...] = ()
+    inference_ms: float | None = None  # the model's run, as the service timed it
 
     @property
     def ok(self) -> bool:
@@ -89,7 +90,8 @@ class PredictionLoad(LoadThreads):
                     record = Answer(index, sent, time.monotonic(), answer.status_code,
                                     None if answer.status_code == 200 else answer.text[:300],
                                     {name: answer.headers[name] for name in SHOWN_HEADERS if name in answer.headers},
-                                    tuple(sorted(item["class"] for item in body.get("detections", []))))
+                                    tuple(sorted(item["class"] for item in body.get("detections", []))),
+                                    body.get("inference_ms"))
                 except requests.RequestException as exc:
                     record = Answer(index, sent, time.monotonic(), None, f"{type(exc).__name__}: {exc}"[:300])
                 with self._lock:
