@@ -37,8 +37,8 @@ from mesh.bus import bind_bus_subscriber, context
 from mesh.fanin import SUBSCRIBE, is_subscription, signed, verified
 from mesh.liveness import (PUBLISHER_INTERVAL_PERIODS, PUBLISHER_UNACKNOWLEDGED_PERIODS, UPLINK_INTERVAL_PERIODS,
                            ZMTP_INTERVAL_PERIODS, keep_mesh_socket_alive)
-from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, NEIGHBOURS_CHANGED, BusEvent,
-                           Heartbeat, MalformedMessage)
+from mesh.messages import (HEARTBEAT_LIVENESS, HEARTBEAT_TOPIC, LEDGER_CHANGED, MAX_MESSAGE_BYTES, NEIGHBOURS_CHANGED,
+                           BusEvent, Heartbeat, MalformedMessage)
 from mesh.summary import subtree_summary
 
 log = logging.getLogger("register")
@@ -92,6 +92,11 @@ class Register:
         self._mesh.setsockopt(zmq.LINGER, 0)
         self._mesh.setsockopt(zmq.XPUB_VERBOSE, 1)
         self._mesh.setsockopt(zmq.BACKLOG, MESH_BACKLOG)
+        # Anyone who reaches the mesh port can send up (a signature is checked on what arrives): a frame larger
+        # than any message ends its sender's connection at the frame's header, before ZeroMQ holds any of it (a
+        # child's uplink connects again). Not on the SUB sockets: libzmq ends a connecting socket's session for
+        # good on such a frame, and the neighbours they hear registered with the cluster's token.
+        self._mesh.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         keep_mesh_socket_alive(self._mesh, node.config.heartbeat_period_s, PUBLISHER_INTERVAL_PERIODS,
                                PUBLISHER_UNACKNOWLEDGED_PERIODS)
         self._keys = node.config.curve_keys

@@ -11,14 +11,19 @@
 - A heartbeat sent up in another child's name (signed with the sender's own key) is refused and counted; the
   control: the same sender in its own name is heard. A correctly signed heartbeat of a node that did not
   register to send up is not taken either.
+- A frame larger than any message, sent up by anyone who can reach the mesh port (no registration, no key):
+  ZeroMQ ends the connection at the frame's header, so the register never holds it, and goes on hearing its
+  children.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterator
 
 import psutil
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from cnetd.common.httpclient import call, node_headers
 from mesh.fanin import SUBSCRIBE, signed
@@ -33,6 +38,7 @@ pytestmark = pytest.mark.cluster
 TOKEN = "fan-in"
 PERIOD_S = 1.0
 CHILDREN = 2000
+FLOOD_BYTES = 128 * 2**20  # a frame 2,048 times the largest message (mesh.messages.MAX_MESSAGE_BYTES)
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +134,26 @@ def dropped(parent: Node, reason: str) -> float:
     return float(line.split()[-1]) if line else 0.0
 
 
-def test_a_heartbeat_sent_up_in_another_childs_name_is_refused(parent: Node) -> None:
-    honest_key, mallory_key = register(parent, "honest", True), register(parent, "mallory", True)
-    legacy_key = register(parent, "legacy", True)
-    register(parent, "legacy", False)  # registered again, to be subscribed to: what it sends up no longer counts
+def uplink_to(parent: Node) -> zmq.Socket:
+    """An XSUB connected to the parent's mesh port, as a child's uplink is: what it sends goes up."""
     uplink = zmq.Context.instance().socket(zmq.XSUB)
     uplink.setsockopt(zmq.LINGER, 0)
     uplink.send(SUBSCRIBE + HEARTBEAT_TOPIC)
     uplink.connect(f"tcp://127.0.0.1:{parent.mesh_port}")
+    return uplink
+
+
+def peak_memory_bytes(pid: int) -> int:
+    """The most memory process ``pid`` has held so far (its VmHWM)."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) * 1024
+
+
+def test_a_heartbeat_sent_up_in_another_childs_name_is_refused(parent: Node) -> None:
+    honest_key, mallory_key = register(parent, "honest", True), register(parent, "mallory", True)
+    legacy_key = register(parent, "legacy", True)
+    register(parent, "legacy", False)  # registered again, to be subscribed to: what it sends up no longer counts
+    uplink = uplink_to(parent)
     try:
         uplink.send_multipart(signed(beat("honest", 1.0, 1).encode(), honest_key))
         wait_for(lambda: child_view(parent, "honest")["status"] == "online", timeout_s=10)
@@ -158,3 +176,32 @@ def test_a_heartbeat_sent_up_in_another_childs_name_is_refused(parent: Node) -> 
         uplink.close()
         for node_id in ("honest", "mallory", "legacy"):
             parent.api("DELETE", f"/api/nodes/{node_id}")
+
+
+def test_a_frame_too_large_for_any_message_ends_its_connection_before_it_is_held(parent: Node) -> None:
+    register_pid = parent.program_pid("register")
+    peak_before, malformed_before = peak_memory_bytes(register_pid), dropped(parent, "malformed")
+    flood = uplink_to(parent)  # nobody's: no registration, no key
+    ended = flood.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    try:
+        flood.send_multipart([HEARTBEAT_TOPIC, b" " * FLOOD_BYTES, b"0" * 64])
+        # Ended at the frame's header; without the cap, read whole and dropped by the decoder as malformed.
+        wait_for(lambda: ended.poll(0) or dropped(parent, "malformed") > malformed_before, timeout_s=60, interval_s=0.2)
+        assert dropped(parent, "malformed") == malformed_before  # it never reached the register's code
+        assert recv_monitor_message(ended)["event"] == zmq.EVENT_DISCONNECTED
+        grown = peak_memory_bytes(register_pid) - peak_before
+        assert grown < FLOOD_BYTES // 8, grown  # measured: 40 KB (without the cap: 268 MB, 2x the frame)
+    finally:
+        flood.disable_monitor()
+        ended.close()
+        flood.close()
+    # The register goes on: the same process hears a child.
+    key = register(parent, "after-flood", True)
+    uplink = uplink_to(parent)
+    try:
+        wait_for(lambda: uplink.send_multipart(signed(beat("after-flood", 1.0, 1).encode(), key)) or
+                 child_view(parent, "after-flood")["status"] == "online", timeout_s=10, interval_s=0.2)
+        assert parent.program_pid("register") == register_pid
+    finally:
+        uplink.close()
+        parent.api("DELETE", "/api/nodes/after-flood")
