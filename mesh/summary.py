@@ -1,9 +1,18 @@
-"""Subtree summaries carried in heartbeats: constant-size totals of a node and its online descendants."""
+"""Subtree summaries carried in heartbeats: bounded totals of a node and its online descendants."""
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from ledger.records import RESOURCE_KINDS, Resources, Usage
+from mesh.messages import MAX_MESSAGE_BYTES
+
+# The most a summary's labels may take (a quarter of a message). Their values are a union over the subtree, so
+# a label whose value differs per node (a serial number) grows with it: 2,000 nodes of 40 characters each made
+# a heartbeat of 87 KB, which every receiver dropped. Beyond this, a subtree says neither its labels nor its
+# features (as one with a node of an older version), and a parent takes it as able and asks.
+LABELS_MAX_BYTES = MAX_MESSAGE_BYTES // 4
 
 
 def subtree_summary(own: Usage, child_subtrees: list[dict[str, Any]],
@@ -11,7 +20,8 @@ def subtree_summary(own: Usage, child_subtrees: list[dict[str, Any]],
     """Sum capacity and allocation over the subtree; ``available_max`` is the per-resource maximum free
     on any single node of it (what a parent may hope to place there). ``features`` and ``labels`` are
     what any node of it offers (for placement's feasibility), when every node of it says: a child of an
-    older version does not, and then neither does the subtree (its parent must try to know)."""
+    older version does not, and then neither does the subtree (its parent must try to know); nor does a
+    subtree whose labels would take more than ``LABELS_MAX_BYTES``."""
     capacity, allocated, best = own.capacity, own.allocated, own.available.to_dict()
     features: set[str] | None = set(capabilities.get("features", ())) if capabilities else None
     labels: dict[str, set[str]] = {name: {value} for name, value in (capabilities or {}).get("labels", {}).items()}
@@ -32,5 +42,7 @@ def subtree_summary(own: Usage, child_subtrees: list[dict[str, Any]],
     summary = {"nodes": nodes, "online": online, "capacity": capacity.to_dict(), "allocated": allocated.to_dict(),
                "available_max": best}
     if features is not None:
-        summary.update(features=sorted(features), labels={name: sorted(values) for name, values in labels.items()})
+        listed = {name: sorted(values) for name, values in labels.items()}
+        if len(orjson.dumps(listed)) <= LABELS_MAX_BYTES:
+            summary.update(features=sorted(features), labels=listed)
     return summary
