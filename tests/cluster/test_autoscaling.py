@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.assets import YOLO_MODEL
 from tests.support.hosts import make_hosts
-from tests.support.load import Answer, PredictionLoad
+from tests.support.load import Answer, PredictionLoad, answered_between
 from tests.support.nodes import GIB, Node, link, nodes_view, running, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -65,13 +65,13 @@ def deployment_of(parent: Node, workload_id: str) -> dict[str, Any]:
 
 
 def per_second(answers: list[Answer], start: float, end: float) -> float:
-    return sum(start <= answer.answered_at < end for answer in answers) / (end - start)
+    return len(answered_between(answers, start, end)) / (end - start)
 
 
 def model_seconds_per_second(answers: list[Answer], start: float, end: float) -> float:
     """How long the model ran, as the service timed it, for the answers between ``start`` and ``end``
     (monotonic), per second: the answers per second, each counted in the model's run time at the time."""
-    return sum(answer.inference_ms for answer in answers if start <= answer.answered_at < end) / 1000 / (end - start)
+    return sum(answer.inference_ms for answer in answered_between(answers, start, end)) / 1000 / (end - start)
 
 
 def remove(parent: Node, *workload_ids: str) -> None:

@@ -17,11 +17,12 @@ import pytest
 
 from tests.support.assets import ASTRONAUT
 from tests.support.hosts import make_hosts
-from tests.support.nodes import GIB, Node, link, neighbours_holding, nodes_view, running, wait_for
+from tests.support.nodes import GIB, Node, link, nodes_view, running, wait_for
 
 TOKEN = "replicas-across-hosts"
 LOST_AFTER_S = 4.0
 NODE_RESOURCES = {"cpu": 2, "memory": 8 * GIB, "gpu": 0, "storage": GIB}
+ALL_FREE = [NODE_RESOURCES["cpu"]] * 2  # what the origin's plan reads of its two children when they hold nothing
 IMAGE = open(ASTRONAUT, "rb").read()
 
 
@@ -58,7 +59,8 @@ def faces(tree: list[Node]) -> Iterator[dict[str, Any]]:
                      diagnose=lambda node=node: node.api("GET", "/api/workloads").json())
         # and the origin has heard so: the next test's plan reads the children's heartbeats (one planned while a
         # child still said it held 1 cpu, and refused replica 3 of 4 where replica 4 was meant to be refused)
-        wait_for(lambda: not neighbours_holding(origin), timeout_s=10, diagnose=lambda: neighbours_holding(origin))
+        wait_for(lambda: children_free_to_the_plan(origin) == ALL_FREE, timeout_s=10,
+                 diagnose=lambda: children_free_to_the_plan(origin))
 
 
 def predict(node: Node, workload_id: str = "faces") -> tuple[int, str | None]:
@@ -108,7 +110,7 @@ def healthy_and_settled(node: Node, count: int) -> bool:
         instance["status"] == "running" for instance in instances)
 
 
-def children_free_to_the_plan(origin: Node) -> list[float]:
+def children_free_to_the_plan(origin: Node) -> list[float | None]:
     """The free cpu of each child's subtree in ``origin``'s last heartbeat from it (``available_max``), which
     ``origin``'s placement reads."""
     return [child["subtree"]["available_max"]["cpu"] if child["subtree"] else None
@@ -213,7 +215,7 @@ def test_all_or_nothing_refuses_leaving_nothing_and_best_effort_runs_what_fits(t
     # The best-effort plan reads what the children's heartbeats said: wait until each says the refusal freed it,
     # in the field the plan reads (one planned first saw a child still holding its deleted replica, and placed
     # 2 of 4; once more, in a CI run, a child shown with 1 of its 2 cpu free).
-    wait_for(lambda: children_free_to_the_plan(origin) == [NODE_RESOURCES["cpu"]] * 2, timeout_s=10,
+    wait_for(lambda: children_free_to_the_plan(origin) == ALL_FREE, timeout_s=10,
              diagnose=lambda: children_free_to_the_plan(origin))
     partial = origin.submit({"cascade_type": "face"}, {"cpu": 1.5}, workload_type="opencv", replicas=4, id="many",
                             placement="best-effort")

@@ -32,6 +32,11 @@ class Answer:
         return self.status == 200
 
 
+def answered_between(answers: list[Answer], start: float, end: float) -> list[Answer]:
+    """The answers that came between ``start`` and ``end`` (monotonic)."""
+    return [answer for answer in answers if start <= answer.answered_at < end]
+
+
 class LoadThreads:
     """Client threads that run until stopped: started on entering, stopped and joined on leaving."""
 
