@@ -88,6 +88,11 @@ def _numeric_map(value: Any) -> bool:
                                            for item in value.values())
 
 
+# The most a heartbeat's label set may take as JSON, its node's own (agent.labels, refused beyond this when the
+# config is read) and its subtree's (omitted beyond this): each a quarter of a message, so that both together
+# leave a heartbeat room under MAX_MESSAGE_BYTES, beyond which every receiver drops it.
+LABELS_MAX_BYTES = MAX_MESSAGE_BYTES // 4
+
 SUBTREE_MAPS = ("capacity", "allocated", "available_max")
 SUBTREE_COUNTS = ("nodes", "online")
 

@@ -6,13 +6,12 @@ from typing import Any
 import orjson
 
 from ledger.records import RESOURCE_KINDS, Resources, Usage
-from mesh.messages import MAX_MESSAGE_BYTES
+from mesh.messages import LABELS_MAX_BYTES
 
-# The most a summary's labels may take (a quarter of a message). Their values are a union over the subtree, so
-# a label whose value differs per node (a serial number) grows with it: 2,000 nodes of 40 characters each made
-# a heartbeat of 87 KB, which every receiver dropped. Beyond this, a subtree says neither its labels nor its
-# features (as one with a node of an older version), and a parent takes it as able and asks.
-LABELS_MAX_BYTES = MAX_MESSAGE_BYTES // 4
+# A summary's labels are a union over the subtree, so a label whose value differs per node (a serial number)
+# grows with it: 2,000 nodes of 40 characters each made a heartbeat of 87 KB, which every receiver dropped.
+# Beyond LABELS_MAX_BYTES, a subtree says neither its labels nor its features (as one with a node of an older
+# version), and a parent takes it as able and asks.
 
 
 def subtree_summary(own: Usage, child_subtrees: list[dict[str, Any]],

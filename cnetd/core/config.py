@@ -19,7 +19,7 @@ from cnetd.common.private_files import default_runtime_root, write_private
 from ledger.records import Resources
 from cnetd.core.s3 import S3Endpoint
 from mesh.curve import ClusterKeys
-from mesh.messages import LABEL, NODE_ID
+from mesh.messages import LABEL, LABELS_MAX_BYTES, NODE_ID
 from workers.base import NodeContext
 
 AUTO = "auto"
@@ -476,6 +476,10 @@ def _labels(key: str, value: Any) -> dict[str, str]:
             raise _fail(f"{key}.{name}", "a label name of letters, digits, '.', '_' or '-' (at most 63)", name)
         if not isinstance(label, str) or not LABEL.fullmatch(label):
             raise _fail(f"{key}.{name}", "a value of letters, digits, '.', '_' or '-' (at most 63)", label)
+    size = len(orjson.dumps(value))
+    if size > LABELS_MAX_BYTES:  # every heartbeat carries them: a larger set would make each one too large to hear
+        raise ConfigError(key, f"expected labels of at most {LABELS_MAX_BYTES} bytes as JSON, got {len(value)} "
+                               f"labels of {size} bytes")
     return dict(value)
 
 
