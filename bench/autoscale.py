@@ -27,17 +27,13 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL  # noqa: E402
-from tests.support.load import Answer, PredictionLoad  # noqa: E402
+from tests.support.load import PredictionLoad, per_second  # noqa: E402
 from tests.support.nodes import Node, running, wait_for  # noqa: E402
 
 IMAGE = Path(ASTRONAUT).read_bytes()
 POLICY = {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 2, "upscale_delay_s": 2,
           "downscale_delay_s": 10, "metrics_window_s": 2}
 MODEL = {"model_type": "yolo", "model_path": YOLO_MODEL}
-
-
-def per_second(answers: list[Answer], start: float, end: float) -> float:
-    return round(sum(start <= answer.answered_at < end for answer in answers) / (end - start), 1)
 
 
 def step(node: Node, high: int, measure_s: float) -> dict:
@@ -50,7 +46,7 @@ def step(node: Node, high: int, measure_s: float) -> dict:
         one.wait_for_answers(20)
         low_start = time.monotonic()
         time.sleep(measure_s)
-        low_per_s = per_second(one.answers, low_start, time.monotonic())
+        low_per_s = round(per_second(one.answers, low_start, time.monotonic()), 1)
         step_at = time.monotonic()
         with PredictionLoad(url, clients=high - 1) as rest:
             wait_for(lambda: node.workload("stepped")["deployment"]["healthy"] == 3, timeout_s=300, interval_s=0.1)
@@ -66,13 +62,15 @@ def step(node: Node, high: int, measure_s: float) -> dict:
     back_s = time.monotonic() - stopped_at
     node.api("DELETE", "/api/workloads/stepped")
     reaction_s = second - step_at
+    one_replica_per_s = round(per_second(answers, step_at + 0.5, step_at + decided_s), 1)
+    three_replicas_per_s = round(per_second(answers, end_at - measure_s, end_at), 1)
     return {
         "reaction_s": {"value": round(reaction_s, 2), "decision_s": round(decided_s, 2),
                        "start_s": round(second - step_at - decided_s, 2), "goal": "<= 5 (upscale_delay_s 2)",
                        "met": reaction_s <= 5, "ray_serve_default_upscale_delay_s": 30},
         "throughput_per_s": {"1_client_1_replica": low_per_s,
-                             f"{high}_clients_1_replica": per_second(answers, step_at + 0.5, step_at + decided_s),
-                             f"{high}_clients_3_replicas": per_second(answers, end_at - measure_s, end_at)},
+                             f"{high}_clients_1_replica": one_replica_per_s,
+                             f"{high}_clients_3_replicas": three_replicas_per_s},
         "failed_requests": {"value": sum(not answer.ok for answer in answers), "of": len(answers), "goal": 0,
                             "met": all(answer.ok for answer in answers)},
         "back_to_min_s": {"value": round(back_s, 1), "downscale_delay_s": POLICY["downscale_delay_s"]},

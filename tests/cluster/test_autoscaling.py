@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.assets import YOLO_MODEL
 from tests.support.hosts import make_hosts
-from tests.support.load import Answer, PredictionLoad, answered_between
+from tests.support.load import Answer, PredictionLoad, answered_between, per_second
 from tests.support.nodes import GIB, Node, link, nodes_view, running, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -62,10 +62,6 @@ def load(parent: Node, workload_id: str, clients: int) -> PredictionLoad:
 
 def deployment_of(parent: Node, workload_id: str) -> dict[str, Any]:
     return parent.workload(workload_id)["deployment"]
-
-
-def per_second(answers: list[Answer], start: float, end: float) -> float:
-    return len(answered_between(answers, start, end)) / (end - start)
 
 
 def model_seconds_per_second(answers: list[Answer], start: float, end: float) -> float:

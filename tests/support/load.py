@@ -37,6 +37,11 @@ def answered_between(answers: list[Answer], start: float, end: float) -> list[An
     return [answer for answer in answers if start <= answer.answered_at < end]
 
 
+def per_second(answers: list[Answer], start: float, end: float) -> float:
+    """How many answers came per second between ``start`` and ``end`` (monotonic)."""
+    return len(answered_between(answers, start, end)) / (end - start)
+
+
 class LoadThreads:
     """Client threads that run until stopped: started on entering, stopped and joined on leaving."""
 
