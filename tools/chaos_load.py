@@ -89,13 +89,7 @@ class Load(LoadThreads):
                     and workload_id not in told.deleted]
         if mine and generator.random() < 0.4:
             workload_id = generator.choice(mine)
-            origin = told.admitted[workload_id]
-            with told.lock:
-                told.deleting.add(workload_id)  # from now on it may be gone, answered or not
-            answer = self._call(origin, "DELETE", f"/api/workloads/{workload_id}", "delete")
-            if answer is not None and answer.status_code == 200:
-                with told.lock:
-                    told.deleted.add(workload_id)
+            self._delete(told.admitted[workload_id], workload_id, "delete")
             return
         origin, workload_id = generator.choice(NAMES), f"chaos-p-{generator.randrange(16**8):08x}"
         with told.lock:
@@ -239,11 +233,20 @@ class Load(LoadThreads):
         if predicted is not None and predicted.status_code == 200 and not predicted.json()["detections"]:
             with told.lock:
                 told.wrong_answers.append(f"{workload_id} found nothing in the astronaut")
-        deleted = self._call(name, "DELETE", f"/api/workloads/{workload_id}", "model delete")
-        if deleted is not None and deleted.status_code == 200:
-            with told.lock:
-                told.deleted.add(workload_id)
+        if self._delete(name, workload_id, "model delete"):
             self._call(name, "DELETE", f"/api/models/{sha256}", "model evict")
+
+    def _delete(self, name: str, workload_id: str, what: str) -> bool:
+        """DELETE a workload at ``name``; whether it was answered 200. From the request on, the workload may be
+        gone, answered or not (an API killed while the scheduler deletes it answers nothing)."""
+        with self.told.lock:
+            self.told.deleting.add(workload_id)
+        answer = self._call(name, "DELETE", f"/api/workloads/{workload_id}", what)
+        if answer is None or answer.status_code != 200:
+            return False
+        with self.told.lock:
+            self.told.deleted.add(workload_id)
+        return True
 
 
 def _brief(body: Any) -> Any:
