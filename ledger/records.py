@@ -119,7 +119,7 @@ class WorkloadRecord:
     started_at: float | None = None
     finished_at: float | None = None
     fingerprint: str = ""  # of the submission as sent: a retry with this id must send the same (never shown)
-    health_failures: int = 0  # a running service's failed health checks in a row (out of its rotation while > 0)
+    health_failures: int = 0  # a running service's failed health checks in a row (out of its rotation from 2)
     deployment: dict[str, Any] | None = None  # a deployment of replicas: its DeploymentSpec (it runs no program)
     replica_of: str | None = None  # a replica: the id of its deployment
     retired_at: float | None = None  # a replica taken out of its deployment's rotation, to be stopped and deleted

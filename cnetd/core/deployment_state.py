@@ -9,11 +9,17 @@ from ledger.records import Desired, Status, WorkloadRecord
 
 STARTING_STATUSES = (Status.PENDING, Status.STARTING, Status.DELEGATING, Status.UNKNOWN)
 SHOWN_FIELDS = ("id", "node", "endpoint", "status", "restarts", "health_failures", "revision")
+# A replica leaves the rotation at its second failed health check in a row (Kubernetes' readiness probes wait
+# for three): one check that timed out while the replica's cores were taken (two replicas warming up beside
+# it) took the only serving replica of a deployment out for a whole health.interval_s, every request
+# answered 503 meanwhile. The monitor checks a failing service again within a second.
+FAILURES_OUT_OF_ROTATION = 2
 
 
 def in_rotation(status: str, health_failures: int, retired: bool) -> bool:
-    """A replica that gets requests: running, passing its health checks, and not taken out."""
-    return status == Status.RUNNING and not health_failures and not retired
+    """A replica that gets requests: running, not failing its health checks (fewer than
+    ``FAILURES_OUT_OF_ROTATION`` in a row), and not taken out."""
+    return status == Status.RUNNING and health_failures < FAILURES_OUT_OF_ROTATION and not retired
 
 
 def healthy_count(active: list[dict[str, Any]]) -> int:

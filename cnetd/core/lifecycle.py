@@ -41,8 +41,8 @@ def mark_healthy(record: WorkloadRecord) -> WorkloadRecord | None:
 
 
 def failed_health_checks(count: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
-    """A running service's health checks failed ``count`` times in a row (0: it passed again): while it
-    fails, a deployment's balancer sends it nothing."""
+    """A running service's health checks failed ``count`` times in a row (0: it passed again): from the
+    second (``FAILURES_OUT_OF_ROTATION``), a deployment's balancer sends it nothing."""
     def change(record: WorkloadRecord) -> WorkloadRecord | None:
         if record.health_failures == count or (count and record.status != Status.RUNNING):
             return None

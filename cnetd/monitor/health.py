@@ -4,8 +4,12 @@ readiness (starting → running) and of its failed checks.
 A service is ``running`` once ``/health`` answers; a starting one is checked every ``STARTING_CHECK_S``
 (the monitor's event loop wakes this thread when a program starts), so a submission that waits for it is
 answered within that of its service being ready. Checks run in a small pool, so a service that accepts
-and then hangs does not hold up the others. A service that fails ``FAILURES_BEFORE_RESTART`` checks in a
-row is killed with its whole process group (supervisord gives each program its own, and a server's
+and then hangs does not hold up the others. A service whose last check failed is checked again within
+``RECHECK_AFTER_FAILURE_S`` rather than a whole ``health.interval_s`` (30 s by default): one that failed
+once, its cores taken for a moment, is known to be well a second later, and one that hangs is restarted
+seconds after its first failure, not three intervals after. From its second failure in a row it is out of
+its deployment's rotation (``FAILURES_OUT_OF_ROTATION``). A service that fails ``FAILURES_BEFORE_RESTART``
+checks in a row is killed with its whole process group (supervisord gives each program its own, and a server's
 workers must not keep the port), so it takes the crash path: restarted at most three times, then
 ``failed``. One that is not healthy within ``health.start_timeout_s`` of its (re)start is failed, its
 resources released, and then killed.
@@ -30,6 +34,7 @@ log = logging.getLogger("health")
 FAILURES_BEFORE_RESTART = 3
 CHECK_TIMEOUT_S = 2.0
 STARTING_CHECK_S = 0.05  # a starting service is checked this often, to be marked running at once
+RECHECK_AFTER_FAILURE_S = 1.0  # a service whose last check failed is checked again this soon (or at its interval)
 IDLE_WAKE_S = 1.0  # with nothing due sooner, the next look at the ledger (a record may have come meanwhile)
 CHECK_THREADS = 8
 
@@ -40,6 +45,14 @@ def healthy(url: str) -> bool:
     except (Unreachable, TimedOut):
         return False
     return status == 200
+
+
+def check_period_s(record: WorkloadRecord, interval_s: float) -> float:
+    """How long after its last check a service is checked again: at once while it starts, within a second
+    while its last check failed, else at ``health.interval_s``."""
+    if record.status == Status.STARTING:
+        return STARTING_CHECK_S
+    return min(interval_s, RECHECK_AFTER_FAILURE_S) if record.health_failures else interval_s
 
 
 def _health_checked(stored: dict[str, Any]) -> bool:
@@ -80,7 +93,7 @@ class HealthChecker(threading.Thread):
         """Start the checks that are due; how long until the next one is."""
         now, next_due = time.monotonic(), IDLE_WAKE_S
         for record in self._ledger.workloads(where=_health_checked):
-            period = STARTING_CHECK_S if record.status == Status.STARTING else self._interval_s
+            period = check_period_s(record, self._interval_s)
             with self._lock:
                 if record.id in self._in_flight:
                     continue
@@ -125,7 +138,7 @@ class HealthChecker(threading.Thread):
             if failures >= FAILURES_BEFORE_RESTART:
                 self._failures.pop(record.id)
         log.warning("failed its health check (%d in a row)", failures, extra=workload_fields(record.id))
-        self._ledger.update(record.id, failed_health_checks(failures))  # out of a deployment's rotation
+        self._ledger.update(record.id, failed_health_checks(failures))  # from the second: out of its rotation
         if failures >= FAILURES_BEFORE_RESTART:
             log.warning("unhealthy: killing it to restart it", extra=workload_fields(record.id))
             _kill_group(record.process_pid)

@@ -1,16 +1,19 @@
-"""A deployment of replicas on one node: a replica whose health checks fail leaves the rotation and comes
-back after its restart; stop and delete act on every replica; what a deployment cannot be is refused with
-the right status and leaves nothing."""
+"""A deployment of replicas on one node: a replica whose health checks fail (two in a row) leaves the rotation
+and comes back after its restart, while one failed check keeps a lone replica serving; stop and delete act on
+every replica; what a deployment cannot be is refused with the right status and leaves nothing."""
 from __future__ import annotations
 
 import collections
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 import pytest
+import requests
 
+from cnetd.core.deployment_state import FAILURES_OUT_OF_ROTATION
 from tests.support.assets import ASTRONAUT
 from tests.support.nodes import GIB, Node, running, wait_for
 
@@ -56,7 +59,7 @@ def test_a_replica_failing_its_health_checks_leaves_the_rotation_until_it_is_bac
     pid = node.workload("pair-r0")["process_pid"]
     os.killpg(pid, signal.SIGSTOP)  # its server and workers: alive, holding the port, answering nothing
     try:
-        wait_for(lambda: node.workload("pair-r0")["health_failures"] >= 1, timeout_s=20,
+        wait_for(lambda: node.workload("pair-r0")["health_failures"] >= FAILURES_OUT_OF_ROTATION, timeout_s=20,
                  diagnose=lambda: node.workload("pair-r0"))
         assert node.workload("pair")["status"] == "degraded"
         assert answered_by(node, 6) == {"pair-r1": 6}
@@ -67,6 +70,45 @@ def test_a_replica_failing_its_health_checks_leaves_the_rotation_until_it_is_bac
         node.workload("pair-r0")), timeout_s=30, diagnose=lambda: node.workload("pair-r0"))
     assert node.workload("pair")["status"] == "running"
     assert answered_by(node, 4) == {"pair-r0": 2, "pair-r1": 2}
+
+
+def test_one_failed_health_check_keeps_a_lone_replica_serving_and_a_second_in_a_row_takes_it_out(node: Node) -> None:
+    """A check that times out while the replica's cores are taken (two replicas warming up beside it, in a chaos
+    run) took the only replica out of the rotation, and its deployment answered 503 until the next check."""
+    assert node.submit(FACE, {"cpu": 0.5}, workload_type="opencv", replicas=1, id="lone").status_code == 201
+    try:
+        pid = node.workload("lone-r0")["process_pid"]
+
+        def predict() -> requests.Response:
+            return node.api("POST", "/api/workloads/lone/predict", data=IMAGE, headers={"Content-Type": "image/png"})
+
+        os.killpg(pid, signal.SIGSTOP)  # its next check times out
+        try:
+            wait_for(lambda: node.workload("lone-r0")["health_failures"] == 1, timeout_s=20,
+                     diagnose=lambda: node.workload("lone-r0"))
+            assert node.workload("lone")["status"] == "running"
+            with ThreadPoolExecutor(1) as pool:
+                held = pool.submit(predict)  # still in the rotation: relayed, and answered once the replica goes on
+                time.sleep(0.3)
+                os.killpg(pid, signal.SIGCONT)
+                assert held.result(timeout=30).status_code == 200
+        finally:
+            os.killpg(pid, signal.SIGCONT)
+        wait_for(lambda: node.workload("lone-r0")["health_failures"] == 0, timeout_s=10,  # checked again at once
+                 diagnose=lambda: node.workload("lone-r0"))
+        # The control: a second failure in a row takes it out, and the deployment says so at once.
+        os.killpg(pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: node.workload("lone-r0")["health_failures"] >= FAILURES_OUT_OF_ROTATION, timeout_s=20,
+                     diagnose=lambda: node.workload("lone-r0"))
+            refused = predict()
+        finally:
+            os.killpg(pid, signal.SIGCONT)
+        assert refused.status_code == 503 and "in rotation" in refused.json()["message"], refused.text
+        wait_for(lambda: predict().status_code == 200, timeout_s=30, diagnose=lambda: node.workload("lone-r0"))
+    finally:
+        assert node.api("DELETE", "/api/workloads/lone").status_code == 200
+        wait_for(lambda: node.resources()["allocated"]["cpu"] == 0, timeout_s=20)
 
 
 def test_stop_acts_on_every_replica_and_none_is_replaced(node: Node, pair: dict[str, Any]) -> None:

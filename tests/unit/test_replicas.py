@@ -71,7 +71,8 @@ def _view(status: str, health_failures: int = 0) -> dict:
 
 @pytest.mark.parametrize("views, status", [
     ([_view("running")] * 3, "running"),
-    ([_view("running"), _view("running"), _view("running", health_failures=1)], "degraded"),
+    ([_view("running"), _view("running"), _view("running", health_failures=1)], "running"),  # one failure: kept
+    ([_view("running"), _view("running"), _view("running", health_failures=2)], "degraded"),  # two in a row: out
     ([_view("running"), _view("lost"), _view("starting")], "degraded"),
     ([_view("starting"), _view("delegating")], "starting"),
     ([_view("failed"), _view("lost")], "failed"),

@@ -1,0 +1,112 @@
+"""The monitor's health checks of a running service, driven round by round against a real ledger and a real
+HTTP server: a service whose check failed is checked again within a second, not at its next interval (30 s by
+default), so one failure from a busy moment is cleared at once, and one that keeps failing is restarted seconds
+after its first failure."""
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Iterator
+
+import pytest
+
+from cnetd.core.deployment_state import in_rotation
+from cnetd.core.lifecycle import mark_healthy, mark_started
+from cnetd.monitor.health import FAILURES_BEFORE_RESTART, RECHECK_AFTER_FAILURE_S, HealthChecker
+from ledger.records import Resources, Status, WorkloadRecord
+from ledger.store import Ledger
+
+INTERVAL_S = 30.0  # health.interval_s's default: no second check of a well service comes within a test
+
+
+class HealthAnswers:
+    """A /health that fails its first ``failing`` requests (500) and answers 200 after."""
+
+    def __init__(self, failing: int) -> None:
+        self.failing, self.asked = failing, 0
+        answers = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                answers.asked += 1
+                self.send_response(500 if answers.asked <= answers.failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def ledger(tmp_path) -> Iterator[Ledger]:
+    store = Ledger(str(tmp_path / "ledger"))
+    store.set_node({"node_id": "n"}, Resources(cpu=4.0))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def service_process() -> Iterator[subprocess.Popen]:
+    """The service's process, in a process group of its own (a restart kills the group)."""
+    process = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def running_service(ledger: Ledger, health_url: str, pid: int) -> None:
+    ledger.admit(WorkloadRecord(id="s", type="opencv", name="s", config={}, requirements=Resources(cpu=1.0),
+                                program="workloads:wl-s", health_url=health_url))
+    ledger.update("s", mark_started(pid))
+    ledger.update("s", mark_healthy)
+    assert ledger.get("s").status == Status.RUNNING
+
+
+def rounds_until(checker: HealthChecker, done: Callable[[], bool], timeout_s: float) -> float:
+    """Run the checker's rounds (as its thread does, each when the last said the next check is due) until
+    ``done``; how long that took."""
+    started = time.monotonic()
+    while not done():
+        assert time.monotonic() - started < timeout_s, f"not done within {timeout_s} s"
+        time.sleep(min(checker.check_due(), 0.05))
+    return time.monotonic() - started
+
+
+def test_one_failed_check_is_checked_again_within_a_second_and_cleared(ledger: Ledger,
+                                                                       service_process: subprocess.Popen) -> None:
+    answers = HealthAnswers(failing=1)
+    try:
+        running_service(ledger, answers.url, service_process.pid)
+        checker = HealthChecker(ledger, INTERVAL_S, start_timeout_s=120)
+        rounds_until(checker, lambda: ledger.get("s").health_failures == 1, timeout_s=10)
+        assert in_rotation(Status.RUNNING, 1, retired=False)  # one failure: still sent requests
+        cleared_s = rounds_until(checker, lambda: ledger.get("s").health_failures == 0, timeout_s=10)
+        assert cleared_s < INTERVAL_S / 3, cleared_s  # within RECHECK_AFTER_FAILURE_S and a round, not 30 s
+        assert answers.asked == 2 and service_process.poll() is None
+    finally:
+        answers.close()
+
+
+def test_a_service_that_keeps_failing_is_restarted_seconds_after_its_first_failure(
+        ledger: Ledger, service_process: subprocess.Popen) -> None:
+    answers = HealthAnswers(failing=10**6)
+    try:
+        running_service(ledger, answers.url, service_process.pid)
+        checker = HealthChecker(ledger, INTERVAL_S, start_timeout_s=120)
+        restarted_s = rounds_until(checker, lambda: service_process.poll() is not None, timeout_s=20)
+        # Killed at its third failure in a row (its exit is then the crash path's): 2 rechecks after the first.
+        assert answers.asked == FAILURES_BEFORE_RESTART
+        assert ledger.get("s").health_failures == FAILURES_BEFORE_RESTART
+        assert restarted_s < (FAILURES_BEFORE_RESTART - 1) * RECHECK_AFTER_FAILURE_S + 5, restarted_s
+    finally:
+        answers.close()
