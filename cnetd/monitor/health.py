@@ -6,10 +6,12 @@ A service is ``running`` once ``/health`` answers; a starting one is checked eve
 answered within that of its service being ready. Checks run in a small pool, so a service that accepts
 and then hangs does not hold up the others. A service whose last check failed is checked again within
 ``RECHECK_AFTER_FAILURE_S`` rather than a whole ``health.interval_s`` (30 s by default): one that failed
-once, its cores taken for a moment, is known to be well a second later, and one that hangs is restarted
-seconds after its first failure, not three intervals after. From its second failure in a row it is out of
-its deployment's rotation (``FAILURES_OUT_OF_ROTATION``). A service that fails ``FAILURES_BEFORE_RESTART``
-checks in a row is killed with its whole process group (supervisord gives each program its own, and a server's
+once, its cores taken for a moment, is known to be well a second later, and one that hangs is out of its
+deployment's rotation a second after its first failure (from its second in a row:
+``FAILURES_OUT_OF_ROTATION``). A restart asks more, as Kubernetes' liveness probe asks more than its
+readiness (a restart of a service that is only starved of its cores adds a model's load to the starving):
+a service that fails ``FAILURES_BEFORE_RESTART`` checks in a row, for as long as that many checks at its
+interval take (two intervals after the first), is killed with its whole process group (supervisord gives each program its own, and a server's
 workers must not keep the port), so it takes the crash path: restarted at most three times, then
 ``failed``. One that is not healthy within ``health.start_timeout_s`` of its (re)start is failed, its
 resources released, and then killed.
@@ -66,13 +68,15 @@ class HealthChecker(threading.Thread):
         super().__init__(name="health", daemon=True)
         self._ledger = ledger  # shared with the monitor's thread: LMDB environments are thread-safe
         self._interval_s = interval_s
+        self._restart_after_s = (FAILURES_BEFORE_RESTART - 1) * interval_s  # failing this long, at the least
         self._start_timeout_s = start_timeout_s
         self._pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="health-check")
         self._wake = threading.Event()
         self._lock = threading.Lock()  # the maps below are shared with the pool's threads
         self._in_flight: set[str] = set()
         self._last_check: dict[str, float] = {}
-        self._failures: dict[str, int] = {}
+        self._failures: dict[str, int] = {}  # failed checks in a row
+        self._failing_since: dict[str, float] = {}  # when the first of them was
         self._starting_since: dict[tuple[str, int], float] = {}  # (workload id, pid) first seen starting
 
     def wake(self) -> None:
@@ -120,6 +124,7 @@ class HealthChecker(threading.Thread):
         if healthy(record.health_url):
             with self._lock:
                 self._failures.pop(record.id, None)
+                self._failing_since.pop(record.id, None)
                 self._starting_since.pop((record.id, record.process_pid), None)
             if record.status == Status.STARTING:
                 self._ledger.update(record.id, mark_healthy)
@@ -135,11 +140,14 @@ class HealthChecker(threading.Thread):
             return
         with self._lock:
             failures = self._failures[record.id] = self._failures.get(record.id, 0) + 1
-            if failures >= FAILURES_BEFORE_RESTART:
+            failing_s = time.monotonic() - self._failing_since.setdefault(record.id, time.monotonic())
+            restart = failures >= FAILURES_BEFORE_RESTART and failing_s >= self._restart_after_s
+            if restart:
                 self._failures.pop(record.id)
+                self._failing_since.pop(record.id)
         log.warning("failed its health check (%d in a row)", failures, extra=workload_fields(record.id))
         self._ledger.update(record.id, failed_health_checks(failures))  # from the second: out of its rotation
-        if failures >= FAILURES_BEFORE_RESTART:
+        if restart:
             log.warning("unhealthy: killing it to restart it", extra=workload_fields(record.id))
             _kill_group(record.process_pid)
 
