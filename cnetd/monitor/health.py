@@ -139,7 +139,8 @@ class HealthChecker(threading.Thread):
                 self._fail_start(record)
             return
         with self._lock:
-            failures = self._failures[record.id] = self._failures.get(record.id, 0) + 1
+            # Counted on from the record's: a monitor that starts again mid-streak keeps the replica out.
+            failures = self._failures[record.id] = self._failures.get(record.id, record.health_failures) + 1
             failing_s = time.monotonic() - self._failing_since.setdefault(record.id, time.monotonic())
             restart = failures >= FAILURES_BEFORE_RESTART and failing_s >= self._restart_after_s
             if restart:

@@ -1,7 +1,8 @@
 """The monitor's health checks of a running service, driven round by round against a real ledger and a real
 HTTP server: a service whose check failed is checked again within a second, not at its next interval (30 s by
 default), so one failure from a busy moment is cleared at once; one that keeps failing leaves the rotation at
-its second failure, and is restarted once it has failed for two intervals, no sooner."""
+its second failure, and is restarted once it has failed for two intervals, no sooner; a monitor started again in
+the middle of a streak counts on from the record's count."""
 from __future__ import annotations
 
 import subprocess
@@ -13,7 +14,7 @@ from typing import Callable, Iterator
 import pytest
 
 from cnetd.core.deployment_state import in_rotation
-from cnetd.core.lifecycle import mark_healthy, mark_started
+from cnetd.core.lifecycle import failed_health_checks, mark_healthy, mark_started
 from cnetd.monitor.health import FAILURES_BEFORE_RESTART, RECHECK_AFTER_FAILURE_S, HealthChecker
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
@@ -114,5 +115,19 @@ def test_a_service_that_keeps_failing_is_out_at_once_and_restarted_after_two_int
         failing_s = (FAILURES_BEFORE_RESTART - 1) * interval_s
         assert failing_s - RECHECK_AFTER_FAILURE_S <= restarted_s < failing_s + 5, restarted_s
         assert answers.asked >= FAILURES_BEFORE_RESTART and ledger.get("s").health_failures == answers.asked
+    finally:
+        answers.close()
+
+
+def test_a_monitor_started_again_mid_streak_counts_on_and_keeps_the_replica_out(
+        ledger: Ledger, service_process: subprocess.Popen) -> None:
+    answers = HealthAnswers(failing=10**6)
+    try:
+        running_service(ledger, answers.url, service_process.pid)
+        ledger.update("s", failed_health_checks(2))  # as the monitor before this one left it: out of rotation
+        checker = HealthChecker(ledger, INTERVAL_S, start_timeout_s=120)
+        rounds_until(checker, lambda: answers.asked == 1 and ledger.get("s").health_failures != 2, timeout_s=10)
+        assert ledger.get("s").health_failures == 3  # not 1, which would put a failing replica back in rotation
+        assert service_process.poll() is None  # and no restart until it has failed for two intervals here
     finally:
         answers.close()
