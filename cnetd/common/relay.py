@@ -39,13 +39,11 @@ def relay(method: str, url: str, body: bytes | None, headers: dict[str, str], ti
     parts = urllib.parse.urlsplit(url)
     target = f"{parts.path}?{parts.query}" if parts.query else parts.path
     key = (parts.scheme, parts.netloc)
-    try:
-        return _send(key, method, target, body, headers, timeout_s, fresh=False)
-    except _ClosedMeanwhile:
+    try:  # a second try's failures are told as the first's (raised in an except clause, they pass its siblings by)
         try:
+            return _send(key, method, target, body, headers, timeout_s, fresh=False)
+        except _ClosedMeanwhile:
             return _send(key, method, target, body, headers, timeout_s, fresh=True)
-        except _ClosedMeanwhile as exc:
-            raise Unreachable(f"{method} {url}: the connection closed before an answer", delivered=True) from exc
     except TimeoutError as exc:  # socket.timeout is an alias of it
         raise TimedOut(f"{method} {url}: no answer within {timeout_s:g} s") from exc
     except _NotSent as exc:

@@ -1,5 +1,7 @@
 """Relayed requests (a predict through the next hop) reach an https node over TLS with its certificate
-checked, and the cluster's token they carry never crosses the network in the clear."""
+checked, and the cluster's token they carry never crosses the network in the clear; a service that dies with
+the request, on its kept connection and on a new one, is ``Unreachable`` (which the balancer takes as a
+replica that could not serve), not an error of the relay's own."""
 from __future__ import annotations
 
 import socket
@@ -56,3 +58,34 @@ def test_the_token_never_goes_in_the_clear_to_an_https_address() -> None:
         listener.close()
     assert received[:1] == b"\x16"  # a TLS record: the handshake
     assert b"cluster-secret" not in received and b"GET " not in received
+
+
+def test_a_service_that_closes_on_the_kept_connection_and_again_on_a_new_one_is_unreachable() -> None:
+    """A replica killed while a request was on its way: the kept connection is closed as the request goes, and
+    so is the new one it is sent again on. That second close went out of the relay as http.client's
+    RemoteDisconnected, which the node's API answered 500 "internal error" (a chaos run) rather than trying
+    another replica."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/predict"
+
+    def serve() -> None:
+        first, _ = listener.accept()
+        with first:  # one answer, kept alive; then the next request is read and the connection closed
+            first.settimeout(5)
+            first.recv(65536)
+            first.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            first.recv(65536)
+        again, _ = listener.accept()
+        with again:  # the request sent again on a new connection: read, and closed unanswered
+            again.settimeout(5)
+            again.recv(65536)
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        assert relay("POST", url, b"x", {}, timeout_s=10).data == b"ok"
+        with pytest.raises(Unreachable, match="closed") as lost:
+            relay("POST", url, b"x", {}, timeout_s=10)
+    finally:
+        server.join(10)
+        listener.close()
+    assert lost.value.delivered is True  # it reached the service: whether it was acted on is not known
