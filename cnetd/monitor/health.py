@@ -11,8 +11,9 @@ deployment's rotation a second after its first failure (from its second in a row
 ``FAILURES_OUT_OF_ROTATION``). A restart asks more, as Kubernetes' liveness probe asks more than its
 readiness (a restart of a service that is only starved of its cores adds a model's load to the starving):
 a service that fails ``FAILURES_BEFORE_RESTART`` checks in a row, for as long as that many checks at its
-interval take (two intervals after the first), is killed with its whole process group (supervisord gives each program its own, and a server's
-workers must not keep the port), so it takes the crash path: restarted at most three times, then
+interval take (two intervals after the first), is killed with its whole process group (supervisord gives
+each program its own, and a server's workers must not keep the port), so it takes the crash path:
+restarted at most three times, then
 ``failed``. One that is not healthy within ``health.start_timeout_s`` of its (re)start is failed, its
 resources released, and then killed.
 """
@@ -49,7 +50,7 @@ def healthy(url: str) -> bool:
     return status == 200
 
 
-def check_period_s(record: WorkloadRecord, interval_s: float) -> float:
+def _check_period_s(record: WorkloadRecord, interval_s: float) -> float:
     """How long after its last check a service is checked again: at once while it starts, within a second
     while its last check failed, else at ``health.interval_s``."""
     if record.status == Status.STARTING:
@@ -75,8 +76,7 @@ class HealthChecker(threading.Thread):
         self._lock = threading.Lock()  # the maps below are shared with the pool's threads
         self._in_flight: set[str] = set()
         self._last_check: dict[str, float] = {}
-        self._failures: dict[str, int] = {}  # failed checks in a row
-        self._failing_since: dict[str, float] = {}  # when the first of them was
+        self._failing: dict[str, tuple[int, float]] = {}  # failed checks in a row, and when the first was
         self._starting_since: dict[tuple[str, int], float] = {}  # (workload id, pid) first seen starting
 
     def wake(self) -> None:
@@ -97,7 +97,7 @@ class HealthChecker(threading.Thread):
         """Start the checks that are due; how long until the next one is."""
         now, next_due = time.monotonic(), IDLE_WAKE_S
         for record in self._ledger.workloads(where=_health_checked):
-            period = check_period_s(record, self._interval_s)
+            period = _check_period_s(record, self._interval_s)
             with self._lock:
                 if record.id in self._in_flight:
                     continue
@@ -123,8 +123,7 @@ class HealthChecker(threading.Thread):
     def _check(self, record: WorkloadRecord) -> None:
         if healthy(record.health_url):
             with self._lock:
-                self._failures.pop(record.id, None)
-                self._failing_since.pop(record.id, None)
+                self._failing.pop(record.id, None)
                 self._starting_since.pop((record.id, record.process_pid), None)
             if record.status == Status.STARTING:
                 self._ledger.update(record.id, mark_healthy)
@@ -140,12 +139,13 @@ class HealthChecker(threading.Thread):
             return
         with self._lock:
             # Counted on from the record's: a monitor that starts again mid-streak keeps the replica out.
-            failures = self._failures[record.id] = self._failures.get(record.id, record.health_failures) + 1
-            failing_s = time.monotonic() - self._failing_since.setdefault(record.id, time.monotonic())
-            restart = failures >= FAILURES_BEFORE_RESTART and failing_s >= self._restart_after_s
+            failures, first_at = self._failing.get(record.id, (record.health_failures, time.monotonic()))
+            failures += 1
+            restart = failures >= FAILURES_BEFORE_RESTART and time.monotonic() - first_at >= self._restart_after_s
             if restart:
-                self._failures.pop(record.id)
-                self._failing_since.pop(record.id)
+                self._failing.pop(record.id, None)
+            else:
+                self._failing[record.id] = (failures, first_at)
         log.warning("failed its health check (%d in a row)", failures, extra=workload_fields(record.id))
         self._ledger.update(record.id, failed_health_checks(failures))  # from the second: out of its rotation
         if restart:
