@@ -51,11 +51,18 @@ def test_a_subtree_of_2000_serial_numbers_says_no_labels_and_is_still_heard_and_
                                                     "spread").ranked] == ["child"]
 
 
+SERIALS_AT_THE_BOUND = [f"{index:040d}" for index in range((LABELS_MAX_BYTES - 20) // 43)]  # just under it, as JSON
+
+
+def subtree_at_the_bound() -> dict[str, Any]:
+    """A subtree whose labels take just under ``LABELS_MAX_BYTES``: one serial number per node."""
+    return subtree_summary(OWN, [leaf({"serial": value}) for value in SERIALS_AT_THE_BOUND],
+                           {"features": FEATURES, "labels": {}})
+
+
 def test_the_bound_is_what_a_message_can_carry_with_room_to_spare() -> None:
-    values = [f"{index:040d}" for index in range((LABELS_MAX_BYTES - 20) // 43)]  # just under the bound, as JSON
-    heard = sent_and_heard(subtree_summary(OWN, [leaf({"serial": value}) for value in values],
-                                           {"features": FEATURES, "labels": {}}))
-    assert len(heard["labels"]["serial"]) == len(values)
+    heard = sent_and_heard(subtree_at_the_bound())
+    assert len(heard["labels"]["serial"]) == len(SERIALS_AT_THE_BOUND)
 
 
 def full_length_labels(count: int) -> dict[str, str]:
@@ -72,9 +79,8 @@ def test_a_nodes_own_labels_are_refused_beyond_the_bound_and_the_largest_accepte
     with pytest.raises(ConfigError, match=f"agent.labels: expected labels of at most {LABELS_MAX_BYTES} bytes"):
         config_labels(full_length_labels(count))
     # With a subtree whose labels are at their bound too, its heartbeat is still one a receiver takes.
-    values = [f"{index:040d}" for index in range((LABELS_MAX_BYTES - 20) // 43)]
-    subtree = subtree_summary(OWN, [leaf({"serial": value}) for value in values], {"features": FEATURES, "labels": {}})
-    assert len(subtree["labels"]["serial"]) == len(values)
+    subtree = subtree_at_the_bound()
+    assert len(subtree["labels"]["serial"]) == len(SERIALS_AT_THE_BOUND)
     beat = dataclasses.replace(heartbeat("parent", {"cpu": 4.0}), labels=own, subtree=subtree)
     assert len(beat.encode()[1]) <= MAX_MESSAGE_BYTES and Heartbeat.decode(beat.encode()).labels == own
     # The control: the 500 full-length labels the config took before make every heartbeat too large to hear.
