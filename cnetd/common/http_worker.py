@@ -13,6 +13,11 @@ requests back to back skips the event loop's round trip (two thread hand-offs, f
 write and read), about a fifth of a small GET's CPU. A next request that arrives only in part goes to the
 event loop, under its deadline, as any other.
 
+A health check (``GET`` or ``HEAD`` of ``HEALTH_PATHS``) does not queue behind the requests that wait for a
+thread: a thread of its own answers them, one at a time. A service with one thread (a replica of half a core)
+busy with predictions is still well, and says so: it is the balancer's to send it fewer, not the health
+checks' to take it out of rotation or restart it. Triton answers its health endpoints the same way.
+
 The deadline is Apache mod_reqtimeout's rule: ``timeout_s`` from the request's start (a new connection's
 accept, a kept-alive connection's next byte), extended by one second per ``min_rate`` bytes received, so a
 large upload at a steady pace goes on and a trickle does not. A request still arriving at its deadline is
@@ -33,7 +38,7 @@ import struct
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Callable
 
@@ -48,6 +53,7 @@ from cnetd.common.request_deadline import (DEFAULT_MIN_RATE_BYTES_S, DEFAULT_TIM
                                            ClientTooSlow, bytes_for_a_thread)
 
 RECV_BYTES = 64 * 1024
+HEALTH_PATHS = frozenset({b"/health", b"/v2/health/live", b"/v2/health/ready"})  # services' and KServe v2's
 _PARTLY_ARRIVED = object()  # what a thread answers when a connection's next request began but is not all in
 
 
@@ -97,6 +103,13 @@ def json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> 
     gunicorn.util.write_nonblock(sock, head.encode("latin1") + body)
 
 
+def asks_for_health(buffered: bytes | bytearray) -> bool:
+    """The request whose head ``buffered`` holds is a GET or HEAD of one of ``HEALTH_PATHS`` (any query aside)."""
+    method, _, rest = bytes(buffered[:buffered.find(b"\r\n")]).partition(b" ")
+    target = rest.partition(b" ")[0].partition(b"?")[0]
+    return method in (b"GET", b"HEAD") and target in HEALTH_PATHS
+
+
 def _request_waiting(sock: socket.socket) -> bool:
     """Bytes from the client are waiting on an idle connection (not its end: that reads as none)."""
     try:
@@ -132,6 +145,7 @@ class DeadlineWorker(ThreadWorker):
         gunicorn.util.http_date = http_date_once_a_second
         self._waiting: set[_Conn] = set()
         self._queued: deque[None] = deque()  # one entry per request handed to the pool and not yet taken
+        self._health_pool = ThreadPoolExecutor(1, thread_name_prefix="health")  # health checks: see the docstring
         self.log.error_log.addFilter(_SlowClientLines())
         super().init_process()
 
@@ -208,6 +222,10 @@ class DeadlineWorker(ThreadWorker):
     def _dispatch(self, conn: _Conn) -> None:
         conn.data_ready = True
         conn.dispatched_at = time.monotonic()
+        if asks_for_health(conn.buffered):
+            answered = self._health_pool.submit(self._serve, conn)
+            answered.add_done_callback(lambda future: self.method_queue.defer(self.finish_request, conn, future))
+            return
         self._queued.append(None)
         super().enqueue_req(conn)
 

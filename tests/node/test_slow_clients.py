@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +19,7 @@ import orjson
 import pytest
 import requests
 
+from cnetd.common.http_worker import asks_for_health
 from tests.support.nodes import Node, free_port, wait_until_answers
 from tests.support.trickle import ENDLESS_HEAD, Tricklers, p99, probe
 
@@ -79,6 +81,28 @@ def test_next_requests_trickled_on_kept_alive_connections_cannot_take_the_thread
         time.sleep(1)
         latencies = probe(f"http://127.0.0.1:{port}/health", duration_s=2, interval_s=0.5)
     assert (max(latencies) < 5) == answers, latencies
+
+
+@pytest.mark.parametrize("worker_class, answered_first", [(DEADLINE_WORKER, True), ("gthread", False)])
+def test_a_health_check_does_not_wait_behind_a_busy_thread(worker_class: str, answered_first: bool) -> None:
+    """A service of one thread (half a core) busy with a long prediction still answers its health checks, each
+    of the forms the monitor and KServe v2 clients use, while the prediction runs. Control: stock gthread queues
+    them behind it."""
+    with slow_app(worker_class, threads=1) as port, ThreadPoolExecutor(1) as client:
+        busy = client.submit(requests.post, f"http://127.0.0.1:{port}/busy", params={"seconds": 4}, timeout=30)
+        time.sleep(0.5)  # the one thread has taken it
+        statuses = [requests.request(method, f"http://127.0.0.1:{port}{path}", timeout=30).status_code
+                    for method, path in (("GET", "/health?probe=1"), ("HEAD", "/health"), ("GET", "/v2/health/live"),
+                                         ("GET", "/v2/health/ready"))]
+        assert (not busy.done()) == answered_first, statuses
+        assert statuses == [200, 405, 404, 404]  # HEAD and v2 are no routes of this app: answered all the same
+        assert busy.result().json() == {"busy_s": 4}
+
+
+def test_only_a_get_or_head_of_a_health_path_takes_the_health_thread() -> None:
+    for head in (b"POST /health HTTP/1.1\r\n\r\n", b"GET /healthy HTTP/1.1\r\n\r\n", b"GET /x/health HTTP/1.1\r\n\r\n",
+                 b"GET /predict HTTP/1.1\r\n\r\n", b"GET\r\n\r\n", b"\r\n\r\n"):
+        assert not asks_for_health(head), head
 
 
 def test_a_graceful_stop_closes_idle_connections_and_finishes_a_request_under_way() -> None:

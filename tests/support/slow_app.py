@@ -1,6 +1,7 @@
 """Test helper: a small Falcon app for the slow-client tests, served by gunicorn with any worker class
-(``--config python:tests.support.slow_app tests.support.slow_app:app``): ``GET /health``, and ``POST /echo``, which reads its
-whole body and answers its length. ``SLOW_APP_TIMEOUT_S`` sets the deadline worker's request timeout.
+(``--config python:tests.support.slow_app tests.support.slow_app:app``): ``GET /health``, ``POST /echo``, which
+reads its whole body and answers its length, and ``POST /busy?seconds=S``, which holds its thread for S seconds
+(a long prediction). ``SLOW_APP_TIMEOUT_S`` sets the deadline worker's request timeout.
 
 ``POST /stall-loop?seconds=S`` makes the worker's event loop stall once for S seconds, after it has handled
 the events of one poll and before it closes expired kept-alive connections (gthread's loop calls
@@ -24,6 +25,13 @@ class _Health:
 class _Echo:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         send(resp, {"received_bytes": len(read_body(req, 64 << 20))})
+
+
+class _Busy:
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        seconds = req.get_param_as_float("seconds", required=True, min_value=0, max_value=10)
+        time.sleep(seconds)
+        send(resp, {"busy_s": seconds})
 
 
 LOOP_STALLS_S: list[float] = []  # asked for by a request thread, taken by the worker's loop
@@ -51,5 +59,6 @@ def post_worker_init(worker: Any) -> None:
 app = falcon.App()
 app.add_route("/health", _Health())
 app.add_route("/echo", _Echo())
+app.add_route("/busy", _Busy())
 app.add_route("/stall-loop", _StallLoop())
 install_error_rendering(app)
