@@ -13,7 +13,6 @@ first), the gateway computes it at its first read, so the ETag is right from the
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import mmap
 from collections import deque
@@ -27,7 +26,8 @@ from falcon.util import BufferedReader
 from cnetd.common.direct_file import DirectFile, new_buffer
 from cnetd.common.heap import release_free_heap
 from cnetd.common.request_deadline import ClientTooSlow
-from cnetd.common.errors import CnetError, InsufficientStorage, Invalid, LengthRequired, RequestTimeout, Unprocessable
+from cnetd.common.errors import (CnetError, InsufficientStorage, Invalid, LengthRequired, RequestTimeout, Unprocessable,
+                                 disk_full)
 from cnetd.core.submission import new_workload_id
 from cnetd.core.upload_files import receiver, remove_upload_files, staging_dir
 from gateway.etags import record_md5
@@ -123,7 +123,7 @@ def receive(req: falcon.Request, node_id: str, data_root: Path, catalog: Catalog
             raise
         if isinstance(exc, ClientTooSlow):
             raise RequestTimeout(f"the client was too slow sending the upload: {exc}") from None
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if disk_full(exc):
             raise InsufficientStorage(f"upload failed: the data disk is full ({_without_paths(exc)})") from None
         raise Invalid(f"upload failed: {_without_paths(exc)}") from None
     for stored_file in files:

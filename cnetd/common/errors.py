@@ -1,6 +1,7 @@
 """Domain errors, one class per failure kind, each knowing its HTTP status and error code."""
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -112,6 +113,11 @@ class InsufficientStorage(CnetError):
 
     status = 507
     code = "insufficient_storage"
+
+
+def disk_full(exc: BaseException) -> bool:
+    """``exc`` says a write found its disk full (or its user's quota there used up)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class Unavailable(CnetError):

@@ -20,6 +20,7 @@ import requests
 
 from ledger.records import Resources, WorkloadRecord
 from ledger.store import Ledger
+from tests.support.disks import fill, small_disk
 from tests.support.nodes import VENV_BIN, Node, running, wait_for, wait_until_answers
 from tests.support.services import standalone_service
 
@@ -130,24 +131,17 @@ def test_an_upload_onto_a_full_disk_is_507_and_leaves_nothing(open_dir: Path) ->
     """What a chaos run's full disk found (it answered 400 invalid_request, blaming the client): the storage
     ledger had room, but other files filled the disk while the upload was written. The control: the same
     upload with the disk's space back is stored."""
-    data = open_dir / "data"
-    data.mkdir(mode=0o755)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "cnet-full-disk", str(data)], check=True)
-    try:
+    with small_disk(open_dir / "data", "4m") as data:
         node = Node(**NODE)
         node.config["storage"]["sqlite"]["data_path"] = str(data)
-        filler = data / "filler"
         with running(node):
-            free = os.statvfs(data)
-            subprocess.run(["fallocate", "-l", str(free.f_bavail * free.f_frsize), str(filler)], check=True)
+            filler = fill(data)
             answer = node.api("POST", "/api/workloads", data={"type": "data"}, files=[("file", ("a.bin", b"\1" * 2**20))])
             assert answer.status_code == 507, answer.text
             assert answer.json()["error"] == "insufficient_storage" and str(data) not in answer.text
             assert nothing_left_behind(node, 0, 0)
             filler.unlink()
             assert upload_tree(node, {"a.bin": b"\1" * 2**20})["status"] == "stored"
-    finally:
-        subprocess.run(["umount", "-l", str(data)], check=False)
 
 
 @pytest.mark.parametrize("filename", ["../escape.txt", "/etc/cron.d/x", "a/../../b.txt", "dir\\file.txt", "a/./b"])

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
+from tests.support.disks import fill, small_disk
 from tests.support.file_server import FileServer, copy_of
 from tests.support.nodes import GIB, Node, free_port, held_by, running, samples, wait_for
 from tests.support.services import predict
@@ -131,6 +132,26 @@ def test_a_failed_fetch_names_the_artifact_and_leaves_nothing(node: Node, server
     assert url.split("/")[-1] in answer.json()["message"]
     assert node.resources() == before and cached(node) == {} and model_files(node) == []
     assert node.api("GET", "/api/workloads").json()["count"] == 0
+
+
+def test_a_model_fetched_onto_a_full_disk_is_507_and_leaves_nothing(open_dir: Path, server: FileServer) -> None:
+    """What a chaos run's full data disk found: the cache's write failed (ENOSPC) while its storage ledger had
+    room, and the deployment was answered 500 "internal error (OSError)". The control: with the disk's space
+    back, the same deployment runs."""
+    with small_disk(open_dir / "data", "32m") as data:
+        node = Node({"cpu": 8, "memory": 16 * GIB, "gpu": 0, "storage": 4 * GIB}, token=TOKEN)
+        node.config["storage"]["sqlite"]["data_path"] = str(data)
+        with running(node):
+            filler = fill(data)
+            before = node.resources()
+            answer = deploy(node, f"{server.url}/faces.onnx")
+            assert answer.status_code == 507, answer.text
+            assert answer.json()["error"] == "insufficient_storage" and "faces.onnx" in answer.json()["message"]
+            assert str(data) not in answer.text
+            assert node.resources() == before and cached(node) == {} and model_files(node) == []
+            assert node.api("GET", "/api/workloads").json()["count"] == 0
+            filler.unlink()
+            assert deploy(node, f"{server.url}/faces.onnx").json()["status"] == "running"
 
 
 def test_a_data_upload_is_a_model_source(node: Node) -> None:

@@ -15,6 +15,7 @@ from cnetd.core.lifecycle import desire
 from cnetd.core.supervisor_rpc import Supervisor
 from ledger.records import Desired
 from ledger.store import Ledger
+from tests.support.disks import fill, small_disk
 from tests.support.nodes import GIB, VENV_BIN, Node, held_by, running, wait_for, wait_until_answers
 
 SLEEP = {"command": "sleep", "args": ["120"]}
@@ -178,16 +179,11 @@ def test_a_full_disk_under_the_runtime_dir_is_507_and_kills_no_node_process() ->
     scheduler at every submission); the ledger's own error was a 500. The control: with its space back, the
     same submission runs."""
     node = Node({"cpu": 8, "memory": 16 * GIB, "gpu": 0, "storage": 0})
-    node.runtime_dir.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "cnet-full-runtime", str(node.runtime_dir)],
-                   check=True)
     try:
-        with running(node):
+        with small_disk(node.runtime_dir, "48m", mode="0700"), running(node):
             kept = node.submit(SLEEP, {"cpu": 1}).json()
             pids = {name: node.program_pid(name) for name in ("api", "scheduler", "monitor", "register")}
-            filler = node.runtime_dir / "filler"
-            free = os.statvfs(node.runtime_dir)
-            subprocess.run(["fallocate", "-l", str(free.f_bavail * free.f_frsize), str(filler)], check=True)
+            filler = fill(node.runtime_dir)
             for _ in range(3):
                 answer = node.submit(SLEEP, {"cpu": 1})
                 assert answer.status_code == 507, answer.text
@@ -199,7 +195,6 @@ def test_a_full_disk_under_the_runtime_dir_is_507_and_kills_no_node_process() ->
             filler.unlink()
             assert node.submit(SLEEP, {"cpu": 1}).json()["status"] == "running"
     finally:
-        subprocess.run(["umount", "-l", str(node.runtime_dir)], check=False)
         node.cleanup()
 
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from cnetd.common.errors import CnetError, Conflict, InsufficientResources, NotFound, Unprocessable
+from cnetd.common.errors import (CnetError, Conflict, InsufficientResources, InsufficientStorage, NotFound,
+                                 Unprocessable, disk_full)
 from cnetd.core.model_records import MODEL_TYPE, model_users, record_id
 from cnetd.core.counters import MODEL_CACHE, MODEL_FETCHED_BYTES
 from cnetd.common.model_sources import DATA, FILE, Source
@@ -302,8 +303,13 @@ class ModelStore:
                     raise
             else:
                 artifact = dataclasses.replace(held, fetched=False)
-        except requests.RequestException as exc:
+        except requests.RequestException as exc:  # an OSError too: first
             raise Unprocessable(f"config.model_path: fetching {label} failed: {_reason(exc)}", artifact=label) from None
+        except OSError as exc:
+            if disk_full(exc):  # the cache's disk filled up with other files: its storage ledger had room
+                raise InsufficientStorage(f"the model cache could not store {label}: its disk is full "
+                                          f"({os.strerror(exc.errno)})", artifact=label) from None
+            raise
         finally:
             partial.unlink(missing_ok=True)
         MODEL_CACHE.labels("fetched").inc()
