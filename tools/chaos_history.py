@@ -50,7 +50,8 @@ class History:
 class Told:
     """What the cluster answered, for the invariants: submissions answered 201 (id → origin), every id tried
     (id → origin), ids deleted (200) and those whose delete was sent, uploads stored (key → (node, sha256, md5)),
-    predictions answered wrong, gateway reads answered wrong; the key of the model uploaded at the parent."""
+    predictions answered wrong, gateway reads answered wrong, requests answered 500; the key of the model uploaded
+    at the parent."""
 
     admitted: dict[str, str] = field(default_factory=dict)
     tried: dict[str, str] = field(default_factory=dict)
@@ -59,5 +60,25 @@ class Told:
     stored: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     wrong_answers: list[str] = field(default_factory=list)
     wrong_reads: list[str] = field(default_factory=list)
+    server_errors: list[str] = field(default_factory=list)
     model_key: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answered(self, name: str, what: str, subject: str, status: int, message: Any) -> None:
+        """Note an answer of ``name``'s to a request about ``subject`` (a workload's id, or the path asked for): a
+        500 is a bug's (every failure that a fault can cause has a status of its own: 503 unavailable, 504 timed
+        out, 507 disk full, ...)."""
+        if status == 500:
+            with self.lock:
+                self.server_errors.append(f"{subject} on {name}: {what} answered 500: {message}")
+
+    def answered_wrong(self) -> list[str]:
+        """The violations found as the answers came (5: gateway reads, 7: predictions, 8: 500s), taken: each is
+        reported once."""
+        with self.lock:
+            found = [f"5: {wrong}" for wrong in self.wrong_reads] + [f"7: {wrong}" for wrong in self.wrong_answers] \
+                + [f"8: {error}" for error in self.server_errors]
+            self.wrong_reads.clear()
+            self.wrong_answers.clear()
+            self.server_errors.clear()
+        return found

@@ -14,6 +14,7 @@ a line naming the invariant (the issue's numbering) with the history lines behin
    it is deleted; no upload left files without a record, or a staging directory.
 6. (At the end) no process of a node survives its stop: ``ChaosCluster.stop_all``.
 7. No prediction answer carried another image's result (checked as the answers came, ``Load``).
+8. No request was answered 500, through the API or a gateway: that is a bug's answer (``Told.answered``).
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def _supervised(cluster: ChaosCluster, name: str) -> dict[str, str]:
     return states
 
 
-def _check_once(cluster: ChaosCluster, history: History) -> list[str]:
+def _check_once(cluster: ChaosCluster) -> list[str]:
     violations: list[str] = []
     told = cluster.told
     records = {name: _workloads(cluster, name) for name in NAMES}
@@ -150,13 +151,7 @@ def _check_once(cluster: ChaosCluster, history: History) -> list[str]:
         for entry in os.listdir(cluster.data_path(name)):
             if entry.startswith(".uploading-") or (entry not in catalogued and entry not in ("models", ".chaos-filler")):
                 violations.append(f"5: {name}: {entry} in its data path belongs to no stored upload")
-    # 5 (through the gateways, as the reads came) and 7. predictions
-    with told.lock:
-        violations += [f"5: {wrong}" for wrong in told.wrong_reads] + [f"7: {wrong}" for wrong in told.wrong_answers]
-        told.wrong_reads.clear()
-        told.wrong_answers.clear()
-    return [f"{violation}\n    " + "\n    ".join(history.about(violation.split()[1].rstrip(":"), 4))
-            for violation in violations]
+    return violations
 
 
 def _upload_violations(cluster: ChaosCluster, name: str, key: str, sha256: str, md5: str) -> list[str]:
@@ -181,15 +176,19 @@ def _upload_violations(cluster: ChaosCluster, name: str, key: str, sha256: str, 
 
 
 def check(cluster: ChaosCluster, history: History) -> list[str]:
-    """The violations that stay over a few rechecks (a view that lags settles meanwhile)."""
-    violations: list[str] = []
+    """The violations found as the answers came (5 through the gateways, 7, 8), and those of the cluster's state
+    that stay over a few rechecks (a view that lags settles meanwhile), each with the history lines behind it."""
+    violations = cluster.told.answered_wrong()
     for attempt in range(RECHECKS):
         try:
-            violations = _check_once(cluster, history)
+            found = _check_once(cluster)
         except Exception as exc:  # a node that does not answer after settling is itself a finding
-            violations = [f"0: the cluster could not be checked: {type(exc).__name__}: {exc}"]
-        if not violations:
-            return []
+            found = [f"0: the cluster could not be checked: {type(exc).__name__}: {exc}"]
+        if not found:
+            break
         if attempt < RECHECKS - 1:
             time.sleep(RECHECK_S)
-    return violations
+    else:
+        violations += found
+    return [f"{violation}\n    " + "\n    ".join(history.about(violation.split()[1].rstrip(":"), 4))
+            for violation in violations]

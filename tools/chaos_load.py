@@ -61,18 +61,23 @@ class Load(LoadThreads):
 
     def _call(self, name: str, method: str, path: str, what: str, **kwargs: Any) -> requests.Response | None:
         node = self._cluster.nodes[name]
-        self._history.add("request", node=name, method=method, path=path, what=what)
+        workload_id = (kwargs.get("json") or {}).get("id")  # a submission's, which its later lines name too
+        about = {"id": workload_id} if workload_id else {}
+        self._history.add("request", node=name, method=method, path=path, what=what, **about)
         try:
             answer = requests.request(method, node.url + path, headers={**node.http.headers,
                                       **kwargs.pop("headers", {})}, timeout=REQUEST_TIMEOUT_S, **kwargs)
         except requests.RequestException as exc:
             self.statuses[f"{what} error"] += 1
-            self._history.add("answer", node=name, method=method, path=path, what=what, error=type(exc).__name__)
+            self._history.add("answer", node=name, method=method, path=path, what=what, error=type(exc).__name__,
+                              **about)
             return None
         self.statuses[f"{what} {answer.status_code}"] += 1
         body: Any = answer.text[:300] if not answer.headers.get("Content-Type", "").startswith("application/json") \
             else _brief(answer.json())
-        self._history.add("answer", node=name, method=method, path=path, what=what, status=answer.status_code, body=body)
+        self._history.add("answer", node=name, method=method, path=path, what=what, status=answer.status_code,
+                          body=body, **about)
+        self.told.answered(name, what, workload_id or path, answer.status_code, body)
         return answer
 
     def _loop(self, work: Callable[[random.Random], None], generator: random.Random) -> None:
@@ -187,6 +192,8 @@ class Load(LoadThreads):
             code = exc.response["Error"]["Code"]
             self.statuses[f"gateway read {code}"] += 1
             self._history.add("answer", node=name, path=object_key, what="gateway read", error=code)
+            told.answered(name, "gateway read", f"s3://{BUCKET}/{object_key}",
+                          exc.response["ResponseMetadata"]["HTTPStatusCode"], exc.response["Error"].get("Message"))
             with told.lock:
                 if code == "NoSuchKey" and key not in told.deleting:
                     told.wrong_reads.append(f"{key} was stored (201) on {name}; its gateway says NoSuchKey")
