@@ -16,7 +16,9 @@ event loop, under its deadline, as any other.
 A health check (``GET`` or ``HEAD`` of ``HEALTH_PATHS``) does not queue behind the requests that wait for a
 thread: a thread of its own answers them, one at a time. A service with one thread (a replica of half a core)
 busy with predictions is still well, and says so: it is the balancer's to send it fewer, not the health
-checks' to take it out of rotation or restart it. Triton answers its health endpoints the same way.
+checks' to take it out of rotation or restart it. Triton answers its health endpoints the same way. A service
+whose threads are all stuck is not: once requests have waited ``stalled_after_s`` (gunicorn's ``timeout``,
+120 s for services) with none taken, the event loop answers its health checks 503 itself.
 
 The deadline is Apache mod_reqtimeout's rule: ``timeout_s`` from the request's start (a new connection's
 accept, a kept-alive connection's next byte), extended by one second per ``min_rate`` bytes received, so a
@@ -138,6 +140,7 @@ class DeadlineWorker(ThreadWorker):
     min_rate_bytes_s: float = DEFAULT_MIN_RATE_BYTES_S
     drain_on_stop: Callable[[], bool] = staticmethod(lambda: False)  # see _cap_keepalive
     linger_s: float = 0.01
+    stalled_after_s: float | None = None  # see the module's docstring; None: gunicorn's timeout
 
     def init_process(self) -> None:
         gunicorn.util.write_error = json_error
@@ -145,6 +148,7 @@ class DeadlineWorker(ThreadWorker):
         gunicorn.util.http_date = http_date_once_a_second
         self._waiting: set[_Conn] = set()
         self._queued: deque[None] = deque()  # one entry per request handed to the pool and not yet taken
+        self._queue_moved_at = time.monotonic()  # when a thread last took a request, or the queue last began
         self._health_pool = ThreadPoolExecutor(1, thread_name_prefix="health")  # health checks: see the docstring
         self.log.error_log.addFilter(_SlowClientLines())
         super().init_process()
@@ -223,11 +227,29 @@ class DeadlineWorker(ThreadWorker):
         conn.data_ready = True
         conn.dispatched_at = time.monotonic()
         if asks_for_health(conn.buffered):
-            answered = self._health_pool.submit(self._serve, conn)
-            answered.add_done_callback(lambda future: self.method_queue.defer(self.finish_request, conn, future))
+            self._check_health(conn)
             return
+        if not self._queued:
+            self._queue_moved_at = conn.dispatched_at
         self._queued.append(None)
         super().enqueue_req(conn)
+
+    def _check_health(self, conn: _Conn) -> None:
+        """On the event loop: a health check goes to the health thread, or is answered 503 here when the pool
+        has stalled (requests waiting, none taken for ``stalled_after_s``)."""
+        stalled_after_s = self.stalled_after_s or self.cfg.timeout
+        waited_s = time.monotonic() - self._queue_moved_at
+        if self._queued and waited_s > stalled_after_s:
+            try:
+                json_error(conn.sock, 503, "Service Unavailable", f"stalled: {len(self._queued)} request(s) have "
+                           f"waited {waited_s:.0f} s and no thread has taken one")
+            except OSError:
+                pass
+            self.nr_conns -= 1
+            conn.close()
+            return
+        answered = self._health_pool.submit(self._serve, conn)
+        answered.add_done_callback(lambda future: self.method_queue.defer(self.finish_request, conn, future))
 
     def finish_request(self, conn: _Conn, fs: Future) -> None:
         """On the event loop: a next request a thread found begun waits here for the rest of it. A connection
@@ -295,6 +317,7 @@ class DeadlineWorker(ThreadWorker):
         """In a thread: serve the request, then the connection's next ones while they follow (see the module's
         docstring)."""
         self._queued.popleft()
+        self._queue_moved_at = time.monotonic()
         outcome = self._serve(conn)
         while outcome is True and self._next_request_begins(conn):
             if not self._has_arrived(conn):

@@ -28,22 +28,25 @@ DEADLINE_WORKER = "cnetd.common.http_worker.DeadlineWorker"
 
 
 @contextlib.contextmanager
-def slow_app(worker_class: str, timeout_s: float = 30.0, threads: int = 2) -> Iterator[int]:
+def slow_app(worker_class: str, timeout_s: float = 30.0, threads: int = 2,
+             stalled_after_s: float | None = None) -> Iterator[int]:
     """tests.support.slow_app under gunicorn (one worker, ``threads`` threads); yields its port."""
-    with slow_app_process(worker_class, timeout_s, threads) as (port, _):
+    with slow_app_process(worker_class, timeout_s, threads, stalled_after_s) as (port, _):
         yield port
 
 
 @contextlib.contextmanager
-def slow_app_process(worker_class: str, timeout_s: float = 30.0,
-                     threads: int = 2) -> Iterator[tuple[int, subprocess.Popen]]:
+def slow_app_process(worker_class: str, timeout_s: float = 30.0, threads: int = 2,
+                     stalled_after_s: float | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
     """As ``slow_app``, yielding the gunicorn master's process too."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--worker-class", worker_class, "--workers", "1", "--threads",
          str(threads), "--bind", f"127.0.0.1:{port}", "--no-control-socket", "--config", "python:tests.support.slow_app",
          "tests.support.slow_app:app"],
-        cwd=REPO, env={**os.environ, "SLOW_APP_TIMEOUT_S": str(timeout_s)}, start_new_session=True,
+        cwd=REPO, env={**os.environ, "SLOW_APP_TIMEOUT_S": str(timeout_s),
+                       **({"SLOW_APP_STALLED_AFTER_S": str(stalled_after_s)} if stalled_after_s else {})},
+        start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until_answers(f"http://127.0.0.1:{port}/health", process=process)
@@ -97,6 +100,24 @@ def test_a_health_check_does_not_wait_behind_a_busy_thread(worker_class: str, an
         assert (not busy.done()) == answered_first, statuses
         assert statuses == [200, 405, 404, 404]  # HEAD and v2 are no routes of this app: answered all the same
         assert busy.result().json() == {"busy_s": 4}
+
+
+def test_a_service_whose_threads_are_stuck_fails_its_health_checks() -> None:
+    """Health checks on a thread of their own must not hide a service whose threads are all stuck: once requests
+    have waited ``stalled_after_s`` with none taken, /health is 503. The control: busy, with a queue that has
+    only just begun, it is 200, and so it is again once the queue moves."""
+    with slow_app(DEADLINE_WORKER, threads=1, stalled_after_s=1.5) as port, ThreadPoolExecutor(2) as clients:
+        url = f"http://127.0.0.1:{port}"
+        stuck = clients.submit(requests.post, f"{url}/busy", params={"seconds": 5}, timeout=30)
+        time.sleep(0.5)  # the one thread has taken it
+        waiting = clients.submit(requests.post, f"{url}/busy", params={"seconds": 0}, timeout=30)
+        time.sleep(0.2)  # it waits for the thread
+        assert requests.get(f"{url}/health", timeout=30).status_code == 200
+        time.sleep(2)
+        stalled = requests.get(f"{url}/health", timeout=30)
+        assert stalled.status_code == 503 and "stalled" in stalled.json()["message"], stalled.text
+        assert stuck.result().status_code == 200 and waiting.result().status_code == 200
+        assert requests.get(f"{url}/health", timeout=30).status_code == 200
 
 
 def test_only_a_get_or_head_of_a_health_path_takes_the_health_thread() -> None:

@@ -1,7 +1,8 @@
 """Test helper: a small Falcon app for the slow-client tests, served by gunicorn with any worker class
 (``--config python:tests.support.slow_app tests.support.slow_app:app``): ``GET /health``, ``POST /echo``, which
 reads its whole body and answers its length, and ``POST /busy?seconds=S``, which holds its thread for S seconds
-(a long prediction). ``SLOW_APP_TIMEOUT_S`` sets the deadline worker's request timeout.
+(a long prediction). ``SLOW_APP_TIMEOUT_S`` sets the deadline worker's request timeout, and
+``SLOW_APP_STALLED_AFTER_S`` when it takes its pool for stalled.
 
 ``POST /stall-loop?seconds=S`` makes the worker's event loop stall once for S seconds, after it has handled
 the events of one poll and before it closes expired kept-alive connections (gthread's loop calls
@@ -47,6 +48,8 @@ class _StallLoop:
 def post_worker_init(worker: Any) -> None:
     if "SLOW_APP_TIMEOUT_S" in os.environ:
         worker.timeout_s = float(os.environ["SLOW_APP_TIMEOUT_S"])
+    if "SLOW_APP_STALLED_AFTER_S" in os.environ:
+        worker.stalled_after_s = float(os.environ["SLOW_APP_STALLED_AFTER_S"])
     parent_alive = worker.is_parent_alive
 
     def is_parent_alive_after_any_stall() -> bool:
