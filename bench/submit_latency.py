@@ -12,7 +12,7 @@ model deployments run one after another in the background (each one's model chec
 scheduler), against the same submission alone just before; and, as its reference, the same submission while
 one busy loop per core runs (CPU contention and nothing of CNET's). Each figure has its goal and whether it
 was met. The background phases judge a p99, which needs over 100 samples to be other than the slowest one:
-they take ``--tail-samples`` (200) each. About 7 minutes here.
+they take ``--tail-samples`` (200) each. About 30 s here.
 """
 from __future__ import annotations
 
