@@ -240,13 +240,8 @@ class DeadlineWorker(ThreadWorker):
         stalled_after_s = self.stalled_after_s or self.cfg.timeout
         waited_s = time.monotonic() - self._queue_moved_at
         if self._queued and waited_s > stalled_after_s:
-            try:
-                json_error(conn.sock, 503, "Service Unavailable", f"stalled: {len(self._queued)} request(s) have "
-                           f"waited {waited_s:.0f} s and no thread has taken one")
-            except OSError:
-                pass
-            self.nr_conns -= 1
-            conn.close()
+            self._answer_and_close(conn, 503, "Service Unavailable", f"stalled: {len(self._queued)} request(s) "
+                                   f"have waited {waited_s:.0f} s and no thread has taken one")
             return
         answered = self._health_pool.submit(self._serve, conn)
         answered.add_done_callback(lambda future: self.method_queue.defer(self.finish_request, conn, future))
@@ -267,13 +262,18 @@ class DeadlineWorker(ThreadWorker):
         super().murder_pending()
         for conn in [conn for conn in self._waiting if conn.arrival.remaining_s() <= 0]:
             self._stop_waiting(conn)
-            try:
-                json_error(conn.sock, 408, "Request Timeout", f"the request did not arrive within {self.timeout_s:g} s")
-            except OSError:
-                pass
             self.log.info("closed a connection from %s whose request did not arrive in time", conn.client)
-            self.nr_conns -= 1
-            conn.close()
+            self._answer_and_close(conn, 408, "Request Timeout",
+                                   f"the request did not arrive within {self.timeout_s:g} s")
+
+    def _answer_and_close(self, conn: _Conn, status_int: int, reason: str, mesg: str) -> None:
+        """On the event loop: answer a request with the server's own error, and close its connection."""
+        try:
+            json_error(conn.sock, status_int, reason, mesg)
+        except OSError:
+            pass
+        self.nr_conns -= 1
+        conn.close()
 
     def murder_keepalived(self, force: bool = False) -> None:
         """gunicorn closes a kept-alive connection once its keep-alive has run out, also one whose client's
