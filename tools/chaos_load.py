@@ -8,7 +8,9 @@ each request and its answer written to the history, and what the cluster was tol
   gateway (boto3, signed) while they are stored;
 - model fetches across hops: a YOLO model uploaded as data at the parent is deployed at a child (which fetches
   it from the parent by its hash), predicted through once, deleted, and evicted from the child's cache (so the
-  next deployment fetches it again).
+  next deployment fetches it again);
+- reads at a random node: its workloads (all, or one that was submitted anywhere: a delegated one is read
+  through its next hop), nodes, resources, models, data and metrics.
 """
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ class Load(LoadThreads):
         super().__init__([threading.Thread(target=self._loop, args=(work, random.Random(generator.random())),
                                            name=f"load-{work.__name__}", daemon=True)
                           for work in (self._processes, self._processes, self._scale, self._predict, self._predict,
-                                       self._uploads, self._gateway_reads, self._models)], REQUEST_TIMEOUT_S + 5)
+                                       self._uploads, self._gateway_reads, self._models, self._reads)],
+                         REQUEST_TIMEOUT_S + 5)
         self._s3: dict[str, Any] = {}  # node name → a boto3 client of its gateway (made again after an error)
 
     def __enter__(self) -> Load:
@@ -105,6 +108,13 @@ class Load(LoadThreads):
         if answer is not None and answer.status_code == 201:
             with told.lock:
                 told.admitted[workload_id] = origin
+
+    def _reads(self, generator: random.Random) -> None:
+        with self.told.lock:
+            tried = list(self.told.tried)
+        paths = ["/api/workloads", "/api/nodes", "/api/resources", "/api/models", "/api/data", "/metrics",
+                 f"/api/workloads/{DEPLOYMENT}"] + ([f"/api/workloads/{generator.choice(tried)}"] if tried else [])
+        self._call(generator.choice(NAMES), "GET", generator.choice(paths), "read")
 
     def _ensure_deployment(self) -> None:
         parent = self._cluster.nodes["parent"]
