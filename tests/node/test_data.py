@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import os
 import signal
 import socket
@@ -301,11 +302,15 @@ def test_swapping_a_directory_for_a_link_never_escapes_the_gateway(tmp_path) -> 
     stop = threading.Event()
 
     def swap() -> None:  # d is a directory, then a link to outside, then the directory again …
-        while not stop.is_set():
+        for cycle in itertools.count():
+            if stop.is_set():
+                return
             os.rename(base / "d", base / "d.real")
             os.symlink(outside, base / "d")
             os.unlink(base / "d")
             os.rename(base / "d.real", base / "d")
+            if cycle % 64 == 0:  # a directory for a moment, now and then: the control finds it
+                time.sleep(0.001)
     service = standalone_service(tmp_path, "cnet-gateway-data", "--base-path", str(base), "--bucket", "cnet")
     url = next(service)
     swapper = threading.Thread(target=swap)
