@@ -3,7 +3,7 @@ its thread busy with predictions, against the same service idle, in one run.
 
     .venv/bin/python bench/health_under_load.py [--samples 100] [--clients 4]
 
-Prints JSON: the median and p99 of GET /health idle and under load, their ratio, and the predictions answered
+Prints JSON: the median, p90 and p99 of GET /health idle and under load, their ratio, and the predictions answered
 per second meanwhile. The node's monitor counts a check slower than ``health.timeout_s`` as a failure, and restarts a
 service whose checks fail three times in a row; a check that waits behind the predictions queued for the one
 thread takes about their sum. Goal: under load, the p99 at most 5x idle's (the check has a thread of its own).
@@ -11,7 +11,6 @@ thread takes about their sum. Goal: under load, the p99 at most 5x idle's (the c
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import summary  # noqa: E402
 from tests.support.assets import YOLO_MODEL  # noqa: E402
 from tests.support.load import PredictionLoad  # noqa: E402
 from tests.support.nodes import Node, running  # noqa: E402
@@ -39,12 +39,6 @@ def health_ms(url: str, samples: int) -> list[float]:
             assert answer.status_code == 200, answer.text
             time.sleep(INTERVAL_S)
     return timings
-
-
-def summary(timings: list[float]) -> dict[str, float]:
-    ordered = sorted(timings)
-    return {"median_ms": round(statistics.median(ordered), 3),
-            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3)}
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.node_cpu import cpu_ms_while  # noqa: E402
+from bench.timing import summary  # noqa: E402
 from cnetd.common.paths import WORKLOAD_GROUP, RuntimePaths  # noqa: E402
 from cnetd.common.private_files import make_workload_dir, write_workload_file  # noqa: E402
 from cnetd.core.config import DEFAULT_WORKLOADS_USER  # noqa: E402
@@ -97,12 +97,6 @@ def submit_ms(node: Node, samples: int) -> list[float]:
         assert record["status"] == "running", record
         node.api("DELETE", f"/api/workloads/{record['id']}")
     return timings
-
-
-def summary(timings: list[float]) -> dict[str, float]:
-    ordered = sorted(timings)
-    return {"median_ms": round(statistics.median(ordered), 3), "p90_ms": round(ordered[int(len(ordered) * 0.9)], 3),
-            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3)}
 
 
 class ModelDeployments(threading.Thread):
