@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from cnetd.common.direct_file import DirectFile, new_buffer
+from tests.support.disks import small_disk
 
 BUFFER = 64 * 1024
 SIZES = (0, 1, 4095, 4096, 4097, BUFFER - 1, BUFFER, BUFFER + 1, 3 * BUFFER + 4096 * 5 + 17)
@@ -69,15 +69,9 @@ def test_a_disk_that_fills_up_mid_buffer_raises_enospc(tmp_path: Path) -> None:
     """A disk with half a buffer left: the O_DIRECT write comes back short, the rest is tried through the page
     cache (a short count need not be a whole block), which says ENOSPC, as a buffered write would: nothing
     is silently dropped, and the error names the full disk rather than a misaligned write."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={4 * BUFFER + BUFFER // 2}", "cnet-direct-full", str(disk)],
-                   check=True)
-    try:
+    with small_disk(tmp_path / "disk", str(4 * BUFFER + BUFFER // 2)) as disk:
         with new_buffer(BUFFER) as buffer, DirectFile(disk / "f", buffer) as written:
             with pytest.raises(OSError) as raised:
                 written.write(os.urandom(8 * BUFFER))
             assert not written.direct  # the short write was taken up through the page cache
         assert raised.value.errno == errno.ENOSPC
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
