@@ -8,7 +8,7 @@ import json
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy
@@ -54,6 +54,13 @@ def stream(node: Node, workload_id: str, **config: Any) -> Iterator[dict[str, An
 
 def status(node: Node, workload_id: str) -> dict[str, Any]:
     return node.workload(workload_id).get("stream") or {}
+
+
+def status_once(node: Node, workload_id: str, ready: Callable[[dict[str, Any]], bool],
+                timeout_s: float = 30) -> dict[str, Any]:
+    """The stream's status once ``ready(status)`` holds (it is written each second), failing with the last one."""
+    return wait_for(lambda: (lambda now: now if ready(now) else None)(status(node, workload_id)), timeout_s=timeout_s,
+                    diagnose=lambda: status(node, workload_id))
 
 
 def jpeg(path: str) -> bytes:
@@ -119,8 +126,8 @@ def test_a_camera_that_goes_away_is_reconnected_and_its_events_resume(node: Node
             _, first = read_events(f"{node.url}/api/workloads/cam-flaky/events", 1, timeout_s=30, headers=AUTH)
             assert first
             camera.stop()
-            down = wait_for(lambda: (lambda now: now if now.get("state") == "reconnecting" and "cannot open" in
-                                     (now.get("last_error") or "") else None)(status(node, "cam-flaky")), timeout_s=30)
+            down = status_once(node, "cam-flaky", lambda now: now.get("state") == "reconnecting"
+                               and "cannot open" in (now.get("last_error") or ""))
             time.sleep(3)  # it keeps trying, with backoff, and never crash-loops
             record = node.workload("cam-flaky")
             assert record["status"] == "running" and record["restarts"] == 0
@@ -143,20 +150,18 @@ def test_mjpeg_camera_motion_gating_classes_webhook_and_mqtt(node: Node, detecto
                        mqtt={"host": "127.0.0.1", "port": broker_port, "topic": "cnet/cam"}):
             wait_for(lambda: len(posted) >= 3 and len(messages) >= 3, timeout_s=40,
                      diagnose=lambda: status(node, "cam-open"))
-            gated = wait_for(lambda: (lambda now: now if now.get("frames_skipped_motion", 0) >= 5 else None)(
-                status(node, "cam-gated")), timeout_s=30)
+            gated = status_once(node, "cam-gated", lambda now: now.get("frames_skipped_motion", 0) >= 5)
             assert gated["events"] == 1 and gated["frames_sent"] == 1  # the first frame only: nothing moved since
             assert status(node, "cam-open")["events"] >= 3  # the control: the same camera, no gating
             # The detector answers only the classes asked for: no cat, no event. Its counts are in the status the
             # stream writes each second, which can lag its start by more than the others took (a CI run: 0 read).
-            cats = wait_for(lambda: (lambda now: now if now.get("frames_sent", 0) >= 3 else None)(
-                status(node, "cam-cats")), timeout_s=30, diagnose=lambda: status(node, "cam-cats"))
+            cats = status_once(node, "cam-cats", lambda now: now.get("frames_sent", 0) >= 3)
             assert cats["events"] == 0, cats
             for body in (posted[0], json.loads(messages[0])):
                 assert body["stream"] == "cam-open" and body["detections"][0]["class"] == "face"
             # the counts are in the status the stream writes each second: they follow what was received
-            counts = wait_for(lambda: (lambda now: now if now["webhook"]["sent"] >= 3 and now["mqtt"]["sent"] >= 3
-                                       else None)(status(node, "cam-open")["publishers"]), timeout_s=10)
+            counts = status_once(node, "cam-open", lambda now: now["publishers"]["webhook"]["sent"] >= 3
+                                 and now["publishers"]["mqtt"]["sent"] >= 3, timeout_s=10)["publishers"]
             assert counts["webhook"]["sent"] >= 3 and counts["mqtt"]["sent"] >= 3
 
 
