@@ -13,9 +13,10 @@ readiness (a restart of a service that is only starved of its cores adds a model
 a service that fails ``FAILURES_BEFORE_RESTART`` checks in a row, for as long as that many checks at its
 interval take (two intervals after the first), is killed with its whole process group (supervisord gives
 each program its own, and a server's workers must not keep the port), so it takes the crash path:
-restarted at most three times, then
-``failed``. One that is not healthy within ``health.start_timeout_s`` of its (re)start is failed, its
-resources released, and then killed.
+restarted at most three times, then ``failed``. One that is not healthy within ``health.start_timeout_s``
+of its (re)start is failed, its resources released, and then killed. Services answer these checks on a
+thread of their own, so one busy with requests is not taken for a failing one; one whose threads are all
+stuck answers 503 (``cnetd.common.http_worker``).
 """
 from __future__ import annotations
 
