@@ -85,6 +85,10 @@ class YoloExecutor(PlainProgram):
         return {"model_type": model_type, "model_path": path, "model_sha256": check_sha256(config.get("model_sha256")),
                 **({"batch": batch} if batch else {}), **validate_warmup(config), **validate_service_fields(config, node)}
 
+    def shown_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A model's URL as ``Source.shown`` gives it: a delegated deployment's signed link without its signature."""
+        return {**config, "model_path": parse_source(config["model_path"]).shown} if "model_path" in config else config
+
     def check(self, config: dict[str, Any], node: NodeContext) -> None:
         """The model loads (``python -m inference.yolo_model``, a short subprocess), once per model: a model
         that passed is known by its sha256 (the node's cache verified it), so a replica of it, or a start
@@ -92,7 +96,7 @@ class YoloExecutor(PlainProgram):
         passed = (config.get("model_sha256"), config["model_type"])
         if passed in _models_passed:
             return
-        _check_model(config["model_file"], config["model_type"], config["model_path"], node)
+        _check_model(config["model_file"], config["model_type"], parse_source(config["model_path"]).shown, node)
         if passed[0]:
             _models_passed.add(passed)
 

@@ -8,6 +8,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 
+from cnetd.common.addresses import HIDDEN, redacted_url
 from cnetd.common.errors import Invalid
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -26,6 +27,15 @@ class Source:
     @property
     def data_file(self) -> str:
         return self.text.removeprefix("data://").split("/", 1)[1]
+
+    @property
+    def shown(self) -> str:
+        """As readers of the record and logs see it: a URL without its password, and without its query, which may
+        sign it (a neighbour's artifact link, a presigned S3 URL) and so let anyone holding it fetch the model."""
+        if self.kind != HTTP:
+            return self.text
+        parts = urllib.parse.urlsplit(redacted_url(self.text))
+        return urllib.parse.urlunsplit(parts._replace(query=HIDDEN if parts.query else ""))
 
     @property
     def name(self) -> str:
