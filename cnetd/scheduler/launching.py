@@ -54,7 +54,7 @@ class WorkloadLocks:
 
 class Launcher:
     def __init__(self, ledger: Ledger, supervisor: Supervisor, context: NodeContext,
-                 deployments: ModelDeployments, undo_fetch: Callable[[Artifact, CnetError], None]) -> None:
+                 deployments: ModelDeployments, undo_fetch: Callable[[Artifact, CnetError, str], None]) -> None:
         self._ledger = ledger
         self._supervisor = supervisor  # a connection per thread
         self._context = context
@@ -75,7 +75,7 @@ class Launcher:
             return self._start(record, spec)
         except Exception as exc:
             shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
-            self._undo(fetched, exc)
+            self._undo(record.id, fetched, exc)
             raise
 
     def relaunch(self, record: WorkloadRecord) -> None:
@@ -93,7 +93,7 @@ class Launcher:
         except CnetError as exc:
             log.warning("relaunch failed: %s", exc.message, extra=workload_fields(record.id))
             self._ledger.update(record.id, finish(Status.FAILED, message=f"relaunch failed: {exc.message}"))
-            self._undo(fetched, exc)
+            self._undo(record.id, fetched, exc)
 
     def _prepared(self, record: WorkloadRecord, submitted: dict[str, Any], fetched: list[Artifact],
                   first_start: bool = False) -> tuple[WorkloadRecord, ProgramSpec]:
@@ -114,10 +114,11 @@ class Launcher:
         record = dataclasses.replace(record, config=config)
         return record, executor.program(record, self._context)
 
-    def _undo(self, fetched: list[Artifact], refusal: Exception) -> None:
+    def _undo(self, workload_id: str, fetched: list[Artifact], refusal: Exception) -> None:
         """Models fetched for a workload that then did not run go again (unless another uses them)."""
         for artifact in fetched:
-            self._undo_fetch(artifact, refusal if isinstance(refusal, CnetError) else CnetError(str(refusal)))
+            self._undo_fetch(artifact, refusal if isinstance(refusal, CnetError) else CnetError(str(refusal)),
+                             workload_id)
 
     def _start(self, record: WorkloadRecord, spec: ProgramSpec) -> WorkloadRecord:
         with self._locks(record.id):

@@ -256,11 +256,14 @@ class Scheduler:
         started_at = time.monotonic()
 
         def forward() -> Outcome:
-            sent = pointer
+            sent, carried = pointer, None
             if executor_for(record.type).serves_a_model:  # a model only this node has travels by hash and link
-                config = self._deployments.forwarded_config(record.config)
+                config, carried = self._deployments.forwarded_config(record.config)
                 sent = self._ledger.update(pointer.id, lambda stored: dataclasses.replace(stored, config=config))
-            return self._delegator.forward(sent, targets, attempt.visited, attempt.budget_s)
+            outcome = self._delegator.forward(sent, targets, attempt.visited, attempt.budget_s)
+            if carried is not None and outcome.answer is None and outcome.unknown is None:  # no node took it
+                self._models.undo_fetch(carried, CnetError("every node it was forwarded to refused it"))
+            return outcome
 
         def then(outcome: Outcome) -> Any:
             if outcome.answer is not None:

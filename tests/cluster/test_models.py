@@ -2,8 +2,9 @@
 empty tmpfs on the other hosts) is deployed on a child and a grandchild, which fetch it from the origin
 by its hash; predictions through the origin match the origin's own; a second deployment is a cache hit;
 a wrong model_sha256 is refused with nothing cached or allocated anywhere; data uploaded on the origin is
-a model source for its child; forwards that outlast their timeout while the model is fetched are settled
-once the fetch ends (run, or fenced off), never run twice."""
+a model source for its child, and for its grandchild (the child carries it across its hop); forwards that
+outlast their timeout while the model is fetched are settled once the fetch ends (run, or fenced off), never
+run twice."""
 from __future__ import annotations
 
 import hashlib
@@ -120,6 +121,45 @@ def test_data_on_the_origin_is_a_model_source_for_its_child(tree: dict[str, Node
     assert relayed(child, record["id"])
     assert child.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
     assert origin.api("DELETE", f"/api/workloads/{stored['data_key']}").status_code == 200
+
+
+def upload(node: Node, name: str, content: bytes) -> dict[str, Any]:
+    answer = node.api("POST", "/api/workloads", files=[("file", (name, content))])
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def test_data_a_neighbour_holds_is_carried_across_the_hop_to_a_node_that_cannot_reach_it(tree: dict[str, Node]) -> None:
+    """The child has too little cpu and passes the deployment on to the grandchild, whose one neighbour (the child)
+    has no such data. The child fetches the model from the origin and carries it across its hop, as it does a model
+    file of its own. Neither the grandchild's record nor a refusal shows the signature of the link it went with.
+    Control: a deployment the grandchild refuses (its file is no model) leaves nothing cached or allocated
+    anywhere, the carried copy included."""
+    origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
+    for node in (child, grandchild):  # copies earlier tests left
+        assert node.api("DELETE", f"/api/models/{SHA256}").status_code in (200, 404)
+    stored = upload(origin, "faces.onnx", Path(YOLO_MODEL).read_bytes())
+    record = deploy(child, 3, model_path=f"data://{stored['data_key']}/faces.onnx")
+    assert record["node"] == grandchild.node_id and record["config"]["model_sha256"] == SHA256, record
+    assert relayed(child, record["id"])
+    # Readers see the link it went with, not the signature that lets anyone holding it fetch the model.
+    shown = grandchild.api("GET", f"/api/workloads/{record['id']}").json()["config"]["model_path"]
+    assert shown == f"{child.url}/api/artifacts/{SHA256}?********" == record["config"]["model_path"], shown
+    [carried] = [entry for entry in cached(child) if entry["sha256"] == SHA256]
+    assert carried["source"] == f"data://{stored['data_key']}/faces.onnx"
+    [entry] = [entry for entry in cached(grandchild) if entry["sha256"] == SHA256]
+    assert entry["source"] == f"{child.url}/api/artifacts/{SHA256}"
+    for node, workload_id in ((child, record["id"]), (origin, stored["data_key"])):
+        assert node.api("DELETE", f"/api/workloads/{workload_id}").status_code == 200
+
+    before = {name: (node.resources()["allocated"], len(cached(node))) for name, node in tree.items()}
+    garbage = upload(origin, "faces.onnx", b"no model " * 1000)
+    refused = child.submit({"model_type": "yolo", "model_path": f"data://{garbage['data_key']}/faces.onnx"},
+                           {"cpu": 3}, workload_type="mlmodel")
+    assert refused.status_code == 422 and grandchild.node_id in refused.text, refused.text
+    assert "is not a loadable ONNX model" in refused.text and "signature" not in refused.text, refused.text
+    assert origin.api("DELETE", f"/api/workloads/{garbage['data_key']}").status_code == 200
+    assert {name: (node.resources()["allocated"], len(cached(node))) for name, node in tree.items()} == before
 
 
 def test_forwards_that_outlast_their_timeout_while_a_model_is_fetched_are_settled_once_it_ends(

@@ -1,11 +1,13 @@
 """What a model deployment needs of the model store, for the scheduler: the artifact a config names (here
 already, or fetched in a pool thread), the config the service then runs with, and the config a delegated
-deployment is forwarded with (naming the artifact by its hash and a signed link to this node)."""
+deployment is forwarded with (naming the artifact by its hash and a signed link to this node, which fetches
+data a neighbour holds first: it carries the model across its hop)."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
-from cnetd.common.errors import Unprocessable
+from cnetd.common.errors import CnetError, Unprocessable
 from cnetd.common.httpclient import Unreachable, TimedOut, call
 from cnetd.common.protocol import protocol_headers
 from cnetd.core.links import is_artifact_link, signed_link
@@ -14,6 +16,7 @@ from cnetd.common.model_sources import DATA, FILE, HTTP, S3, Source, parse_sourc
 from cnetd.scheduler.models.store import Artifact, ModelStore
 
 NEIGHBOUR_TIMEOUT_S = 5.0
+log = logging.getLogger("scheduler")
 
 
 class ModelDeployments:
@@ -75,19 +78,28 @@ class ModelDeployments:
         """The config as the service runs it: the model's hash, and the file this node holds it in."""
         return {**config, "model_sha256": artifact.sha256, "model_file": artifact.path}
 
-    def forwarded_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        """The config a delegated deployment travels with: a model only this node has (a file, data here)
-        is named by its hash and a signed link to this node's /api/artifacts; any other source as given."""
+    def forwarded_config(self, config: dict[str, Any]) -> tuple[dict[str, Any], Artifact | None]:
+        """The config a delegated deployment travels with, and the artifact fetched here to carry it (None when
+        none was). A model only this node has (a file, data here) is named by its hash and a signed link to this
+        node's /api/artifacts. So is data a neighbour of this node holds: it is fetched here first, since the node
+        the deployment goes to may not reach that neighbour (it asks its own neighbours only when this fails).
+        Any other source goes as given."""
         source = parse_source(config["model_path"])
         if source.kind in (HTTP, S3):
-            return config
+            return config, None
         try:
             artifact = self._store.here(source, config.get("model_sha256"))
         except Unprocessable:
             if source.kind == FILE:
-                return config  # not here: the node that takes it may have it at that path
+                return config, None  # not here: the node that takes it may have it at that path
             raise
+        carried = None
         if artifact is None:
-            return config  # data elsewhere: the node that takes it asks its own neighbours
+            try:
+                artifact = carried = self.fetch(config)
+            except CnetError as exc:
+                log.info("not carrying %s across this hop (%s): the node that takes it asks its own neighbours",
+                         source.text, exc.message)
+                return config, None
         return {**config, "model_path": signed_link(self._api_url, self._token, artifact.sha256),
-                "model_sha256": artifact.sha256}
+                "model_sha256": artifact.sha256}, carried

@@ -364,16 +364,17 @@ class ModelStore:
         except NotFound:
             pass
 
-    def users(self, sha256: str) -> list[str]:
-        return model_users(self._ledger.workloads(), sha256)
+    def users(self, sha256: str, besides: str | None = None) -> list[str]:
+        return [user for user in model_users(self._ledger.workloads(), sha256) if user != besides]
 
     def models(self) -> Iterator[WorkloadRecord]:
         return (record for record in self._ledger.workloads() if record.type == MODEL_TYPE)
 
-    def evict(self, sha256: str) -> dict[str, Any]:
-        """Forget one artifact (and delete its cached file); Conflict while a workload uses it."""
+    def evict(self, sha256: str, besides: str | None = None) -> dict[str, Any]:
+        """Forget one artifact (and delete its cached file); Conflict while a workload (``besides`` that one)
+        uses it."""
         record = self._ledger.get(record_id(sha256))
-        users = self.users(sha256)
+        users = self.users(sha256, besides)
         if users:
             raise Conflict(f"model {sha256} is used by {', '.join(users)}: delete those first", users=users)
         self._ledger.remove(record.id)
@@ -398,10 +399,12 @@ class ModelStore:
             held -= record.requirements.storage
         return held + size <= self._cache_bytes
 
-    def undo_fetch(self, artifact: Artifact, refusal: CnetError) -> None:
-        """A deployment refused after its own fetch brought the model: the model goes again, unless used."""
-        if artifact.fetched and not self.users(artifact.sha256):
-            self.evict(artifact.sha256)
+    def undo_fetch(self, artifact: Artifact, refusal: CnetError, refused: str | None = None) -> None:
+        """A deployment refused after its own fetch brought the model: the model goes again, unless used by
+        another workload than ``refused`` (the refused one, whose record may still name the model's hash, as a
+        forwarded deployment's does)."""
+        if artifact.fetched and not self.users(artifact.sha256, besides=refused):
+            self.evict(artifact.sha256, besides=refused)
             log.info("evicted %s again: %s", artifact.source, refusal.message)
 
     def settle(self) -> None:
