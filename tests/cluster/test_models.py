@@ -4,7 +4,7 @@ by its hash; predictions through the origin match the origin's own; a second dep
 a wrong model_sha256 is refused with nothing cached or allocated anywhere; data uploaded on the origin is
 a model source for its child, and for its grandchild (the child carries it across its hop); forwards that
 outlast their timeout while the model is fetched are settled once the fetch ends (run, or fenced off), never
-run twice."""
+run twice; data the origin may hold, asked for while it is cut off, is refused naming it as not asked."""
 from __future__ import annotations
 
 import hashlib
@@ -197,3 +197,22 @@ def test_forwards_that_outlast_their_timeout_while_a_model_is_fetched_are_settle
     assert origin.api("DELETE", "/api/workloads/slow-fetch").status_code == 200
     kinds = ("cpu", "memory", "gpu")  # storage: the model it fetched stays cached
     wait_for(lambda: [child.resources()["allocated"][kind] for kind in kinds] == [before[kind] for kind in kinds])
+
+
+def test_data_a_neighbour_may_hold_is_refused_naming_the_neighbours_that_could_not_be_asked(
+        tree: dict[str, Node]) -> None:
+    """The origin, which holds the data, is cut off while a deployment of it is submitted at the child: the
+    refusal says which neighbour could not be asked, not only that no data was found. The origin has too little
+    cpu to be tried itself."""
+    origin, child = tree["origin"], tree["child"]
+    stored = upload(origin, "faces.onnx", Path(YOLO_MODEL).read_bytes())
+    origin.host.cut()
+    try:
+        refused = child.submit({"model_type": "yolo", "model_path": f"data://{stored['data_key']}/faces.onnx"},
+                               {"cpu": 1.5}, workload_type="mlmodel")
+    finally:
+        origin.host.heal()
+    assert refused.status_code == 422, refused.text
+    assert f"not asked: GET {origin.url}/api/data/{stored['data_key']}: " in refused.text, refused.text
+    deleted = origin.api("DELETE", f"/api/workloads/{stored['data_key']}", fresh_connection=True)  # the cut's reset
+    assert deleted.status_code == 200, deleted.text

@@ -58,12 +58,15 @@ class ModelDeployments:
                                  from_neighbour=neighbours_link)
 
     def _find_data(self, source: Source) -> tuple[str, str]:
-        """Where a neighbour serves the data file ``source`` names, and its hash."""
+        """Where a neighbour serves the data file ``source`` names, and its hash; the refusal names the neighbours
+        that could not be asked."""
+        unasked = []
         for api_url in self._neighbour_urls():
             try:
                 status, stored = call("GET", f"{api_url}/api/data/{source.data_key}", headers=self._headers,
                                       timeout_s=NEIGHBOUR_TIMEOUT_S)
-            except (Unreachable, TimedOut):
+            except (Unreachable, TimedOut) as exc:
+                unasked.append(str(exc))
                 continue
             if status != 200 or not isinstance(stored, dict):
                 continue
@@ -71,7 +74,8 @@ class ModelDeployments:
                 if file.get("rel_path") == source.data_file:
                     return f"{api_url}/api/artifacts/{file['sha256']}", file["sha256"]
         raise Unprocessable(f"config.model_path: no data {source.data_key} with {source.data_file!r} on this "
-                            "node or its neighbours", artifact=source.text)
+                            "node or its neighbours" + (f"; not asked: {', '.join(unasked)}" if unasked else ""),
+                            artifact=source.text)
 
     @staticmethod
     def running_config(config: dict[str, Any], artifact: Artifact) -> dict[str, Any]:
