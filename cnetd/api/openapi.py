@@ -53,7 +53,7 @@ _ERROR_MEANINGS = {
            "one upload naming a file twice",
     "503": "the scheduler is down (scheduler_unavailable), the node is stopping (node_stopping), a forward's "
            "outcome is not known yet (delegation_unknown), or a container engine, a neighbour or a service does "
-           "not answer",
+           "not answer (unavailable: a submission's then lists each node's refusal in `refused`)",
     "507": "a disk filled up (insufficient_storage): the data disk during an upload (nothing of it is kept), or the "
            "ledger's, which could not record the change (nothing was done)",
 }

@@ -132,6 +132,8 @@ class Delegator:
         code, message = answer.get("error", ""), answer.get("message", f"HTTP {status}")
         if status == 503 and code == "scheduler_unavailable" and answer.get("delivered") is False:
             return Refusal(target.node_id, UNREACHABLE, message, status)  # it never reached that scheduler
+        if status == 503 and code == "unavailable" and isinstance(answer.get("refused"), list):
+            return Refusal(target.node_id, UNREACHABLE, message, status)  # every node it tried refused: let go there
         if 400 <= status < 500 and status not in (408, 429):
             return Refusal(target.node_id, kind_of_code(code), message, status)
         return f"HTTP {status}: {message}"

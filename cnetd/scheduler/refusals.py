@@ -14,8 +14,10 @@ from ledger.records import Resources
 # Kinds of refusal, from placement (infeasible, no room) and from trying (the rest).
 INFEASIBLE, NO_ROOM, INVALID, UNPROCESSABLE, UNREACHABLE, DISK_FULL, REFUSED = (
     "infeasible", "no_room", "invalid", "unprocessable", "unreachable", "disk_full", "refused")
+# A node's own "unavailable" (what it needs did not answer: a neighbour holding the data, its container engine)
+# is as passing as a node that could not be reached: trying again may find it.
 _KIND_OF_CODE = {"insufficient_resources": NO_ROOM, "invalid_request": INVALID, "unprocessable": UNPROCESSABLE,
-                 "insufficient_storage": DISK_FULL, "delegation_refused": REFUSED}
+                 "insufficient_storage": DISK_FULL, "delegation_refused": REFUSED, "unavailable": UNREACHABLE}
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,11 @@ def kind_of_code(code: str) -> str:
 
 
 def refusal_error(refusals: list[Refusal], requested: Resources, available: Resources | None = None) -> CnetError:
-    """The submission's answer when every node considered refused: 503 if one could not be reached (trying
-    again may find it), else 409 if one had no room, else 507 if every one asked found its disk full, else
-    400 / 422 (every node refused the config itself: its shape, or what it names, or could not run it at
-    all), else 409."""
+    """The submission's answer when every node considered refused: 503 if one, or what it needs, could not be
+    reached (trying again may find it), else 409 if one had no room, else 507 if every one asked found its disk
+    full, else 400 / 422 (every node refused the config itself: its shape, or what it names, or could not run it
+    at all), else 409. Its body lists the refusals (``refused``): a node that answers with it has let the
+    submission go, which tells a 503 of this kind from one whose outcome is not known."""
     reasons = "; ".join(f"{refusal.node_id}: {refusal.message}" for refusal in refusals) or "no node was considered"
     details: dict[str, Any] = {"requested": requested.to_dict(), "refused": [refusal.to_dict() for refusal in refusals]}
     if available is not None:
@@ -53,7 +56,8 @@ def refusal_error(refusals: list[Refusal], requested: Resources, available: Reso
     kinds = {refusal.kind for refusal in asked or refusals}
     count = f"{len(refusals)} node(s) considered"
     if UNREACHABLE in kinds:
-        return Unavailable(f"no node could be reached that might take this workload ({reasons})", **details)
+        return Unavailable(f"no node took this workload now, and trying again may find one: a node, or what it needs, "
+                           f"could not be reached ({count}: {reasons})", **details)
     if NO_ROOM in kinds or not kinds:
         return InsufficientResources(f"no node has room for this workload ({count}: {reasons})", **details)
     if kinds == {DISK_FULL}:

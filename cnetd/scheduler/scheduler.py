@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cnetd.common.errors import (CnetError, Conflict, DataNotStoppable, DelegationRefused, Invalid, NodeStopping, NotFound,
-                                 Unprocessable)
+                                 Unavailable, Unprocessable)
 from cnetd.common.httpclient import node_headers
 from cnetd.common.logs import workload_fields
 from cnetd.common.paths import WORKLOAD_GROUP, program_name
@@ -220,8 +220,11 @@ class Scheduler:
                 return {"placed": outcome.to_dict()}
             final = not isinstance(outcome, CnetError) or isinstance(outcome, Invalid)  # a bug, or wrong everywhere
             self._let_go(record.id, attempt, final)
-            if final or not attempt.ranked and not attempt.refusals:
-                raise outcome  # a bug (a logged 500), a shape wrong everywhere, or this node was the only one
+            alone = not attempt.ranked and not attempt.refusals  # this node was the only one considered
+            if final or alone and outcome.code != Unavailable.code:
+                raise outcome  # a bug (a logged 500), a shape wrong everywhere, or this node's own refusal
+            # What this node needs did not answer (503): that goes as a refusal, whose list tells a node that
+            # forwarded it that nothing runs here (a plain 503 leaves the outcome unknown there).
             attempt.refusals.append(refusal_of(placement.node_id, outcome))
             log.info("refused here (%s): trying %s", outcome.message,
                      ", ".join(next_one.node_id for next_one in attempt.ranked) or "no other node",

@@ -199,12 +199,11 @@ def test_forwards_that_outlast_their_timeout_while_a_model_is_fetched_are_settle
     wait_for(lambda: [child.resources()["allocated"][kind] for kind in kinds] == [before[kind] for kind in kinds])
 
 
-def test_data_a_neighbour_may_hold_is_refused_naming_the_neighbours_that_could_not_be_asked(
-        tree: dict[str, Node]) -> None:
-    """The origin, which holds the data, is cut off while a deployment of it is submitted at the child: the
-    refusal says which neighbour could not be asked, not only that no data was found. The origin has too little
-    cpu to be tried itself."""
-    origin, child = tree["origin"], tree["child"]
+def test_data_a_neighbour_may_hold_is_503_naming_the_neighbour_that_could_not_be_asked(tree: dict[str, Node]) -> None:
+    """The origin, which holds the data, is cut off while a deployment of it is submitted at the child: 503 (trying
+    again may find it), naming the neighbour that could not be asked, not a 422 that says no data was found. The
+    origin has too little cpu to be tried itself; the grandchild, which has no way to the data, is 422."""
+    origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
     stored = upload(origin, "faces.onnx", Path(YOLO_MODEL).read_bytes())
     origin.host.cut()
     try:
@@ -212,7 +211,33 @@ def test_data_a_neighbour_may_hold_is_refused_naming_the_neighbours_that_could_n
                                {"cpu": 1.5}, workload_type="mlmodel")
     finally:
         origin.host.heal()
-    assert refused.status_code == 422, refused.text
+    assert refused.status_code == 503 and refused.json()["error"] == "unavailable", refused.text
+    kinds = {refusal["node_id"]: refusal["kind"] for refusal in refused.json()["refused"]}
+    assert kinds == {child.node_id: "unreachable", grandchild.node_id: "unprocessable"}, refused.text
     assert f"not asked: GET {origin.url}/api/data/{stored['data_key']}: " in refused.text, refused.text
     deleted = origin.api("DELETE", f"/api/workloads/{stored['data_key']}", fresh_connection=True)  # the cut's reset
+    assert deleted.status_code == 200, deleted.text
+
+
+def test_a_forward_refused_with_503_by_a_node_that_let_it_go_is_a_certain_refusal(tree: dict[str, Node]) -> None:
+    """The grandchild holds the data and is cut off (its parent, the child, sees it offline). A deployment of it at
+    the origin goes to the child, which cannot ask the grandchild and answers 503 with its refusals: the
+    origin takes that as certain (the child let it go) and answers 503 at once, with no pointer left to settle.
+    Control: a 503 without the refusals (a scheduler that may have acted) stays an unknown outcome."""
+    origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
+    stored = upload(grandchild, "faces.onnx", Path(YOLO_MODEL).read_bytes())
+    grandchild.host.cut()
+    try:
+        wait_for(lambda: (grandchild.node_id, "offline") in nodes_view(child)["children"], timeout_s=30)
+        refused = origin.submit({"model_type": "yolo", "model_path": f"data://{stored['data_key']}/faces.onnx"},
+                                {"cpu": 1.5}, workload_type="mlmodel", fresh_connection=True)  # idle since
+    finally:
+        grandchild.host.heal()
+    assert refused.status_code == 503 and refused.json()["error"] == "unavailable", refused.text
+    by_node = {refusal["node_id"]: refusal for refusal in refused.json()["refused"]}
+    assert {node: refusal["kind"] for node, refusal in by_node.items()} == {
+        origin.node_id: "no_room", child.node_id: "unreachable"}, refused.text
+    assert by_node[child.node_id]["status"] == 503 and "not asked: GET " in by_node[child.node_id]["message"]
+    assert origin.api("GET", "/api/workloads").json()["count"] == 0  # no pointer, known or unknown
+    deleted = grandchild.api("DELETE", f"/api/workloads/{stored['data_key']}", fresh_connection=True)
     assert deleted.status_code == 200, deleted.text

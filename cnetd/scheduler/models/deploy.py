@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from cnetd.common.errors import CnetError, Unprocessable
+from cnetd.common.errors import CnetError, Unavailable, Unprocessable
 from cnetd.common.httpclient import Unreachable, TimedOut, call
 from cnetd.common.protocol import protocol_headers
 from cnetd.core.links import is_artifact_link, signed_link
@@ -58,8 +58,8 @@ class ModelDeployments:
                                  from_neighbour=neighbours_link)
 
     def _find_data(self, source: Source) -> tuple[str, str]:
-        """Where a neighbour serves the data file ``source`` names, and its hash; the refusal names the neighbours
-        that could not be asked."""
+        """Where a neighbour serves the data file ``source`` names, and its hash. Not found: 422, or 503 naming the
+        neighbours that could not be asked (one of them may hold it: trying again may find it)."""
         unasked = []
         for api_url in self._neighbour_urls():
             try:
@@ -73,9 +73,10 @@ class ModelDeployments:
             for file in stored.get("files", []):
                 if file.get("rel_path") == source.data_file:
                     return f"{api_url}/api/artifacts/{file['sha256']}", file["sha256"]
-        raise Unprocessable(f"config.model_path: no data {source.data_key} with {source.data_file!r} on this "
-                            "node or its neighbours" + (f"; not asked: {', '.join(unasked)}" if unasked else ""),
-                            artifact=source.text)
+        missing = f"config.model_path: no data {source.data_key} with {source.data_file!r} on this node or its neighbours"
+        if unasked:
+            raise Unavailable(f"{missing} that could be asked; not asked: {', '.join(unasked)}", artifact=source.text)
+        raise Unprocessable(missing, artifact=source.text)
 
     @staticmethod
     def running_config(config: dict[str, Any], artifact: Artifact) -> dict[str, Any]:
