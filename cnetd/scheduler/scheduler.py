@@ -259,13 +259,18 @@ class Scheduler:
         started_at = time.monotonic()
 
         def forward() -> Outcome:
-            sent, carried = pointer, None
-            if executor_for(record.type).serves_a_model:  # a model only this node has travels by hash and link
-                config, carried = self._deployments.forwarded_config(record.config)
-                sent = self._ledger.update(pointer.id, lambda stored: dataclasses.replace(stored, config=config))
+            if not executor_for(record.type).serves_a_model:
+                return self._delegator.forward(pointer, targets, attempt.visited, attempt.budget_s)
+            forwarded = self._deployments.forwarded(record.config)  # a model only this node has: by hash and link
+            sent = self._ledger.update(pointer.id, lambda stored: dataclasses.replace(stored, config=forwarded.config))
             outcome = self._delegator.forward(sent, targets, attempt.visited, attempt.budget_s)
-            if carried is not None and outcome.answer is None and outcome.unknown is None:  # no node took it
-                self._models.undo_fetch(carried, CnetError("every node it was forwarded to refused it"))
+            if outcome.answer is not None or outcome.unknown is not None:
+                return outcome
+            if forwarded.carried is not None:  # no node took it
+                self._models.undo_fetch(forwarded.carried, CnetError("every node it was forwarded to refused it"))
+            if isinstance(forwarded.not_carried, Unavailable):  # the neighbour that may hold it may answer later
+                here = refusal_of(self._node.config.node_id, forwarded.not_carried)
+                return dataclasses.replace(outcome, refusals=[*outcome.refusals, here])
             return outcome
 
         def then(outcome: Outcome) -> Any:
@@ -273,7 +278,7 @@ class Scheduler:
                 return {"placed": outcome.pointer.to_dict(), "answer": outcome.answer}
             if outcome.unknown is not None:
                 raise pending_error(self._ledger.get(record.id))
-            attempt.refusals.extend(outcome.refusals)
+            attempt.refusals.extend(refusal for refusal in outcome.refusals if refusal not in attempt.refusals)
             self._let_go(record.id, attempt)
             attempt.budget_s = max(0.0, attempt.budget_s - (time.monotonic() - started_at))
             if attempt.ranked:

@@ -200,21 +200,27 @@ def test_forwards_that_outlast_their_timeout_while_a_model_is_fetched_are_settle
 
 
 def test_data_a_neighbour_may_hold_is_503_naming_the_neighbour_that_could_not_be_asked(tree: dict[str, Node]) -> None:
-    """The origin, which holds the data, is cut off while a deployment of it is submitted at the child: 503 (trying
+    """The origin, which holds the data, is cut off while deployments of it are submitted at the child: 503 (trying
     again may find it), naming the neighbour that could not be asked, not a 422 that says no data was found. The
-    origin has too little cpu to be tried itself; the grandchild, which has no way to the data, is 422."""
+    origin is not a candidate (the child's parent); the grandchild, which has no way to the data, is 422. With
+    1.5 cpu the child tries it itself; with 3 it has no room and could not carry the model to the grandchild."""
     origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
     stored = upload(origin, "faces.onnx", Path(YOLO_MODEL).read_bytes())
+    expected = {1.5: [(child.node_id, "unreachable"), (grandchild.node_id, "unprocessable")],
+                3: [(child.node_id, "no_room"), (child.node_id, "unreachable"), (grandchild.node_id, "unprocessable")]}
+    refusals = {}
     origin.host.cut()
     try:
-        refused = child.submit({"model_type": "yolo", "model_path": f"data://{stored['data_key']}/faces.onnx"},
-                               {"cpu": 1.5}, workload_type="mlmodel")
+        for cpu in expected:
+            config = {"model_type": "yolo", "model_path": f"data://{stored['data_key']}/faces.onnx"}
+            refusals[cpu] = child.submit(config, {"cpu": cpu}, workload_type="mlmodel")
     finally:
         origin.host.heal()
-    assert refused.status_code == 503 and refused.json()["error"] == "unavailable", refused.text
-    kinds = {refusal["node_id"]: refusal["kind"] for refusal in refused.json()["refused"]}
-    assert kinds == {child.node_id: "unreachable", grandchild.node_id: "unprocessable"}, refused.text
-    assert f"not asked: GET {origin.url}/api/data/{stored['data_key']}: " in refused.text, refused.text
+    for cpu, refused in refusals.items():
+        assert refused.status_code == 503 and refused.json()["error"] == "unavailable", refused.text
+        kinds = sorted((refusal["node_id"], refusal["kind"]) for refusal in refused.json()["refused"])
+        assert kinds == sorted(expected[cpu]), refused.text
+        assert f"not asked: GET {origin.url}/api/data/{stored['data_key']}: " in refused.text, refused.text
     deleted = origin.api("DELETE", f"/api/workloads/{stored['data_key']}", fresh_connection=True)  # the cut's reset
     assert deleted.status_code == 200, deleted.text
 
@@ -238,6 +244,6 @@ def test_a_forward_refused_with_503_by_a_node_that_let_it_go_is_a_certain_refusa
     assert {node: refusal["kind"] for node, refusal in by_node.items()} == {
         origin.node_id: "no_room", child.node_id: "unreachable"}, refused.text
     assert by_node[child.node_id]["status"] == 503 and "not asked: GET " in by_node[child.node_id]["message"]
-    assert origin.api("GET", "/api/workloads").json()["count"] == 0  # no pointer, known or unknown
+    assert origin.api("GET", "/api/workloads", fresh_connection=True).json()["count"] == 0  # no pointer at all
     deleted = grandchild.api("DELETE", f"/api/workloads/{stored['data_key']}", fresh_connection=True)
     assert deleted.status_code == 200, deleted.text

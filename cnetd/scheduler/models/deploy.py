@@ -5,6 +5,7 @@ data a neighbour holds first: it carries the model across its hop)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from cnetd.common.errors import CnetError, Unavailable, Unprocessable
@@ -17,6 +18,16 @@ from cnetd.scheduler.models.store import Artifact, ModelStore
 
 NEIGHBOUR_TIMEOUT_S = 5.0
 log = logging.getLogger("scheduler")
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """The config a delegated deployment goes with, the artifact fetched here to carry it (let go again when no
+    node takes it), or why data a neighbour may hold could not be carried."""
+
+    config: dict[str, Any]
+    carried: Artifact | None = None
+    not_carried: CnetError | None = None
 
 
 class ModelDeployments:
@@ -73,7 +84,8 @@ class ModelDeployments:
             for file in stored.get("files", []):
                 if file.get("rel_path") == source.data_file:
                     return f"{api_url}/api/artifacts/{file['sha256']}", file["sha256"]
-        missing = f"config.model_path: no data {source.data_key} with {source.data_file!r} on this node or its neighbours"
+        missing = f"config.model_path: no data {source.data_key} with {source.data_file!r} on this node or its " \
+                  "neighbours"
         if unasked:
             raise Unavailable(f"{missing} that could be asked; not asked: {', '.join(unasked)}", artifact=source.text)
         raise Unprocessable(missing, artifact=source.text)
@@ -83,20 +95,20 @@ class ModelDeployments:
         """The config as the service runs it: the model's hash, and the file this node holds it in."""
         return {**config, "model_sha256": artifact.sha256, "model_file": artifact.path}
 
-    def forwarded_config(self, config: dict[str, Any]) -> tuple[dict[str, Any], Artifact | None]:
-        """The config a delegated deployment travels with, and the artifact fetched here to carry it (None when
-        none was). A model only this node has (a file, data here) is named by its hash and a signed link to this
-        node's /api/artifacts. So is data a neighbour of this node holds: it is fetched here first, since the node
-        the deployment goes to may not reach that neighbour (it asks its own neighbours only when this fails).
-        Any other source goes as given."""
+    def forwarded(self, config: dict[str, Any]) -> Forwarded:
+        """What a delegated deployment travels with. A model only this node has (a file, data here) is named by
+        its hash and a signed link to this node's /api/artifacts. So is data a neighbour of this node holds: it
+        is fetched here first (``carried``), since the node the deployment goes to may not reach that neighbour
+        (it asks its own neighbours only when this fails: ``not_carried`` says why). Any other source goes as
+        given."""
         source = parse_source(config["model_path"])
         if source.kind in (HTTP, S3):
-            return config, None
+            return Forwarded(config)
         try:
             artifact = self._store.here(source, config.get("model_sha256"))
         except Unprocessable:
             if source.kind == FILE:
-                return config, None  # not here: the node that takes it may have it at that path
+                return Forwarded(config)  # not here: the node that takes it may have it at that path
             raise
         carried = None
         if artifact is None:
@@ -105,6 +117,6 @@ class ModelDeployments:
             except CnetError as exc:
                 log.info("not carrying %s across this hop (%s): the node that takes it asks its own neighbours",
                          source.text, exc.message)
-                return config, None
-        return {**config, "model_path": signed_link(self._api_url, self._token, artifact.sha256),
-                "model_sha256": artifact.sha256}, carried
+                return Forwarded(config, not_carried=exc)
+        return Forwarded({**config, "model_path": signed_link(self._api_url, self._token, artifact.sha256),
+                          "model_sha256": artifact.sha256}, carried)
