@@ -261,7 +261,7 @@ class Scheduler:
         def forward() -> Outcome:
             if not executor_for(record.type).serves_a_model:
                 return self._delegator.forward(pointer, targets, attempt.visited, attempt.budget_s)
-            forwarded = self._deployments.forwarded(record.config)  # a model only this node has: by hash and link
+            forwarded = self._deployments.forwarded(record.config)  # a model here or carried: by hash and link
             sent = self._ledger.update(pointer.id, lambda stored: dataclasses.replace(stored, config=forwarded.config))
             outcome = self._delegator.forward(sent, targets, attempt.visited, attempt.budget_s)
             if outcome.answer is not None or outcome.unknown is not None:
