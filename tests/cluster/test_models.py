@@ -64,6 +64,20 @@ def deploy(node: Node, cpu: float, **config: Any) -> dict[str, Any]:
     return answer.json()
 
 
+def upload(node: Node, content: bytes | None = None) -> dict[str, Any]:
+    """Data of one file, faces.onnx (the YOLO model unless ``content`` says otherwise), stored at ``node``."""
+    with open(YOLO_MODEL, "rb") as model:
+        file = model if content is None else content
+        answer = node.api("POST", "/api/workloads", files=[("file", ("faces.onnx", file))])
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def from_data(stored: dict[str, Any]) -> dict[str, str]:
+    """The config of a YOLO deployment whose model is the file of the data ``stored``."""
+    return {"model_type": "yolo", "model_path": f"data://{stored['data_key']}/faces.onnx"}
+
+
 def relayed(node: Node, workload_id: str) -> list[dict[str, Any]]:
     with open(ASTRONAUT, "rb") as handle:
         answer = node.api("POST", f"/api/workloads/{workload_id}/predict", data=handle.read(),
@@ -114,19 +128,12 @@ def test_a_wrong_sha256_is_refused_with_nothing_cached_or_allocated(tree: dict[s
 
 def test_data_on_the_origin_is_a_model_source_for_its_child(tree: dict[str, Node]) -> None:
     origin, child = tree["origin"], tree["child"]
-    with open(YOLO_MODEL, "rb") as handle:
-        stored = origin.api("POST", "/api/workloads", files=[("file", ("faces.onnx", handle))]).json()
-    record = deploy(child, 0.5, model_path=f"data://{stored['data_key']}/faces.onnx")  # asked of the child
+    stored = upload(origin)
+    record = deploy(child, 0.5, **from_data(stored))  # asked of the child
     assert record["node"] == child.node_id and record["config"]["model_sha256"] == SHA256
     assert relayed(child, record["id"])
     assert child.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
     assert origin.api("DELETE", f"/api/workloads/{stored['data_key']}").status_code == 200
-
-
-def upload(node: Node, name: str, content: bytes) -> dict[str, Any]:
-    answer = node.api("POST", "/api/workloads", files=[("file", (name, content))])
-    assert answer.status_code == 201, answer.text
-    return answer.json()
 
 
 def test_data_a_neighbour_holds_is_carried_across_the_hop_to_a_node_that_cannot_reach_it(tree: dict[str, Node]) -> None:
@@ -138,24 +145,23 @@ def test_data_a_neighbour_holds_is_carried_across_the_hop_to_a_node_that_cannot_
     origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
     for node in (child, grandchild):  # copies earlier tests left
         assert node.api("DELETE", f"/api/models/{SHA256}").status_code in (200, 404)
-    stored = upload(origin, "faces.onnx", Path(YOLO_MODEL).read_bytes())
-    record = deploy(child, 3, model_path=f"data://{stored['data_key']}/faces.onnx")
+    stored = upload(origin)
+    record = deploy(child, 3, **from_data(stored))
     assert record["node"] == grandchild.node_id and record["config"]["model_sha256"] == SHA256, record
     assert relayed(child, record["id"])
     # Readers see the link it went with, not the signature that lets anyone holding it fetch the model.
     shown = grandchild.api("GET", f"/api/workloads/{record['id']}").json()["config"]["model_path"]
     assert shown == f"{child.url}/api/artifacts/{SHA256}?********" == record["config"]["model_path"], shown
     [carried] = [entry for entry in cached(child) if entry["sha256"] == SHA256]
-    assert carried["source"] == f"data://{stored['data_key']}/faces.onnx"
+    assert carried["source"] == from_data(stored)["model_path"]
     [entry] = [entry for entry in cached(grandchild) if entry["sha256"] == SHA256]
     assert entry["source"] == f"{child.url}/api/artifacts/{SHA256}"
     for node, workload_id in ((child, record["id"]), (origin, stored["data_key"])):
         assert node.api("DELETE", f"/api/workloads/{workload_id}").status_code == 200
 
     before = {name: (node.resources()["allocated"], len(cached(node))) for name, node in tree.items()}
-    garbage = upload(origin, "faces.onnx", b"no model " * 1000)
-    refused = child.submit({"model_type": "yolo", "model_path": f"data://{garbage['data_key']}/faces.onnx"},
-                           {"cpu": 3}, workload_type="mlmodel")
+    garbage = upload(origin, b"no model " * 1000)
+    refused = child.submit(from_data(garbage), {"cpu": 3}, workload_type="mlmodel")
     assert refused.status_code == 422 and grandchild.node_id in refused.text, refused.text
     assert "is not a loadable ONNX model" in refused.text and "signature" not in refused.text, refused.text
     assert origin.api("DELETE", f"/api/workloads/{garbage['data_key']}").status_code == 200
@@ -205,15 +211,14 @@ def test_data_a_neighbour_may_hold_is_503_naming_the_neighbour_that_could_not_be
     origin is not a candidate (the child's parent); the grandchild, which has no way to the data, is 422. With
     1.5 cpu the child tries it itself; with 3 it has no room and could not carry the model to the grandchild."""
     origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
-    stored = upload(origin, "faces.onnx", Path(YOLO_MODEL).read_bytes())
+    stored = upload(origin)
     expected = {1.5: [(child.node_id, "unreachable"), (grandchild.node_id, "unprocessable")],
                 3: [(child.node_id, "no_room"), (child.node_id, "unreachable"), (grandchild.node_id, "unprocessable")]}
     refusals = {}
     origin.host.cut()
     try:
         for cpu in expected:
-            config = {"model_type": "yolo", "model_path": f"data://{stored['data_key']}/faces.onnx"}
-            refusals[cpu] = child.submit(config, {"cpu": cpu}, workload_type="mlmodel")
+            refusals[cpu] = child.submit(from_data(stored), {"cpu": cpu}, workload_type="mlmodel")
     finally:
         origin.host.heal()
     for cpu, refused in refusals.items():
@@ -231,12 +236,12 @@ def test_a_forward_refused_with_503_by_a_node_that_let_it_go_is_a_certain_refusa
     origin takes that as certain (the child let it go) and answers 503 at once, with no pointer left to settle.
     Control: a 503 without the refusals (a scheduler that may have acted) stays an unknown outcome."""
     origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
-    stored = upload(grandchild, "faces.onnx", Path(YOLO_MODEL).read_bytes())
+    stored = upload(grandchild)
     grandchild.host.cut()
     try:
         wait_for(lambda: (grandchild.node_id, "offline") in nodes_view(child)["children"], timeout_s=30)
-        refused = origin.submit({"model_type": "yolo", "model_path": f"data://{stored['data_key']}/faces.onnx"},
-                                {"cpu": 1.5}, workload_type="mlmodel", fresh_connection=True)  # idle since
+        refused = origin.submit(from_data(stored), {"cpu": 1.5}, workload_type="mlmodel",
+                                fresh_connection=True)  # its kept-alive connection idled while the child waited
     finally:
         grandchild.host.heal()
     assert refused.status_code == 503 and refused.json()["error"] == "unavailable", refused.text
