@@ -403,9 +403,13 @@ class ModelStore:
         """A deployment refused after its own fetch brought the model: the model goes again, unless used by
         another workload than ``refused`` (the refused one, whose record may still name the model's hash, as a
         forwarded deployment's does)."""
-        if artifact.fetched and not self.users(artifact.sha256, besides=refused):
+        if not artifact.fetched:
+            return
+        try:
             self.evict(artifact.sha256, besides=refused)
-            log.info("evicted %s again: %s", artifact.source, refusal.message)
+        except Conflict:
+            return  # another workload uses it
+        log.info("evicted %s again: %s", artifact.source, refusal.message)
 
     def settle(self) -> None:
         """After a restart: fetches the scheduler's end interrupted leave nothing (record and partial file)."""
