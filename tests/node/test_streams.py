@@ -59,8 +59,10 @@ def status(node: Node, workload_id: str) -> dict[str, Any]:
 def status_once(node: Node, workload_id: str, ready: Callable[[dict[str, Any]], bool],
                 timeout_s: float = 30) -> dict[str, Any]:
     """The stream's status once ``ready(status)`` holds (it is written each second), failing with the last one."""
-    return wait_for(lambda: (lambda now: now if ready(now) else None)(status(node, workload_id)), timeout_s=timeout_s,
-                    diagnose=lambda: status(node, workload_id))
+    def when_ready() -> dict[str, Any] | None:
+        now = status(node, workload_id)
+        return now if ready(now) else None
+    return wait_for(when_ready, timeout_s=timeout_s, diagnose=lambda: status(node, workload_id))
 
 
 def jpeg(path: str) -> bytes:
