@@ -393,9 +393,10 @@ class ModelStore:
         for record in cached:
             if held + size <= self._cache_bytes and self._ledger.usage().available.storage >= size:
                 return True
-            if self.users(record.config["sha256"]):
+            try:
+                self.evict(record.config["sha256"])
+            except Conflict:  # in use (evict decides, at the moment it would remove it)
                 continue
-            self.evict(record.config["sha256"])
             held -= record.requirements.storage
         return held + size <= self._cache_bytes
 
