@@ -77,6 +77,8 @@ class Launcher:
             shutil.rmtree(self._paths.workload_dir(record.id), ignore_errors=True)
             self._undo(record.id, fetched, exc)
             raise
+        finally:
+            self._deployments.let_go(record.id)
 
     def relaunch(self, record: WorkloadRecord) -> None:
         """A record that should run here but has no program (the node or its scheduler restarted, perhaps
@@ -94,22 +96,21 @@ class Launcher:
             log.warning("relaunch failed: %s", exc.message, extra=workload_fields(record.id))
             self._ledger.update(record.id, finish(Status.FAILED, message=f"relaunch failed: {exc.message}"))
             self._undo(record.id, fetched, exc)
+        finally:
+            self._deployments.let_go(record.id)
 
     def _prepared(self, record: WorkloadRecord, submitted: dict[str, Any], fetched: list[Artifact],
                   first_start: bool = False) -> tuple[WorkloadRecord, ProgramSpec]:
         """``record`` with its config checked here (what it reads from outside probed, on its first start; its
-        model here: one fetched for it is added to ``fetched``), and the program that runs it."""
+        model here and kept for it: one fetched for it is added to ``fetched``), and the program that runs it."""
         executor = executor_for(record.type)
         config = executor.validate(submitted, self._context)
         if first_start:
             executor.probe(config, self._context)
         if executor.serves_a_model:
-            artifact = self._deployments.artifact_here(config)
-            if artifact is None:
-                artifact = self._deployments.fetch(config)
-                fetched.append(artifact)
-                if "service_port" not in submitted:  # the one chosen may have been taken meanwhile
-                    config = with_free_port(config)
+            artifact = self._deployments.kept_artifact(config, record.id, fetched)
+            if artifact in fetched and "service_port" not in submitted:  # the one chosen may be taken meanwhile
+                config = with_free_port(config)
             config = self._deployments.running_config(config, artifact)
         record = dataclasses.replace(record, config=config)
         return record, executor.program(record, self._context)

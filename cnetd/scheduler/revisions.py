@@ -47,8 +47,11 @@ class Revisions:
             except Invalid as exc:  # well-formed as a request; not what this type takes
                 raise Unprocessable(exc.message, **exc.details) from None
             if executor.serves_a_model:
-                artifact = self._models.artifact_here(checked) or self._models.fetch(checked)
-                executor.check(self._models.running_config(checked, artifact), self._context)
+                try:
+                    artifact = self._models.kept_artifact(checked, deployment_id, [])
+                    executor.check(self._models.running_config(checked, artifact), self._context)
+                finally:
+                    self._models.let_go(deployment_id)
 
         def record_it(_: Any) -> dict[str, Any]:
             return self._ledger.update(deployment_id, _new_revision(config, requirements, policy)).to_dict()

@@ -261,9 +261,14 @@ class Scheduler:
         def forward() -> Outcome:
             if not executor_for(record.type).serves_a_model:
                 return self._delegator.forward(pointer, targets, attempt.visited, attempt.budget_s)
-            forwarded = self._deployments.forwarded(record.config)  # a model here or carried: by hash and link
-            sent = self._ledger.update(pointer.id, lambda stored: dataclasses.replace(stored, config=forwarded.config))
-            outcome = self._delegator.forward(sent, targets, attempt.visited, attempt.budget_s)
+            # A model here or carried goes by hash and link, kept here until the forward is answered.
+            forwarded = self._deployments.forwarded(record.config, record.id)
+            try:
+                sent = self._ledger.update(pointer.id, lambda stored: dataclasses.replace(stored,
+                                                                                         config=forwarded.config))
+                outcome = self._delegator.forward(sent, targets, attempt.visited, attempt.budget_s)
+            finally:
+                self._deployments.let_go(record.id)
             if outcome.answer is not None or outcome.unknown is not None:
                 return outcome
             if forwarded.carried is not None:  # no node took it

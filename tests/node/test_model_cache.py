@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import onnx
+import psutil
 import pytest
 import requests
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
 from tests.support.disks import fill, small_disk
 from tests.support.file_server import FileServer, copy_of
+from tests.support.model_checks import stopped_model_check
 from tests.support.nodes import GIB, Node, free_port, held_by, running, samples, wait_for
 from tests.support.services import predict
 
@@ -115,6 +117,33 @@ def test_evicting_by_hand(node: Node, server: FileServer) -> None:
     assert cached(node) == {} and model_files(node) == [] and node.resources()["allocated"]["storage"] == 0
     assert node.api("DELETE", f"/api/models/{SHA256}").status_code == 404
     assert node.api("DELETE", "/api/models/not-a-hash").status_code == 404
+
+
+def test_a_cached_model_is_kept_for_the_deployment_prepared_with_it(node: Node, server: FileServer) -> None:
+    """A deployment of a cached model that no workload uses yet uses it from the moment it is prepared with it,
+    before its record names the model: neither a fetch that needs room nor an eviction by hand takes it while the
+    deployment's model check runs. (Both did: the deployment then failed, 422 "model file ... does not exist",
+    or a 500 when the file went after its check.)"""
+    first = deploy(node, f"{server.url}/faces.onnx")
+    assert first.status_code == 201, first.text
+    node.api("DELETE", f"/api/workloads/{first.json()['id']}")
+    node.supervisorctl("restart", "scheduler")  # it forgets the models that passed their check: the next is checked
+    with ThreadPoolExecutor(1) as pool:
+        prepared = pool.submit(node.submit, {"model_type": "yolo", "model_path": f"{server.url}/faces.onnx"},
+                               {"cpu": 1}, workload_type="mlmodel", fresh_connection=True)
+        check = stopped_model_check(node)
+        try:
+            other = deploy(node, f"{server.url}/other.onnx")
+            by_hand = node.api("DELETE", f"/api/models/{SHA256}")
+            assert not prepared.done() and check.status() == psutil.STATUS_STOPPED  # the control: still checking
+        finally:
+            check.send_signal(signal.SIGCONT)
+        answer = prepared.result(timeout=120)
+    assert answer.status_code == 201 and answer.json()["status"] == "running", answer.text
+    user = answer.json()["id"]
+    assert other.status_code == 409 and user in other.json()["message"], other.text
+    assert by_hand.status_code == 409 and user in by_hand.json()["message"], by_hand.text
+    assert list(cached(node)) == [SHA256] and model_files(node) == [SHA256]
 
 
 @pytest.mark.parametrize("path, config, words", [

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from tests.support.assets import YOLO_MODEL
+from tests.support.model_checks import stopped_model_check
 from tests.support.nodes import Node, wait_for
 
 pytestmark = pytest.mark.node
@@ -20,33 +21,11 @@ SLEEP = {"command": "sleep", "args": ["600"]}
 ANSWERS_WITHIN_S = 5.0  # generous on a loaded machine: a plain submission takes milliseconds
 
 
-def _model_check(node: Node) -> psutil.Process | None:
-    """The scheduler's model-check subprocess, if one runs now."""
-    scheduler = psutil.Process(node.program_pid("scheduler"))
-    for child in scheduler.children(recursive=True):
-        try:
-            if "inference.yolo_model" in " ".join(child.cmdline()):
-                return child
-        except psutil.Error:
-            continue
-    return None
-
-
-def _stopped_model_check(node: Node) -> psutil.Process:
-    """Catch the model check as it starts, and stop it where it is (SIGSTOP): it now takes as long as we like."""
-    def stop_it() -> psutil.Process | None:
-        check = _model_check(node)
-        if check is not None:
-            check.send_signal(signal.SIGSTOP)
-        return check
-    return wait_for(stop_it, timeout_s=30, interval_s=0.002)
-
-
 def test_a_process_submission_answers_while_a_model_check_is_under_way(node: Node) -> None:
     with ThreadPoolExecutor(1) as pool:
         model = pool.submit(node.submit, {"model_type": "yolo", "model_path": YOLO_MODEL}, {"cpu": 1},
                             workload_type="mlmodel", fresh_connection=True)
-        check = _stopped_model_check(node)
+        check = stopped_model_check(node)
         try:
             started = time.monotonic()
             answer = node.submit(SLEEP)

@@ -17,6 +17,7 @@ from cnetd.common.model_sources import DATA, FILE, HTTP, S3, Source, parse_sourc
 from cnetd.scheduler.models.store import Artifact, ModelStore
 
 NEIGHBOUR_TIMEOUT_S = 5.0
+KEEP_TRIES = 2  # a model evicted between its lookup and its keep is brought again, once
 log = logging.getLogger("scheduler")
 
 
@@ -43,6 +44,27 @@ class ModelDeployments:
     def artifact_here(self, config: dict[str, Any]) -> Artifact | None:
         """The artifact the config names, when this node has it (a file, data here, a cached copy)."""
         return self._store.here(parse_source(config["model_path"]), config.get("model_sha256"))
+
+    def kept_artifact(self, config: dict[str, Any], workload_id: str, fetched: list[Artifact]) -> Artifact:
+        """The artifact the config names, here or fetched (then added to ``fetched``; slow: in a pool thread),
+        kept from eviction for ``workload_id`` until ``let_go``: a deployment prepared with it uses it before its
+        record names it."""
+        for _ in range(KEEP_TRIES):
+            artifact = self.artifact_here(config)
+            brought = artifact is None
+            if brought:
+                artifact = self.fetch(config)
+            if self._store.keep(artifact, workload_id):
+                if brought:
+                    fetched.append(artifact)
+                return artifact
+        raise Unavailable(f"config.model_path: {parse_source(config['model_path']).shown} was evicted from this "
+                          "node's cache each time it came, to make room for other models: try again")
+
+    def let_go(self, workload_id: str) -> None:
+        """What ``kept_artifact`` or ``forwarded`` kept for ``workload_id``: its record names it now, or it
+        went no further."""
+        self._store.let_go(workload_id)
 
     def fetch(self, config: dict[str, Any]) -> Artifact:
         """Fetch what the config names into the cache (slow: in a pool thread)."""
@@ -95,12 +117,13 @@ class ModelDeployments:
         """The config as the service runs it: the model's hash, and the file this node holds it in."""
         return {**config, "model_sha256": artifact.sha256, "model_file": artifact.path}
 
-    def forwarded(self, config: dict[str, Any]) -> Forwarded:
+    def forwarded(self, config: dict[str, Any], workload_id: str) -> Forwarded:
         """What a delegated deployment travels with. A model only this node has (a file, data here) is named by
         its hash and a signed link to this node's /api/artifacts. So is data a neighbour of this node holds: it
         is fetched here first (``carried``), since the node the deployment goes to may not reach that neighbour
-        (it asks its own neighbours only when this fails: ``not_carried`` says why). Any other source goes as
-        given."""
+        (it asks its own neighbours only when this fails: ``not_carried`` says why). The artifact is kept for
+        ``workload_id`` (``let_go`` once the forward is answered); evicted before that, it goes as given. Any other
+        source goes as given."""
         source = parse_source(config["model_path"])
         if source.kind in (HTTP, S3):
             return Forwarded(config)
@@ -118,5 +141,7 @@ class ModelDeployments:
                 log.info("not carrying %s across this hop (%s): the node that takes it asks its own neighbours",
                          source.text, exc.message)
                 return Forwarded(config, not_carried=exc)
+        if not self._store.keep(artifact, workload_id):
+            return Forwarded(config)
         return Forwarded({**config, "model_path": signed_link(self._api_url, self._token, artifact.sha256),
                           "model_sha256": artifact.sha256}, carried)

@@ -11,7 +11,8 @@ they are fsynced, checked against ``model_sha256`` and renamed into place, and t
 ``stored``. A fetch that fails leaves neither file nor record; one the scheduler's end interrupted is
 settled when it starts again (``settle``). Deployments of one model at once share one fetch. When the
 cache would exceed ``models.cache_bytes``, or the node's storage is short, least-recently-used cached
-models that no workload uses are evicted first.
+models that no workload uses are evicted first. A workload uses a model from the moment it is prepared or
+forwarded with it (``keep``, until ``let_go``), before its record names the model's hash.
 """
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ class ModelStore:
         self._db_path = db_path
         self._cache_bytes = cache_bytes
         self._workload_user = workload_user  # its group reads cached models (the services run as it)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # evict holds it while it asks users, which takes it too
+        self._kept: dict[str, set[str]] = {}  # sha256 -> workloads prepared or forwarded with it just now
         self._fetches: dict[str, Future[Artifact]] = {}  # by source text: one fetch for concurrent deployments
         self._hashes: dict[tuple[str, int, int, int], str] = {}  # a local file's hash, by path, inode, size, mtime
 
@@ -364,8 +366,31 @@ class ModelStore:
         except NotFound:
             pass
 
+    def keep(self, artifact: Artifact, workload_id: str) -> bool:
+        """``artifact`` is used by ``workload_id`` from now on (nothing evicts it) until ``let_go``, though its
+        record does not name it yet; whether it is still here (an eviction may have come first)."""
+        with self._lock:
+            self._kept.setdefault(artifact.sha256, set()).add(workload_id)
+        if self.known(artifact.sha256) is None:
+            self.let_go(workload_id)
+            return False
+        return True
+
+    def let_go(self, workload_id: str) -> None:
+        """What ``keep`` kept for ``workload_id``: its record names it now, or it was not prepared."""
+        with self._lock:
+            for sha256 in [sha256 for sha256, holders in self._kept.items() if workload_id in holders]:
+                self._kept[sha256].discard(workload_id)
+                if not self._kept[sha256]:
+                    del self._kept[sha256]
+
     def users(self, sha256: str, besides: str | None = None) -> list[str]:
-        return [user for user in model_users(self._ledger.workloads(), sha256) if user != besides]
+        """The workloads that use the model (``besides`` that one): those whose records name it, and those it is
+        kept for."""
+        with self._lock:
+            kept = set(self._kept.get(sha256, ()))
+        recorded = model_users(self._ledger.workloads(), sha256)
+        return [user for user in [*recorded, *sorted(kept - set(recorded))] if user != besides]
 
     def models(self) -> Iterator[WorkloadRecord]:
         return (record for record in self._ledger.workloads() if record.type == MODEL_TYPE)
@@ -373,13 +398,14 @@ class ModelStore:
     def evict(self, sha256: str, besides: str | None = None) -> dict[str, Any]:
         """Forget one artifact (and delete its cached file); Conflict while a workload (``besides`` that one)
         uses it."""
-        record = self._ledger.get(record_id(sha256))
-        users = self.users(sha256, besides)
-        if users:
-            raise Conflict(f"model {sha256} is used by {', '.join(users)}: delete those first", users=users)
-        self._ledger.remove(record.id)
-        if record.config["kind"] == CACHED:
-            Path(record.config["path"]).unlink(missing_ok=True)
+        with self._lock:  # no keep between the question and the removal
+            record = self._ledger.get(record_id(sha256))
+            users = self.users(sha256, besides)
+            if users:
+                raise Conflict(f"model {sha256} is used by {', '.join(users)}: delete those first", users=users)
+            self._ledger.remove(record.id)
+            if record.config["kind"] == CACHED:
+                Path(record.config["path"]).unlink(missing_ok=True)
         log.info("evicted model %s (%s, %d bytes)", sha256, record.config["source"], record.config["size_bytes"])
         return {"sha256": sha256, "evicted": True}
 
