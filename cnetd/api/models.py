@@ -4,7 +4,7 @@ node's token or a link the node signed (``cnetd.core.links``): how a delegated d
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import falcon
 
@@ -52,8 +52,7 @@ class Model(Resource):
 
 class ArtifactFile(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, sha256: str) -> None:
-        path = self._path(_sha256(sha256))
-        handle = open(path, "rb")  # closed by gunicorn once sent, or below on a refusal
+        handle = self._open(_sha256(sha256))  # closed by gunicorn once sent, or below on a refusal
         try:
             size = handle.seek(0, 2)
             try:
@@ -73,15 +72,23 @@ class ArtifactFile(Resource):
             handle.close()
             raise
 
-    def _path(self, sha256: str) -> str:
-        """Where this node holds the bytes: a model artifact's file, or a file of stored data."""
+    def _open(self, sha256: str) -> BinaryIO:
+        """The bytes this node holds: a model artifact's file, else a file of stored data. A record whose file is
+        gone since (its data deleted, a cached copy evicted meanwhile) holds nothing: 404."""
+        for path in self._paths(sha256):
+            try:
+                return open(path, "rb")
+            except FileNotFoundError:
+                continue
+        raise NotFound(f"no artifact {sha256} on this node")
+
+    def _paths(self, sha256: str) -> Iterator[str]:
         try:
             record = self.deps.ledger.get(record_id(sha256))
         except NotFound:
             record = None
         if record is not None and record.status == Status.STORED:
-            return record.config["path"]
+            yield record.config["path"]
         path = self.deps.catalog.file_with_sha256(sha256)
-        if path is None:
-            raise NotFound(f"no artifact {sha256} on this node")
-        return path
+        if path is not None:
+            yield path

@@ -196,6 +196,19 @@ def test_a_data_upload_is_a_model_source(node: Node) -> None:
     assert missing.status_code == 422 and "has no file 'other.onnx'" in missing.json()["message"]
 
 
+def test_an_artifact_whose_file_is_gone_is_404(node: Node) -> None:
+    """A model's record outlives the data its file lay in (deleted by its owner): asking for its bytes is a 404
+    (it was a 500: the file was opened as the record named it)."""
+    with open(YOLO_MODEL, "rb") as handle:
+        stored = node.api("POST", "/api/workloads", files=[("file", ("faces.onnx", handle))]).json()
+    answer = deploy(node, f"data://{stored['data_key']}/faces.onnx")
+    assert answer.status_code == 201, answer.text
+    assert node.api("GET", f"/api/artifacts/{SHA256}").status_code == 200
+    assert node.api("DELETE", f"/api/data/{stored['data_key']}").status_code == 200
+    gone = node.api("GET", f"/api/artifacts/{SHA256}")
+    assert gone.status_code == 404 and gone.json()["error"] == "not_found", gone.text
+
+
 def test_a_fetch_shows_its_progress_and_a_restart_settles_an_interrupted_one(node: Node, models: Path) -> None:
     with FileServer(models, chunk_delay_s=0.05) as slow:  # ~186 chunks: about 9 s
         with ThreadPoolExecutor(1) as pool:
