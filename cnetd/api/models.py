@@ -83,6 +83,7 @@ class ArtifactFile(Resource):
         raise NotFound(f"no artifact {sha256} on this node")
 
     def _paths(self, sha256: str) -> Iterator[str]:
+        """Where the bytes may lie: the model record's file, then a file of stored data with that hash."""
         try:
             record = self.deps.ledger.get(record_id(sha256))
         except NotFound:
