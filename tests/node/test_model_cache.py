@@ -144,6 +144,9 @@ def test_a_cached_model_is_kept_for_the_deployment_prepared_with_it(node: Node, 
     assert other.status_code == 409 and user in other.json()["message"], other.text
     assert by_hand.status_code == 409 and user in by_hand.json()["message"], by_hand.text
     assert list(cached(node)) == [SHA256] and model_files(node) == [SHA256]
+    node.api("DELETE", f"/api/workloads/{user}")
+    evicted = node.api("DELETE", f"/api/models/{SHA256}")  # kept no longer: its record named it, and is gone
+    assert evicted.status_code == 200 and model_files(node) == [], evicted.text
 
 
 @pytest.mark.parametrize("path, config, words", [
