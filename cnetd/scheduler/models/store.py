@@ -368,12 +368,14 @@ class ModelStore:
 
     def keep(self, artifact: Artifact, workload_id: str) -> bool:
         """``artifact`` is used by ``workload_id`` from now on (nothing evicts it) until ``let_go``, though its
-        record does not name it yet; whether it is still here (an eviction may have come first)."""
+        record does not name it yet; False when an eviction came first (``evict`` removes the record under the
+        same lock, so a record found here stays)."""
         with self._lock:
+            try:
+                self._ledger.get(record_id(artifact.sha256))
+            except NotFound:
+                return False
             self._kept.setdefault(artifact.sha256, set()).add(workload_id)
-        if self.known(artifact.sha256) is None:
-            self.let_go(workload_id)
-            return False
         return True
 
     def let_go(self, workload_id: str) -> None:
