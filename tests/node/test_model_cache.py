@@ -91,6 +91,12 @@ def test_an_http_model_is_fetched_once_for_concurrent_deployments(node: Node, se
     assert sum(samples(node, "cnet_model_fetched_bytes_total")) == SIZE
 
 
+def uploaded_model(node: Node) -> dict[str, Any]:
+    """The YOLO model stored at ``node`` as data of one file, faces.onnx: its data record."""
+    with open(YOLO_MODEL, "rb") as handle:
+        return node.api("POST", "/api/workloads", files=[("file", ("faces.onnx", handle))]).json()
+
+
 def test_least_recently_used_unused_models_are_evicted(node: Node, server: FileServer) -> None:
     first = deploy(node, f"{server.url}/faces.onnx")
     assert first.status_code == 201, first.text
@@ -187,8 +193,7 @@ def test_a_model_fetched_onto_a_full_disk_is_507_and_leaves_nothing(open_dir: Pa
 
 
 def test_a_data_upload_is_a_model_source(node: Node) -> None:
-    with open(YOLO_MODEL, "rb") as handle:
-        stored = node.api("POST", "/api/workloads", files=[("file", ("faces.onnx", handle))]).json()
+    stored = uploaded_model(node)
     answer = deploy(node, f"data://{stored['data_key']}/faces.onnx")
     assert answer.status_code == 201, answer.text
     assert answer.json()["config"]["model_sha256"] == SHA256
@@ -202,8 +207,7 @@ def test_a_data_upload_is_a_model_source(node: Node) -> None:
 def test_an_artifact_whose_file_is_gone_is_404(node: Node) -> None:
     """A model's record outlives the data its file lay in (deleted by its owner): asking for its bytes is a 404
     (it was a 500: the file was opened as the record named it)."""
-    with open(YOLO_MODEL, "rb") as handle:
-        stored = node.api("POST", "/api/workloads", files=[("file", ("faces.onnx", handle))]).json()
+    stored = uploaded_model(node)
     answer = deploy(node, f"data://{stored['data_key']}/faces.onnx")
     assert answer.status_code == 201, answer.text
     assert node.api("GET", f"/api/artifacts/{SHA256}").status_code == 200
