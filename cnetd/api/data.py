@@ -5,7 +5,6 @@ from typing import Any
 
 import falcon
 
-from cnetd.api import uploads
 from cnetd.api.base import Resource
 from cnetd.common.errors import NotFound
 from cnetd.common.web import send
@@ -23,7 +22,7 @@ class DataItem(Resource):
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, data_key: str) -> None:
         self._stored(data_key)
-        send(resp, uploads.delete(data_key, self.data_root, self.deps.catalog, self.schedule))
+        send(resp, self.schedule("delete_data", id=data_key))  # refused (409) while a workload uses it
 
     def _stored(self, data_key: str) -> dict[str, Any]:
         stored = self.deps.catalog.get(data_key)

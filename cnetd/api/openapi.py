@@ -478,8 +478,8 @@ def document() -> dict[str, Any]:
         "/api/data/{data_key}": {
             "parameters": [_PATH_KEY],
             "get": _operation("One stored upload with its files", _ok("StoredData"), "404", **_SECURED),
-            "delete": _operation("Delete stored data; its storage is released", _ok("Deleted"), "401", "404",
-                                 **_SECURED)},
+            "delete": _operation("Delete stored data no workload uses; its storage is released", _ok("Deleted"),
+                                 "401", "404", "409", "503", **_SECURED)},
         "/api/models": {"get": _operation("The model cache: every artifact this node holds", _ok("ModelList"),
                                           **_SECURED)},
         "/api/models/{sha256}": {"parameters": [_PATH_SHA], "delete": _operation(

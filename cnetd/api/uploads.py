@@ -177,9 +177,3 @@ def _take_part(part: Any, staging: Path, fields: dict[str, str], files: list[Sto
         raise Invalid(f"file name refused: {exc}") from None
     size, sha256 = _write_part(part.stream, staging, relative, helpers, buffer)
     files.append(StoredFile(str(relative), size, sha256))
-
-
-def delete(data_key: str, data_root: Path, catalog: Catalog, schedule: Schedule) -> dict[str, Any]:
-    remove_upload_files(data_root, data_key, catalog)
-    return schedule("forget", id=data_key)
-

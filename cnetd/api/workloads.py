@@ -169,7 +169,7 @@ class Workload(Resource):
 
     def delete_one(self, record: WorkloadRecord) -> tuple[int, Any]:
         if record.type == "data" and not record.remote:
-            return 200, uploads.delete(record.id, self.data_root, self.deps.catalog, self.schedule)
+            return 200, self.schedule("delete_data", id=record.id)
         if not record.remote:
             return 200, self.schedule("delete", id=record.id)
         status, body = self.deps.remote.act(record, "DELETE")

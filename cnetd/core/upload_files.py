@@ -1,11 +1,13 @@
 """What an upload leaves on disk and in the data catalog, and its removal: the staging directory its parts stream
-into, the directory they are renamed to, and the catalog entry. Removed by the API when an upload fails or data is
-deleted, and by the scheduler for an upload whose receiving API process died mid-way (``abandoned``)."""
+into, the directory they are renamed to, and the catalog entry. Removed by the API when an upload fails, and by the
+scheduler when data is deleted (unless a workload uses it: ``data_users``) or an upload's receiving API process died
+mid-way (``abandoned``)."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+from cnetd.core.model_records import MODEL_TYPE
 from ledger.catalog import Catalog
 from ledger.records import Status, WorkloadRecord
 
@@ -26,6 +28,15 @@ def receiver() -> dict[str, float]:
     import psutil  # where used, as in _alive
     me = psutil.Process()
     return {"pid": me.pid, "started": me.create_time()}
+
+
+def data_users(records: list[WorkloadRecord], data_key: str) -> list[str]:
+    """The workloads (of ``records``, a node's) that name a file of the data as their model or source, by id: any
+    not finished, run here or delegated (a deployment's future replicas, a service restarted, read it again)."""
+    prefix = f"data://{data_key}/"
+    return sorted(record.id for record in records if record.type != MODEL_TYPE and not record.terminal and any(
+        isinstance(named, str) and named.startswith(prefix)
+        for named in (record.config.get("model_path"), record.config.get("source"))))
 
 
 def abandoned(records: list[WorkloadRecord]) -> list[WorkloadRecord]:

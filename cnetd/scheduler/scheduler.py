@@ -49,7 +49,7 @@ from cnetd.scheduler.refusals import Refusal, refusal_error, refusal_of
 from cnetd.scheduler.deployments.autoscaling import ScaleDecision, autoscaled
 from cnetd.scheduler.deployments.controller import DeploymentController
 from cnetd.scheduler.orphans import OrphanWatch
-from cnetd.core.upload_files import abandoned, remove_upload_files
+from cnetd.core.upload_files import abandoned, data_users, remove_upload_files
 from ledger.catalog import Catalog
 from ledger import boot_clock
 from ledger.nodetable import Role
@@ -121,7 +121,7 @@ class Scheduler:
     def handlers(self) -> dict[str, Any]:
         return {"submit": self.submit, "confirm": self.confirm, "forget": self.forget, "reserve": self.reserve,
                 "data_stored": self.data_stored, "stop": self.stop, "delete": self.delete,
-                "evict_model": self.evict_model, "scale": self.scale, "autoscale": self.autoscale,
+                "delete_data": self.delete_data, "evict_model": self.evict_model, "scale": self.scale, "autoscale": self.autoscale,
                 "wake_deployments": lambda args: self._deployments_controller.wake(),
                 "delete_deployment": self.delete_deployment,
                 "revise": lambda args: self._revisions.revise(args["id"], args["change"]),
@@ -440,7 +440,7 @@ class Scheduler:
 
     @functools.cached_property
     def _catalog(self) -> Catalog:
-        """The data catalog, for what an abandoned upload catalogued: opened only once one is found."""
+        """The data catalog, for data being deleted and what an abandoned upload catalogued: opened when needed."""
         return Catalog(self._node.config.db_path)
 
     def _delete_orphan(self, record: WorkloadRecord) -> None:
@@ -491,6 +491,25 @@ class Scheduler:
             return dataclasses.replace(record, status=Status.STORED, name=args["name"], config=args["config"],
                                        started_at=time.time())
         return self._ledger.resize(args["id"], stored, Resources(storage=args["storage"])).to_dict()
+
+    def delete_data(self, args: dict[str, Any]) -> Deferred:
+        """Data deleted by its owner: a Conflict while a workload here names a file of it (``data_users``). Else
+        its catalog entry goes at once (no submission decided after this finds it here), then, in a pool thread,
+        its files, the records of unused models that lay in them, and its record with the storage it held."""
+        data_key = args["id"]
+        users = data_users(self._ledger.workloads(), data_key)
+        if users:
+            raise Conflict(f"data {data_key} is used by {', '.join(users)}: delete those first", users=users)
+        stored = self._catalog.get(data_key)
+        self._catalog.remove(data_key)
+
+        def remove() -> None:
+            remove_upload_files(Path(self._node.config.data_path), data_key, self._catalog)
+            if stored is not None:
+                self._models.forget_unused_in(stored["path"])
+            with contextlib.suppress(NotFound):  # an upload that never reserved, or a delete that ran twice
+                self._ledger.remove(data_key)
+        return Deferred(remove, lambda _: {"id": data_key, "deleted": True})
 
     def evict_model(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._models.evict(args["sha256"])

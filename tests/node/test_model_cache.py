@@ -204,14 +204,35 @@ def test_a_data_upload_is_a_model_source(node: Node) -> None:
     assert missing.status_code == 422 and "has no file 'other.onnx'" in missing.json()["message"]
 
 
+def test_data_in_use_is_not_deleted(node: Node) -> None:
+    """Data a model service runs from is refused deletion (409, naming the service) by either path. It was
+    deleted, and the service then failed at its first restart (its model file gone), while /api/models went on
+    listing the model as ready. Once the service is deleted, the data goes, and the model's record with it."""
+    stored = uploaded_model(node)
+    service = deploy(node, f"data://{stored['data_key']}/faces.onnx").json()
+    for path in (f"/api/data/{stored['data_key']}", f"/api/workloads/{stored['data_key']}"):
+        refused = node.api("DELETE", path)
+        assert refused.status_code == 409 and refused.json()["users"] == [service["id"]], refused.text
+    assert node.api("GET", f"/api/data/{stored['data_key']}").status_code == 200
+    assert data_file(node, stored).is_file() and SHA256 in cached(node)
+    node.api("DELETE", f"/api/workloads/{service['id']}")
+    assert node.api("DELETE", f"/api/data/{stored['data_key']}").json()["deleted"] is True
+    assert not data_file(node, stored).exists() and cached(node) == {}
+    assert node.resources()["allocated"]["storage"] == 0
+
+
+def data_file(node: Node, stored: dict[str, Any]) -> Path:
+    return Path(node.config["storage"]["sqlite"]["data_path"]) / stored["data_key"] / "faces.onnx"
+
+
 def test_an_artifact_whose_file_is_gone_is_404(node: Node) -> None:
-    """A model's record outlives the data its file lay in (deleted by its owner): asking for its bytes is a 404
-    (it was a 500: the file was opened as the record named it)."""
+    """A model's record outlives its file (removed by hand from the data it lay in): asking for its bytes is a
+    404 (it was a 500: the file was opened as the record named it)."""
     stored = uploaded_model(node)
     answer = deploy(node, f"data://{stored['data_key']}/faces.onnx")
     assert answer.status_code == 201, answer.text
     assert node.api("GET", f"/api/artifacts/{SHA256}").status_code == 200
-    assert node.api("DELETE", f"/api/data/{stored['data_key']}").status_code == 200
+    data_file(node, stored).unlink()
     gone = node.api("GET", f"/api/artifacts/{SHA256}")
     assert gone.status_code == 404 and gone.json()["error"] == "not_found", gone.text
 

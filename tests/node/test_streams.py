@@ -219,6 +219,8 @@ def test_bad_streams_are_refused_and_leave_nothing(node: Node, detector: str, cl
         assert ended["status"] == "completed" and ended["restarts"] == 0, ended
         assert ended["stream"]["state"] == "ended" and ended["stream"]["frames_read"] >= 15, ended["stream"]
         assert ended["stream"]["events"] >= 1
+        # Ended, the stream holds its data no more (a stream not finished would: 409).
+        assert node.api("DELETE", f"/api/data/{uploaded.json()['data_key']}").status_code == 200
 
 def test_a_stream_with_its_own_detector_takes_it_along(node: Node) -> None:
     before = node.resources()

@@ -411,6 +411,15 @@ class ModelStore:
         log.info("evicted model %s (%s, %d bytes)", sha256, record.config["source"], record.config["size_bytes"])
         return {"sha256": sha256, "evicted": True}
 
+    def forget_unused_in(self, folder: str) -> None:
+        """The records of the local models whose file lay in ``folder`` (data deleted) and that no workload uses."""
+        inside = os.path.join(os.path.realpath(folder), "")
+        with self._lock:
+            for record in list(self.models()):
+                if record.config["kind"] == LOCAL and record.config["path"].startswith(inside):
+                    with contextlib.suppress(Conflict):
+                        self.evict(record.config["sha256"])
+
     def _evict_for(self, size: int) -> bool:
         """Evict unused cached models, least recently used first, until ``size`` more bytes fit in the cache
         and in the node's free storage; whether they fit in the cache (the ledger says if storage does)."""
