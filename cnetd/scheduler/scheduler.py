@@ -494,22 +494,25 @@ class Scheduler:
 
     def delete_data(self, args: dict[str, Any]) -> Deferred:
         """Data deleted by its owner: a Conflict while a workload here names a file of it (``data_users``). Else
-        its catalog entry goes at once (no submission decided after this finds it here), then, in a pool thread,
-        its files, the records of unused models that lay in them, and its record with the storage it held."""
+        its delete is recorded and its catalogue row goes at once (no submission decided after this finds it
+        here); its files, the records of unused models that lay in them, and its record with the storage it
+        held go in a pool thread (``_remove_data``)."""
         data_key = args["id"]
         users = data_users(self._ledger.workloads(), data_key)
         if users:
             raise Conflict(f"data {data_key} is used by {', '.join(users)}: delete those first", users=users)
-        stored = self._catalog.get(data_key)
+        with contextlib.suppress(NotFound):  # catalogued with no record: its upload's reservation is gone
+            self._ledger.update(data_key, mark_deleting)
         self._catalog.remove(data_key)
+        return Deferred(lambda: self._remove_data(data_key), lambda _: {"id": data_key, "deleted": True})
 
-        def remove() -> None:
-            remove_upload_files(Path(self._node.config.data_path), data_key, self._catalog)
-            if stored is not None:
-                self._models.forget_unused_in(stored["path"])
-            with contextlib.suppress(NotFound):  # an upload that never reserved, or a delete that ran twice
-                self._ledger.remove(data_key)
-        return Deferred(remove, lambda _: {"id": data_key, "deleted": True})
+    def _remove_data(self, data_key: str) -> None:
+        """What a data delete recorded is carried out (again, by ``reconcile``, when the scheduler ended)."""
+        data_root = Path(self._node.config.data_path)
+        remove_upload_files(data_root, data_key, self._catalog)
+        self._models.forget_unused_in(str(data_root / data_key))
+        with contextlib.suppress(NotFound):  # a delete that ran twice
+            self._ledger.remove(data_key)
 
     def evict_model(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._models.evict(args["sha256"])
@@ -555,7 +558,8 @@ class Scheduler:
         programs = self._supervisor.workload_infos()
         for record in self._ledger.workloads():
             if record.deleting:
-                self._server.submit_background(lambda record=record: self._launcher.delete(record))
+                self._server.submit_background(lambda record=record: self._remove_data(record.id)
+                                               if record.type == "data" else self._launcher.delete(record))
                 continue
             if record.deployment is not None and record.status == Status.PENDING:  # its controller places the rest
                 self._ledger.update(record.id, lambda current: dataclasses.replace(current, status=Status.STARTING))

@@ -19,6 +19,7 @@ import botocore
 import pytest
 import requests
 
+from cnetd.core.lifecycle import mark_deleting
 from ledger.records import Resources, WorkloadRecord
 from ledger.store import Ledger
 from tests.support.disks import fill, small_disk
@@ -73,6 +74,25 @@ def test_curl_single_file_upload(node: Node, tmp_path) -> None:
     assert node.api("DELETE", f"/api/data/{record['data_key']}").json()["deleted"] is True
     assert node.resources()["allocated"]["storage"] == before and not stored.exists()
     assert node.api("GET", f"/api/data/{record['data_key']}").status_code == 404
+
+
+def test_a_data_delete_cut_short_by_the_schedulers_end_is_finished_when_it_starts(node: Node) -> None:
+    """A data delete records itself (``deleting``), then removes the catalogue row, the files and the record.
+    A scheduler that ended in between finishes it when it starts: the storage is not held for good by data that
+    can no longer be found (control: before, its start tried to delete data as a program, and failed)."""
+    record = node.api("POST", "/api/workloads", files=[("file", ("doomed.txt", b"x" * 1000))]).json()
+    before = node.resources()["allocated"]["storage"]
+    node.supervisorctl("stop", "scheduler")
+    ledger = Ledger(str(node.runtime_dir / "ledger"))  # as the scheduler left it: the delete recorded, not done
+    try:
+        ledger.update(record["id"], mark_deleting)
+    finally:
+        ledger.close()
+    node.supervisorctl("start", "scheduler")
+    wait_for(lambda: node.api("GET", f"/api/workloads/{record['id']}").status_code == 404, timeout_s=30)
+    assert node.resources()["allocated"]["storage"] == before - 1000
+    assert node.api("GET", f"/api/data/{record['id']}").status_code == 404
+    assert not (data_root(node) / record["id"]).exists()
 
 
 def test_concurrent_uploads_are_byte_identical_with_their_sha256_and_md5(node: Node) -> None:
