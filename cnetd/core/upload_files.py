@@ -43,7 +43,7 @@ def abandoned(records: list[WorkloadRecord]) -> list[WorkloadRecord]:
     """Uploads in progress whose receiving process is gone (killed with its API, say): nothing will finish or
     undo them but the scheduler."""
     return [record for record in records if record.type == "data" and record.status == Status.UPLOADING
-            and not _alive(record.config)]
+            and not record.deleting and not _alive(record.config)]
 
 
 def _alive(config: dict[str, object]) -> bool:

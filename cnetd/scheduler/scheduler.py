@@ -424,8 +424,7 @@ class Scheduler:
         for record in abandoned(records):
             log.info("undoing upload %s: the API process receiving it is gone", record.id,
                      extra=workload_fields(record.id))
-            remove_upload_files(Path(self._node.config.data_path), record.id, self._catalog)
-            self._ledger.remove(record.id)
+            self._remove_data(record.id)
         for record in records:
             if record.status != Status.UNKNOWN:
                 continue
@@ -507,7 +506,8 @@ class Scheduler:
         return Deferred(lambda: self._remove_data(data_key), lambda _: {"id": data_key, "deleted": True})
 
     def _remove_data(self, data_key: str) -> None:
-        """What a data delete recorded is carried out (again, by ``reconcile``, when the scheduler ended)."""
+        """What a data delete recorded is carried out (again, by ``reconcile``, when the scheduler ended), or an
+        abandoned upload undone."""
         data_root = Path(self._node.config.data_path)
         remove_upload_files(data_root, data_key, self._catalog)
         self._models.forget_unused_in(str(data_root / data_key))
