@@ -4,12 +4,14 @@ by its hash; predictions through the origin match the origin's own; a second dep
 a wrong model_sha256 is refused with nothing cached or allocated anywhere; data uploaded on the origin is
 a model source for its child, and for its grandchild (the child carries it across its hop); forwards that
 outlast their timeout while the model is fetched are settled once the fetch ends (run, or fenced off), never
-run twice; data the origin may hold, asked for while it is cut off, is refused naming it as not asked."""
+run twice; data the origin may hold, asked for while it is cut off, is refused naming it as not asked; a model
+is kept for the forward that names it."""
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -116,6 +118,34 @@ def test_a_model_only_the_origin_has_runs_on_a_child_and_a_grandchild(tree: dict
     assert sum(samples(child, "cnet_model_fetched_bytes_total")) == Path(path).stat().st_size
     for record in (here, on_child, on_grandchild, again):
         assert origin.api("DELETE", f"/api/workloads/{record['id']}").status_code == 200
+
+
+def test_a_model_is_kept_for_the_forward_that_names_it(tree: dict[str, Node]) -> None:
+    """A deployment forwarded with data only the origin has names the model by a link to the origin's
+    /api/artifacts, and the origin keeps the model for it until the forward is answered: an eviction meanwhile
+    (the child's scheduler, stopped, holds the forward open) is a 409 naming it, not a link that goes dead on
+    its way. Once answered, the pointer does not hold the model: the node that runs it has its own copy.
+    Control: with the keep taken out of ``forwarded``, the eviction is answered 200."""
+    origin, child = tree["origin"], tree["child"]
+    stored = upload(origin)
+    scheduler = child.program_pid("scheduler")
+    os.kill(scheduler, signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(origin.submit, from_data(stored), {"cpu": 1.5}, workload_type="mlmodel")
+            [pointer] = wait_for(lambda: [view for view in origin.workloads() if view["status"] == "delegating"]
+                                 or None, timeout_s=30)
+            evicted = origin.api("DELETE", f"/api/models/{SHA256}")
+            os.kill(scheduler, signal.SIGCONT)
+            answer = pending.result()
+    finally:
+        os.kill(scheduler, signal.SIGCONT)
+    assert evicted.status_code == 409 and evicted.json()["users"] == [pointer["id"]], evicted.text
+    assert answer.status_code == 201 and answer.json()["node"] == child.node_id, answer.text
+    assert relayed(origin, pointer["id"])
+    assert origin.api("DELETE", f"/api/models/{SHA256}").status_code == 200  # the pointer holds it no more
+    for workload_id in (pointer["id"], stored["data_key"]):
+        assert origin.api("DELETE", f"/api/workloads/{workload_id}").status_code == 200
 
 
 def test_a_wrong_sha256_is_refused_with_nothing_cached_or_allocated(tree: dict[str, Node], model_dir: Path) -> None:
