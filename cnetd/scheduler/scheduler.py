@@ -121,7 +121,8 @@ class Scheduler:
     def handlers(self) -> dict[str, Any]:
         return {"submit": self.submit, "confirm": self.confirm, "forget": self.forget, "reserve": self.reserve,
                 "data_stored": self.data_stored, "stop": self.stop, "delete": self.delete,
-                "delete_data": self.delete_data, "evict_model": self.evict_model, "scale": self.scale, "autoscale": self.autoscale,
+                "delete_data": self.delete_data, "evict_model": self.evict_model, "scale": self.scale,
+                "autoscale": self.autoscale,
                 "wake_deployments": lambda args: self._deployments_controller.wake(),
                 "delete_deployment": self.delete_deployment,
                 "revise": lambda args: self._revisions.revise(args["id"], args["change"]),
