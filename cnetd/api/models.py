@@ -3,6 +3,7 @@ evicts an unused one, and ``GET /api/artifacts/{sha256}`` streams one (Range-abl
 node's token or a link the node signed (``cnetd.core.links``): how a delegated deployment gets its model."""
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, BinaryIO, Iterator
 
@@ -38,11 +39,12 @@ class Models(Resource):
 
 
 def _shown(config: dict[str, Any], status: str, users: list[str]) -> dict[str, Any]:
-    """One artifact as listed: a fetch under way shows how far it is."""
+    """One artifact as listed: a fetch under way shows how far it is; one whose file is gone (removed by hand from
+    where it lay) is ``missing``, as Triton's repository index shows a model it cannot load as unavailable."""
     return {"sha256": config.get("sha256"), "size_bytes": config["size_bytes"], "source": config["source"],
             "kind": config.get("kind", "cached"), "last_used": config.get("last_used"), "users": users,
-            "status": "fetching" if status == Status.UPLOADING else "ready",
-            "received_bytes": config.get("received_bytes", config["size_bytes"])}
+            "status": "fetching" if status == Status.UPLOADING else "ready" if os.path.isfile(config["path"])
+            else "missing", "received_bytes": config.get("received_bytes", config["size_bytes"])}
 
 
 class Model(Resource):
@@ -74,7 +76,7 @@ class ArtifactFile(Resource):
 
     def _open(self, sha256: str) -> BinaryIO:
         """The bytes this node holds: a model artifact's file, else a file of stored data. A record whose file is
-        gone since (its data deleted, a cached copy evicted meanwhile) holds nothing: 404."""
+        gone since (removed by hand, a cached copy evicted meanwhile) holds nothing: 404."""
         for path in self._paths(sha256):
             try:
                 return open(path, "rb")

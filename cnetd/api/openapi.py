@@ -334,7 +334,8 @@ SCHEMAS: dict[str, Any] = {
         "source": {"type": "string", "description": "the model_path it came from"},
         "kind": {"enum": ["cached", "local"], "description": "cached: fetched into the cache and counted "
                  "against storage; local: a file or data of this node, used where it lies"},
-        "status": {"enum": ["fetching", "ready"]}, "last_used": {"type": ["number", "null"]},
+        "status": {"enum": ["fetching", "ready", "missing"], "description": "missing: its file is gone"},
+        "last_used": {"type": ["number", "null"]},
         "users": {"type": "array", "items": {"type": "string"}, "description": "workloads that use it"}}},
     "ModelList": {"type": "object", "required": ["models", "count", "cache_bytes", "cached_bytes"], "properties": {
         "models": {"type": "array", "items": _ref("CachedModel")}, "count": {"type": "integer"},

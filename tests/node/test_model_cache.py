@@ -226,13 +226,15 @@ def data_file(node: Node, stored: dict[str, Any]) -> Path:
 
 
 def test_an_artifact_whose_file_is_gone_is_404(node: Node) -> None:
-    """A model's record outlives its file (removed by hand from the data it lay in): asking for its bytes is a
-    404 (it was a 500: the file was opened as the record named it)."""
+    """A model's record outlives its file (removed by hand from the data it lay in): it is listed ``missing``, and
+    asking for its bytes is a 404 (it was a 500: the file was opened as the record named it)."""
     stored = uploaded_model(node)
     answer = deploy(node, f"data://{stored['data_key']}/faces.onnx")
     assert answer.status_code == 201, answer.text
     assert node.api("GET", f"/api/artifacts/{SHA256}").status_code == 200
+    assert cached(node)[SHA256]["status"] == "ready"
     data_file(node, stored).unlink()
+    assert cached(node)[SHA256]["status"] == "missing"  # it was listed ready
     gone = node.api("GET", f"/api/artifacts/{SHA256}")
     assert gone.status_code == 404 and gone.json()["error"] == "not_found", gone.text
 

@@ -234,7 +234,7 @@ export function renderModels(target, usage, cache) {
     el("td", {}, model.status === "fetching"
       ? [el("progress", { max: model.size_bytes, value: model.received_bytes }),
          ` ${bytes(model.received_bytes)} of ${bytes(model.size_bytes)}`]
-      : "ready"),
+      : model.status),
     el("td", { class: "num" }, bytes(model.size_bytes)),
     el("td", {}, model.users.join(", ") || "none")))
     : el("tr", {}, el("td", { colspan: 6, class: "empty" }, "no models on this node")));
