@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 import urllib.parse
 
@@ -29,9 +30,9 @@ def signed_link(api_url: str, token: str | None, sha256: str, now: float | None 
 
 
 def link_is_valid(token: str, sha256: str, expires: str | None, signature: str | None) -> bool:
-    if not expires or not signature or not expires.isdigit() or int(expires) < time.time():
-        return False
-    return hmac.compare_digest(signature, _signature(token, sha256, int(expires)))
+    if not expires or not signature or not re.fullmatch(r"[0-9]{1,12}", expires) or int(expires) < time.time():
+        return False  # ASCII digits only: '²' is a digit to str.isdigit, and no int
+    return _same(signature, _signature(token, sha256, int(expires)))
 
 
 def stream_signature(token: str | None, stream_id: str, detector: str) -> str:
@@ -44,7 +45,12 @@ def stream_signature(token: str | None, stream_id: str, detector: str) -> str:
 def stream_signature_is_valid(token: str, stream_id: str | None, detector: str, signature: str | None) -> bool:
     if not stream_id or not signature:
         return False
-    return hmac.compare_digest(signature, stream_signature(token, stream_id, detector))
+    return _same(signature, stream_signature(token, stream_id, detector))
+
+
+def _same(given: str, expected: str) -> bool:
+    """Compared in constant time as bytes: ``compare_digest`` refuses str beyond ASCII, which anyone may send."""
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def is_artifact_link(url: str) -> bool:

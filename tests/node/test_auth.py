@@ -47,6 +47,21 @@ def test_mutations_with_the_token_work(node: Node) -> None:
         assert answer.status_code in (200, 201, 404), (method, path, answer.text)  # 404: …/nope
 
 
+def test_signatures_that_are_not_ascii_digits_and_hex_are_401(node: Node) -> None:
+    """A signed artifact link's ``expires`` and ``signature``, and a stream's signature header, come from anyone:
+    unicode digits (``²`` passes ``str.isdigit`` and then fails ``int``) and characters beyond ASCII (which
+    ``hmac.compare_digest`` refuses to compare as str) are a 401 like any wrong signature. Both were a 500."""
+    artifact = f"{node.url}/api/artifacts/{'a' * 64}"
+    for query in ({"expires": "\u00b2", "signature": "x"}, {"expires": "99999999999", "signature": "\u00e9"}):
+        answer = requests.get(artifact, params=query, timeout=10)
+        assert answer.status_code == 401 and answer.json()["error"] == "unauthorized", (query, answer.text)
+    detector = node.submit({"command": "sleep", "args": ["60"]}).json()["id"]
+    answer = requests.post(f"{node.url}/api/workloads/{detector}/predict", data=b"x", timeout=10,
+                           headers={"Content-Type": "image/jpeg", "X-CNET-Stream": "cam",
+                                    "X-CNET-Stream-Signature": "\u00e9".encode("latin-1")})
+    assert answer.status_code == 401 and answer.json()["error"] == "unauthorized", answer.text
+
+
 def test_open_reads_stay_open(node: Node) -> None:
     for path in ("/api/health", "/", "/ui/js/api.js", "/api/openapi.json", "/metrics"):
         assert requests.get(node.url + path, timeout=10).status_code == 200, path
