@@ -38,7 +38,7 @@ class YoloDetector:
             return None
         ids = []
         for value in classes:
-            if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            if isinstance(value, int) or (isinstance(value, str) and value.isascii() and value.isdigit()):
                 ids.append(int(value))
             elif isinstance(value, str) and value in self._ids_by_name:
                 ids.append(self._ids_by_name[value])

@@ -71,6 +71,10 @@ def test_options_filter_and_limit(yolo: str) -> None:
     assert [d["class"] for d in only_male.json()["detections"]] == ["FACE_MALE"]
     one = requests.post(f"{yolo}/predict", json={"image": encoded, "confidence": 0.1, "max_detections": 1})
     assert one.json()["count"] == 1
+    # Class ids are ASCII digits: '²' is a digit to str.isdigit and no int (it was a 500), so it is a name: 422.
+    for classes in ("\u00b2", ["\u00b2"]):
+        unicode_digit = requests.post(f"{yolo}/predict", json={"image": encoded, "classes": classes})
+        assert unicode_digit.status_code == 422 and "no class" in unicode_digit.json()["message"], unicode_digit.text
 
 
 def test_two_independent_detectors_agree_on_the_face(yolo: str, faces: str, eyes: str) -> None:

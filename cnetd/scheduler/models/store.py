@@ -233,7 +233,7 @@ class ModelStore:
                 raise Unprocessable(f"config.model_path: {label} answered HTTP {answer.status_code}",
                                     artifact=label)
             length = answer.headers.get("Content-Length")
-            if length is None or not length.isdigit():
+            if length is None or not (length.isascii() and length.isdigit()):
                 raise Unprocessable(f"config.model_path: {label} sends no Content-Length (the cache reserves "
                                     "a model's size before its first byte)", artifact=label)
             size = int(length)
