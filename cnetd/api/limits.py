@@ -6,3 +6,4 @@ LOG_OFFSET_MAX = 2**63 - 1  # a file offset; one past the end starts again at 0 
 LOG_STREAMS = ("stdout", "stderr")
 PREDICT_MAX_BYTES = 20 * 1024 * 1024  # the inference services' own image limit
 CHILDREN_PAGE_DEFAULT, CHILDREN_PAGE_MAX = 100, 1_000  # children in one answer of GET /api/nodes
+PAGE_AFTER_MAX_CHARS = 200  # GET /api/nodes?after=: one node id

@@ -10,7 +10,7 @@ from cnetd import __version__
 from cnetd.common.protocol import AGENT_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION, compatible, incompatibility
 from cnetd.core import hostinfo
 from cnetd.api.base import Resource
-from cnetd.api.limits import CHILDREN_PAGE_DEFAULT, CHILDREN_PAGE_MAX
+from cnetd.api.limits import CHILDREN_PAGE_DEFAULT, CHILDREN_PAGE_MAX, PAGE_AFTER_MAX_CHARS
 from cnetd.api.protocol_check import INCOMPATIBLE_REQUESTS
 from cnetd.common.errors import Conflict, IncompatibleVersion, Invalid, NotFound
 from cnetd.common.web import read_json, send
@@ -63,7 +63,7 @@ class Nodes(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         config, now, nodes = self.deps.config, boot_clock.now(), self.deps.nodes
         limit, after = _page_param(req, "limit", CHILDREN_PAGE_DEFAULT), req.params.get("after", "")
-        if not isinstance(after, str) or len(after) > 200:
+        if not isinstance(after, str) or len(after) > PAGE_AFTER_MAX_CHARS:
             raise Invalid("after: expected one node id (the last of the page before)")
         this_node = {"id": config.node_id, "role": "self", "api_url": config.api_url,
                      "mesh_endpoint": config.mesh_endpoint, "status": "online", "last_seen_s": 0.0,

@@ -10,7 +10,7 @@ from typing import Any
 from cnetd import __version__
 from cnetd.api.events import FOLLOW_MAX_S, MAX_FOLLOWERS
 from cnetd.api.limits import (CHILDREN_PAGE_DEFAULT, CHILDREN_PAGE_MAX, LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS,
-                              LOG_TAIL_MAX, PREDICT_MAX_BYTES)
+                              LOG_TAIL_MAX, PAGE_AFTER_MAX_CHARS, PREDICT_MAX_BYTES)
 from cnetd.core.config import MAX_REPLICAS
 from cnetd.core.deployment_spec import MAX_DEPLOYMENT_ID, PLACEMENTS, REVISION_STATES, SPREADS
 from cnetd.core.submission import MAX_CONSTRAINT_LABELS, MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN
@@ -399,7 +399,8 @@ def document() -> dict[str, Any]:
             "This node, its parent and peers, a page of its children, and how many", _ok("Nodes"), "400", parameters=[
                 {"name": "limit", "in": "query", "required": False, "schema": {
                     "type": "integer", "minimum": 1, "maximum": CHILDREN_PAGE_MAX, "default": CHILDREN_PAGE_DEFAULT}},
-                {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
+                {"name": "after", "in": "query", "required": False,
+                 "schema": {"type": "string", "maxLength": PAGE_AFTER_MAX_CHARS},
                  "description": "the last child id of the page before (its next)"}], **_SECURED)},
         "/api/nodes/register": {"post": _operation(
             "A child registers with this node (its parent)", _ok("Registered"), "400", "401", "408", "409", "413",
