@@ -34,6 +34,11 @@ def test_a_signed_request_passes() -> None:
     (lambda url, headers: (url, {**headers, "authorization": "AWS AKUNIT:abc="}), "AuthorizationHeaderMalformed"),
     (lambda url, headers: (url, {name: value for name, value in headers.items() if name != "authorization"}),
      "AccessDenied"),
+    # Dates of the right shape that are no time (a 13th month), or in another script's digits: refused, not a
+    # ValueError (a 500) out of strptime.
+    (lambda url, headers: (url, {**headers, "x-amz-date": "20261399T999999Z"}), "AccessDenied"),
+    (lambda url, headers: (url, {**headers, "x-amz-date": "\u0662\u0660\u0662\u0666\u0660\u0661\u0660\u0661T000000Z"}),
+     "AccessDenied"),
 ])
 def test_each_change_is_refused(change, code: str) -> None:
     url, headers = change(URL, signed_headers())
