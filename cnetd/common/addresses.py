@@ -1,11 +1,14 @@
-"""What an address reaches (whether it is this machine only), and how a URL is shown (without its password)."""
+"""What an address reaches (whether it is this machine only), and how a URL is shown (without its password, and
+without its query where that may sign it)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
-import urllib.parse
 
 HIDDEN = "********"
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@")  # to the authority's last @
 
 
 def is_loopback(address: str) -> bool:
@@ -23,9 +26,23 @@ def is_loopback(address: str) -> bool:
 
 
 def redacted_url(url: str) -> str:
-    """``url`` without its password (a camera's URL often carries one), as logs and readers see it."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    """``url`` without its password (a camera's URL often carries one), as logs and readers see it. Read as
+    RFC 3986 reads the authority (who is before its last ``@``) rather than by urllib, which raises on a port that
+    is no number and on an unclosed IPv6 bracket: any text is shown, never an error."""
+    match = _USERINFO.match(url)
+    if match is None or ":" not in match["userinfo"]:
         return url
-    netloc = f"{parts.username}:{HIDDEN}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    user = match["userinfo"].split(":", 1)[0]
+    return f"{match['scheme']}{user}:{HIDDEN}@{url[match.end():]}"
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password, and without its query, which may sign it (a neighbour's artifact link, a
+    presigned S3 URL) and so let anyone holding it fetch what it names."""
+    base, question, _ = redacted_url(url).partition("?")
+    return f"{base}?{HIDDEN}" if question else base
+
+
+def shown_urls(text: str) -> str:
+    """``text`` (an error's message, which may quote the URL it failed on) with every URL in it shown."""
+    return _URL_IN_TEXT.sub(lambda found: shown_url(found[0]), text)

@@ -8,7 +8,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 
-from cnetd.common.addresses import HIDDEN, redacted_url
+from cnetd.common.addresses import redacted_url, shown_url
 from cnetd.common.errors import Invalid
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -32,10 +32,7 @@ class Source:
     def shown(self) -> str:
         """As readers of the record and logs see it: a URL without its password, and without its query, which may
         sign it (a neighbour's artifact link, a presigned S3 URL) and so let anyone holding it fetch the model."""
-        if self.kind != HTTP:
-            return self.text
-        parts = urllib.parse.urlsplit(redacted_url(self.text))
-        return urllib.parse.urlunsplit(parts._replace(query=HIDDEN if parts.query else ""))
+        return shown_url(self.text) if self.kind == HTTP else self.text
 
     @property
     def name(self) -> str:
@@ -51,10 +48,14 @@ def parse_source(text: str) -> Source:
         if not key or not file:
             raise Invalid(f"config.model_path: {text!r}: expected data://DATA_KEY/FILE")
         return Source(DATA, text)
-    scheme = urllib.parse.urlsplit(text).scheme if "://" in text else ""
+    try:
+        parts = urllib.parse.urlsplit(text) if "://" in text else None
+    except ValueError as exc:  # an unclosed IPv6 bracket
+        raise Invalid(f"config.model_path: {redacted_url(text)[:200]!r} is not a URL ({exc})") from None
+    scheme = parts.scheme if parts is not None else ""
     if scheme in ("http", "https"):
-        if not urllib.parse.urlsplit(text).hostname:
-            raise Invalid(f"config.model_path: {text!r} names no host")
+        if not parts.hostname:
+            raise Invalid(f"config.model_path: {redacted_url(text)!r} names no host")
         return Source(HTTP, text)
     if scheme == "s3":
         bucket, _, key = text.removeprefix("s3://").partition("/")

@@ -97,6 +97,19 @@ def uploaded_model(node: Node) -> dict[str, Any]:
         return node.api("POST", "/api/workloads", files=[("file", ("faces.onnx", handle))]).json()
 
 
+def test_a_model_urls_password_is_shown_nowhere(node: Node, server: FileServer) -> None:
+    """A model URL that carries a password (as a web server behind basic auth wants it) is named in the cache's
+    listing, and in a refusal that quotes it, without that password (the cache listed it as given, and urllib3
+    quotes the whole URL it cannot parse)."""
+    answer = deploy(node, server.url.replace("://", "://user:secret@") + "/faces.onnx")
+    assert answer.status_code == 201, answer.text
+    assert cached(node)[SHA256]["source"] == server.url.replace("://", "://user:********@") + "/faces.onnx"
+    unparsable = deploy(node, "http://user:secret@127.0.0.1:99999/faces.onnx")
+    assert unparsable.status_code == 422 and "secret" not in unparsable.text, unparsable.text
+    assert "user:********@" in unparsable.json()["message"]
+    assert "secret" not in node.api("GET", "/api/workloads").text + node.api("GET", "/api/models").text
+
+
 def test_least_recently_used_unused_models_are_evicted(node: Node, server: FileServer) -> None:
     first = deploy(node, f"{server.url}/faces.onnx")
     assert first.status_code == 201, first.text

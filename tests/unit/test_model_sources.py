@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cnetd.common.addresses import redacted_url, shown_urls
+from cnetd.common.errors import Invalid
 from cnetd.common.model_sources import parse_source
 
 SHA = "ab" * 32
@@ -22,3 +24,31 @@ SHA = "ab" * 32
 ])
 def test_a_source_is_shown_without_what_lets_anyone_fetch_it(model_path: str, shown: str) -> None:
     assert parse_source(model_path).shown == shown
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("rtsp://admin:secret@cam.local:554/live", "rtsp://admin:********@cam.local:554/live"),
+    ("rtsp://admin:secret@cam.local:99999/live", "rtsp://admin:********@cam.local:99999/live"),  # no port
+    ("http://admin:secret@cam:abc/m", "http://admin:********@cam:abc/m"),
+    ("rtsp://a:b@c@[::1/live", "rtsp://a:********@[::1/live"),  # the last @ ends who it is; an unclosed bracket
+    ("rtsp://admin@cam/live", "rtsp://admin@cam/live"),  # the controls: no password, nothing to hide
+    ("rtsp://cam/live?user=a:b@c", "rtsp://cam/live?user=a:b@c"),
+])
+def test_a_password_is_hidden_in_any_url_even_one_urllib_cannot_read(url: str, shown: str) -> None:
+    """A camera's or model's URL is shown without its password, also when its port is no port or its host an
+    unclosed IPv6 bracket: urllib raises on those, which was a 500 wherever such a URL was shown."""
+    assert redacted_url(url) == shown
+
+
+@pytest.mark.parametrize("model_path", ["http://[::1/yolo.onnx", "https://[models/yolo.onnx"])
+def test_a_url_urllib_cannot_read_is_invalid(model_path: str) -> None:
+    with pytest.raises(Invalid, match="config.model_path"):
+        parse_source(model_path)
+
+
+def test_an_error_that_quotes_a_url_shows_it_as_a_source_is_shown() -> None:
+    """urllib3 quotes the whole URL when it cannot parse it: a 422's message showed the password (and would show
+    a signing query) as the client had sent them."""
+    quoted = "Failed to parse: http://u:pw@h:99999/x.onnx?X-Amz-Signature=9f and 'https://a:b@c/d' too"
+    assert shown_urls(quoted) == ("Failed to parse: http://u:********@h:99999/x.onnx?******** and "
+                                  "'https://a:********@c/d' too")

@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from cnetd.common.addresses import redacted_url
 from cnetd.common.errors import CnetError, Unavailable, Unprocessable
 from cnetd.common.httpclient import Unreachable, TimedOut, call
 from cnetd.common.protocol import protocol_headers
@@ -86,7 +87,7 @@ class ModelDeployments:
             return self._store.fetch(url, expected, source.text, headers_of=self._s3.headers)
         # A neighbour's signed artifact link is a node-to-node request: it says its protocol, as every one does.
         neighbours_link = is_artifact_link(source.text)
-        return self._store.fetch(source.text, expected, source.text.split("?", 1)[0],
+        return self._store.fetch(source.text, expected, redacted_url(source.text.split("?", 1)[0]),
                                  headers_of=lambda _: protocol_headers() if neighbours_link else {},
                                  from_neighbour=neighbours_link)
 

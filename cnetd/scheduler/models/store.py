@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from cnetd.common.addresses import shown_urls
 from cnetd.common.errors import (CnetError, Conflict, InsufficientResources, InsufficientStorage, NotFound,
                                  Unprocessable, disk_full)
 from cnetd.core.model_records import MODEL_TYPE, model_users, record_id
@@ -505,5 +506,7 @@ def _get(url: str, headers: dict[str, str], label: str, from_neighbour: bool) ->
 
 
 def _reason(exc: requests.RequestException) -> str:
-    text = str(exc)
+    """Why a fetch failed, as requests says it, with any URL it quotes shown as a source is (urllib3 quotes the
+    whole URL, password and signing query included, when it cannot parse it)."""
+    text = shown_urls(str(exc))
     return text if len(text) < 300 else text[:300] + "…"
