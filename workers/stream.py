@@ -92,7 +92,7 @@ class StreamExecutor(PlainProgram):
                      "keep_events": keep, "user": choose_user(config.get("user"), node)}
         for name in DETECTOR_FIELDS:
             if not isinstance(config.get(name), str):
-                raise Invalid(f"config.{name}: set by the node the stream is submitted to; submit it there")
+                raise Unprocessable(f"config.{name}: set by the node the stream is submitted to; submit it there")
             validated[name] = config[name]
         return validated
 

@@ -205,6 +205,12 @@ def test_bad_streams_are_refused_and_leave_nothing(node: Node, detector: str, cl
     assert node.submit({"source": str(clip), "detector": "not-a-detector"}, STREAM,
                        workload_type="stream").json()["error"] == "unprocessable"
     node.api("DELETE", "/api/workloads/not-a-detector")
+    # Forwarded without the detector's address and signature, which the node it was submitted to adds: 422, as the
+    # schema lets it be sent (the fuzz found it a 400).
+    forwarded = node.api("POST", "/api/workloads", json={
+        "type": "stream", "config": {"source": str(clip), "detector": DETECTOR}, "requirements": STREAM,
+        "delegation": {"visited": ["elsewhere"], "attempt": "a1", "budget_s": 5}})
+    assert forwarded.status_code == 422 and "config.detector_api" in forwarded.json()["message"], forwarded.text
     assert process.status_code == 201 and node.resources() == before
     # A video damaged in its middle and cut off at its end (uploaded: a data:// source) plays through its damage,
     # then ends; never a crash.
