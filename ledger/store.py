@@ -18,6 +18,7 @@ from cnetd.common.errors import InsufficientResources, InsufficientStorage, NotF
 from ledger.records import Resources, Usage, WorkloadRecord
 
 MAP_SIZE_BYTES = 1 << 30  # sparse file: costs nothing until used; py-lmdb's 10 MiB default is far too small
+MAX_KEY_BYTES = 511  # LMDB's largest key (MDB_MAXKEYSIZE as built into py-lmdb)
 _IDENTITY, _CAPACITY, _ALLOCATED, _VERSION = b"identity", b"capacity", b"allocated", b"version"
 _GPUS, _GPU_HOLDERS, _CAPABILITIES = b"gpus", b"gpu_holders", b"capabilities"
 
@@ -109,7 +110,7 @@ class Ledger:
     def readmit(self, workload_id: str, change: RecordChange) -> WorkloadRecord:
         """Hold a terminal record's requirements again and apply ``change`` (it runs again: an operator
         started its program by hand), atomically; ``InsufficientResources`` when they no longer fit."""
-        key = workload_id.encode()
+        key = _existing_key(workload_id)
 
         def write(txn: lmdb.Transaction) -> WorkloadRecord:
             current = self._read(txn, key)
@@ -140,7 +141,7 @@ class Ledger:
 
         A record that becomes terminal gives its allocation back in the same transaction.
         """
-        key = workload_id.encode()
+        key = _existing_key(workload_id)
         unchanged: list[WorkloadRecord] = []
 
         def write(txn: lmdb.Transaction) -> WorkloadRecord:
@@ -167,7 +168,7 @@ class Ledger:
 
     def resize(self, workload_id: str, change: RecordChange, requirements: Resources) -> WorkloadRecord:
         """Change a record and set its allocation to ``requirements`` (never more than it holds) in one transaction."""
-        key = workload_id.encode()
+        key = _existing_key(workload_id)
 
         def write(txn: lmdb.Transaction) -> WorkloadRecord:
             raw = txn.get(key, db=self._workloads_db)
@@ -185,7 +186,7 @@ class Ledger:
         return self._commit(write)
 
     def remove(self, workload_id: str) -> None:
-        key = workload_id.encode()
+        key = _existing_key(workload_id)
 
         def write(txn: lmdb.Transaction) -> None:
             if not txn.delete(key, db=self._workloads_db):
@@ -234,7 +235,7 @@ class Ledger:
 
     def get(self, workload_id: str) -> WorkloadRecord:
         with self._env.begin(db=self._workloads_db) as txn:
-            raw = txn.get(workload_id.encode())
+            raw = txn.get(_existing_key(workload_id))
         if raw is None:
             raise NotFound(f"no workload with id {workload_id!r}")
         return WorkloadRecord.from_dict(orjson.loads(raw))
@@ -339,6 +340,15 @@ class Ledger:
         if self._on_change is not None:
             self._on_change(version)
         return result
+
+
+def _existing_key(workload_id: str) -> bytes:
+    """The key of a record that should exist: NotFound for an id no key can be (empty, or past LMDB's 511 bytes),
+    which LMDB would refuse with an error of its own."""
+    key = workload_id.encode()
+    if not 0 < len(key) <= MAX_KEY_BYTES:
+        raise NotFound(f"no workload with id {workload_id[:100]!r}")
+    return key
 
 
 class _NoChange(Exception):

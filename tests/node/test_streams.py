@@ -195,6 +195,7 @@ def test_bad_streams_are_refused_and_leave_nothing(node: Node, detector: str, cl
              ({"source": str(open_dir / "absent.mp4")}, 422, "not a file"),
              ({"source": "clip.mp4"}, 400, "absolute path"),
              ({"source": str(clip), "detector": "nobody-knows"}, 422, "no model service"),
+             ({"source": str(clip), "detector": ""}, 422, "no model service"),  # no ledger key: it was a 500
              ({"source": str(clip), "webhook": "ftp://127.0.0.1/hook"}, 400, "http"),
              ({"source": str(clip), "fps": 0}, 400, "fps"),
              ({"source": str(clip), "mqtt": {"host": "127.0.0.1", "topic": "a/#"}}, 400, "wildcards")]

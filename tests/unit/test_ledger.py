@@ -88,13 +88,16 @@ def test_records_chosen_by_their_stored_fields_are_made_only_when_chosen(ledger:
     assert [found.id for found in chosen] == ["b"] and sorted(seen) == ["a", "b", "c"] and made == ["b"]
 
 
-def test_unknown_ids_raise_not_found(ledger: Ledger) -> None:
+@pytest.mark.parametrize("workload_id", ["nope", "", "x" * 600])  # no key can be empty, or over 511 bytes
+def test_unknown_ids_raise_not_found(ledger: Ledger, workload_id: str) -> None:
+    """Also ids LMDB could not hold as a key: they name nothing (LMDB's BadValsizeError was a 500 where a
+    stream's detector was "")."""
     with pytest.raises(NotFound):
-        ledger.get("nope")
+        ledger.get(workload_id)
     with pytest.raises(NotFound):
-        ledger.update("nope", mark_started(1))
+        ledger.update(workload_id, mark_started(1))
     with pytest.raises(NotFound):
-        ledger.remove("nope")
+        ledger.remove(workload_id)
 
 
 def test_on_change_reports_each_commit(tmp_path) -> None:
