@@ -72,6 +72,9 @@ class StreamExecutor(PlainProgram):
             raise Invalid("config.source: required, an rtsp:// or http(s):// URL, a file, or data://DATA_KEY/FILE")
         source_url(source, node)  # a file that is not on this node is refused here
         detector = config.get("detector")
+        if isinstance(detector, dict):  # deployed by the node it was submitted to, which forwards the id
+            raise Unprocessable("config.detector: a detector given whole is deployed by the node the stream is "
+                                "submitted to; submit it there")
         if not isinstance(detector, str) or not re.fullmatch(_WORKLOAD_ID, detector):
             raise Invalid("config.detector: required, the id of a model service or deployment")
         fps = _number(config.get("fps", DEFAULT_FPS), "fps", 0, MAX_FPS, low_open=True)

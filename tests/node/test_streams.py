@@ -212,6 +212,11 @@ def test_bad_streams_are_refused_and_leave_nothing(node: Node, detector: str, cl
         "type": "stream", "config": {"source": str(clip), "detector": DETECTOR}, "requirements": STREAM,
         "delegation": {"visited": ["elsewhere"], "attempt": "a1", "budget_s": 5}})
     assert forwarded.status_code == 422 and "config.detector_api" in forwarded.json()["message"], forwarded.text
+    inline = {"type": "opencv", "config": {"cascade_type": "face"}}  # and with its detector given whole (was 400)
+    forwarded = node.api("POST", "/api/workloads", json={
+        "type": "stream", "config": {"source": str(clip), "detector": inline}, "requirements": STREAM,
+        "delegation": {"visited": ["elsewhere"], "attempt": "a2", "budget_s": 5}})
+    assert forwarded.status_code == 422 and "given whole" in forwarded.json()["message"], forwarded.text
     assert process.status_code == 201 and node.resources() == before
     # A video damaged in its middle and cut off at its end (uploaded: a data:// source) plays through its damage,
     # then ends; never a crash.
