@@ -132,6 +132,8 @@ class StreamExecutor(PlainProgram):
 
     def shown_config(self, config: dict[str, Any]) -> dict[str, Any]:
         shown = {**config, "source": redacted_url(config.get("source", ""))}
+        if shown.get("webhook"):
+            shown["webhook"] = redacted_url(shown["webhook"])
         if "detector_signature" in shown:
             shown["detector_signature"] = HIDDEN
         return shown
