@@ -413,11 +413,12 @@ class ModelStore:
         return {"sha256": sha256, "evicted": True}
 
     def forget_unused_in(self, folder: str) -> None:
-        """The records of the local models whose file lay in ``folder`` (data deleted) and that no workload uses."""
+        """The records of the local models whose file lay in ``folder`` (data deleted) and that no workload uses.
+        A fetch under way (its record has no kind or path yet) is none of them."""
         inside = os.path.join(os.path.realpath(folder), "")
         with self._lock:
             for record in list(self.models()):
-                if record.config["kind"] == LOCAL and record.config["path"].startswith(inside):
+                if record.config.get("kind") == LOCAL and record.config["path"].startswith(inside):
                     with contextlib.suppress(Conflict):
                         self.evict(record.config["sha256"])
 
