@@ -12,17 +12,13 @@ from cnetd.core.model_records import MODEL_TYPE, record_id
 from cnetd.scheduler.models.store import ModelStore
 from ledger.records import Resources, Status, WorkloadRecord
 from ledger.store import Ledger
+from tests.support.ledgers import unit_ledger
 
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    ledger = Ledger(str(tmp_path / "ledger"))
-    ledger.set_node({"node_id": "unit", "api_url": "http://127.0.0.1:1", "mesh_endpoint": "tcp://127.0.0.1:2",
-                     "started_at": 0.0, "boot_id": "b1"}, Resources(cpu=1, memory=1 << 30, storage=1 << 30))
-    try:
-        yield ledger
-    finally:
-        ledger.close()
+    with unit_ledger(tmp_path / "ledger") as opened:
+        yield opened
 
 
 def model(sha256: str, path: Path, kind: str = "local") -> WorkloadRecord:
@@ -38,7 +34,8 @@ def test_the_unused_local_models_in_the_folder_go_and_a_fetch_under_way_stays(le
     for record in (model("a" * 64, data / "key1" / "faces.onnx"), model("b" * 64, data / "key2" / "faces.onnx"),
                    model("c" * 64, data / "models" / ("c" * 64), kind="cached")):
         ledger.record_holding_nothing(record)
-    fetching = WorkloadRecord(id="model-fetch-1", type=MODEL_TYPE, name="h", status=Status.UPLOADING, requirements=Resources(),
+    fetching = WorkloadRecord(id="model-fetch-1", type=MODEL_TYPE, name="h", status=Status.UPLOADING,
+                              requirements=Resources(),
                               config={"source": "http://h/x.onnx", "size_bytes": 5, "received_bytes": 0})
     ledger.record_holding_nothing(fetching)
     store.forget_unused_in(str(data / "key1"))

@@ -11,9 +11,8 @@ import pytest
 
 from cnetd.common.httpclient import call, node_headers
 from cnetd.scheduler.models.store import ModelStore
-from ledger.records import Resources
-from ledger.store import Ledger
 from tests.support.http_recorder import PROXY_VARIABLES, HttpRecorder
+from tests.support.ledgers import unit_ledger
 
 BODY = b'{"status": "ok"}'
 TOKEN = "cluster-secret"
@@ -51,13 +50,8 @@ def test_control_urllib_sends_the_call_and_its_token_to_the_proxy(node_and_proxy
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ModelStore]:
-    ledger = Ledger(str(tmp_path / "ledger"))
-    ledger.set_node({"node_id": "unit", "api_url": "http://127.0.0.1:1", "mesh_endpoint": "tcp://127.0.0.1:2",
-                     "started_at": 0.0, "boot_id": "b1"}, Resources(cpu=1, memory=1 << 30, storage=1 << 30))
-    try:
+    with unit_ledger(tmp_path / "ledger") as ledger:
         yield ModelStore(ledger, str(tmp_path / "data"), str(tmp_path / "catalog.db"), 1 << 20, None)
-    finally:
-        ledger.close()
 
 
 def test_a_neighbours_model_comes_straight_from_it(node_and_proxy: NodeAndProxy,
