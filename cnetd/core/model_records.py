@@ -5,10 +5,11 @@ from __future__ import annotations
 from ledger.records import WorkloadRecord
 
 MODEL_TYPE = "model"  # the ledger records' type
+RECORD_ID_PREFIX = "model-"  # of every model record's id, a fetch's under way too: one range of the ledger's keys
 
 
 def record_id(sha256: str) -> str:
-    return f"model-{sha256}"
+    return f"{RECORD_ID_PREFIX}{sha256}"
 
 
 def model_users(records: list[WorkloadRecord], sha256: str) -> list[str]:

@@ -29,12 +29,12 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 from cnetd.common.addresses import shown_urls
 from cnetd.common.errors import (CnetError, Conflict, InsufficientResources, InsufficientStorage, NotFound,
                                  Unprocessable, disk_full)
-from cnetd.core.model_records import MODEL_TYPE, model_users, record_id
+from cnetd.core.model_records import MODEL_TYPE, RECORD_ID_PREFIX, model_users, record_id
 from cnetd.core.counters import MODEL_CACHE, MODEL_FETCHED_BYTES
 from cnetd.common.model_sources import DATA, FILE, Source
 from ledger.catalog import Catalog
@@ -238,7 +238,7 @@ class ModelStore:
                 raise Unprocessable(f"config.model_path: {label} sends no Content-Length (the cache reserves "
                                     "a model's size before its first byte)", artifact=label)
             size = int(length)
-            pending = WorkloadRecord(id=f"model-fetch-{uuid.uuid4().hex}", type=MODEL_TYPE, name=label,
+            pending = WorkloadRecord(id=f"{RECORD_ID_PREFIX}fetch-{uuid.uuid4().hex}", type=MODEL_TYPE, name=label,
                                      config={"source": label, "size_bytes": size, "received_bytes": 0},
                                      requirements=Resources(storage=size), status=Status.UPLOADING)
             self._reserve(pending, label)
@@ -395,8 +395,9 @@ class ModelStore:
         recorded = model_users(self._ledger.workloads(), sha256)
         return [user for user in [*recorded, *sorted(kept - set(recorded))] if user != besides]
 
-    def models(self) -> Iterator[WorkloadRecord]:
-        return (record for record in self._ledger.workloads() if record.type == MODEL_TYPE)
+    def models(self) -> list[WorkloadRecord]:
+        """The model records: the range of ids they share, not a scan of every record (20 ms with 2,000)."""
+        return [record for record in self._ledger.workloads(id_prefix=RECORD_ID_PREFIX) if record.type == MODEL_TYPE]
 
     def evict(self, sha256: str, besides: str | None = None) -> dict[str, Any]:
         """Forget one artifact (and delete its cached file); Conflict while a workload (``besides`` that one)
@@ -417,7 +418,7 @@ class ModelStore:
         A fetch under way (its record has no kind or path yet) is none of them."""
         inside = os.path.join(os.path.realpath(folder), "")
         with self._lock:
-            for record in list(self.models()):
+            for record in self.models():
                 if record.config.get("kind") == LOCAL and record.config["path"].startswith(inside):
                     with contextlib.suppress(Conflict):
                         self.evict(record.config["sha256"])
@@ -453,7 +454,7 @@ class ModelStore:
 
     def settle(self) -> None:
         """After a restart: fetches the scheduler's end interrupted leave nothing (record and partial file)."""
-        for record in list(self.models()):
+        for record in self.models():
             if record.status == Status.UPLOADING:
                 self._ledger.remove(record.id)
                 log.info("removed the interrupted fetch of %s", record.config.get("source"))
