@@ -7,8 +7,9 @@ import re
 import socket
 
 HIDDEN = "********"
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@")  # to the authority's last @
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"  # RFC 3986's scheme, and its //
+_URL_IN_TEXT = re.compile(_SCHEME + r"""[^\s'"]+""")
+_USERINFO = re.compile(rf"^(?P<scheme>{_SCHEME})(?P<userinfo>[^/?#]*)@")  # to the authority's last @
 
 
 def is_loopback(address: str) -> bool:
