@@ -39,12 +39,18 @@ class Models(Resource):
 
 
 def _shown(config: dict[str, Any], status: str, users: list[str]) -> dict[str, Any]:
-    """One artifact as listed: a fetch under way shows how far it is; one whose file is gone (removed by hand from
-    where it lay) is ``missing``, as Triton's repository index shows a model it cannot load as unavailable."""
+    """One artifact as listed: a fetch under way shows how far it is."""
     return {"sha256": config.get("sha256"), "size_bytes": config["size_bytes"], "source": config["source"],
             "kind": config.get("kind", "cached"), "last_used": config.get("last_used"), "users": users,
-            "status": "fetching" if status == Status.UPLOADING else "ready" if os.path.isfile(config["path"])
-            else "missing", "received_bytes": config.get("received_bytes", config["size_bytes"])}
+            "status": _status(config, status), "received_bytes": config.get("received_bytes", config["size_bytes"])}
+
+
+def _status(config: dict[str, Any], status: str) -> str:
+    """``fetching``, ``ready``, or ``missing``: its file is gone (removed by hand from where it lay), as Triton's
+    repository index shows a model it cannot load as unavailable."""
+    if status == Status.UPLOADING:
+        return "fetching"
+    return "ready" if os.path.isfile(config["path"]) else "missing"
 
 
 class Model(Resource):
