@@ -24,6 +24,7 @@ from tests.support.assets import ASTRONAUT, YOLO_MODEL
 from tests.support.file_server import FileServer, copy_of
 from tests.support.hosts import make_hosts
 from tests.support.nodes import GIB, Node, link, nodes_view, running, samples, wait_for
+from tests.support.uploads import upload_model
 
 TOKEN = "models-across-hosts"
 SHA256 = hashlib.sha256(Path(YOLO_MODEL).read_bytes()).hexdigest()
@@ -62,15 +63,6 @@ def _subtree_cpu(origin: Node) -> float:
 
 def deploy(node: Node, cpu: float, **config: Any) -> dict[str, Any]:
     answer = node.submit({"model_type": "yolo", **config}, {"cpu": cpu}, workload_type="mlmodel")
-    assert answer.status_code == 201, answer.text
-    return answer.json()
-
-
-def upload(node: Node, content: bytes | None = None) -> dict[str, Any]:
-    """Data of one file, faces.onnx (the YOLO model unless ``content`` says otherwise), stored at ``node``."""
-    with open(YOLO_MODEL, "rb") as model:
-        file = model if content is None else content
-        answer = node.api("POST", "/api/workloads", files=[("file", ("faces.onnx", file))])
     assert answer.status_code == 201, answer.text
     return answer.json()
 
@@ -127,7 +119,7 @@ def test_a_model_is_kept_for_the_forward_that_names_it(tree: dict[str, Node]) ->
     its way. Once answered, the pointer does not hold the model: the node that runs it has its own copy.
     Control: with the keep taken out of ``forwarded``, the eviction is answered 200."""
     origin, child = tree["origin"], tree["child"]
-    stored = upload(origin)
+    stored = upload_model(origin)
     scheduler = child.program_pid("scheduler")
     os.kill(scheduler, signal.SIGSTOP)
     try:
@@ -158,7 +150,7 @@ def test_a_wrong_sha256_is_refused_with_nothing_cached_or_allocated(tree: dict[s
 
 def test_data_on_the_origin_is_a_model_source_for_its_child(tree: dict[str, Node]) -> None:
     origin, child = tree["origin"], tree["child"]
-    stored = upload(origin)
+    stored = upload_model(origin)
     record = deploy(child, 0.5, **from_data(stored))  # asked of the child
     assert record["node"] == child.node_id and record["config"]["model_sha256"] == SHA256
     assert relayed(child, record["id"])
@@ -175,7 +167,7 @@ def test_data_a_neighbour_holds_is_carried_across_the_hop_to_a_node_that_cannot_
     origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
     for node in (child, grandchild):  # copies earlier tests left
         assert node.api("DELETE", f"/api/models/{SHA256}").status_code in (200, 404)
-    stored = upload(origin)
+    stored = upload_model(origin)
     record = deploy(child, 3, **from_data(stored))
     assert record["node"] == grandchild.node_id and record["config"]["model_sha256"] == SHA256, record
     assert relayed(child, record["id"])
@@ -190,7 +182,7 @@ def test_data_a_neighbour_holds_is_carried_across_the_hop_to_a_node_that_cannot_
         assert node.api("DELETE", f"/api/workloads/{workload_id}").status_code == 200
 
     before = {name: (node.resources()["allocated"], len(cached(node))) for name, node in tree.items()}
-    garbage = upload(origin, b"no model " * 1000)
+    garbage = upload_model(origin, b"no model " * 1000)
     refused = child.submit(from_data(garbage), {"cpu": 3}, workload_type="mlmodel")
     assert refused.status_code == 422 and grandchild.node_id in refused.text, refused.text
     assert "is not a loadable ONNX model" in refused.text and "signature" not in refused.text, refused.text
@@ -241,7 +233,7 @@ def test_data_a_neighbour_may_hold_is_503_naming_the_neighbour_that_could_not_be
     origin is not a candidate (the child's parent); the grandchild, which has no way to the data, is 422. With
     1.5 cpu the child tries it itself; with 3 it has no room and could not carry the model to the grandchild."""
     origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
-    stored = upload(origin)
+    stored = upload_model(origin)
     expected = {1.5: [(child.node_id, "unreachable"), (grandchild.node_id, "unprocessable")],
                 3: [(child.node_id, "no_room"), (child.node_id, "unreachable"), (grandchild.node_id, "unprocessable")]}
     refusals = {}
@@ -266,7 +258,7 @@ def test_a_forward_refused_with_503_by_a_node_that_let_it_go_is_a_certain_refusa
     origin takes that as certain (the child let it go) and answers 503 at once, with no pointer left to settle.
     Control: a 503 without the refusals (a scheduler that may have acted) stays an unknown outcome."""
     origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
-    stored = upload(grandchild)
+    stored = upload_model(grandchild)
     grandchild.host.cut()
     try:
         wait_for(lambda: (grandchild.node_id, "offline") in nodes_view(child)["children"], timeout_s=30)

@@ -22,6 +22,7 @@ from tests.support.file_server import FileServer, copy_of
 from tests.support.model_checks import stopped_model_check
 from tests.support.nodes import GIB, Node, free_port, held_by, running, samples, wait_for
 from tests.support.services import predict
+from tests.support.uploads import upload_model
 
 TOKEN = "model-cache-token"
 SIZE = Path(YOLO_MODEL).stat().st_size
@@ -89,12 +90,6 @@ def test_an_http_model_is_fetched_once_for_concurrent_deployments(node: Node, se
     assert again.status_code == 201 and server.gets["/faces.onnx"] - before == 1
     assert sum(samples(node, "cnet_model_cache_total", outcome="hit")) == hits + 1
     assert sum(samples(node, "cnet_model_fetched_bytes_total")) == SIZE
-
-
-def uploaded_model(node: Node) -> dict[str, Any]:
-    """The YOLO model stored at ``node`` as data of one file, faces.onnx: its data record."""
-    with open(YOLO_MODEL, "rb") as handle:
-        return node.api("POST", "/api/workloads", files=[("file", ("faces.onnx", handle))]).json()
 
 
 def test_a_model_urls_password_is_shown_nowhere(node: Node, server: FileServer) -> None:
@@ -206,7 +201,7 @@ def test_a_model_fetched_onto_a_full_disk_is_507_and_leaves_nothing(open_dir: Pa
 
 
 def test_a_data_upload_is_a_model_source(node: Node) -> None:
-    stored = uploaded_model(node)
+    stored = upload_model(node)
     answer = deploy(node, f"data://{stored['data_key']}/faces.onnx")
     assert answer.status_code == 201, answer.text
     assert answer.json()["config"]["model_sha256"] == SHA256
@@ -221,7 +216,7 @@ def test_data_in_use_is_not_deleted(node: Node) -> None:
     """Data a model service runs from is refused deletion (409, naming the service) by either path. It was
     deleted, and the service then failed at its first restart (its model file gone), while /api/models went on
     listing the model as ready. Once the service is deleted, the data goes, and the model's record with it."""
-    stored = uploaded_model(node)
+    stored = upload_model(node)
     service = deploy(node, f"data://{stored['data_key']}/faces.onnx").json()
     for path in (f"/api/data/{stored['data_key']}", f"/api/workloads/{stored['data_key']}"):
         refused = node.api("DELETE", path)
@@ -241,7 +236,7 @@ def data_file(node: Node, stored: dict[str, Any]) -> Path:
 def test_an_artifact_whose_file_is_gone_is_404(node: Node) -> None:
     """A model's record outlives its file (removed by hand from the data it lay in): it is listed ``missing``, and
     asking for its bytes is a 404 (it was a 500: the file was opened as the record named it)."""
-    stored = uploaded_model(node)
+    stored = upload_model(node)
     answer = deploy(node, f"data://{stored['data_key']}/faces.onnx")
     assert answer.status_code == 201, answer.text
     assert node.api("GET", f"/api/artifacts/{SHA256}").status_code == 200
