@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from cnetd.core.model_records import MODEL_TYPE
 from ledger.catalog import Catalog
@@ -33,10 +34,16 @@ def receiver() -> dict[str, float]:
 def data_users(records: list[WorkloadRecord], data_key: str) -> list[str]:
     """The workloads (of ``records``, a node's) that name a file of the data as their model or source, by id: any
     not finished, run here or delegated (a deployment's future replicas, a service restarted, read it again)."""
+    return sorted(record.id for record in records
+                  if record.type != MODEL_TYPE and not record.terminal and names_data(record.config, data_key))
+
+
+def names_data(config: dict[str, Any], data_key: str) -> bool:
+    """Whether a workload's config names a file of the data as its model or source: on the stored JSON too, so a
+    ledger scan makes records of those only (``Ledger.workloads(where=…)``)."""
     prefix = f"data://{data_key}/"
-    return sorted(record.id for record in records if record.type != MODEL_TYPE and not record.terminal and any(
-        isinstance(named, str) and named.startswith(prefix)
-        for named in (record.config.get("model_path"), record.config.get("source"))))
+    return any(isinstance(named, str) and named.startswith(prefix)
+               for named in (config.get("model_path"), config.get("source")))
 
 
 def abandoned(records: list[WorkloadRecord]) -> list[WorkloadRecord]:

@@ -49,7 +49,7 @@ from cnetd.scheduler.refusals import Refusal, refusal_error, refusal_of
 from cnetd.scheduler.deployments.autoscaling import ScaleDecision, autoscaled
 from cnetd.scheduler.deployments.controller import DeploymentController
 from cnetd.scheduler.orphans import OrphanWatch
-from cnetd.core.upload_files import abandoned, data_users, remove_upload_files
+from cnetd.core.upload_files import abandoned, data_users, names_data, remove_upload_files
 from ledger.catalog import Catalog
 from ledger import boot_clock
 from ledger.nodetable import Role
@@ -498,7 +498,8 @@ class Scheduler:
         here); its files, the records of unused models that lay in them, and its record with the storage it
         held go in a pool thread (``_remove_data``)."""
         data_key = args["id"]
-        users = data_users(self._ledger.workloads(), data_key)
+        naming = self._ledger.workloads(where=lambda stored: names_data(stored["config"], data_key))
+        users = data_users(naming, data_key)
         if users:
             raise Conflict(f"data {data_key} is used by {', '.join(users)}: delete those first", users=users)
         with contextlib.suppress(NotFound):  # catalogued with no record: its upload's reservation is gone
