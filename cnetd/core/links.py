@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import time
 import urllib.parse
 
@@ -30,8 +29,10 @@ def signed_link(api_url: str, token: str | None, sha256: str, now: float | None 
 
 
 def link_is_valid(token: str, sha256: str, expires: str | None, signature: str | None) -> bool:
-    if not expires or not signature or not re.fullmatch(r"[0-9]{1,12}", expires) or int(expires) < time.time():
-        return False  # ASCII digits only: '²' is a digit to str.isdigit, and no int
+    if not (expires and signature and expires.isascii() and expires.isdigit() and len(expires) <= 12):
+        return False  # ASCII digits, as every number a request gives is read: '²' is a digit to isdigit, and no int
+    if int(expires) < time.time():
+        return False
     return _same(signature, _signature(token, sha256, int(expires)))
 
 
