@@ -31,9 +31,7 @@ def signed_link(api_url: str, token: str | None, sha256: str, now: float | None 
 def link_is_valid(token: str, sha256: str, expires: str | None, signature: str | None) -> bool:
     if not (expires and signature and expires.isascii() and expires.isdigit() and len(expires) <= 12):
         return False  # ASCII digits, as every number a request gives is read: '²' is a digit to isdigit, and no int
-    if int(expires) < time.time():
-        return False
-    return _same(signature, _signature(token, sha256, int(expires)))
+    return int(expires) >= time.time() and _same(signature, _signature(token, sha256, int(expires)))
 
 
 def stream_signature(token: str | None, stream_id: str, detector: str) -> str:
