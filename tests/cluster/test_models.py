@@ -140,6 +140,35 @@ def test_a_model_is_kept_for_the_forward_that_names_it(tree: dict[str, Node]) ->
         assert origin.api("DELETE", f"/api/workloads/{workload_id}").status_code == 200
 
 
+def test_a_carried_model_is_kept_for_a_forward_whose_outcome_is_unknown(tree: dict[str, Node]) -> None:
+    """The child carries the origin's data to the grandchild (it fetches the model into its cache and forwards a
+    link to it). The forward outlasts its time (the grandchild's scheduler, stopped, has not fetched it yet), so its
+    outcome is unknown and the child settles it later: until then the child keeps its copy, so an eviction meanwhile
+    is a 409 naming the pointer, and the grandchild, resumed, fetches the model and runs the deployment.
+    Control: with the unknown pointer not counted among the model's users, the eviction was a 200 that deleted the
+    child's copy, and the deployment that had been accepted ran nowhere."""
+    origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
+    stored = upload_model(origin)
+    scheduler = grandchild.program_pid("scheduler")
+    os.kill(scheduler, signal.SIGSTOP)
+    try:  # 3 cpu: no room on the child; a forward given 2 s, not 15
+        unknown = child.submit(from_data(stored), {"cpu": 3}, workload_type="mlmodel",
+                               delegation={"visited": [], "budget_s": 2})
+        evicted = child.api("DELETE", f"/api/models/{SHA256}")
+    finally:
+        os.kill(scheduler, signal.SIGCONT)
+    assert unknown.status_code == 503 and unknown.json()["error"] == "delegation_unknown", unknown.text
+    pointer = unknown.json()["id"]
+    assert evicted.status_code == 409 and evicted.json()["users"] == [pointer], evicted.text
+    wait_for(lambda: child.workload(pointer)["status"] == "running", timeout_s=60,
+             diagnose=lambda: child.workload(pointer))
+    assert child.workload(pointer)["node"] == grandchild.node_id
+    assert relayed(child, pointer)
+    assert child.api("DELETE", f"/api/models/{SHA256}").status_code == 200  # settled: the pointer holds it no more
+    assert child.api("DELETE", f"/api/workloads/{pointer}").status_code == 200
+    assert origin.api("DELETE", f"/api/workloads/{stored['data_key']}").status_code == 200
+
+
 def test_a_wrong_sha256_is_refused_with_nothing_cached_or_allocated(tree: dict[str, Node], model_dir: Path) -> None:
     before = {name: (node.resources()["allocated"], len(cached(node))) for name, node in tree.items()}
     answer = tree["origin"].submit({"model_type": "yolo", "model_path": str(model_dir / "faces.onnx"),
