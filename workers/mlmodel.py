@@ -18,7 +18,7 @@ from typing import Any
 from cnetd.common.errors import Invalid, Unprocessable
 from ledger.records import WorkloadRecord
 from workers.base import NodeContext, PlainProgram, ProgramSpec, at_workload_priority, config_schema, reject_unknown_fields
-from cnetd.common.model_sources import SHA256_PATTERN, check_sha256, parse_source
+from cnetd.common.model_sources import MODEL_PATH_PATTERN, SHA256_PATTERN, check_sha256, parse_source
 from workers.service_program import (SERVICE_FIELDS, SERVICE_SCHEMAS, WARMUP_FIELDS, WARMUP_SCHEMAS, service_home,
                                      service_spec, service_user, validate_service_fields, validate_warmup,
                                      warmup_arguments)
@@ -39,7 +39,7 @@ class YoloExecutor(PlainProgram):
     replicable = True
     config_schema = config_schema({
         "model_type": {"enum": list(SUPPORTED_MODEL_TYPES)},
-        "model_path": {"type": "string", "minLength": 1, "description":
+        "model_path": {"type": "string", "pattern": MODEL_PATH_PATTERN, "description":
                        "a YOLO model (.onnx, .torchscript, .tflite, a zip or tar of a SavedModel): a path on this node, data://DATA_KEY/FILE, an http(s):// URL "
                        "or s3://BUCKET/KEY"},
         "model_sha256": {"type": ["string", "null"], "pattern": SHA256_PATTERN,
@@ -135,8 +135,6 @@ def _check_model(path: str, model_type: str, source: str, node: NodeContext) -> 
         check = subprocess.run(command, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise Unprocessable(f"config.model_path: loading {source} took over {CHECK_TIMEOUT_S} s") from None
-    except ValueError:  # a NUL in the path
-        raise Invalid("config.model_path: expected a path") from None
     last = (check.stderr.strip().splitlines() or ["no output"])[-1]  # a runtime may log before it
     if check.returncode == 2:
         raise Unprocessable(f"config.model_path: {source}: {last}", artifact=source)

@@ -12,6 +12,7 @@ from cnetd.common.addresses import redacted_url, shown_url
 from cnetd.common.errors import Invalid
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+MODEL_PATH_PATTERN = r"^[^\x00]+$"  # no path or URL holds a NUL
 FILE, DATA, HTTP, S3 = "file", "data", "http", "s3"
 
 
@@ -43,6 +44,8 @@ class Source:
 
 def parse_source(text: str) -> Source:
     """``text`` as a Source; Invalid when it is none of the forms."""
+    if not re.fullmatch(MODEL_PATH_PATTERN, text):
+        raise Invalid("config.model_path: expected a path or URL, without NUL")
     if text.startswith("data://"):
         key, _, file = text.removeprefix("data://").partition("/")
         if not key or not file:
@@ -65,8 +68,6 @@ def parse_source(text: str) -> Source:
     if scheme:
         raise Invalid(f"config.model_path: {scheme}:// is not a model source (a path on this node, "
                       "data://DATA_KEY/FILE, http(s)://… or s3://BUCKET/KEY)")
-    if "\x00" in text:
-        raise Invalid("config.model_path: expected a path")
     return Source(FILE, text)
 
 

@@ -40,8 +40,11 @@ def test_a_password_is_hidden_in_any_url_even_one_urllib_cannot_read(url: str, s
     assert redacted_url(url) == shown
 
 
-@pytest.mark.parametrize("model_path", ["http://[::1/yolo.onnx", "https://[models/yolo.onnx"])
-def test_a_url_urllib_cannot_read_is_invalid(model_path: str) -> None:
+@pytest.mark.parametrize("model_path", ["http://[::1/yolo.onnx", "https://[models/yolo.onnx", "/srv/yolo\x00.onnx",
+                                        "http://models.example/yolo\x00.onnx", "data://0123abcd/yolo\x00.onnx"])
+def test_a_url_urllib_cannot_read_or_a_nul_is_invalid(model_path: str) -> None:
+    """400, as the documented schema says (``MODEL_PATH_PATTERN``): a NUL in a URL was no 400 before, and the API
+    fuzz found a schema-valid path with one that was."""
     with pytest.raises(Invalid, match="config.model_path"):
         parse_source(model_path)
 
