@@ -11,16 +11,14 @@ import subprocess
 from pathlib import Path
 from typing import Iterator
 
-import boto3
 import botocore
 import pytest
 from boto3.s3.transfer import TransferConfig
 
 from gateway.app import IN_MEMORY_BYTES
 from tests.support.nodes import MIB, VENV_BIN
-from tests.support.services import standalone_service
+from tests.support.services import GATEWAY_ACCESS_KEY, GATEWAY_SECRET_KEY, s3_client, signed_gateway
 
-ACCESS_KEY, SECRET_KEY = "AKCNETCLIENTS", "clients-secret-key"
 KEYS = 1500
 EDGE_SIZES = (0, IN_MEMORY_BYTES, IN_MEMORY_BYTES + 1)  # read and sent with the headers / sendfiled
 
@@ -43,17 +41,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gateway(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    os.environ["CNET_GATEWAY_SECRET_KEY"] = SECRET_KEY  # the gateway's secret comes from its environment
-    try:
-        yield from standalone_service(tmp_path_factory.mktemp("gateway-logs"), "cnet-gateway-data", "--base-path",
-                                      str(tree), "--bucket", "cnet", "--access-key", ACCESS_KEY)
-    finally:
-        del os.environ["CNET_GATEWAY_SECRET_KEY"]
-
-
-def client(url: str) -> "botocore.client.BaseClient":
-    return boto3.client("s3", endpoint_url=url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                        region_name="us-east-1", config=botocore.config.Config(s3={"addressing_style": "path"}))
+    yield from signed_gateway(tree, tmp_path_factory.mktemp("gateway-logs"), "cnet")
 
 
 def md5(path: Path) -> str:
@@ -61,7 +49,7 @@ def md5(path: Path) -> str:
 
 
 def test_boto3_listings_each_key_once_and_md5_etags(gateway: str, tree: Path) -> None:
-    s3 = client(gateway)
+    s3 = s3_client(gateway)
     for operation in ("list_objects", "list_objects_v2"):
         keys = [item["Key"] for page in s3.get_paginator(operation).paginate(Bucket="cnet", Prefix="many/")
                 for item in page.get("Contents", [])]
@@ -82,7 +70,7 @@ def test_boto3_listings_each_key_once_and_md5_etags(gateway: str, tree: Path) ->
 
 def test_boto3_parallel_ranged_download(gateway: str, tree: Path, tmp_path: Path) -> None:
     target = tmp_path / "big.bin"
-    client(gateway).download_file("cnet", "big.bin", str(target), Config=TransferConfig(
+    s3_client(gateway).download_file("cnet", "big.bin", str(target), Config=TransferConfig(
         multipart_threshold=4 * MIB, multipart_chunksize=2 * MIB, max_concurrency=6))
     assert md5(target) == md5(tree / "big.bin")
 
@@ -90,7 +78,7 @@ def test_boto3_parallel_ranged_download(gateway: str, tree: Path, tmp_path: Path
 @pytest.mark.parametrize("size", EDGE_SIZES)
 def test_objects_and_ranges_on_both_sides_of_the_in_memory_size_read_back_whole(gateway: str, tree: Path,
                                                                                size: int) -> None:
-    s3, content = client(gateway), (tree / f"edge-{size}.bin").read_bytes()
+    s3, content = s3_client(gateway), (tree / f"edge-{size}.bin").read_bytes()
     whole = s3.get_object(Bucket="cnet", Key=f"edge-{size}.bin")
     assert whole["Body"].read() == content and whole["ContentLength"] == size
     assert whole["ETag"] == f'"{hashlib.md5(content).hexdigest()}"'
@@ -102,8 +90,8 @@ def test_objects_and_ranges_on_both_sides_of_the_in_memory_size_read_back_whole(
 
 
 def aws(gateway: str, *argv: str) -> subprocess.CompletedProcess:
-    env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-           "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "AWS_ACCESS_KEY_ID": GATEWAY_ACCESS_KEY,
+           "AWS_SECRET_ACCESS_KEY": GATEWAY_SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
     return subprocess.run([str(VENV_BIN / "aws"), "--endpoint-url", gateway, "s3", *argv], env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -124,7 +112,8 @@ def test_aws_cli_ls_cp_and_sync(gateway: str, tree: Path, tmp_path: Path) -> Non
 def rclone(gateway: str, *argv: str) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "RCLONE_CONFIG": "/dev/null",
            "RCLONE_CONFIG_GW_TYPE": "s3", "RCLONE_CONFIG_GW_PROVIDER": "Other", "RCLONE_CONFIG_GW_ENDPOINT": gateway,
-           "RCLONE_CONFIG_GW_ACCESS_KEY_ID": ACCESS_KEY, "RCLONE_CONFIG_GW_SECRET_ACCESS_KEY": SECRET_KEY}
+           "RCLONE_CONFIG_GW_ACCESS_KEY_ID": GATEWAY_ACCESS_KEY,
+           "RCLONE_CONFIG_GW_SECRET_ACCESS_KEY": GATEWAY_SECRET_KEY}
     return subprocess.run(["rclone", *argv], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -141,7 +130,7 @@ def test_rclone_lists_every_key_once_and_checks_by_md5(gateway: str, tree: Path)
 
 def test_s3fs_mounts_the_bucket(gateway: str, tree: Path, tmp_path: Path) -> None:
     credentials = tmp_path / "passwd"
-    credentials.write_text(f"{ACCESS_KEY}:{SECRET_KEY}\n")
+    credentials.write_text(f"{GATEWAY_ACCESS_KEY}:{GATEWAY_SECRET_KEY}\n")
     credentials.chmod(0o600)
     mount = tmp_path / "mnt"
     mount.mkdir()

@@ -5,22 +5,26 @@ shape, and the service stays healthy."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
+import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any, Iterator
 
+import botocore.exceptions
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.assets import ASTRONAUT, YOLO_MODEL
-from tests.support.services import standalone_service
+from tests.support.services import GATEWAY_ACCESS_KEY, s3_client, signed_gateway, standalone_service
 
 EXAMPLES = int(os.environ.get("CNET_FUZZ_EXAMPLES", "50"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FUZZ_CHEAP = settings(FUZZ, max_examples=10 * EXAMPLES)  # for requests refused in a millisecond or two
 with open(ASTRONAUT, "rb") as _handle:
     PNG = _handle.read()
 
@@ -45,14 +49,28 @@ def yolo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                   "--max-image-bytes", "2000000", "--name", "faces")
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+BUCKET_FILES = ("a.txt", "dir/b.bin", "dir/sub/c.json", "ü ñ.txt")  # 100 bytes each
+
+
+def bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bucket")
-    for name in ("a.txt", "dir/b.bin", "dir/sub/c.json", "ü ñ.txt"):
+    for name in BUCKET_FILES:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(os.urandom(100))
-    yield from standalone_service(tmp_path_factory.mktemp("gateway"), "cnet-gateway-data", "--base-path", str(root),
-                           "--bucket", "fuzz")
+    return root
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Without keys: anyone on loopback may read."""
+    yield from standalone_service(tmp_path_factory.mktemp("gateway"), "cnet-gateway-data", "--base-path",
+                                  str(bucket(tmp_path_factory)), "--bucket", "fuzz")
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """With keys: every request signed (SigV4 header or query, or the V2 query)."""
+    yield from signed_gateway(bucket(tmp_path_factory), tmp_path_factory.mktemp("signed"), "fuzz")
 
 
 def assert_json_error_or_detections(answer: requests.Response) -> None:
@@ -165,4 +183,123 @@ def test_object_keys_and_ranges(gateway: str, key: str, range_header: str | None
 def test_gateway_is_healthy_after_fuzzing(gateway: str, tmp_path: Path) -> None:
     assert requests.get(f"{gateway}/health", timeout=5).ok
     listed = ElementTree.fromstring(requests.get(f"{gateway}/s3/fuzz", params={"list-type": "2"}, timeout=5).content)
-    assert len([element for element in listed.iter() if element.tag.endswith("Key")]) == 4
+    assert len([element for element in listed.iter() if element.tag.endswith("Key")]) == len(BUCKET_FILES)
+
+
+# What a client that does not hold the keys can send: signatures of every form, their parts right or wrong (header
+# values: any character but controls, with no space before or after, which no HTTP client sends).
+def header_text(max_size: int) -> st.SearchStrategy[str]:
+    return st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=max_size).map(str.strip)
+
+
+amz_dates = st.sampled_from(["20261206T120000Z", "20261399T999999Z", "", "٢٠٢٦١٢٠٦T120000Z"]) | header_text(20)
+scopes = st.builds("/".join, st.tuples(st.sampled_from(["20261206", "2026"]) | header_text(10),
+                                       st.sampled_from(["us-east-1", "eu-west-1", ""]), st.sampled_from(["s3", ""]),
+                                       st.sampled_from(["aws4_request", "x"])))
+access_keys = st.sampled_from([GATEWAY_ACCESS_KEY, "AKOTHER", ""]) | header_text(12)
+signed_headers = st.sampled_from(["host;x-amz-date", "host;x-amz-content-sha256;x-amz-date", "", ";"]) \
+    | header_text(20)
+signatures = st.text("0123456789abcdef", min_size=64, max_size=64) | header_text(70)
+# Most of them well formed, so that what is checked after the form (the date, the key, the scope) is reached too.
+authorizations = st.builds("AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={}, Signature={}".format,
+                           st.sampled_from([GATEWAY_ACCESS_KEY, "AKOTHER"]), scopes,
+                           st.sampled_from(["host;x-amz-date", "host;x-amz-content-sha256;x-amz-date"]),
+                           st.text("0123456789abcdef", min_size=64, max_size=64)) \
+    | st.builds("AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={}, Signature={}".format, access_keys, scopes,
+                signed_headers, signatures) \
+    | st.sampled_from(["AWS4-HMAC-SHA256", f"AWS {GATEWAY_ACCESS_KEY}:c2ln", "Bearer x"]) | header_text(80)
+presigned_v4 = st.fixed_dictionaries({
+    "X-Amz-Algorithm": st.sampled_from(["AWS4-HMAC-SHA256", "AWS4-HMAC-SHA256", ""]) | st.text(max_size=10),
+    "X-Amz-Credential": st.builds("{}/{}".format, access_keys, scopes), "X-Amz-Date": amz_dates,
+    "X-Amz-Signature": signatures}, optional={
+    "X-Amz-Expires": st.integers(-10, 10**12).map(str) | st.text(max_size=8), "X-Amz-SignedHeaders": signed_headers})
+presigned_v2 = st.fixed_dictionaries({"AWSAccessKeyId": access_keys, "Signature": st.text(max_size=40)},
+                                     optional={"Expires": st.integers(-10, 10**12).map(str) | st.text(max_size=12)})
+
+
+@FUZZ_CHEAP
+@given(path=st.sampled_from(["fuzz", "fuzz/a.txt", "fuzz/dir/", "", "other/x"]) | s3_text,
+       authorization=st.none() | authorizations, query=st.none() | presigned_v4 | presigned_v2,
+       headers=st.fixed_dictionaries({"x-amz-date": amz_dates}, optional={
+           "x-amz-content-sha256": header_text(70), "Range": st.sampled_from(["bytes=0-9", "bytes=x"])}),
+       method=st.sampled_from(["GET", "HEAD"]))
+def test_forged_signatures_are_refused(signed: str, path: str, authorization: str | None,
+                                       query: dict[str, str] | None, headers: dict[str, str], method: str) -> None:
+    """Nothing unsigned, or signed with other keys, is let in: a 4xx in S3's XML (not a 5xx), whatever its parts."""
+    if authorization is not None:
+        headers = {**headers, "Authorization": authorization}
+    answer = requests.request(method, f"{signed}/{requests.utils.quote(path)}", params=query, timeout=30,
+                              headers={name: value.encode() for name, value in headers.items()})
+    assert_s3_answer(answer)
+    assert answer.status_code >= 400, answer.text
+
+
+optional_text = st.none() | s3_text
+
+
+def sent_as_is(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """GET ``url`` with its path exactly as given (requests would take out a key's ``.`` and ``..`` segments,
+    which a presigned URL's signature covers, as S3 keys may be named so)."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=30)
+    try:
+        connection.request("GET", f"{parts.path}?{parts.query}", headers=headers)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+@FUZZ
+@given(key=st.sampled_from(list(BUCKET_FILES)) | st.text(min_size=1, max_size=24),
+       range_header=st.none() | st.sampled_from(["bytes=0-9", "bytes=-5", "bytes=90-", "bytes=200-300"])
+       | st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=16).map(lambda text: f"bytes={text}"),
+       if_match=st.none() | st.sampled_from(["*", '"0"']) | header_text(40),
+       if_none_match=st.none() | st.sampled_from(["*", '"0"']), expires_in=st.integers(1, 7 * 24 * 3600),
+       operation=st.sampled_from(["get_object", "head_object", "presigned"]))
+def test_signed_object_reads(signed: str, key: str, range_header: str | None, if_match: str | None,
+                             if_none_match: str | None, expires_in: int, operation: str) -> None:
+    """Requests signed with the keys (by boto3, as a client makes them) with any key, range and condition: no 5xx,
+    and the gateway's own files read back."""
+    s3 = s3_client(signed, retries=1)
+    if operation == "presigned":
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "fuzz", "Key": key}, ExpiresIn=expires_in)
+        status, body = sent_as_is(url, {"Range": range_header} if range_header else {})
+        assert status < 500 and (status < 400 or ElementTree.fromstring(body).find("Code") is not None), body
+        assert status in ((200, 206, 416) if key in BUCKET_FILES else (400, 404)), body
+        return
+    params = {name: value for name, value in (("Range", range_header), ("IfMatch", if_match),
+                                              ("IfNoneMatch", if_none_match)) if value is not None}
+    try:
+        answer = getattr(s3, operation)(Bucket="fuzz", Key=key, **params)["ResponseMetadata"]
+    except botocore.exceptions.ClientError as error:
+        answer = error.response["ResponseMetadata"]
+    assert answer["HTTPStatusCode"] < 500, answer
+    if key in BUCKET_FILES and not params:
+        assert answer["HTTPStatusCode"] == 200, answer
+
+
+@FUZZ
+@given(version=st.sampled_from([1, 2]), prefix=optional_text, delimiter=optional_text,
+       max_keys=st.none() | st.integers(-5, 2000), start=optional_text, url_encoded=st.booleans())
+def test_signed_listings(signed: str, version: int, prefix: str | None, delimiter: str | None, max_keys: int | None,
+                         start: str | None, url_encoded: bool) -> None:
+    """ListObjects and ListObjectsV2 signed with the keys, any prefix, delimiter, page size and start: no 5xx, and
+    nothing boto3 cannot read."""
+    params = {name: value for name, value in (("Prefix", prefix), ("Delimiter", delimiter), ("MaxKeys", max_keys),
+                                              ("Marker" if version == 1 else "StartAfter", start)) if value is not None}
+    if url_encoded:
+        params["EncodingType"] = "url"
+    s3 = s3_client(signed, retries=1)
+    try:
+        listed = (s3.list_objects if version == 1 else s3.list_objects_v2)(Bucket="fuzz", **params)
+    except botocore.exceptions.ClientError as error:
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] < 500, error.response
+        return
+    if not params:
+        assert sorted(item["Key"] for item in listed["Contents"]) == sorted(BUCKET_FILES)
+
+
+def test_signed_gateway_is_healthy_after_fuzzing(signed: str) -> None:
+    listed = s3_client(signed).list_objects_v2(Bucket="fuzz")
+    assert sorted(item["Key"] for item in listed["Contents"]) == sorted(BUCKET_FILES)
