@@ -32,7 +32,11 @@ def _server_sent_events(lines: Iterator[str]) -> Iterator[tuple[str | None, str]
 
 
 class Refused(Exception):
-    """The node said no (its message), or could not be reached."""
+    """The node said no (its message, and the HTTP status it answered), or could not be reached (no status)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _passed_over(refused: Any) -> list[str]:
@@ -76,8 +80,27 @@ class NodeClient:
                 message = f"{answer.status_code}: {answer.text.strip()[:500]}"
             else:
                 message += "".join(_passed_over(body.get("refused")))
-            raise Refused(message)
+            raise Refused(message, answer.status_code)
         return answer
+
+    def workload_id(self, ref: str) -> str:
+        """The id of the workload ``ref`` names, read as docker and nomad read one: its id; else its name, or the
+        start of its id, when exactly one of the node's workloads has it (several: refused, naming them)."""
+        try:
+            return self.get(f"/api/workloads/{urllib.parse.quote(ref, safe='')}")["id"]
+        except Refused as refused:
+            if refused.status != 404:
+                raise
+            not_found = refused
+        listed = self.get("/api/workloads")["workloads"]
+        for matches in ([view for view in listed if view["name"] == ref],
+                        [view for view in listed if view["id"].startswith(ref)]):
+            if len(matches) == 1:
+                return matches[0]["id"]
+            if matches:
+                named = ", ".join(f"{view['id']} {view['name']}" for view in matches)
+                raise Refused(f"{ref!r} names {len(matches)} workloads ({named}): give its id")
+        raise not_found
 
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, params=params).json()

@@ -1,6 +1,7 @@
 """``cnet``: commands over a node's API. The node is ``--addr`` / ``CNET_ADDR`` (default
-http://127.0.0.1:8080), the token ``--token`` / ``CNET_TOKEN``. A refusal prints the node's message and
-exits 1; bad usage exits 2. Reads take ``-o json`` for scripts."""
+http://127.0.0.1:8080), the token ``--token`` / ``CNET_TOKEN``. A workload is named by its id, its name or the
+start of its id. A refusal prints the node's message and exits 1; bad usage exits 2. Reads take ``-o json`` for
+scripts."""
 from __future__ import annotations
 
 import json
@@ -22,6 +23,17 @@ from cnetd.cli.spec import BadSpec, load, quick_process
 FOLLOW_INTERVAL_S = 0.5
 output_option = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
                              help="table for people, json for scripts")
+
+
+class _WorkloadRef(click.ParamType):
+    """A workload named on the command line: its id, its name, or the start of its id (``NodeClient.workload_id``)."""
+    name = "workload"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return ctx.find_object(NodeClient).workload_id(value) if ctx is not None else value
+
+
+WORKLOAD = _WorkloadRef()
 
 
 class _Cli(click.Group):
@@ -129,7 +141,7 @@ def _read(path: str) -> str:
 
 
 @cli.command()
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @output_option
 @click.pass_obj
 def show(node: NodeClient, workload_id: str, output: str) -> None:
@@ -144,7 +156,7 @@ def show(node: NodeClient, workload_id: str, output: str) -> None:
 
 
 @cli.command()
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @click.option("-f", "--follow", is_flag=True, help="keep printing until the workload ends")
 @click.option("--stderr", "stderr", is_flag=True, help="its stderr instead of stdout")
 @click.option("--tail", type=click.IntRange(0, 10_000), default=200, show_default=True, help="last lines (without -f)")
@@ -169,7 +181,7 @@ def logs(node: NodeClient, workload_id: str, follow: bool, stderr: bool, tail: i
 
 
 @cli.command()
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @click.option("-f", "--follow", is_flag=True, help="keep printing events as they come")
 @click.option("--last", type=click.IntRange(0, 10_000), default=20, show_default=True, help="kept events first")
 @click.option("--json", "as_json", is_flag=True, help="each event as one JSON line")
@@ -181,7 +193,7 @@ def events(node: NodeClient, workload_id: str, follow: bool, last: int, as_json:
 
 
 @cli.command()
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @click.pass_obj
 def stop(node: NodeClient, workload_id: str) -> None:
     """Stop a workload (it stays listed until removed)."""
@@ -189,7 +201,7 @@ def stop(node: NodeClient, workload_id: str) -> None:
 
 
 @cli.command()
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @click.argument("replicas", type=click.IntRange(1))
 @click.pass_obj
 def scale(node: NodeClient, workload_id: str, replicas: int) -> None:
@@ -199,7 +211,7 @@ def scale(node: NodeClient, workload_id: str, replicas: int) -> None:
 
 
 @cli.command()
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @click.option("--min", "min_replicas", type=click.IntRange(0), help="fewest replicas (0: none when idle)")
 @click.option("--max", "max_replicas", type=click.IntRange(1), help="most replicas")
 @click.option("--target", "target_ongoing_requests", type=click.FloatRange(0, min_open=True),
@@ -217,7 +229,7 @@ def autoscale(node: NodeClient, workload_id: str, **policy: Any) -> None:
 
 
 @cli.command()
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @click.pass_obj
 def rm(node: NodeClient, workload_id: str) -> None:
     """Stop and delete a workload (a data workload: its files too)."""
@@ -226,7 +238,7 @@ def rm(node: NodeClient, workload_id: str) -> None:
 
 
 @cli.command()
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--confidence", type=click.FloatRange(0, 1), default=None, help="the least confidence shown")
 @click.option("--draw", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -251,7 +263,7 @@ def rollout() -> None:
 
 
 @rollout.command("status")
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @output_option
 @click.pass_obj
 def rollout_status(node: NodeClient, workload_id: str, output: str) -> None:
@@ -261,7 +273,7 @@ def rollout_status(node: NodeClient, workload_id: str, output: str) -> None:
 
 
 @rollout.command("history")
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @output_option
 @click.pass_obj
 def rollout_history(node: NodeClient, workload_id: str, output: str) -> None:
@@ -271,7 +283,7 @@ def rollout_history(node: NodeClient, workload_id: str, output: str) -> None:
 
 
 @rollout.command("promote")
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @click.pass_obj
 def rollout_promote(node: NodeClient, workload_id: str) -> None:
     """The rollout waiting on its canaries goes on."""
@@ -280,7 +292,7 @@ def rollout_promote(node: NodeClient, workload_id: str) -> None:
 
 
 @rollout.command("undo")
-@click.argument("workload_id")
+@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
 @click.pass_obj
 def rollout_undo(node: NodeClient, workload_id: str) -> None:
     """Go back: the rollout under way is rolled back; without one, the previous revision rolls out again."""

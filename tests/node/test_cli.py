@@ -54,6 +54,25 @@ def test_run_a_quick_process_and_follow_its_logs_to_the_end(node: Node) -> None:
     assert cnet(node, "rm", started["id"]).returncode == 0
 
 
+def test_a_workload_is_named_by_its_id_its_name_or_the_start_of_its_id(node: Node) -> None:
+    """As docker and nomad read one; a name that two workloads have is refused, naming both, and acts on neither.
+    Control: before, a name or the start of an id was a 404 (``no workload with id 'named-once'``)."""
+    once = json_of(node, "run", "process", "--name", "named-once", "--", "sleep", "60")
+    twice = [json_of(node, "run", "process", "--name", "named-twice", "--", "sleep", "60") for _ in range(2)]
+    assert json_of(node, "show", "named-once")["id"] == once["id"]
+    assert json_of(node, "show", once["id"][:7])["id"] == once["id"]
+    ambiguous = cnet(node, "rm", "named-twice")
+    assert ambiguous.returncode == 1 and "names 2 workloads" in ambiguous.stderr, ambiguous
+    assert all(record["id"] in ambiguous.stderr and node.workload(record["id"])["status"] == "running"
+               for record in twice)
+    assert cnet(node, "stop", "named-once").returncode == 0 and node.workload(once["id"])["status"] == "stopped"
+    assert cnet(node, "rm", "named-once").returncode == 0
+    gone = cnet(node, "show", "named-once")
+    assert gone.returncode == 1 and "not_found" in gone.stderr, gone
+    for record in twice:
+        assert cnet(node, "rm", record["id"]).returncode == 0
+
+
 def test_run_a_spec_file_or_stdin_with_sizes(node: Node, tmp_path: Path) -> None:
     spec = tmp_path / "sleeper.yaml"
     spec.write_text("type: process\nname: sleeper\nconfig: {command: sleep, args: ['60']}\n"
