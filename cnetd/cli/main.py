@@ -33,7 +33,7 @@ class _WorkloadRef(click.ParamType):
         return ctx.find_object(NodeClient).workload_id(value) if ctx is not None else value
 
 
-WORKLOAD = _WorkloadRef()
+workload_argument = click.argument("workload_id", type=_WorkloadRef(), metavar="WORKLOAD")
 
 
 class _Cli(click.Group):
@@ -141,7 +141,7 @@ def _read(path: str) -> str:
 
 
 @cli.command()
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @output_option
 @click.pass_obj
 def show(node: NodeClient, workload_id: str, output: str) -> None:
@@ -156,7 +156,7 @@ def show(node: NodeClient, workload_id: str, output: str) -> None:
 
 
 @cli.command()
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @click.option("-f", "--follow", is_flag=True, help="keep printing until the workload ends")
 @click.option("--stderr", "stderr", is_flag=True, help="its stderr instead of stdout")
 @click.option("--tail", type=click.IntRange(0, 10_000), default=200, show_default=True, help="last lines (without -f)")
@@ -181,7 +181,7 @@ def logs(node: NodeClient, workload_id: str, follow: bool, stderr: bool, tail: i
 
 
 @cli.command()
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @click.option("-f", "--follow", is_flag=True, help="keep printing events as they come")
 @click.option("--last", type=click.IntRange(0, 10_000), default=20, show_default=True, help="kept events first")
 @click.option("--json", "as_json", is_flag=True, help="each event as one JSON line")
@@ -193,7 +193,7 @@ def events(node: NodeClient, workload_id: str, follow: bool, last: int, as_json:
 
 
 @cli.command()
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @click.pass_obj
 def stop(node: NodeClient, workload_id: str) -> None:
     """Stop a workload (it stays listed until removed)."""
@@ -201,7 +201,7 @@ def stop(node: NodeClient, workload_id: str) -> None:
 
 
 @cli.command()
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @click.argument("replicas", type=click.IntRange(1))
 @click.pass_obj
 def scale(node: NodeClient, workload_id: str, replicas: int) -> None:
@@ -211,7 +211,7 @@ def scale(node: NodeClient, workload_id: str, replicas: int) -> None:
 
 
 @cli.command()
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @click.option("--min", "min_replicas", type=click.IntRange(0), help="fewest replicas (0: none when idle)")
 @click.option("--max", "max_replicas", type=click.IntRange(1), help="most replicas")
 @click.option("--target", "target_ongoing_requests", type=click.FloatRange(0, min_open=True),
@@ -229,7 +229,7 @@ def autoscale(node: NodeClient, workload_id: str, **policy: Any) -> None:
 
 
 @cli.command()
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @click.pass_obj
 def rm(node: NodeClient, workload_id: str) -> None:
     """Stop and delete a workload (a data workload: its files too)."""
@@ -238,7 +238,7 @@ def rm(node: NodeClient, workload_id: str) -> None:
 
 
 @cli.command()
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--confidence", type=click.FloatRange(0, 1), default=None, help="the least confidence shown")
 @click.option("--draw", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -263,7 +263,7 @@ def rollout() -> None:
 
 
 @rollout.command("status")
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @output_option
 @click.pass_obj
 def rollout_status(node: NodeClient, workload_id: str, output: str) -> None:
@@ -273,7 +273,7 @@ def rollout_status(node: NodeClient, workload_id: str, output: str) -> None:
 
 
 @rollout.command("history")
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @output_option
 @click.pass_obj
 def rollout_history(node: NodeClient, workload_id: str, output: str) -> None:
@@ -283,7 +283,7 @@ def rollout_history(node: NodeClient, workload_id: str, output: str) -> None:
 
 
 @rollout.command("promote")
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @click.pass_obj
 def rollout_promote(node: NodeClient, workload_id: str) -> None:
     """The rollout waiting on its canaries goes on."""
@@ -292,7 +292,7 @@ def rollout_promote(node: NodeClient, workload_id: str) -> None:
 
 
 @rollout.command("undo")
-@click.argument("workload_id", type=WORKLOAD, metavar="WORKLOAD")
+@workload_argument
 @click.pass_obj
 def rollout_undo(node: NodeClient, workload_id: str) -> None:
     """Go back: the rollout under way is rolled back; without one, the previous revision rolls out again."""
