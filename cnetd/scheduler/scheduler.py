@@ -273,7 +273,8 @@ class Scheduler:
             if outcome.answer is not None or outcome.unknown is not None:
                 return outcome
             if forwarded.carried is not None:  # no node took it
-                self._models.undo_fetch(forwarded.carried, CnetError("every node it was forwarded to refused it"))
+                self._models.undo_fetch(forwarded.carried, CnetError("every node it was forwarded to refused it"),
+                                        record.id)  # its pointer, not yet removed, names the model
             if isinstance(forwarded.not_carried, Unavailable):  # the neighbour that may hold it may answer later
                 here = refusal_of(self._node.config.node_id, forwarded.not_carried)
                 return dataclasses.replace(outcome, refusals=[*outcome.refusals, here])

@@ -440,10 +440,10 @@ class ModelStore:
             held -= record.requirements.storage
         return held + size <= self._cache_bytes
 
-    def undo_fetch(self, artifact: Artifact, refusal: CnetError, refused: str | None = None) -> None:
+    def undo_fetch(self, artifact: Artifact, refusal: CnetError, refused: str) -> None:
         """A deployment refused after its own fetch brought the model: the model goes again, unless used by
         another workload than ``refused`` (the refused one, whose record may still name the model's hash, as a
-        forwarded deployment's does)."""
+        forwarded deployment's and its pointer's do)."""
         if not artifact.fetched:
             return
         try:
