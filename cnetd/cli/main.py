@@ -152,7 +152,7 @@ def show(node: NodeClient, workload_id: str, output: str) -> None:
         return
     if (record.get("deployment") or {}).get("autoscale"):
         views.out.print(views.autoscaling(record["deployment"]))
-    print(yaml.safe_dump(record, sort_keys=False), end="")
+    print(yaml.safe_dump(views.readable_times(record), sort_keys=False, allow_unicode=True), end="")
 
 
 @cli.command()

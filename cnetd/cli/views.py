@@ -35,6 +35,27 @@ def since(timestamp: float | None) -> str:
     return "-" if not timestamp else age(time.time() - timestamp)
 
 
+def readable_times(value: Any) -> Any:
+    """``value`` (a record, as the node gives it) with every time in it (a field ending ``_at``, seconds since the
+    epoch) as people read one, as kubectl describe shows it: ``2026-12-06 18:01:13 UTC (5m ago)``."""
+    if isinstance(value, list):
+        return [readable_times(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {name: _readable_time(item) if name.endswith("_at") and _is_time(item) else readable_times(item)
+            for name, item in value.items()}
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _readable_time(timestamp: float) -> str:
+    shown = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+    ago = time.time() - timestamp
+    return f"{shown} ({age(ago)} ago)" if ago >= 0 else f"{shown} (in {age(-ago)})"
+
+
 def resources_line(resources: dict[str, Any] | None) -> str:
     if not resources:
         return "-"

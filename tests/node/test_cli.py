@@ -3,6 +3,7 @@ a directory upload, predict --draw; a refusal exits 1 with the node's message, b
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -71,6 +72,19 @@ def test_a_workload_is_named_by_its_id_its_name_or_the_start_of_its_id(node: Nod
     assert gone.returncode == 1 and "not_found" in gone.stderr, gone
     for record in twice:
         assert cnet(node, "rm", record["id"]).returncode == 0
+
+
+def test_show_gives_times_as_dates_and_json_as_the_node_does(node: Node) -> None:
+    """As kubectl describe shows them. Control: before, ``created_at: 1796580073.54``."""
+    started = json_of(node, "run", "process", "--name", "dated", "--", "sleep", "60")
+    shown = cnet(node, "show", started["id"])
+    assert shown.returncode == 0, shown
+    for field in ("created_at", "started_at"):
+        assert re.search(rf"^{field}: '?\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d+[sm] ago\)'?$", shown.stdout,
+                         re.MULTILINE), shown.stdout
+    assert "finished_at: null" in shown.stdout
+    assert isinstance(json_of(node, "show", started["id"])["created_at"], float)
+    assert cnet(node, "rm", started["id"]).returncode == 0
 
 
 def test_run_a_spec_file_or_stdin_with_sizes(node: Node, tmp_path: Path) -> None:
