@@ -36,17 +36,13 @@ def test_a_clock_step_forward_past_forget_after_forgets_no_live_child(pair: tupl
     """The child's heartbeats pause for two seconds (its register stopped) across the step, so the parent's
     sweep surely looks at a heartbeat stamped before it: by the wall clock, an hour ago."""
     parent, child = pair
-    register = os.getpgid(child.program_pid("register"))
-    os.killpg(register, signal.SIGSTOP)
-    try:
+    with child.paused("register"):
         step_clock(parent, int(FORGET_AFTER_S) * 6)
         listed = []
         deadline = time.monotonic() + 3  # the step is read within a second; the parent sweeps each second
         while time.monotonic() < deadline:
             listed.append([node_id for node_id, _ in nodes_view(parent)["children"]])
             time.sleep(0.2)
-    finally:
-        os.killpg(register, signal.SIGCONT)
     assert all(children == [child.node_id] for children in listed), listed
     wait_for(lambda: nodes_view(parent)["children"] == [(child.node_id, "online")], timeout_s=15,
              diagnose=lambda: nodes_view(parent))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -120,18 +119,13 @@ def test_a_model_is_kept_for_the_forward_that_names_it(tree: dict[str, Node]) ->
     Control: with the keep taken out of ``forwarded``, the eviction is answered 200."""
     origin, child = tree["origin"], tree["child"]
     stored = upload_model(origin)
-    scheduler = child.program_pid("scheduler")
-    os.kill(scheduler, signal.SIGSTOP)
-    try:
-        with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(1) as pool:
+        with child.paused("scheduler"):
             pending = pool.submit(origin.submit, from_data(stored), {"cpu": 1.5}, workload_type="mlmodel")
             [pointer] = wait_for(lambda: [view for view in origin.workloads() if view["status"] == "delegating"]
                                  or None, timeout_s=30)
             evicted = origin.api("DELETE", f"/api/models/{SHA256}")
-            os.kill(scheduler, signal.SIGCONT)
-            answer = pending.result()
-    finally:
-        os.kill(scheduler, signal.SIGCONT)
+        answer = pending.result()
     assert evicted.status_code == 409 and evicted.json()["users"] == [pointer["id"]], evicted.text
     assert answer.status_code == 201 and answer.json()["node"] == child.node_id, answer.text
     assert relayed(origin, pointer["id"])
@@ -149,14 +143,10 @@ def test_a_carried_model_is_kept_for_a_forward_whose_outcome_is_unknown(tree: di
     child's copy, and the deployment that had been accepted ran nowhere."""
     origin, child, grandchild = tree["origin"], tree["child"], tree["grandchild"]
     stored = upload_model(origin)
-    scheduler = grandchild.program_pid("scheduler")
-    os.kill(scheduler, signal.SIGSTOP)
-    try:  # 3 cpu: no room on the child; a forward given 2 s, not 15
+    with grandchild.paused("scheduler"):  # 3 cpu: no room on the child; a forward given 2 s, not 15
         unknown = child.submit(from_data(stored), {"cpu": 3}, workload_type="mlmodel",
                                delegation={"visited": [], "budget_s": 2})
         evicted = child.api("DELETE", f"/api/models/{SHA256}")
-    finally:
-        os.kill(scheduler, signal.SIGCONT)
     assert unknown.status_code == 503 and unknown.json()["error"] == "delegation_unknown", unknown.text
     pointer = unknown.json()["id"]
     assert evicted.status_code == 409 and evicted.json()["users"] == [pointer], evicted.text

@@ -212,6 +212,17 @@ class Node:
     def program_pid(self, name: str) -> int:
         return int(self.supervisorctl("pid", name).strip() or 0)
 
+    @contextlib.contextmanager
+    def paused(self, program: str) -> Iterator[None]:
+        """One of the node's programs stopped (SIGSTOP to its process group) while inside: alive, answering
+        nothing; continued on the way out, also on failure."""
+        group = os.getpgid(self.program_pid(program))
+        os.killpg(group, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(group, signal.SIGCONT)
+
     def log(self, name: str) -> str:
         path = self.root / name if name == "cnetd.out" else self.runtime_dir / "logs" / name
         return path.read_text(errors="replace") if path.exists() else ""
