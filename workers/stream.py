@@ -18,7 +18,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from cnetd.common.addresses import HIDDEN, redacted_url
+from cnetd.common.addresses import HIDDEN, redacted_url, shown_origin
 from cnetd.common.errors import Invalid, Unprocessable
 from cnetd.common.private_files import make_workload_dir, write_workload_file
 from gateway.keys import UnsafeKey, safe_relative
@@ -133,7 +133,7 @@ class StreamExecutor(PlainProgram):
     def shown_config(self, config: dict[str, Any]) -> dict[str, Any]:
         shown = {**config, "source": redacted_url(config.get("source", ""))}
         if shown.get("webhook"):
-            shown["webhook"] = redacted_url(shown["webhook"])
+            shown["webhook"] = shown_origin(shown["webhook"])
         if "detector_signature" in shown:
             shown["detector_signature"] = HIDDEN
         return shown
@@ -192,7 +192,7 @@ def _webhook(raw: Any) -> str | None:
     except ValueError:
         reachable = False
     if not reachable:
-        raise Unprocessable(f"config.webhook: {raw[:200]!r} names no host this node can post to")
+        raise Unprocessable(f"config.webhook: {shown_origin(raw)[:200]!r} names no host this node can post to")
     return raw
 
 

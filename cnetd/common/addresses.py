@@ -1,5 +1,5 @@
 """What an address reaches (whether it is this machine only), and how a URL is shown (without its password, and
-without its query where that may sign it)."""
+without its query where that may sign it, or its path where that is its secret)."""
 from __future__ import annotations
 
 import ipaddress
@@ -10,6 +10,7 @@ HIDDEN = "********"
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"  # RFC 3986's scheme, and its //
 _URL_IN_TEXT = re.compile(_SCHEME + r"""[^\s'"]+""")
 _USERINFO = re.compile(rf"^(?P<scheme>{_SCHEME})(?P<userinfo>[^/?#]*)@")  # to the authority's last @
+_ORIGIN = re.compile(rf"^{_SCHEME}[^/?#]*")  # the scheme and authority
 
 
 def is_loopback(address: str) -> bool:
@@ -42,6 +43,16 @@ def shown_url(url: str) -> str:
     presigned S3 URL) and so let anyone holding it fetch what it names."""
     base, question, _ = redacted_url(url).partition("?")
     return f"{base}?{HIDDEN}" if question else base
+
+
+def shown_origin(url: str) -> str:
+    """``url`` as its origin (its password hidden), and its path and query as one ``HIDDEN``: a webhook's path is
+    often its only secret (a Slack, Discord or Teams hook's token), so a reader learns where it posts, not how."""
+    shown = redacted_url(url)
+    origin = _ORIGIN.match(shown)
+    if origin is None or shown[origin.end():] in ("", "/"):
+        return shown
+    return f"{origin[0]}/{HIDDEN}"
 
 
 def shown_urls(text: str) -> str:

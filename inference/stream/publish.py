@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import requests
 
+from cnetd.common.addresses import shown_origin
+
 log = logging.getLogger("stream.publish")
 QUEUE_SIZE = 100
 WEBHOOK_TIMEOUT_S = 5.0
@@ -61,7 +63,8 @@ class Webhook:
                 if answer.status_code < 500 and answer.status_code != 429:
                     return answer.ok
             except requests.RequestException as exc:
-                log.debug("webhook: %s", exc)
+                # the error quotes the URL's path, which may be the hook's secret
+                log.debug("webhook %s: %s", shown_origin(self._url), type(exc).__name__)
             if wait_s is not None:
                 time.sleep(wait_s)
         return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnetd.common.addresses import redacted_url, shown_urls
+from cnetd.common.addresses import redacted_url, shown_origin, shown_urls
 from cnetd.common.errors import Invalid
 from cnetd.common.model_sources import parse_source
 
@@ -38,6 +38,18 @@ def test_a_password_is_hidden_in_any_url_even_one_urllib_cannot_read(url: str, s
     """A camera's or model's URL is shown without its password, also when its port is no port or its host an
     unclosed IPv6 bracket: urllib raises on those, which was a 500 wherever such a URL was shown."""
     assert redacted_url(url) == shown
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://hooks.slack.com/services/T01/B02/token", "https://hooks.slack.com/********"),
+    ("https://u:pw@chat.example:8443/hook?sig=9f", "https://u:********@chat.example:8443/********"),
+    ("http://[::1/hook/token", "http://[::1/********"),  # an unclosed bracket: shown, never an error
+    ("http://receiver.local:8080", "http://receiver.local:8080"),  # the controls: no path, nothing to hide
+    ("http://receiver.local/", "http://receiver.local/"),
+])
+def test_a_webhook_is_shown_as_where_it_posts_without_its_path(url: str, shown: str) -> None:
+    """A chat's webhook has its token in its path: a reader of the stream's record sees the host it posts to."""
+    assert shown_origin(url) == shown
 
 
 @pytest.mark.parametrize("model_path", ["http://[::1/yolo.onnx", "https://[models/yolo.onnx", "/srv/yolo\x00.onnx",
