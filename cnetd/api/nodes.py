@@ -10,7 +10,8 @@ from cnetd import __version__
 from cnetd.common.protocol import AGENT_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION, compatible, incompatibility
 from cnetd.core import hostinfo
 from cnetd.api.base import Resource
-from cnetd.api.limits import CHILDREN_PAGE_DEFAULT, CHILDREN_PAGE_MAX, PAGE_AFTER_MAX_CHARS
+from cnetd.api.limits import CHILDREN_PAGE_DEFAULT
+from cnetd.api.paging import page_size, page_start
 from cnetd.api.protocol_check import INCOMPATIBLE_REQUESTS
 from cnetd.common.errors import Conflict, IncompatibleVersion, Invalid, NotFound
 from cnetd.common.web import read_json, send
@@ -62,9 +63,8 @@ class Nodes(Resource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         config, now, nodes = self.deps.config, boot_clock.now(), self.deps.nodes
-        limit, after = _page_param(req, "limit", CHILDREN_PAGE_DEFAULT), req.params.get("after", "")
-        if not isinstance(after, str) or len(after) > PAGE_AFTER_MAX_CHARS:
-            raise Invalid("after: expected one node id (the last of the page before)")
+        limit = page_size(req) or CHILDREN_PAGE_DEFAULT
+        after = page_start(req, "one node id (the last of the page before)") or ""
         this_node = {"id": config.node_id, "role": "self", "api_url": config.api_url,
                      "mesh_endpoint": config.mesh_endpoint, "status": "online", "last_seen_s": 0.0,
                      "resources": self.deps.ledger.usage().to_dict(), "gpus": self.deps.ledger.gpus()}
@@ -78,13 +78,6 @@ class Nodes(Resource):
                     "next": children[-1]["id"] if len(page) > limit else None,
                     "summary": {"children": nodes.count(Role.CHILD), "children_online": nodes.children_online(),
                                 "peers": len(peers)}})
-
-
-def _page_param(req: falcon.Request, name: str, default: int) -> int:
-    raw = req.params.get(name, str(default))  # a list when repeated
-    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= CHILDREN_PAGE_MAX):
-        raise Invalid(f"{name}: expected one whole number, 1 to {CHILDREN_PAGE_MAX}")
-    return int(raw)
 
 
 class NodeRegistration(Resource):

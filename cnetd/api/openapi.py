@@ -9,8 +9,9 @@ from typing import Any
 
 from cnetd import __version__
 from cnetd.api.events import FOLLOW_MAX_S, MAX_FOLLOWERS
-from cnetd.api.limits import (CHILDREN_PAGE_DEFAULT, CHILDREN_PAGE_MAX, LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS,
-                              LOG_TAIL_MAX, PAGE_AFTER_MAX_CHARS, PREDICT_MAX_BYTES)
+from cnetd.api.paging import POSITION_PATTERN
+from cnetd.api.limits import (CHILDREN_PAGE_DEFAULT, LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_MAX,
+                              PAGE_AFTER_MAX_CHARS, PAGE_MAX, PREDICT_MAX_BYTES)
 from cnetd.core.config import MAX_REPLICAS
 from cnetd.core.deployment_spec import MAX_DEPLOYMENT_ID, PLACEMENTS, REVISION_STATES, SPREADS
 from cnetd.core.submission import MAX_CONSTRAINT_LABELS, MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN
@@ -297,7 +298,9 @@ SCHEMAS: dict[str, Any] = {
     "Forgotten": {"type": "object", "required": ["id", "forgotten"], "properties": {
         "id": {"type": "string"}, "forgotten": {"const": True}}},
     "WorkloadList": {"type": "object", "required": ["workloads", "count"], "properties": {
-        "workloads": {"type": "array", "items": _ref("Workload")}, "count": {"type": "integer"}}},
+        "workloads": {"type": "array", "items": _ref("Workload")}, "count": {"type": "integer"},
+        "next": {"type": ["string", "null"], "description": "with limit, where this page ended (pass it as after); "
+                                                             "null on the last page"}}},
     "Deleted": {"type": "object", "required": ["id", "deleted"], "properties": {
         "id": {"type": "string"}, "deleted": {"const": True}}},
     "Logs": {"type": "object", "required": ["id", "tail", "stdout", "stderr"], "properties": {
@@ -389,19 +392,27 @@ def _v2_paths() -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
+    def page_query(limit: str, after: str, default: int | None = None,
+                   after_pattern: str | None = None) -> list[dict[str, Any]]:
+        size = {"type": "integer", "minimum": 1, "maximum": PAGE_MAX} | ({"default": default} if default else {})
+        start = {"type": "string", "maxLength": PAGE_AFTER_MAX_CHARS} | (
+            {"pattern": after_pattern} if after_pattern else {})
+        return [{"name": "limit", "in": "query", "required": False, "schema": size, "description": limit},
+                {"name": "after", "in": "query", "required": False, "schema": start, "description": after}]
+
     workloads_query = [{"name": name, "in": "query", "required": False, "schema": {"type": "string"},
                         "description": description} for name, description in
                        (("status", "only this status"), ("type", "only this type"), ("ids", "comma-separated ids"))]
+    workloads_query += page_query("one page of this many (without: all)", "the page before's next (TIME/ID)",
+                                  after_pattern=POSITION_PATTERN)
     paths = {
         "/api/health": {"get": _operation("Liveness and identity of this node", _ok("Health"))},
         "/api/resources": {"get": _operation("Capacity, allocated and available here", _ok("NodeResources"), **_SECURED)},
         "/api/nodes": {"get": _operation(
-            "This node, its parent and peers, a page of its children, and how many", _ok("Nodes"), "400", parameters=[
-                {"name": "limit", "in": "query", "required": False, "schema": {
-                    "type": "integer", "minimum": 1, "maximum": CHILDREN_PAGE_MAX, "default": CHILDREN_PAGE_DEFAULT}},
-                {"name": "after", "in": "query", "required": False,
-                 "schema": {"type": "string", "maxLength": PAGE_AFTER_MAX_CHARS},
-                 "description": "the last child id of the page before (its next)"}], **_SECURED)},
+            "This node, its parent and peers, a page of its children, and how many", _ok("Nodes"), "400",
+            parameters=page_query("children in one page", "the last child id of the page before (its next)",
+                                  CHILDREN_PAGE_DEFAULT),
+            **_SECURED)},
         "/api/nodes/register": {"post": _operation(
             "A child registers with this node (its parent)", _ok("Registered"), "400", "401", "408", "409", "413",
             requestBody={"required": True, "content": _json(_ref("Registration"))}, **_SECURED)},

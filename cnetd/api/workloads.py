@@ -16,6 +16,7 @@ from cnetd.core.deployment_spec import REVISION_FIELDS, replica_count
 from cnetd.core.deployment_state import starting_replicas
 from cnetd.core.channel import DELEGATION_BUDGET_S
 from cnetd.api.logtail import read_from, tail_lines
+from cnetd.api.paging import page_size, page_start, position_token, read_position, workload_position
 from cnetd.core.model_records import MODEL_TYPE
 from cnetd.core.submission import Delegation, inline_detector, parse_delegation, parse_submission, with_detector
 from ledger.records import Status, WorkloadRecord
@@ -27,14 +28,28 @@ DEPLOYMENT_ACTION_WAIT_S = 30.0  # a deployment's stop or delete is answered onc
 
 class Workloads(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Oldest first, filtered; with ``limit``, one page, and ``next`` to pass as ``after`` for the one after.
+        Only the page's records are viewed (a delegated one costs a request to its next hop)."""
         status, workload_type, ids = req.get_param("status"), req.get_param("type"), req.get_param("ids")
+        limit, start = page_size(req), read_position(page_start(req, "a listing's next (TIME/ID)"))
         wanted = set(ids.split(",")) if ids else None
         # A deployment's replicas are shown within it (or when asked for by id).
         records = [record for record in self.deps.ledger.workloads() if record.type != MODEL_TYPE
                    and (record.id in wanted if wanted is not None else record.replica_of is None)
-                   and (workload_type is None or record.type == workload_type)]
-        views = [view for view in self.views(records) if status is None or view["status"] == status]
-        send(resp, {"workloads": views, "count": len(views)})
+                   and (workload_type is None or record.type == workload_type)
+                   and (start is None or workload_position(record) > start)]
+        listed: list[tuple[WorkloadRecord, dict[str, Any]]] = []
+        size = limit or max(len(records), 1)
+        for first in range(0, len(records), size):  # a page's worth at a time, until one more than the page
+            chunk = records[first:first + size]
+            listed += [(record, view) for record, view in zip(chunk, self.views(chunk))
+                       if status is None or view["status"] == status]
+            if limit is not None and len(listed) > limit:
+                break
+        page = listed[:limit]
+        more = limit is not None and len(listed) > limit
+        send(resp, {"workloads": [view for _, view in page], "count": len(page),
+                    "next": position_token(workload_position(page[-1][0])) if more else None})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if (req.content_type or "").lower().startswith(falcon.MEDIA_MULTIPART):

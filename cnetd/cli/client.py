@@ -15,6 +15,7 @@ from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
 DEFAULT_ADDR = "http://127.0.0.1:8080"
 TIMEOUT_S = 120  # a submission waits for its service to be ready
 RECONNECT_S = 0.5
+LIST_PAGE = 500  # workloads in one answer of a listing (kubectl's --chunk-size)
 
 
 def _server_sent_events(lines: Iterator[str]) -> Iterator[tuple[str | None, str]]:
@@ -92,7 +93,7 @@ class NodeClient:
             if refused.status != 404:
                 raise
             not_found = refused
-        listed = self.get("/api/workloads")["workloads"]
+        listed = self.workloads()
         for matches in ([view for view in listed if view["name"] == ref],
                         [view for view in listed if view["id"].startswith(ref)]):
             if len(matches) == 1:
@@ -101,6 +102,18 @@ class NodeClient:
                 named = ", ".join(f"{view['id']} {view['name']}" for view in matches)
                 raise Refused(f"{ref!r} names {len(matches)} workloads ({named}): give its id")
         raise not_found
+
+    def workloads(self) -> list[dict[str, Any]]:
+        """Every workload the node lists, read a page at a time, as kubectl reads a list: each answer bounded
+        however many there are. A node of the last version pages nothing: its one answer, without next, is all."""
+        listed: list[dict[str, Any]] = []
+        after: dict[str, str] = {}
+        while True:
+            page = self.get("/api/workloads", limit=LIST_PAGE, **after)
+            listed += page["workloads"]
+            if not page.get("next"):
+                return listed
+            after = {"after": page["next"]}
 
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, params=params).json()

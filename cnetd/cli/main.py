@@ -104,8 +104,7 @@ def nodes(node: NodeClient, every_child: bool, output: str) -> None:
 @click.pass_obj
 def ps(node: NodeClient, show_all: bool, output: str) -> None:
     """Workloads on this node (and the ones it delegated)."""
-    listed = [view for view in node.get("/api/workloads")["workloads"]
-              if show_all or view["status"] not in views.TERMINAL]
+    listed = [view for view in node.workloads() if show_all or view["status"] not in views.TERMINAL]
     views.as_json(listed) if output == "json" else views.out.print(views.workloads(listed))
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 import zmq
 
+from cnetd.cli import client
 from cnetd.common.paths import WORKLOAD_GROUP, RuntimePaths
 from cnetd.core.supervisor_rpc import Supervisor
 from mesh.messages import Heartbeat
@@ -147,6 +149,50 @@ def test_listing_filters_by_status_and_type(shared_node: Node) -> None:
     assert all(item["status"] == "running" for item in running["workloads"])
     assert shared_node.api("GET", "/api/workloads", params={"type": "container"}).json()["count"] == 0
     shared_node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
+def test_a_listing_is_read_a_page_at_a_time(shared_node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``limit`` and ``after`` walk the same listing, oldest first, a page at a time; the walk goes on past a
+    workload deleted under it, and a page with a status filter is full. ``cnet`` reads every page."""
+    def listed(**params: Any) -> dict[str, Any]:
+        answer = shared_node.api("GET", "/api/workloads", params=params)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def walk(limit: int, **params: Any) -> list[str]:
+        ids = []
+        while True:
+            page = listed(limit=limit, **params)
+            assert page["count"] == len(page["workloads"]) <= limit
+            ids += [view["id"] for view in page["workloads"]]
+            if page["next"] is None:
+                return ids
+            assert page["count"] == limit  # only the last page is short
+            params["after"] = page["next"]
+
+    ours = [shared_node.submit(SLEEP, {"cpu": 0.01}, name=f"paged-{n}").json()["id"] for n in range(5)]
+    try:
+        whole = [view["id"] for view in listed()["workloads"]]
+        assert listed()["next"] is None and set(ours) <= set(whole)
+        assert walk(2) == walk(1) == walk(1000) == whole
+        ended = whole.index(ours[1]) + 1
+        first = listed(limit=ended)
+        shared_node.api("DELETE", f"/api/workloads/{ours[1]}")  # the one its next names
+        assert walk(2, after=first["next"]) == whole[ended:]
+        whole.remove(ours[1])
+        for workload_id in ours[2:4]:
+            shared_node.api("POST", f"/api/workloads/{workload_id}/stop")
+        stopped = [view["id"] for view in listed(status="stopped")["workloads"]]
+        assert set(ours[2:4]) <= set(stopped) and walk(1, status="stopped") == stopped
+        monkeypatch.setattr(client, "LIST_PAGE", 2)
+        assert [view["id"] for view in client.NodeClient(shared_node.url, None).workloads()] == whole
+        for wrong in ({"limit": 0}, {"limit": 1001}, {"limit": "two"}, {"after": "paged-1"}, {"after": "nan/x"},
+                      {"after": "12.5/"}, {"after": ""}, {"after": "1" * 201}):
+            answer = shared_node.api("GET", "/api/workloads", params=wrong)
+            assert answer.status_code == 400 and answer.json()["error"] == "invalid_request", (wrong, answer.text)
+    finally:
+        for workload_id in ours:
+            shared_node.api("DELETE", f"/api/workloads/{workload_id}")
 
 
 def test_health_and_nodes(shared_node: Node) -> None:
