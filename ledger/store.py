@@ -9,7 +9,7 @@ import dataclasses
 import errno
 import itertools
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import lmdb
 import orjson
@@ -24,6 +24,12 @@ _GPUS, _GPU_HOLDERS, _CAPABILITIES = b"gpus", b"gpu_holders", b"capabilities"
 
 OnChange = Callable[[int], None]
 RecordChange = Callable[[WorkloadRecord], "WorkloadRecord | None"]
+Where = Callable[[dict[str, Any]], bool]  # a test of a record's stored JSON object
+Position = tuple[float, str]  # a record's place in a listing: (created_at, id), oldest first, then by id
+
+
+def _position(stored: dict[str, Any]) -> Position:
+    return stored["created_at"], stored["id"]
 
 
 class Ledger:
@@ -240,19 +246,25 @@ class Ledger:
             raise NotFound(f"no workload with id {workload_id!r}")
         return WorkloadRecord.from_dict(orjson.loads(raw))
 
-    def workloads(self, id_prefix: str = "",
-                  where: Callable[[dict[str, Any]], bool] | None = None) -> list[WorkloadRecord]:
-        """Every record (those whose id starts with ``id_prefix``: a range of the sorted keys), oldest first;
-        with ``where``, those whose stored JSON object it accepts. A record is made only for what ``where``
-        accepts: of a scan's 10 µs a record, making it takes 8 (orjson, then the dataclass)."""
+    def workloads(self, id_prefix: str = "", where: Where | None = None) -> list[WorkloadRecord]:
+        """Every record (those whose id starts with ``id_prefix``: a range of the sorted keys), oldest first,
+        then by id; with ``where``, those whose stored JSON object it accepts."""
+        return list(self.in_order(id_prefix, where))
+
+    def in_order(self, id_prefix: str = "", where: Where | None = None,
+                 after: Position | None = None) -> Iterator[WorkloadRecord]:
+        """The records ``workloads`` gives, those past ``after`` (a record's (created_at, id)), each made as it is
+        taken. A record is made only for what ``where`` accepts, and only when taken, so a reader of one page
+        makes that page (py-spy, a page of 100 of 1,000: making every record was 87 % of the listing's time,
+        orjson a third of it, the dataclass two thirds)."""
         prefix = id_prefix.encode()
         with self._env.begin(db=self._workloads_db) as txn:
             cursor = txn.cursor()
             cursor.set_range(prefix)
             in_range = itertools.takewhile(lambda item: item[0].startswith(prefix), cursor)
-            stored = (orjson.loads(raw) for _, raw in in_range)
-            records = [WorkloadRecord.from_dict(data) for data in stored if where is None or where(data)]
-        return sorted(records, key=lambda record: record.created_at)
+            stored = [data for data in (orjson.loads(raw) for _, raw in in_range) if where is None or where(data)]
+        ordered = sorted(stored, key=_position)
+        return (WorkloadRecord.from_dict(data) for data in ordered if after is None or _position(data) > after)
 
     def allocations(self) -> dict[str, Resources]:
         with self._env.begin(db=self._allocations_db) as txn:

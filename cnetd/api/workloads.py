@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from typing import Any, Callable
 
@@ -29,25 +30,26 @@ DEPLOYMENT_ACTION_WAIT_S = 30.0  # a deployment's stop or delete is answered onc
 class Workloads(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Oldest first, filtered; with ``limit``, one page, and ``next`` to pass as ``after`` for the one after.
-        Only the page's records are viewed (a delegated one costs a request to its next hop)."""
+        Only the page's records are made and viewed (a delegated one's view costs a request to its next hop);
+        with a ``status`` filter, the next records are viewed until the page is full."""
         status, workload_type, ids = req.get_param("status"), req.get_param("type"), req.get_param("ids")
         limit, start = page_size(req), read_position(page_start(req, "a listing's next (TIME/ID)"))
         wanted = set(ids.split(",")) if ids else None
-        # A deployment's replicas are shown within it (or when asked for by id).
-        records = [record for record in self.deps.ledger.workloads() if record.type != MODEL_TYPE
-                   and (record.id in wanted if wanted is not None else record.replica_of is None)
-                   and (workload_type is None or record.type == workload_type)
-                   and (start is None or workload_position(record) > start)]
-        listed: list[tuple[WorkloadRecord, dict[str, Any]]] = []
-        size = limit or max(len(records), 1)
-        for first in range(0, len(records), size):  # a page's worth at a time, until one more than the page
-            chunk = records[first:first + size]
-            listed += [(record, view) for record, view in zip(chunk, self.views(chunk))
-                       if status is None or view["status"] == status]
-            if limit is not None and len(listed) > limit:
+
+        def listed(stored: dict[str, Any]) -> bool:  # a deployment's replicas are shown within it, or by id
+            return (stored["type"] != MODEL_TYPE
+                    and (stored["id"] in wanted if wanted is not None else stored.get("replica_of") is None)
+                    and (workload_type is None or stored["type"] == workload_type))
+
+        records = self.deps.ledger.in_order(where=listed, after=start)
+        page: list[tuple[WorkloadRecord, dict[str, Any]]] = []
+        while chunk := list(itertools.islice(records, None if limit is None else limit + 1 - len(page))):
+            page += [(record, view) for record, view in zip(chunk, self.views(chunk))
+                     if status is None or view["status"] == status]
+            if limit is None or len(page) > limit:  # one more than the page: there is a next
                 break
-        page = listed[:limit]
-        more = limit is not None and len(listed) > limit
+        more = limit is not None and len(page) > limit
+        page = page[:limit]
         send(resp, {"workloads": [view for _, view in page], "count": len(page),
                     "next": position_token(workload_position(page[-1][0])) if more else None})
 

@@ -88,6 +88,21 @@ def test_records_chosen_by_their_stored_fields_are_made_only_when_chosen(ledger:
     assert [found.id for found in chosen] == ["b"] and sorted(seen) == ["a", "b", "c"] and made == ["b"]
 
 
+def test_records_in_order_are_made_as_they_are_taken_from_a_position(ledger: Ledger, monkeypatch) -> None:
+    """A page of a listing makes the page's records only; the order is by time, then id, so records made in the
+    same instant have one order, and a position is past its record even once that record is deleted."""
+    for number, workload_id in enumerate(("e", "d", "c", "b", "a")):
+        ledger.admit(dataclasses.replace(record(workload_id), created_at=100.0 + (number >= 3)))  # e, d, c tie
+    made = []
+    monkeypatch.setattr(WorkloadRecord, "from_dict", classmethod(lambda cls, data: made.append(data["id"]) or
+                                                                 cls(**{**data, "requirements": Resources()})))
+    taken = ledger.in_order()
+    assert [next(taken).id for _ in range(2)] == ["c", "d"] and made == ["c", "d"]
+    ledger.remove("d")
+    assert [found.id for found in ledger.in_order(after=(100.0, "d"))] == ["e", "a", "b"]
+    assert [found.id for found in ledger.workloads()] == ["c", "e", "a", "b"]
+
+
 @pytest.mark.parametrize("workload_id", ["nope", "", "x" * 600])  # no key can be empty, or over 511 bytes
 def test_unknown_ids_raise_not_found(ledger: Ledger, workload_id: str) -> None:
     """Also ids LMDB could not hold as a key: they name nothing (LMDB's BadValsizeError was a 500 where a
