@@ -30,6 +30,10 @@ MAX_REPLICAS = 64  # the most replicas one deployment may have (here; the deploy
 STRATEGIES = ("local-first", "best-fit", "spread")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
+# The node's own logs (each process's, and supervisord's) rotate at this size, keeping this many older files:
+# at most 4 x 10 MiB each. supervisord's own default (50 MB, 10 kept: 550 MB a log, 3.3 GB for the six) is
+# more than an edge device's disk should give them.
+DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_BACKUPS = 10 << 20, 3
 DEFAULT_MODELS_CACHE_BYTES = 8 << 30
 DOCKER_SOCKET = "unix:///var/run/docker.sock"  # the usual engine address when neither config nor DOCKER_HOST say
 MESH_PORT_OFFSET = 1000  # default mesh port: API port + 1000 (8080 → 9080)
@@ -66,6 +70,8 @@ class NodeConfig:
     peer_addresses: tuple[str, ...]
     log_level: str
     log_format: str
+    log_max_bytes: int
+    log_backups: int
     db_path: str
     data_path: str
     api_workers: int
@@ -205,7 +211,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "resources": ("cpu", "gpu", "memory", "storage"),
     "parent": ("enabled", "address"),
     "peers": ("enabled", "addresses"),
-    "logging": ("level", "format"),
+    "logging": ("level", "format", "max_bytes", "backups"),
     "storage": ("sqlite",),
     "api": ("workers", "threads", "max_body_bytes", "client_timeout_s", "client_min_rate_bytes_s", "allowed_hosts"),
     "mesh": ("port", "heartbeat_period_s", "curve", "forget_after_s"),
@@ -255,6 +261,8 @@ def parse_config(raw: Any) -> NodeConfig:
         peer_addresses=tuple(get("peers.addresses", [], _host_port_list)) if peers_enabled else (),
         log_level=get("logging.level", "info", _one_of(LOG_LEVELS)),
         log_format=get("logging.format", "json", _one_of(LOG_FORMATS)),
+        log_max_bytes=get("logging.max_bytes", DEFAULT_LOG_MAX_BYTES, _positive_int),
+        log_backups=get("logging.backups", DEFAULT_LOG_BACKUPS, _non_negative_int),
         db_path=get("storage.sqlite.db_path", "/tmp/cnet_storage.db", _string),
         data_path=data_path,
         api_workers=get("api.workers", 1, _positive_int),

@@ -28,6 +28,11 @@ def _argv(name: str, config: NodeConfig) -> list[str]:
     return _api_argv(config) if name in (API, API_STANDBY) else ["-m", f"cnetd.{name}"]
 
 
+def _rotated(config: NodeConfig, prefix: str) -> str:
+    """A log's rotation: at ``logging.max_bytes``, keeping ``logging.backups`` older files (``<log>.1`` …)."""
+    return f"{prefix}logfile_maxbytes={config.log_max_bytes}\n{prefix}logfile_backups={config.log_backups}\n"
+
+
 def render(config: NodeConfig, python: str) -> str:
     """The node programs run in the runtime dir: ``python -m`` puts the working directory first on the import
     path, and cnetd's own (a checkout, say) must not decide which code they run."""
@@ -37,7 +42,7 @@ def render(config: NodeConfig, python: str) -> str:
                    f'{MULTIPROCESS_ENV}="{escape(str(paths.metrics_dir))}"')
     sections = [
         f"[unix_http_server]\nfile={escape(str(paths.supervisor_socket))}\nchmod=0700",
-        f"[supervisord]\nlogfile={escape(str(logs / 'supervisord.log'))}\n"
+        f"[supervisord]\nlogfile={escape(str(logs / 'supervisord.log'))}\n{_rotated(config, '')}"
         f"pidfile={escape(str(paths.supervisord_pid))}\nchildlogdir={escape(str(logs))}\n"
         f"nodaemon=true\numask=077\nloglevel={'warn' if config.log_level == 'warning' else config.log_level}\n"
         f"identifier=cnet-{config.node_id}",
@@ -54,7 +59,7 @@ def render(config: NodeConfig, python: str) -> str:
             f"[program:{name}]\ncommand={escape(shlex.join(argv))}\ndirectory={escape(str(paths.root))}\n"
             f"priority={_PRIORITIES[name]}\n"
             f"autostart={starts}\nautorestart={starts}\nstartsecs=1\nstartretries=10\nstopasgroup=true\n"
-            f"killasgroup=true\nstopwaitsecs=10\nredirect_stderr=true\n"
+            f"killasgroup=true\nstopwaitsecs=10\nredirect_stderr=true\n{_rotated(config, 'stdout_')}"
             f"stdout_logfile={escape(str(logs / (name + '.log')))}\nenvironment={environment}")
     monitor_argv = [*DIE_WITH_SUPERVISORD, python, "-m", "cnetd.monitor"]
     sections.append(
@@ -62,7 +67,7 @@ def render(config: NodeConfig, python: str) -> str:
         "priority=30\n"
         f"events={','.join((*SETTLING_EVENTS, SETTLE_ALL_EVENT))}\nbuffer_size=1024\nautorestart=true\nstartsecs=1\n"
         "startretries=10\n"
-        "stdout_logfile=NONE\n"
+        f"stdout_logfile=NONE\n{_rotated(config, 'stderr_')}"
         f"stderr_logfile={escape(str(logs / 'monitor.log'))}\nenvironment={environment}")
     sections.append(f"[group:{WORKLOAD_GROUP}]\nprograms=")
     return "\n\n".join(sections) + "\n"

@@ -87,6 +87,8 @@ def test_gpu_auto_without_nvml_logs_why(caplog) -> None:
     (with_("agent", node_id="bad id"), "agent.node_id"),
     ({"agent": {"port": 8081}}, "agent.node_id"),
     (with_("logging", level="loud"), "logging.level"),
+    (with_("logging", max_bytes=0), "logging.max_bytes"),  # 0 is supervisord's "never rotate"
+    (with_("logging", backups=-1), "logging.backups"),
     (with_("parent", enabled=True, address="nohost"), "parent.address"),
     (with_("peers", enabled=True, addresses=["a:1", 7]), "peers.addresses[1]"),
     (with_("scheduler", strategy="random"), "scheduler.strategy"),

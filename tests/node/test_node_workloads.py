@@ -324,3 +324,23 @@ def test_finished_workloads_beyond_keep_finished_are_deleted_oldest_first(start_
     for record in finished[-2:]:
         assert node.api("GET", f"/api/workloads/{record['id']}/logs").json()["stdout"].startswith("run-")
     assert node.workload(running["id"])["status"] == "running"
+
+
+def test_the_node_logs_rotate_at_their_bound(start_node) -> None:
+    """A node's own logs (each process's, and supervisord's) grow with each workload it runs: supervisord's
+    default lets each reach 550 MB. With ``logging.max_bytes`` and ``logging.backups`` they rotate at that size
+    and keep that many older files. The control: the same node's logs did grow past the bound."""
+    max_bytes = 4096
+    node = start_node(logging={"level": "info", "format": "json", "max_bytes": max_bytes, "backups": 1})
+    logs = node.runtime_dir / "logs"
+    ids = []
+    for _ in range(40):  # each start and delete writes lines naming the workload to scheduler.log
+        ids.append(node.submit({"command": "true"}, name="rotated").json()["id"])
+        node.api("DELETE", f"/api/workloads/{ids[-1]}")
+    for name in ("scheduler.log", "supervisord.log"):
+        assert (logs / f"{name}.1").exists() and not (logs / f"{name}.2").exists(), sorted(logs.iterdir())
+        for kept in (logs / name, logs / f"{name}.1"):
+            assert kept.stat().st_size < 2 * max_bytes, (kept, kept.stat().st_size)  # at most one write past it
+    kept_text = "".join(path.read_text() for path in logs.glob("scheduler.log*"))
+    assert ids[-1] in kept_text and ids[0] not in kept_text  # the newest lines are kept, the oldest went
+
