@@ -70,8 +70,6 @@ class NodeConfig:
     peer_addresses: tuple[str, ...]
     log_level: str
     log_format: str
-    log_max_bytes: int
-    log_backups: int
     db_path: str
     data_path: str
     api_workers: int
@@ -103,6 +101,10 @@ class NodeConfig:
     replicas_cold_start_timeout_s: float = 30.0  # a request held for an autoscaled deployment's first replica
     replicas_max: int = MAX_REPLICAS  # the most replicas one deployment submitted here may have
     labels: dict[str, str] = dataclasses.field(default_factory=dict)  # agent.labels: what constraints match
+    # Defaults, as every field added since the first release has: a reload reads the node.json that the
+    # version it replaces wrote.
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # the node's own logs rotate at this size
+    log_backups: int = DEFAULT_LOG_BACKUPS  # and keep this many older files
 
     @property
     def curve_keys(self) -> ClusterKeys | None:

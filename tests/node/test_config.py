@@ -1,12 +1,14 @@
 """Config validation: defaults, auto detection, and one clear line naming the key for every bad value."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 
@@ -115,6 +117,28 @@ def test_resolved_config_round_trips_through_runtime_dir(tmp_path) -> None:
     config.paths.create()
     config.save()
     assert NodeConfig.from_runtime_dir(config.runtime_dir) == config
+
+
+# What node.json held as 0.2.0 wrote it (the oldest version a reload upgrades in place: README).
+FIELDS_OF_0_2 = frozenset("""node_id address advertise_address port runtime_dir capacity gpu_devices parent_address
+    peer_addresses log_level log_format db_path data_path api_workers api_threads api_max_body_bytes
+    api_client_timeout_s api_client_min_rate_bytes_s mesh_port heartbeat_period_s strategy max_hops
+    health_interval_s container_engine auth_token mesh_curve api_allowed_hosts auth_open_reads gateway_allowed_roots
+    workloads_user workloads_allow_root workloads_allowed_users health_start_timeout_s mesh_forget_after_s
+    models_cache_bytes models_s3 replicas_lost_after_s replicas_max labels""".split())
+
+
+def test_a_node_json_written_by_an_older_version_is_read_for_a_reload(tmp_path) -> None:
+    """``cnetd reload`` reads the node.json that the version it replaces wrote: a field added since without a
+    default made every reload from it refuse ("no node has run in ..."), its node left on the old code."""
+    added = [field for field in dataclasses.fields(NodeConfig) if field.name not in FIELDS_OF_0_2]
+    assert [field.name for field in added if field.default is dataclasses.MISSING
+            and field.default_factory is dataclasses.MISSING] == []
+    config = parse_config(with_("agent", runtime_dir=str(tmp_path / "rt")))
+    config.paths.create()
+    written = {name: value for name, value in dataclasses.asdict(config).items() if name in FIELDS_OF_0_2}
+    config.paths.node_config.write_bytes(orjson.dumps(written))
+    assert NodeConfig.from_runtime_dir(config.runtime_dir) == config  # the added fields take their defaults
 
 
 def test_defaults_file_then_config_then_environment(tmp_path: Path) -> None:
