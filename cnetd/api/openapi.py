@@ -9,9 +9,9 @@ from typing import Any
 
 from cnetd import __version__
 from cnetd.api.events import FOLLOW_MAX_S, MAX_FOLLOWERS
-from cnetd.api.paging import POSITION_PATTERN
 from cnetd.api.limits import (CHILDREN_PAGE_DEFAULT, LOG_CHUNK_MAX_BYTES, LOG_OFFSET_MAX, LOG_STREAMS, LOG_TAIL_MAX,
                               PAGE_AFTER_MAX_CHARS, PAGE_MAX, PREDICT_MAX_BYTES)
+from cnetd.api.paging import POSITION_PATTERN
 from cnetd.core.config import MAX_REPLICAS
 from cnetd.core.deployment_spec import MAX_DEPLOYMENT_ID, PLACEMENTS, REVISION_STATES, SPREADS
 from cnetd.core.submission import MAX_CONSTRAINT_LABELS, MAX_NAME, MAX_REQUIREMENT, NAME_PATTERN, WORKLOAD_ID_PATTERN

@@ -10,6 +10,7 @@ from cnetd.api.limits import PAGE_AFTER_MAX_CHARS, PAGE_MAX
 from cnetd.common.errors import Invalid
 from ledger.records import WorkloadRecord
 from ledger.store import Position
+
 # A position as a token: the time as Python writes it (repr; never an exponent that makes it infinite), "/", the id.
 POSITION_PATTERN = r"^[0-9]{1,30}(\.[0-9]{1,30})?(e-[0-9]{1,3})?/[^/]+$"
 

@@ -101,8 +101,8 @@ class NodeConfig:
     replicas_cold_start_timeout_s: float = 30.0  # a request held for an autoscaled deployment's first replica
     replicas_max: int = MAX_REPLICAS  # the most replicas one deployment submitted here may have
     labels: dict[str, str] = dataclasses.field(default_factory=dict)  # agent.labels: what constraints match
-    # Defaults, as every field added since the first release has: a reload reads the node.json that the
-    # version it replaces wrote.
+    # Defaults, as every field added since 0.2 has: a reload reads the node.json that the version it replaces
+    # wrote (tests/node/test_config.py: FIELDS_OF_0_2).
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # the node's own logs rotate at this size
     log_backups: int = DEFAULT_LOG_BACKUPS  # and keep this many older files
 
