@@ -148,7 +148,7 @@ def test_mjpeg_camera_motion_gating_classes_webhook_and_mqtt(node: Node, detecto
             mosquitto_with_subscriber("cnet/cam") as (broker_port, messages):
         with stream(node, "cam-gated", source=camera, fps=5, motion={"threshold": 0.02}), \
                 stream(node, "cam-cats", source=camera, fps=5, classes=["cat"]), \
-                stream(node, "cam-open", source=camera, fps=5,
+                stream(node, "cam-open", source=camera + "?user=admin&pwd=camera-secret", fps=5,
                        webhook=hook.replace("://", "://cnet:hook-secret@") + "/T01/B02/path-secret?sig=query-secret",
                        mqtt={"host": "127.0.0.1", "port": broker_port, "topic": "cnet/cam"}):
             wait_for(lambda: len(posted) >= 3 and len(messages) >= 3, timeout_s=40,
@@ -157,11 +157,13 @@ def test_mjpeg_camera_motion_gating_classes_webhook_and_mqtt(node: Node, detecto
             assert gated["events"] == 1 and gated["frames_sent"] == 1  # the first frame only: nothing moved since
             assert status(node, "cam-open")["events"] >= 3  # the control: the same camera, no gating
             # The webhook's password, path and query are used (the posts above) and shown to no reader: a chat's
-            # hook has its token in the path. A reader sees where it posts.
+            # hook has its token in the path. A reader sees where it posts. A camera's query may hold its password.
             origin = hook.removesuffix("/hook").replace("://", "://cnet:********@")
             assert node.workload("cam-open")["config"]["webhook"] == f"{origin}/********"
+            assert node.workload("cam-open")["config"]["source"] == f"{camera}?********"  # a camera's, likewise
             listed = node.api("GET", "/api/workloads").text
-            assert not any(secret in listed for secret in ("hook-secret", "path-secret", "query-secret"))
+            secrets = ("hook-secret", "path-secret", "query-secret", "camera-secret")
+            assert not any(secret in listed for secret in secrets)
             # The detector answers only the classes asked for: no cat, no event. Its counts are in the status the
             # stream writes each second, which can lag its start by more than the others took (a CI run: 0 read).
             cats = status_once(node, "cam-cats", lambda now: now.get("frames_sent", 0) >= 3)
