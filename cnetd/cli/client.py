@@ -103,17 +103,20 @@ class NodeClient:
                 raise Refused(f"{ref!r} names {len(matches)} workloads ({named}): give its id")
         raise not_found
 
+    def pages(self, path: str, limit: int, after: str | None = None) -> Iterator[dict[str, Any]]:
+        """Each page of a listing (``limit`` a page, from ``after``), following its ``next`` until there is none.
+        A node of the last version that pages nothing gives one answer, without next: that is all."""
+        while True:
+            page = self.get(path, limit=limit, **({"after": after} if after else {}))
+            yield page
+            after = page.get("next")
+            if not after:
+                return
+
     def workloads(self) -> list[dict[str, Any]]:
         """Every workload the node lists, read a page at a time, as kubectl reads a list: each answer bounded
-        however many there are. A node of the last version pages nothing: its one answer, without next, is all."""
-        listed: list[dict[str, Any]] = []
-        after: dict[str, str] = {}
-        while True:
-            page = self.get("/api/workloads", limit=LIST_PAGE, **after)
-            listed += page["workloads"]
-            if not page.get("next"):
-                return listed
-            after = {"after": page["next"]}
+        however many there are."""
+        return [view for page in self.pages("/api/workloads", LIST_PAGE) for view in page["workloads"]]
 
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, params=params).json()

@@ -85,9 +85,9 @@ NODES_PAGE = 1000  # children per request of cnet nodes --all (the API's most)
 def nodes(node: NodeClient, every_child: bool, output: str) -> None:
     """This node's parent, children and peers."""
     view = node.get("/api/nodes")
-    while every_child and view["next"]:
-        page = node.get(f"/api/nodes?limit={NODES_PAGE}&after={view['next']}")
-        view = {**view, "children": view["children"] + page["children"], "next": page["next"]}
+    if every_child and view["next"]:
+        for page in node.pages("/api/nodes", NODES_PAGE, after=view["next"]):
+            view = {**view, "children": view["children"] + page["children"], "next": page["next"]}
     if output == "json":
         views.as_json(view)
         return

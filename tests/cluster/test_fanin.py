@@ -17,9 +17,12 @@
 """
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
+import orjson
 import psutil
 import pytest
 import zmq
@@ -31,7 +34,7 @@ from mesh.messages import HEARTBEAT_TOPIC, Heartbeat
 from mesh.liveness import PUBLISHER_UNACKNOWLEDGED_PERIODS
 from tests.support.heartbeats import heartbeat
 from tests.support.hosts import make_hosts
-from tests.support.nodes import Node, free_port, link, running, wait_for
+from tests.support.nodes import VENV_BIN, Node, free_port, link, running, wait_for
 from tests.support.simulated_children import SimulatedChildren
 
 pytestmark = pytest.mark.cluster
@@ -72,6 +75,12 @@ def test_2000_children_are_all_online_paged_and_leave_no_descriptor_behind(paren
         assert first["summary"]["children"] == CHILDREN and len(first["children"]) == 100 and first["next"]
         listed = all_children(parent)
         assert len({child["id"] for child in listed}) == CHILDREN
+        shown = {every: orjson.loads(subprocess.run(
+            [str(VENV_BIN / "cnet"), "nodes", *every, "-o", "json"], capture_output=True, check=True, timeout=60,
+            env={**os.environ, "CNET_ADDR": parent.url, "CNET_TOKEN": TOKEN}).stdout) for every in ((), ("--all",))}
+        assert len(shown[()]["children"]) == 100 and shown[()]["next"]  # the first page alone
+        assert {child["id"] for child in shown[("--all",)]["children"]} == {child["id"] for child in listed}
+        assert shown[("--all",)]["next"] is None
         assert all(child["status"] == "online" for child in listed), [c for c in listed if c["status"] != "online"][:3]
         connected = register_fds(parent)
         # One connection per child, and no socket (with its own descriptors) per child as before fan-in.
