@@ -251,20 +251,22 @@ class Ledger:
         then by id; with ``where``, those whose stored JSON object it accepts."""
         return list(self.in_order(id_prefix, where))
 
-    def in_order(self, id_prefix: str = "", where: Where | None = None,
-                 after: Position | None = None) -> Iterator[WorkloadRecord]:
-        """The records ``workloads`` gives, those past ``after`` (a record's (created_at, id)), each made as it is
-        taken. A record is made only for what ``where`` accepts, and only when taken, so a reader of one page
-        makes that page (py-spy, a page of 100 of 1,000: making every record was 87 % of the listing's time,
-        orjson a third of it, the dataclass two thirds)."""
+    def in_order(self, id_prefix: str = "", where: Where | None = None, after: Position | None = None,
+                 newest_first: bool = False) -> Iterator[WorkloadRecord]:
+        """The records ``workloads`` gives (``newest_first``: in the reverse order), those past ``after`` (a
+        record's (created_at, id)) in that order, each made as it is taken. A record is made only for what
+        ``where`` accepts, and only when taken, so a reader of one page makes that page (py-spy, a page of 100 of
+        1,000: making every record was 87 % of the listing's time, orjson a third of it, the dataclass two
+        thirds)."""
         prefix = id_prefix.encode()
         with self._env.begin(db=self._workloads_db) as txn:
             cursor = txn.cursor()
             cursor.set_range(prefix)
             in_range = itertools.takewhile(lambda item: item[0].startswith(prefix), cursor)
             stored = [data for data in (orjson.loads(raw) for _, raw in in_range) if where is None or where(data)]
-        ordered = sorted(stored, key=_position)
-        return (WorkloadRecord.from_dict(data) for data in ordered if after is None or _position(data) > after)
+        ordered = sorted(stored, key=_position, reverse=newest_first)
+        return (WorkloadRecord.from_dict(data) for data in ordered
+                if after is None or (_position(data) < after if newest_first else _position(data) > after))
 
     def allocations(self) -> dict[str, Resources]:
         with self._env.begin(db=self._allocations_db) as txn:

@@ -402,9 +402,12 @@ def document() -> dict[str, Any]:
 
     workloads_query = [{"name": name, "in": "query", "required": False, "schema": {"type": "string"},
                         "description": description} for name, description in
-                       (("status", "only this status"), ("type", "only this type"), ("ids", "comma-separated ids"))]
+                       (("status", "only this status"), ("type", "only these types, comma-separated"),
+                        ("ids", "comma-separated ids"))]
     workloads_query += page_query("one page of this many (without: all)", "the page before's next (TIME/ID)",
                                   after_pattern=POSITION_PATTERN)
+    workloads_query.append({"name": "reverse", "in": "query", "required": False, "schema": {"type": "boolean"},
+                            "description": "true: newest first (the default is oldest first)"})
     paths = {
         "/api/health": {"get": _operation("Liveness and identity of this node", _ok("Health"))},
         "/api/resources": {"get": _operation("Capacity, allocated and available here", _ok("NodeResources"), **_SECURED)},

@@ -33,6 +33,14 @@ def page_start(req: falcon.Request, expected: str) -> str | None:
     return raw
 
 
+def newest_first(req: falcon.Request) -> bool:
+    """``reverse``: ``true`` lists newest first (as Nomad's ``reverse``); ``false``, or none, oldest first."""
+    raw = req.params.get("reverse")
+    if raw is not None and raw not in ("true", "false"):
+        raise Invalid("reverse: expected true or false")
+    return raw == "true"
+
+
 def workload_position(record: WorkloadRecord) -> Position:
     return record.created_at, record.id
 

@@ -17,7 +17,8 @@ from cnetd.core.deployment_spec import REVISION_FIELDS, replica_count
 from cnetd.core.deployment_state import starting_replicas
 from cnetd.core.channel import DELEGATION_BUDGET_S
 from cnetd.api.logtail import read_from, tail_lines
-from cnetd.api.paging import page_size, page_start, position_token, read_position, workload_position
+from cnetd.api.paging import (newest_first, page_size, page_start, position_token, read_position,
+                              workload_position)
 from cnetd.core.model_records import MODEL_TYPE
 from cnetd.core.submission import Delegation, inline_detector, parse_delegation, parse_submission, with_detector
 from ledger.records import Status, WorkloadRecord
@@ -29,19 +30,20 @@ DEPLOYMENT_ACTION_WAIT_S = 30.0  # a deployment's stop or delete is answered onc
 
 class Workloads(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Oldest first, filtered; with ``limit``, one page, and ``next`` to pass as ``after`` for the one after.
-        Only the page's records are made and viewed (a delegated one's view costs a request to its next hop);
-        with a ``status`` filter, the next records are viewed until the page is full."""
-        status, workload_type, ids = req.get_param("status"), req.get_param("type"), req.get_param("ids")
+        """Oldest first (``reverse=true``: newest first), filtered; with ``limit``, one page, and ``next`` to pass
+        as ``after`` for the one after. Only the page's records are made and viewed (a delegated one's view costs
+        a request to its next hop); with a ``status`` filter, the next records are viewed until the page is
+        full."""
+        status, types, ids = req.get_param("status"), req.get_param("type"), req.get_param("ids")
         limit, start = page_size(req), read_position(page_start(req, "a listing's next (TIME/ID)"))
-        wanted = set(ids.split(",")) if ids else None
+        wanted, wanted_types = (set(given.split(",")) if given else None for given in (ids, types))
 
         def listed(stored: dict[str, Any]) -> bool:  # a deployment's replicas are shown within it, or by id
             return (stored["type"] != MODEL_TYPE
                     and (stored["id"] in wanted if wanted is not None else stored.get("replica_of") is None)
-                    and (workload_type is None or stored["type"] == workload_type))
+                    and (wanted_types is None or stored["type"] in wanted_types))
 
-        records = self.deps.ledger.in_order(where=listed, after=start)
+        records = self.deps.ledger.in_order(where=listed, after=start, newest_first=newest_first(req))
         page: list[tuple[WorkloadRecord, dict[str, Any]]] = []
         while chunk := list(itertools.islice(records, None if limit is None else limit + 1 - len(page))):
             page += [(record, view) for record, view in zip(chunk, self.views(chunk))

@@ -138,6 +138,36 @@ def test_submit_stop_delete_a_process(console: Page, node: Node) -> None:
     assert node.api("GET", f"/api/workloads/{workload_id}").status_code == 404
 
 
+def test_the_table_shows_the_newest_page_and_older_ones_on_request(console: Page, node: Node) -> None:
+    """More workloads than the table's page (100): the newest page shows, newest first, and Show older brings the
+    rest. The node applies the filters, so a match older than the page is found too (control: filtering the page
+    shown would not find it)."""
+    made = [node.submit({"command": "sleep", "args": ["300"]}, {"cpu": 0.001}, name=f"paged-{number}").json()["id"]
+            for number in range(max(0, 101 - len(node.workloads())) + 5)]
+    try:
+        whole = len(node.workloads())
+        console.click("#refresh")
+        rows = console.locator("#workload-rows tr")
+        expect(rows).to_have_count(100)
+        expect(console.locator("#workload-count")).to_have_text("(newest 100)")
+        expect(rows.first.locator(".name")).to_have_text(f"paged-{len(made) - 1}")
+        expect(row(console, "paged-0")).to_have_count(0)
+        console.click("#show-older")
+        expect(rows).to_have_count(whole)
+        expect(console.locator("#workload-count")).to_have_text(f"({whole})")
+        expect(console.locator("#show-older")).to_be_hidden()
+        expect(rows.last.locator(".name")).not_to_have_text(f"paged-{len(made) - 1}")
+        console.reload()  # the newest page again
+        expect(rows).to_have_count(100)
+        node.api("POST", f"/api/workloads/{made[0]}/stop")
+        console.select_option("#filter-status", "stopped")
+        expect(row(console, "paged-0").locator(".badge")).to_have_text("stopped")
+        expect(row(console, f"paged-{len(made) - 1}")).to_have_count(0)
+    finally:
+        for workload_id in made:
+            node.api("DELETE", f"/api/workloads/{workload_id}")
+
+
 def test_invalid_values_show_errors_and_send_nothing(console: Page, node: Node) -> None:
     posts: list[str] = []
     console.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)

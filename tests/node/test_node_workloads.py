@@ -152,8 +152,9 @@ def test_listing_filters_by_status_and_type(shared_node: Node) -> None:
 
 
 def test_a_listing_is_read_a_page_at_a_time(shared_node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``limit`` and ``after`` walk the same listing, oldest first, a page at a time; the walk goes on past a
-    workload deleted under it, and a page with a status filter is full. ``cnet`` reads every page."""
+    """``limit`` and ``after`` walk the same listing, oldest first (``reverse``: newest first), a page at a time;
+    the walk goes on past a workload deleted under it, and a page with a status filter is full. ``type`` takes
+    several types. ``cnet`` reads every page."""
     def listed(**params: Any) -> dict[str, Any]:
         answer = shared_node.api("GET", "/api/workloads", params=params)
         assert answer.status_code == 200, answer.text
@@ -175,19 +176,27 @@ def test_a_listing_is_read_a_page_at_a_time(shared_node: Node, monkeypatch: pyte
         whole = [view["id"] for view in listed()["workloads"]]
         assert listed()["next"] is None and set(ours) <= set(whole)
         assert walk(2) == walk(1) == walk(1000) == whole
+        assert walk(2, reverse="true") == walk(1000, reverse="true") == whole[::-1]
+        assert walk(2, reverse="false") == whole
         ended = whole.index(ours[1]) + 1
         first = listed(limit=ended)
         shared_node.api("DELETE", f"/api/workloads/{ours[1]}")  # the one its next names
         assert walk(2, after=first["next"]) == whole[ended:]
+        assert walk(2, after=first["next"], reverse="true") == whole[:ended - 1][::-1]
         whole.remove(ours[1])
         for workload_id in ours[2:4]:
             shared_node.api("POST", f"/api/workloads/{workload_id}/stop")
         stopped = [view["id"] for view in listed(status="stopped")["workloads"]]
         assert set(ours[2:4]) <= set(stopped) and walk(1, status="stopped") == stopped
+        assert walk(1, status="stopped", reverse="true") == stopped[::-1]
+        of_type = {view["id"]: view["type"] for view in listed()["workloads"]}
+        assert walk(3, type="process,data") == [found for found in whole if of_type[found] in ("process", "data")]
+        assert set(ours[2:]) <= set(walk(3, type="process,data")) and not set(ours) & set(walk(3, type="data,opencv"))
         monkeypatch.setattr(client, "LIST_PAGE", 2)
         assert [view["id"] for view in client.NodeClient(shared_node.url, None).workloads()] == whole
         for wrong in ({"limit": 0}, {"limit": 1001}, {"limit": "two"}, {"after": "paged-1"}, {"after": "nan/x"},
-                      {"after": "12.5/"}, {"after": ""}, {"after": "1" * 201}):
+                      {"after": "12.5/"}, {"after": ""}, {"after": "1" * 201}, {"reverse": "yes"},
+                      {"reverse": ""}):
             answer = shared_node.api("GET", "/api/workloads", params=wrong)
             assert answer.status_code == 400 and answer.json()["error"] == "invalid_request", (wrong, answer.text)
     finally:

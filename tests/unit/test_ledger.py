@@ -90,7 +90,8 @@ def test_records_chosen_by_their_stored_fields_are_made_only_when_chosen(ledger:
 
 def test_records_in_order_are_made_as_they_are_taken_from_a_position(ledger: Ledger, monkeypatch) -> None:
     """A page of a listing makes the page's records only; the order is by time, then id, so records made in the
-    same instant have one order, and a position is past its record even once that record is deleted."""
+    same instant have one order (newest first: the reverse of it), and a position is past its record even once
+    that record is deleted."""
     for number, workload_id in enumerate(("e", "d", "c", "b", "a")):
         ledger.admit(dataclasses.replace(record(workload_id), created_at=100.0 + (number >= 3)))  # e, d, c tie
     made = []
@@ -100,6 +101,8 @@ def test_records_in_order_are_made_as_they_are_taken_from_a_position(ledger: Led
     assert [next(taken).id for _ in range(2)] == ["c", "d"] and made == ["c", "d"]
     ledger.remove("d")
     assert [found.id for found in ledger.in_order(after=(100.0, "d"))] == ["e", "a", "b"]
+    assert [found.id for found in ledger.in_order(newest_first=True)] == ["b", "a", "e", "c"]
+    assert [found.id for found in ledger.in_order(after=(100.0, "d"), newest_first=True)] == ["c"]
     assert [found.id for found in ledger.workloads()] == ["c", "e", "a", "b"]
 
 

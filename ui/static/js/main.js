@@ -1,18 +1,24 @@
 // The console's page: loads the node's state, keeps it fresh (a cheap revision poll every few seconds, a
-// full reload every 30 s and after every action) and wires the forms, filters and row actions.
+// full reload every 30 s and after every action) and wires the forms, filters and row actions. The workload table
+// holds the newest workloads that pass its filters, a page of them (filtered by the node), and more on request.
 
 import { ApiError, get, getImage, onTokenNeeded, request, setToken, token, upload } from "./api.js";
 import { replaceChildren } from "./dom.js";
 import { readForm, renderFields, showErrors } from "./forms.js";
 import { predict, renderServiceOptions } from "./tryit.js";
-import { renderBars, renderData, renderIdentity, renderModels, renderNeighbours, renderReachable, renderStatusOptions,
+import { renderBars, renderData, renderIdentity, renderModels, renderNeighbours, renderReachable,
   renderWorkloads } from "./views.js";
 
 const WATCH_PERIOD_MS = 2000;
 const REFRESH_PERIOD_MS = 30000;
+const PAGE = 100;  // workloads shown at first, and how many more "Show older" adds
+const PAGE_MAX = 1000;  // the most the node gives in one answer
+const SERVICES = "/api/workloads?type=mlmodel,opencv&status=running&reverse=true&limit=1000";  // for Try it
 const $ = (id) => document.getElementById(id);
 
-const state = { workloads: [], revision: null, snapshots: new Map() };  // snapshots: path → [version, blob URL]
+// shown: how many of the newest workloads the table asks for; older: whether there are more; asked: refreshes begun
+// (one that ended after a later one began is not shown); snapshots: path → [version, blob URL].
+const state = { workloads: [], shown: PAGE, older: false, asked: 0, revision: null, snapshots: new Map() };
 const TERMINAL = new Set(["completed", "failed", "stopped"]);
 
 function showBanner(message) {
@@ -20,10 +26,20 @@ function showBanner(message) {
   $("banner").hidden = !message;
 }
 
+function workloadsPage() {
+  const query = new URLSearchParams({ limit: state.shown, reverse: "true" });
+  if ($("filter-status").value) query.set("status", $("filter-status").value);
+  if ($("filter-type").value) query.set("type", $("filter-type").value);
+  return `/api/workloads?${query}`;
+}
+
 function renderTable() {
-  const filter = { status: $("filter-status").value, type: $("filter-type").value };
-  const shown = renderWorkloads($("workload-rows"), state.workloads, filter, act);
-  $("workload-count").textContent = shown === state.workloads.length ? `(${shown})` : `(${shown} of ${state.workloads.length})`;
+  const filtered = Boolean($("filter-status").value || $("filter-type").value);
+  renderWorkloads($("workload-rows"), state.workloads, filtered, act);
+  const count = state.workloads.length;
+  $("workload-count").textContent = !state.older ? `(${count})`
+    : count < PAGE_MAX ? `(newest ${count})` : `(newest ${count}; filter to find older ones)`;
+  $("show-older").hidden = !state.older || count >= PAGE_MAX;
   showSnapshots();
 }
 
@@ -50,12 +66,15 @@ async function showSnapshots() {
 const streaming = () => state.workloads.some((record) => record.type === "stream" && !TERMINAL.has(record.status));
 
 async function refresh() {
+  const asked = ++state.asked;
   try {
-    const [health, resources, nodes, workloads, data, models] = await Promise.all([
-      get("/api/health"), get("/api/resources"), get("/api/nodes"), get("/api/workloads"), get("/api/data"),
-      get("/api/models")]);
+    const [health, resources, nodes, workloads, services, data, models] = await Promise.all([
+      get("/api/health"), get("/api/resources"), get("/api/nodes"), get(workloadsPage()), get(SERVICES),
+      get("/api/data"), get("/api/models")]);
+    if (asked !== state.asked) return;  // a later refresh (a filter changed meanwhile) shows its own answer
     state.revision = health.revision;
     state.workloads = workloads.workloads;
+    state.older = workloads.next !== null;
     document.title = `CNET · ${health.node}`;
     $("title-node").textContent = health.node;
     renderIdentity($("identity"), health);
@@ -63,9 +82,8 @@ async function refresh() {
     renderReachable($("bars-reachable"), $("reachable-count"), nodes);
     showTokenState();
     renderNeighbours($("neighbour-rows"), nodes);
-    renderStatusOptions($("filter-status"), state.workloads);
     renderTable();
-    renderServiceOptions($("tryit-service"), state.workloads);
+    renderServiceOptions($("tryit-service"), services.workloads);
     renderData($("data-rows"), data.data);
     renderModels($("model-rows"), $("model-cache-use"), models);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -197,8 +215,9 @@ function start() {
   $("f-type").addEventListener("change", showTypeFields);
   $("submit-form").addEventListener("submit", submit);
   $("tryit-form").addEventListener("submit", tryIt);
-  $("filter-status").addEventListener("change", renderTable);
-  $("filter-type").addEventListener("change", renderTable);
+  $("filter-status").addEventListener("change", refresh);
+  $("filter-type").addEventListener("change", refresh);
+  $("show-older").addEventListener("click", () => { state.shown = Math.min(PAGE_MAX, state.shown + PAGE); refresh(); });
   showTypeFields();
   refresh();
   setInterval(watch, WATCH_PERIOD_MS);

@@ -6,9 +6,9 @@ import { request } from "./api.js";
 
 const COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"];
 
-export function renderServiceOptions(select, workloads) {
+// The running model services, as the node listed them.
+export function renderServiceOptions(select, services) {
   const chosen = select.value;
-  const services = workloads.filter((record) => ["mlmodel", "opencv"].includes(record.type) && record.status === "running");
   replaceChildren(select, services.length ? services.map((record) => el("option",
     { value: record.id, selected: record.id === chosen }, `${record.name} (${record.type})`))
     : el("option", { value: "" }, "no running model service"));

@@ -208,21 +208,12 @@ function workloadRow(record, now, act) {
       el("button", { type: "button", class: "small danger", onclick: () => act("delete", record) }, "Delete")));
 }
 
-export function renderWorkloads(target, workloads, filter, act) {
+// The workloads the node gave for the table's filters (filtered: some filter is set).
+export function renderWorkloads(target, workloads, filtered, act) {
   const now = Date.now() / 1000;
-  const shown = workloads.filter((record) => (!filter.status || record.status === filter.status)
-    && (!filter.type || record.type === filter.type));
-  replaceChildren(target, shown.length ? shown.map((record) => workloadRow(record, now, act))
-    : el("tr", {}, el("td", { colspan: 9, class: "empty" }, workloads.length ? "no workload matches the filter" : "no workloads yet")));
-  return shown.length;
-}
-
-export function renderStatusOptions(select, workloads) {
-  const chosen = select.value;
-  const statuses = [...new Set(workloads.map((record) => record.status))].sort();
-  if (chosen && !statuses.includes(chosen)) statuses.push(chosen);
-  replaceChildren(select, el("option", { value: "" }, "any status"),
-    statuses.map((status) => el("option", { value: status, selected: status === chosen }, status)));
+  replaceChildren(target, workloads.length ? workloads.map((record) => workloadRow(record, now, act))
+    : el("tr", {}, el("td", { colspan: 9, class: "empty" },
+      filtered ? "no workload matches the filter" : "no workloads yet")));
 }
 
 export function renderModels(target, usage, cache) {
