@@ -18,7 +18,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from cnetd.common.addresses import HIDDEN, shown_origin, shown_url
+from cnetd.common.addresses import HIDDEN, shown_origin, shown_source
 from cnetd.common.errors import Invalid, Unprocessable
 from cnetd.common.private_files import make_workload_dir, write_workload_file
 from gateway.keys import UnsafeKey, safe_relative
@@ -133,7 +133,7 @@ class StreamExecutor(PlainProgram):
     def shown_config(self, config: dict[str, Any]) -> dict[str, Any]:
         # A camera may take its password in its query (a Foscam's ?user=admin&pwd=...), a webhook its token
         # in its path.
-        shown = {**config, "source": shown_url(config.get("source", ""))}
+        shown = {**config, "source": shown_source(config.get("source", ""))}
         if shown.get("webhook"):
             shown["webhook"] = shown_origin(shown["webhook"])
         if "detector_signature" in shown:

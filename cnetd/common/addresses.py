@@ -45,6 +45,12 @@ def shown_url(url: str) -> str:
     return f"{base}?{HIDDEN}" if question else base
 
 
+def shown_source(source: str) -> str:
+    """A stream's source as readers see it: a camera's URL as ``shown_url`` shows it; a file (its path, or
+    data://DATA_KEY/FILE) whole, since a ``?`` in a file's name starts no query."""
+    return source if source.startswith(("data://", "/")) else shown_url(source)
+
+
 def shown_origin(url: str) -> str:
     """``url`` as its origin (its password hidden), and its path and query as one ``HIDDEN``: a webhook's path is
     often its only secret (a Slack, Discord or Teams hook's token), so a reader learns where it posts, not how."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import cv2
 
-from cnetd.common.addresses import shown_url
+from cnetd.common.addresses import shown_source
 from cnetd.common.event_log import EVENTS_FILE, EventWriter
 from inference.stream.detector import DetectorClient, DetectorError
 from inference.stream.motion import MotionGate
@@ -84,7 +84,7 @@ class StreamRunner:
                 continue
             backoff.reset()
             self.status.change("running")
-            log.info("reading %s", shown_url(self.settings.source))
+            log.info("reading %s", shown_source(self.settings.source))
             try:
                 self._follow(frames)
             finally:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from cnetd.common.addresses import shown_url
+from cnetd.common.addresses import shown_source
 
 OPEN_TIMEOUT_MS = 5000
 READ_TIMEOUT_MS = 5000
@@ -40,7 +40,7 @@ def open_capture(url: str) -> cv2.VideoCapture:
                                                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
     if not capture.isOpened():
         capture.release()
-        raise SourceError(f"cannot open {shown_url(url)} (not reachable, not found, or not a video)")
+        raise SourceError(f"cannot open {shown_source(url)} (not reachable, not found, or not a video)")
     return capture
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnetd.common.addresses import redacted_url, shown_origin, shown_urls
+from cnetd.common.addresses import redacted_url, shown_origin, shown_source, shown_urls
 from cnetd.common.errors import Invalid
 from cnetd.common.model_sources import parse_source
 
@@ -50,6 +50,17 @@ def test_a_password_is_hidden_in_any_url_even_one_urllib_cannot_read(url: str, s
 def test_a_webhook_is_shown_as_where_it_posts_without_its_path(url: str, shown: str) -> None:
     """A chat's webhook has its token in its path: a reader of the stream's record sees the host it posts to."""
     assert shown_origin(url) == shown
+
+
+@pytest.mark.parametrize(("source", "shown"), [
+    ("rtsp://admin:pw@cam.local/live?channel=1", "rtsp://admin:********@cam.local/live?********"),
+    ("http://cam.local/videostream.cgi?user=admin&pwd=secret", "http://cam.local/videostream.cgi?********"),
+    ("/srv/video/what?.mp4", "/srv/video/what?.mp4"),  # a file: its name is shown whole
+    ("data://0123abcd/clips/take?2.mp4", "data://0123abcd/clips/take?2.mp4"),
+])
+def test_a_stream_source_hides_a_cameras_query_and_shows_a_files_name_whole(source: str, shown: str) -> None:
+    """A camera may take its password in its query; a file's name may hold a ``?`` (it was shown cut there)."""
+    assert shown_source(source) == shown
 
 
 @pytest.mark.parametrize("model_path", ["http://[::1/yolo.onnx", "https://[models/yolo.onnx", "/srv/yolo\x00.onnx",
