@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS data (
     file_count INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS data_in_order ON data (created_at, data_key);
 CREATE TABLE IF NOT EXISTS data_files (
     data_key   TEXT NOT NULL REFERENCES data(data_key) ON DELETE CASCADE,
     rel_path   TEXT NOT NULL,
@@ -88,8 +89,17 @@ class Catalog:
                                "WHERE data_files.sha256 = ? LIMIT 1", (sha256,)).fetchone()
         return None if row is None else os.path.join(row["path"], row["rel_path"])  # files lie under its folder
 
-    def all(self) -> list[dict[str, Any]]:
-        return [dict(row) for row in self._db.execute("SELECT * FROM data ORDER BY created_at")]
+    def listed(self, after: tuple[float, str] | None = None, limit: int | None = None,
+               newest_first: bool = False) -> list[dict[str, Any]]:
+        """Stored data in the order it was stored, by (created_at, data_key) (``newest_first``: the reverse), past
+        ``after`` (an item's (created_at, data_key)) in that order, at most ``limit``: one range of an index, so a
+        page costs its own size."""
+        order, past = ("DESC", "<") if newest_first else ("ASC", ">")
+        where, values = ("", []) if after is None else (f"WHERE (created_at, data_key) {past} (?, ?)", list(after))
+        query = f"SELECT * FROM data {where} ORDER BY created_at {order}, data_key {order}"
+        if limit is not None:
+            query, values = f"{query} LIMIT ?", [*values, limit]
+        return [dict(row) for row in self._db.execute(query, values)]
 
     def remove(self, data_key: str) -> None:
         with self._db:

@@ -6,14 +6,19 @@ from typing import Any
 import falcon
 
 from cnetd.api.base import Resource
+from cnetd.api.paging import newest_first, page_and_next, page_size, page_start, read_position
 from cnetd.common.errors import NotFound
 from cnetd.common.web import send
 
 
 class DataList(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        items = self.deps.catalog.all()
-        send(resp, {"data": items, "count": len(items)})
+        """Oldest first (``reverse=true``: newest first); with ``limit``, one page, and ``next`` to pass as
+        ``after`` for the one after."""
+        limit, start = page_size(req), read_position(page_start(req, "a listing's next (TIME/DATA_KEY)"))
+        read = self.deps.catalog.listed(start, None if limit is None else limit + 1, newest_first(req))
+        items, after = page_and_next(read, limit, lambda item: (item["created_at"], item["data_key"]))
+        send(resp, {"data": items, "count": len(items), "next": after})
 
 
 class DataItem(Resource):

@@ -122,6 +122,8 @@ def _submission(workload_type: str, config: dict[str, Any], replicable: bool) ->
 
 _REPLICAS = {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS}
 _SECONDS = {"type": "number", "minimum": 0}
+_NEXT = {"type": ["string", "null"], "description": "with limit, where this page ended (pass it as after); null on the "
+                                                     "last page"}
 _UPDATE = {"type": ["object", "null"], "additionalProperties": False, "description":
            "how a new revision rolls out (defaults: one replica at a time, each healthy 2 s before an old one "
            "drains; rolled back when a new one fails)", "properties": {
@@ -299,8 +301,7 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string"}, "forgotten": {"const": True}}},
     "WorkloadList": {"type": "object", "required": ["workloads", "count"], "properties": {
         "workloads": {"type": "array", "items": _ref("Workload")}, "count": {"type": "integer"},
-        "next": {"type": ["string", "null"], "description": "with limit, where this page ended (pass it as after); "
-                                                             "null on the last page"}}},
+        "next": _NEXT}},
     "Deleted": {"type": "object", "required": ["id", "deleted"], "properties": {
         "id": {"type": "string"}, "deleted": {"const": True}}},
     "Logs": {"type": "object", "required": ["id", "tail", "stdout", "stderr"], "properties": {
@@ -329,7 +330,7 @@ SCHEMAS: dict[str, Any] = {
                                   "size_bytes": {"type": "integer"}, "file_count": {"type": "integer"},
                                   "created_at": {"type": "number"}, "files": {"type": "array"}}},
     "DataList": {"type": "object", "required": ["data", "count"], "properties": {
-        "data": {"type": "array", "items": _ref("StoredData")}, "count": {"type": "integer"}}},
+        "data": {"type": "array", "items": _ref("StoredData")}, "count": {"type": "integer"}, "next": _NEXT}},
     "CachedModel": {"type": "object", "required": ["sha256", "size_bytes", "source", "kind", "users", "status"],
                     "properties": {
         "sha256": {"type": ["string", "null"], "description": "null while a fetch without model_sha256 runs"},
@@ -400,14 +401,17 @@ def document() -> dict[str, Any]:
         return [{"name": "limit", "in": "query", "required": False, "schema": size, "description": limit},
                 {"name": "after", "in": "query", "required": False, "schema": start, "description": after}]
 
+    reverse = {"name": "reverse", "in": "query", "required": False, "schema": {"type": "boolean"},
+               "description": "true: newest first (the default is oldest first)"}
+    data_query = [*page_query("one page of this many (without: all)", "the page before's next (TIME/DATA_KEY)",
+                              after_pattern=POSITION_PATTERN), reverse]
     workloads_query = [{"name": name, "in": "query", "required": False, "schema": {"type": "string"},
                         "description": description} for name, description in
                        (("status", "only this status"), ("type", "only these types, comma-separated"),
                         ("ids", "comma-separated ids"))]
     workloads_query += page_query("one page of this many (without: all)", "the page before's next (TIME/ID)",
                                   after_pattern=POSITION_PATTERN)
-    workloads_query.append({"name": "reverse", "in": "query", "required": False, "schema": {"type": "boolean"},
-                            "description": "true: newest first (the default is oldest first)"})
+    workloads_query.append(reverse)
     paths = {
         "/api/health": {"get": _operation("Liveness and identity of this node", _ok("Health"))},
         "/api/resources": {"get": _operation("Capacity, allocated and available here", _ok("NodeResources"), **_SECURED)},
@@ -490,7 +494,8 @@ def document() -> dict[str, Any]:
                               ("200", "the JPEG", {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}),
                               "400", "404", "409", "503", **_SECURED)},
         **_v2_paths(),
-        "/api/data": {"get": _operation("Data stored on this node", _ok("DataList"), **_SECURED)},
+        "/api/data": {"get": _operation("Data stored on this node, oldest first", _ok("DataList"), "400",
+                                        parameters=data_query, **_SECURED)},
         "/api/data/{data_key}": {
             "parameters": [_PATH_KEY],
             "get": _operation("One stored upload with its files", _ok("StoredData"), "404", **_SECURED),

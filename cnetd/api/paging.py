@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Callable, TypeVar
 
 import falcon
 
@@ -10,6 +11,8 @@ from cnetd.api.limits import PAGE_AFTER_MAX_CHARS, PAGE_MAX
 from cnetd.common.errors import Invalid
 from ledger.records import WorkloadRecord
 from ledger.store import Position
+
+Item = TypeVar("Item")
 
 # A position as a token: the time as Python writes it (repr; never an exponent that makes it infinite), "/", the id.
 POSITION_PATTERN = r"^[0-9]{1,30}(\.[0-9]{1,30})?(e-[0-9]{1,3})?/[^/]+$"
@@ -49,6 +52,15 @@ def position_token(position: Position) -> str:
     """A listing's ``next``: where its page ended. It holds the time, not only the id, so that the walk goes on
     after the workload it names is deleted."""
     return f"{position[0]!r}/{position[1]}"
+
+
+def page_and_next(read: list[Item], limit: int | None,
+                  position: Callable[[Item], Position]) -> tuple[list[Item], str | None]:
+    """A page from what was read for it (one more than ``limit``, to know whether there is a next), and its
+    ``next``: None on the last page, or without ``limit``."""
+    if limit is None or len(read) <= limit:
+        return read, None
+    return read[:limit], position_token(position(read[limit - 1]))
 
 
 def read_position(token: str | None) -> Position | None:

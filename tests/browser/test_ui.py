@@ -210,6 +210,8 @@ def test_upload_a_file_and_a_directory(console: Page, node: Node, tmp_path: Path
     expect(console.locator(f"#data-rows tr[data-key='{file_key}']")).to_contain_text("notes.txt")
     expect(console.locator(f"#data-rows tr[data-key='{tree_key}']")).to_contain_text("directory")
     stored = {item["data_key"]: item for item in node.api("GET", "/api/data").json()["data"]}
+    expect(console.locator("#data-count")).to_have_text(f"({len(stored)})")
+    expect(console.locator("#data-rows tr").first).to_have_attribute("data-key", tree_key)  # the newest first
     assert stored[file_key]["size_bytes"] == single.stat().st_size
     assert stored[tree_key]["file_count"] == 2 and stored[tree_key]["name"] == "project"
     for key in (file_key, tree_key):

@@ -138,6 +138,41 @@ def test_directory_round_trip(node: Node) -> None:
     assert not root.exists()
 
 
+def test_stored_data_is_listed_a_page_at_a_time(node: Node) -> None:
+    """``GET /api/data`` pages as the workload listing does: ``limit``, ``after`` = ``next``, ``reverse``; the walk
+    goes on past an upload deleted under it."""
+    def walk(limit: int, **params: object) -> list[str]:
+        keys: list[str] = []
+        while True:
+            answer = node.api("GET", "/api/data", params={"limit": limit, **params})
+            assert answer.status_code == 200, answer.text
+            page = answer.json()
+            assert page["count"] == len(page["data"]) <= limit and (page["next"] is None or page["count"] == limit)
+            keys += [item["data_key"] for item in page["data"]]
+            if page["next"] is None:
+                return keys
+            params["after"] = page["next"]
+
+    ours = [node.api("POST", "/api/workloads", data={"type": "data", "name": f"paged-{number}"},
+                     files=[("file", (f"part-{number}.bin", b"x" * 10, "application/octet-stream"))]).json()
+            for number in range(4)]
+    try:
+        whole = [item["data_key"] for item in node.api("GET", "/api/data").json()["data"]]
+        assert {record["id"] for record in ours} <= set(whole)
+        assert walk(1) == walk(3) == walk(1000) == whole and walk(2, reverse="true") == whole[::-1]
+        first = node.api("GET", "/api/data", params={"limit": whole.index(ours[1]["id"]) + 1}).json()
+        node.api("DELETE", f"/api/workloads/{ours[1]['id']}")  # the one its next names
+        after = whole.index(ours[1]["id"])
+        assert walk(2, after=first["next"]) == whole[after + 1:]
+        assert walk(2, after=first["next"], reverse="true") == whole[:after][::-1]
+        for wrong in ({"limit": 0}, {"limit": 1001}, {"after": "x"}, {"reverse": "maybe"}):
+            answer = node.api("GET", "/api/data", params=wrong)
+            assert answer.status_code == 400 and answer.json()["error"] == "invalid_request", (wrong, answer.text)
+    finally:
+        for record in ours:
+            node.api("DELETE", f"/api/workloads/{record['id']}")
+
+
 def test_upload_refused_when_storage_is_full(node: Node, tmp_path) -> None:
     big = tmp_path / "big.bin"
     big.write_bytes(b"\0" * (STORAGE + 1))

@@ -14,6 +14,7 @@ const REFRESH_PERIOD_MS = 30000;
 const PAGE = 100;  // workloads shown at first, and how many more "Show older" adds
 const PAGE_MAX = 1000;  // the most the node gives in one answer
 const SERVICES = "/api/workloads?type=mlmodel,opencv&status=running&reverse=true&limit=1000";  // for Try it
+const DATA = `/api/data?limit=${PAGE}&reverse=true`;  // the newest uploads
 const $ = (id) => document.getElementById(id);
 
 // shown: how many of the newest workloads the table asks for; older: whether there are more; asked: refreshes begun
@@ -70,7 +71,7 @@ async function refresh() {
   try {
     const [health, resources, nodes, workloads, services, data, models] = await Promise.all([
       get("/api/health"), get("/api/resources"), get("/api/nodes"), get(workloadsPage()), get(SERVICES),
-      get("/api/data"), get("/api/models")]);
+      get(DATA), get("/api/models")]);
     if (asked !== state.asked) return;  // a later refresh (a filter changed meanwhile) shows its own answer
     state.revision = health.revision;
     state.workloads = workloads.workloads;
@@ -85,6 +86,7 @@ async function refresh() {
     renderTable();
     renderServiceOptions($("tryit-service"), services.workloads);
     renderData($("data-rows"), data.data);
+    $("data-count").textContent = data.next === null ? `(${data.count})` : `(newest ${data.count})`;
     renderModels($("model-rows"), $("model-cache-use"), models);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     showBanner("");
