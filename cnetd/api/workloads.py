@@ -49,7 +49,7 @@ class Workloads(Resource):
                      if status is None or view["status"] == status]
             if limit is None or len(page) > limit:  # one more than the page: there is a next
                 break
-        page, after = page_and_next(page, limit, lambda listed: workload_position(listed[0]))
+        page, after = page_and_next(page, limit, lambda entry: workload_position(entry[0]))
         send(resp, {"workloads": [view for _, view in page], "count": len(page), "next": after})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
