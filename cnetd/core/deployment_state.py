@@ -16,6 +16,13 @@ SHOWN_FIELDS = ("id", "node", "endpoint", "status", "restarts", "health_failures
 FAILURES_OUT_OF_ROTATION = 2
 
 
+def in_a_deployment(stored: dict[str, Any]) -> bool:
+    """Whether a record (its stored JSON) is a deployment or one of its replicas: what the deployment controller
+    makes each round, leaving out what runs on its own (with 1,000 such, the rounds made each of them four times
+    a second)."""
+    return stored.get("deployment") is not None or stored.get("replica_of") is not None
+
+
 def in_rotation(status: str, health_failures: int, retired: bool) -> bool:
     """A replica that gets requests: running, not failing its health checks (fewer than
     ``FAILURES_OUT_OF_ROTATION`` in a row), and not taken out."""

@@ -127,13 +127,12 @@ class Register:
         """This node's heartbeat, its subtree summed over ``child_subtrees`` (its online children's)."""
         ledger, config = self._node.ledger, self._config
         usage = ledger.usage()
-        counts = collections.Counter(record.status for record in ledger.workloads() if not record.remote)
         self._seq += 1
         capabilities = ledger.capabilities()
         return Heartbeat(node_id=config.node_id, seq=self._seq, boot_id=self._boot_id, api_url=config.api_url,
                          mesh_endpoint=config.mesh_endpoint, capacity=usage.capacity.to_dict(),
                          allocated=usage.allocated.to_dict(), available=usage.available.to_dict(),
-                         workloads=dict(counts), subtree=subtree_summary(usage, child_subtrees, capabilities),
+                         workloads=ledger.status_counts(), subtree=subtree_summary(usage, child_subtrees, capabilities),
                          ledger_version=ledger.version(), gpus=ledger.gpus(),
                          features=capabilities.get("features"), labels=capabilities.get("labels"))
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from ledger.records import Desired, WorkloadRecord
 
 
-def owner_gone(records: list[WorkloadRecord]) -> list[WorkloadRecord]:
-    """Workloads deployed with another one that is not among ``records``, not being deleted already."""
-    ids = {record.id for record in records}
+def owner_gone(records: list[WorkloadRecord], ids: set[str]) -> list[WorkloadRecord]:
+    """Those of ``records`` deployed with another workload whose id is not among ``ids`` (every record's, read
+    after ``records``), not being deleted already."""
     return [record for record in records if record.owned_by and record.owned_by not in ids
             and (record.remote or record.desired != Desired.STOP) and not (record.deployment or {}).get("deleting")]
 
@@ -22,7 +22,7 @@ class OrphanWatch:
         self._grace_s = grace_s
         self._missing_since: dict[str, float] = {}  # workload id → when its owner was first seen missing
 
-    def orphans(self, records: list[WorkloadRecord], now: float) -> list[WorkloadRecord]:
-        candidates = owner_gone(records)
+    def orphans(self, records: list[WorkloadRecord], ids: set[str], now: float) -> list[WorkloadRecord]:
+        candidates = owner_gone(records, ids)
         self._missing_since = {record.id: self._missing_since.get(record.id, now) for record in candidates}
         return [record for record in candidates if now - self._missing_since[record.id] >= self._grace_s]

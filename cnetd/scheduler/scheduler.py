@@ -53,7 +53,7 @@ from cnetd.core.upload_files import abandoned, data_users, names_data, remove_up
 from ledger.catalog import Catalog
 from ledger import boot_clock
 from ledger.nodetable import Role
-from ledger.records import Desired, Resources, Status, Usage, WorkloadRecord
+from ledger.records import TERMINAL_STATUSES, Desired, Resources, Status, Usage, WorkloadRecord
 from mesh.messages import HEARTBEAT_LIVENESS
 from mesh.rpc import Deferred, RpcServer, request
 from workers.registry import executor_for
@@ -419,9 +419,9 @@ class Scheduler:
         """Each round: settle (in pool threads) every pointer whose forward has no known outcome, and delete what
         was deployed with a workload that is gone (``orphans``), undo uploads whose receiving API died, and
         delete the finished workloads beyond those the node keeps (``history``)."""
-        records = self._ledger.workloads()
+        records = self._ledger.workloads(where=acted_on_in_a_round)
         self._history(records)
-        for record in self._orphans.orphans(records, time.monotonic()):
+        for record in self._orphans.orphans(records, self._ledger.ids(), time.monotonic()):
             self._delete_orphan(record)
         for record in abandoned(records):
             log.info("undoing upload %s: the API process receiving it is gone", record.id,
@@ -581,6 +581,15 @@ class Scheduler:
             record = self._ledger.update(record.id, without_its_program)
             if not record.terminal:
                 self._server.submit_background(lambda record=record: self._launcher.relaunch(record))
+
+
+def acted_on_in_a_round(stored: dict[str, Any]) -> bool:
+    """Whether ``settle_unknown`` may act on a record (its stored JSON): a finished workload (its history), one
+    deployed with another (an orphan once that one is gone), an upload in progress (abandoned once its API is
+    gone), a pointer whose forward has no known outcome. The rest, running workloads above all, are not made:
+    with 1,000 running, a round made every one of them each second on the serial thread."""
+    return (stored["status"] in TERMINAL_STATUSES or stored.get("owned_by") is not None
+            or stored["status"] in (Status.UPLOADING, Status.UNKNOWN))
 
 
 def _caught(work: Any) -> Any:

@@ -1,6 +1,7 @@
 """The LMDB ledger on its own: arithmetic, idempotence, terminal release, and atomic admits across processes."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import multiprocessing
 
@@ -104,6 +105,18 @@ def test_records_in_order_are_made_as_they_are_taken_from_a_position(ledger: Led
     assert [found.id for found in ledger.in_order(newest_first=True)] == ["b", "a", "e", "c"]
     assert [found.id for found in ledger.in_order(after=(100.0, "d"), newest_first=True)] == ["c"]
     assert [found.id for found in ledger.workloads()] == ["c", "e", "a", "b"]
+
+
+def test_status_counts_count_what_runs_here_by_status_without_the_pointers(ledger: Ledger) -> None:
+    """A heartbeat's ``workloads``: the records this node runs, by status; a pointer to a delegated one is the
+    other node's to count. The same counts as making every record and counting those (what it did before)."""
+    for workload_id, status in (("a", Status.RUNNING), ("b", Status.RUNNING), ("c", Status.STARTING)):
+        ledger.admit(dataclasses.replace(record(workload_id), status=status))
+    ledger.update("c", finish(Status.FAILED, 1))
+    ledger.admit(dataclasses.replace(record("p"), status=Status.RUNNING, delegated_to="child"))
+    assert ledger.status_counts() == {"running": 2, "failed": 1}
+    assert ledger.status_counts() == collections.Counter(found.status for found in ledger.workloads()
+                                                         if not found.remote)
 
 
 @pytest.mark.parametrize("workload_id", ["nope", "", "x" * 600])  # no key can be empty, or over 511 bytes

@@ -23,12 +23,16 @@ def test_owned_workloads_whose_owner_stays_gone_for_the_grace_are_orphans() -> N
                record("gone-detector", owned_by="gone"),  # the control: an orphan, once the grace is over
                record("stopping-detector", owned_by="gone", desired=Desired.STOP),  # being deleted already
                record("plain")]
-    assert watch.orphans(records, now=1000.0) == []  # its stream may still be on its way
+    def orphans(listed: list[WorkloadRecord], now: float) -> list[WorkloadRecord]:
+        return watch.orphans(listed, {item.id for item in listed}, now)
+    assert orphans(records, now=1000.0) == []  # its stream may still be on its way
     new = record("new-detector", owned_by="new")
-    assert watch.orphans([*records, new], now=1059.0) == []
-    assert [item.id for item in watch.orphans([*records, new], now=1060.0)] == ["gone-detector"]
-    assert watch.orphans([*records, new, record("new")], now=1200.0)[0].id == "gone-detector"  # new's owner came
-    assert [item.id for item in watch.orphans([*records, new], now=1201.0)] == ["gone-detector"]  # new's clock restarts
+    assert orphans([*records, new], now=1059.0) == []
+    assert [item.id for item in orphans([*records, new], now=1060.0)] == ["gone-detector"]
+    assert orphans([*records, new, record("new")], now=1200.0)[0].id == "gone-detector"  # new's owner came
+    assert [item.id for item in orphans([*records, new], now=1201.0)] == ["gone-detector"]  # new's clock restarts
+    # A round makes only the records it may act on: an owner not among them is there when its id is.
+    assert watch.orphans([new], {"new-detector", "new"}, now=1400.0) == []
 
 
 def test_an_inline_detector_is_the_streams_own() -> None:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from cnetd.common.errors import CnetError, DelegationUnknown, NotFound
 from cnetd.common.logs import workload_fields
 from cnetd.core.deployment_spec import ALL_OR_NOTHING, ROLLED_BACK, SUPERSEDED, DeploymentSpec, replica_record
-from cnetd.core.deployment_state import deployment_status, in_rotation, members_of
+from cnetd.core.deployment_state import deployment_status, in_a_deployment, in_rotation, members_of
 from cnetd.core.lifecycle import desire
 from cnetd.core.counters import AUTOSCALE_DECISIONS, REPLICA_EVENTS, ongoing_requests
 from cnetd.core.remote import RemoteWorkloads
@@ -135,7 +135,7 @@ class DeploymentController(threading.Thread):
     # -- rounds -----------------------------------------------------------------------------------
 
     def round(self) -> None:
-        records = self._ledger.workloads()
+        records = self._ledger.workloads(where=in_a_deployment)
         deployments = {record.id: record for record in records if record.deployment is not None}
         for record in records:  # a replica placed while its deployment was deleted is not kept
             if record.replica_of is not None and record.replica_of not in deployments and not record.retired:
@@ -155,7 +155,7 @@ class DeploymentController(threading.Thread):
         # Drained by this process's monotonic clock: ``retired_at`` is the wall clock's, which a step back would
         # hold still for as long as the step (the replica keeping its resources meanwhile).
         now = time.monotonic()
-        retired = [record for record in self._ledger.workloads() if record.retired]
+        retired = self._ledger.workloads(where=lambda stored: stored.get("retired_at") is not None)
         self._retired_since = {record.id: self._retired_since.get(record.id, now) for record in retired}
         for record in retired:
             if now - self._retired_since[record.id] >= DRAIN_S:
@@ -254,7 +254,8 @@ class DeploymentController(threading.Thread):
         allow (its replicas and those still being placed), and the reason is recorded until a node has room."""
         with self._lock:  # this placement is no longer among them
             placing = len(self._placing.get(deployment_id, set()))
-        active = sum(not record.retired for record in self._ledger.workloads() if record.replica_of == deployment_id)
+        active = sum(not record.retired for record in self._ledger.workloads(
+            where=lambda stored: stored.get("replica_of") == deployment_id))
         at = active + placing
         if DeploymentSpec.of(self._ledger.get(deployment_id)).autoscale is None:
             return
