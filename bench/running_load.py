@@ -22,22 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.goals import measured  # noqa: E402
 from bench.history import SLEEP, idle_cpu_percent  # noqa: E402
+from bench.submit_latency import submit_ms  # noqa: E402
 from bench.timing import summary  # noqa: E402
 from tests.support.nodes import Node, running  # noqa: E402
 
 SETTLE_S = 5.0  # after the last submission, before measuring: the heartbeats and rounds it set off are over
-SUBMISSIONS = 40
-
-
-def submit_ms(node: Node) -> dict[str, float]:
-    """A process submission answered running, then its delete; the submissions' times."""
-    timings = []
-    for _ in range(SUBMISSIONS):
-        started = time.perf_counter()
-        record = node.api("POST", "/api/workloads", json=SLEEP).json()
-        timings.append((time.perf_counter() - started) * 1000)
-        node.api("DELETE", f"/api/workloads/{record['id']}")
-    return summary(timings)
+SUBMISSIONS = 40  # each answered running, then deleted (submit_latency's submission)
 
 
 def main() -> None:
@@ -57,7 +47,8 @@ def main() -> None:
             time.sleep(SETTLE_S)
             cpu = idle_cpu_percent(node)
             rows.append({"running": level, "idle_cpu_percent": cpu,
-                         "idle_cpu_percent_total": round(sum(cpu.values()), 1), "submit": submit_ms(node)})
+                         "idle_cpu_percent_total": round(sum(cpu.values()), 1),
+                         "submit": summary(submit_ms(node, SUBMISSIONS))})
             print(f"running_load: {level} running: {rows[-1]['idle_cpu_percent_total']} % idle", file=sys.stderr,
                   flush=True)
     print(orjson.dumps({"levels": rows, "goals": {

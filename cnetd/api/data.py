@@ -6,7 +6,7 @@ from typing import Any
 import falcon
 
 from cnetd.api.base import Resource
-from cnetd.api.paging import newest_first, page_and_next, page_size, page_start, read_position
+from cnetd.api.paging import newest_first, page_and_next, page_size, page_start, position_token, read_position
 from cnetd.common.errors import NotFound
 from cnetd.common.web import send
 
@@ -17,7 +17,8 @@ class DataList(Resource):
         ``after`` for the one after."""
         limit, start = page_size(req), read_position(page_start(req, "a listing's next (TIME/DATA_KEY)"))
         read = self.deps.catalog.listed(start, None if limit is None else limit + 1, newest_first(req))
-        items, after = page_and_next(read, limit, lambda item: (item["created_at"], item["data_key"]))
+        items, after = page_and_next(read, limit,
+                                     lambda item: position_token((item["created_at"], item["data_key"])))
         send(resp, {"data": items, "count": len(items), "next": after})
 
 

@@ -11,7 +11,7 @@ from cnetd.common.protocol import AGENT_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSIO
 from cnetd.core import hostinfo
 from cnetd.api.base import Resource
 from cnetd.api.limits import CHILDREN_PAGE_DEFAULT
-from cnetd.api.paging import page_size, page_start
+from cnetd.api.paging import page_and_next, page_size, page_start
 from cnetd.api.protocol_check import INCOMPATIBLE_REQUESTS
 from cnetd.common.errors import Conflict, IncompatibleVersion, Invalid, NotFound
 from cnetd.common.web import read_json, send
@@ -72,10 +72,10 @@ class Nodes(Resource):
             return [_neighbour_view(neighbour, config.heartbeat_period_s, now) for neighbour in neighbours
                     if neighbour.node_id != config.node_id]
         parent, peers = views(nodes.with_role(Role.PARENT)), views(nodes.with_role(Role.PEER))
-        page = views(nodes.with_role(Role.CHILD, after, limit + 1))  # one more: whether a next page exists
-        children = page[:limit]
+        children, following = page_and_next(views(nodes.with_role(Role.CHILD, after, limit + 1)), limit,
+                                             lambda child: child["id"])
         send(resp, {"self": this_node, "parent": (parent or [None])[0], "children": children, "peers": peers,
-                    "next": children[-1]["id"] if len(page) > limit else None,
+                    "next": following,
                     "summary": {"children": nodes.count(Role.CHILD), "children_online": nodes.children_online(),
                                 "peers": len(peers)}})
 

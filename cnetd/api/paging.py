@@ -54,13 +54,12 @@ def position_token(position: Position) -> str:
     return f"{position[0]!r}/{position[1]}"
 
 
-def page_and_next(read: list[Item], limit: int | None,
-                  position: Callable[[Item], Position]) -> tuple[list[Item], str | None]:
+def page_and_next(read: list[Item], limit: int | None, token: Callable[[Item], str]) -> tuple[list[Item], str | None]:
     """A page from what was read for it (one more than ``limit``, to know whether there is a next), and its
-    ``next``: None on the last page, or without ``limit``."""
+    ``next``, the ``token`` of its last item: None on the last page, or without ``limit``."""
     if limit is None or len(read) <= limit:
         return read, None
-    return read[:limit], position_token(position(read[limit - 1]))
+    return read[:limit], token(read[limit - 1])
 
 
 def read_position(token: str | None) -> Position | None:

@@ -17,7 +17,8 @@ from cnetd.core.deployment_spec import REVISION_FIELDS, replica_count
 from cnetd.core.deployment_state import starting_replicas
 from cnetd.core.channel import DELEGATION_BUDGET_S
 from cnetd.api.logtail import read_from, tail_lines
-from cnetd.api.paging import newest_first, page_and_next, page_size, page_start, read_position, workload_position
+from cnetd.api.paging import (newest_first, page_and_next, page_size, page_start, position_token, read_position,
+                              workload_position)
 from cnetd.core.model_records import MODEL_TYPE
 from cnetd.core.submission import Delegation, inline_detector, parse_delegation, parse_submission, with_detector
 from ledger.records import Status, WorkloadRecord
@@ -49,7 +50,7 @@ class Workloads(Resource):
                      if status is None or view["status"] == status]
             if limit is None or len(page) > limit:  # one more than the page: there is a next
                 break
-        page, after = page_and_next(page, limit, lambda entry: workload_position(entry[0]))
+        page, after = page_and_next(page, limit, lambda entry: position_token(workload_position(entry[0])))
         send(resp, {"workloads": [view for _, view in page], "count": len(page), "next": after})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
