@@ -18,7 +18,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from cnetd.common.addresses import HIDDEN, shown_origin, shown_source
+from cnetd.common.addresses import FILE_SOURCES, HIDDEN, shown_origin, shown_source
 from cnetd.common.errors import Invalid, Unprocessable
 from cnetd.common.private_files import make_workload_dir, write_workload_file
 from gateway.keys import UnsafeKey, safe_relative
@@ -147,7 +147,7 @@ def source_url(source: str, node: NodeContext) -> str:
     if not re.match(SOURCE_PATTERN, source):
         raise Invalid(f"config.source: {source[:100]!r}: expected rtsp(s)://, http(s)://, data://DATA_KEY/FILE or "
                       "the absolute path of a video file")
-    if not source.startswith(("data://", "/")):
+    if not source.startswith(FILE_SOURCES):
         return source
     try:
         path = Path(node.gateway_roots[0]) / safe_relative(source.removeprefix("data://")) \

@@ -45,10 +45,13 @@ def shown_url(url: str) -> str:
     return f"{base}?{HIDDEN}" if question else base
 
 
+FILE_SOURCES = ("data://", "/")  # a stream source that is a file: data://DATA_KEY/FILE, or its absolute path
+
+
 def shown_source(source: str) -> str:
-    """A stream's source as readers see it: a camera's URL as ``shown_url`` shows it; a file (its path, or
-    data://DATA_KEY/FILE) whole, since a ``?`` in a file's name starts no query."""
-    return source if source.startswith(("data://", "/")) else shown_url(source)
+    """A stream's source as readers see it: a camera's URL as ``shown_url`` shows it; a file whole, since a
+    ``?`` in a file's name starts no query."""
+    return source if source.startswith(FILE_SOURCES) else shown_url(source)
 
 
 def shown_origin(url: str) -> str:
