@@ -7,6 +7,7 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 
 from cnetd.common.errors import NodeStopping  # noqa: E402
+from cnetd.core.supervisor_rpc import SETTLE_ALL_EVENT  # noqa: E402
 from cnetd.core.node_process import open_node_process  # noqa: E402
 from cnetd.monitor.eventlistener import events  # noqa: E402
 from cnetd.monitor.health import HealthChecker  # noqa: E402
@@ -26,13 +27,15 @@ def main() -> None:
     health = HealthChecker(node.ledger, node.config.health_interval_s, node.config.health_start_timeout_s)
     health.start()
     for event in events(sys.stdin, sys.stdout):
+        settled = None
         try:
-            on_event(event, node.ledger, supervisor)
+            settled = on_event(event, node.ledger, supervisor)
         except NodeStopping as exc:
             log.info("%s: %s not handled", exc.message, event.name)
         except Exception:  # one bad event must not stop the listener (supervisord would queue behind it)
             log.exception("handling %s failed", event.name)
-        health.wake()
+        if event.name == SETTLE_ALL_EVENT or (settled is not None and settled.health_url):  # a service's program
+            health.wake()  # changed state, or every workload was settled: its checks may be due now
 
 
 main()

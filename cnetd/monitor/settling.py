@@ -8,6 +8,7 @@ import contextlib
 from cnetd.common.errors import NotFound
 from cnetd.common.paths import WORKLOAD_GROUP, workload_id_of
 from cnetd.core.supervisor_rpc import SETTLE_ALL_EVENT, STOPPED_STATES, Supervisor
+from ledger.records import WorkloadRecord
 from ledger.store import Ledger
 from cnetd.monitor.eventlistener import Event
 from cnetd.core.lifecycle import settle
@@ -27,17 +28,27 @@ def settle_all(ledger: Ledger, supervisor: Supervisor) -> None:
             supervisor.remove(program)
 
 
-def on_event(event: Event, ledger: Ledger, supervisor: Supervisor) -> None:
+def on_event(event: Event, ledger: Ledger, supervisor: Supervisor) -> WorkloadRecord | None:
+    """Settle what ``event`` names; the workload it named, as settled (None: no workload's, or every one's)."""
     if event.name == SETTLE_ALL_EVENT:
         settle_all(ledger, supervisor)
-        return
+        return None
     if not event.name.startswith("PROCESS_STATE_") or event.payload.get("groupname") != WORKLOAD_GROUP:
-        return
+        return None
     workload_id = workload_id_of(event.payload.get("processname", ""))
     if workload_id is None:
-        return
+        return None
     try:
         record = ledger.get(workload_id)
-        settle(ledger, supervisor, record, supervisor.info(record.program))
+        if _running_as_recorded(event, record):
+            return record
+        return settle(ledger, supervisor, record, supervisor.info(record.program))
     except NotFound:
-        return  # deleted (meanwhile): nothing to settle
+        return None  # deleted (meanwhile): nothing to settle
+
+
+def _running_as_recorded(event: Event, record: WorkloadRecord) -> bool:
+    """A RUNNING event of the process the record holds already (the scheduler recorded its start): settling it
+    would change nothing, so supervisord is not asked. A process that ended meanwhile has its own event next."""
+    return (event.name == "PROCESS_STATE_RUNNING" and not record.terminal and record.process_pid is not None
+            and event.payload.get("pid") == str(record.process_pid))
