@@ -11,7 +11,7 @@ from cnetd.core.supervisor_rpc import SETTLE_ALL_EVENT, STOPPED_STATES, Supervis
 from ledger.records import WorkloadRecord
 from ledger.store import Ledger
 from cnetd.monitor.eventlistener import Event
-from cnetd.core.lifecycle import settle
+from cnetd.core.lifecycle import mark_started, settle
 
 
 def settle_all(ledger: Ledger, supervisor: Supervisor) -> None:
@@ -40,15 +40,18 @@ def on_event(event: Event, ledger: Ledger, supervisor: Supervisor) -> WorkloadRe
         return None
     try:
         record = ledger.get(workload_id)
-        if _running_as_recorded(event, record):
-            return record
+        started_pid = _pid_started(event)
+        if started_pid is not None and not record.terminal:
+            return ledger.update(record.id, mark_started(started_pid))
         return settle(ledger, supervisor, record, supervisor.info(record.program))
     except NotFound:
         return None  # deleted (meanwhile): nothing to settle
 
 
-def _running_as_recorded(event: Event, record: WorkloadRecord) -> bool:
-    """A RUNNING event of the process the record holds already (the scheduler recorded its start): settling it
-    would change nothing, so supervisord is not asked. A process that ended meanwhile has its own event next."""
-    return (event.name == "PROCESS_STATE_RUNNING" and not record.terminal and record.process_pid is not None
-            and event.payload.get("pid") == str(record.process_pid))
+def _pid_started(event: Event) -> int | None:
+    """The pid a RUNNING event names. A live record is settled from it, as from supervisord's view of the
+    program (``settle`` takes no more from a RUNNING program than its pid): one question to supervisord fewer
+    per start, asked while the scheduler records the same start. A process that ended meanwhile has its own
+    event next; an ended record's RUNNING (started again by hand) is settled from supervisord's view."""
+    pid = event.payload.get("pid", "")
+    return int(pid) if event.name == "PROCESS_STATE_RUNNING" and pid.isdigit() else None

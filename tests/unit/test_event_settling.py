@@ -1,14 +1,16 @@
-"""The monitor's settling of one supervisord event, against a real ledger: a RUNNING event of the process that
-the record holds already (the scheduler recorded its start) asks supervisord nothing, since settling it would
-change nothing; any other event of a workload's program is settled from supervisord's view of the program."""
+"""The monitor's settling of one supervisord event, against a real ledger: a live workload's RUNNING event is
+settled from the pid it names, without asking supervisord (settling takes no more than the pid from a running
+program); an ended workload's RUNNING, and every other event of a workload's program, is settled from
+supervisord's view of the program."""
 from __future__ import annotations
 
+import time
 from typing import Any, Iterator
 
 import pytest
 
 from cnetd.common.paths import WORKLOAD_GROUP, program_name
-from cnetd.core.lifecycle import mark_started
+from cnetd.core.lifecycle import finish, mark_started
 from cnetd.monitor.eventlistener import Event
 from cnetd.monitor.settling import on_event
 from ledger.records import Resources, Status, WorkloadRecord
@@ -52,8 +54,20 @@ def test_a_running_event_of_the_recorded_process_asks_supervisord_nothing(ledger
     assert supervisor.asked == 0
 
 
-def test_a_running_event_of_another_process_is_settled_from_supervisords_view(ledger: Ledger) -> None:
-    supervisor = SupervisorViews({"statename": "RUNNING", "pid": 42})  # started again by hand (supervisorctl)
+def test_a_running_event_before_the_scheduler_recorded_the_start_records_it(ledger: Ledger) -> None:
+    ledger.admit(WorkloadRecord(id="v", type="process", name="v", config={}, requirements=Resources(cpu=1.0),
+                                program=f"{WORKLOAD_GROUP}:{program_name('v')}"))
+    supervisor = SupervisorViews({"statename": "RUNNING", "pid": 43})
+    event = Event("PROCESS_STATE_RUNNING", {"processname": program_name("v"), "groupname": WORKLOAD_GROUP,
+                                            "from_state": "STARTING", "pid": "43"})
+    settled = on_event(event, ledger, supervisor)
+    assert supervisor.asked == 0
+    assert settled is not None and settled.status == Status.RUNNING and settled.process_pid == 43
+
+
+def test_an_ended_workloads_running_event_is_settled_from_supervisords_view(ledger: Ledger) -> None:
+    ledger.update("w", finish(Status.COMPLETED, 0, "exited 0"))
+    supervisor = SupervisorViews({"statename": "RUNNING", "pid": 42, "start": int(time.time()) + 1})  # by hand
     settled = on_event(state_event("RUNNING", 42), ledger, supervisor)
     assert supervisor.asked == 1
     assert settled is not None and settled.process_pid == 42
