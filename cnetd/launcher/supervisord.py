@@ -23,7 +23,8 @@ every program. supervisor cut medusa's 64 KiB slice to 4 KiB ("to spew tail -f o
 the monitor's ``getAllProcessInfo`` every 5 s (1.3 KB a program) then took 320 turns with 1,000 programs, work
 that grew as their square, and supervisord used 14 % of a core on an idle node (1.4 % now). The slice is
 medusa's 64 KiB again, what supervisor's globbing producer hands over a turn: 21 turns for that answer.
-Everything else is supervisord's ``main``."""
+Its loop is ``cnetd.launcher.supervisord_loop``: a turn costs what changed in it, not every program. Everything else
+is supervisord's ``main``."""
 from __future__ import annotations
 
 import os
@@ -38,7 +39,7 @@ from supervisor.medusa import asyncore_25 as asyncore  # noqa: E402
 from supervisor.options import ServerOptions  # noqa: E402
 from supervisor.supervisord import main  # noqa: E402
 
-from cnetd.launcher import program_spawn  # noqa: E402
+from cnetd.launcher import program_spawn, supervisord_loop  # noqa: E402
 
 ANSWER_SLICE_BYTES = 1 << 16  # medusa's own, and what deferring_globbing_producer gathers for a turn
 
@@ -58,8 +59,8 @@ class SignalWakeup:
 
     def handle_read_event(self) -> None:
         try:
-            while os.read(self.read_end, 4096):
-                pass
+            while received := os.read(self.read_end, 4096):
+                supervisord_loop.note_signals(received)
         except BlockingIOError:  # drained
             pass
 
@@ -103,6 +104,7 @@ http.deferring_http_channel.ac_out_buffer_size = ANSWER_SLICE_BYTES
 ServerOptions.setsignals = _setsignals_with_wakeup
 ServerOptions.waitpid = _waitpid_turning_again
 program_spawn.install()
+supervisord_loop.install()
 
 if __name__ == "__main__":
     main()
