@@ -17,6 +17,7 @@ from cnetd.core.model_records import MODEL_TYPE
 from cnetd.api.balancer import Balancer
 from cnetd.core.deployment_spec import replica_prefix
 from cnetd.core.deployment_state import deployment_view, members_of
+from cnetd.core.submission import INLINE_DETECTOR_SUFFIX
 from ledger.catalog import Catalog
 from ledger.nodetable import NodeTable
 from ledger.records import WorkloadRecord
@@ -79,8 +80,10 @@ class Resource:
         return members_of(self.deps.ledger.workloads(replica_prefix(deployment.id)), deployment.id)
 
     def owned(self, owner_id: str) -> list[WorkloadRecord]:
-        """What was deployed with ``owner_id`` (a stream's own detector)."""
-        return self.deps.ledger.workloads(where=lambda stored: stored.get("owned_by") == owner_id)
+        """What was deployed with ``owner_id`` (a stream's own detector, whose id is the stream's with a suffix:
+        a range of the ledger's keys, where every record was read on every delete)."""
+        return self.deps.ledger.workloads(id_prefix=owner_id + INLINE_DETECTOR_SUFFIX,
+                                          where=lambda stored: stored.get("owned_by") == owner_id)
 
     def facts(self, record: WorkloadRecord) -> dict[str, Any]:
         executor = EXECUTORS.get(record.type)  # data records have no executor: uploads run no program
