@@ -17,6 +17,7 @@ import orjson
 
 from cnetd.common.errors import InsufficientResources, InsufficientStorage, NotFound
 from ledger.records import Resources, Usage, WorkloadRecord
+from ledger.stored_json import ParsedRecords
 
 MAP_SIZE_BYTES = 1 << 30  # sparse file: costs nothing until used; py-lmdb's 10 MiB default is far too small
 MAX_KEY_BYTES = 511  # LMDB's largest key (MDB_MAXKEYSIZE as built into py-lmdb)
@@ -25,7 +26,7 @@ _GPUS, _GPU_HOLDERS, _CAPABILITIES = b"gpus", b"gpu_holders", b"capabilities"
 
 OnChange = Callable[[int], None]
 RecordChange = Callable[[WorkloadRecord], "WorkloadRecord | None"]
-Where = Callable[[dict[str, Any]], bool]  # a test of a record's stored JSON object
+Where = Callable[[dict[str, Any]], bool]  # a test of a record's stored JSON object, which it must not change
 Position = tuple[float, str]  # a record's place in a listing: (created_at, id), oldest first, then by id
 
 
@@ -45,6 +46,7 @@ class Ledger:
         self._workloads_db = self._env.open_db(b"workloads")
         self._fences_db = self._env.open_db(b"fences")
         self._on_change = on_change
+        self._parsed = ParsedRecords()  # what the readers of every record parsed, while it is unchanged
 
     def close(self) -> None:
         self._env.close()
@@ -262,8 +264,8 @@ class Ledger:
         Read from the stored JSON, no record made: a heartbeat counts them on every change (200 records: 0.3 ms,
         against 2 to 5 ms making each record)."""
         with self._env.begin(db=self._workloads_db) as txn:
-            stored = (orjson.loads(raw) for _, raw in txn.cursor())
-            return dict(collections.Counter(data["status"] for data in stored if data.get("delegated_to") is None))
+            stored = self._parsed.parsed(txn.cursor(), every_record=True)
+            return dict(collections.Counter(data["status"] for data, _ in stored if data.get("delegated_to") is None))
 
     def in_order(self, id_prefix: str = "", where: Where | None = None, after: Position | None = None,
                  newest_first: bool = False) -> Iterator[WorkloadRecord]:
@@ -277,9 +279,10 @@ class Ledger:
             cursor = txn.cursor()
             cursor.set_range(prefix)
             in_range = itertools.takewhile(lambda item: item[0].startswith(prefix), cursor)
-            stored = [data for data in (orjson.loads(raw) for _, raw in in_range) if where is None or where(data)]
-        ordered = sorted(stored, key=_position, reverse=newest_first)
-        return (WorkloadRecord.from_dict(data) for data in ordered
+            stored = [(data, raw) for data, raw in self._parsed.parsed(in_range, every_record=not prefix)
+                      if where is None or where(data)]
+        ordered = sorted(stored, key=lambda item: _position(item[0]), reverse=newest_first)
+        return (WorkloadRecord.from_dict(orjson.loads(raw)) for data, raw in ordered
                 if after is None or (_position(data) < after if newest_first else _position(data) > after))
 
     def allocations(self) -> dict[str, Resources]:

@@ -143,6 +143,8 @@ def settle(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
         return record
     state = info["statename"]
     if state == "RUNNING":
+        if record.process_pid == info["pid"]:
+            return record  # as recorded: no write transaction (the monitor settles every workload every 5 s)
         return ledger.update(record.id, mark_started(info["pid"]))
     if state == "EXITED":
         return _settle_exit(ledger, supervisor, record, int(info["exitstatus"]))

@@ -119,6 +119,27 @@ def test_status_counts_count_what_runs_here_by_status_without_the_pointers(ledge
                                                          if not found.remote)
 
 
+def test_a_read_of_every_record_sees_each_change_since_the_last_and_shares_nothing_it_kept(ledger: Ledger) -> None:
+    """The objects parsed by the last read are kept while a record's stored bytes are the same
+    (``ledger.stored_json``): a change, a delete or a new record since must show in the next read, and a record
+    made from a read must not be the kept object, which a caller could then change under every later read."""
+    def running() -> list[str]:
+        return [found.id for found in ledger.workloads(where=lambda stored: stored["status"] == Status.RUNNING)]
+
+    for workload_id in ("a", "b", "c"):
+        ledger.admit(dataclasses.replace(record(workload_id), status=Status.RUNNING, config={"n": 1}))
+    assert running() == ["a", "b", "c"] and ledger.status_counts() == {"running": 3}
+    ledger.update("b", finish(Status.FAILED, 1))
+    ledger.remove("c")
+    ledger.admit(dataclasses.replace(record("d"), status=Status.RUNNING))
+    assert running() == ["a", "d"] and ledger.status_counts() == {"running": 2, "failed": 1}
+    assert ledger.workloads("c") == []
+    made = ledger.workloads(where=lambda stored: stored["id"] == "a")[0]
+    made.config["n"] = 2
+    assert ledger.workloads(where=lambda stored: stored["config"] == {"n": 1})[0].id == "a"
+    assert ledger.get("a").config == {"n": 1}
+
+
 @pytest.mark.parametrize("workload_id", ["nope", "", "x" * 600])  # no key can be empty, or over 511 bytes
 def test_unknown_ids_raise_not_found(ledger: Ledger, workload_id: str) -> None:
     """Also ids LMDB could not hold as a key: they name nothing (LMDB's BadValsizeError was a 500 where a
