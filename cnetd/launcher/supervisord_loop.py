@@ -57,7 +57,7 @@ def note_signals(received: bytes) -> None:
         _child_ended = True
 
 
-def _at_rest(process: Subprocess) -> bool:
+def at_rest(process: Subprocess) -> bool:
     """Whether ``Subprocess.transition`` would do nothing for a program, at any time and in any mood."""
     state = process.state
     if state == ProcessStates.RUNNING:
@@ -125,7 +125,7 @@ class _Loop:
             live = self._live(process)
             # Its pipes while its program runs: a spawn that failed leaves dispatchers of pipes it closed
             self._register_pipes(process, process.dispatchers if live and process.pid else {})
-            if live and type(process.group) is ProcessGroup and not _at_rest(process):
+            if live and type(process.group) is ProcessGroup and not at_rest(process):
                 self._unsettled[id(process)] = process
             else:
                 self._unsettled.pop(id(process), None)
@@ -223,7 +223,7 @@ class _Loop:
             (group.config.priority, group.transition) for group in self._supervisor.process_groups.values()
             if type(group) is not ProcessGroup]
         changed_meanwhile = {key: process for key, process in _touched.items()  # in this turn: started by a call
-                             if type(process.group) is ProcessGroup and not _at_rest(process)}
+                             if type(process.group) is ProcessGroup and not at_rest(process)}
         for key, process in list({**self._unsettled, **changed_meanwhile}.items()):
             if self._live(process):
                 steps.append((process.group.config.priority, process.transition))

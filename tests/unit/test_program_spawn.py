@@ -7,12 +7,9 @@ one config: ``minfds`` at the descriptor limit, so that stock supervisord's copy
 descriptors before it executes the program."""
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
 import signal
-import subprocess
-import sys
 import time
 import xmlrpc.client
 from pathlib import Path
@@ -20,72 +17,35 @@ from typing import Any, Iterator
 
 import pytest
 
-from cnetd.core.supervisor_rpc import Supervisor, not_yet_executed
-from tests.support.fresh_python import REPO
+from cnetd.core.supervisor_rpc import not_yet_executed
+from tests.support.supervisord import CNETD, STOCK, RunningSupervisord, running_supervisord, write_config
 
 SIGPIPE_BIT = 1 << (signal.SIGPIPE - 1)
-STOCK, CNETD = "supervisor.supervisord", "cnetd.launcher.supervisord"
 PROBE_COMMAND = b"/bin/sleep\x0060\x00"
 ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="a program's user change needs supervisord as root")
 
 
-def write_config(directory: Path) -> Path:
-    config = directory / "supervisord.conf"
-    config.write_text(
-        f"[unix_http_server]\nfile={directory}/s.sock\n"
-        f"[supervisord]\nlogfile={directory}/supervisord.log\npidfile={directory}/supervisord.pid\n"
-        f"childlogdir={directory}\nnodaemon=true\n"
-        f"minfds={resource.getrlimit(resource.RLIMIT_NOFILE)[1]}\n"
-        "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
+def write_probe_config(directory: Path) -> Path:
+    return write_config(
+        directory, f"minfds={resource.getrlimit(resource.RLIMIT_NOFILE)[1]}\n",
         # LC_ALL=C: the program opens no locale file, which its descriptors would show
-        f"[program:probe]\ncommand=/bin/sleep 60\ndirectory=/\numask=027\nuser=nobody\n"
+        "[program:probe]\ncommand=/bin/sleep 60\ndirectory=/\numask=027\nuser=nobody\n"
         'environment=PROBE="yes",LC_ALL="C"\nautostart=false\nautorestart=false\nstartsecs=0\n')
-    return config
 
 
-class RunningSupervisord:
-    def __init__(self, module: str, config: Path) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", module, "-c", str(config)], cwd=REPO,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.client = Supervisor(str(config.parent / "s.sock"))
-        deadline = time.monotonic() + 30
-        while not self.client.answers():
-            assert self.process.poll() is None and time.monotonic() < deadline, "supervisord did not start"
-            time.sleep(0.05)
-
-    def start_probe(self) -> tuple[int, bool]:
-        """Start the program: its pid, and whether it was still supervisord's copy when the start returned."""
-        started, info = self.client._proxy.system.multicall([
-            {"methodName": "supervisor.startProcess", "params": ["probe", False]},
-            {"methodName": "supervisor.getProcessInfo", "params": ["probe"]}])
-        copy = not_yet_executed(info["pid"])
-        assert started is True, started
-        return info["pid"], copy
-
-    def stop_probe(self) -> None:
-        self.client.stop("probe")
-
-    def end(self) -> None:
-        self.client.shutdown()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def start_probe(supervisord: RunningSupervisord) -> tuple[int, bool]:
+    """Start the program: its pid, and whether it was still supervisord's copy when the start returned."""
+    started, info = supervisord.client._proxy.system.multicall([
+        {"methodName": "supervisor.startProcess", "params": ["probe", False]},
+        {"methodName": "supervisor.getProcessInfo", "params": ["probe"]}])
+    copy = not_yet_executed(info["pid"])
+    assert started is True, started
+    return info["pid"], copy
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Iterator[Path]:
-    yield write_config(tmp_path)
-
-
-@contextlib.contextmanager
-def running_supervisord(module: str, config: Path) -> Iterator[RunningSupervisord]:
-    supervisord = RunningSupervisord(module, config)
-    try:
-        yield supervisord
-    finally:
-        supervisord.end()
+    yield write_probe_config(tmp_path)
 
 
 def environment_once_asleep(pid: int) -> dict[str, str]:
@@ -119,9 +79,9 @@ def test_a_program_is_made_as_stock_supervisord_makes_it(config: Path) -> None:
     seen = {}
     for module in (STOCK, CNETD):
         with running_supervisord(module, config) as supervisord:
-            pid, _ = supervisord.start_probe()
+            pid, _ = start_probe(supervisord)
             seen[module] = what_it_runs_as(pid)
-            supervisord.stop_probe()
+            supervisord.client.stop("probe")
     stock, cnetd = seen[STOCK], seen[CNETD]
     assert stock["uid"] == ["65534"] * 4 and stock["umask"] == "0027" and stock["environment"]["PROBE"] == "yes"
     assert stock["environment"]["SUPERVISOR_PROCESS_NAME"] == "probe" and stock["environment"]["PATH"] == os.environ["PATH"]
@@ -135,13 +95,13 @@ def test_a_program_has_executed_when_its_start_returns_and_under_stock_superviso
     config.write_text(config.read_text().replace("user=nobody\n", ""))
     with running_supervisord(CNETD, config) as supervisord:
         for _ in range(5):
-            assert supervisord.start_probe()[1] is False
-            supervisord.stop_probe()
+            assert start_probe(supervisord)[1] is False
+            supervisord.client.stop("probe")
     with running_supervisord(STOCK, config) as supervisord:  # the control: its copy closes descriptors first
         copies = []
         for _ in range(5):
-            copies.append(supervisord.start_probe()[1])
-            supervisord.stop_probe()
+            copies.append(start_probe(supervisord)[1])
+            supervisord.client.stop("probe")
         assert any(copies)
 
 

@@ -12,8 +12,6 @@ as supervisor's own loop does.
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -25,10 +23,9 @@ from supervisor.tests.base import DummyOptions, DummyPConfig
 
 from cnetd.common.paths import WORKLOAD_GROUP
 from cnetd.core.supervisor_rpc import Supervisor
-from cnetd.launcher.supervisord_loop import _at_rest
-from tests.support.fresh_python import REPO
+from cnetd.launcher.supervisord_loop import at_rest
+from tests.support.supervisord import CNETD, STOCK, running_supervisord, write_config
 
-STOCK, CNETD = "supervisor.supervisord", "cnetd.launcher.supervisord"
 AT_REST_ALONGSIDE = 60
 ONE_AFTER_ANOTHER = 30
 OUTPUT_BYTES = 200_000  # over a pipe's 64 KiB: supervisord must keep reading while the program writes
@@ -47,7 +44,7 @@ def program(state: int, startsecs: int, autorestart: bool, started: bool, mood: 
 
 
 def test_a_program_at_rest_has_nothing_to_transition() -> None:
-    at_rest = changed_by_transition = 0
+    resting = changed_by_transition = 0
     for state, startsecs, autorestart, started, mood in itertools.product(
             ProcessStates.__dict__.values(), (0, 10), (False, True), (False, True),
             (SupervisorStates.RUNNING, SupervisorStates.RESTARTING, SupervisorStates.SHUTDOWN)):
@@ -57,45 +54,20 @@ def test_a_program_at_rest_has_nothing_to_transition() -> None:
         before = dict(vars(process))
         process.transition()
         changed = dict(vars(process)) != before
-        if _at_rest(program(state, startsecs, autorestart, started, mood)):
-            at_rest += 1
+        if at_rest(program(state, startsecs, autorestart, started, mood)):
+            resting += 1
             assert not changed, (state, startsecs, autorestart, started, mood)
         changed_by_transition += changed
-    assert at_rest and changed_by_transition  # both kinds were met: the check above could fail
-
-
-def write_config(directory: Path) -> Path:
-    config = directory / "supervisord.conf"
-    config.write_text(
-        f"[unix_http_server]\nfile={directory}/s.sock\n"
-        f"[supervisord]\nlogfile={directory}/supervisord.log\npidfile={directory}/supervisord.pid\n"
-        f"childlogdir={directory}\nnodaemon=true\n"
-        "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
-        "[rpcinterface:twiddler]\n"
-        "supervisor.rpcinterface_factory = supervisor_twiddler.rpcinterface:make_twiddler_rpcinterface\n"
-        f"[group:{WORKLOAD_GROUP}]\nprograms=\n")
-    return config
+    assert resting and changed_by_transition  # both kinds were met: the check above could fail
 
 
 @pytest.fixture(params=[STOCK, CNETD])
 def supervisord(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Supervisor, Path]]:
-    config = write_config(tmp_path)
-    process = subprocess.Popen([sys.executable, "-m", request.param, "-c", str(config)], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = Supervisor(str(tmp_path / "s.sock"))
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while not client.answers():
-            assert process.poll() is None and time.monotonic() < deadline, "supervisord did not start"
-            time.sleep(0.05)
-        yield client, tmp_path
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=WAIT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    twiddler = "supervisor_twiddler.rpcinterface:make_twiddler_rpcinterface"
+    config = write_config(tmp_path, "", f"[rpcinterface:twiddler]\nsupervisor.rpcinterface_factory = {twiddler}\n"
+                          f"[group:{WORKLOAD_GROUP}]\nprograms=\n")
+    with running_supervisord(request.param, config) as running:
+        yield running.client, tmp_path
 
 
 def options(command: str, logs: Path, name: str) -> dict[str, str]:
