@@ -2,10 +2,10 @@
 same.
 
 The readers of every record test each one's stored JSON: the scheduler's round each second, the deployment
-controller's twice a second, the health checks' look, and a heartbeat's status counts. Parsing it was their
-whole cost: 2.6 ms for 1,000 records of 840 bytes. Comparing the bytes with those parsed last time costs 0.25 ms
-(an in-process measurement of the three ways to read 1,000 stored records, 50 reads each). With 2,000 running,
-an idle node's scheduler used 2.8 % of a core for those reads.
+controller's twice a second, the health checks' look, and a heartbeat's status counts. Parsing it was most of
+their cost: 2.6 ms for 1,000 records of 840 bytes, where comparing the bytes with those parsed last time costs
+0.25 ms (in-process, 50 reads of each kind). With 2,000 running, an idle node's scheduler went from 2.8 % of a
+core to 2.1 % (``bench/running_load.py``); LMDB's cursor and the keys are most of what is left.
 
 A kept object is shared by every read that finds the same bytes, so a reader must never change one. The ledger
 makes a record from bytes parsed afresh."""
