@@ -92,9 +92,9 @@ class _Loop:
         self._look_at_touched()
         self._register_sockets()
         readable, writable = self._poll()
-        for fd, dispatcher in readable:
+        for dispatcher in readable:
             self._handle(dispatcher, dispatcher.handle_read_event)
-        for fd, dispatcher in writable:
+        for dispatcher in writable:
             self._handle(dispatcher, dispatcher.handle_write_event)
         self._transition()
         self._reap()
@@ -189,9 +189,11 @@ class _Loop:
         with contextlib.suppress(OSError):  # closed already: epoll dropped it
             self._epoll.unregister(fd)
 
-    def _poll(self) -> tuple[list[tuple[int, Any]], list[tuple[int, Any]]]:
-        readable: list[tuple[int, Any]] = []
-        writable: list[tuple[int, Any]] = []
+    def _poll(self) -> tuple[list[Any], list[Any]]:
+        """The dispatchers to read, and those to write, as supervisor's poll counts them; an error is told to the
+        reader, or to the writer of a pipe nobody reads."""
+        readable: list[Any] = []
+        writable: list[Any] = []
         for fd, events_on_fd in self._epoll.poll(POLL_TIMEOUT_S):
             entry = self._registered.get(fd)
             if entry is None:
@@ -199,9 +201,9 @@ class _Loop:
             dispatcher, mask = entry
             failed = events_on_fd & select.EPOLLERR
             if mask & READ and events_on_fd & (READ | select.EPOLLERR):
-                readable.append((fd, dispatcher))
-            if mask & WRITE and events_on_fd & WRITE or (failed and not mask & READ):
-                writable.append((fd, dispatcher))
+                readable.append(dispatcher)
+            if mask & WRITE and (events_on_fd & WRITE or (failed and not mask & READ)):
+                writable.append(dispatcher)
         return readable, writable
 
     def _handle(self, dispatcher: Any, handler: Callable[[], None]) -> None:
