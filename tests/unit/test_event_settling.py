@@ -42,8 +42,8 @@ def ledger(tmp_path) -> Iterator[Ledger]:
     store.close()
 
 
-def state_event(state: str, pid: int) -> Event:
-    return Event(f"PROCESS_STATE_{state}", {"processname": program_name("w"), "groupname": WORKLOAD_GROUP,
+def state_event(state: str, pid: int, workload_id: str = "w") -> Event:
+    return Event(f"PROCESS_STATE_{state}", {"processname": program_name(workload_id), "groupname": WORKLOAD_GROUP,
                                             "from_state": "STARTING", "pid": str(pid)})
 
 
@@ -58,9 +58,7 @@ def test_a_running_event_before_the_scheduler_recorded_the_start_records_it(ledg
     ledger.admit(WorkloadRecord(id="v", type="process", name="v", config={}, requirements=Resources(cpu=1.0),
                                 program=f"{WORKLOAD_GROUP}:{program_name('v')}"))
     supervisor = SupervisorViews({"statename": "RUNNING", "pid": 43})
-    event = Event("PROCESS_STATE_RUNNING", {"processname": program_name("v"), "groupname": WORKLOAD_GROUP,
-                                            "from_state": "STARTING", "pid": "43"})
-    settled = on_event(event, ledger, supervisor)
+    settled = on_event(state_event("RUNNING", 43, "v"), ledger, supervisor)
     assert supervisor.asked == 0
     assert settled is not None and settled.status == Status.RUNNING and settled.process_pid == 43
 
@@ -75,7 +73,6 @@ def test_an_ended_workloads_running_event_is_settled_from_supervisords_view(ledg
 
 def test_an_exit_is_settled_from_supervisords_view(ledger: Ledger) -> None:
     supervisor = SupervisorViews({"statename": "EXITED", "pid": 0, "exitstatus": 3})
-    settled = on_event(Event("PROCESS_STATE_EXITED", {"processname": program_name("w"), "groupname": WORKLOAD_GROUP,
-                                                      "pid": "41", "expected": "0"}), ledger, supervisor)
+    settled = on_event(state_event("EXITED", 41), ledger, supervisor)
     assert supervisor.asked == 1
     assert settled is not None and settled.status == Status.FAILED and settled.exit_code == 3
