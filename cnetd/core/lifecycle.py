@@ -33,6 +33,14 @@ def mark_started(pid: int) -> Callable[[WorkloadRecord], WorkloadRecord | None]:
     return change
 
 
+def record_start(ledger: Ledger, record: WorkloadRecord, pid: int) -> WorkloadRecord:
+    """``record`` with its program running as ``pid``, written only when that changes the record at hand: the
+    scheduler and the monitor (a RUNNING event, and TICK_5's settlement of every workload) each record the same
+    start, and the one that finds it recorded needs no write transaction."""
+    started = mark_started(pid)
+    return record if started(record) is None else ledger.update(record.id, started)
+
+
 def mark_healthy(record: WorkloadRecord) -> WorkloadRecord | None:
     """A service answered its health check."""
     if record.status != Status.STARTING or record.process_pid is None:
@@ -143,9 +151,7 @@ def settle(ledger: Ledger, supervisor: Supervisor, record: WorkloadRecord,
         return record
     state = info["statename"]
     if state == "RUNNING":
-        if record.process_pid == info["pid"]:
-            return record  # as recorded: no write transaction (the monitor settles every workload every 5 s)
-        return ledger.update(record.id, mark_started(info["pid"]))
+        return record_start(ledger, record, info["pid"])
     if state == "EXITED":
         return _settle_exit(ledger, supervisor, record, int(info["exitstatus"]))
     if state == "FATAL":

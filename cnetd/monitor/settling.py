@@ -11,7 +11,7 @@ from cnetd.core.supervisor_rpc import SETTLE_ALL_EVENT, STOPPED_STATES, Supervis
 from ledger.records import WorkloadRecord
 from ledger.store import Ledger
 from cnetd.monitor.eventlistener import Event
-from cnetd.core.lifecycle import mark_started, settle
+from cnetd.core.lifecycle import record_start, settle
 
 
 def settle_all(ledger: Ledger, supervisor: Supervisor) -> None:
@@ -42,7 +42,7 @@ def on_event(event: Event, ledger: Ledger, supervisor: Supervisor) -> WorkloadRe
         record = ledger.get(workload_id)
         started_pid = _pid_started(event)
         if started_pid is not None and not record.terminal:
-            return ledger.update(record.id, mark_started(started_pid))
+            return record_start(ledger, record, started_pid)
         return settle(ledger, supervisor, record, supervisor.info(record.program))
     except NotFound:
         return None  # deleted (meanwhile): nothing to settle

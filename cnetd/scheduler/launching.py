@@ -21,7 +21,7 @@ from cnetd.common.errors import CnetError, NodeStopping, NotFound
 from cnetd.common.logs import workload_fields
 from cnetd.common.paths import RuntimePaths
 from cnetd.common.private_files import make_workload_dir, write_workload_file
-from cnetd.core.lifecycle import finish, mark_deleting, mark_started, settle
+from cnetd.core.lifecycle import finish, mark_deleting, record_start, settle
 from cnetd.core.supervisor_rpc import (Supervisor, environment_file, rotated_log_files, workload_environment,
                                       workload_program_options)
 from cnetd.scheduler.models.deploy import ModelDeployments
@@ -154,7 +154,7 @@ class Launcher:
                  record.program, info["pid"], record.requirements.cpu, record.requirements.memory,
                  record.gpu_devices or "none", extra=workload_fields(record.id))
         if info["pid"]:
-            return self._ledger.update(record.id, mark_started(info["pid"]))
+            return record_start(self._ledger, record, info["pid"])
         return settle(self._ledger, self._supervisor, record, info)  # spawn failed: the monitor ends it
 
     # -- stop and delete ------------------------------------------------------------------------
