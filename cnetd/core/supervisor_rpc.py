@@ -12,6 +12,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from cnetd.common.errors import CnetError, NodeStopping
 from cnetd.common.unix_http import UnixHTTPConnection
 from cnetd.common.paths import RUNTIME_DIR_ENV, WORKLOAD_GROUP
@@ -33,6 +35,7 @@ EXEC_WAIT_S = 5.0  # how long a stop waits for a program only just started to le
 
 class Faults(IntEnum):
     """The fault codes of supervisord's XML-RPC interface that CNET tells apart (``supervisor.xmlrpc.Faults``)."""
+    UNKNOWN_METHOD = 1
     SHUTDOWN_STATE = 6
     BAD_NAME = 10
     SPAWN_ERROR = 50
@@ -69,6 +72,7 @@ class Supervisor:
     def __init__(self, socket_path: str) -> None:
         self._socket_path = socket_path
         self._connections = threading.local()
+        self._group_states = True  # whether this supervisord has the cnet namespace (one of an older version lacks it)
 
     @property
     def _proxy(self) -> xmlrpc.client.ServerProxy:
@@ -151,15 +155,29 @@ class Supervisor:
             raise
 
     def workload_infos(self) -> dict[str, dict[str, Any]]:
-        """Process info of every workload program, keyed by ``group:name`` (``NodeStopping`` once supervisord
-        shuts down: it answers no more)."""
+        """The process info of every workload program (at least its fields that tell its state: ``statename``,
+        ``pid``, ``start``, ``stop``, ``exitstatus``, ``spawnerr``), keyed by ``group:name`` (``NodeStopping`` once
+        supervisord shuts down: it answers no more)."""
         try:
-            infos = self._proxy.supervisor.getAllProcessInfo()
+            infos = self._workload_states()
         except xmlrpc.client.Fault as fault:
             if fault.faultCode == Faults.SHUTDOWN_STATE:
                 raise NodeStopping("the node is stopping: supervisord lists no programs") from None
             raise
         return {f"{info['group']}:{info['name']}": info for info in infos if info["group"] == WORKLOAD_GROUP}
+
+    def _workload_states(self) -> list[dict[str, Any]]:
+        """The workload programs' state fields of their process info (``cnetd.launcher.group_states``). The
+        supervisord that a node of an older version started, kept by a reload to this one, lacks that namespace:
+        it gives every program's whole info."""
+        if self._group_states:
+            try:
+                return orjson.loads(self._proxy.cnet.getGroupStates(WORKLOAD_GROUP))
+            except xmlrpc.client.Fault as fault:
+                if fault.faultCode != Faults.UNKNOWN_METHOD:
+                    raise
+                self._group_states = False
+        return self._proxy.supervisor.getAllProcessInfo()
 
     def shutdown(self, timeout_s: float = 2.0) -> bool:
         """Ask supervisord to stop everything and exit; whether it took the request within ``timeout_s``.

@@ -50,6 +50,8 @@ def render(config: NodeConfig, python: str) -> str:
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
         "[rpcinterface:twiddler]\n"
         "supervisor.rpcinterface_factory = supervisor_twiddler.rpcinterface:make_twiddler_rpcinterface",
+        "[rpcinterface:cnet]\n"
+        "supervisor.rpcinterface_factory = cnetd.launcher.group_states:make_cnet_rpcinterface",
         f"[supervisorctl]\nserverurl=unix://{escape(str(paths.supervisor_socket))}",
     ]
     for name in (*NODE_PROGRAMS, API_STANDBY):
