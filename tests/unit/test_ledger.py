@@ -140,6 +140,31 @@ def test_a_read_of_every_record_sees_each_change_since_the_last_and_shares_nothi
     assert ledger.get("a").config == {"n": 1}
 
 
+def _fail_a_and_admit_e(path: str) -> None:
+    store = Ledger(path)
+    store.update("a", finish(Status.FAILED, 1))
+    store.admit(dataclasses.replace(record("e"), status=Status.RUNNING))
+    store.close()
+
+
+def test_a_change_another_process_wrote_shows_in_the_next_read_of_every_record(ledger: Ledger,
+                                                                                 tmp_path) -> None:
+    """A read of every record at the version of the last one takes the objects that one kept: the version that
+    every write bumps must be read in the reading transaction, so a write of another process is read too.
+    Control, run: with the version of this process's own last write in its place, this test alone fails (the
+    read below finds "a" still running)."""
+    for workload_id in ("a", "b"):
+        ledger.admit(dataclasses.replace(record(workload_id), status=Status.RUNNING))
+    assert ledger.status_counts() == {"running": 2}
+    writer = multiprocessing.get_context("spawn").Process(target=_fail_a_and_admit_e, args=(str(tmp_path / "ledger"),))
+    writer.start()
+    writer.join(timeout=120)
+    assert writer.exitcode == 0
+    assert [found.id for found in ledger.workloads(where=lambda stored: stored["status"] == Status.RUNNING)] == \
+        ["b", "e"]
+    assert ledger.status_counts() == {"running": 2, "failed": 1}
+
+
 @pytest.mark.parametrize("workload_id", ["nope", "", "x" * 600])  # no key can be empty, or over 511 bytes
 def test_unknown_ids_raise_not_found(ledger: Ledger, workload_id: str) -> None:
     """Also ids LMDB could not hold as a key: they name nothing (LMDB's BadValsizeError was a 500 where a
