@@ -33,7 +33,9 @@ def _remove_process_from_group(self: TwiddlerNamespaceRPCInterface, group_name: 
         raise RPCError(Faults.STILL_RUNNING, process_name)
     process.transition()
     configs = group.config.process_configs
-    del configs[list(map(_name, configs)).index(process_name)]
+    names = list(map(_name, configs))
+    if process_name in names:  # it is, unless something other than twiddler changed the group
+        del configs[names.index(process_name)]
     del group.processes[process_name]
     return True
 
