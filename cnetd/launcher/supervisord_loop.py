@@ -65,7 +65,7 @@ def at_rest(process: Subprocess) -> bool:
     if state == ProcessStates.EXITED:
         return not process.config.autorestart
     if state == ProcessStates.STOPPED:
-        return bool(process.laststart)  # never started: it may autostart
+        return bool(process.laststart) or not process.config.autostart  # else, never started, it starts itself
     return state in (ProcessStates.FATAL, ProcessStates.UNKNOWN)
 
 

@@ -2,8 +2,8 @@
 as supervisor's own loop does.
 
 - Leaving a program at rest alone is only right if its transition would change nothing. For every state,
-  ``startsecs``, ``autorestart``, start time and supervisord mood, a program the loop counts as at rest is
-  transitioned here, and nothing of it changes. The control: the same transition changes a program that is
+  ``startsecs``, ``autorestart``, ``autostart``, start time and supervisord mood, a program the loop counts as at
+  rest is transitioned here, and nothing of it changes. The control: the same transition changes a program that is
   not at rest (a start that is over, an exit to restart).
 - A real supervisord, stock (the control) and cnetd's, keeps 60 sleeping programs at rest. It then runs 30 programs
   one after another, each started as the one before ends, so that each one's pipes take the numbers the last
@@ -32,11 +32,11 @@ OUTPUT_BYTES = 200_000  # over a pipe's 64 KiB: supervisord must keep reading wh
 WAIT_S = 30.0  # a hang, not a speed
 
 
-def program(state: int, startsecs: int, autorestart: bool, started: bool, mood: int) -> Subprocess:
+def program(state: int, startsecs: int, autorestart: bool, autostart: bool, started: bool, mood: int) -> Subprocess:
     options = DummyOptions()
     options.mood = mood
     process = Subprocess(DummyPConfig(options, "p", "/bin/true", startsecs=startsecs, autorestart=autorestart,
-                                      startretries=3))
+                                      autostart=autostart, startretries=3))
     process.state, process.pid = state, 4242 if state in (ProcessStates.RUNNING, ProcessStates.STOPPING) else 0
     process.laststart = time.time() - 5 if started else 0
     process.exitstatus = 1  # an exit autorestart counts as unexpected
@@ -45,18 +45,18 @@ def program(state: int, startsecs: int, autorestart: bool, started: bool, mood: 
 
 def test_a_program_at_rest_has_nothing_to_transition() -> None:
     resting = changed_by_transition = 0
-    for state, startsecs, autorestart, started, mood in itertools.product(
-            ProcessStates.__dict__.values(), (0, 10), (False, True), (False, True),
+    for state, startsecs, autorestart, autostart, started, mood in itertools.product(
+            ProcessStates.__dict__.values(), (0, 10), (False, True), (False, True), (False, True),
             (SupervisorStates.RUNNING, SupervisorStates.RESTARTING, SupervisorStates.SHUTDOWN)):
         if not isinstance(state, int):
             continue
-        process = program(state, startsecs, autorestart, started, mood)
+        process = program(state, startsecs, autorestart, autostart, started, mood)
         before = dict(vars(process))
         process.transition()
         changed = dict(vars(process)) != before
-        if at_rest(program(state, startsecs, autorestart, started, mood)):
+        if at_rest(program(state, startsecs, autorestart, autostart, started, mood)):
             resting += 1
-            assert not changed, (state, startsecs, autorestart, started, mood)
+            assert not changed, (state, startsecs, autorestart, autostart, started, mood)
         changed_by_transition += changed
     assert resting and changed_by_transition  # both kinds were met: the check above could fail
 
