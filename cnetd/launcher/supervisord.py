@@ -23,8 +23,8 @@ every program. supervisor cut medusa's 64 KiB slice to 4 KiB ("to spew tail -f o
 the monitor's ``getAllProcessInfo`` every 5 s (1.3 KB a program) then took 320 turns with 1,000 programs, work
 that grew as their square, and supervisord used 14 % of a core on an idle node (1.4 % now). The slice is
 medusa's 64 KiB again, what supervisor's globbing producer hands over a turn: 21 turns for that answer.
-Its loop is ``cnetd.launcher.supervisord_loop``: a turn costs what changed in it, not every program. Its removal of
-a program (twiddler's) costs that program alone (``cnetd.launcher.program_removal``). Everything else is
+Its loop is ``cnetd.launcher.supervisord_loop``: a turn costs what changed in it, not every program. Its add and
+removal of a program (twiddler's) cost that program alone (``cnetd.launcher.group_programs``). Everything else is
 supervisord's ``main``."""
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from supervisor.medusa import asyncore_25 as asyncore  # noqa: E402
 from supervisor.options import ServerOptions  # noqa: E402
 from supervisor.supervisord import main  # noqa: E402
 
-from cnetd.launcher import program_removal, program_spawn, supervisord_loop  # noqa: E402
+from cnetd.launcher import group_programs, program_spawn, supervisord_loop  # noqa: E402
 
 ANSWER_SLICE_BYTES = 1 << 16  # medusa's own, and what deferring_globbing_producer gathers for a turn
 
@@ -105,7 +105,7 @@ http.deferring_http_channel.ac_out_buffer_size = ANSWER_SLICE_BYTES
 ServerOptions.setsignals = _setsignals_with_wakeup
 ServerOptions.waitpid = _waitpid_turning_again
 program_spawn.install()
-program_removal.install()
+group_programs.install()
 supervisord_loop.install()
 
 if __name__ == "__main__":
