@@ -13,6 +13,15 @@ from cnetd.core.supervisor_rpc import DIE_WITH_SUPERVISORD, SETTLE_ALL_EVENT, SE
 NODE_PROGRAMS = ("register", "scheduler", "api")
 API, API_STANDBY, MONITOR = "api", "api-standby", "monitor"
 _PRIORITIES = {"register": 10, "scheduler": 20, API: 40, API_STANDBY: 40}
+# supervisord's XML-RPC namespaces, by name: its own, twiddler's (programs added to a group), cnet's (group states).
+RPC_INTERFACES = {"supervisor": "supervisor.rpcinterface:make_main_rpcinterface",
+                  "twiddler": "supervisor_twiddler.rpcinterface:make_twiddler_rpcinterface",
+                  "cnet": "cnetd.launcher.group_states:make_cnet_rpcinterface"}
+
+
+def rpc_interface(name: str) -> str:
+    """The supervisord.conf section that loads the XML-RPC namespace ``name`` (one of ``RPC_INTERFACES``)."""
+    return f"[rpcinterface:{name}]\nsupervisor.rpcinterface_factory = {RPC_INTERFACES[name]}\n"
 
 
 def _api_argv(config: NodeConfig) -> list[str]:
@@ -46,12 +55,7 @@ def render(config: NodeConfig, python: str) -> str:
         f"pidfile={escape(str(paths.supervisord_pid))}\nchildlogdir={escape(str(logs))}\n"
         f"nodaemon=true\numask=077\nloglevel={'warn' if config.log_level == 'warning' else config.log_level}\n"
         f"identifier=cnet-{config.node_id}",
-        "[rpcinterface:supervisor]\n"
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-        "[rpcinterface:twiddler]\n"
-        "supervisor.rpcinterface_factory = supervisor_twiddler.rpcinterface:make_twiddler_rpcinterface",
-        "[rpcinterface:cnet]\n"
-        "supervisor.rpcinterface_factory = cnetd.launcher.group_states:make_cnet_rpcinterface",
+        *(rpc_interface(name) for name in RPC_INTERFACES),
         f"[supervisorctl]\nserverurl=unix://{escape(str(paths.supervisor_socket))}",
     ]
     for name in (*NODE_PROGRAMS, API_STANDBY):

@@ -12,13 +12,12 @@ from typing import Any, Iterator
 
 from cnetd.common.paths import WORKLOAD_GROUP
 from cnetd.core.supervisor_rpc import Supervisor, UnixTransport
+from cnetd.launcher.supervisor_conf import rpc_interface
 from tests.support.fresh_python import REPO
 
 STOCK, CNETD = "supervisor.supervisord", "cnetd.launcher.supervisord"
 START_TIMEOUT_S = 30.0
 AT_REST_WAIT_S = 30.0
-TWIDDLER = "[rpcinterface:twiddler]\nsupervisor.rpcinterface_factory = " \
-           "supervisor_twiddler.rpcinterface:make_twiddler_rpcinterface\n"
 # Programs in each state a workload's program comes to rest in (stock supervisord's and cnetd's alike): each one's
 # command, its startsecs (one that exits within them, with no retries, is FATAL), whether it is started, and the
 # state it rests in.
@@ -39,8 +38,7 @@ def write_config(directory: Path, settings: str, sections: str) -> Path:
         f"[unix_http_server]\nfile={directory}/s.sock\n"
         f"[supervisord]\nlogfile={directory}/supervisord.log\npidfile={directory}/supervisord.pid\n"
         f"childlogdir={directory}\nnodaemon=true\n{settings}"
-        "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
-        f"{sections}")
+        f"{rpc_interface('supervisor')}{sections}")
     return config
 
 
@@ -85,7 +83,8 @@ def programs_at_rest(module: str, directory: Path, namespaces: str = "") -> Iter
         tuple[RunningSupervisord, xmlrpc.client.ServerProxy]]:
     """``module``'s supervisord with twiddler's namespace (and ``namespaces``), its workload group holding
     ``PROGRAMS_AT_REST`` in their states; with a proxy of its XML-RPC interface."""
-    config = write_config(directory, "", f"{TWIDDLER}{namespaces}[group:{WORKLOAD_GROUP}]\nprograms=\n")
+    config = write_config(directory, "",
+                          f"{rpc_interface('twiddler')}{namespaces}[group:{WORKLOAD_GROUP}]\nprograms=\n")
     with running_supervisord(module, config) as supervisord:
         proxy = xmlrpc.client.ServerProxy("http://localhost", transport=UnixTransport(str(directory / "s.sock")))
         for name, (command, startsecs, started, _) in PROGRAMS_AT_REST.items():

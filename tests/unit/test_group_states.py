@@ -11,15 +11,15 @@ import orjson
 import pytest
 
 from cnetd.common.paths import WORKLOAD_GROUP
+from cnetd.launcher.supervisor_conf import rpc_interface
 from tests.support.supervisord import CNETD, PROGRAMS_AT_REST, RunningSupervisord, programs_at_rest, workload_infos
 
-CNET = "[rpcinterface:cnet]\nsupervisor.rpcinterface_factory = cnetd.launcher.group_states:make_cnet_rpcinterface\n"
 STATE_FIELDS = ("name", "group", "start", "stop", "state", "statename", "spawnerr", "exitstatus", "pid")
 
 
 @pytest.fixture
 def with_namespace(tmp_path: Path) -> Iterator[tuple[RunningSupervisord, xmlrpc.client.ServerProxy]]:
-    with programs_at_rest(CNETD, tmp_path, CNET) as running:
+    with programs_at_rest(CNETD, tmp_path, rpc_interface("cnet")) as running:
         yield running
 
 

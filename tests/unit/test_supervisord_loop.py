@@ -23,6 +23,7 @@ from supervisor.tests.base import DummyOptions, DummyPConfig
 
 from cnetd.common.paths import WORKLOAD_GROUP
 from cnetd.core.supervisor_rpc import Supervisor
+from cnetd.launcher.supervisor_conf import rpc_interface
 from cnetd.launcher.supervisord_loop import at_rest
 from tests.support.supervisord import CNETD, STOCK, running_supervisord, write_config
 
@@ -63,9 +64,7 @@ def test_a_program_at_rest_has_nothing_to_transition() -> None:
 
 @pytest.fixture(params=[STOCK, CNETD])
 def supervisord(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Supervisor, Path]]:
-    twiddler = "supervisor_twiddler.rpcinterface:make_twiddler_rpcinterface"
-    config = write_config(tmp_path, "", f"[rpcinterface:twiddler]\nsupervisor.rpcinterface_factory = {twiddler}\n"
-                          f"[group:{WORKLOAD_GROUP}]\nprograms=\n")
+    config = write_config(tmp_path, "", f"{rpc_interface('twiddler')}[group:{WORKLOAD_GROUP}]\nprograms=\n")
     with running_supervisord(request.param, config) as running:
         yield running.client, tmp_path
 
