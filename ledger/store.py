@@ -264,8 +264,8 @@ class Ledger:
         Read from the stored JSON, no record made: a heartbeat counts them on every change (200 records: 0.3 ms,
         against 2 to 5 ms making each record)."""
         with self._env.begin(db=self._workloads_db) as txn:
-            stored = self._parsed.parsed(txn.cursor(), every_record=True, version=_read_version(txn, self._node_db))
-            return dict(collections.Counter(data["status"] for data, _ in stored if data.get("delegated_to") is None))
+            return dict(collections.Counter(data["status"] for data, _ in self._stored(txn)
+                                            if data.get("delegated_to") is None))
 
     def in_order(self, id_prefix: str = "", where: Where | None = None, after: Position | None = None,
                  newest_first: bool = False) -> Iterator[WorkloadRecord]:
@@ -276,11 +276,7 @@ class Ledger:
         thirds)."""
         prefix = id_prefix.encode()
         with self._env.begin(db=self._workloads_db) as txn:
-            cursor = txn.cursor()
-            cursor.set_range(prefix)
-            in_range = itertools.takewhile(lambda item: item[0].startswith(prefix), cursor)
-            parsed = self._parsed.parsed(in_range, every_record=not prefix, version=_read_version(txn, self._node_db))
-            stored = [(data, raw) for data, raw in parsed if where is None or where(data)]
+            stored = [(data, raw) for data, raw in self._stored(txn, prefix) if where is None or where(data)]
         ordered = sorted(stored, key=lambda item: _position(item[0]), reverse=newest_first)
         return (WorkloadRecord.from_dict(orjson.loads(raw)) for data, raw in ordered
                 if after is None or (_position(data) < after if newest_first else _position(data) > after))
@@ -290,6 +286,14 @@ class Ledger:
             return {key.decode(): Resources.from_dict(orjson.loads(raw)) for key, raw in txn.cursor()}
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _stored(self, txn: lmdb.Transaction, prefix: bytes = b"") -> Iterator[tuple[dict[str, Any], bytes]]:
+        """(stored JSON object, stored bytes) of each record whose key starts with ``prefix`` (every record: none),
+        as ``ParsedRecords`` keeps them at the version ``txn`` reads."""
+        cursor = txn.cursor()
+        cursor.set_range(prefix)
+        in_range = itertools.takewhile(lambda item: item[0].startswith(prefix), cursor)
+        return self._parsed.parsed(in_range, every_record=not prefix, version=_read_version(txn, self._node_db))
 
     def _apply(self, txn: lmdb.Transaction, key: bytes, current: WorkloadRecord,
                change: RecordChange) -> WorkloadRecord | None:
